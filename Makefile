@@ -1,0 +1,54 @@
+# Pitcrew: everything a fresh machine with Python 3.11+ and make needs.
+# uv is brought in locally (.tools/), never installed globally.
+
+PYTHON ?= python3
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+PITCREW_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export PITCREW_TEST_POSTGRES_URL
+
+.PHONY: help up venv test test-postgres bench lint fmt clean
+
+help:
+	@echo "make up             start NATS, migrate, start the four services and the gateway (Ctrl-C stops)"
+	@echo "make test           the whole suite on SQLite and a NATS server the tests start"
+	@echo "make test-postgres  the database-facing suite on PostgreSQL (PITCREW_TEST_POSTGRES_URL)"
+	@echo "make bench          the benchmarks in bench/ (figures and ratios)"
+	@echo "make lint           ruff, compose file, Kubernetes manifests, Dockerfile"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+venv: $(VENV)/.synced
+
+up: venv
+	$(VENV)/bin/pitcrew up $(ARGS)
+
+test: venv
+	$(PY) -m pytest -m "not postgres_only" $(PYTEST_ARGS)
+
+test-postgres: venv
+	PITCREW_TEST_BACKEND=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: venv
+	$(VENV)/bin/ruff check shared gateway services tests bench
+	@if [ -x deploy/lint.sh ]; then deploy/lint.sh; fi
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix shared gateway services tests bench
+	$(VENV)/bin/ruff format shared gateway services tests bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache

@@ -1,0 +1,499 @@
+"""Budget ledger benchmark: postings/s (domain layer and HTTP API, 8 clients) and plan-summary latency.
+
+    .venv/bin/python bench/budget_ledger.py            # full: 10 s runs, 1,000 lines x 1,000,000 entries
+    .venv/bin/python bench/budget_ledger.py --quick    # 3 s runs, 100,000 entries
+
+Runs on SQLite (a temporary file) and on PostgreSQL (a throwaway database created and
+dropped at PITCREW_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres).
+Every posting is a commitment through the real code path: lock the balance rows of the line
+and its ancestors, check the invariant, append the entry, update the running balances, write
+the outbox event, commit. Baseline measured in the same run: raw single-row INSERT
+transactions from 8 connections on the same database. With PGLEDGER_SQL_DIR pointing at a
+directory holding pgledger's SQL (pgledger.sql plus its ULID helper), pgledger_create_transfer
+is driven from 8 connections on a throwaway database too and the ratio is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.budget.ledger import Ledger, ancestors, periods_of  # noqa: E402
+from services.budget.models import infra  # noqa: E402
+from shared.db import Database  # noqa: E402
+from shared.identity import HEADER, Principal, mint  # noqa: E402
+from shared.launcher import free_port, wait_for_port  # noqa: E402
+from shared.migrations import upgrade_async  # noqa: E402
+from shared.outbox import Outbox  # noqa: E402
+from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
+
+PG_URL = os.environ.get("PITCREW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CLIENTS = 8
+WHO = Principal("bench", frozenset({"admin"}))
+CHANNELS = ("search", "social", "events", "display", "email", "video", "print", "martech")
+
+
+# ---------------------------------------------------------------- databases
+
+
+async def new_pg_db(label: str) -> str:
+    name = f"pitcrew_bench_{label}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return PG_URL.rpartition("/")[0] + "/" + name
+
+
+async def drop_pg_db(url: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def pg_available() -> bool:
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+async def run_clients(work, seconds: float, clients: int = CLIENTS) -> float:
+    """Run `work(i)` in a loop from `clients` tasks for `seconds`; returns completed operations per second."""
+    deadline = time.perf_counter() + seconds
+    counts = [0] * clients
+
+    async def client(i: int) -> None:
+        while time.perf_counter() < deadline:
+            await work(i)
+            counts[i] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return sum(counts) / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- baseline: raw inserts
+
+
+async def raw_insert_rate(url: str, seconds: float) -> float:
+    db = Database(url, pool_size=CLIENTS)
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE bench_raw (id VARCHAR(36) PRIMARY KEY, line_id VARCHAR(36), "
+                                   "amount BIGINT)")
+
+    async def work(i: int) -> None:
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql("INSERT INTO bench_raw (id, line_id, amount) VALUES (?, ?, ?)"
+                                       if db.is_sqlite else
+                                       "INSERT INTO bench_raw (id, line_id, amount) VALUES ($1, $2, $3)",
+                                       (str(uuid.uuid4()), "x", 100))
+
+    try:
+        return await run_clients(work, seconds)
+    finally:
+        await db.dispose()
+
+
+# ---------------------------------------------------------------- postings
+
+
+async def posting_plan(db: Database, ledger: Ledger) -> list[str]:
+    """A plan of 4 regions x 16 leaves with money in every leaf and month; returns the leaf ids."""
+    async with db.transaction() as s:
+        plan = await ledger.create_plan(s, WHO, name="bench", fiscal_year=2027, currency="EUR",
+                                        overspend_policy="block", approval_threshold=None)
+        await ledger.activate_plan(s, WHO, plan["id"])
+        leaves = []
+        for r in range(4):
+            await ledger.create_line(s, WHO, plan["id"], code=f"R{r}", name=f"Region {r}",
+                                     dimensions={"region": f"R{r}"})
+            for k in range(16):
+                leaf = await ledger.create_line(s, WHO, plan["id"], code=f"R{r}-{k}", name=f"leaf {k}",
+                                                parent_code=f"R{r}", dimensions={"channel": CHANNELS[k % 8]})
+                leaves.append(leaf["id"])
+        for leaf in leaves:
+            for per in periods_of(2027):
+                await ledger.allocate(s, WHO, line_id=leaf, period=per, amount=Decimal("100000000"),
+                                      currency="EUR")
+    return leaves
+
+
+async def _domain_clients(url: str, leaves: list[str], seconds: float, clients: int) -> float:
+    db = Database(url, pool_size=clients)
+    ledger = Ledger(Outbox(infra.outbox, "budget"))
+    periods = periods_of(2027)
+
+    async def work(i: int) -> None:
+        async with db.transaction() as s:
+            await ledger.create_commitment(s, WHO, line_id=random.choice(leaves), period=random.choice(periods),
+                                           amount=Decimal("1.00"), currency="EUR")
+
+    try:
+        return await run_clients(work, seconds, clients)
+    finally:
+        await db.dispose()
+
+
+def _domain_process(args: tuple[str, list[str], float, int]) -> float:
+    return asyncio.run(_domain_clients(*args))
+
+
+async def domain_rate(url: str, seconds: float, processes: int = 1) -> float:
+    """8 clients through the domain layer, in one process or split over several (like service replicas)."""
+    db = Database(url, pool_size=2)
+    leaves = await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
+    await db.dispose()
+    if processes == 1:
+        return await _domain_clients(url, leaves, seconds, CLIENTS)
+    import concurrent.futures
+    import multiprocessing
+
+    per = [CLIENTS // processes + (i < CLIENTS % processes) for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        loop = asyncio.get_running_loop()
+        rates = await asyncio.gather(*(loop.run_in_executor(pool, _domain_process, (url, leaves, seconds, n))
+                                       for n in per))
+    return sum(rates)
+
+
+class Server:
+    """The budget service in a real uvicorn process (NATS off: the outbox keeps the events)."""
+
+    def __init__(self, url: str, workers: int = 1):
+        self.url, self.workers = url, workers
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> str:
+        env = {**os.environ, "PITCREW_BUDGET_DATABASE_URL": self.url, "PITCREW_BUDGET_NATS_ENABLED": "false",
+               "PITCREW_LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "services.budget.main:app", "--host", "127.0.0.1", "--port",
+             str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(self.workers)],
+            cwd=ROOT, env=env)
+        wait_for_port("127.0.0.1", self.port, timeout=30)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+def headers() -> dict[str, str]:
+    return {HEADER: mint(WHO, os.environ.get("PITCREW_IDENTITY_SECRET", DEV_IDENTITY_SECRET), 3600)}
+
+
+async def http_rate(url: str, seconds: float, workers: int) -> float:
+    db = Database(url, pool_size=2)
+    leaves = await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
+    await db.dispose()
+    periods = periods_of(2027)
+    with Server(url, workers) as base:
+        limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+        async with httpx.AsyncClient(base_url=base, headers=headers(), limits=limits, timeout=30) as client:
+            for _ in range(50):
+                if (await client.get("/health")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+
+            async def work(i: int) -> None:
+                r = await client.post("/v1/commitments", json={
+                    "line_id": random.choice(leaves), "period": random.choice(periods), "amount": "1.00",
+                    "currency": "EUR"})
+                if r.status_code != 201:
+                    raise RuntimeError(r.text)
+
+            return await run_clients(work, seconds)
+
+
+# ---------------------------------------------------------------- pgledger, the peer
+
+
+def pgledger_sql(sql_dir: Path) -> list[str]:
+    """The SQL files of pgledger, the ULID helper first (pgledger's ids call uuid_to_ulid)."""
+    files = sorted(sql_dir.glob("*.sql"), key=lambda p: (0 if "ulid" in p.name.lower() else 1, p.name))
+    return [f.read_text() for f in files]
+
+
+async def pgledger_rate(scripts: list[str], seconds: float) -> float:
+    url = await new_pg_db("pgledger")
+    dsn = url
+    try:
+        conn = await asyncpg.connect(dsn)
+        for script in scripts:
+            await conn.execute(script)
+        accounts = [await conn.fetchval("SELECT id FROM pgledger_create_account($1, 'EUR')", f"acct-{i}")
+                    for i in range(64)]
+        await conn.close()
+        conns = [await asyncpg.connect(dsn) for _ in range(CLIENTS)]
+
+        async def work(i: int) -> None:
+            a, b = random.sample(accounts, 2)
+            await conns[i].fetch("SELECT * FROM pgledger_create_transfer($1, $2, $3)", a, b, Decimal("1.00"))
+
+        try:
+            return await run_clients(work, seconds)
+        finally:
+            for c in conns:
+                await c.close()
+    finally:
+        await drop_pg_db(url)
+
+
+# ---------------------------------------------------------------- summary at size
+
+
+def entry_rows(plan_id: str, leaf_ids: list[str], n: int, seed: int = 7):
+    rnd = random.Random(seed)
+    periods = periods_of(2027)
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    for i in range(n):
+        line = leaf_ids[rnd.randrange(len(leaf_ids))]
+        per = periods[rnd.randrange(12)]
+        kind = ("allocation", "actual", "actual", "commitment")[i % 4]
+        amt = rnd.randrange(100, 100000)
+        d = (amt * 4, 0, 0, 0) if kind == "allocation" else (0, amt, 0, 0) if kind == "commitment" else (0, 0, 0, amt)
+        eid = str(uuid.UUID(int=rnd.getrandbits(128)))
+        yield (eid, eid, plan_id, line, per, f"{per}-01", kind, amt, amt, "EUR", "1", *d, "bench", now)
+
+
+ENTRY_COLS = ("id", "group_id", "plan_id", "line_id", "period", "entry_date", "kind", "amount_minor",
+              "original_amount_minor", "original_currency", "fx_rate", "d_allocated", "d_committed", "d_pending",
+              "d_spent", "author", "created_at")
+
+
+async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
+    """1,000 lines (10 regions x 99 leaves + roots) and n entries, bulk-loaded, balances rebuilt to match.
+
+    Returns the plan id and how long re-summing the ledger for the plan took (the baseline a summary
+    would pay without running balances)."""
+    db = Database(url, pool_size=2)
+    ledger = Ledger(Outbox(infra.outbox, "budget"))
+    async with db.transaction() as s:
+        plan = await ledger.create_plan(s, WHO, name="big", fiscal_year=2027, currency="EUR",
+                                        overspend_policy="block", approval_threshold=None)
+        await ledger.activate_plan(s, WHO, plan["id"])
+    plan_id = plan["id"]
+    # Lines and their balance rows straight in SQL (the domain path is measured above).
+    line_rows, paths = [], {}
+    leaf_ids = []
+    for r in range(10):
+        rid = str(uuid.uuid4())
+        paths[rid] = f"/{rid}/"
+        line_rows.append((rid, plan_id, f"R{r}", f"Region {r}", None, paths[rid], 0, f'{{"region":"R{r}"}}'))
+        for k in range(99):
+            lid = str(uuid.uuid4())
+            paths[lid] = f"/{rid}/{lid}/"
+            leaf_ids.append(lid)
+            line_rows.append((lid, plan_id, f"R{r}-{k}", f"leaf {k}", rid, paths[lid], 1,
+                              f'{{"region":"R{r}","channel":"{CHANNELS[k % 8]}"}}'))
+    await db.dispose()
+    t_resum = 0.0
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1]
+        con = sqlite3.connect(path)
+        now = time.strftime("%Y-%m-%d %H:%M:%S")
+        con.executemany("INSERT INTO lines (id, plan_id, code, name, parent_id, path, depth, dimensions, tags, "
+                        "version, created_at) VALUES (?,?,?,?,?,?,?,?,'[]',1,?)",
+                        [(*row, now) for row in line_rows])
+        con.executemany("INSERT INTO balances VALUES (?,?,?,0,0,0,0,0,0,0,0)",
+                        [(lid, per, plan_id) for lid in paths for per in periods_of(2027)])
+        placeholders = ",".join("?" * len(ENTRY_COLS))
+        con.executemany(f"INSERT INTO entries ({','.join(ENTRY_COLS)}) VALUES ({placeholders})",
+                        entry_rows(plan_id, leaf_ids, n_entries))
+        con.commit()
+        t0 = time.perf_counter()
+        sums = con.execute("SELECT line_id, period, sum(d_allocated), sum(d_committed), sum(d_pending), "
+                           "sum(d_spent) FROM entries WHERE plan_id = ? GROUP BY line_id, period",
+                           (plan_id,)).fetchall()
+        t_resum = time.perf_counter() - t0
+        con.executemany("UPDATE balances SET allocated=?, committed=?, pending=?, spent=?, own_allocated=?, "
+                        "own_committed=?, own_pending=?, own_spent=? WHERE line_id=? AND period=?",
+                        _balance_updates(sums, paths))
+        con.commit()
+        con.close()
+    else:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.executemany(
+                "INSERT INTO lines (id, plan_id, code, name, parent_id, path, depth, dimensions, tags, version, "
+                "created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,'[]'::jsonb,1,now())", line_rows)
+            await conn.copy_records_to_table("balances", records=[
+                (lid, per, plan_id, 0, 0, 0, 0, 0, 0, 0, 0) for lid in paths for per in periods_of(2027)],
+                columns=["line_id", "period", "plan_id", "allocated", "committed", "pending", "spent",
+                         "own_allocated", "own_committed", "own_pending", "own_spent"])
+            import datetime as dt
+
+            now = dt.datetime.now(dt.UTC)
+
+            def typed(rows):
+                for r in rows:
+                    yield (*r[:5], dt.date.fromisoformat(r[5]), *r[6:16], now)
+
+            await conn.copy_records_to_table("entries", records=typed(entry_rows(plan_id, leaf_ids, n_entries)),
+                                             columns=list(ENTRY_COLS))
+            await conn.execute("ANALYZE entries; ANALYZE balances; ANALYZE lines")
+            t0 = time.perf_counter()
+            sums = await conn.fetch("SELECT line_id, period, sum(d_allocated), sum(d_committed), sum(d_pending), "
+                                    "sum(d_spent) FROM entries WHERE plan_id = $1 GROUP BY line_id, period", plan_id)
+            t_resum = time.perf_counter() - t0
+            await conn.executemany(
+                "UPDATE balances SET allocated=$1, committed=$2, pending=$3, spent=$4, own_allocated=$5, "
+                "own_committed=$6, own_pending=$7, own_spent=$8 WHERE line_id=$9 AND period=$10",
+                _balance_updates([tuple(r) for r in sums], paths))
+        finally:
+            await conn.close()
+    return plan_id, t_resum
+
+
+def _balance_updates(sums, paths: dict[str, str]) -> list[tuple]:
+    own = {(r[0], r[1]): [int(v) for v in r[2:6]] for r in sums}
+    sub: dict[tuple[str, str], list[int]] = {}
+    for (lid, per), figs in own.items():
+        for anc in ancestors(paths[lid]):
+            acc = sub.setdefault((anc, per), [0, 0, 0, 0])
+            for i, v in enumerate(figs):
+                acc[i] += v
+    return [(*sub[key], *own.get(key, [0, 0, 0, 0]), key[0], key[1]) for key in sub]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def summary_latency(url: str, n_entries: int, runs: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    plan_id, t_resum = await load_big_plan(url, n_entries)
+    load_s = time.perf_counter() - t0
+    db = Database(url, pool_size=2)
+    ledger = Ledger(Outbox(infra.outbox, "budget"))
+    domain = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        async with db.transaction(readonly=True) as s:
+            out = await ledger.summary(s, WHO, plan_id, "channel", None, None)
+        domain.append(time.perf_counter() - t)
+    assert len(out["groups"]) == len(CHANNELS), out["groups"]
+    await db.dispose()
+    http = []
+    with Server(url) as base:
+        async with httpx.AsyncClient(base_url=base, headers=headers(), timeout=30) as client:
+            for _ in range(3):  # warm up
+                r = await client.get(f"/v1/plans/{plan_id}/summary?group_by=channel")
+                assert r.status_code == 200, r.text
+            for _ in range(runs):
+                t = time.perf_counter()
+                r = await client.get(f"/v1/plans/{plan_id}/summary?group_by=channel&from=2027-01&to=2027-12")
+                http.append(time.perf_counter() - t)
+                assert r.status_code == 200
+    return {"load_s": load_s, "resum_ms": t_resum * 1000, "domain_p50_ms": statistics.median(domain) * 1000,
+            "domain_p95_ms": pct(domain, 0.95) * 1000, "http_p50_ms": statistics.median(http) * 1000,
+            "http_p95_ms": pct(http, 0.95) * 1000}
+
+
+# ---------------------------------------------------------------- main
+
+
+async def bench_backend(backend: str, seconds: float, n_entries: int, runs: int, workers: int,
+                        processes: int, summary: bool = True) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-"))
+    made: list[str] = []
+
+    async def fresh(label: str) -> str:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp}/{label}.db"
+        else:
+            url = await new_pg_db(label)
+            made.append(url)
+        await upgrade_async("budget", url)
+        return url
+
+    out: dict = {}
+    try:
+        out["raw_insert"] = await raw_insert_rate(await fresh("raw"), seconds)
+        print(f"  [{backend}] raw single-row INSERT, 8 connections: {out['raw_insert']:.0f}/s", flush=True)
+        out["domain"] = await domain_rate(await fresh("domain"), seconds, processes)
+        print(f"  [{backend}] domain-layer postings, 8 clients in {processes} process(es): {out['domain']:.0f}/s",
+              flush=True)
+        out["http"] = await http_rate(await fresh("http"), seconds, workers)
+        print(f"  [{backend}] HTTP postings, 8 clients, uvicorn x{workers}: {out['http']:.0f}/s", flush=True)
+        if summary:
+            out["summary"] = await summary_latency(await fresh("summary"), n_entries, runs)
+            print(f"  [{backend}] summary: {out['summary']}", flush=True)
+    finally:
+        for url in made:
+            await drop_pg_db(url)
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="3 s runs and 100,000 entries")
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--entries", type=int, default=None)
+    ap.add_argument("--http-workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--processes", type=int, default=1, help="processes sharing the 8 domain-layer clients")
+    ap.add_argument("--skip-summary", action="store_true")
+    ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    args = ap.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    n_entries = args.entries or (100_000 if args.quick else 1_000_000)
+    runs = 20 if args.quick else 50
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if "postgres" in backends and not await pg_available():
+        print(f"PostgreSQL not reachable at {PG_URL}; skipping it")
+        backends.remove("postgres")
+    print(f"budget ledger benchmark: {seconds:.0f} s per rate, {CLIENTS} clients ({args.processes} domain "
+          f"process(es), {args.http_workers} uvicorn worker(s)), summary over 1,000 lines x {n_entries:,} entries")
+    results = {b: await bench_backend(b, seconds, n_entries, runs, args.http_workers, args.processes,
+                                      not args.skip_summary) for b in backends}
+    peer = None
+    sql_dir = os.environ.get("PGLEDGER_SQL_DIR")
+    if sql_dir and "postgres" in results:
+        peer = await pgledger_rate(pgledger_sql(Path(sql_dir)), seconds)
+    print()
+    print(f"{'backend':<10} {'raw INSERT/s':>13} {'domain/s':>9} {'ratio':>6} {'HTTP/s':>8} {'ratio':>6} "
+          f"{'summary p50/p95 (domain)':>25} {'(HTTP)':>16} {'re-sum ledger':>14}")
+    for b, r in results.items():
+        s = r.get("summary") or dict.fromkeys(("domain_p50_ms", "domain_p95_ms", "http_p50_ms", "http_p95_ms",
+                                               "resum_ms"), float("nan"))
+        print(f"{b:<10} {r['raw_insert']:>13.0f} {r['domain']:>9.0f} {r['domain'] / r['raw_insert']:>6.2f} "
+              f"{r['http']:>8.0f} {r['http'] / r['raw_insert']:>6.2f} "
+              f"{s['domain_p50_ms']:>12.1f} / {s['domain_p95_ms']:>6.1f} ms "
+              f"{s['http_p50_ms']:>6.1f} / {s['http_p95_ms']:>5.1f} ms {s['resum_ms']:>11.0f} ms")
+    if peer is not None:
+        r = results["postgres"]
+        print(f"\npgledger_create_transfer, 8 connections, same run: {peer:.0f}/s; budget domain layer "
+              f"{r['domain'] / peer:.2f}x of it, budget over HTTP {r['http'] / peer:.2f}x of it")
+    elif "postgres" in results:
+        print("\n(set PGLEDGER_SQL_DIR to a directory with pgledger.sql and its ULID helper to compare with pgledger)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

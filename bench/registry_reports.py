@@ -1,0 +1,130 @@
+"""Registry report latency on a large stack: analysis, overlaps, costs, renewals, graph, export.
+
+    .venv/bin/python bench/registry_reports.py            # 2,000 tools, 6,000 integrations, 4,000 contracts
+    .venv/bin/python bench/registry_reports.py --quick    # 300 tools
+
+Runs the real app in process (httpx ASGI transport, NATS off) on a temporary SQLite file.
+Each report is requested repeatedly through the API; p50/p95 are printed next to a baseline
+measured in the same run: reading the same rows with one plain SELECT each (the floor any
+report built on them pays) plus, for the analysis, networkx's articulation points alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import networkx as nx
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.registry import schemas  # noqa: E402
+from services.registry.main import create_app  # noqa: E402
+from services.registry.settings import Settings  # noqa: E402
+from shared.identity import HEADER, Principal, mint  # noqa: E402
+from shared.migrations import upgrade_async  # noqa: E402
+from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
+
+CATEGORIES = ["advertising_promotion", "content_experience", "social_relationships", "commerce_sales", "data",
+              "management"]
+CAPS = [f"cap{i}" for i in range(60)]
+
+
+async def seed(rt, tools: int, edges: int, contracts: int) -> None:
+    stack = rt.extras["stack"]
+    rng = random.Random(7)
+    today = dt.date.today()
+    ids = []
+    async with rt.transaction() as s:
+        for i in range(tools):
+            view = await stack.create_tool(s, schemas.ToolIn(
+                name=f"Tool {i:05d}", vendor=f"Vendor {i % 97}", category=CATEGORIES[i % 6],
+                capabilities=rng.sample(CAPS, 3), owner=schemas.Owner(team=f"team{i % 12}", person=f"p{i}"),
+                lifecycle="active" if i % 10 else "pilot"), "bench")
+            ids.append(view["id"])
+        for i in range(contracts):
+            start = today - dt.timedelta(days=rng.randint(0, 300))
+            await stack.create_contract(s, schemas.ContractIn(
+                tool_id=ids[i % tools], start=start, end=start + dt.timedelta(days=364),
+                billing_period=rng.choice(["monthly", "quarterly", "annual"]),
+                cost=Decimal(rng.randint(100, 50_000)), currency="EUR", seats=rng.randint(1, 200),
+                notice_days=rng.choice([30, 60, 90]), budget_line_code="MARTECH"))
+        seen = set()
+        while len(seen) < edges:
+            a, b = rng.sample(range(tools), 2)
+            if (a, b) in seen:
+                continue
+            seen.add((a, b))
+            await stack.create_integration(s, schemas.IntegrationIn(
+                from_tool_id=ids[a], to_tool_id=ids[b], method="api", data_objects=["contacts"]))
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        await fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def main(quick: bool) -> None:
+    tools, edges, contracts, runs = (300, 900, 600, 20) if quick else (2000, 6000, 4000, 20)
+    tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-registry-"))
+    url = f"sqlite:///{tmp}/registry.db"
+    await upgrade_async("registry", url)
+    app = create_app(Settings(database_url=url, nats_enabled=False, log_level="WARNING"))
+    rt = app.state.runtime
+    async with app.router.lifespan_context(app):
+        t0 = time.perf_counter()
+        await seed(rt, tools, edges, contracts)
+        print(f"seeded {tools} tools, {edges} integrations, {contracts} contracts in "
+              f"{time.perf_counter() - t0:.1f} s (one transaction, domain layer)")
+        headers = {HEADER: mint(Principal("bench", frozenset({"analyst"})), DEV_IDENTITY_SECRET, 3600)}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry",
+                                     headers=headers) as c:
+
+            async def raw_rows() -> None:
+                async with rt.transaction(readonly=True) as s:
+                    for table in ("tools", "integrations", "contracts"):
+                        (await s.execute(text(f"SELECT * FROM {table}"))).all()  # noqa: S608 - fixed names
+
+            base = await timed(raw_rows, runs)
+            g = nx.Graph()
+            async with rt.transaction(readonly=True) as s:
+                g.add_edges_from((await s.execute(text("SELECT from_tool_id, to_tool_id FROM integrations"))).all())
+            nx_only = await timed(lambda: asyncio.sleep(0, list(nx.articulation_points(g))), runs)
+            print(f"\nbaseline: plain SELECT of tools+integrations+contracts  p50 {statistics.median(base):7.1f} ms")
+            print(f"baseline: networkx articulation points alone          p50 {statistics.median(nx_only):7.1f} ms")
+            print(f"\n{'report':<34}{'p50 ms':>9}{'p95 ms':>9}{'p50 / SELECT':>14}")
+            for path in ("/v1/analysis", "/v1/overlaps", "/v1/costs?group_by=team", "/v1/renewals?within_days=90",
+                         "/v1/graph?format=mermaid", "/v1/tools?limit=100", "/v1/export?format=yaml"):
+                async def get(path: str = path) -> None:
+                    r = await c.get(path)
+                    assert r.status_code == 200, r.text
+
+                samples = await timed(get, runs if "export" not in path else max(3, runs // 4))
+                p50 = statistics.median(samples)
+                print(f"{path:<34}{p50:>9.1f}{pct(samples, 0.95):>9.1f}{p50 / statistics.median(base):>13.1f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small stack (300 tools)")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,126 @@
+"""The access policy: roles -> allowed service, methods and path patterns; deny by default.
+
+Loaded once at start from YAML (see gateway/policy.yaml for the format) and
+compiled to regular expressions, so a decision is a few dictionary lookups and
+regex matches on the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from gateway.settings import SERVICE_NAMES
+from shared.identity import ROLES
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ALL_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed or unsafe; the gateway refuses to start with it."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    services: frozenset[str]
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    source: str  # the original patterns, for messages
+
+
+def compile_pattern(pattern: str) -> str:
+    """`*` is one path segment, `**` any number of segments (zero included)."""
+    if not pattern.startswith("/"):
+        raise PolicyError(f"path pattern {pattern!r} must start with '/'")
+    out = []
+    for seg in pattern.strip("/").split("/"):
+        if seg == "**":
+            out.append("(?:/[^/]+)*")
+        elif seg == "":
+            continue
+        else:
+            parts = [re.escape(p) for p in seg.split("*")]
+            out.append("/" + "[^/]+".join(parts) if len(parts) > 1 else "/" + parts[0])
+    return "".join(out) + "/?"
+
+
+class Policy:
+    def __init__(self, rules: dict[str, list[Rule]]):
+        self.rules = rules
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise PolicyError(f"cannot read policy {path}: {exc}") from exc
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: object) -> Policy:
+        if not isinstance(doc, dict) or not isinstance(doc.get("roles"), dict):
+            raise PolicyError("the policy must be a mapping with a 'roles' mapping")
+        rules: dict[str, list[Rule]] = {}
+        for role, spec in doc["roles"].items():
+            if role not in ROLES:
+                raise PolicyError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+            read_only = role == "analyst"
+            if isinstance(spec, dict):
+                read_only = read_only or bool(spec.get("read_only"))
+                spec = spec.get("rules", [])
+            if not isinstance(spec, list):
+                raise PolicyError(f"role {role!r}: expected a list of rules")
+            compiled = [_rule(role, i, r) for i, r in enumerate(spec)]
+            if read_only:
+                for rule in compiled:
+                    if rule.methods - READ_METHODS:
+                        raise PolicyError(
+                            f"role {role!r} is read-only but a rule allows {', '.join(sorted(rule.methods - READ_METHODS))}"
+                        )
+            rules[role] = compiled
+        return cls(rules)
+
+    def allows(self, roles: Iterable[str], service: str, method: str, path: str) -> bool:
+        for role in roles:
+            for rule in self.rules.get(role, ()):
+                if service in rule.services and method in rule.methods and rule.pattern.fullmatch(path):
+                    return True
+        return False
+
+
+def _rule(role: str, index: int, raw: object) -> Rule:
+    where = f"role {role!r} rule {index + 1}"
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: expected a mapping with service, methods, paths")
+    services = raw.get("service", "*")
+    services = [services] if isinstance(services, str) else services
+    if services == ["*"]:
+        services = [*SERVICE_NAMES, "gateway"]
+    unknown = set(services) - {*SERVICE_NAMES, "gateway"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown service(s) {', '.join(sorted(unknown))}")
+    methods: set[str] = set()
+    for m in raw.get("methods") or []:
+        m = str(m).upper()
+        if m == "*":
+            methods |= ALL_METHODS
+        elif m == "READ":
+            methods |= READ_METHODS
+        elif m in ALL_METHODS:
+            methods.add(m)
+        else:
+            raise PolicyError(f"{where}: unknown method {m!r}")
+    if not methods:
+        raise PolicyError(f"{where}: no methods")
+    paths = raw.get("paths") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise PolicyError(f"{where}: no paths")
+    regex = "|".join(f"(?:{compile_pattern(p)})" for p in paths)
+    return Rule(frozenset(services), frozenset(methods), re.compile(regex), ", ".join(paths))

@@ -1,0 +1,40 @@
+"""The budget service app: `create_app(settings)`, and `app` for uvicorn."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.budget import api, events
+from services.budget.ledger import Ledger
+from services.budget.models import infra
+from services.budget.settings import Settings
+from shared.app import Runtime, ServiceSpec, create_service_app
+
+
+def _configure(app: FastAPI, runtime: Runtime) -> None:
+    # One domain object per process, shared by the routes and the event handlers.
+    runtime.extras["ledger"] = Ledger(runtime.outbox)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    spec = ServiceSpec(
+        name="budget",
+        title="Pitcrew Budget",
+        description=(
+            "Plans, budget lines and an immutable ledger that always knows what is allocated, "
+            "committed, spent and available."
+        ),
+        infra=infra,
+        routers=[api.router],
+        handlers=events.handlers,
+        configure=_configure,
+    )
+    return create_service_app(spec, settings or Settings())
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first access so importing this module has no side effects.
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

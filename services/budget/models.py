@@ -1,0 +1,181 @@
+"""SQLAlchemy tables of the budget service's own database.
+
+The ledger (`entries`) is append-only: every row carries the signed change it
+makes to the four buckets (allocated, committed, pending, spent) of one line and
+period, so a balance is always the sum of its entries. `balances` keeps those
+sums running (updated in the same transaction as each entry) so reads never
+re-sum the ledger: `own_*` is the line's own figure, the unprefixed columns are
+the line's whole subtree (the line plus every descendant).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.db import JSONType, UTCDateTime, make_metadata
+from shared.tables import attach
+
+metadata = make_metadata()
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+infra = attach(metadata)
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Minor = BigInteger
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("fiscal_year", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False),  # draft | active | closed
+    Column("overspend_policy", String(20), nullable=False),  # block | require_approval
+    Column("approval_threshold_minor", Minor, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_plans_fiscal_year_status", plans.c.fiscal_year, plans.c.status)
+
+lines = Table(
+    "lines",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("parent_id", String(36), ForeignKey("lines.id"), nullable=True),
+    # Materialized path of ids, "/root/child/", so a subtree is a prefix match.
+    Column("path", String(2000), nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("dimensions", JSONType(), nullable=False),
+    Column("tags", JSONType(), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("plan_id", "code"),
+)
+Index("ix_lines_code", lines.c.code)
+
+balances = Table(
+    "balances",
+    metadata,
+    Column("line_id", String(36), ForeignKey("lines.id"), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("allocated", Minor, nullable=False),
+    Column("committed", Minor, nullable=False),
+    Column("pending", Minor, nullable=False),
+    Column("spent", Minor, nullable=False),
+    Column("own_allocated", Minor, nullable=False),
+    Column("own_committed", Minor, nullable=False),
+    Column("own_pending", Minor, nullable=False),
+    Column("own_spent", Minor, nullable=False),
+)
+Index("ix_balances_plan_period", balances.c.plan_id, balances.c.period)
+
+commitments = Table(
+    "commitments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("line_id", String(36), ForeignKey("lines.id"), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("entry_date", Date, nullable=False),
+    Column("status", String(20), nullable=False),  # pending_approval | committed | released | closed
+    Column("amount_minor", Minor, nullable=False),  # plan currency
+    Column("consumed_minor", Minor, nullable=False),
+    Column("original_amount_minor", Minor, nullable=False),
+    Column("original_currency", String(3), nullable=False),
+    Column("fx_rate", String(40), nullable=False),
+    Column("reason", String(20), nullable=True),  # why approval is needed: threshold | over_available
+    Column("external_ref", String(200), nullable=True, unique=True),
+    Column("external_revision", Integer, nullable=True),
+    Column("vendor", String(200), nullable=True),
+    Column("memo", Text, nullable=True),
+    Column("requested_by", String(200), nullable=False),
+    Column("decided_by", String(200), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_commitments_line", commitments.c.line_id, commitments.c.status)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    # One posting (a transfer's two sides, an actual and the commitment it consumes) shares a group.
+    Column("group_id", String(36), nullable=False),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("line_id", String(36), ForeignKey("lines.id"), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("entry_date", Date, nullable=False),
+    # allocation | transfer_out | transfer_in | commitment | approval | release | consumption | actual | reversal
+    Column("kind", String(20), nullable=False),
+    Column("amount_minor", Minor, nullable=False),  # plan currency, a magnitude
+    Column("original_amount_minor", Minor, nullable=False),
+    Column("original_currency", String(3), nullable=False),
+    Column("fx_rate", String(40), nullable=False),
+    Column("d_allocated", Minor, nullable=False),
+    Column("d_committed", Minor, nullable=False),
+    Column("d_pending", Minor, nullable=False),
+    Column("d_spent", Minor, nullable=False),
+    Column("commitment_id", String(36), nullable=True),
+    Column("reverses_group_id", String(36), nullable=True),
+    Column("external_ref", String(200), nullable=True),
+    Column("vendor", String(200), nullable=True),
+    Column("memo", Text, nullable=True),
+    Column("author", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_entries_line_seq", entries.c.line_id, entries.c.seq)
+Index("ix_entries_group", entries.c.group_id)
+Index("ix_entries_reverses", entries.c.reverses_group_id)
+
+closed_periods = Table(
+    "closed_periods",
+    metadata,
+    Column("plan_id", String(36), ForeignKey("plans.id"), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("closed_by", String(200), nullable=False),
+    Column("closed_at", UTCDateTime, nullable=False),
+)
+
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("base", String(3), primary_key=True),
+    Column("quote", String(3), primary_key=True),
+    Column("rate_date", Date, primary_key=True),
+    Column("rate", String(40), nullable=False),  # quote per one base, a decimal string
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+erp_invoices = Table(
+    "erp_invoices",
+    metadata,
+    Column("invoice_number", String(200), primary_key=True),
+    Column("group_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

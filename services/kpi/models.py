@@ -1,0 +1,169 @@
+"""SQLAlchemy tables of the kpi service's own database.
+
+Measurement values are stored as integer micro-units (value x 10^6) so sums are
+exact integers on both SQLite and PostgreSQL (SQLite's NUMERIC is a float).
+Dimensions are normalised into `dimension_sets` (one row per distinct set of
+dimension values); raw rows and rollups point at it by a small integer id.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.db import JSONType, UTCDateTime, make_metadata
+from shared.tables import attach
+
+metadata = make_metadata()
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+infra = attach(metadata)
+
+# Every version of every metric definition; the latest version is the current one.
+metric_definitions = Table(
+    "metric_definitions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("owner", String(200), nullable=True),
+    Column("unit", String(20), nullable=False),
+    Column("direction", String(20), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("measurement_type", String(64), nullable=True),
+    Column("aggregation", String(20), nullable=True),
+    Column("distinct_on", String(64), nullable=True),
+    Column("filter", JSONType(), nullable=False),
+    Column("formula", Text, nullable=True),
+    Column("depends_on", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("key", "version"),
+)
+
+dimension_sets = Table(
+    "dimension_sets",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("hash", String(32), nullable=False, unique=True),
+    Column("dims", JSONType(), nullable=False),
+)
+
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("value", BigInteger, nullable=False),  # micro-units
+    Column("time", UTCDateTime, nullable=False),
+    Column("day", Integer, nullable=False),  # UTC day number since 1970-01-01
+    Column("month", Integer, nullable=False),  # UTC month number: year * 12 + month - 1
+    Column("dimset_id", BigInteger, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "external_id"),
+)
+Index("ix_measurements_type_time", measurements.c.type, measurements.c.time)
+
+
+def _rollup_table(name: str, period: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("type", String(64), primary_key=True),
+        Column(period, Integer, primary_key=True),
+        Column("dimset_id", BigInteger, primary_key=True),
+        Column("count", BigInteger, nullable=False),
+        Column("sum", BigInteger, nullable=False),
+        Column("min", BigInteger, nullable=False),
+        Column("max", BigInteger, nullable=False),
+    )
+
+
+# One row per (type, UTC day, dimension set): day and week series, and the ragged
+# edges of month/quarter ranges. The monthly table is the same sums per UTC month,
+# so a year of month x channel reads ~12 rows per dimension set instead of ~365.
+rollups_daily = _rollup_table("rollups_daily", "day")
+rollups_monthly = _rollup_table("rollups_monthly", "month")
+
+# First sighting of every measurement type and dimension value (data quality).
+seen_values = Table(
+    "seen_values",
+    metadata,
+    Column("dimension", String(64), primary_key=True),  # "type" for measurement types
+    Column("value", String(200), primary_key=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("first_source", String(100), nullable=False),
+)
+Index("ix_seen_values_first_seen_at", seen_values.c.first_seen_at)
+
+# Rejections, duplicates dropped and late arrivals, written by the ingest transaction.
+quality_issues = Table(
+    "quality_issues",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),  # rejected | duplicate | late
+    Column("at", UTCDateTime, nullable=False),
+    Column("source", String(100), nullable=True),
+    Column("count", Integer, nullable=False),
+    Column("detail", JSONType(), nullable=False),
+)
+Index("ix_quality_issues_kind_at", quality_issues.c.kind, quality_issues.c.at)
+
+targets = Table(
+    "targets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("metric", String(64), nullable=False),
+    Column("period", String(10), nullable=False),
+    Column("filter", JSONType(), nullable=False),
+    Column("filter_hash", String(32), nullable=False),
+    Column("value", BigInteger, nullable=False),  # micro-units
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("at_risk_published_at", UTCDateTime, nullable=True),
+    UniqueConstraint("metric", "period", "filter_hash"),
+)
+
+touchpoints = Table(
+    "touchpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("campaign", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_touchpoints_journey_time", touchpoints.c.journey_id, touchpoints.c.time)
+
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("value", BigInteger, nullable=False),  # micro-units
+    Column("dimensions", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_conversions_time", conversions.c.time)

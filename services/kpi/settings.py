@@ -1,0 +1,24 @@
+"""Settings of the kpi service (env prefix PITCREW_KPI_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import BaseServiceSettings
+
+
+class Settings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PITCREW_KPI_", extra="ignore")
+
+    service_name: str = "kpi"
+    port: int = 8003
+    # A measurement whose time is older than this when it arrives counts as a late arrival.
+    late_after_hours: float = 48.0
+    # How often targets are checked against their linear pacing projection (0 turns it off).
+    target_check_seconds: float = 300.0
+    # No at-risk verdict before this fraction of the period has elapsed (too little data).
+    target_min_elapsed: float = 0.1
+    # Default look-back of GET /v1/quality.
+    quality_window_days: int = 7
+    # Seed the governed metric catalog at start-up (idempotent).
+    seed_catalog: bool = True

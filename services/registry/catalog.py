@@ -1,0 +1,224 @@
+"""Import and export of the stack: a YAML catalogue (one document per tool, in the spirit of
+Backstage's catalog-info files) and a flat CSV of tools. No HTTP here.
+
+An import is all or nothing: every document is validated first (a bad one is reported
+by its 0-based index and field), then everything is written in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.registry import schemas
+from services.registry.models import Contract, Integration, Tool
+from services.registry.stack import Stack
+from shared.errors import Conflict, Errors, FieldError, Invalid
+from shared.money import fmt
+
+# libyaml's C loader and dumper when PyYAML was built with it (it is in our wheels), pure Python otherwise.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+CSV_COLUMNS = ["name", "vendor", "category", "capabilities", "owner_team", "owner_person", "business_owner",
+               "lifecycle", "time_class", "personal_data", "sso", "url", "notes"]
+MAX_DOCUMENTS = 5000
+CSV_FIELD = {"spec.owner.team": "owner_team", "spec.owner.person": "owner_person"}
+
+
+def parse_yaml(raw: bytes) -> list[schemas.CatalogDocument]:
+    try:
+        docs = [d for d in yaml.load_all(raw.decode("utf-8"), Loader=_Loader) if d is not None]
+    except UnicodeDecodeError as exc:
+        raise Invalid.on("body", f"the catalogue is not UTF-8 text: {exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise Invalid.on("body", f"the catalogue is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    return _validate(docs, "documents", schemas.CatalogDocument.model_validate)
+
+
+def parse_csv(raw: bytes) -> list[schemas.CatalogDocument]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid.on("body", f"the CSV is not UTF-8 text: {exc}") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "name" not in reader.fieldnames or "category" not in reader.fieldnames:
+        raise Invalid.on("body", f"the CSV needs a header row with at least name and category; columns: "
+                                 f"{', '.join(CSV_COLUMNS)}")
+    unknown = [c for c in reader.fieldnames if c not in CSV_COLUMNS]
+    if unknown:
+        raise Invalid.on("body", f"unknown CSV column(s) {', '.join(unknown)}; columns: {', '.join(CSV_COLUMNS)}")
+    return _validate(list(reader), "rows", _row_document)
+
+
+def _row_document(row: dict[str, Any]) -> schemas.CatalogDocument:
+    def cell(name: str) -> str | None:
+        value = (row.get(name) or "").strip()
+        return value or None
+
+    spec: dict[str, Any] = {k: cell(k) for k in ("vendor", "category", "business_owner", "lifecycle",
+                                                   "time_class", "url", "notes", "personal_data", "sso")}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    caps = cell("capabilities")
+    spec["capabilities"] = [c for c in (caps or "").replace("|", ";").split(";") if c.strip()]
+    if cell("owner_team") or cell("owner_person"):
+        spec["owner"] = {"team": cell("owner_team"), "person": cell("owner_person")}
+    return schemas.CatalogDocument.model_validate(
+        {"kind": "Tool", "metadata": {"name": cell("name") or ""}, "spec": spec}
+    )
+
+
+def _validate(items: list[Any], label: str, parse: Any) -> list[schemas.CatalogDocument]:
+    if not items:
+        raise Invalid.on("body", "the catalogue holds no tools")
+    if len(items) > MAX_DOCUMENTS:
+        raise Invalid.on("body", f"at most {MAX_DOCUMENTS} tools per import")
+    errors = Errors()
+    docs: list[schemas.CatalogDocument] = []
+    for index, item in enumerate(items):
+        if label == "documents" and not isinstance(item, dict):
+            errors.add(f"{label}[{index}]", "a catalogue document must be a mapping (apiVersion, kind, metadata, "
+                                            "spec)")
+            continue
+        try:
+            docs.append(parse(item))
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(_loc(p) for p in err["loc"])
+                if label == "rows":  # name the CSV column, not the document path it was mapped to
+                    loc = CSV_FIELD.get(loc, loc.removeprefix("spec.").removeprefix("metadata."))
+                msg = err["msg"].removeprefix("Value error, ")
+                errors.add(f"{label}[{index}].{loc}".replace(".[", "["), msg, err["type"])
+    names = [d.metadata.name for d in docs]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            errors.add(f"{label}[{index}].metadata.name", f"{name!r} appears more than once in the catalogue",
+                       "duplicate")
+    if errors.items:
+        first = errors.items[0]
+        raise Invalid(
+            f"{len(errors.items)} problem(s) in the catalogue, nothing was imported; first: {first.field}: "
+            f"{first.message}",
+            errors=errors.items,
+        )
+    return docs
+
+
+def _loc(part: Any) -> str:
+    return f"[{part}]" if isinstance(part, int) else str(part)
+
+
+async def import_catalogue(
+    s: AsyncSession, stack: Stack, docs: list[schemas.CatalogDocument], actor: str, label: str = "documents"
+) -> dict[str, Any]:
+    """Create every tool, then its contracts, then the integrations (which name tools) in one transaction."""
+    ids: dict[str, str] = {}
+    counts = {"tools": 0, "contracts": 0, "integrations": 0}
+    for index, doc in enumerate(docs):
+        fields = doc.spec.model_dump(exclude={"contracts", "integrations"})
+        if doc.metadata.description and not fields.get("notes"):
+            fields["notes"] = doc.metadata.description
+        body = schemas.ToolIn(name=doc.metadata.name, **fields)
+        spec_path = f"{label}[{index}]" + (".spec" if label == "documents" else "")
+        with _located(spec_path, f"{label}[{index}]"):
+            tool = await stack.create_tool(s, body, actor)
+        ids[doc.metadata.name] = tool["id"]
+        counts["tools"] += 1
+    for index, doc in enumerate(docs):
+        tool_id = ids[doc.metadata.name]
+        for ci, contract in enumerate(doc.spec.contracts):
+            with _located(f"{label}[{index}].spec.contracts[{ci}]", f"{label}[{index}]"):
+                await stack.create_contract(s, schemas.ContractIn(tool_id=tool_id, **contract.model_dump()))
+            counts["contracts"] += 1
+        for ii, edge in enumerate(doc.spec.integrations):
+            where = f"{label}[{index}].spec.integrations[{ii}]"
+            to_id = ids.get(edge.to) or await s.scalar(select(Tool.id).where(Tool.name == edge.to))
+            if to_id is None:
+                raise Invalid.on(f"{where}.to", f"no tool named {edge.to!r} in the catalogue or the registry",
+                                 "unknown_tool")
+            with _located(where, f"{label}[{index}]"):
+                await stack.create_integration(s, schemas.IntegrationIn(
+                    from_tool_id=tool_id, to_tool_id=to_id, **edge.model_dump(exclude={"to"})))
+            counts["integrations"] += 1
+    return {**counts, "tool_ids": ids}
+
+
+class _located:
+    """Prefix the fields of a domain error with where in the catalogue it happened."""
+
+    def __init__(self, prefix: str, doc: str):
+        self.prefix, self.doc = prefix, doc
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, Invalid):
+            errs = [FieldError(f"{self.prefix}.{e.field}", e.message, e.code) for e in exc.errors]
+            detail = "; ".join(f"{e.field}: {e.message}" for e in errs) or f"{self.doc}: {exc.detail}"
+            raise Invalid(f"nothing was imported; {detail}", errors=errs) from exc
+        if isinstance(exc, Conflict):
+            raise Conflict(f"nothing was imported; {self.doc}: {exc.detail}", **exc.extra) from exc
+
+
+async def export_documents(s: AsyncSession) -> list[dict[str, Any]]:
+    """Every tool as a catalogue document, with its active contracts and outgoing integrations."""
+    tools = (await s.scalars(select(Tool).order_by(Tool.name))).all()
+    names = {t.id: t.name for t in tools}
+    contracts: dict[str, list[Contract]] = {}
+    for c in (await s.scalars(select(Contract).where(Contract.status == "active").order_by(Contract.start))):
+        contracts.setdefault(c.tool_id, []).append(c)
+    edges: dict[str, list[Integration]] = {}
+    for e in (await s.scalars(select(Integration).order_by(Integration.created_at, Integration.id))):
+        edges.setdefault(e.from_tool_id, []).append(e)
+    docs = []
+    for t in tools:
+        spec: dict[str, Any] = {
+            "vendor": t.vendor, "category": t.category, "capabilities": list(t.capabilities),
+            "owner": {"team": t.owner_team, "person": t.owner_person}, "business_owner": t.business_owner,
+            "lifecycle": t.lifecycle, "time_class": t.time_class, "personal_data": t.personal_data, "sso": t.sso,
+            "url": t.url, "notes": t.notes,
+        }
+        spec["contracts"] = [
+            {"start": c.start.isoformat(), "end": c.end.isoformat(), "billing_period": c.billing_period,
+             "cost": fmt(c.cost_minor, c.currency), "currency": c.currency, "seats": c.seats,
+             "auto_renew": c.auto_renew, "notice_days": c.notice_days, "budget_line_code": c.budget_line_code,
+             "external_ref": c.external_ref}
+            for c in contracts.get(t.id, [])
+        ]
+        spec["integrations"] = [
+            {"to": names[e.to_tool_id], "data_objects": list(e.data_objects), "direction": e.direction,
+             "method": e.method, "owner": e.owner, "status": e.status, "notes": e.notes}
+            for e in edges.get(t.id, [])
+        ]
+        docs.append({"apiVersion": "pitcrew.dev/v1", "kind": "Tool", "metadata": {"name": t.name}, "spec": spec})
+    return docs
+
+
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True, explicit_start=True)
+
+
+def to_csv(docs: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for d in docs:
+        spec = d["spec"]
+        writer.writerow({
+            "name": d["metadata"]["name"], "vendor": spec["vendor"], "category": spec["category"],
+            "capabilities": ";".join(spec["capabilities"]), "owner_team": spec["owner"]["team"] or "",
+            "owner_person": spec["owner"]["person"] or "", "business_owner": spec["business_owner"] or "",
+            "lifecycle": spec["lifecycle"], "time_class": spec["time_class"] or "",
+            "personal_data": str(spec["personal_data"]).lower(), "sso": str(spec["sso"]).lower(),
+            "url": spec["url"] or "", "notes": spec["notes"] or "",
+        })
+    return out.getvalue()

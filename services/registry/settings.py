@@ -1,0 +1,34 @@
+"""Settings of the registry service (env prefix PITCREW_REGISTRY_)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.money import EXPONENTS
+from shared.settings import BaseServiceSettings
+
+
+class Settings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PITCREW_REGISTRY_", extra="ignore")
+
+    service_name: str = "registry"
+    port: int = 8004
+    # `registry.renewal.due` fires this many days before a contract term's notice deadline ...
+    renewal_lead_days: int = Field(default=30, ge=0)
+    # ... at this UTC time of day (a reminder at 08:00 reads better than one at midnight).
+    renewal_fire_time: dt.time = dt.time(8, 0)
+    # Overlaps and stack cost are reported in this currency (other currencies need a posted FX rate).
+    base_currency: str = "EUR"
+    # Utilization counts snapshots from this many days back; below `underused_below` a tool is underused.
+    utilization_window_days: int = Field(default=30, ge=1)
+    underused_below: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("base_currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if value.upper() not in EXPONENTS:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value.upper()

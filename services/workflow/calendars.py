@@ -1,0 +1,209 @@
+"""Business calendars: opening hours per weekday in an IANA time zone, minus public and closed days.
+
+SLAs run on business time, so "8 business hours" from Friday 15:00 in Berlin ends on
+Monday 15:00 (or Tuesday when Monday is a holiday). All arithmetic converts each
+business interval to UTC once, so the DST changes shorten or lengthen the wall-clock
+night but never a working hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+
+from shared.errors import Errors
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ZERO = dt.timedelta(0)
+# No calendar needs more than this many consecutive closed days; beyond it the input is wrong.
+_MAX_SCAN_DAYS = 3 * 366
+
+
+def _parse_clock(value: str) -> dt.timedelta:
+    """'09:30' -> 9.5 h after midnight; '24:00' is allowed as the end of a day."""
+    hh, sep, mm = value.partition(":")
+    if not sep or not hh.isdigit() or not mm.isdigit() or len(mm) != 2:
+        raise ValueError(f"{value!r} is not HH:MM")
+    h, m = int(hh), int(mm)
+    if m > 59 or h > 24 or (h == 24 and m):
+        raise ValueError(f"{value!r} is not a time of day")
+    return dt.timedelta(hours=h, minutes=m)
+
+
+Hours = dict[int, list[tuple[dt.timedelta, dt.timedelta]]]
+
+
+def parse_hours(raw: object, errors: Errors, where: str = "hours") -> Hours:
+    """{"mon": ["09:00", "17:00"] or [["09:00", "12:00"], ["13:00", "17:00"]], ...} -> weekday -> intervals."""
+    out: Hours = {}
+    if not isinstance(raw, dict):
+        errors.add(where, "must be an object of weekday -> [start, end]")
+        return out
+    for day, spans in raw.items():
+        if day not in WEEKDAYS:
+            errors.add(f"{where}.{day}", f"is not a weekday (use {', '.join(WEEKDAYS)})")
+            continue
+        if spans in (None, []):
+            continue
+        if isinstance(spans, list) and len(spans) == 2 and all(isinstance(s, str) for s in spans):
+            spans = [spans]
+        if not isinstance(spans, list) or not all(isinstance(s, list) and len(s) == 2 for s in spans):
+            errors.add(f"{where}.{day}", 'must be ["HH:MM", "HH:MM"] or a list of such pairs')
+            continue
+        intervals = []
+        for i, (start, end) in enumerate(spans):
+            try:
+                a, b = _parse_clock(str(start)), _parse_clock(str(end))
+            except ValueError as exc:
+                errors.add(f"{where}.{day}[{i}]", str(exc))
+                continue
+            if b <= a:
+                errors.add(f"{where}.{day}[{i}]", "must end after it starts")
+                continue
+            intervals.append((a, b))
+        intervals.sort()
+        for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+            if start < end:
+                errors.add(f"{where}.{day}", "intervals overlap")
+        out[WEEKDAYS.index(day)] = intervals
+    if not any(out.values()) and not errors.items:
+        errors.add(where, "the calendar must be open at least one weekday")
+    return out
+
+
+def load_zone(name: str, errors: Errors, where: str = "timezone") -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors.add(where, f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)")
+        return None
+
+
+def check_holidays(country: str | None, subdivision: str | None, errors: Errors, where: str = "holidays") -> None:
+    if not country:
+        if subdivision:
+            errors.add(f"{where}.country", "is required when a subdivision is given")
+        return
+    try:
+        holidays.country_holidays(country, subdiv=subdivision, years=2000)
+    except NotImplementedError as exc:
+        field_name = f"{where}.subdivision" if subdivision and "subdivision" in str(exc) else f"{where}.country"
+        errors.add(field_name, str(exc))
+
+
+@lru_cache(maxsize=256)
+def _public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[dt.date]:
+    return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year).keys())
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Immutable value: safe to cache and share between requests."""
+
+    tz: ZoneInfo
+    hours: Hours
+    country: str | None = None
+    subdivision: str | None = None
+    closed_dates: frozenset[dt.date] = field(default_factory=frozenset)
+
+    @classmethod
+    def build(
+        cls, timezone: str, hours: object, country: str | None = None, subdivision: str | None = None,
+        closed_dates: Iterable[str | dt.date] = (),
+    ) -> BusinessCalendar:
+        """Validate every part and build; raises shared.errors.Invalid listing each bad field."""
+        errors = Errors()
+        tz = load_zone(timezone, errors)
+        parsed = parse_hours(hours, errors)
+        check_holidays(country, subdivision, errors)
+        closed: set[dt.date] = set()
+        for i, d in enumerate(closed_dates):
+            try:
+                closed.add(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)))
+            except ValueError:
+                errors.add(f"closed_dates[{i}]", f"{d!r} is not an ISO date (YYYY-MM-DD)")
+        errors.raise_if_any()
+        assert tz is not None
+        return cls(tz, parsed, country or None, subdivision or None, frozenset(closed))
+
+    def is_closed(self, day: dt.date) -> bool:
+        if day in self.closed_dates:
+            return True
+        return bool(self.country) and day in _public_holidays(self.country, self.subdivision, day.year)
+
+    def intervals_on(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The business intervals of one local date, as UTC instants."""
+        if self.is_closed(day):
+            return []
+        midnight = dt.datetime.combine(day, dt.time(), tzinfo=self.tz)
+        out = []
+        for start, end in self.hours.get(day.weekday(), []):
+            a = _local(midnight, start, self.tz)
+            b = _local(midnight, end, self.tz)
+            if b > a:
+                out.append((a, b))
+        return out
+
+    def _intervals_from(self, instant: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        """Business intervals that end after `instant`, in order (the first one clipped)."""
+        day = instant.astimezone(self.tz).date() - dt.timedelta(days=1)  # a late shift may cross midnight
+        closed_run = 0
+        while True:
+            found = False
+            for a, b in self.intervals_on(day):
+                if b <= instant:
+                    continue
+                found = True
+                yield max(a, instant), b
+            closed_run = 0 if found else closed_run + 1
+            if closed_run > _MAX_SCAN_DAYS:
+                raise ValueError("the calendar has no business hours in the next three years")
+            day += dt.timedelta(days=1)
+
+    def add(self, start: dt.datetime, duration: dt.timedelta) -> dt.datetime:
+        """The instant when `duration` of business time has passed after `start`."""
+        _aware(start)
+        if duration < ZERO:
+            raise ValueError("duration must not be negative")
+        if duration == ZERO:
+            return start
+        left = duration
+        for a, b in self._intervals_from(start):
+            span = b - a
+            if span >= left:
+                return (a + left).astimezone(dt.UTC)
+            left -= span
+        raise AssertionError("unreachable")  # pragma: no cover - _intervals_from never ends
+
+    def between(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
+        """Business time from `start` to `end` (negative when `end` is earlier)."""
+        _aware(start)
+        _aware(end)
+        if end < start:
+            return -self.between(end, start)
+        total = ZERO
+        for a, b in self._intervals_from(start):
+            if a >= end:
+                break
+            total += min(b, end) - a
+        return total
+
+
+def _local(midnight: dt.datetime, offset: dt.timedelta, tz: ZoneInfo) -> dt.datetime:
+    """Local wall-clock time `offset` after local midnight, as UTC (wall-clock, not elapsed)."""
+    naive = midnight.replace(tzinfo=None) + offset
+    return naive.replace(tzinfo=tz).astimezone(dt.UTC)
+
+
+def _aware(value: dt.datetime) -> None:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given; business time needs timezone-aware instants")
+
+
+def to_hours(delta: dt.timedelta) -> float:
+    return round(delta.total_seconds() / 3600, 4)

@@ -1,0 +1,39 @@
+"""The workflow service app: `create_app(settings)`, and `app` for uvicorn."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.workflow import api, events
+from services.workflow.models import infra
+from services.workflow.scheduler import use_batched_scheduler
+from services.workflow.settings import Settings
+from shared.app import Runtime, ServiceSpec, create_service_app
+
+
+async def on_startup(runtime: Runtime) -> None:
+    """Shipped defaults (calendar `default`, `budget-approval`, `tool-renewal`) exist once, whatever the replicas."""
+    await use_batched_scheduler(runtime, runtime.settings.timer_poll_seconds)  # type: ignore[attr-defined]
+    await api.engine_of(runtime).ensure_defaults()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    spec = ServiceSpec(
+        name="workflow",
+        title="Pitcrew Workflow",
+        description="Approval workflows with business-hours SLAs that escalate on their own.",
+        infra=infra,
+        routers=[api.router],
+        handlers=events.handlers,
+        timers=events.timer_handlers,
+        on_startup=on_startup,
+    )
+    return create_service_app(spec, settings or Settings())
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first access so importing this module has no side effects.
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,163 @@
+"""SQLAlchemy tables of the workflow service's own database.
+
+Definitions and calendars are configuration (JSON documents validated by the engine);
+instances, tasks and seats are the running state; `history` is append-only (the
+migration adds triggers that refuse UPDATE and DELETE on both backends).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.db import JSONType, UTCDateTime, make_metadata
+from shared.tables import BigId, attach
+
+metadata = make_metadata()
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+infra = attach(metadata)
+
+calendars = Table(
+    "calendars",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("key", String(100), nullable=False, unique=True),
+    Column("timezone", String(64), nullable=False),
+    Column("hours", JSONType(), nullable=False),
+    Column("holidays", JSONType(), nullable=False),
+    Column("closed_dates", JSONType(), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+definitions = Table(
+    "definitions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("key", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("trigger", JSONType(), nullable=True),
+    Column("trigger_event", String(200), nullable=True),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("calendar", String(100), nullable=False),
+    Column("stages", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("key", "version"),
+)
+Index("ix_definitions_trigger_event", definitions.c.trigger_event)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("definition_id", String(36), ForeignKey("definitions.id"), nullable=False),
+    Column("definition_key", String(100), nullable=False),
+    Column("definition_version", Integer, nullable=False),
+    Column("subject_type", String(100), nullable=False),
+    Column("subject_id", String(200), nullable=False),
+    Column("subject_service", String(100), nullable=False),
+    Column("context", JSONType(), nullable=False),
+    Column("requester", String(200), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("current_stage", Integer, nullable=False, default=0),
+    Column("sla_met", Boolean, nullable=False, default=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("cycle_time_business_seconds", Integer, nullable=True),
+    Column("cycle_time_seconds", Integer, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("correlation_id", String(100), nullable=True),
+)
+Index("ix_instances_started", instances.c.started_at, instances.c.id)
+Index("ix_instances_finished", instances.c.definition_key, instances.c.finished_at)
+Index("ix_instances_subject", instances.c.subject_service, instances.c.subject_type, instances.c.subject_id)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("instance_id", String(36), ForeignKey("instances.id"), nullable=False),
+    Column("stage_index", Integer, nullable=False),
+    Column("stage", String(200), nullable=False),
+    # open -> approved | rejected | changes_requested | cancelled
+    Column("status", String(30), nullable=False),
+    Column("mode", String(10), nullable=False),
+    Column("required", Integer, nullable=False),
+    Column("scope", JSONType(), nullable=False),
+    Column("calendar", String(100), nullable=False),
+    Column("sla_seconds", Integer, nullable=True),
+    Column("warn_at", UTCDateTime, nullable=True),
+    Column("due_at", UTCDateTime, nullable=True),
+    Column("warned", Boolean, nullable=False, default=False),
+    Column("breached", Boolean, nullable=False, default=False),
+    Column("escalated", Boolean, nullable=False, default=False),
+    # Business time left when the clock paused for requested changes (resumed on resubmit).
+    Column("paused_remaining_seconds", Integer, nullable=True),
+    Column("paused_warn_seconds", Integer, nullable=True),
+    Column("decision", String(30), nullable=True),
+    Column("actor", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime, nullable=True),
+)
+Index("ix_tasks_instance", tasks.c.instance_id, tasks.c.stage_index)
+Index("ix_tasks_open_due", tasks.c.status, tasks.c.due_at)
+
+# Who may act on a task: one row per seat (a role or a user), plus delegated users.
+# A decision fills one seat; `any` needs 1, `quorum` n, `all` every seat.
+task_seats = Table(
+    "task_seats",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("task_id", String(36), ForeignKey("tasks.id"), nullable=False),
+    Column("seat", Integer, nullable=False),
+    Column("kind", String(10), nullable=False),  # role | user
+    Column("value", String(200), nullable=False),
+    Column("delegated_by", String(200), nullable=True),
+    Column("active", Boolean, nullable=False, default=True),
+)
+Index("ix_task_seats_lookup", task_seats.c.kind, task_seats.c.value, task_seats.c.active)
+Index("ix_task_seats_task", task_seats.c.task_id)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id"), primary_key=True),
+    Column("seat", Integer, primary_key=True),
+    Column("actor", String(200), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("task_id", "actor"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("instance_id", String(36), ForeignKey("instances.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("task_id", String(36), nullable=True),
+    Column("stage", String(200), nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("detail", JSONType(), nullable=False),
+)
+Index("ix_history_instance", history.c.instance_id, history.c.seq)

@@ -1,0 +1,156 @@
+"""Assemble a Pitcrew service: database, NATS, outbox relay, consumers, timers, routes.
+
+Every service's `main.py` describes itself with a ServiceSpec and calls
+`create_service_app`; the plumbing lives here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import idempotency, ops, problems
+from shared.bus import Bus
+from shared.consumer import Consumer, Handler
+from shared.db import Database
+from shared.identity import Principal
+from shared.observability import RequestContextMiddleware, configure_logging
+from shared.outbox import Outbox, OutboxRelay
+from shared.settings import BaseServiceSettings
+from shared.tables import InfraTables
+from shared.timers import TimerHandler, TimerScheduler
+
+
+class Runtime:
+    """What a running service holds: its database, its bus and its background workers."""
+
+    def __init__(self, settings: BaseServiceSettings, infra: InfraTables, uses_nats: bool = True):
+        self.settings = settings
+        self.name = settings.service_name
+        self.infra = infra
+        self.db = Database(settings.database_url)
+        self.bus = Bus(
+            settings.nats_url, settings.service_name, enabled=uses_nats and settings.nats_enabled,
+            stream_replicas=settings.nats_stream_replicas,
+        )
+        self.outbox = Outbox(infra.outbox, settings.service_name)
+        self.relay = OutboxRelay(
+            self.db, self.outbox, self.bus, poll_seconds=settings.outbox_poll_seconds,
+            batch=settings.outbox_batch_size,
+        )
+        self.consumer: Consumer | None = None
+        self.scheduler: TimerScheduler | None = None
+        self.extras: dict[str, Any] = {}
+
+    def transaction(self, *, readonly: bool = False) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        return self.db.transaction(readonly=readonly)
+
+    async def idempotent(
+        self, request: Request, principal: Principal, action: Callable[[AsyncSession], Awaitable[Any]],
+        *, status_code: int = 201,
+    ) -> Response:
+        return await idempotency.run(
+            request, principal, self.db, self.infra.idempotency, action, status_code=status_code
+        )
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    infra: InfraTables
+    routers: list[APIRouter]
+    handlers: Callable[[Runtime], dict[str, Handler]] | None = None
+    timers: Callable[[Runtime], dict[str, TimerHandler]] | None = None
+    on_startup: Callable[[Runtime], Awaitable[None]] | None = None
+    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None
+    configure: Callable[[FastAPI, Runtime], None] | None = None
+    uses_nats: bool = True
+    extra_checks: dict[str, ops.ReadinessCheck] = field(default_factory=dict)
+
+
+def get_runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the service's runtime."""
+    return request.app.state.runtime
+
+
+async def _db_check(request: Request) -> tuple[bool, str]:
+    try:
+        await request.app.state.runtime.db.ping()
+        return True, "ok"
+    except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
+        return False, type(exc).__name__
+
+
+async def _nats_check(request: Request) -> tuple[bool, str]:
+    bus: Bus = request.app.state.runtime.bus
+    if not bus.enabled:
+        return True, "disabled"
+    return (True, "connected") if bus.connected else (False, "not connected")
+
+
+def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> FastAPI:
+    configure_logging(settings.log_level, settings.log_json)
+    runtime = Runtime(settings, spec.infra, uses_nats=spec.uses_nats)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start_runtime(runtime, spec)
+        try:
+            yield
+        finally:
+            await stop_runtime(runtime, spec)
+
+    app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.runtime = runtime
+    problems.install(app)
+    checks: dict[str, ops.ReadinessCheck] = {"database": _db_check}
+    if spec.uses_nats:
+        checks["nats"] = _nats_check
+    checks.update(spec.extra_checks)
+    app.include_router(ops.router(checks))
+    for r in spec.routers:
+        app.include_router(r)
+    if spec.configure:
+        spec.configure(app, runtime)
+    app.add_middleware(RequestContextMiddleware, service=spec.name)
+    return app
+
+
+async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
+    runtime.bus.start()
+    if runtime.bus.enabled:
+        runtime.relay.start()
+        handlers = spec.handlers(runtime) if spec.handlers else {}
+        if handlers:
+            s = runtime.settings
+            runtime.consumer = Consumer(
+                runtime.name, runtime.db, runtime.infra.inbox, runtime.bus, handlers,
+                max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds,
+            )
+            runtime.consumer.start()
+    if spec.timers:
+        runtime.scheduler = TimerScheduler(runtime.name, runtime.db, runtime.infra.timers, spec.timers(runtime))
+        runtime.scheduler.start()
+    if spec.on_startup:
+        await spec.on_startup(runtime)
+
+
+async def stop_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
+    if spec.on_shutdown:
+        await spec.on_shutdown(runtime)
+    if runtime.scheduler:
+        await runtime.scheduler.stop()
+    if runtime.consumer:
+        await runtime.consumer.stop()
+    await runtime.relay.stop()
+    await runtime.bus.close()
+    await runtime.db.dispose()

@@ -1,0 +1,195 @@
+"""Idempotent JetStream consumers.
+
+One durable pull consumer per (service, stream): replicas of a service share
+it, so each event is handled once per service. The handler's effect and the
+inbox row (consumer, event id) commit in one transaction, so a redelivery
+finds the row and does nothing. A message that keeps failing goes to
+`dlq.<service>` after `max_deliver` attempts; a domain error (the event can
+never apply) goes there at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus import Bus
+from shared.db import Database, utcnow
+from shared.errors import DomainError
+from shared.events import Envelope, stream_for
+
+log = structlog.get_logger("pitcrew.consumer")
+
+Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+HANDLED = Counter("pitcrew_events_handled_total", "Events handled", ["service", "subject", "outcome"])
+
+
+class Consumer:
+    def __init__(
+        self,
+        service: str,
+        db: Database,
+        inbox: Table,
+        bus: Bus,
+        handlers: dict[str, Handler],
+        *,
+        max_deliver: int = 5,
+        ack_wait: float = 30.0,
+        batch: int = 50,
+    ):
+        self.service = service
+        self.db = db
+        self.inbox = inbox
+        self.bus = bus
+        self.handlers = handlers
+        self.max_deliver = max_deliver
+        self.ack_wait = ack_wait
+        self.batch = batch
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for subject in self.handlers:
+            by_stream.setdefault(stream_for(subject), []).append(subject)
+        for stream, subjects in by_stream.items():
+            self._tasks.append(
+                asyncio.create_task(self._run_stream(stream, subjects), name=f"{self.service}-consume-{stream}")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run_stream(self, stream: str, subjects: list[str]) -> None:
+        sub = None
+        while True:
+            try:
+                if not self.bus.connected:
+                    await self.bus.wait_connected(timeout=1.0)
+                    sub = None
+                    continue
+                if sub is None:
+                    sub = await self._subscribe(stream, subjects)
+                try:
+                    msgs = await sub.fetch(batch=self.batch, timeout=1.0)
+                except NatsTimeout:
+                    continue
+                for msg in msgs:
+                    await self._process(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - resubscribe after any transport failure
+                log.warning("consumer_error", service=self.service, stream=stream, error=str(exc))
+                sub = None
+                await asyncio.sleep(0.5)
+
+    async def _subscribe(self, stream: str, subjects: list[str]) -> Any:
+        config = ConsumerConfig(
+            durable_name=self.service,
+            name=self.service,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_ack_pending=1000,
+            filter_subjects=sorted(subjects) if len(subjects) > 1 else None,
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+        )
+        await self.bus.js.add_consumer(stream, config=config)
+        return await self.bus.js.pull_subscribe_bind(durable=self.service, stream=stream)
+
+    async def _process(self, msg: Any) -> None:
+        try:
+            env = Envelope.from_json(msg.data)
+        except (ValueError, json.JSONDecodeError, TypeError) as exc:
+            await self._dead_letter(msg, None, f"unreadable envelope: {exc}")
+            return
+        handler = self._handler_for(env.type)
+        if handler is None:
+            await msg.ack()
+            return
+        try:
+            applied = await self.handle(env, handler)
+            await msg.ack()
+            HANDLED.labels(self.service, env.type, "applied" if applied else "duplicate").inc()
+        except DomainError as exc:
+            await self._dead_letter(msg, env, f"{type(exc).__name__}: {exc.detail}")
+        except Exception as exc:  # noqa: BLE001
+            delivered = msg.metadata.num_delivered
+            log.warning("event_handler_failed", service=self.service, subject=env.type, id=env.id,
+                        attempt=delivered, error=repr(exc))
+            if delivered >= self.max_deliver:
+                await self._dead_letter(msg, env, repr(exc))
+            else:
+                HANDLED.labels(self.service, env.type, "retry").inc()
+                await msg.nak(delay=min(0.2 * 2**delivered, 10.0))
+
+    def _handler_for(self, subject: str) -> Handler | None:
+        if subject in self.handlers:
+            return self.handlers[subject]
+        for pattern, handler in self.handlers.items():
+            if _matches(pattern, subject):
+                return handler
+        return None
+
+    async def handle(self, env: Envelope, handler: Handler) -> bool:
+        """Apply `handler` once: returns False when this event was handled before."""
+        t = self.inbox
+        try:
+            async with self.db.transaction() as s:
+                seen = await s.scalar(
+                    select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id == env.id)
+                )
+                if seen:
+                    return False
+                try:
+                    await s.execute(
+                        insert(t).values(
+                            consumer=self.service, event_id=env.id, subject=env.type, processed_at=utcnow()
+                        )
+                    )
+                except IntegrityError as exc:
+                    # A concurrent replica recorded it first (primary key): it is done there.
+                    raise _AlreadyHandled from exc
+                await handler(s, env)
+            return True
+        except _AlreadyHandled:
+            return False
+
+    async def _dead_letter(self, msg: Any, env: Envelope | None, reason: str) -> None:
+        subject = env.type if env else msg.subject
+        log.error("event_dead_lettered", service=self.service, subject=subject, reason=reason)
+        HANDLED.labels(self.service, subject, "dead_letter").inc()
+        headers = {"Pitcrew-Original-Subject": msg.subject, "Pitcrew-Reason": reason[:500]}
+        if env is not None:
+            headers["Nats-Msg-Id"] = f"dlq-{self.service}-{env.id}"
+        await self.bus.js.publish(f"dlq.{self.service}", msg.data, headers=headers)
+        await msg.ack()
+
+
+class _AlreadyHandled(Exception):
+    pass
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)

@@ -1,0 +1,85 @@
+"""`Idempotency-Key` for creating POSTs.
+
+The stored answer is written in the same transaction as the effect, so a
+retry after a crash either finds both or neither. Same key and body: the first
+answer again. Same key, other body: 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database, utcnow
+from shared.errors import Conflict, Invalid
+from shared.identity import Principal
+
+HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotent-Replayed"
+
+Action = Callable[[AsyncSession], Awaitable[Any]]
+
+
+async def run(
+    request: Request,
+    principal: Principal,
+    db: Database,
+    table: Table,
+    action: Action,
+    *,
+    status_code: int = 201,
+    headers: Callable[[Any], dict[str, str]] | None = None,
+) -> Response:
+    """Run `action` in one transaction, honouring the request's Idempotency-Key."""
+    key = request.headers.get(HEADER)
+    if key is not None and not (1 <= len(key) <= 200):
+        raise Invalid.on("header.Idempotency-Key", "must be 1 to 200 characters")
+    body = await request.body()
+    fingerprint = hashlib.sha256(body).hexdigest()
+    scope = f"{principal.subject}:{request.method}:{request.url.path}"
+    try:
+        async with db.transaction() as s:
+            if key is not None:
+                replay = await _stored(s, table, scope, key, fingerprint)
+                if replay is not None:
+                    return replay
+            result = await action(s)
+            payload = jsonable_encoder(result, custom_encoder={Decimal: str})
+            if key is not None:
+                await s.execute(
+                    insert(table).values(
+                        scope=scope, key=key, fingerprint=fingerprint, status_code=status_code,
+                        response=json.dumps(payload), created_at=utcnow(),
+                    )
+                )
+    except IntegrityError:
+        if key is None:
+            raise
+        # Another request with the same key committed first: answer as it did.
+        async with db.transaction(readonly=True) as s:
+            replay = await _stored(s, table, scope, key, fingerprint)
+        if replay is None:
+            raise
+        return replay
+    return JSONResponse(payload, status_code=status_code, headers=headers(result) if headers else None)
+
+
+async def _stored(s: AsyncSession, table: Table, scope: str, key: str, fingerprint: str) -> Response | None:
+    row = (await s.execute(select(table).where(table.c.scope == scope, table.c.key == key))).first()
+    if row is None:
+        return None
+    if row.fingerprint != fingerprint:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used with a different request body.",
+        )
+    return JSONResponse(json.loads(row.response), status_code=row.status_code, headers={REPLAY_HEADER: "true"})

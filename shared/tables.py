@@ -1,0 +1,81 @@
+"""Tables every service keeps in its own database: outbox, inbox, idempotency keys, timers.
+
+They are attached to the service's own MetaData so its Alembic migrations own
+them like any other table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from shared.db import JSONType, UTCDateTime
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+@dataclass(frozen=True)
+class InfraTables:
+    outbox: Table
+    inbox: Table
+    idempotency: Table
+    timers: Table
+
+
+def attach(metadata: MetaData) -> InfraTables:
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("seq", BigId, primary_key=True, autoincrement=True),
+        Column("id", String(36), nullable=False, unique=True),
+        Column("subject", String(200), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("sent_at", UTCDateTime, nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+    Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.seq)
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(36), primary_key=True),
+        Column("subject", String(200), nullable=False),
+        Column("processed_at", UTCDateTime, nullable=False),
+    )
+    idempotency = Table(
+        "idempotency_keys",
+        metadata,
+        Column("scope", String(300), primary_key=True),
+        Column("key", String(200), primary_key=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("status_code", Integer, nullable=False),
+        Column("response", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+    timers = Table(
+        "timers",
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("kind", String(50), nullable=False),
+        Column("subject_id", String(36), nullable=False),
+        Column("due_at", UTCDateTime, nullable=False),
+        Column("payload", JSONType(), nullable=False),
+        Column("status", String(20), nullable=False, default="pending"),
+        Column("fired_at", UTCDateTime, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+    Index("ix_timers_pending_due", timers.c.status, timers.c.due_at)
+    Index("ix_timers_subject", timers.c.subject_id, timers.c.kind)
+    return InfraTables(outbox=outbox, inbox=inbox, idempotency=idempotency, timers=timers)

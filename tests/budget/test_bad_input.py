@@ -1,0 +1,71 @@
+"""Bad input is a 4xx problem naming the field, and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from services.budget.models import commitments, entries
+from tests.budget.conftest import ADMIN, problem
+
+pytestmark = pytest.mark.db
+
+
+async def counts(budget) -> tuple[int, int]:
+    async with budget.runtime.transaction(readonly=True) as s:
+        return (await s.scalar(select(func.count()).select_from(entries)),
+                await s.scalar(select(func.count()).select_from(commitments)))
+
+
+@pytest.mark.parametrize("path", ["/v1/allocations", "/v1/commitments", "/v1/actuals"])
+async def test_bad_amounts_currencies_periods_and_lines(budget, path):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "L")
+    await budget.allocate(ln["id"], "100.00")
+    before = await counts(budget)
+    good = {"line_id": ln["id"], "period": "2027-03", "amount": "10.00", "currency": "EUR"}
+    cases = [
+        ({"amount": "0"}, 422, "amount"),
+        ({"amount": "-5.00"}, 422, "amount"),
+        ({"amount": 5.5}, 422, "amount"),
+        ({"amount": "ten"}, 422, "amount"),
+        ({"amount": "1.001"}, 422, "amount"),
+        ({"currency": "EURO"}, 422, "currency"),
+        ({"currency": "JPY", "amount": "1.5"}, 422, "amount"),
+        ({"period": "2027-13"}, 422, "period"),
+        ({"period": "2026-03"}, 422, "period"),
+        ({"line_id": "no-such-line"}, 422, "line_id"),
+        ({"date": "2027-04-01"}, 422, "date"),
+        ({"surprise": 1}, 422, "surprise"),
+    ]
+    for change, status, field in cases:
+        body = problem(await budget.c.post(path, headers=ADMIN, json={**good, **change}), status)
+        assert field in {e["field"] for e in body.get("errors", [])}, (change, body)
+    assert await counts(budget) == before
+
+
+async def test_draft_plan_refuses_postings(budget):
+    plan = await budget.plan(activate=False)
+    ln = await budget.line(plan["id"], "L")
+    body = problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
+        "line_id": ln["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"}), 409)
+    assert "draft" in body["detail"]
+    assert (await budget.ok("POST", f"/v1/plans/{plan['id']}/activate"))["status"] == "active"
+    problem(await budget.c.post(f"/v1/plans/{plan['id']}/activate", headers=ADMIN), 409)
+
+
+async def test_duplicate_line_code_and_unknown_parent(budget):
+    plan = await budget.plan()
+    await budget.line(plan["id"], "L")
+    body = problem(await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=ADMIN,
+                                       json={"code": "L", "name": "again"}), 409)
+    assert body["errors"][0]["field"] == "code"
+    body = problem(await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=ADMIN,
+                                       json={"code": "M", "name": "m", "parent_code": "NOPE"}), 422)
+    assert body["errors"][0]["field"] == "parent_code"
+    body = problem(await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=ADMIN,
+                                       json={"code": "N", "name": "n", "dimensions": {"colour": "red"}}), 422)
+    assert body["errors"][0]["field"] == "dimensions.colour"
+    problem(await budget.c.get("/v1/lines/nope/balance", headers=ADMIN), 404)
+    other = await budget.line(plan["id"], "O")
+    problem(await budget.c.get(f"/v1/lines/{other['id']}/balance?from=2027-05&to=2027-02", headers=ADMIN), 422)

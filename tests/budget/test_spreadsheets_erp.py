@@ -1,0 +1,121 @@
+"""CSV import/export, the plan summary with pacing, and the ERP ingest endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from services.budget.models import entries, lines
+from shared.identity import Principal
+from tests.budget.conftest import ADMIN, problem, who
+
+pytestmark = pytest.mark.db
+
+CSV = "text/csv"
+ERP = who("partner", subject="webhook:erp")
+
+
+async def test_csv_import_builds_the_tree_and_posts_allocations_then_exports(budget):
+    plan = await budget.plan()
+    body = (
+        "code,parent_code,name,region,channel,period,amount,currency\n"
+        "EMEA,,EMEA,EMEA,,,,\n"
+        "EMEA-EVENTS,EMEA,EMEA events,,events,2027-03,50000.00,EUR\n"
+        "EMEA-EVENTS,,,,,2027-04,25000.00,\n"
+        "EMEA-SEARCH,EMEA,EMEA search,,search,2027-03,1000.50,EUR\n"
+    )
+    r = await budget.c.post(f"/v1/plans/{plan['id']}/import", content=body, headers={**ADMIN, "content-type": CSV})
+    assert r.status_code == 200, r.text
+    assert r.json() | {"rows": 4} == {"plan_id": plan["id"], "rows": 4, "lines_created": 3, "lines_updated": 0,
+                                      "allocations_posted": 3}
+    tree = await budget.ok("GET", f"/v1/plans/{plan['id']}/lines")
+    (emea,) = tree["items"]
+    assert emea["balance"]["allocated"] == "76000.50"
+    assert {c["code"]: c["dimensions"] for c in emea["children"]} == {
+        "EMEA-EVENTS": {"region": "EMEA", "channel": "events"}, "EMEA-SEARCH": {"region": "EMEA", "channel": "search"}}
+    summary = await budget.ok("GET", f"/v1/plans/{plan['id']}/summary?group_by=channel&from=2027-03&to=2027-03")
+    assert {g["group"]["channel"]: g["allocated"] for g in summary["groups"]} == {"events": "50000.00",
+                                                                                  "search": "1000.50"}
+    pacing = summary["total"]["pacing"]
+    assert pacing["spent_share"] == "0.0000" and "elapsed_share" in pacing
+    export = (await budget.c.get(f"/v1/plans/{plan['id']}/export", headers=ADMIN))
+    assert export.headers["content-type"].startswith("text/csv")
+    rows = export.text.splitlines()
+    assert rows[0].startswith("code,parent_code,name,region,channel")
+    assert rows[1].startswith("EMEA,,EMEA,EMEA,") and "76000.50" in rows[1]
+    assert len(rows) == 4
+
+
+async def test_one_bad_row_rejects_the_whole_file_and_every_bad_row_is_reported(budget):
+    plan = await budget.plan()
+    body = (
+        "code,parent_code,name,channel,period,amount,currency\n"
+        "OK,,Fine,search,2027-03,100.00,EUR\n"
+        "NEG,,Negative,,2027-03,-5.00,EUR\n"
+        "CUR,,Bad currency,,2027-03,5.00,XXX\n"
+        "DEC,,Too precise,,2027-03,5.001,EUR\n"
+        "ORPHAN,NOPE,No parent,,,,\n"
+        "PER,,Bad period,,2026-12,5.00,EUR\n"
+        ",,No code,,,,\n"
+        "FX,,No rate,,2027-03,5.00,USD\n"
+    )
+    r = await budget.c.post(f"/v1/plans/{plan['id']}/import", content=body, headers={**ADMIN, "content-type": CSV})
+    report = problem(r, 422)
+    assert [row["row"] for row in report["rows"]] == [3, 4, 5, 6, 7, 8, 9]
+    fields = {e["field"] for e in report["errors"]}
+    assert {"rows[3].amount", "rows[4].currency", "rows[5].amount", "rows[6].parent_code", "rows[7].period",
+            "rows[8].code", "rows[9].currency"} <= fields
+    assert "nothing was imported" in report["detail"]
+    async with budget.runtime.transaction(readonly=True) as s:
+        assert await s.scalar(select(func.count()).select_from(lines).where(lines.c.plan_id == plan["id"])) == 0
+        assert await s.scalar(select(func.count()).select_from(entries).where(entries.c.plan_id == plan["id"])) == 0
+
+
+async def test_summary_pacing_compares_elapsed_time_with_spend(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "SOCIAL", channel="social")
+    await budget.allocate(ln["id"], "1000.00", period="2027-01")
+    await budget.ok("POST", "/v1/actuals", 201, json={"line_id": ln["id"], "period": "2027-01", "amount": "900.00",
+                                                     "currency": "EUR"})
+    async with budget.runtime.transaction(readonly=True) as s:
+        result = await budget.ledger.summary(s, Principal("x", frozenset({"admin"})), plan["id"], "channel",
+                                             "2027-01", "2027-01", today=dt.date(2027, 1, 16))
+    pacing = result["groups"][0]["pacing"]
+    assert pacing == {"elapsed_share": "0.5161", "spent_share": "0.9000", "consumed_share": "0.9000",
+                      "status": "overspending"}
+
+
+async def test_erp_purchase_orders_upsert_commitments_idempotently_and_invoices_consume_them(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "MARTECH")
+    await budget.allocate(ln["id"], "10000.00")
+    po = {"action": "created", "po_number": "PO-9", "revision": 1, "fiscal_year": 2027, "budget_line": "MARTECH",
+          "period": "2027-03", "amount": "4000.00", "currency": "EUR", "vendor": "Acme", "description": "licences"}
+    r = await budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP)
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    assert r.json()["external_ref"] == "PO-9" and r.json()["vendor"] == "Acme"
+    again = await budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP)
+    assert again.status_code == 200 and again.json()["id"] == cid
+    assert (await budget.balance(ln["id"]))["committed"] == "4000.00"
+    changed = await budget.ok("POST", "/v1/erp/purchase-orders", headers=ERP,
+                              json={**po, "action": "changed", "revision": 2, "amount": "5000.00"})
+    assert changed["id"] == cid and changed["amount"] == "5000.00" and changed["external_revision"] == 2
+    assert (await budget.balance(ln["id"]))["committed"] == "5000.00"
+    inv = {"invoice_number": "INV-1", "po_number": "PO-9", "fiscal_year": 2027, "budget_line": "MARTECH",
+           "period": "2027-03", "amount": "2000.00", "currency": "EUR", "vendor": "Acme"}
+    r = await budget.c.post("/v1/erp/invoices", json=inv, headers=ERP)
+    assert r.status_code == 201 and r.json()["commitment_id"] == cid
+    assert (await budget.c.post("/v1/erp/invoices", json=inv, headers=ERP)).status_code == 200
+    bal = await budget.balance(ln["id"])
+    assert bal["committed"] == "3000.00" and bal["spent"] == "2000.00" and bal["available"] == "5000.00"
+    cancelled = await budget.ok("POST", "/v1/erp/purchase-orders", headers=ERP,
+                                json={"action": "cancelled", "po_number": "PO-9", "revision": 3})
+    assert cancelled["status"] == "released"
+    assert (await budget.balance(ln["id"]))["committed"] == "0.00"
+    body = problem(await budget.c.post("/v1/erp/invoices", headers=ERP, json={**inv, "invoice_number": "INV-2",
+                                                                             "budget_line": "NOPE"}), 422)
+    assert body["errors"][0]["field"] == "budget_line"
+    problem(await budget.c.post("/v1/erp/purchase-orders", headers=who("marketer"), json=po), 403)

@@ -1,0 +1,127 @@
+"""The default policy: every role over every route class, through a real gateway; policy loading."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.policy import Policy, PolicyError
+from tests.gateway.conftest import assert_problem, bearer
+
+ROUTES = {
+    # label: (method, path through the gateway)
+    "budget.read": ("GET", "/budget/v1/plans"),
+    "budget.configure": ("POST", "/budget/v1/plans"),
+    "budget.edit": ("PATCH", "/budget/v1/plans/p1"),
+    "budget.commit": ("POST", "/budget/v1/commitments"),
+    "budget.actual": ("POST", "/budget/v1/actuals"),
+    "budget.approve": ("POST", "/budget/v1/commitments/c1/approve"),
+    "budget.erp": ("POST", "/budget/v1/erp/purchase-orders"),
+    "workflow.read": ("GET", "/workflow/v1/tasks"),
+    "workflow.define": ("POST", "/workflow/v1/definitions"),
+    "workflow.calendar": ("PUT", "/workflow/v1/calendars/de-office"),
+    "workflow.start": ("POST", "/workflow/v1/instances"),
+    "workflow.cancel": ("POST", "/workflow/v1/instances/i1/cancel"),
+    "workflow.resubmit": ("POST", "/workflow/v1/instances/i1/resubmit"),
+    "workflow.task": ("POST", "/workflow/v1/tasks/t1/approve"),
+    "kpi.read": ("GET", "/kpi/v1/metrics/cpl/series"),
+    "kpi.define": ("POST", "/kpi/v1/metrics"),
+    "kpi.delete": ("DELETE", "/kpi/v1/targets/t1"),
+    "kpi.measure": ("POST", "/kpi/v1/measurements"),
+    "kpi.touch": ("POST", "/kpi/v1/touchpoints"),
+    "kpi.convert": ("POST", "/kpi/v1/conversions"),
+    "registry.read": ("GET", "/registry/v1/tools"),
+    "registry.tool": ("POST", "/registry/v1/tools"),
+    "registry.contract": ("POST", "/registry/v1/contracts"),
+    "registry.contract_edit": ("PATCH", "/registry/v1/contracts/c1"),
+    "registry.usage": ("POST", "/registry/v1/utilization"),
+    "gateway.keys_read": ("GET", "/gateway/v1/api-keys"),
+    "gateway.keys_write": ("POST", "/gateway/v1/api-keys"),
+}
+
+READS = {"budget.read", "workflow.read", "kpi.read", "registry.read"}
+SERVICE_ROUTES = {k for k in ROUTES if not k.startswith("gateway.")}
+TASKS_AND_INSTANCES = {"workflow.start", "workflow.cancel", "workflow.resubmit", "workflow.task"}
+
+EXPECTED = {
+    "admin": set(ROUTES),
+    "mops": SERVICE_ROUTES,
+    "finance": READS | {k for k in ROUTES if k.startswith("budget.")} | TASKS_AND_INSTANCES
+               | {"registry.contract", "registry.contract_edit"},
+    "approver": READS | TASKS_AND_INSTANCES,
+    "marketer": READS | {"budget.commit", "budget.actual", "workflow.start", "workflow.cancel", "workflow.resubmit"},
+    "analyst": READS,
+    "partner": {"budget.read", "kpi.read", "registry.read", "budget.erp", "kpi.measure", "kpi.touch",
+                "kpi.convert", "registry.usage"},
+}
+
+
+@pytest.mark.db
+async def test_every_role_over_every_route_class(gw, token):
+    key_body = {"name": "matrix", "roles": ["partner"]}
+    mismatches = []
+    for role, allowed in EXPECTED.items():
+        headers = bearer(token(role, sub=f"{role}-user"))
+        for label, (method, path) in ROUTES.items():
+            r = await gw.request(method, path, headers=headers, json=key_body if method != "GET" else None)
+            if label in allowed:
+                ok = r.status_code in (200, 201)
+                if ok and not label.startswith("gateway."):
+                    ok = r.json()["principal"]["roles"] == [role]
+            else:
+                ok = r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+            if not ok:
+                mismatches.append((role, label, r.status_code))
+    assert mismatches == []
+
+
+@pytest.mark.db
+async def test_no_role_at_all_is_denied(gw, token):
+    body = assert_problem(await gw.get("/budget/v1/plans", headers=bearer(token())), 403)
+    assert "none" in body["detail"]
+
+
+def test_the_shipped_policy_loads_and_analyst_can_never_write():
+    policy = Policy.load("gateway/policy.yaml")
+    for service in ("budget", "workflow", "kpi", "registry"):
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert not policy.allows({"analyst"}, service, method, "/v1/anything")
+    with pytest.raises(PolicyError, match="read-only"):
+        Policy.from_dict({"roles": {"analyst": [{"service": "kpi", "methods": ["POST"], "paths": ["/v1/x"]}]}})
+    with pytest.raises(PolicyError, match="read-only"):
+        Policy.from_dict({"roles": {"partner": {"read_only": True, "rules": [
+            {"service": "kpi", "methods": ["*"], "paths": ["/**"]}]}}})
+
+
+@pytest.mark.parametrize("doc, match", [
+    ({"roles": {"wizard": []}}, "unknown role"),
+    ({"roles": {"mops": [{"service": "billing", "methods": ["GET"], "paths": ["/**"]}]}}, "unknown service"),
+    ({"roles": {"mops": [{"service": "kpi", "methods": ["FETCH"], "paths": ["/**"]}]}}, "unknown method"),
+    ({"roles": {"mops": [{"service": "kpi", "methods": ["GET"], "paths": ["v1/x"]}]}}, "must start"),
+    ({"rules": []}, "'roles'"),
+])
+def test_malformed_policies_are_refused(doc, match):
+    with pytest.raises(PolicyError, match=match):
+        Policy.from_dict(doc)
+
+
+def test_path_patterns():
+    policy = Policy.from_dict({"roles": {"mops": [
+        {"service": "budget", "methods": ["POST"], "paths": ["/v1/tasks/*/approve", "/v1/erp/**"]}]}})
+    allows = lambda path: policy.allows({"mops"}, "budget", "POST", path)  # noqa: E731
+    assert allows("/v1/tasks/t1/approve") and allows("/v1/tasks/t1/approve/")
+    assert not allows("/v1/tasks/t1/x/approve") and not allows("/v1/tasks//approve")
+    assert allows("/v1/erp") and allows("/v1/erp/a/b/c") and not allows("/v1/erpx")
+    assert not policy.allows({"mops"}, "budget", "GET", "/v1/erp/a")
+    assert not policy.allows({"finance"}, "budget", "POST", "/v1/erp/a")  # a role without rules: denied
+
+
+@pytest.mark.db
+async def test_policy_path_is_configurable(new_db, host_router, token, tmp_path):
+    from tests.gateway.conftest import gateway_settings, running_gateway
+
+    custom = tmp_path / "policy.yaml"
+    custom.write_text("roles:\n  analyst:\n    - {service: kpi, methods: [GET], paths: ['/v1/metrics/**']}\n")
+    async with running_gateway(gateway_settings(await new_db("gateway"), policy_path=str(custom)), host_router) as gw:
+        assert (await gw.get("/kpi/v1/metrics/cpl", headers=bearer(token("analyst")))).status_code == 200
+        assert_problem(await gw.get("/kpi/v1/targets", headers=bearer(token("analyst"))), 403)
+        assert_problem(await gw.get("/budget/v1/plans", headers=bearer(token("admin"))), 403)

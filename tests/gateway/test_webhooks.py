@@ -1,0 +1,202 @@
+"""Signed webhooks: verification, dedupe, translation to the services' ingest contracts, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from sqlalchemy import select
+
+from gateway.models import WebhookDelivery
+from gateway.webhooks import sign
+from tests.conftest import eventually
+from tests.gateway.conftest import WEBHOOK_SECRETS, assert_problem, bearer, gateway_settings, running_gateway
+
+pytestmark = pytest.mark.db
+
+
+def signed(source: str, doc: dict, delivery: str, *, ts: int | None = None, secret: str | None = None):
+    body = json.dumps(doc).encode()
+    ts = int(time.time()) if ts is None else ts
+    headers = {"Content-Type": "application/json", "X-Pitcrew-Timestamp": str(ts), "X-Pitcrew-Delivery": delivery,
+               "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], ts, body)}
+    return body, headers
+
+
+PO = {"po_number": "PO-1001", "revision": 2, "fiscal_year": 2027, "budget_line": "EMEA-EVENTS", "period": "2027-03",
+      "amount": "12500.00", "currency": "EUR", "vendor": "Eventco", "description": "Booth at Expo"}
+INVOICE = {"invoice_number": "INV-77", "po_number": "PO-1001", "fiscal_year": 2027, "budget_line": "EMEA-EVENTS",
+           "period": "2027-03", "amount": "5000.00", "currency": "EUR", "vendor": "Eventco"}
+CRM = {"id": "006A", "time": "2027-03-04T10:00:00Z", "channel": "search", "campaign": "spring", "region": "EMEA"}
+
+CASES = [
+    ("erp", "purchase_order.created", PO, "budget", "/v1/erp/purchase-orders", {"action": "created", **PO}),
+    ("erp", "purchase_order.changed", PO, "budget", "/v1/erp/purchase-orders", {"action": "changed", **PO}),
+    ("erp", "purchase_order.cancelled", PO, "budget", "/v1/erp/purchase-orders", {"action": "cancelled", **PO}),
+    ("erp", "invoice.posted", INVOICE, "budget", "/v1/erp/invoices", INVOICE),
+    ("crm", "lead.created", CRM, "kpi", "/v1/measurements", {"items": [
+        {"type": "leads", "value": "1", "time": CRM["time"], "source": "crm", "external_id": "lead:006A",
+         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}}]}),
+    ("crm", "opportunity.created", CRM, "kpi", "/v1/measurements", {"items": [
+        {"type": "opportunities", "value": "1", "time": CRM["time"], "source": "crm", "external_id": "opportunity:006A",
+         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}}]}),
+    ("crm", "opportunity.won", {**CRM, "amount": "48000.00"}, "kpi", "/v1/measurements", {"items": [
+        {"type": "won_deals", "value": "1", "time": CRM["time"], "source": "crm", "external_id": "won:006A",
+         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}},
+        {"type": "revenue", "value": "48000.00", "time": CRM["time"], "source": "crm", "external_id": "revenue:006A",
+         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}}]}),
+]
+
+
+@pytest.mark.parametrize("source, event_type, data, service, path, expected", CASES,
+                         ids=[c[1] for c in CASES])
+async def test_translation_reaches_the_owning_service(gw, upstreams, source, event_type, data, service, path,
+                                                      expected):
+    body, headers = signed(source, {"type": event_type, "data": data}, f"d-{event_type}")
+    r = await gw.post(f"/webhooks/{source}", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    assert r.json() == {"delivery_id": f"d-{event_type}", "status": "accepted", "duplicate": False}
+    received = upstreams[f"{service}.test"].state.received
+    await eventually(lambda: received)
+    got = received[0]
+    assert got["method"] == "POST" and got["path"] == path
+    assert json.loads(got["body"]) == expected
+    assert got["principal"]["subject"] == f"webhook:{source}" and got["principal"]["roles"] == ["partner"]
+    assert got["principal"]["kind"] == "service"
+    assert got["headers"]["idempotency-key"] == f"d-{event_type}"
+
+
+async def test_bad_signature_stale_timestamp_and_missing_headers_are_401(gw, upstreams):
+    doc = {"type": "invoice.posted", "data": INVOICE}
+    body, headers = signed("erp", doc, "x1", secret="wrong-secret")
+    assert "Signature" in assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)["detail"]
+    body, headers = signed("erp", doc, "x2")
+    assert_problem(await gw.post("/webhooks/erp", content=body + b" ", headers=headers), 401)  # body tampered
+    body, headers = signed("crm", doc, "x3")  # CRM's secret used on the ERP endpoint
+    assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)
+    body, headers = signed("erp", doc, "x4", ts=int(time.time()) - 301)
+    assert "Timestamp" in assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)["detail"]
+    body, headers = signed("erp", doc, "x5", ts=int(time.time()) + 400)
+    assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)
+    body, headers = signed("erp", doc, "x6")
+    del headers["X-Pitcrew-Delivery"]
+    assert "Delivery" in assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)["detail"]
+    body, headers = signed("erp", doc, "x7")
+    assert_problem(await gw.post("/webhooks/unknown", content=body, headers=headers), 404)
+    # Within the window is fine.
+    body, headers = signed("erp", doc, "x8", ts=int(time.time()) - 250)
+    assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+    async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+        stored = (await s.scalars(select(WebhookDelivery.delivery_id))).all()
+    assert stored == ["x8"]
+
+
+async def test_replay_is_a_duplicate_and_does_nothing(gw, upstreams):
+    body, headers = signed("crm", {"type": "lead.created", "data": CRM}, "lead-1")
+    assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+    received = upstreams["kpi.test"].state.received
+    await eventually(lambda: received)
+    for _ in range(3):
+        r = await gw.post("/webhooks/crm", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["duplicate"] is True
+    # Concurrent first deliveries of one id: exactly one is accepted.
+    body, headers = signed("crm", {"type": "lead.created", "data": {**CRM, "id": "L2"}}, "lead-2")
+    results = await asyncio.gather(*(gw.post("/webhooks/crm", content=body, headers=headers) for _ in range(5)))
+    assert sorted(r.status_code for r in results) == [200, 200, 200, 200, 202]
+    await eventually(lambda: len(received) == 2)
+    await asyncio.sleep(0.3)
+    assert len(received) == 2
+    # The same delivery id from another source is a different delivery.
+    body, headers = signed("erp", {"type": "invoice.posted", "data": INVOICE}, "lead-1")
+    assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+
+
+async def test_invalid_payloads_are_422_naming_the_field(gw):
+    cases = [
+        ({"type": "invoice.posted", "data": {**INVOICE, "amount": 12.5}}, "data.amount"),
+        ({"type": "invoice.posted", "data": {k: v for k, v in INVOICE.items() if k != "invoice_number"}},
+         "data.invoice_number"),
+        ({"type": "purchase_order.created", "data": {**PO, "amount": "12,5"}}, "data.amount"),
+        ({"type": "opportunity.won", "data": CRM}, "data.amount"),
+        ({"type": "lead.converted", "data": CRM}, "type"),
+        ({"data": CRM}, "type"),
+    ]
+    for i, (doc, field) in enumerate(cases):
+        source = "crm" if doc.get("type", "").startswith(("lead", "opportunity")) or "type" not in doc else "erp"
+        body, headers = signed(source, doc, f"bad-{i}")
+        r = await gw.post(f"/webhooks/{source}", content=body, headers=headers)
+        assert field in {e["field"] for e in assert_problem(r, 422)["errors"]}, (doc, r.text)
+    body, headers = signed("erp", {}, "bad-json")
+    body = b"{nope"
+    from gateway.webhooks import sign as _sign
+    headers["X-Pitcrew-Signature"] = _sign(WEBHOOK_SECRETS["erp"], headers["X-Pitcrew-Timestamp"], body)
+    assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 422)
+
+
+async def test_a_service_that_is_down_gets_the_delivery_later(gw, upstreams, host_router, token):
+    budget = upstreams["budget.test"]
+    host_router.down.add("budget.test")
+    body, headers = signed("erp", {"type": "invoice.posted", "data": INVOICE}, "inv-down")
+    assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+
+    async def attempts():
+        async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+            return (await s.scalars(select(WebhookDelivery))).one()
+
+    await eventually(lambda: _attempted(attempts, 2))
+    assert budget.state.received == []
+    # Back up, but answering 503 twice first.
+    budget.state.control["fail_next"] = 2
+    host_router.down.discard("budget.test")
+    await eventually(lambda: budget.state.received, timeout=15)
+    row = await attempts()
+    await eventually(lambda: _status(attempts, "delivered"))
+    assert len(budget.state.received) == 1
+    listed = (await gw.get("/gateway/v1/webhook-deliveries?status=delivered",
+                           headers=bearer(token("admin")))).json()["items"]
+    assert [d["delivery_id"] for d in listed] == ["inv-down"] and listed[0]["attempts"] >= 4
+    assert row.requests[0]["path"] == "/v1/erp/invoices"
+
+
+async def test_a_lost_answer_is_replayed_not_applied_twice(gw, upstreams):
+    """The forwarder sends with Idempotency-Key = delivery id: the service answers a resend from its store."""
+    kpi = upstreams["kpi.test"]
+    body, headers = signed("crm", {"type": "lead.created", "data": CRM}, "lead-once")
+    assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+    await eventually(lambda: kpi.state.received)
+    forwarder = gw.app.state.gateway_ref["gateway"].forwarder
+    async with gw.app.state.runtime.db.transaction() as s:
+        row = (await s.scalars(select(WebhookDelivery))).one()
+        row.status, row.attempts = "pending", 0  # as if the 2xx had been lost
+    await eventually(lambda: _status(lambda: _one(gw), "delivered"))
+    await forwarder.run_once()
+    assert len(kpi.state.received) == 1
+
+
+async def test_a_rejected_payload_is_kept_for_operators(gw, upstreams, token):
+    """A 4xx from the service means it will never take this payload: no retries, kept as `rejected`."""
+    upstreams["budget.test"].state.control.update(fail_next=1, fail_status=422)
+    body, headers = signed("erp", {"type": "invoice.posted", "data": INVOICE}, "inv-rej")
+    assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+    await eventually(lambda: _status(lambda: _one(gw), "rejected"))
+    row = await _one(gw)
+    assert row.last_status == 422 and row.attempts == 1 and "down" in row.last_error
+    await asyncio.sleep(0.3)
+    assert (await _one(gw)).attempts == 1 and upstreams["budget.test"].state.received == []
+    listed = (await gw.get("/gateway/v1/webhook-deliveries?status=rejected", headers=bearer(token("admin")))).json()
+    assert [d["delivery_id"] for d in listed["items"]] == ["inv-rej"]
+
+
+async def _one(gw):
+    async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+        return (await s.scalars(select(WebhookDelivery))).one()
+
+
+async def _attempted(fetch, n):
+    return (await fetch()).attempts >= n
+
+
+async def _status(fetch, status):
+    return (await fetch()).status == status

@@ -1,0 +1,51 @@
+"""Money arithmetic: exact minor units, no floats, banker's rounding once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from shared import money
+from shared.errors import Invalid
+
+
+class Body(BaseModel):
+    amount: money.DecimalStr
+    currency: money.CurrencyCode
+
+
+def test_decimal_strings_in_and_out_floats_refused():
+    assert Body(amount="1250.00", currency="eur").model_dump(mode="json") == {"amount": "1250.00", "currency": "EUR"}
+    with pytest.raises(ValidationError, match="never as floating-point"):
+        Body(amount=12.5, currency="EUR")
+    with pytest.raises(ValidationError, match="ISO 4217"):
+        Body(amount="1", currency="EURO")
+    with pytest.raises(ValidationError, match="not a decimal"):
+        Body(amount="12,50", currency="EUR")
+
+
+def test_minor_units_respect_the_currency_exponent():
+    assert money.to_minor(Decimal("1250.50"), "EUR") == 125050
+    assert money.to_minor(Decimal("1250"), "JPY") == 1250
+    assert money.to_minor(Decimal("1.234"), "KWD") == 1234
+    with pytest.raises(Invalid, match="more than 2 decimal places"):
+        money.to_minor(Decimal("1.005"), "EUR")
+    with pytest.raises(Invalid, match="more than 0 decimal places"):
+        money.to_minor(Decimal("1.5"), "JPY")
+    assert money.fmt(125050, "EUR") == "1250.50" and money.fmt(-5, "USD") == "-0.05"
+
+
+def test_conversion_rounds_half_to_even_once():
+    assert money.convert(1, "EUR", "USD", Decimal("0.5")) == 0  # 0.005 -> 0.00
+    assert money.convert(3, "EUR", "USD", Decimal("0.5")) == 2  # 0.015 -> 0.02
+    assert money.convert(100, "EUR", "JPY", Decimal("162.5")) == 162  # 162.5 -> 162
+    assert money.convert(100, "EUR", "EUR", Decimal("3")) == 100
+
+
+@given(st.integers(min_value=-10**15, max_value=10**15), st.sampled_from(["EUR", "JPY", "KWD", "CLF"]))
+def test_minor_units_round_trip(minor, currency):
+    assert money.to_minor(Decimal(money.fmt(minor, currency)), currency) == minor

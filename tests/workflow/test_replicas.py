@@ -1,0 +1,92 @@
+"""Two workflow replicas on one database (PostgreSQL in `make test-postgres`) fire each of 1,000 SLA timers once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+
+import pytest
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
+from services.workflow.api import engine_of
+from services.workflow.engine import BREACH, WARNING
+from services.workflow.main import create_app
+from services.workflow.models import infra
+from shared.db import utcnow
+from tests.conftest import eventually
+from tests.workflow.conftest import settings_for
+
+# On PostgreSQL the replicas split the work with SKIP LOCKED; on SQLite the write lock serialises them.
+pytestmark = pytest.mark.db
+
+INSTANCES = 500  # a warning and a breach timer each: 1,000 timers
+
+
+async def test_two_replicas_fire_each_of_1000_timers_exactly_once(db_url):
+    a, b = create_app(settings_for(db_url)), create_app(settings_for(db_url))
+    calls: collections.Counter[str] = collections.Counter()
+    by_replica: collections.Counter[str] = collections.Counter()
+
+    def counting(name: str, handler):
+        # Count a firing only when its transaction commits (a rolled-back batch is retried, not fired).
+        async def wrapped(s, row):
+            s.info.setdefault("fired_timers", []).append((name, row.id))
+            await handler(s, row)
+        return wrapped
+
+    def on_commit(session) -> None:
+        for name, timer_id in session.info.pop("fired_timers", []):
+            calls[timer_id] += 1
+            by_replica[name] += 1
+
+    def on_rollback(session) -> None:
+        session.info.pop("fired_timers", None)
+
+    event.listen(Session, "after_commit", on_commit)
+    event.listen(Session, "after_rollback", on_rollback)
+
+    async with a.router.lifespan_context(a), b.router.lifespan_context(b):
+        rt_a, rt_b = a.state.runtime, b.state.runtime
+        engine = engine_of(rt_a)
+        far = (utcnow() + dt.timedelta(days=30)).isoformat()
+        async with rt_a.transaction() as s:
+            definition = await engine.get_definition(s, "tool-renewal")
+        for start in range(0, INSTANCES, 100):
+            async with rt_a.transaction() as s:
+                for i in range(start, start + 100):
+                    await engine.start(s, definition, {"type": "contract", "id": f"k{i}", "service": "registry"},
+                                       {"notice_deadline": far}, "service:registry")
+        for name, rt in (("a", rt_a), ("b", rt_b)):
+            assert type(rt.scheduler).__name__ == "BatchedTimerScheduler"
+            rt.scheduler.batch = 25
+            rt.scheduler.handlers = {k: counting(name, h) for k, h in rt.scheduler.handlers.items()}
+        # Advance time: every timer falls due now (warnings a moment before their breaches).
+        t = infra.timers
+        now = utcnow()
+        async with rt_a.transaction() as s:
+            await s.execute(update(t).where(t.c.kind == WARNING).values(due_at=now - dt.timedelta(seconds=2)))
+            await s.execute(update(t).where(t.c.kind == BREACH).values(due_at=now - dt.timedelta(seconds=1)))
+
+        async def pending() -> int:
+            async with rt_a.transaction(readonly=True) as s:
+                return await s.scalar(select(func.count()).select_from(t).where(t.c.status == "pending"))
+
+        await eventually(lambda: _is_zero(pending()), timeout=180)
+        await asyncio.sleep(0.5)
+        async with rt_a.transaction(readonly=True) as s:
+            fired = await s.scalar(select(func.count()).select_from(t).where(t.c.status == "fired"))
+            subjects = dict((await s.execute(
+                select(infra.outbox.c.subject, func.count()).group_by(infra.outbox.c.subject)
+            )).all())
+    event.remove(Session, "after_commit", on_commit)
+    event.remove(Session, "after_rollback", on_rollback)
+    assert fired == 2 * INSTANCES
+    assert len(calls) == 2 * INSTANCES and set(calls.values()) == {1}
+    assert subjects["workflow.sla.warning"] == INSTANCES and subjects["workflow.sla.breached"] == INSTANCES
+    assert by_replica["a"] > 0 and by_replica["b"] > 0, by_replica
+
+
+async def _is_zero(value) -> bool:
+    return (await value) == 0
