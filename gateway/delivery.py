@@ -41,16 +41,23 @@ class Forwarder:
         self.db = db
         self.upstreams = upstreams
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="gateway-webhook-forwarder")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the current delivery finish (a lease is never left half-settled), then end the loop."""
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
 
     def kick(self) -> None:
@@ -58,13 +65,13 @@ class Forwarder:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 busy = await self.run_once()
             except Exception as exc:  # noqa: BLE001 - the loop must survive a database hiccup
                 log.warning("webhook_forwarder_error", error=str(exc))
                 busy = 0
-            if busy:
+            if busy or self._stopping:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -82,6 +89,8 @@ class Forwarder:
             )).all()
         done = 0
         for delivery_id in ids:
+            if self._stopping:
+                break
             row = await self._claim(delivery_id)
             if row is not None:
                 await self._forward(row)
