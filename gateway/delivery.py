@@ -52,9 +52,8 @@ class Forwarder:
         if self._task:
             self._stopping = True
             self._wake.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), grace)
-            except TimeoutError:
+            _done, pending = await asyncio.wait({self._task}, timeout=grace)
+            if pending:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
@@ -75,7 +74,8 @@ class Forwarder:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_seconds)
+                async with asyncio.timeout(self.settings.webhook_poll_seconds):  # wait_for may swallow a cancel
+                    await self._wake.wait()
 
     async def run_once(self, batch: int = 20) -> int:
         """Forward the deliveries that are due; returns how many were attempted."""

@@ -43,10 +43,8 @@ class OpenAPIMerger:
 
     async def _fetch(self, service: str) -> dict[str, Any] | None:
         try:
-            r = await asyncio.wait_for(
-                self.gw.upstreams.send(service, "GET", "/openapi.json", [], stream=False),
-                self.gw.settings.health_timeout_seconds,
-            )
+            async with asyncio.timeout(self.gw.settings.health_timeout_seconds):
+                r = await self.gw.upstreams.send(service, "GET", "/openapi.json", [], stream=False)
             return r.json() if r.status_code == 200 else None
         except (ServiceDown, httpx.HTTPError, TimeoutError, ValueError):
             return None

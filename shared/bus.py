@@ -48,7 +48,8 @@ class Bus:
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                await self._ready.wait()
         return self.connected
 
     async def _connect_loop(self) -> None:
