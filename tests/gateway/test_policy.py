@@ -34,6 +34,7 @@ ROUTES = {
     "registry.contract": ("POST", "/registry/v1/contracts"),
     "registry.contract_edit": ("PATCH", "/registry/v1/contracts/c1"),
     "registry.usage": ("POST", "/registry/v1/utilization"),
+    "registry.fx": ("POST", "/registry/v1/fx-rates"),
     "gateway.keys_read": ("GET", "/gateway/v1/api-keys"),
     "gateway.keys_write": ("POST", "/gateway/v1/api-keys"),
 }
@@ -46,7 +47,7 @@ EXPECTED = {
     "admin": set(ROUTES),
     "mops": SERVICE_ROUTES,
     "finance": READS | {k for k in ROUTES if k.startswith("budget.")} | TASKS_AND_INSTANCES
-               | {"registry.contract", "registry.contract_edit"},
+               | {"registry.contract", "registry.contract_edit", "registry.fx"},
     "approver": READS | TASKS_AND_INSTANCES,
     "marketer": READS | {"budget.commit", "budget.actual", "workflow.start", "workflow.cancel", "workflow.resubmit"},
     "analyst": READS,
