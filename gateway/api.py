@@ -16,7 +16,7 @@ from gateway.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut, Deli
 from shared.db import utcnow
 from shared.errors import Forbidden, Invalid
 from shared.identity import Principal
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor, page_of
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
 
 if TYPE_CHECKING:
     from gateway.main import Gateway

@@ -37,7 +37,8 @@ class OpenAPIMerger:
                 return self._cached[1]
             specs = await asyncio.gather(*(self._fetch(svc) for svc in SERVICE_NAMES))
             doc = merge(own, dict(zip(SERVICE_NAMES, specs, strict=True)))
-            ttl = self.gw.settings.openapi_cache_seconds if all(specs) else min(5.0, self.gw.settings.openapi_cache_seconds)
+            cache = self.gw.settings.openapi_cache_seconds
+            ttl = cache if all(specs) else min(5.0, cache)
             self._cached = (time.monotonic() + ttl, doc)
             return doc
 

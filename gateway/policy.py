@@ -80,7 +80,8 @@ class Policy:
                 for rule in compiled:
                     if rule.methods - READ_METHODS:
                         raise PolicyError(
-                            f"role {role!r} is read-only but a rule allows {', '.join(sorted(rule.methods - READ_METHODS))}"
+                            f"role {role!r} is read-only but a rule allows "
+                            f"{', '.join(sorted(rule.methods - READ_METHODS))}"
                         )
             rules[role] = compiled
         return cls(rules)

@@ -19,7 +19,8 @@ class ApiKeyIn(BaseModel):
 class ApiKeyOut(BaseModel):
     id: str
     name: str
-    prefix: str = Field(description="The first characters of the key, to recognise it; the key itself is never shown again.")
+    prefix: str = Field(description="The first characters of the key, to recognise it; "
+                                    "the key itself is never shown again.")
     roles: list[str]
     scopes: list[str]
     created_by: str

@@ -47,10 +47,20 @@ class Bus:
             self._task = asyncio.create_task(self._connect_loop(), name=f"{self.name}-nats-connect")
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
-                await self._ready.wait()
-        return self.connected
+        """True once connected, False after `timeout` seconds.
+
+        It always sleeps while NATS is down. `_ready` stays set across a reconnect, so
+        waiting on it alone would return at once, and a caller looping on this (the
+        outbox relay, the consumers) would spin and starve the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.connected:
+            step = 0.05 if deadline is None else min(0.05, deadline - loop.time())
+            if step <= 0:
+                return False
+            await asyncio.sleep(step)
+        return True
 
     async def _connect_loop(self) -> None:
         delay = 0.2

@@ -24,16 +24,27 @@ from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import JSON, and_, bindparam, func, insert, literal, select, tuple_, type_coerce, update
+from sqlalchemy import JSON, and_, bindparam, func, insert, literal, select, text, tuple_, type_coerce, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.budget.models import balances, closed_periods, commitments, entries, erp_invoices, fx_rates, lines, plans
+from services.budget.models import (
+    balances,
+    closed_periods,
+    commitments,
+    entries,
+    erp_invoices,
+    fx_rates,
+    lines,
+    plans,
+)
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.identity import Principal
 from shared.money import EXPONENTS, convert, exponent, fmt, to_minor
-from shared.outbox import Outbox
+from shared.events import new_event
+from shared.outbox import _NOTIFY_KEY, Outbox
 from shared.pagination import decode_cursor, page_of
 
 DIMENSIONS = ("region", "channel", "campaign", "cost_center", "owner")
@@ -73,6 +84,60 @@ _ADD_TO_BALANCES = (
 )
 _INSERT_ENTRIES = insert(entries)
 _INSERT_COMMITMENT = insert(commitments)
+_SELECT_BALANCES = (
+    select(_b.line_id, _b.period, _b.allocated, _b.committed, _b.pending, _b.spent)
+    .where(tuple_(_b.line_id, _b.period).in_(bindparam("keys", expanding=True)))
+)
+
+_ENTRY_COLS = ("id", "group_id", "plan_id", "line_id", "period", "entry_date", "kind", "amount_minor",
+               "original_amount_minor", "original_currency", "fx_rate", "d_allocated", "d_committed", "d_pending",
+               "d_spent", "commitment_id", "reverses_group_id", "external_ref", "vendor", "memo", "author",
+               "created_at")
+_COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status", "amount_minor", "consumed_minor",
+                    "original_amount_minor", "original_currency", "fx_rate", "reason", "external_ref",
+                    "external_revision", "vendor", "memo", "requested_by", "decided_by", "version", "created_at",
+                    "updated_at")
+_OUTBOX_COLS = ("id", "subject", "payload", "created_at")
+_DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
+
+
+def _pg_type(col: Any) -> str:
+    name = str(col.type.compile(dialect=_PG))
+    return "TIMESTAMPTZ" if name.startswith("TIMESTAMP") else name.split("(")[0]
+
+
+def _unnest(table: Any, cols: Sequence[str], prefix: str) -> str:
+    arrays = ", ".join(f"CAST(:{prefix}_{c} AS {_pg_type(table.c[c])}[])" for c in cols)
+    return f"SELECT * FROM unnest({arrays})"
+
+
+_PG = postgresql.dialect()
+# PostgreSQL: a whole posting in one statement. The entries, the commitment row and the outbox
+# events are inserted, then the balance rows of every touched (line, period) are locked in one
+# fixed order (line id, period: the LockRows sits above the sort, so concurrent postings queue on
+# the rows they share and never deadlock) and updated; RETURNING gives the new figures, which are
+# checked before COMMIT (a refused posting raises and the transaction rolls back: nothing stays).
+# The balance-row locks are thus held for this one statement and the commit, not for the round
+# trips of the whole posting.
+_PG_POST = text(f"""
+WITH e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)}) {_unnest(entries, _ENTRY_COLS, "e")}),
+c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)}) {_unnest(commitments, _COMMITMENT_COLS, "c")}),
+o AS (INSERT INTO outbox (id, subject, payload, created_at, attempts)
+      SELECT u.*, 0 FROM unnest(CAST(:o_id AS VARCHAR[]), CAST(:o_subject AS VARCHAR[]), CAST(:o_payload AS TEXT[]),
+                                CAST(:o_created_at AS TIMESTAMPTZ[])) AS u),
+d AS (SELECT * FROM unnest(CAST(:k_line AS VARCHAR[]), CAST(:k_period AS VARCHAR[]),
+                           {", ".join(f"CAST(:{c} AS BIGINT[])" for c in _DELTA_COLS)})
+      AS d(line_id, period, {", ".join(_DELTA_COLS)})),
+l AS MATERIALIZED (SELECT b.line_id, b.period FROM balances b JOIN d ON b.line_id = d.line_id AND b.period = d.period
+                   ORDER BY b.line_id, b.period FOR UPDATE OF b)
+UPDATE balances SET allocated = balances.allocated + d.da, committed = balances.committed + d.dc,
+    pending = balances.pending + d.dp, spent = balances.spent + d.ds,
+    own_allocated = balances.own_allocated + d.oa, own_committed = balances.own_committed + d.oc,
+    own_pending = balances.own_pending + d.op, own_spent = balances.own_spent + d.os
+FROM l JOIN d ON d.line_id = l.line_id AND d.period = l.period
+WHERE balances.line_id = l.line_id AND balances.period = l.period
+RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending, balances.spent
+""")
 
 
 def _dimension(name: str) -> Any:
@@ -629,49 +694,27 @@ class Ledger:
         return {(r.line_id, r.period): r for r in rows}
 
     async def _write(
-        self, s: AsyncSession, who: Principal, p: Row, legs: list[Leg], locked: dict[tuple[str, str], Row],
-        *, check: bool, group_id: str | None = None,
+        self, s: AsyncSession, who: Principal, p: Row, legs: list[Leg], *, check: bool,
+        group_id: str | None = None, commitment: dict[str, Any] | None = None,
+        events: Sequence[tuple[str, str, dict[str, Any]]] = (),
     ) -> tuple[str, dict[tuple[str, str], tuple[Figures, Figures]]]:
-        """Apply the legs to the locked balances and append the entries; refuse if available would go negative.
+        """Append the legs' entries (plus a new commitment row and outbox events, if given) and apply them to
+        the running balances of each line and its ancestors; refuse if available would go negative.
 
-        Returns the group id and, per touched (line, period), its subtree figures before and after.
+        The balance rows are locked by the update itself, in (line id, period) order, as the last statement
+        before COMMIT (callers that must read figures first lock them earlier with `_lock`). Returns the group
+        id and, per touched (line, period), its subtree figures before and after.
         """
         sub: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         own: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for leg in legs:
+            o = own[(leg.line.id, leg.period)]
             for i, d in enumerate(leg.deltas):
-                own[(leg.line.id, leg.period)][i] += d
+                o[i] += d
             for anc in ancestors(leg.line.path):
                 acc = sub[(anc, leg.period)]
                 for i, d in enumerate(leg.deltas):
                     acc[i] += d
-        changes: dict[tuple[str, str], tuple[Figures, Figures]] = {}
-        worst: tuple[int, tuple[str, str], Figures] | None = None
-        for key, d in sub.items():
-            row = locked[key]
-            before = Figures(row.allocated, row.committed, row.pending, row.spent)
-            after = Figures(before.allocated + d[0], before.committed + d[1], before.pending + d[2],
-                            before.spent + d[3])
-            changes[key] = (before, after)
-            if check and after.available < 0 and after.available < before.available:
-                short = -after.available
-                if worst is None or short > worst[0]:
-                    worst = (short, key, before)
-        if worst is not None:
-            short, (line_id, period), before = worst
-            code = await s.scalar(select(lines.c.code).where(lines.c.id == line_id))
-            cur = p.currency
-            raise Conflict(
-                f"Line {code!r} has {fmt(max(before.available, 0), cur)} {cur} available in {period}; "
-                f"short by {fmt(short, cur)} {cur}.",
-                shortfall=fmt(short, cur), currency=cur, line_id=line_id, line_code=code, period=period,
-            )
-        params = []
-        for key, d in sub.items():
-            o = own.get(key, [0, 0, 0, 0])
-            params.append(dict(k_line=key[0], k_period=key[1], da=d[0], dc=d[1], dp=d[2], ds=d[3],
-                               oa=o[0], oc=o[1], op=o[2], os=o[3]))
-        await _core(s, _ADD_TO_BALANCES, params)
         group_id = group_id or legs[0].id
         now = utcnow()
         rows = [
@@ -684,7 +727,56 @@ class Ledger:
                  memo=leg.memo, author=who.subject, created_at=now)
             for leg in legs
         ]
-        await _core(s, _INSERT_ENTRIES, rows)
+        outbox = [dict(id=env.id, subject=env.type, payload=env.to_json(), created_at=now)
+                  for env in (new_event(subject, self.outbox.source, sid, data) for subject, sid, data in events)]
+        keys = sorted(sub)
+        deltas = [(*sub[k], *own.get(k, (0, 0, 0, 0))) for k in keys]
+        conn = await s.connection()
+        if conn.dialect.name == "postgresql":
+            params: dict[str, Any] = {f"e_{c}": [r[c] for r in rows] for c in _ENTRY_COLS}
+            params.update({f"c_{c}": [commitment[c]] if commitment else [] for c in _COMMITMENT_COLS})
+            params.update({f"o_{c}": [r[c] for r in outbox] for c in _OUTBOX_COLS})
+            params["k_line"] = [k[0] for k in keys]
+            params["k_period"] = [k[1] for k in keys]
+            params.update({c: [d[i] for d in deltas] for i, c in enumerate(_DELTA_COLS)})
+            result = (await conn.execute(_PG_POST, params)).all()
+        else:
+            # SQLite: BEGIN IMMEDIATE already serializes writers; the same writes, one statement each.
+            await conn.execute(_INSERT_ENTRIES, rows)
+            if commitment:
+                await conn.execute(_INSERT_COMMITMENT, commitment)
+            if outbox:
+                await conn.execute(insert(self.outbox.table), [dict(r, attempts=0) for r in outbox])
+            await conn.execute(_ADD_TO_BALANCES, [
+                dict(k_line=k[0], k_period=k[1], **dict(zip(_DELTA_COLS, d, strict=True)))
+                for k, d in zip(keys, deltas, strict=True)])
+            result = (await conn.execute(_SELECT_BALANCES, {"keys": keys})).all()
+        if outbox and self.outbox.relay is not None:
+            s.info[_NOTIFY_KEY] = self.outbox.relay.notify
+        after_of = {(r[0], r[1]): Figures(*r[2:6]) for r in result}
+        if len(after_of) != len(keys):
+            raise RuntimeError(f"balance rows missing for {sorted(set(keys) - set(after_of))}")
+        changes: dict[tuple[str, str], tuple[Figures, Figures]] = {}
+        worst: tuple[int, tuple[str, str], Figures] | None = None
+        for key in keys:
+            d, after = sub[key], after_of[key]
+            before = Figures(after.allocated - d[0], after.committed - d[1], after.pending - d[2], after.spent - d[3])
+            changes[key] = (before, after)
+            if check and after.available < 0 and after.available < before.available:
+                short = -after.available
+                if worst is None or short > worst[0]:
+                    worst = (short, key, before)
+        if worst is not None:
+            # Raising rolls the whole transaction back: the entries, the commitment row, the events and the
+            # balance updates above are never committed.
+            short, (line_id, period), before = worst
+            code = await s.scalar(select(lines.c.code).where(lines.c.id == line_id))
+            cur = p.currency
+            raise Conflict(
+                f"Line {code!r} has {fmt(max(before.available, 0), cur)} {cur} available in {period}; "
+                f"short by {fmt(short, cur)} {cur}.",
+                shortfall=fmt(short, cur), currency=cur, line_id=line_id, line_code=code, period=period,
+            )
         # Kept on the session (not on self: one Ledger serves concurrent requests) for the answer's views.
         s.info.setdefault("budget_written", {}).update({r["id"]: SimpleNamespace(**r) for r in rows})
         return group_id, changes

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from gateway.models import WebhookDelivery
 from gateway.webhooks import sign
 from tests.conftest import eventually
-from tests.gateway.conftest import WEBHOOK_SECRETS, assert_problem, bearer, gateway_settings, running_gateway
+from tests.gateway.conftest import WEBHOOK_SECRETS, assert_problem, bearer
 
 pytestmark = pytest.mark.db
 
