@@ -41,9 +41,9 @@ from services.budget.models import (
 )
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
+from shared.events import new_event
 from shared.identity import Principal
 from shared.money import EXPONENTS, convert, exponent, fmt, to_minor
-from shared.events import new_event
 from shared.outbox import _NOTIFY_KEY, Outbox
 from shared.pagination import decode_cursor, page_of
 
@@ -823,9 +823,8 @@ class Ledger:
         on = await self._postable(s, p, period, date)
         m = await self.money(s, p, amount, currency, on)
         leg = Leg(ln, period, "allocation", m.minor, (m.minor, 0, 0, 0), m, on, memo=memo, external_ref=external_ref)
-        locked = await self._lock(s, [(ln, period)])
-        await self._write(s, who, p, [leg], locked, check=False)
-        await self.outbox.add(s, "budget.allocation.posted", leg.id, self._entry_event(leg, p))
+        await self._write(s, who, p, [leg], check=False,
+                          events=[("budget.allocation.posted", leg.id, self._entry_event(leg, p))])
         return entry_view(s.info["budget_written"][leg.id], p.currency, ln.code)
 
     async def transfer(
@@ -842,13 +841,13 @@ class Ledger:
         m = await self.money(s, p, amount, currency, on)
         out = Leg(src, period, "transfer_out", m.minor, (-m.minor, 0, 0, 0), m, on, memo=memo)
         inn = Leg(dst, period, "transfer_in", m.minor, (m.minor, 0, 0, 0), m, on, memo=memo)
-        locked = await self._lock(s, [(src, period), (dst, period)])
+        group = out.id
         # Money that is not there cannot be moved, whatever the overspend policy.
-        group, _ = await self._write(s, who, p, [out, inn], locked, check=True)
-        await self.outbox.add(s, "budget.transfer.posted", inn.id, {
-            **self._entry_event(inn, p), "transfer_id": group, "from_entry_id": out.id,
-            "from_line_id": src.id, "from_line_code": src.code, "to_line_id": dst.id, "to_line_code": dst.code,
-            "from_dimensions": src.dimensions})
+        await self._write(s, who, p, [out, inn], check=True, group_id=group, events=[(
+            "budget.transfer.posted", inn.id, {
+                **self._entry_event(inn, p), "transfer_id": group, "from_entry_id": out.id,
+                "from_line_id": src.id, "from_line_code": src.code, "to_line_id": dst.id,
+                "to_line_code": dst.code, "from_dimensions": src.dimensions})])
         return {"id": group, "plan_id": p.id, "period": period, "amount": fmt(m.minor, p.currency),
                 "currency": p.currency, "from_line_id": src.id, "to_line_id": dst.id,
                 "entries": [entry_view(s.info["budget_written"][leg.id], p.currency, leg.line.code)
@@ -888,25 +887,26 @@ class Ledger:
                 select(commitments.c.id).where(commitments.c.external_ref == external_ref)):
             raise Conflict(f"A commitment with external_ref {external_ref!r} already exists.",
                            errors=[FieldError("external_ref", "already used by another commitment", "duplicate")])
-        locked = await self._lock(s, [(ln, period)])
-        available = min(locked[(a, period)].allocated - locked[(a, period)].committed - locked[(a, period)].pending
-                        - locked[(a, period)].spent for a in ancestors(ln.path))
         over_threshold = p.approval_threshold_minor is not None and m.minor > p.approval_threshold_minor
-        over_available = m.minor > available
         reason = None
         if p.overspend_policy == "block":
-            # Checked by _write below: a 409 with the shortfall when it does not fit.
+            # Nothing here depends on the figures: _write locks the balance rows as its last statement and
+            # refuses with a 409 naming the shortfall when the commitment does not fit.
             reason = "threshold" if over_threshold else None
-        elif over_available:
-            reason = "over_available"
-        elif over_threshold:
-            reason = "threshold"
+        else:
+            # require_approval: whether it fits decides its status, so the figures are locked and read first.
+            locked = await self._lock(s, [(ln, period)])
+            available = min(locked[(a, period)].allocated - locked[(a, period)].committed
+                            - locked[(a, period)].pending - locked[(a, period)].spent for a in ancestors(ln.path))
+            if m.minor > available:
+                reason = "over_available"
+            elif over_threshold:
+                reason = "threshold"
         status = "pending_approval" if reason else "committed"
         cid = new_id()
         deltas = (0, 0, m.minor, 0) if reason else (0, m.minor, 0, 0)
         leg = Leg(ln, period, "commitment", m.minor, deltas, m, on, commitment_id=cid, external_ref=external_ref,
                   vendor=vendor, memo=memo)
-        _, changes = await self._write(s, who, p, [leg], locked, check=p.overspend_policy == "block")
         now = utcnow()
         values = dict(
             id=cid, plan_id=p.id, line_id=ln.id, period=period, entry_date=on, status=status,
@@ -914,14 +914,18 @@ class Ledger:
             original_currency=m.original_currency, fx_rate=m.rate, reason=reason, external_ref=external_ref,
             external_revision=external_revision, vendor=vendor, memo=memo, requested_by=who.subject,
             decided_by=None, version=1, created_at=now, updated_at=now)
-        await _core(s, _INSERT_COMMITMENT, values)
         c = SimpleNamespace(**values)
-        await self._commitment_event(s, c, p, ln,
-                                     "budget.commitment.requested" if reason else "budget.commitment.committed")
+        subject = "budget.commitment.requested" if reason else "budget.commitment.committed"
+        _, changes = await self._write(s, who, p, [leg], check=p.overspend_policy == "block", commitment=values,
+                                       events=[(subject, c.id, self._commitment_data(c, p, ln, subject))])
         await self._thresholds(s, p, ln, period, changes)
         return commitment_view(c, p, ln)
 
     async def _commitment_event(self, s: AsyncSession, c: Row, p: Row, ln: Row, subject: str) -> None:
+        await self.outbox.add(s, subject, c.id, self._commitment_data(c, p, ln, subject))
+
+    @staticmethod
+    def _commitment_data(c: Row, p: Row, ln: Row, subject: str) -> dict[str, Any]:
         data = {
             "commitment_id": c.id, "plan_id": p.id, "line_id": ln.id, "line_code": ln.code, "period": c.period,
             "amount": fmt(c.amount_minor, p.currency), "currency": p.currency,
@@ -932,7 +936,7 @@ class Ledger:
         }
         if subject != "budget.commitment.requested":
             data["status"] = c.status
-        await self.outbox.add(s, subject, c.id, data)
+        return data
 
     async def _open_commitment(self, s: AsyncSession, who: Principal | None, commitment_id: str
                                ) -> tuple[Row, Row, Row, dict[tuple[str, str], Row]]:
@@ -950,7 +954,7 @@ class Ledger:
         m = Money(c.original_amount_minor, c.original_currency, c.amount_minor, c.fx_rate)
         leg = Leg(ln, c.period, "approval", c.amount_minor, (0, c.amount_minor, -c.amount_minor, 0), m,
                   c.entry_date, commitment_id=c.id, external_ref=c.external_ref)
-        await self._write(s, who, p, [leg], locked, check=False)
+        await self._write(s, who, p, [leg], check=False)
         c = await self._set_status(s, c, "committed", who)
         await self._commitment_event(s, c, p, ln, "budget.commitment.committed")
         return commitment_view(c, p, ln)
@@ -971,7 +975,7 @@ class Ledger:
         if remaining:
             leg = Leg(ln, c.period, "release", remaining, deltas, m, c.entry_date, commitment_id=c.id,
                       external_ref=c.external_ref)
-            await self._write(s, who, p, [leg], locked, check=False)
+            await self._write(s, who, p, [leg], check=False)
         c = await self._set_status(s, c, "released", who)
         await self._commitment_event(s, c, p, ln, "budget.commitment.released")
         return c
@@ -995,7 +999,7 @@ class Ledger:
         on = await self._postable(s, p, period, None)
         await self._postable(s, p, c.period, None)
         m = await self.money(s, p, amount, currency, on)
-        locked = await self._lock(s, [(old_ln, c.period), (ln, period)])
+        await self._lock(s, [(old_ln, c.period), (ln, period)])
         c = await self.commitment(s, c.id, lock=True)
         if m.minor < c.consumed_minor:
             raise Invalid.on("amount", f"is below the {fmt(c.consumed_minor, p.currency)} {p.currency} already "
@@ -1012,7 +1016,7 @@ class Ledger:
                                 external_ref=c.external_ref, vendor=vendor, memo=memo))
         changes: dict = {}
         if legs:
-            _, changes = await self._write(s, who, p, legs, locked, check=p.overspend_policy == "block")
+            _, changes = await self._write(s, who, p, legs, check=p.overspend_policy == "block")
         await s.execute(update(commitments).where(commitments.c.id == c.id).values(
             line_id=ln.id, period=period, entry_date=on, amount_minor=m.minor,
             original_amount_minor=m.original_minor, original_currency=m.original_currency, fx_rate=m.rate,
@@ -1043,7 +1047,7 @@ class Ledger:
                 raise Invalid.on("commitment_id", "belongs to another plan")
             c_line = await self.line(s, who, c.line_id, "commitment_id")
             keys.append((c_line, c.period))
-        locked = await self._lock(s, keys)
+        await self._lock(s, keys)
         legs = [Leg(ln, period, "actual", m.minor, (0, 0, 0, m.minor), m, on, commitment_id=commitment_id,
                     external_ref=external_ref, vendor=vendor, memo=memo)]
         consume = 0
@@ -1057,7 +1061,7 @@ class Ledger:
             if consume:
                 legs.append(Leg(c_line, c.period, "consumption", consume, (0, -consume, 0, 0), m, on,
                                 commitment_id=c.id, external_ref=external_ref))
-        group, changes = await self._write(s, who, p, legs, locked, check=p.overspend_policy == "block")
+        group, changes = await self._write(s, who, p, legs, check=p.overspend_policy == "block")
         status = None
         if c is not None:
             consumed = c.consumed_minor + consume
@@ -1090,7 +1094,7 @@ class Ledger:
             line_rows[e.line_id] = await self.line(s, who, e.line_id, "path.entry_id")
         for per in sorted({e.period for e in group}):
             await self._postable(s, p, per, None, "path.entry_id")
-        locked = await self._lock(s, [(line_rows[e.line_id], e.period) for e in group])
+        await self._lock(s, [(line_rows[e.line_id], e.period) for e in group])
         if await s.scalar(select(entries.c.id).where(entries.c.reverses_group_id == target.group_id).limit(1)):
             raise Conflict(f"Entry {entry_id} has already been reversed.")
         legs: list[Leg] = []
@@ -1108,7 +1112,7 @@ class Ledger:
                             commitment_id=e.commitment_id, external_ref=e.external_ref, memo=memo,
                             reverses_group_id=target.group_id))
             sources.append(e)
-        group_id, _ = await self._write(s, who, p, legs, locked, check=p.overspend_policy == "block")
+        group_id, _ = await self._write(s, who, p, legs, check=p.overspend_policy == "block")
         written = s.info["budget_written"]
         for cid, amount in restore.items():
             c = await self.commitment(s, cid)
@@ -1359,10 +1363,10 @@ class Ledger:
             by_code = {r.code: r for r in (await s.execute(select(lines).where(lines.c.plan_id == p.id))).all()}
             legs = [Leg(by_code[code], per, "allocation", m.minor, (m.minor, 0, 0, 0), m, on,
                         memo=f"CSV import row {row_no}") for code, per, m, on, row_no in allocations]
-            locked = await self._lock(s, [(leg.line, leg.period) for leg in legs])
+            await self._lock(s, [(leg.line, leg.period) for leg in legs])
             for leg in legs:
                 # Allocations only add money, so no check needs the figures between two of them.
-                await self._write(s, who, p, [leg], locked, check=False, group_id=leg.id)
+                await self._write(s, who, p, [leg], check=False, group_id=leg.id)
                 await self.outbox.add(s, "budget.allocation.posted", leg.id, self._entry_event(leg, p))
                 posted += 1
         return {"plan_id": p.id, "rows": sum(1 for _ in csv.DictReader(io.StringIO(text))),

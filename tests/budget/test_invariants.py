@@ -18,6 +18,7 @@ from services.budget.ledger import ancestors
 from services.budget.models import balances, commitments, entries, lines
 from shared.errors import Conflict, Invalid
 from shared.identity import Principal
+from tests.budget.conftest import ADMIN as ADMIN_H
 from tests.budget.conftest import problem
 
 ADMIN = Principal("prop", frozenset({"admin"}))
@@ -163,3 +164,46 @@ async def test_of_two_commitments_that_each_fit_but_not_together_exactly_one_win
         loser = a if a.status_code == 409 else b
         assert "short by 20.00 EUR" in problem(loser, 409)["detail"]
         assert (await budget.balance(ln["id"]))["available"] == "40.00"
+
+
+@pytest.mark.postgres_only
+@postgres_only
+async def test_crossing_postings_under_two_roots_never_deadlock(budget):
+    """Transfers both ways between leaves of two roots, commitments, approvals, releases and actuals
+    that consume commitments, all at once: the balance rows are always locked in (line id, period)
+    order, whether by the posting's single update or by the early lock of the commitment flows, so
+    every request ends in 2xx or a 409, never a deadlock or a 500, and the books still add up."""
+    plan = await budget.plan(threshold="50.00")
+    leaves = []
+    for r in ("R1", "R2"):
+        await budget.line(plan["id"], r)
+        for k in range(2):
+            ln = await budget.line(plan["id"], f"{r}-{k}", parent=r)
+            leaves.append(ln["id"])
+            for per in ("2027-03", "2027-04"):
+                await budget.allocate(ln["id"], "500.00", period=per)
+    pending = [(await budget.commit(leaves[i % 4], "60.00", period="2027-03")).json() for i in range(8)]
+    held = [(await budget.commit(leaves[i % 4], "10.00", period="2027-04")).json() for i in range(8)]
+    assert {c["status"] for c in pending} == {"pending_approval"} and {c["status"] for c in held} == {"committed"}
+    pending, held = [c["id"] for c in pending], [c["id"] for c in held]
+
+    def transfer(a: str, b: str, per: str):
+        return budget.c.post("/v1/transfers", headers=ADMIN_H, json={
+            "from_line_id": a, "to_line_id": b, "period": per, "amount": "5.00", "currency": "EUR"})
+
+    calls = []
+    for i in range(12):
+        a, b = leaves[i % 4], leaves[(i + 2) % 4]  # always across the two roots, both directions
+        calls += [transfer(a, b, "2027-03"), transfer(b, a, "2027-04"), transfer(a, b, "2027-04"),
+                  budget.commit(leaves[(i + 1) % 4], "7.00", period=("2027-03", "2027-04")[i % 2])]
+    for i, cid in enumerate(pending):
+        calls.append(budget.c.post(f"/v1/commitments/{cid}/{('approve', 'release')[i % 2]}", headers=ADMIN_H))
+    for i, cid in enumerate(held):
+        calls.append(budget.c.post("/v1/actuals", headers=ADMIN_H, json={
+            "line_id": leaves[(i + 3) % 4], "period": "2027-04", "amount": "4.00", "currency": "EUR",
+            "commitment_id": cid}))
+    results = await asyncio.gather(*calls)
+    bad = [r.text for r in results if r.status_code not in (200, 201, 409)]
+    assert not bad, bad
+    assert sum(r.status_code in (200, 201) for r in results) >= len(results) - 4
+    await check_invariants(budget.runtime, plan["id"], "block")
