@@ -20,6 +20,7 @@ from gateway.devtokens import mint_dev_token
 from gateway.settings import Settings as GatewaySettings
 from shared.launcher import Stack, free_port, start_stack
 from shared.topology import APPS
+from tests.conftest import NatsServer
 
 WEBHOOK_SECRETS = {"erp": "erp-e2e-secret-0123456789abcdef", "crm": "crm-e2e-secret-0123456789abcdef"}
 
@@ -67,9 +68,23 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, nats_server) -> Iterator[Cluster]:
-    if nats_server.proc is None:
-        nats_server.start()
+def own_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A NATS server for one module's cluster alone.
+
+    A fresh cluster creates its durable consumers with "deliver all": on the session's
+    shared server it would also consume the events other tests left in the streams.
+    """
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, own_nats: NatsServer) -> Iterator[Cluster]:
+    nats_server = own_nats
     var = tmp_path_factory.mktemp("stack")
     env = dict(os.environ)
     env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in APPS})

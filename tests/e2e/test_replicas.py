@@ -47,11 +47,10 @@ async def _drop_databases(names: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def replicated(tmp_path_factory: pytest.TempPathFactory, nats_server) -> Iterator[Cluster]:
+def replicated(tmp_path_factory: pytest.TempPathFactory, own_nats) -> Iterator[Cluster]:
     if BACKEND != "postgres":
         pytest.fail("the replica test needs PITCREW_TEST_BACKEND=postgres (make test-postgres)")
-    if nats_server.proc is None:
-        nats_server.start()
+    nats_server = own_nats
     run = uuid.uuid4().hex[:8]
     names = {app: f"pitcrew_t_rep_{app}_{run}" for app in APPS}
     asyncio.run(_create_databases(list(names.values())))
