@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 import uuid
 from collections import defaultdict
@@ -36,6 +37,7 @@ from services.budget.models import (
     entries,
     erp_invoices,
     fx_rates,
+    infra,
     lines,
     plans,
 )
@@ -99,6 +101,7 @@ _COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status"
                     "updated_at")
 _OUTBOX_COLS = ("id", "subject", "payload", "created_at")
 _DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
+_PG = postgresql.dialect()
 
 
 def _pg_type(col: Any) -> str:
@@ -106,12 +109,12 @@ def _pg_type(col: Any) -> str:
     return "TIMESTAMPTZ" if name.startswith("TIMESTAMP") else name.split("(")[0]
 
 
-def _unnest(table: Any, cols: Sequence[str], prefix: str) -> str:
-    arrays = ", ".join(f"CAST(:{prefix}_{c} AS {_pg_type(table.c[c])}[])" for c in cols)
-    return f"SELECT * FROM unnest({arrays})"
+def _rows_of(param: str, table: Any, cols: Sequence[str]) -> str:
+    """Rows handed over as one JSON parameter (cheaper to encode than one array per column)."""
+    return (f"SELECT * FROM json_to_recordset(CAST(:{param} AS JSON)) AS x("
+            + ", ".join(f"{c} {_pg_type(table.c[c])}" for c in cols) + ")")
 
 
-_PG = postgresql.dialect()
 # PostgreSQL: a whole posting in one statement. The entries, the commitment row and the outbox
 # events are inserted, then the balance rows of every touched (line, period) are locked in one
 # fixed order (line id, period: the LockRows sits above the sort, so concurrent postings queue on
@@ -120,14 +123,12 @@ _PG = postgresql.dialect()
 # The balance-row locks are thus held for this one statement and the commit, not for the round
 # trips of the whole posting.
 _PG_POST = text(f"""
-WITH e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)}) {_unnest(entries, _ENTRY_COLS, "e")}),
-c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)}) {_unnest(commitments, _COMMITMENT_COLS, "c")}),
+WITH e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)}) {_rows_of("entries", entries, _ENTRY_COLS)}),
+c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)}) {_rows_of("commitments", commitments, _COMMITMENT_COLS)}),
 o AS (INSERT INTO outbox (id, subject, payload, created_at, attempts)
-      SELECT u.*, 0 FROM unnest(CAST(:o_id AS VARCHAR[]), CAST(:o_subject AS VARCHAR[]), CAST(:o_payload AS TEXT[]),
-                                CAST(:o_created_at AS TIMESTAMPTZ[])) AS u),
-d AS (SELECT * FROM unnest(CAST(:k_line AS VARCHAR[]), CAST(:k_period AS VARCHAR[]),
-                           {", ".join(f"CAST(:{c} AS BIGINT[])" for c in _DELTA_COLS)})
-      AS d(line_id, period, {", ".join(_DELTA_COLS)})),
+      SELECT x.*, 0 FROM ({_rows_of("events", infra.outbox, _OUTBOX_COLS)}) AS x),
+d AS (SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
+      AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in _DELTA_COLS)})),
 l AS MATERIALIZED (SELECT b.line_id, b.period FROM balances b JOIN d ON b.line_id = d.line_id AND b.period = d.period
                    ORDER BY b.line_id, b.period FOR UPDATE OF b)
 UPDATE balances SET allocated = balances.allocated + d.da, committed = balances.committed + d.dc,
@@ -138,6 +139,16 @@ FROM l JOIN d ON d.line_id = l.line_id AND d.period = l.period
 WHERE balances.line_id = l.line_id AND balances.period = l.period
 RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending, balances.spent
 """)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, dt.date):  # dates and timezone-aware datetimes
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _dimension(name: str) -> Any:
@@ -733,13 +744,12 @@ class Ledger:
         deltas = [(*sub[k], *own.get(k, (0, 0, 0, 0))) for k in keys]
         conn = await s.connection()
         if conn.dialect.name == "postgresql":
-            params: dict[str, Any] = {f"e_{c}": [r[c] for r in rows] for c in _ENTRY_COLS}
-            params.update({f"c_{c}": [commitment[c]] if commitment else [] for c in _COMMITMENT_COLS})
-            params.update({f"o_{c}": [r[c] for r in outbox] for c in _OUTBOX_COLS})
-            params["k_line"] = [k[0] for k in keys]
-            params["k_period"] = [k[1] for k in keys]
-            params.update({c: [d[i] for d in deltas] for i, c in enumerate(_DELTA_COLS)})
-            result = (await conn.execute(_PG_POST, params)).all()
+            result = (await conn.execute(_PG_POST, {
+                "entries": _json(rows), "commitments": _json([commitment] if commitment else []),
+                "events": _json(outbox),
+                "deltas": _json([dict(line_id=k[0], period=k[1], **dict(zip(_DELTA_COLS, d, strict=True)))
+                                 for k, d in zip(keys, deltas, strict=True)]),
+            })).all()
         else:
             # SQLite: BEGIN IMMEDIATE already serializes writers; the same writes, one statement each.
             await conn.execute(_INSERT_ENTRIES, rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from services.budget.models import entries
+from services.budget.models import commitments, entries
 from tests.budget.conftest import ADMIN, FINANCE, problem, who
 
 pytestmark = pytest.mark.db
@@ -46,12 +46,17 @@ async def test_block_refuses_overdraw_with_the_shortfall_and_writes_nothing(budg
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "SEARCH", channel="search")
     await budget.allocate(ln["id"], "1000.00")
-    async with budget.runtime.transaction(readonly=True) as s:
-        before = await s.scalar(select(func.count()).select_from(entries))
+    tables = (entries, commitments, budget.runtime.infra.outbox)
+
+    async def counts() -> list[int]:
+        async with budget.runtime.transaction(readonly=True) as s:
+            return [await s.scalar(select(func.count()).select_from(t)) for t in tables]
+
+    before = await counts()
     body = problem(await budget.commit(ln["id"], "2250.00"), 409)
     assert "short by 1250.00 EUR" in body["detail"] and body["shortfall"] == "1250.00"
-    async with budget.runtime.transaction(readonly=True) as s:
-        assert await s.scalar(select(func.count()).select_from(entries)) == before
+    # The entry, the commitment row and the event are written before the balance check: all rolled back.
+    assert await counts() == before
     assert (await budget.balance(ln["id"]))["available"] == "1000.00"
 
 
@@ -202,3 +207,19 @@ async def test_an_actual_cannot_consume_a_commitment_dated_in_a_closed_period(bu
     assert "2027-03" in body["detail"]
     problem(await budget.c.post(f"/v1/commitments/{po['id']}/release", headers=ADMIN), 409)
     assert (await budget.balance(ln["id"]))["spent"] == "0.00"
+
+
+async def test_free_text_survives_the_posting_statement_unchanged(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "TEXT")
+    await budget.allocate(ln["id"], "100.00")
+    memo = 'He said "50%" \\ {"not": "json"} \'quoted\' ünïcödé ✓ 日本 \n tab\t end'
+    r = await budget.commit(ln["id"], "10.00", memo=memo, vendor="Ä&B <GmbH>", external_ref='PO-"7"')
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert (c["memo"], c["vendor"], c["external_ref"]) == (memo, "Ä&B <GmbH>", 'PO-"7"')
+    got = await budget.ok("GET", f"/v1/commitments/{c['id']}")
+    assert (got["memo"], got["vendor"], got["external_ref"], got["date"]) == (memo, "Ä&B <GmbH>", 'PO-"7"',
+                                                                               "2027-03-01")
+    page = await budget.ok("GET", f"/v1/lines/{ln['id']}/entries")
+    assert page["items"][-1]["memo"] == memo and page["items"][-1]["vendor"] == "Ä&B <GmbH>"
