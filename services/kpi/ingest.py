@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, and_, delete, event, func, insert, select, tuple_
@@ -46,6 +47,8 @@ SAMPLE = 20
 EPOCH_ORDINAL = EPOCH.toordinal()
 ITEM_FIELDS = frozenset({"type", "value", "time", "dimensions", "source", "external_id"})
 _MICRO_EXP = Decimal("0.000001")
+_UTC = dt.UTC
+_fromisoformat = dt.datetime.fromisoformat
 
 
 # ---------------------------------------------------------------- values
@@ -77,6 +80,39 @@ def to_micro(value: Any) -> int:
     if scaled != scaled.to_integral_value():
         raise ValueError(f"value {value!r} has more than 6 decimal places")
     return int(scaled)
+
+
+def fast_micro(value: Any) -> int | None:
+    """`to_micro` for the common shapes ("12.50", "-3", 7) without Decimal; None: use `to_micro`.
+
+    Only plain ASCII digits, an optional leading "-" and 1 to 6 decimals after a
+    point are taken here, so every value it accepts `to_micro` accepts with the same
+    result; anything else (spaces, exponents, "1.", too many digits) goes the exact
+    way and gets its reason there.
+    """
+    if type(value) is str:
+        if not value.isascii():
+            return None
+        whole, dot, frac = value.partition(".")
+        neg = whole[:1] == "-"
+        if neg:
+            whole = whole[1:]
+        if not (0 < len(whole) <= 10 and whole.isdigit()):  # < 10^10, the MAX_ABS_VALUE limit
+            return None
+        if dot:
+            if not (0 < len(frac) <= 6 and frac.isdigit()):
+                return None
+            micro = int(whole) * MICRO + int(frac) * _FRAC_SCALE[len(frac)]
+        else:
+            micro = int(whole) * MICRO
+        return -micro if neg else micro
+    if type(value) is int and -MAX_ABS_INT < value < MAX_ABS_INT:
+        return value * MICRO
+    return None
+
+
+MAX_ABS_INT = 10**10
+_FRAC_SCALE = (0, 100_000, 10_000, 1_000, 100, 10, 1)
 
 
 def from_micro(micro: int) -> Decimal:
@@ -169,10 +205,27 @@ def _dollar(paramstyle: str, sql: str) -> str:
 
 
 def time_param(session: AsyncSession) -> Any:
-    """How a UTC datetime goes to the driver: SQLAlchemy's SQLite text format, or as is."""
+    """How a UTC datetime goes to the driver: SQLAlchemy's SQLite text format, or as is.
+
+    The SQLite text is "YYYY-MM-DD HH:MM:SS.ffffff" (what SQLAlchemy's DateTime
+    stores); `isoformat` writes it twice as fast as `strftime`, and the slice drops
+    the "+00:00" of the (UTC) datetime.
+    """
     if session.bind.dialect.name == "sqlite":
-        return lambda t: t.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return lambda t: t.isoformat(" ", "microseconds")[:26]
     return lambda t: t
+
+
+def _stored_ids_query(dialect: str, external_ids: Sequence[str]) -> tuple[str, Any]:
+    """SQL (? placeholders: source, ids) for the stored external ids among `external_ids`.
+
+    One parameter holds them all: a JSON array read by json_each on SQLite, an
+    array on PostgreSQL; both use the (source, external_id) unique index.
+    """
+    head = "SELECT external_id FROM measurements WHERE source = ? AND external_id "
+    if dialect == "postgresql":
+        return head + "= ANY(?)", list(external_ids)
+    return head + "IN (SELECT value FROM json_each(?))", json.dumps(list(external_ids), ensure_ascii=False)
 
 
 def _upsert_sql(table: str, period: str) -> str:
@@ -206,18 +259,16 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-@dataclass
-class _Row:
-    index: int
-    type: str
-    value: int
-    time: dt.datetime
-    dims: dict[str, str]
-    hash: str
-    source: str
-    external_id: str | None
-    day: int
-    month: int
+# One validated item, as a plain tuple: (index, type, value, time, dims, hash, source,
+# external_id, day, month), dims being the sorted (name, value) pairs. 10,000 of them
+# per batch, so no per-item objects beyond it, and nothing in it is a mutable
+# container: the garbage collector stops tracking such tuples at its first look,
+# so a batch's rows do not make every later collection slower.
+_Row = tuple[int, str, int, dt.datetime, tuple[tuple[str, str], ...], str, str, "str | None", int, int]
+INDEX, TYPE, VALUE, TIME, DIMS, HASH, SOURCE, EXTERNAL_ID, DAY, MONTH = range(10)
+_source_of = itemgetter(SOURCE)
+_external_id_of = itemgetter(EXTERNAL_ID)
+_Dims = tuple[dict[str, str], str, tuple[tuple[str, str], ...]]  # canonical dict, hash, pairs
 
 
 class Ingestor:
@@ -228,23 +279,32 @@ class Ingestor:
         self.dimset_ids: dict[str, int] = {}
         self.seen: set[tuple[str, str]] = set()
         self._types: set[str] = set()
-        self._dims_cache: dict[tuple[tuple[Any, Any], ...], tuple[dict[str, str], str]] = {}
+        self._dims_cache: dict[tuple[tuple[Any, Any], ...], _Dims] = {}
+        self._no_dims: _Dims = ({}, dims_hash({}), ())
+        self._value_cache: dict[str, int] = {}  # decimal string -> micro-units, for repeated values
 
-    def _dims(self, raw: Any) -> tuple[dict[str, str], str]:
-        """Canonical dimensions and their hash; cached, since a batch repeats few dimension sets."""
-        if isinstance(raw, dict):
+    def _dims(self, raw: Any) -> _Dims:
+        """Canonical dimensions and their hash; cached, since a batch repeats few dimension sets.
+
+        The cache key is the raw (name, value) pairs as given, and only sets whose
+        values are all strings are cached: 1, 1.0 and True compare equal in Python, so
+        a cached {"x": 1} must never answer for {"x": True}, which is refused.
+        """
+        if raw is None:
+            return self._no_dims
+        key: Any = None
+        if type(raw) is dict:
+            key = tuple(raw.items())
             try:
-                key = tuple(sorted(raw.items()))
                 hit = self._dims_cache.get(key)
-            except TypeError:  # unhashable or unorderable values: validate the slow way
+            except TypeError:  # unhashable values: validate the slow way (and say why)
                 key, hit = None, None
             if hit is not None:
                 return hit
-        else:
-            key = None
         dims = canonical_dims(raw)
-        result = (dims, dims_hash(dims))
-        if key is not None and len(self._dims_cache) < 100_000:
+        result = (dims, dims_hash(dims), tuple(dims.items()))
+        if (key is not None and len(self._dims_cache) < 100_000
+                and all(type(v) is str for v in raw.values())):
             self._dims_cache[key] = result
         return result
 
@@ -259,11 +319,71 @@ class Ingestor:
     def validate(
         self, items: Sequence[Any], principal: Principal | None, default_source: str,
     ) -> tuple[list[_Row], list[dict[str, Any]]]:
+        """Judge every item: the valid ones as rows, the others as {index, reason} in `rejected`.
+
+        The loop takes the common, valid shape in plain Python (no Decimal, no
+        per-item models, cached dimension sets and values). It accepts only what
+        `_row` accepts, with the same result; anything unusual or wrong goes to
+        `_row`, which checks in order and gives the reason. A ValueError raised in
+        the loop itself (bad dimensions) is the first error `_row` would find too,
+        since type, value and time have passed by then.
+        """
         rows: list[_Row] = []
         rejected: list[dict[str, Any]] = []
+        append = rows.append
+        types = self._types
+        dims_cache = self._dims_cache
+        dims_of = self._dims
+        values = self._value_cache
+        slow = self._row
+        scoped = principal if principal is not None and principal.scopes else None
         for i, item in enumerate(items):
             try:
-                rows.append(self._row(i, item, principal, default_source))
+                if type(item) is not dict or not item.keys() <= ITEM_FIELDS:
+                    append(slow(i, item, principal, default_source))
+                    continue
+                mtype = item.get("type")
+                v = item.get("value")
+                t = item.get("time")
+                if type(v) is str:
+                    value = values.get(v)
+                    if value is None:
+                        value = fast_micro(v)
+                        if value is not None and len(values) < 100_000:
+                            values[v] = value
+                else:
+                    value = fast_micro(v)
+                if value is None or type(t) is not str or type(mtype) is not str or mtype not in types:
+                    append(slow(i, item, principal, default_source))
+                    continue
+                try:
+                    t = _fromisoformat(t)
+                except ValueError:
+                    append(slow(i, item, principal, default_source))
+                    continue
+                tz = t.tzinfo
+                if tz is not _UTC:
+                    if tz is None:
+                        append(slow(i, item, principal, default_source))
+                        continue
+                    t = t.astimezone(_UTC)
+                raw = item.get("dimensions")
+                hit = None
+                if type(raw) is dict:
+                    try:
+                        hit = dims_cache.get(tuple(raw.items()))
+                    except TypeError:
+                        pass
+                dims, dhash, pairs = hit if hit is not None else dims_of(raw)
+                source = item.get("source") or default_source
+                ext = item.get("external_id")
+                if (type(source) is not str or not 0 < len(source) <= 100
+                        or (ext is not None and (type(ext) is not str or not 0 < len(ext) <= 200))
+                        or (scoped is not None and not scoped.may_see(dims))):
+                    append(slow(i, item, principal, default_source))
+                    continue
+                append((i, mtype, value, t, pairs, dhash, source, ext, t.toordinal() - EPOCH_ORDINAL,
+                        t.year * 12 + t.month - 1))
             except ValueError as exc:
                 rejected.append({"index": i, "reason": str(exc)})
         return rows, rejected
@@ -274,7 +394,7 @@ class Ingestor:
         if not item.keys() <= ITEM_FIELDS:
             raise ValueError(f"unknown field(s): {', '.join(sorted(set(item) - ITEM_FIELDS))}")
         mtype = item.get("type")
-        if mtype not in self._types:
+        if not isinstance(mtype, str) or mtype not in self._types:
             if not isinstance(mtype, str) or not KEY_RE.match(mtype):
                 raise ValueError("type must be lower-case letters, digits and _ (e.g. \"leads\")")
             self._types.add(mtype)
@@ -284,7 +404,7 @@ class Ingestor:
         if "time" not in item:
             raise ValueError("time is required")
         time = parse_time(item["time"])
-        dims, dhash = self._dims(item.get("dimensions"))
+        dims, dhash, pairs = self._dims(item.get("dimensions"))
         source = item.get("source") or default_source
         if not isinstance(source, str) or not (1 <= len(source) <= 100):
             raise ValueError("source must be 1 to 100 characters")
@@ -294,7 +414,7 @@ class Ingestor:
         if principal is not None and principal.scopes and not principal.may_see(dims):
             raise ValueError(f"dimensions are outside your scopes ({', '.join(sorted(principal.scopes))})")
         day = time.toordinal() - EPOCH_ORDINAL  # `time` is UTC already
-        return _Row(i, mtype, value, time, dims, dhash, source, ext, day, time.year * 12 + time.month - 1)
+        return (i, mtype, value, time, pairs, dhash, source, ext, day, time.year * 12 + time.month - 1)
 
     async def ingest(
         self, db: Database, items: Sequence[Any], principal: Principal | None, default_source: str,
@@ -326,8 +446,8 @@ class Ingestor:
             tp = time_param(s)
             received = tp(now)
             await executemany(s, INSERT_RAW, [
-                (r.type, r.value, tp(r.time), r.day, r.month, ids[r.hash], r.source, r.external_id, received)
-                for r in fresh
+                (mtype, value, tp(t), day, month, ids[h], src, ext, received)
+                for _, mtype, value, t, _, h, src, ext, day, month in fresh
             ])
             await self._rollup(s, fresh, ids)
             await self._first_sightings(s, fresh, now, new_seen)
@@ -337,44 +457,59 @@ class Ingestor:
         return result
 
     async def _drop_duplicates(self, s: AsyncSession, rows: list[_Row]) -> tuple[list[_Row], list[_Row]]:
+        """Rows not seen before (in this batch or stored), and the duplicates; both in item order.
+
+        One query per source asks which of the batch's external ids are stored
+        already. When none is and none repeats (the usual batch), every row is fresh
+        without a per-row loop.
+        """
+        sources = set(map(_source_of, rows))
+        if len(sources) == 1:
+            by_source = {sources.pop(): list(filter(None, map(_external_id_of, rows)))}  # ids are never ""
+        else:
+            by_source = {}
+            for r in rows:
+                if r[EXTERNAL_ID] is not None:
+                    by_source.setdefault(r[SOURCE], []).append(r[EXTERNAL_ID])
+        taken: set[tuple[str, str]] = set()
+        conn = await s.connection()
+        repeats = False
+        for src, exts in by_source.items():
+            if not exts:
+                continue
+            repeats = repeats or len(set(exts)) != len(exts)
+            for chunk in _chunks(exts, MAX_BATCH):
+                sql, param = _stored_ids_query(conn.dialect.name, chunk)
+                found = await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, sql), (src, param))
+                taken.update((src, e) for (e,) in found)
+        if not taken and not repeats:
+            return rows, []
         fresh: list[_Row] = []
         dups: list[_Row] = []
-        keyed: dict[tuple[str, str], _Row] = {}
         for r in rows:
-            if r.external_id is None:
+            if r[EXTERNAL_ID] is None:
                 fresh.append(r)
-            elif (r.source, r.external_id) in keyed:
+                continue
+            key = (r[SOURCE], r[EXTERNAL_ID])
+            if key in taken:
                 dups.append(r)
             else:
-                keyed[(r.source, r.external_id)] = r
-        existing: set[tuple[str, str]] = set()
-        by_source: dict[str, list[str]] = {}
-        for src, ext in keyed:
-            by_source.setdefault(src, []).append(ext)
-        conn = await s.connection()
-        for src, exts in by_source.items():
-            for chunk in _chunks(exts, 900):
-                sql = _dollar(conn.dialect.paramstyle,
-                              "SELECT external_id FROM measurements WHERE source = ? AND external_id IN ("
-                              + ", ".join("?" * len(chunk)) + ")")
-                found = await conn.exec_driver_sql(sql, (src, *chunk))
-                existing.update((src, e) for (e,) in found)
-        for key, r in keyed.items():
-            (dups if key in existing else fresh).append(r)
-        fresh.sort(key=lambda r: r.index)
+                taken.add(key)
+                fresh.append(r)
         return fresh, dups
 
     async def _dimset_ids(self, s: AsyncSession, rows: list[_Row], new: dict[str, int]) -> dict[str, int]:
         ids: dict[str, int] = {}
         missing: dict[str, dict[str, str]] = {}
         for r in rows:
-            if r.hash in ids or r.hash in missing:
+            h = r[HASH]
+            if h in ids or h in missing:
                 continue
-            cached = self.dimset_ids.get(r.hash)
+            cached = self.dimset_ids.get(h)
             if cached is not None:
-                ids[r.hash] = cached
+                ids[h] = cached
             else:
-                missing[r.hash] = r.dims
+                missing[h] = dict(r[DIMS])
         if missing:
             d = dimension_sets.c
             await s.execute(
@@ -388,21 +523,45 @@ class Ingestor:
         return ids
 
     async def _rollup(self, s: AsyncSession, rows: list[_Row], ids: dict[str, int]) -> None:
-        for sql, period in ((UPSERT_DAILY, "day"), (UPSERT_MONTHLY, "month")):
-            agg: dict[tuple[str, int, int], list[int]] = {}
-            for r in rows:
-                key = (r.type, getattr(r, period), ids[r.hash])
-                a = agg.get(key)
-                if a is None:
-                    agg[key] = [1, r.value, r.value, r.value]
-                else:
-                    a[0] += 1
-                    a[1] += r.value
-                    if r.value < a[2]:
-                        a[2] = r.value
-                    if r.value > a[3]:
-                        a[3] = r.value
-            await executemany(s, sql, [(t, p, ds, a[0], a[1], a[2], a[3]) for (t, p, ds), a in agg.items()])
+        """Upsert the batch's (count, sum, min, max) per (type, day|month, dimension set).
+
+        Rows are summed per day in one pass, the days per month, and each table gets
+        one executemany, in key order (so concurrent batches lock rollup rows in the
+        same order on PostgreSQL).
+        """
+        daily: dict[tuple[str, int, int], list[int]] = {}
+        get = daily.get
+        for _, mtype, v, _, _, h, _, _, day, _ in rows:
+            key = (mtype, day, ids[h])
+            a = get(key)
+            if a is None:
+                daily[key] = [1, v, v, v]
+            else:
+                a[0] += 1
+                a[1] += v
+                if v < a[2]:
+                    a[2] = v
+                elif v > a[3]:
+                    a[3] = v
+        monthly: dict[tuple[str, int, int], list[int]] = {}
+        month_of: dict[int, int] = {}
+        for (mtype, day, ds), (n, total, lo, hi) in daily.items():
+            month = month_of.get(day)
+            if month is None:
+                month = month_of[day] = _month_of_day(day)
+            key = (mtype, month, ds)
+            a = monthly.get(key)
+            if a is None:
+                monthly[key] = [n, total, lo, hi]
+            else:
+                a[0] += n
+                a[1] += total
+                if lo < a[2]:
+                    a[2] = lo
+                if hi > a[3]:
+                    a[3] = hi
+        for sql, agg in ((UPSERT_DAILY, daily), (UPSERT_MONTHLY, monthly)):
+            await executemany(s, sql, sorted((*k, *a) for k, a in agg.items()))
 
     async def _first_sightings(
         self, s: AsyncSession, rows: list[_Row], now: dt.datetime, new: set[tuple[str, str]],
@@ -410,12 +569,13 @@ class Ingestor:
         values: dict[tuple[str, str], str] = {}
         combos: set[tuple[str, str]] = set()
         for r in rows:
-            if (r.type, r.hash) in combos:  # a batch repeats few (type, dimension set) pairs
+            combo = (r[TYPE], r[HASH])
+            if combo in combos:  # a batch repeats few (type, dimension set) pairs
                 continue
-            combos.add((r.type, r.hash))
-            for pair in (("type", r.type), *r.dims.items()):
+            combos.add(combo)
+            for pair in (("type", r[TYPE]), *r[DIMS]):
                 if pair not in self.seen and pair not in values:
-                    values[pair] = r.source
+                    values[pair] = r[SOURCE]
         if not values:
             return
         v = seen_values.c
@@ -441,19 +601,20 @@ class Ingestor:
                             "detail": {"items": rejected[:1000]}})
         if dups:
             records.append({
-                "kind": "duplicate", "at": now, "source": dups[0].source, "count": len(dups),
-                "detail": {"sample": [{"index": r.index, "source": r.source, "external_id": r.external_id}
+                "kind": "duplicate", "at": now, "source": dups[0][SOURCE], "count": len(dups),
+                "detail": {"sample": [{"index": r[INDEX], "source": r[SOURCE], "external_id": r[EXTERNAL_ID]}
                                       for r in dups[:SAMPLE]]},
             })
-        late = [r for r in fresh if now - r.time > self.late_after]
+        cutoff = now - self.late_after
+        late = [r for r in fresh if r[TIME] < cutoff]
         if late:
-            worst = max(now - r.time for r in late)
+            worst = now - min(r[TIME] for r in late)
             records.append({
-                "kind": "late", "at": now, "source": late[0].source, "count": len(late),
+                "kind": "late", "at": now, "source": late[0][SOURCE], "count": len(late),
                 "detail": {
                     "max_lateness_hours": round(worst.total_seconds() / 3600, 1),
-                    "sample": [{"index": r.index, "type": r.type, "time": r.time.isoformat(),
-                                "external_id": r.external_id} for r in late[:SAMPLE]],
+                    "sample": [{"index": r[INDEX], "type": r[TYPE], "time": r[TIME].isoformat(),
+                                "external_id": r[EXTERNAL_ID]} for r in late[:SAMPLE]],
                 },
             })
         if records:
