@@ -42,7 +42,7 @@ from services.budget.models import (
     plans,
 )
 from shared.db import utcnow
-from shared.errors import Conflict, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
+from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal
 from shared.money import EXPONENTS, convert, exponent, fmt, to_minor
@@ -122,13 +122,26 @@ def _rows_of(param: str, table: Any, cols: Sequence[str]) -> str:
 # checked before COMMIT (a refused posting raises and the transaction rolls back: nothing stays).
 # The balance-row locks are thus held for this one statement and the commit, not for the round
 # trips of the whole posting.
+# `guard` lists the line and plan rows a posting was built from when they came from the cache
+# (Ledger._line_and_plan): unless each line and its plan are still at those versions, the plan
+# active and the period open, the statement writes nothing and returns no row, and the posting is
+# built again from a fresh read. An empty guard always passes.
 _PG_POST = text(f"""
-WITH e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)}) {_rows_of("entries", entries, _ENTRY_COLS)}),
-c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)}) {_rows_of("commitments", commitments, _COMMITMENT_COLS)}),
+WITH g AS (SELECT count(*) = json_array_length(CAST(:guard AS JSON)) AS ok
+           FROM json_to_recordset(CAST(:guard AS JSON))
+                AS x(line_id VARCHAR, line_version INTEGER, dimensions JSONB, plan_version INTEGER, period VARCHAR)
+           JOIN lines ON lines.id = x.line_id AND lines.version = x.line_version AND lines.dimensions = x.dimensions
+           JOIN plans ON plans.id = lines.plan_id AND plans.version = x.plan_version AND plans.status = 'active'
+           WHERE NOT EXISTS (SELECT 1 FROM closed_periods cp WHERE cp.plan_id = plans.id AND cp.period = x.period)),
+e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)})
+      {_rows_of("entries", entries, _ENTRY_COLS)} WHERE (SELECT ok FROM g)),
+c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)})
+      {_rows_of("commitments", commitments, _COMMITMENT_COLS)} WHERE (SELECT ok FROM g)),
 o AS (INSERT INTO outbox (id, subject, payload, created_at, attempts)
-      SELECT x.*, 0 FROM ({_rows_of("events", infra.outbox, _OUTBOX_COLS)}) AS x),
+      SELECT x.*, 0 FROM ({_rows_of("events", infra.outbox, _OUTBOX_COLS)}) AS x WHERE (SELECT ok FROM g)),
 d AS (SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
-      AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in _DELTA_COLS)})),
+      AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in _DELTA_COLS)})
+      WHERE (SELECT ok FROM g)),
 l AS MATERIALIZED (SELECT b.line_id, b.period FROM balances b JOIN d ON b.line_id = d.line_id AND b.period = d.period
                    ORDER BY b.line_id, b.period FOR UPDATE OF b)
 UPDATE balances SET allocated = balances.allocated + d.da, committed = balances.committed + d.dc,
@@ -326,11 +339,20 @@ def entry_view(e: Any, currency: str, line_code: str | None = None) -> dict[str,
 # ---------------------------------------------------------------- the ledger
 
 
+class _Stale(Exception):
+    """The cached line or plan a posting was built from changed; nothing was written."""
+
+
+_LINE_CACHE_SIZE = 10_000
+
+
 class Ledger:
     """The budget domain. Every method runs inside the caller's transaction `s`."""
 
     def __init__(self, outbox: Outbox):
         self.outbox = outbox
+        # line id -> (line row, plan) of lines in active plans, PostgreSQL only; see _line_and_plan.
+        self._lines: dict[str, tuple[Row, Any]] = {}
 
     # ------------------------------------------------------------ plans
 
@@ -707,7 +729,7 @@ class Ledger:
     async def _write(
         self, s: AsyncSession, who: Principal, p: Row, legs: list[Leg], *, check: bool,
         group_id: str | None = None, commitment: dict[str, Any] | None = None,
-        events: Sequence[tuple[str, str, dict[str, Any]]] = (),
+        events: Sequence[tuple[str, str, dict[str, Any]]] = (), guard: Sequence[tuple[Row, Any, str]] = (),
     ) -> tuple[str, dict[tuple[str, str], tuple[Figures, Figures]]]:
         """Append the legs' entries (plus a new commitment row and outbox events, if given) and apply them to
         the running balances of each line and its ancestors; refuse if available would go negative.
@@ -747,9 +769,14 @@ class Ledger:
             result = (await conn.execute(_PG_POST, {
                 "entries": _json(rows), "commitments": _json([commitment] if commitment else []),
                 "events": _json(outbox),
+                "guard": _json([dict(line_id=ln.id, line_version=ln.version, dimensions=ln.dimensions,
+                                     plan_version=pl.version, period=per) for ln, pl, per in guard]),
                 "deltas": _json([dict(line_id=k[0], period=k[1], **dict(zip(_DELTA_COLS, d, strict=True)))
                                  for k, d in zip(keys, deltas, strict=True)]),
             })).all()
+            if not result and guard:
+                raise _Stale()  # nothing was written
+            s.info["budget_posted"] = s.info.get("budget_posted", 0) + 1
         else:
             # SQLite: BEGIN IMMEDIATE already serializes writers; the same writes, one statement each.
             await conn.execute(_INSERT_ENTRIES, rows)
@@ -805,18 +832,47 @@ class Ledger:
                     "currency": p.currency})
 
     async def _line_and_plan(self, s: AsyncSession, who: Principal | None, line_id: str,
-                             field_name: str = "line_id", period: str | None = None) -> tuple[Row, Any]:
-        """The line, its plan and whether `period` is closed, in one round trip (the hot path of every posting)."""
+                             field_name: str = "line_id", period: str | None = None,
+                             cached: bool = False) -> tuple[Row, Any]:
+        """The line, its plan and whether `period` is closed, in one round trip (the hot path of every posting).
+
+        With `cached` (PostgreSQL postings through `_cached_first`) a line and active plan read before may be
+        used without the round trip; it is then marked `guarded`, `_write` checks in its statement that they
+        are still current and the period open, and anything refused on cached figures is decided again fresh.
+        """
+        if cached and line_id in self._lines:
+            row, plan = self._lines[line_id]
+            if who is None or who.may_see(row.dimensions):
+                return row, SimpleNamespace(**vars(plan), checked_period=period, checked_period_closed=False,
+                                            guarded=True)
         row = (await _core(s, _LINE_AND_PLAN, {"line_id": line_id, "period": period or ""})).first()
         if row is None:
             if field_name.startswith("path"):
                 raise NotFound(f"No budget line {line_id}.")
             raise Invalid.on(field_name, f"no budget line {line_id!r}", "not_found")
+        plan_values = {c.name: getattr(row, f"p_{c.name}") for c in plans.c}
+        if plan_values["status"] == "active" and s.get_bind().dialect.name == "postgresql":
+            if len(self._lines) >= _LINE_CACHE_SIZE:
+                self._lines.clear()
+            self._lines[line_id] = (row, SimpleNamespace(**plan_values))
         if who is not None and not who.may_see(row.dimensions):
             raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover line {row.code!r}.")
-        plan = SimpleNamespace(**{c.name: getattr(row, f"p_{c.name}") for c in plans.c},
-                               checked_period=period, checked_period_closed=bool(row.period_closed))
+        plan = SimpleNamespace(**plan_values, checked_period=period, checked_period_closed=bool(row.period_closed),
+                               guarded=False)
         return row, plan
+
+    async def _cached_first(self, s: AsyncSession, line_id: str, post: Any) -> Any:
+        """Run `post(cached)` on the cached line and plan first (PostgreSQL), again on a fresh read if they were
+        stale or if it refused before anything was written (so every refusal is decided on current rows)."""
+        if line_id in self._lines:
+            posted = s.info.get("budget_posted", 0)
+            try:
+                return await post(True)
+            except (_Stale, DomainError):
+                if s.info.get("budget_posted", 0) != posted:
+                    raise  # written, then refused (e.g. short of money): the transaction rolls back
+                self._lines.pop(line_id, None)
+        return await post(False)
 
     def _entry_event(self, leg: Leg, p: Row) -> dict[str, Any]:
         return {"entry_id": leg.id, "plan_id": p.id, "line_id": leg.line.id, "line_code": leg.line.code,
@@ -829,12 +885,21 @@ class Ledger:
         self, s: AsyncSession, who: Principal, *, line_id: str, period: str, amount: Decimal, currency: str,
         date: dt.date | None = None, memo: str | None = None, external_ref: str | None = None,
     ) -> dict[str, Any]:
-        ln, p = await self._line_and_plan(s, who, line_id, period=period)
+        return await self._cached_first(s, line_id, lambda cached: self._allocate(
+            s, who, cached, line_id=line_id, period=period, amount=amount, currency=currency, date=date, memo=memo,
+            external_ref=external_ref))
+
+    async def _allocate(
+        self, s: AsyncSession, who: Principal, cached: bool, *, line_id: str, period: str, amount: Decimal,
+        currency: str, date: dt.date | None, memo: str | None, external_ref: str | None,
+    ) -> dict[str, Any]:
+        ln, p = await self._line_and_plan(s, who, line_id, period=period, cached=cached)
         on = await self._postable(s, p, period, date)
         m = await self.money(s, p, amount, currency, on)
         leg = Leg(ln, period, "allocation", m.minor, (m.minor, 0, 0, 0), m, on, memo=memo, external_ref=external_ref)
         await self._write(s, who, p, [leg], check=False,
-                          events=[("budget.allocation.posted", leg.id, self._entry_event(leg, p))])
+                          events=[("budget.allocation.posted", leg.id, self._entry_event(leg, p))],
+                          guard=[(ln, p, period)] if p.guarded else ())
         return entry_view(s.info["budget_written"][leg.id], p.currency, ln.code)
 
     async def transfer(
@@ -890,7 +955,16 @@ class Ledger:
         date: dt.date | None = None, external_ref: str | None = None, memo: str | None = None,
         vendor: str | None = None, external_revision: int | None = None,
     ) -> dict[str, Any]:
-        ln, p = await self._line_and_plan(s, who, line_id, period=period)
+        return await self._cached_first(s, line_id, lambda cached: self._create_commitment(
+            s, who, cached, line_id=line_id, period=period, amount=amount, currency=currency, date=date,
+            external_ref=external_ref, memo=memo, vendor=vendor, external_revision=external_revision))
+
+    async def _create_commitment(
+        self, s: AsyncSession, who: Principal, cached: bool, *, line_id: str, period: str, amount: Decimal,
+        currency: str, date: dt.date | None, external_ref: str | None, memo: str | None, vendor: str | None,
+        external_revision: int | None,
+    ) -> dict[str, Any]:
+        ln, p = await self._line_and_plan(s, who, line_id, period=period, cached=cached)
         on = await self._postable(s, p, period, date)
         m = await self.money(s, p, amount, currency, on)
         if external_ref is not None and await s.scalar(
@@ -927,7 +1001,8 @@ class Ledger:
         c = SimpleNamespace(**values)
         subject = "budget.commitment.requested" if reason else "budget.commitment.committed"
         _, changes = await self._write(s, who, p, [leg], check=p.overspend_policy == "block", commitment=values,
-                                       events=[(subject, c.id, self._commitment_data(c, p, ln, subject))])
+                                       events=[(subject, c.id, self._commitment_data(c, p, ln, subject))],
+                                       guard=[(ln, p, period)] if p.guarded else ())
         await self._thresholds(s, p, ln, period, changes)
         return commitment_view(c, p, ln)
 

@@ -223,3 +223,39 @@ async def test_free_text_survives_the_posting_statement_unchanged(budget):
                                                                                "2027-03-01")
     page = await budget.ok("GET", f"/v1/lines/{ln['id']}/entries")
     assert page["items"][-1]["memo"] == memo and page["items"][-1]["vendor"] == "Ä&B <GmbH>"
+
+
+async def test_postings_follow_plan_and_line_changes_made_after_an_earlier_posting(budget):
+    """The PostgreSQL ledger reuses the line and plan it read for an earlier posting only while they are
+    unchanged (checked inside the posting's statement); every change below must show in the next posting."""
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "EVENTS", region="EMEA")
+    await budget.allocate(ln["id"], "1000.00")
+    first = await budget.commit(ln["id"], "100.00")
+    assert first.status_code == 201 and first.json()["status"] == "committed"
+    # A threshold set afterwards applies to the next commitment.
+    await budget.ok("PATCH", f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"2"'},
+                    json={"approval_threshold": "50.00"})
+    c = (await budget.commit(ln["id"], "60.00")).json()
+    assert (c["status"], c["reason"]) == ("pending_approval", "threshold")
+    # Under block 5000.00 does not fit; under require_approval it is held for approval instead.
+    assert (await budget.commit(ln["id"], "5000.00")).status_code == 409
+    await budget.ok("PATCH", f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"3"'},
+                    json={"overspend_policy": "require_approval", "approval_threshold": None})
+    c = (await budget.commit(ln["id"], "5000.00")).json()
+    assert (c["status"], c["reason"]) == ("pending_approval", "over_available")
+    # The line moves to another region by CSV import: a caller scoped to the old one is refused.
+    emea = who("marketer", scopes=("region:EMEA",))
+    assert (await budget.commit(ln["id"], "1.00", headers=emea)).status_code == 201
+    r = await budget.c.post(f"/v1/plans/{plan['id']}/import", headers={**ADMIN, "Content-Type": "text/csv"},
+                            content="code,region\nEVENTS,APAC\n")
+    assert r.status_code == 200, r.text
+    problem(await budget.commit(ln["id"], "1.00", headers=emea), 403)
+    # A closed period and a closed plan refuse the next posting.
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/periods/2027-03/close")
+    assert "2027-03" in problem(await budget.commit(ln["id"], "1.00"), 409)["detail"]
+    await budget.allocate(ln["id"], "1.00", period="2027-04")
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/close")
+    assert "closed" in problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
+        "line_id": ln["id"], "period": "2027-04", "amount": "1.00", "currency": "EUR"}), 409)["detail"]
+    assert "closed" in problem(await budget.commit(ln["id"], "1.00", period="2027-04"), 409)["detail"]
