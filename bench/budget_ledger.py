@@ -5,9 +5,9 @@
 
 Runs on SQLite (a temporary file) and on PostgreSQL (a throwaway database created and
 dropped at PITCREW_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres).
-Every posting is a commitment through the real code path: lock the balance rows of the line
-and its ancestors, check the invariant, append the entry, update the running balances, write
-the outbox event, commit. Baseline measured in the same run: raw single-row INSERT
+Every posting is a commitment through the real code path: the line and plan, the entry, the
+commitment row and the outbox event, the balance rows of the line and its ancestors locked and
+updated, the invariant checked, commit. Baseline measured in the same run: raw single-row INSERT
 transactions from 8 connections on the same database. With PGLEDGER_SQL_DIR pointing at a
 directory holding pgledger's SQL (pgledger.sql plus its ULID helper), pgledger_create_transfer
 is driven from 8 connections on a throwaway database too and the ratio is printed.

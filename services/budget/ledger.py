@@ -5,9 +5,13 @@ Every change of money is a posting: one or more append-only ledger entries
 pending, spent) are applied, in the same transaction, to the running balances
 (`balances`) of the line and of all its ancestors. The invariant "no line's
 available money goes negative under policy block" is checked on those balance
-rows while they are locked: `SELECT ... FOR UPDATE` ordered by (line id, period)
-on PostgreSQL, so concurrent postings queue on the rows they share and never
-deadlock; on SQLite the BEGIN IMMEDIATE of shared.db already serializes writers.
+rows while they are locked. On PostgreSQL a posting is one statement (`_PG_POST`)
+that inserts its entries, commitment row and outbox events and then locks the
+balance rows in (line id, period) order and updates them, so concurrent postings
+queue on the rows they share, never deadlock, and hold the locks only for that
+statement and the commit; flows that must read figures or lock a commitment
+first take the same ordered locks early (`_lock`). On SQLite the BEGIN IMMEDIATE
+of shared.db already serializes writers.
 """
 
 from __future__ import annotations
