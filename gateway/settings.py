@@ -47,6 +47,9 @@ class Settings(BaseServiceSettings):
     max_keepalive_connections: int = 200
     max_request_body_bytes: int = 10 * 1024 * 1024
     unhealthy_seconds: float = 2.0  # skip an upstream that refused a connection for this long
+    # Idle pooled connections are dropped after this long: below the services' own keep-alive
+    # timeout (uvicorn: 5 s), so the gateway never sends on a connection the service is closing.
+    upstream_keepalive_seconds: float = 4.0
 
     # Authorization.
     policy_path: str = DEFAULT_POLICY

@@ -23,6 +23,8 @@ import httpx
 
 from gateway.settings import Settings
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class ServiceDown(Exception):
     """No replica of the service accepted the connection."""
@@ -61,7 +63,7 @@ class Upstreams:
         self.transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=settings.max_connections,
                                 max_keepalive_connections=settings.max_keepalive_connections,
-                                keepalive_expiry=30.0),
+                                keepalive_expiry=settings.upstream_keepalive_seconds),
         )
         timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=settings.connect_timeout_seconds)
         self._timeout_ext = timeout.as_dict()
@@ -88,7 +90,14 @@ class Upstreams:
             try:
                 # httpx's timeouts are per phase; this is the whole wait for the answer's head.
                 async with asyncio.timeout(self.timeout):
-                    response = await self.transport.handle_async_request(request)
+                    try:
+                        response = await self.transport.handle_async_request(request)
+                    except (httpx.RemoteProtocolError, httpx.ReadError):
+                        # A pooled keep-alive connection the service closed as we sent: a read can
+                        # safely go again on a fresh one; a write is the caller's to report.
+                        if method not in IDEMPOTENT:
+                            raise
+                        response = await self.transport.handle_async_request(request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 pool.mark_down(index)
                 last = exc

@@ -80,6 +80,30 @@ async def test_service_down_is_503_and_slow_is_504(new_db, host_router, token):
         assert_problem(r, 504)
 
 
+class ClosingRouter(httpx.AsyncBaseTransport):
+    """The first send of each request hits a keep-alive connection the service just closed."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport):
+        self.inner = inner
+        self.closed_once: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = f"{request.method} {request.url}"
+        if key not in self.closed_once:
+            self.closed_once.add(key)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_read_on_a_connection_the_service_closed_is_sent_again_a_write_is_not(new_db, host_router, token):
+    async with running_gateway(gateway_settings(await new_db("gateway")), ClosingRouter(host_router)) as gw:
+        r = await gw.get("/kpi/v1/items?limit=2", headers=bearer(token("admin")))
+        assert r.status_code == 200 and len(r.json()["items"]) == 2
+        before = dict(host_router.hits)
+        body = assert_problem(await gw.post("/kpi/v1/measurements", json={}, headers=bearer(token("admin"))), 502)
+        assert "kpi" in body["detail"] and host_router.hits == before  # the write reached nobody
+
+
 async def test_round_robin_over_replicas_skips_one_that_refuses(new_db, host_router, token, upstreams):
     settings = gateway_settings(await new_db("gateway"), budget_url="http://budget.test, http://budget2.test")
     async with running_gateway(settings, host_router) as gw:
