@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors
@@ -15,6 +16,8 @@ from shared import errors
 log = structlog.get_logger("pitcrew.problems")
 
 PROBLEM_BASE = "https://pitcrew.dev/problems/"
+# SQLSTATEs for text PostgreSQL cannot store (a NUL character in text or in JSON).
+UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
 MEDIA_TYPE = "application/problem+json"
 
 STATUS_OF: dict[type[errors.DomainError], int] = {
@@ -121,6 +124,16 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None), instance=request.url.path)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # PostgreSQL cannot store a NUL character in text or JSON (SQLSTATE 22021, 22P05); the
+        # transaction has rolled back, so this is bad input, not a server fault.
+        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
+            message = "text may not contain the NUL character (\\u0000)"
+            return problem(422, f"body: {message}", kind="validation-error", instance=request.url.path,
+                           errors_=[{"field": "body", "message": message, "code": "nul_character"}])
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

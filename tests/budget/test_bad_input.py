@@ -69,3 +69,18 @@ async def test_duplicate_line_code_and_unknown_parent(budget):
     problem(await budget.c.get("/v1/lines/nope/balance", headers=ADMIN), 404)
     other = await budget.line(plan["id"], "O")
     problem(await budget.c.get(f"/v1/lines/{other['id']}/balance?from=2027-05&to=2027-02", headers=ADMIN), 422)
+
+
+async def test_a_nul_character_is_never_a_500_and_writes_nothing_where_it_cannot_be_stored(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "L")
+    await budget.allocate(ln["id"], "100.00")
+    before = await counts(budget)
+    r = await budget.c.post("/v1/commitments", headers=ADMIN, json={
+        "line_id": ln["id"], "period": "2027-03", "amount": "10.00", "currency": "EUR", "memo": "a\u0000b"})
+    if budget.runtime.db.is_sqlite:  # SQLite stores it as given
+        assert r.status_code == 201, r.text
+        return
+    body = problem(r, 422)  # PostgreSQL cannot: a 422 naming the body, and the transaction rolled back
+    assert body["errors"][0]["code"] == "nul_character"
+    assert await counts(budget) == before
