@@ -7,6 +7,7 @@ Every service's `main.py` describes itself with a ServiceSpec and calls
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,9 @@ async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
         runtime.scheduler.start()
     if spec.on_startup:
         await spec.on_startup(runtime)
+    # Everything alive now (modules, app, settings) lives as long as the process: move it out of
+    # the collector's way so a full collection during a large request does not rescan it.
+    gc.freeze()
 
 
 async def stop_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
