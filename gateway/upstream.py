@@ -60,11 +60,17 @@ class Upstreams:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.timeout = settings.upstream_timeout_seconds
         self.pools = {name: Pool(name, urls, settings.unhealthy_seconds) for name, urls in settings.upstreams().items()}
-        self.transport = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=settings.max_connections,
-                                max_keepalive_connections=settings.max_keepalive_connections,
-                                keepalive_expiry=settings.upstream_keepalive_seconds),
-        )
+        # httpcore scans every connection of a pool (a socket poll each) on every request and
+        # every response close, so one big pool costs O(connections) per request under load.
+        # Several small pools, taken in turn, keep that scan short.
+        shards = max(1, settings.upstream_pool_shards)
+        limits = httpx.Limits(max_connections=max(1, settings.max_connections // shards),
+                              max_keepalive_connections=max(1, settings.max_keepalive_connections // shards),
+                              keepalive_expiry=settings.upstream_keepalive_seconds)
+        self.transports = [transport] if transport else [httpx.AsyncHTTPTransport(limits=limits)
+                                                          for _ in range(shards)]
+        self.transport = self.transports[0]
+        self._shard = itertools.cycle(self.transports)
         timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=settings.connect_timeout_seconds)
         self._timeout_ext = timeout.as_dict()
         self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=self.transport)
@@ -90,14 +96,15 @@ class Upstreams:
             try:
                 # httpx's timeouts are per phase; this is the whole wait for the answer's head.
                 async with asyncio.timeout(self.timeout):
+                    transport = next(self._shard)
                     try:
-                        response = await self.transport.handle_async_request(request)
+                        response = await transport.handle_async_request(request)
                     except (httpx.RemoteProtocolError, httpx.ReadError):
                         # A pooled keep-alive connection the service closed as we sent: a read can
                         # safely go again on a fresh one; a write is the caller's to report.
                         if method not in IDEMPOTENT:
                             raise
-                        response = await self.transport.handle_async_request(request)
+                        response = await transport.handle_async_request(request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 pool.mark_down(index)
                 last = exc
@@ -117,3 +124,5 @@ class Upstreams:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        for transport in self.transports[1:]:
+            await transport.aclose()
