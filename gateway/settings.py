@@ -50,7 +50,7 @@ class Settings(BaseServiceSettings):
     # Idle pooled connections are dropped after this long: below the services' own keep-alive
     # timeout (uvicorn: 5 s), so the gateway never sends on a connection the service is closing.
     upstream_keepalive_seconds: float = 4.0
-    upstream_pool_shards: int = 8  # connection pools per gateway process, used in turn
+    upstream_pool_shards: int = 32  # connection pools per gateway process, used in turn
 
     # Authorization.
     policy_path: str = DEFAULT_POLICY
