@@ -64,11 +64,16 @@ class Outbox:
         return env
 
     async def add_envelope(self, session: AsyncSession, env: Envelope) -> None:
-        await session.execute(
-            insert(self.table).values(
-                id=env.id, subject=env.type, payload=env.to_json(), created_at=utcnow(), attempts=0
-            )
-        )
+        await session.execute(insert(self.table).values(**self.row(env, utcnow())))
+        self.wake_after_commit(session)
+
+    @staticmethod
+    def row(env: Envelope, now: Any) -> dict[str, Any]:
+        """The outbox row of an event, for a caller that writes rows in its own statement."""
+        return {"id": env.id, "subject": env.type, "payload": env.to_json(), "created_at": now, "attempts": 0}
+
+    def wake_after_commit(self, session: AsyncSession) -> None:
+        """Have the relay publish as soon as `session` commits (a caller writing rows itself calls this)."""
         if self.relay is not None:
             session.info[_NOTIFY_KEY] = self.relay.notify
 

@@ -50,7 +50,7 @@ from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, 
 from shared.events import new_event
 from shared.identity import Principal
 from shared.money import EXPONENTS, convert, exponent, fmt, to_minor
-from shared.outbox import _NOTIFY_KEY, Outbox
+from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
 
 DIMENSIONS = ("region", "channel", "campaign", "cost_center", "owner")
@@ -103,7 +103,7 @@ _COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status"
                     "original_amount_minor", "original_currency", "fx_rate", "reason", "external_ref",
                     "external_revision", "vendor", "memo", "requested_by", "decided_by", "version", "created_at",
                     "updated_at")
-_OUTBOX_COLS = ("id", "subject", "payload", "created_at")
+_OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
 _DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
 _PG = postgresql.dialect()
 
@@ -141,8 +141,8 @@ e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)})
       {_rows_of("entries", entries, _ENTRY_COLS)} WHERE (SELECT ok FROM g)),
 c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)})
       {_rows_of("commitments", commitments, _COMMITMENT_COLS)} WHERE (SELECT ok FROM g)),
-o AS (INSERT INTO outbox (id, subject, payload, created_at, attempts)
-      SELECT x.*, 0 FROM ({_rows_of("events", infra.outbox, _OUTBOX_COLS)}) AS x WHERE (SELECT ok FROM g)),
+o AS (INSERT INTO outbox ({", ".join(_OUTBOX_COLS)})
+      {_rows_of("events", infra.outbox, _OUTBOX_COLS)} WHERE (SELECT ok FROM g)),
 d AS (SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
       AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in _DELTA_COLS)})
       WHERE (SELECT ok FROM g)),
@@ -764,8 +764,8 @@ class Ledger:
                  memo=leg.memo, author=who.subject, created_at=now)
             for leg in legs
         ]
-        outbox = [dict(id=env.id, subject=env.type, payload=env.to_json(), created_at=now)
-                  for env in (new_event(subject, self.outbox.source, sid, data) for subject, sid, data in events)]
+        outbox = [self.outbox.row(new_event(subject, self.outbox.source, sid, data), now)
+                  for subject, sid, data in events]
         keys = sorted(sub)
         deltas = [(*sub[k], *own.get(k, (0, 0, 0, 0))) for k in keys]
         conn = await s.connection()
@@ -787,13 +787,13 @@ class Ledger:
             if commitment:
                 await conn.execute(_INSERT_COMMITMENT, commitment)
             if outbox:
-                await conn.execute(insert(self.outbox.table), [dict(r, attempts=0) for r in outbox])
+                await conn.execute(insert(self.outbox.table), outbox)
             await conn.execute(_ADD_TO_BALANCES, [
                 dict(k_line=k[0], k_period=k[1], **dict(zip(_DELTA_COLS, d, strict=True)))
                 for k, d in zip(keys, deltas, strict=True)])
             result = (await conn.execute(_SELECT_BALANCES, {"keys": keys})).all()
-        if outbox and self.outbox.relay is not None:
-            s.info[_NOTIFY_KEY] = self.outbox.relay.notify
+        if outbox:
+            self.outbox.wake_after_commit(s)
         after_of = {(r[0], r[1]): Figures(*r[2:6]) for r in result}
         if len(after_of) != len(keys):
             raise RuntimeError(f"balance rows missing for {sorted(set(keys) - set(after_of))}")

@@ -332,7 +332,6 @@ class Ingestor:
         rejected: list[dict[str, Any]] = []
         append = rows.append
         types = self._types
-        dims_cache = self._dims_cache
         dims_of = self._dims
         values = self._value_cache
         slow = self._row
@@ -367,14 +366,7 @@ class Ingestor:
                         append(slow(i, item, principal, default_source))
                         continue
                     t = t.astimezone(_UTC)
-                raw = item.get("dimensions")
-                hit = None
-                if type(raw) is dict:
-                    try:
-                        hit = dims_cache.get(tuple(raw.items()))
-                    except TypeError:
-                        pass
-                dims, dhash, pairs = hit if hit is not None else dims_of(raw)
+                dims, dhash, pairs = dims_of(item.get("dimensions"))
                 source = item.get("source") or default_source
                 ext = item.get("external_id")
                 if (type(source) is not str or not 0 < len(source) <= 100
