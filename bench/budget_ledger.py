@@ -7,7 +7,9 @@ Runs on SQLite (a temporary file) and on PostgreSQL (a throwaway database create
 dropped at PITCREW_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres).
 Every posting is a commitment through the real code path: the line and plan, the entry, the
 commitment row and the outbox event, the balance rows of the line and its ancestors locked and
-updated, the invariant checked, commit. Baseline measured in the same run: raw single-row INSERT
+updated, the invariant checked, commit. HTTP postings are POSTed to the service directly (with a
+minted identity) and through the gateway (Bearer JWT: authentication, policy, rate limiter on).
+Baseline measured in the same run: raw single-row INSERT
 transactions from 8 connections on the same database. With PGLEDGER_SQL_DIR pointing at a
 directory holding pgledger's SQL (pgledger.sql plus its ULID helper), pgledger_create_transfer
 is driven from 8 connections on a throwaway database too and the ratio is printed.
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -35,8 +39,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.devtokens import mint_dev_token  # noqa: E402
+from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from services.budget.ledger import Ledger, ancestors, periods_of  # noqa: E402
 from services.budget.models import infra  # noqa: E402
+from services.budget.settings import Settings  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
 from shared.launcher import free_port, wait_for_port  # noqa: E402
@@ -142,12 +149,12 @@ async def posting_plan(db: Database, ledger: Ledger) -> list[str]:
 
 
 async def _domain_clients(url: str, leaves: list[str], seconds: float, clients: int) -> float:
-    db = Database(url, pool_size=clients)
+    db = Database(url, pool_size=clients, server_settings=Settings().database_server_settings)  # as the service
     ledger = Ledger(Outbox(infra.outbox, "budget"))
     periods = periods_of(2027)
 
     async def work(i: int) -> None:
-        async with db.transaction() as s:
+        async with db.transaction(single_action=True) as s:  # as a POST without Idempotency-Key
             await ledger.create_commitment(s, WHO, line_id=random.choice(leaves), period=random.choice(periods),
                                            amount=Decimal("1.00"), currency="EUR")
 
@@ -204,20 +211,54 @@ class Server:
             self.proc.wait(timeout=15)
 
 
-def headers() -> dict[str, str]:
+class Gateway:
+    """The gateway in a real uvicorn process in front of `service` (authentication, policy, rate limiter on)."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-gw-"))
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> str:
+        db = f"sqlite:///{self.tmp}/gateway.db"
+        subprocess.run([sys.executable, "-c", f"from shared.migrations import upgrade; upgrade('gateway', {db!r})"],
+                       cwd=ROOT, check=True)  # in its own process: upgrade() runs its own event loop
+        env = {**os.environ, "PITCREW_GATEWAY_DATABASE_URL": db, "PITCREW_GATEWAY_BUDGET_URL": self.service,
+               "PITCREW_LOG_LEVEL": "WARNING", "PITCREW_ENVIRONMENT": "development",
+               # The limiter stays on (its cost is part of the figure), just high enough not to refuse.
+               "PITCREW_GATEWAY_RATE_LIMIT_WRITE": "100000000/minute"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+        wait_for_port("127.0.0.1", self.port, timeout=30)
+        return f"http://127.0.0.1:{self.port}/budget"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def headers(via_gateway: bool = False) -> dict[str, str]:
+    if via_gateway:
+        return {"Authorization": f"Bearer {mint_dev_token(GatewaySettings(), WHO.subject, ['admin'], (), 3600)}"}
     return {HEADER: mint(WHO, os.environ.get("PITCREW_IDENTITY_SECRET", DEV_IDENTITY_SECRET), 3600)}
 
 
-async def http_rate(url: str, seconds: float, workers: int) -> float:
+async def http_rate(url: str, seconds: float, workers: int, via_gateway: bool = False) -> float:
+    """Commitments POSTed by 8 clients to the service, directly or through the gateway."""
     db = Database(url, pool_size=2)
     leaves = await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
     await db.dispose()
     periods = periods_of(2027)
-    with Server(url, workers) as base:
+    with Server(url, workers) as base, (Gateway(base) if via_gateway else contextlib.nullcontext(base)) as front:
         limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-        async with httpx.AsyncClient(base_url=base, headers=headers(), limits=limits, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=front, headers=headers(via_gateway), limits=limits,
+                                     timeout=30) as client:
             for _ in range(50):
-                if (await client.get("/health")).status_code == 200:
+                if (await client.get("/v1/plans?limit=1")).status_code == 200:
                     break
                 await asyncio.sleep(0.1)
 
@@ -443,6 +484,8 @@ async def bench_backend(backend: str, seconds: float, n_entries: int, runs: int,
               flush=True)
         out["http"] = await http_rate(await fresh("http"), seconds, workers)
         print(f"  [{backend}] HTTP postings, 8 clients, uvicorn x{workers}: {out['http']:.0f}/s", flush=True)
+        out["gateway"] = await http_rate(await fresh("gw"), seconds, workers, via_gateway=True)
+        print(f"  [{backend}] HTTP postings, 8 clients, through the gateway: {out['gateway']:.0f}/s", flush=True)
         if summary:
             out["summary"] = await summary_latency(await fresh("summary"), n_entries, runs)
             print(f"  [{backend}] summary: {out['summary']}", flush=True)
@@ -490,10 +533,16 @@ async def main() -> None:
     if peer is not None:
         r = results["postgres"]
         print(f"\npgledger_create_transfer, 8 connections, same run: {peer:.0f}/s; budget domain layer "
-              f"{r['domain'] / peer:.2f}x of it, budget over HTTP {r['http'] / peer:.2f}x of it")
+              f"{r['domain'] / peer:.2f}x of it (aim >= 1), budget over HTTP {r['http'] / peer:.2f}x of it, "
+              f"through the gateway {r['gateway'] / peer:.2f}x of it (aim >= 0.5)")
     elif "postgres" in results:
         print("\n(set PGLEDGER_SQL_DIR to a directory with pgledger.sql and its ULID helper to compare with pgledger)")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:  # the loop uvicorn runs the service on (uvicorn[standard] brings uvloop); the peer gets it too
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

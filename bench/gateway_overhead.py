@@ -10,7 +10,9 @@ printed so you can see they are not the bottleneck).
 Direct requests carry a minted X-Pitcrew-Identity; gateway requests carry a Bearer
 JWT, so authentication, the policy, the rate limiter and identity minting are all
 on. Throughput is measured at `--concurrency` connections; added latency at
-concurrency 1 (an unloaded p50 is what "adds under 2 ms" means).
+concurrency 1 (an unloaded p50 is what "adds under 2 ms" means), with direct and
+gateway requests sent in turn from one client so both meet the same load from
+whatever else runs on the machine.
 
     .venv/bin/python bench/gateway_overhead.py            # full run
     .venv/bin/python bench/gateway_overhead.py --quick    # a few seconds per phase
@@ -129,6 +131,70 @@ def _client_proc(port: int, path: str, headers: dict[str, str], connections: int
     out.put({"latencies": latencies, "gateway_ms": gateway_ms, "errors": errors, "wall": wall, "cpu": cpu})
 
 
+def _paired_proc(targets: list[tuple[int, str, dict[str, str]]], duration: float, out: mp.Queue) -> None:
+    """Concurrency 1 over several targets in turn (A, B, A, B, ...): each sees the same machine load."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    requests = [(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+                for port, path, headers in targets]
+    latencies: list[list[float]] = [[] for _ in targets]
+    gateway_ms: list[list[float]] = [[] for _ in targets]
+    errors = 0
+
+    async def main() -> None:
+        nonlocal errors
+        conns = [await asyncio.open_connection("127.0.0.1", port) for port, _, _ in targets]
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            for i, (reader, writer) in enumerate(conns):
+                start = time.perf_counter()
+                writer.write(requests[i])
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    lower = line.lower()
+                    if lower.startswith(b"content-length:"):
+                        length = int(line[15:])
+                    elif lower.startswith(b"x-gateway-latency:"):
+                        gateway_ms[i].append(float(line[18:]))
+                await reader.readexactly(length)
+                latencies[i].append(time.perf_counter() - start)
+                if int(head[9:12]) != 200:
+                    errors += 1
+        for _, writer in conns:
+            writer.close()
+
+    asyncio.run(main())
+    out.put({"latencies": latencies, "gateway_ms": gateway_ms, "errors": errors})
+
+
+def drive_paired(targets: list[tuple[int, str, dict[str, str]]], duration: float) -> list[dict]:
+    q: mp.Queue = mp.Queue()
+    p = mp.Process(target=_paired_proc, args=(targets, duration, q))
+    p.start()
+    r = q.get(timeout=duration + 60)
+    p.join()
+    if r["errors"]:
+        raise SystemExit(f"{r['errors']} non-200 answers at concurrency 1")
+    lat = r["latencies"]
+    out = []
+    for i in range(len(targets)):
+        values = sorted(lat[i])
+        gw = sorted(r["gateway_ms"][i])
+        out.append({"requests": len(values), "p50": _pct(values, 50) * 1000, "p99": _pct(values, 99) * 1000,
+                    "gateway_p50": _pct(gw, 50) if gw else None, "gateway_p99": _pct(gw, 99) if gw else None})
+    # The added time request by request (each gateway request against the direct one just before it).
+    n = min(len(x) for x in lat)
+    diffs = sorted((lat[1][k] - lat[0][k]) * 1000 for k in range(n))
+    out[1]["paired_added_p50"] = _pct(diffs, 50)
+    return out
+
+
 def drive(port: int, path: str, headers: dict[str, str], concurrency: int, duration: float,
           processes: int) -> dict:
     """Run the load from `processes` client processes sharing `concurrency` connections."""
@@ -240,8 +306,11 @@ def main() -> None:
                     raise SystemExit(f"{name}: {r['errors']} non-200 answers; logs in {tmp}")
                 if name not in best or r["rps"] > best[name]["rps"]:
                     best[name] = r
-        serial = {name: drive(*target, 1, max(2.0, duration / 2), 1)
-                  for name, target in (("direct", direct), ("gateway", through))}
+        # Unloaded: one request at a time, direct and through the gateway in turn, so both see the
+        # same background load of this shared machine (in two separate phases, a neighbour's burst
+        # in one of them moved the added figure by a millisecond or more).
+        pair = drive_paired([direct, through], max(4.0, duration))
+        serial = {"direct": pair[0], "gateway": pair[1]}
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -264,7 +333,9 @@ def main() -> None:
     print(f"unloaded (concurrency 1): direct p50 {sd['p50']:.2f} ms p99 {sd['p99']:.2f} ms; "
           f"gateway p50 {sg['p50']:.2f} ms p99 {sg['p99']:.2f} ms")
     print(f"added at p50 (unloaded): {sg['p50'] - sd['p50']:.2f} ms  (aim < 2 ms); "
+          f"median of paired differences {sg['paired_added_p50']:.2f} ms; "
           f"X-Gateway-Latency p50 {sg['gateway_p50']:.2f} ms p99 {sg['gateway_p99']:.2f} ms")
+    print(f"unloaded requests: {sd['requests']} direct, {sg['requests']} through the gateway, interleaved")
     print(f"added at p50 under load (concurrency {args.concurrency}): {g['p50'] - d['p50']:.2f} ms; "
           f"X-Gateway-Latency p50 {g['gateway_p50']:.2f} ms")
 

@@ -38,7 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from services.kpi.ingest import INSERT_RAW, Ingestor, day_number, dims_hash, month_number, rebuild_rollups  # noqa: E402
+from services.kpi.ingest import (  # noqa: E402
+    INSERT_RAW,
+    Ingestor,
+    day_number,
+    dims_hash,
+    month_number,
+    rebuild_rollups,
+    tune_sqlite,
+)  # noqa: E402
 from services.kpi.main import create_app  # noqa: E402
 from services.kpi.settings import Settings  # noqa: E402
 from shared.db import Database  # noqa: E402
@@ -143,6 +151,7 @@ async def run_size(url: str, n: int, n_ingest: int, runs: int, raw_runs: int) ->
     print(f"\n== {n:,} measurements on {label} ==")
     await upgrade_async("kpi", url)
     db = Database(url)
+    tune_sqlite(db)  # the per-connection settings the service applies to its database (main._configure)
     try:
         rate = await ingest_phase(db, min(n_ingest, n), n)
         print(f"  ingest (domain layer, batches of 10,000): {rate:,.0f} measurements/s"

@@ -18,14 +18,13 @@ import contextlib
 import datetime as dt
 import json
 
-import httpx
 import structlog
 from sqlalchemy import or_, select, update
 
 from gateway import webhooks
 from gateway.models import WebhookDelivery
 from gateway.settings import Settings
-from gateway.upstream import ServiceDown, Upstreams
+from gateway.upstream import UpstreamError, Upstreams
 from shared.db import Database, utcnow
 from shared.identity import HEADER, mint
 
@@ -122,7 +121,7 @@ class Forwarder:
             try:
                 r = await self.upstreams.send(call["service"], "POST", call["path"], list(headers.items()),
                                               content=_json(call["body"]), stream=False)
-            except (ServiceDown, httpx.HTTPError) as exc:
+            except UpstreamError as exc:
                 outcome, error = "retry", f"{type(exc).__name__}: {exc}"
                 break
             status = r.status_code

@@ -1,17 +1,18 @@
 """The gateway app: `create_app(settings)`, and `app` for uvicorn.
 
-The proxy is a pure ASGI middleware (gateway.proxy) so forwarded requests skip
-FastAPI's routing; the gateway's own routes (API keys, webhooks, /health,
-/openapi.json, /docs) are ordinary FastAPI routes behind it.
+The proxy is a pure ASGI middleware (gateway.proxy), the outermost of ours, so
+forwarded requests skip FastAPI's routing and every other middleware layer; the
+gateway's own routes (API keys, webhooks, /health, /openapi.json, /docs) are
+ordinary FastAPI routes behind it, with the shared request-context middleware.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from gateway import api
 from gateway.auth import Authenticator
@@ -43,14 +44,13 @@ class Gateway:
     openapi: OpenAPIMerger | None = None
 
 
-def create_app(settings: Settings | None = None, *, upstream_transport: httpx.AsyncBaseTransport | None = None,
-               run_forwarder: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) -> FastAPI:
     settings = settings or Settings()
     policy = Policy.load(settings.policy_path)  # a broken policy stops the start, not the first request
     ref: dict = {}
 
     async def on_startup(runtime: Runtime) -> None:
-        upstreams = Upstreams(settings, transport=upstream_transport)
+        upstreams = Upstreams(settings)
         gw = Gateway(
             settings=settings, db=runtime.db, policy=policy, upstreams=upstreams,
             auth=Authenticator(settings, runtime.db), limiter=RateLimiter(settings),
@@ -89,7 +89,6 @@ def create_app(settings: Settings | None = None, *, upstream_transport: httpx.As
         ours = app.router.routes[-2:]
         del app.router.routes[-2:]
         app.router.routes[:0] = ours
-        app.add_middleware(ProxyMiddleware, gateway_ref=ref)
 
     spec = ServiceSpec(
         name="gateway",
@@ -103,7 +102,17 @@ def create_app(settings: Settings | None = None, *, upstream_transport: httpx.As
         on_shutdown=on_shutdown,
         configure=configure,
     )
-    return create_service_app(spec, settings)
+    app = create_service_app(spec, settings)
+    # The proxy wraps the whole middleware stack Starlette/FastAPI build (error handler, telemetry,
+    # body limit, request context, ...): proxied requests meet none of those layers; it does their
+    # request id, metrics, access log and 500 problem itself.
+    build_stack = app.build_middleware_stack
+
+    def build_with_proxy() -> ASGIApp:
+        return ProxyMiddleware(build_stack(), gateway_ref=ref, service="gateway")
+
+    app.build_middleware_stack = build_with_proxy  # type: ignore[method-assign]
+    return app
 
 
 def __getattr__(name: str) -> FastAPI:

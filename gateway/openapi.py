@@ -13,10 +13,8 @@ import copy
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from gateway.settings import SERVICE_NAMES
-from gateway.upstream import ServiceDown
+from gateway.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from gateway.main import Gateway
@@ -47,7 +45,7 @@ class OpenAPIMerger:
             async with asyncio.timeout(self.gw.settings.health_timeout_seconds):
                 r = await self.gw.upstreams.send(service, "GET", "/openapi.json", [], stream=False)
             return r.json() if r.status_code == 200 else None
-        except (ServiceDown, httpx.HTTPError, TimeoutError, ValueError):
+        except (UpstreamError, TimeoutError, ValueError):
             return None
 
 
@@ -107,12 +105,13 @@ async def services_health(gw: Gateway) -> dict[str, Any]:
 
     async def probe(url: str) -> dict[str, Any]:
         try:
-            r = await gw.upstreams.client.get(url + "/ready", timeout=gw.settings.health_timeout_seconds)
+            r = await gw.upstreams.get_url(url + "/ready", timeout=gw.settings.health_timeout_seconds)
             body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
             return {"url": url, "status": "ready" if r.status_code == 200 else "not_ready",
                     "checks": body.get("checks")}
-        except httpx.HTTPError as exc:
-            return {"url": url, "status": "down", "detail": type(exc).__name__}
+        except UpstreamError as exc:
+            cause = exc.__cause__ or exc
+            return {"url": url, "status": "down", "detail": type(cause).__name__}
 
     pools = gw.upstreams.pools
     results = await asyncio.gather(*(probe(url) for svc in SERVICE_NAMES for url in pools[svc].urls))

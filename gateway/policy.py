@@ -2,7 +2,9 @@
 
 Loaded once at start from YAML (see gateway/policy.yaml for the format) and
 compiled to regular expressions, so a decision is a few dictionary lookups and
-regex matches on the hot path.
+regex matches; decisions are then remembered per (roles, service, method, path),
+so a request seen before costs one lookup. The policy never changes while the
+gateway runs, so a remembered decision is the decision.
 """
 
 from __future__ import annotations
@@ -49,9 +51,13 @@ def compile_pattern(pattern: str) -> str:
     return "".join(out) + "/?"
 
 
+_DECISIONS_MAX = 20_000
+
+
 class Policy:
     def __init__(self, rules: dict[str, list[Rule]]):
         self.rules = rules
+        self._decisions: dict[tuple[frozenset[str], str, str, str], bool] = {}
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -87,6 +93,15 @@ class Policy:
         return cls(rules)
 
     def allows(self, roles: Iterable[str], service: str, method: str, path: str) -> bool:
+        key = (roles if isinstance(roles, frozenset) else frozenset(roles), service, method, path)
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) >= _DECISIONS_MAX:
+                self._decisions.clear()
+            decision = self._decisions[key] = self._decide(key[0], service, method, path)
+        return decision
+
+    def _decide(self, roles: frozenset[str], service: str, method: str, path: str) -> bool:
         for role in roles:
             for rule in self.rules.get(role, ()):
                 if service in rule.services and method in rule.methods and rule.pattern.fullmatch(path):

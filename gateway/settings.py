@@ -43,14 +43,12 @@ class Settings(BaseServiceSettings):
     registry_url: str = "http://127.0.0.1:8004"
     connect_timeout_seconds: float = 2.0
     upstream_timeout_seconds: float = 30.0
-    max_connections: int = 400
-    max_keepalive_connections: int = 200
+    max_connections: int = 400  # open connections to all services together (aiohttp's pool limit)
     max_request_body_bytes: int = 10 * 1024 * 1024
     unhealthy_seconds: float = 2.0  # skip an upstream that refused a connection for this long
     # Idle pooled connections are dropped after this long: below the services' own keep-alive
     # timeout (uvicorn: 5 s), so the gateway never sends on a connection the service is closing.
     upstream_keepalive_seconds: float = 4.0
-    upstream_pool_shards: int = 32  # connection pools per gateway process, used in turn
 
     # Authorization.
     policy_path: str = DEFAULT_POLICY

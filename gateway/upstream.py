@@ -1,40 +1,65 @@
-"""The services behind the gateway: one pooled connection pool, several base URLs per service.
+"""The services behind the gateway: one aiohttp connection pool, several base URLs per service.
 
 Requests go round robin over a service's replicas. A replica that refuses the
 connection is skipped for `unhealthy_seconds` and the request moves on to the
 next one; that is always safe because nothing was sent. Any other failure is
-the caller's to report (503 when no replica answers, 504 when one is too slow).
+the caller's to report: `ServiceDown` (503) when no replica accepts a
+connection, `UpstreamTimeout` (504) when one is too slow, `UpstreamBroken` (502)
+when the connection broke or the answer could not be read.
 
-The proxy sends through the httpx transport (the connection pool) directly:
-cookies, redirects and auth flows are client features a reverse proxy must not
-apply, and skipping them halves httpx's per-request cost. The httpx.AsyncClient
-around the same transport (same pool) serves the gateway's own calls
-(/ready, /openapi.json, webhook forwarding).
+The client is aiohttp's: on this machine its per-request cost is a fraction of
+httpx/httpcore's, and its pool is a per-host queue (no scan of every pooled
+connection per request). It is set up as a reverse proxy needs it: no cookies,
+redirects, proxies from the environment or default headers (Accept, User-Agent,
+Accept-Encoding, Content-Type), and bodies passed through as the service encoded
+them (no decompression). Pooled connections are dropped after
+`upstream_keepalive_seconds` idle, before the services' own keep-alive timeout.
+
+A read (GET, HEAD, OPTIONS) that meets a pooled connection the service has just
+closed is sent once more; a write never is, PUT and DELETE included (aiohttp's
+own resend of "idempotent" methods is switched off for that reason).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from gateway.settings import Settings
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+# Request headers aiohttp would otherwise add on its own: the service gets what the client sent.
+SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
-class ServiceDown(Exception):
+class UpstreamError(Exception):
+    """A request to a service failed without an answer."""
+
+
+class ServiceDown(UpstreamError):
     """No replica of the service accepted the connection."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The service did not answer (or stopped sending) within the timeout."""
+
+
+class UpstreamBroken(UpstreamError):
+    """The connection broke or the answer could not be read."""
 
 
 class Pool:
     def __init__(self, name: str, urls: list[str], unhealthy_seconds: float):
         self.name = name
         self.urls = urls
-        self.parsed = [httpx.URL(u) for u in urls]
         self.unhealthy_seconds = unhealthy_seconds
         self._next = itertools.cycle(range(len(urls)))
         self._down_until = [0.0] * len(urls)
@@ -56,73 +81,108 @@ class Pool:
         self._down_until[index] = 0.0
 
 
+class Buffered:
+    """A whole answer read into memory (`send(..., stream=False)`)."""
+
+    def __init__(self, status_code: int, headers: CIMultiDictProxy[str], content: bytes):
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class Upstreams:
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, settings: Settings):
         self.timeout = settings.upstream_timeout_seconds
         self.pools = {name: Pool(name, urls, settings.unhealthy_seconds) for name, urls in settings.upstreams().items()}
-        # httpcore scans every connection of a pool (a socket poll each) on every request and
-        # every response close, so one big pool costs O(connections) per request under load.
-        # Several small pools, taken in turn, keep that scan short.
-        shards = max(1, settings.upstream_pool_shards)
-        limits = httpx.Limits(max_connections=max(1, settings.max_connections // shards),
-                              max_keepalive_connections=max(1, settings.max_keepalive_connections // shards),
-                              keepalive_expiry=settings.upstream_keepalive_seconds)
-        self.transports = [transport] if transport else [httpx.AsyncHTTPTransport(limits=limits)
-                                                          for _ in range(shards)]
-        self.transport = self.transports[0]
-        self._shard = itertools.cycle(self.transports)
-        timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=settings.connect_timeout_seconds)
-        self._timeout_ext = timeout.as_dict()
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=self.transport)
-        # Forward what the client sent, nothing more: no default Accept-Encoding or User-Agent.
-        self.client.headers.clear()
+        connector = aiohttp.TCPConnector(limit=max(1, settings.max_connections), limit_per_host=0,
+                                         keepalive_timeout=settings.upstream_keepalive_seconds)
+        self.session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
+            skip_auto_headers=SKIP_AUTO_HEADERS,
+            # The wait for the answer's head is bounded as a whole in send(); each later read of the
+            # body by sock_read, so a service that stops half way is a timeout too.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_seconds,
+                                          sock_read=settings.upstream_timeout_seconds),
+        )
+        # aiohttp resends GET, HEAD, OPTIONS, TRACE, PUT and DELETE once on a connection the server
+        # closed; the gateway resends reads only (send() does it), never a write.
+        if not hasattr(self.session, "_retry_connection"):
+            raise RuntimeError("this aiohttp has no _retry_connection switch; check the resend rule")
+        self.session._retry_connection = False
 
     async def send(
-        self, service: str, method: str, target: str, headers: Sequence[tuple[bytes, bytes]] | list[tuple[str, str]],
-        content: bytes | None = None, *, stream: bool = True,
-    ) -> httpx.Response:
+        self, service: str, method: str, target: str | bytes, headers: Sequence[tuple[bytes, bytes]]
+        | Sequence[tuple[str, str]], content: bytes | None = None, *, stream: bool = True,
+    ) -> aiohttp.ClientResponse | Buffered:
         """Send to one replica of `service`; `target` is the raw path (and query) as the service sees it.
 
-        With stream=True the caller must `aclose()` the response.
+        With stream=True the answer's head has been read and the caller must `release()` the
+        response once it has read the body (or `close()` it when it gives up half way).
         """
         pool = self.pools[service]
+        if isinstance(target, bytes):
+            target = target.decode("latin-1")
+        hdrs = [(k.decode("latin-1"), v.decode("latin-1")) if isinstance(k, bytes) else (k, v)  # type: ignore[union-attr]
+                for k, v in headers]
         last: Exception | None = None
-        raw_target = target.encode("latin-1") if isinstance(target, str) else target
         for index in pool.candidates():
-            base = pool.parsed[index]
-            url = base.copy_with(raw_path=base.raw_path.rstrip(b"/") + raw_target)
-            request = httpx.Request(method, url, headers=headers, content=content,
-                                    extensions={"timeout": self._timeout_ext})
+            url = URL(pool.urls[index] + target, encoded=True)
             try:
-                # httpx's timeouts are per phase; this is the whole wait for the answer's head.
                 async with asyncio.timeout(self.timeout):
-                    transport = next(self._shard)
                     try:
-                        response = await transport.handle_async_request(request)
-                    except (httpx.RemoteProtocolError, httpx.ReadError):
+                        response = await self.session.request(method, url, headers=hdrs, data=content,
+                                                              allow_redirects=False)
+                    except aiohttp.ClientConnectorError:
+                        raise
+                    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                         # A pooled keep-alive connection the service closed as we sent: a read can
-                        # safely go again on a fresh one; a write is the caller's to report.
+                        # safely go again; a write is the caller's to report.
                         if method not in IDEMPOTENT:
                             raise
-                        response = await transport.handle_async_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                        response = await self.session.request(method, url, headers=hdrs, data=content,
+                                                              allow_redirects=False)
+                    if not stream:
+                        try:
+                            body = await response.read()
+                        finally:
+                            response.release()
+                        response = Buffered(response.status, response.headers, body)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 pool.mark_down(index)
                 last = exc
                 continue
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(f"{service} did not answer within {self.timeout} s", request=request) from exc
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise UpstreamTimeout(f"{service} did not answer within {self.timeout} s") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamBroken(f"{service}: {type(exc).__name__}: {exc}") from exc
             if pool._down_until[index]:
                 pool.mark_up(index)
-            response.request = request
-            if not stream:
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
             return response
         raise ServiceDown(f"{service} is not reachable ({type(last).__name__})") from last
 
+    async def get_url(self, url: str, timeout: float) -> Buffered:
+        """A plain GET of a full URL (a replica's /ready), read whole."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.session.get(url, allow_redirects=False) as r:
+                    return Buffered(r.status, r.headers, await r.read())
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{url} did not answer within {timeout} s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise ServiceDown(f"{url} is not reachable") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamBroken(f"{url}: {type(exc).__name__}") from exc
+
     async def aclose(self) -> None:
-        await self.client.aclose()
-        for transport in self.transports[1:]:
-            await transport.aclose()
+        await self.session.close()

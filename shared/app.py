@@ -35,7 +35,7 @@ class Runtime:
         self.settings = settings
         self.name = settings.service_name
         self.infra = infra
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, server_settings=settings.database_server_settings)
         self.bus = Bus(
             settings.nats_url, settings.service_name, enabled=uses_nats and settings.nats_enabled,
             stream_replicas=settings.nats_stream_replicas,
@@ -77,7 +77,7 @@ class ServiceSpec:
     extra_checks: dict[str, ops.ReadinessCheck] = field(default_factory=dict)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """FastAPI dependency: the service's runtime."""
     return request.app.state.runtime
 

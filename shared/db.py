@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -89,7 +91,17 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
     return async_url(url_or_engine).startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+# Session flag: the session's owner runs exactly one domain action in it and writes nothing after it, so a
+# write that is the action's only statement may commit by itself (set by `Database.transaction(single_action=)`).
+SINGLE_ACTION = "pitcrew.single_action"
+
+# A pooled PostgreSQL connection idle longer than this is pinged before use (see _ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False,
+                  ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+                  server_settings: dict[str, str] | None = None) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
@@ -100,10 +112,38 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url, echo=echo, json_serializer=_dumps, pool_size=pool_size, max_overflow=pool_size * 2,
-        pool_pre_ping=True,
+        connect_args={"server_settings": dict(server_settings)} if server_settings else {},
     )
+    _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it sat idle for a while.
+
+    SQLAlchemy's pool_pre_ping pings on every checkout, and with asyncpg a ping is three round
+    trips (BEGIN, a query, ROLLBACK): more than the posting it guards. A connection handed back
+    moments ago is as alive as the ping would show; one that sat idle (a database restart, a
+    firewall dropping quiet connections) is checked, and a dead one is replaced before the
+    caller sees it. A connection that dies while in use fails its statement, and SQLAlchemy
+    then invalidates the pool so the next checkouts reconnect.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # new, or back in the pool moments ago
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # any failure means: do not hand this one out
+            raise DisconnectionError("pooled connection failed its ping") from exc
 
 
 def _dumps(value: Any) -> str:
@@ -131,9 +171,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """One engine plus session factories for writing and for reading."""
 
-    def __init__(self, url: str, *, pool_size: int = 10):
+    def __init__(self, url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+                 server_settings: dict[str, str] | None = None):
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
+        self.engine = create_engine(url, pool_size=pool_size, ping_after_idle=ping_after_idle,
+                                    server_settings=server_settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         read_bind = self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite else self.engine
         self.read_sessions = async_sessionmaker(read_bind, expire_on_commit=False)
@@ -143,10 +185,17 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on any error."""
+    async def transaction(self, *, readonly: bool = False, single_action: bool = False
+                          ) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on any error.
+
+        `single_action`: the caller runs one domain action and writes nothing after it, which lets
+        an action whose whole effect is one statement skip BEGIN and COMMIT (see SINGLE_ACTION).
+        """
         factory = self.read_sessions if readonly else self.sessions
         async with factory() as session, session.begin():
+            if single_action:
+                session.info[SINGLE_ACTION] = True
             yield session
 
     async def ping(self) -> None:

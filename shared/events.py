@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from shared.context import request_id_var
 
 SCHEMA_VERSION = 1
@@ -52,10 +54,12 @@ class Envelope:
     correlation_id: str | None = None
     schema_version: int = SCHEMA_VERSION
 
-    def to_json(self) -> str:
+    def body(self) -> dict[str, Any]:
         # A shallow dict: dataclasses.asdict would deep-copy `data` on every publish.
-        body = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return json.dumps(body, default=_default, separators=(",", ":"))
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.body(), default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:

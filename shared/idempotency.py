@@ -48,7 +48,8 @@ async def run(
     fingerprint = hashlib.sha256(body).hexdigest()
     scope = f"{principal.subject}:{request.method}:{request.url.path}"
     try:
-        async with db.transaction() as s:
+        # Without a key the action is the whole unit of work: nothing is written after it.
+        async with db.transaction(single_action=key is None) as s:
             if key is not None:
                 replay = await _stored(s, table, scope, key, fingerprint)
                 if replay is not None:

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 import uuid
+from contextvars import Token
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -44,6 +45,22 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     )
 
 
+def bind_request_id(scope: Scope) -> tuple[str, Token[str | None]]:
+    """The request's X-Request-ID (or a new one), put on the scope, the context and the log context.
+
+    Returns it and the context token to reset when the request ends."""
+    request_id = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")[:100]
+            break
+    request_id = request_id or uuid.uuid4().hex
+    scope.setdefault("state", {})["request_id"] = request_id
+    token = request_id_var.set(request_id)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return request_id, token
+
+
 class RequestContextMiddleware:
     """Pure ASGI: request id in and out, access log, latency histogram by route template."""
 
@@ -57,15 +74,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:100]
-                break
-        request_id = request_id or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        request_id, token = bind_request_id(scope)
         start = time.perf_counter()
         status = 500
 

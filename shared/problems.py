@@ -133,6 +133,14 @@ def install(app: FastAPI) -> None:
             message = "text may not contain the NUL character (\\u0000)"
             return problem(422, f"body: {message}", kind="validation-error", instance=request.url.path,
                            errors_=[{"field": "body", "message": message, "code": "nul_character"}])
+        if exc.connection_invalidated:
+            # The database connection broke (a restart, a network cut); the pool reconnects for the
+            # next request. Only a failure during COMMIT leaves the outcome unknown, which an
+            # Idempotency-Key on the retry settles.
+            log.warning("database_connection_lost", path=request.url.path, error=str(exc.orig))
+            return problem(503, "The database connection was lost while handling this request; retry it "
+                                "(with the same Idempotency-Key, if it creates something).",
+                           headers={"Retry-After": "1"}, instance=request.url.path)
         return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)

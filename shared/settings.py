@@ -33,6 +33,8 @@ class BaseServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str = ""
+    # PostgreSQL run-time parameters set on every pooled connection (asyncpg server_settings).
+    database_server_settings: dict[str, str] = {}
     nats_url: str = Field(default_factory=lambda: _env("PITCREW_NATS_URL", "nats://127.0.0.1:4222"))
     nats_enabled: bool = True
     nats_stream_replicas: int = Field(

@@ -112,9 +112,12 @@ async def new_db(databases: Databases) -> Callable[[str], object]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if BACKEND != "postgres":
-        return
-    # On PostgreSQL only the database-facing tests run.
-    keep = [i for i in items if i.get_closest_marker("db") or i.get_closest_marker("postgres_only")]
+        # PostgreSQL-only tests belong to `make test-postgres`: left out here, not reported as skipped.
+        keep = [i for i in items if not i.get_closest_marker("postgres_only")]
+    else:
+        # On PostgreSQL only the database-facing tests run (not those about SQLite's own settings).
+        keep = [i for i in items if (i.get_closest_marker("db") or i.get_closest_marker("postgres_only"))
+                and not i.get_closest_marker("sqlite_only")]
     deselected = [i for i in items if i not in keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)

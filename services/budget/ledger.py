@@ -5,13 +5,14 @@ Every change of money is a posting: one or more append-only ledger entries
 pending, spent) are applied, in the same transaction, to the running balances
 (`balances`) of the line and of all its ancestors. The invariant "no line's
 available money goes negative under policy block" is checked on those balance
-rows while they are locked. On PostgreSQL a posting is one statement (`_PG_POST`)
-that inserts its entries, commitment row and outbox events and then locks the
-balance rows in (line id, period) order and updates them, so concurrent postings
-queue on the rows they share, never deadlock, and hold the locks only for that
-statement and the commit; flows that must read figures or lock a commitment
-first take the same ordered locks early (`_lock`). On SQLite the BEGIN IMMEDIATE
-of shared.db already serializes writers.
+rows while they are locked. On PostgreSQL a posting is one statement (see
+services.budget.posting) that inserts its entries, commitment row and outbox
+events, locks the balance rows in (line id, period) order, updates them, refuses
+a shortfall and adds threshold events, so concurrent postings queue on the rows
+they share, never deadlock, and hold the locks only for that statement and the
+commit; flows that must read figures or lock a commitment first take the same
+ordered locks early (`_lock`). On SQLite the BEGIN IMMEDIATE of shared.db already
+serializes writers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import re
 import uuid
 from collections import defaultdict
@@ -29,11 +29,11 @@ from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import JSON, and_, bindparam, func, insert, literal, select, text, tuple_, type_coerce, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import JSON, and_, bindparam, func, insert, literal, select, tuple_, type_coerce, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.budget import posting
 from services.budget.models import (
     balances,
     closed_periods,
@@ -41,11 +41,10 @@ from services.budget.models import (
     entries,
     erp_invoices,
     fx_rates,
-    infra,
     lines,
     plans,
 )
-from shared.db import utcnow
+from shared.db import SINGLE_ACTION, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal
@@ -94,79 +93,6 @@ _SELECT_BALANCES = (
     select(_b.line_id, _b.period, _b.allocated, _b.committed, _b.pending, _b.spent)
     .where(tuple_(_b.line_id, _b.period).in_(bindparam("keys", expanding=True)))
 )
-
-_ENTRY_COLS = ("id", "group_id", "plan_id", "line_id", "period", "entry_date", "kind", "amount_minor",
-               "original_amount_minor", "original_currency", "fx_rate", "d_allocated", "d_committed", "d_pending",
-               "d_spent", "commitment_id", "reverses_group_id", "external_ref", "vendor", "memo", "author",
-               "created_at")
-_COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status", "amount_minor", "consumed_minor",
-                    "original_amount_minor", "original_currency", "fx_rate", "reason", "external_ref",
-                    "external_revision", "vendor", "memo", "requested_by", "decided_by", "version", "created_at",
-                    "updated_at")
-_OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
-_DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
-_PG = postgresql.dialect()
-
-
-def _pg_type(col: Any) -> str:
-    name = str(col.type.compile(dialect=_PG))
-    return "TIMESTAMPTZ" if name.startswith("TIMESTAMP") else name.split("(")[0]
-
-
-def _rows_of(param: str, table: Any, cols: Sequence[str]) -> str:
-    """Rows handed over as one JSON parameter (cheaper to encode than one array per column)."""
-    return (f"SELECT * FROM json_to_recordset(CAST(:{param} AS JSON)) AS x("
-            + ", ".join(f"{c} {_pg_type(table.c[c])}" for c in cols) + ")")
-
-
-# PostgreSQL: a whole posting in one statement. The entries, the commitment row and the outbox
-# events are inserted, then the balance rows of every touched (line, period) are locked in one
-# fixed order (line id, period: the LockRows sits above the sort, so concurrent postings queue on
-# the rows they share and never deadlock) and updated; RETURNING gives the new figures, which are
-# checked before COMMIT (a refused posting raises and the transaction rolls back: nothing stays).
-# The balance-row locks are thus held for this one statement and the commit, not for the round
-# trips of the whole posting.
-# `guard` lists the line and plan rows a posting was built from when they came from the cache
-# (Ledger._line_and_plan): unless each line and its plan are still at those versions, the plan
-# active and the period open, the statement writes nothing and returns no row, and the posting is
-# built again from a fresh read. An empty guard always passes.
-_PG_POST = text(f"""
-WITH g AS (SELECT count(*) = json_array_length(CAST(:guard AS JSON)) AS ok
-           FROM json_to_recordset(CAST(:guard AS JSON))
-                AS x(line_id VARCHAR, line_version INTEGER, dimensions JSONB, plan_version INTEGER, period VARCHAR)
-           JOIN lines ON lines.id = x.line_id AND lines.version = x.line_version AND lines.dimensions = x.dimensions
-           JOIN plans ON plans.id = lines.plan_id AND plans.version = x.plan_version AND plans.status = 'active'
-           WHERE NOT EXISTS (SELECT 1 FROM closed_periods cp WHERE cp.plan_id = plans.id AND cp.period = x.period)),
-e AS (INSERT INTO entries ({", ".join(_ENTRY_COLS)})
-      {_rows_of("entries", entries, _ENTRY_COLS)} WHERE (SELECT ok FROM g)),
-c AS (INSERT INTO commitments ({", ".join(_COMMITMENT_COLS)})
-      {_rows_of("commitments", commitments, _COMMITMENT_COLS)} WHERE (SELECT ok FROM g)),
-o AS (INSERT INTO outbox ({", ".join(_OUTBOX_COLS)})
-      {_rows_of("events", infra.outbox, _OUTBOX_COLS)} WHERE (SELECT ok FROM g)),
-d AS (SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
-      AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in _DELTA_COLS)})
-      WHERE (SELECT ok FROM g)),
-l AS MATERIALIZED (SELECT b.line_id, b.period FROM balances b JOIN d ON b.line_id = d.line_id AND b.period = d.period
-                   ORDER BY b.line_id, b.period FOR UPDATE OF b)
-UPDATE balances SET allocated = balances.allocated + d.da, committed = balances.committed + d.dc,
-    pending = balances.pending + d.dp, spent = balances.spent + d.ds,
-    own_allocated = balances.own_allocated + d.oa, own_committed = balances.own_committed + d.oc,
-    own_pending = balances.own_pending + d.op, own_spent = balances.own_spent + d.os
-FROM l JOIN d ON d.line_id = l.line_id AND d.period = l.period
-WHERE balances.line_id = l.line_id AND balances.period = l.period
-RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending, balances.spent
-""")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_iso)
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, dt.date):  # dates and timezone-aware datetimes
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
 
 def _dimension(name: str) -> Any:
     """A line dimension as text in SQL: json_extract on SQLite, ->> on PostgreSQL."""
@@ -734,9 +660,15 @@ class Ledger:
         self, s: AsyncSession, who: Principal, p: Row, legs: list[Leg], *, check: bool,
         group_id: str | None = None, commitment: dict[str, Any] | None = None,
         events: Sequence[tuple[str, str, dict[str, Any]]] = (), guard: Sequence[tuple[Row, Any, str]] = (),
+        watch: tuple[Row, str] | None = None, last: bool = False,
     ) -> tuple[str, dict[tuple[str, str], tuple[Figures, Figures]]]:
         """Append the legs' entries (plus a new commitment row and outbox events, if given) and apply them to
         the running balances of each line and its ancestors; refuse if available would go negative.
+
+        `watch` (a line and period) publishes budget.line.threshold_crossed when the posting takes that line's
+        consumption past 80 % or 100 % of its allocation. `last`: the caller writes nothing after this, so on
+        PostgreSQL, in a session whose owner runs a single action (shared.db.SINGLE_ACTION) and that has
+        executed nothing yet, the posting commits by itself.
 
         The balance rows are locked by the update itself, in (line id, period) order, as the last statement
         before COMMIT (callers that must read figures first lock them earlier with `_lock`). Returns the group
@@ -770,17 +702,10 @@ class Ledger:
         deltas = [(*sub[k], *own.get(k, (0, 0, 0, 0))) for k in keys]
         conn = await s.connection()
         if conn.dialect.name == "postgresql":
-            result = (await conn.execute(_PG_POST, {
-                "entries": _json(rows), "commitments": _json([commitment] if commitment else []),
-                "events": _json(outbox),
-                "guard": _json([dict(line_id=ln.id, line_version=ln.version, dimensions=ln.dimensions,
-                                     plan_version=pl.version, period=per) for ln, pl, per in guard]),
-                "deltas": _json([dict(line_id=k[0], period=k[1], **dict(zip(_DELTA_COLS, d, strict=True)))
-                                 for k, d in zip(keys, deltas, strict=True)]),
-            })).all()
-            if not result and guard:
-                raise _Stale()  # nothing was written
-            s.info["budget_posted"] = s.info.get("budget_posted", 0) + 1
+            result = await self._post_pg(s, conn, p, rows, commitment, outbox, guard, keys, deltas, watch, now,
+                                         check=check, last=last)
+            if outbox:
+                self.outbox.wake_after_commit(s)
         else:
             # SQLite: BEGIN IMMEDIATE already serializes writers; the same writes, one statement each.
             await conn.execute(_INSERT_ENTRIES, rows)
@@ -788,43 +713,83 @@ class Ledger:
                 await conn.execute(_INSERT_COMMITMENT, commitment)
             if outbox:
                 await conn.execute(insert(self.outbox.table), outbox)
+                self.outbox.wake_after_commit(s)
             await conn.execute(_ADD_TO_BALANCES, [
-                dict(k_line=k[0], k_period=k[1], **dict(zip(_DELTA_COLS, d, strict=True)))
+                dict(k_line=k[0], k_period=k[1], **dict(zip(posting.DELTA_COLS, d, strict=True)))
                 for k, d in zip(keys, deltas, strict=True)])
             result = (await conn.execute(_SELECT_BALANCES, {"keys": keys})).all()
-        if outbox:
-            self.outbox.wake_after_commit(s)
         after_of = {(r[0], r[1]): Figures(*r[2:6]) for r in result}
         if len(after_of) != len(keys):
             raise RuntimeError(f"balance rows missing for {sorted(set(keys) - set(after_of))}")
         changes: dict[tuple[str, str], tuple[Figures, Figures]] = {}
-        worst: tuple[int, tuple[str, str], Figures] | None = None
+        shortfalls = []
         for key in keys:
             d, after = sub[key], after_of[key]
             before = Figures(after.allocated - d[0], after.committed - d[1], after.pending - d[2], after.spent - d[3])
             changes[key] = (before, after)
             if check and after.available < 0 and after.available < before.available:
-                short = -after.available
-                if worst is None or short > worst[0]:
-                    worst = (short, key, before)
-        if worst is not None:
+                shortfalls.append({"line_id": key[0], "line_code": None, "period": key[1],
+                                   "available": after.available, "d_available": after.available - before.available})
+        if shortfalls:  # SQLite; PostgreSQL refuses inside the statement
             # Raising rolls the whole transaction back: the entries, the commitment row, the events and the
             # balance updates above are never committed.
-            short, (line_id, period), before = worst
-            code = await s.scalar(select(lines.c.code).where(lines.c.id == line_id))
-            cur = p.currency
-            raise Conflict(
-                f"Line {code!r} has {fmt(max(before.available, 0), cur)} {cur} available in {period}; "
-                f"short by {fmt(short, cur)} {cur}.",
-                shortfall=fmt(short, cur), currency=cur, line_id=line_id, line_code=code, period=period,
-            )
+            raise await self._shortfall(s, p, shortfalls)
+        if watch is not None and conn.dialect.name != "postgresql":
+            await self._thresholds(s, p, watch[0], watch[1], changes)
         # Kept on the session (not on self: one Ledger serves concurrent requests) for the answer's views.
         s.info.setdefault("budget_written", {}).update({r["id"]: SimpleNamespace(**r) for r in rows})
         return group_id, changes
 
+    async def _post_pg(
+        self, s: AsyncSession, conn: Any, p: Row, rows: list[dict[str, Any]], commitment: dict[str, Any] | None,
+        outbox: list[dict[str, Any]], guard: Sequence[tuple[Row, Any, str]], keys: list[tuple[str, str]],
+        deltas: list[tuple[int, ...]], watch: tuple[Row, str] | None, now: dt.datetime, *, check: bool, last: bool,
+    ) -> list[Any]:
+        """The posting as one PostgreSQL statement (services.budget.posting)."""
+        j = posting.to_json
+        params = {
+            "entries": j(rows), "commitments": j([commitment] if commitment else []), "events": j(outbox),
+            "guard": j([dict(line_id=ln.id, line_version=ln.version, dimensions=ln.dimensions,
+                             plan_version=pl.version, period=per) for ln, pl, per in guard]),
+            "deltas": j([dict(line_id=k[0], period=k[1], **dict(zip(posting.DELTA_COLS, d, strict=True)))
+                         for k, d in zip(keys, deltas, strict=True)]),
+            "watch": j([] if watch is None else [{"line_id": watch[0].id, "period": watch[1], "tpl": new_event(
+                "budget.line.threshold_crossed", self.outbox.source, watch[0].id, {
+                    "line_id": watch[0].id, "line_code": watch[0].code, "period": watch[1],
+                    "currency": p.currency}).body()}]),
+            "thresholds": list(THRESHOLDS), "now": now, "scale": exponent(p.currency), "check": check,
+        }
+        s.info["budget_statements"] = s.info.get("budget_statements", 0) + 1
+        try:
+            result = await posting.run(conn, params, may_commit_alone=last and s.info.get(SINGLE_ACTION, False))
+        except Exception as exc:
+            found = posting.shortfalls(exc)
+            if found is None:
+                raise
+            raise await self._shortfall(s, p, found) from None
+        if not result and guard:
+            raise _Stale()  # nothing was written
+        return result
+
+    async def _shortfall(self, s: AsyncSession, p: Row, found: list[dict[str, Any]]) -> Conflict:
+        """The 409 for a posting that would leave available money negative: names the worst shortfall."""
+        worst = max(found, key=lambda f: (-f["available"], f["line_id"], f["period"]))
+        short, before = -worst["available"], worst["available"] - worst["d_available"]
+        code = worst["line_code"]
+        if code is None:
+            code = await s.scalar(select(lines.c.code).where(lines.c.id == worst["line_id"]))
+        cur = p.currency
+        return Conflict(
+            f"Line {code!r} has {fmt(max(before, 0), cur)} {cur} available in {worst['period']}; "
+            f"short by {fmt(short, cur)} {cur}.",
+            shortfall=fmt(short, cur), currency=cur, line_id=worst["line_id"], line_code=code,
+            period=worst["period"],
+        )
+
     async def _thresholds(self, s: AsyncSession, p: Row, ln: Row, period: str,
                           changes: dict[tuple[str, str], tuple[Figures, Figures]]) -> None:
-        """Publish budget.line.threshold_crossed when consumption passes 80 % or 100 % of the allocation."""
+        """SQLite: publish budget.line.threshold_crossed when consumption passes 80 % or 100 % of the allocation
+        (on PostgreSQL the posting statement does this, by the same rule)."""
         before, after = changes.get((ln.id, period), (None, None))
         if before is None or after.allocated <= 0:
             return
@@ -869,13 +834,15 @@ class Ledger:
         """Run `post(cached)` on the cached line and plan first (PostgreSQL), again on a fresh read if they were
         stale or if it refused before anything was written (so every refusal is decided on current rows)."""
         if line_id in self._lines:
-            posted = s.info.get("budget_posted", 0)
+            ran = s.info.get("budget_statements", 0)
             try:
                 return await post(True)
-            except (_Stale, DomainError):
-                if s.info.get("budget_posted", 0) != posted:
-                    raise  # written, then refused (e.g. short of money): the transaction rolls back
-                self._lines.pop(line_id, None)
+            except _Stale:
+                pass  # the statement found the cached rows outdated and wrote nothing
+            except DomainError:
+                if s.info.get("budget_statements", 0) != ran:
+                    raise  # refused by the statement itself, whose guard had passed: decided on current rows
+            self._lines.pop(line_id, None)
         return await post(False)
 
     def _entry_event(self, leg: Leg, p: Row) -> dict[str, Any]:
@@ -903,7 +870,7 @@ class Ledger:
         leg = Leg(ln, period, "allocation", m.minor, (m.minor, 0, 0, 0), m, on, memo=memo, external_ref=external_ref)
         await self._write(s, who, p, [leg], check=False,
                           events=[("budget.allocation.posted", leg.id, self._entry_event(leg, p))],
-                          guard=[(ln, p, period)] if p.guarded else ())
+                          guard=[(ln, p, period)] if p.guarded else (), last=True)
         return entry_view(s.info["budget_written"][leg.id], p.currency, ln.code)
 
     async def transfer(
@@ -1004,10 +971,9 @@ class Ledger:
             decided_by=None, version=1, created_at=now, updated_at=now)
         c = SimpleNamespace(**values)
         subject = "budget.commitment.requested" if reason else "budget.commitment.committed"
-        _, changes = await self._write(s, who, p, [leg], check=p.overspend_policy == "block", commitment=values,
-                                       events=[(subject, c.id, self._commitment_data(c, p, ln, subject))],
-                                       guard=[(ln, p, period)] if p.guarded else ())
-        await self._thresholds(s, p, ln, period, changes)
+        await self._write(s, who, p, [leg], check=p.overspend_policy == "block", commitment=values,
+                          events=[(subject, c.id, self._commitment_data(c, p, ln, subject))],
+                          guard=[(ln, p, period)] if p.guarded else (), watch=(ln, period), last=True)
         return commitment_view(c, p, ln)
 
     async def _commitment_event(self, s: AsyncSession, c: Row, p: Row, ln: Row, subject: str) -> None:
@@ -1103,9 +1069,8 @@ class Ledger:
                 d[bucket] = value
                 legs.append(Leg(line_row, per, kind, abs(value), tuple(d), m, on, commitment_id=c.id,
                                 external_ref=c.external_ref, vendor=vendor, memo=memo))
-        changes: dict = {}
         if legs:
-            _, changes = await self._write(s, who, p, legs, check=p.overspend_policy == "block")
+            await self._write(s, who, p, legs, check=p.overspend_policy == "block", watch=(ln, period))
         await s.execute(update(commitments).where(commitments.c.id == c.id).values(
             line_id=ln.id, period=period, entry_date=on, amount_minor=m.minor,
             original_amount_minor=m.original_minor, original_currency=m.original_currency, fx_rate=m.rate,
@@ -1113,7 +1078,6 @@ class Ledger:
             updated_at=utcnow()))
         c = await self.commitment(s, c.id)
         await self._commitment_event(s, c, p, ln, "budget.commitment.changed")
-        await self._thresholds(s, p, ln, period, changes)
         return commitment_view(c, p, ln)
 
     # ------------------------------------------------------------ actuals
@@ -1150,7 +1114,7 @@ class Ledger:
             if consume:
                 legs.append(Leg(c_line, c.period, "consumption", consume, (0, -consume, 0, 0), m, on,
                                 commitment_id=c.id, external_ref=external_ref))
-        group, changes = await self._write(s, who, p, legs, check=p.overspend_policy == "block")
+        await self._write(s, who, p, legs, check=p.overspend_policy == "block", watch=(ln, period))
         status = None
         if c is not None:
             consumed = c.consumed_minor + consume
@@ -1162,7 +1126,6 @@ class Ledger:
             **self._entry_event(leg, p), "date": dt.datetime.combine(on, dt.time(), dt.UTC).isoformat(),
             "original_amount": fmt(m.original_minor, m.original_currency), "original_currency": m.original_currency,
             "commitment_id": commitment_id, "external_ref": external_ref, "vendor": vendor})
-        await self._thresholds(s, p, ln, period, changes)
         return {**entry_view(s.info["budget_written"][leg.id], p.currency, ln.code), "commitment_status": status,
                 "consumed": fmt(consume, p.currency)}
 

@@ -12,3 +12,6 @@ class Settings(BaseServiceSettings):
 
     service_name: str = "budget"
     port: int = 8001
+    # The posting statement (services/budget/posting.py) is one large prepared statement whose JSON
+    # parameters tell the planner nothing: a custom plan per execution only adds planning time.
+    database_server_settings: dict[str, str] = {"plan_cache_mode": "force_generic_plan"}

@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from services.kpi import api, events, metrics
-from services.kpi.ingest import Ingestor
+from services.kpi.ingest import Ingestor, tune_sqlite
 from services.kpi.models import infra
 from services.kpi.settings import Settings
 from shared.app import Runtime, ServiceSpec, create_service_app
@@ -22,6 +22,7 @@ log = structlog.get_logger("pitcrew.kpi")
 def _configure(app: FastAPI, runtime: Runtime) -> None:
     # Built before start-up: the event handlers need the ingestor when the consumer starts.
     s: Settings = runtime.settings  # type: ignore[assignment]
+    tune_sqlite(runtime.db)  # no connection is open yet
     runtime.extras["ingestor"] = Ingestor(late_after=dt.timedelta(hours=s.late_after_hours))
 
 

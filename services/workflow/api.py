@@ -42,7 +42,7 @@ def engine_of(runtime: Runtime) -> Engine:
     return engine
 
 
-def get_engine(rt: Runtime = Depends(get_runtime)) -> Engine:
+async def get_engine(rt: Runtime = Depends(get_runtime)) -> Engine:
     return engine_of(rt)
 
 

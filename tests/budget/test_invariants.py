@@ -9,6 +9,7 @@ import os
 from collections import defaultdict
 from decimal import Decimal
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from shared.errors import Conflict, Invalid
 from shared.identity import Principal
 from tests.budget.conftest import ADMIN as ADMIN_H
 from tests.budget.conftest import problem
+from tests.conftest import POSTGRES_URL
 
 ADMIN = Principal("prop", frozenset({"admin"}))
 LINES = ("R", "A", "B", "A1")  # R is the root, A and B its children, A1 under A
@@ -207,3 +209,41 @@ async def test_crossing_postings_under_two_roots_never_deadlock(budget):
     assert not bad, bad
     assert sum(r.status_code in (200, 201) for r in results) >= len(results) - 4
     await check_invariants(budget.runtime, plan["id"], "block")
+
+
+async def terminate_backends(dbname: str) -> int:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        return await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> "
+            "pg_backend_pid()", dbname)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres_only
+@postgres_only
+async def test_a_lost_database_connection_answers_503_and_the_next_request_works(budget):
+    plan = await budget.plan()
+    # The database restarts, as far as this service's pooled connections can tell.
+    assert await terminate_backends(budget.runtime.db.engine.url.database) >= 1
+    r = await budget.c.get(f"/v1/plans/{plan['id']}", headers=ADMIN_H)
+    body = problem(r, 503)
+    assert r.headers["Retry-After"] == "1" and "retry" in body["detail"]
+    assert (await budget.ok("GET", f"/v1/plans/{plan['id']}"))["id"] == plan["id"]
+
+
+@pytest.mark.postgres_only
+@postgres_only
+async def test_a_posting_that_loses_its_connection_answers_503_writes_nothing_and_the_retry_posts_once(budget):
+    """The one-statement posting goes to the driver directly (no BEGIN): a broken connection must still be
+    dropped from the pool and answered as a 503, like every other statement."""
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "LEAF")
+    await budget.allocate(ln["id"], "100.00")  # the line and plan are now cached: the next posting is one statement
+    assert await terminate_backends(budget.runtime.db.engine.url.database) >= 1
+    r = await budget.commit(ln["id"], "30.00")
+    assert r.headers["Retry-After"] == "1", problem(r, 503)
+    assert (await budget.commit(ln["id"], "30.00")).status_code == 201
+    bal = await budget.balance(ln["id"])
+    assert bal["committed"] == "30.00" and bal["available"] == "70.00"

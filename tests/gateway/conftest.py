@@ -1,4 +1,4 @@
-"""Gateway fixtures: fake upstream services in-process, a gateway in front of them, tokens."""
+"""Gateway fixtures: fake services on real local ports, a gateway in front of them, tokens."""
 
 from __future__ import annotations
 
@@ -15,25 +15,10 @@ from gateway.devtokens import mint_dev_token
 from gateway.main import create_app
 from gateway.settings import SERVICE_NAMES, Settings
 from shared.migrations import upgrade_async
+from tests.gateway.network import Network, ServiceHost
 from tests.gateway.upstream import make_upstream
 
 WEBHOOK_SECRETS = {"erp": "erp-secret-0123456789abcdef", "crm": "crm-secret-0123456789abcdef"}
-
-
-class HostRouter(httpx.AsyncBaseTransport):
-    """Sends each request to the in-process app for its host; a host marked down refuses connections."""
-
-    def __init__(self, apps: dict[str, object]):
-        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
-        self.down: set[str] = set()
-        self.hits: dict[str, int] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        if host in self.down or host not in self.transports:
-            raise httpx.ConnectError(f"connection refused: {host}", request=request)
-        self.hits[host] = self.hits.get(host, 0) + 1
-        return await self.transports[host].handle_async_request(request)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +32,24 @@ async def upstreams(databases) -> AsyncIterator[dict[str, object]]:
         yield apps
 
 
+@pytest.fixture(scope="session")
+async def network(upstreams) -> AsyncIterator[Network]:
+    """Each fake app served by uvicorn on a real local port, behind its front door (tests/gateway/network.py)."""
+    hits: dict[str, int] = {}
+    hosts = {host: ServiceHost(host, app, hits) for host, app in upstreams.items()}
+    started = []
+    try:
+        for host in hosts.values():
+            await host.start()
+            started.append(host)
+        _urls.update({host: h.url for host, h in hosts.items()})
+        yield Network(hosts, hits)
+    finally:
+        _urls.clear()
+        for host in reversed(started):
+            await host.stop()
+
+
 @pytest.fixture()
 def clear_upstreams(upstreams):
     for app in upstreams.values():
@@ -55,11 +58,26 @@ def clear_upstreams(upstreams):
     return upstreams
 
 
+@pytest.fixture()
+async def net(network, clear_upstreams) -> Network:
+    """The network with every service up, counters at zero."""
+    await network.reset()
+    return network
+
+
+_urls: dict[str, str] = {}
+
+
+def service_url(host: str) -> str:
+    """The base URL the gateway uses for a fake service (its front door's real port)."""
+    return _urls[host]
+
+
 def gateway_settings(database_url: str, **overrides) -> Settings:
     values = dict(
         database_url=database_url,
-        budget_url="http://budget.test", workflow_url="http://workflow.test", kpi_url="http://kpi.test",
-        registry_url="http://registry.test", webhook_secrets=WEBHOOK_SECRETS,
+        budget_url=service_url("budget.test"), workflow_url=service_url("workflow.test"),
+        kpi_url=service_url("kpi.test"), registry_url=service_url("registry.test"), webhook_secrets=WEBHOOK_SECRETS,
         rate_limit_read="100000/minute", rate_limit_write="100000/minute", rate_limit_webhook="100000/minute",
         webhook_poll_seconds=0.05, webhook_retry_base_seconds=0.05, webhook_retry_max_seconds=0.2,
         upstream_timeout_seconds=5.0,
@@ -86,9 +104,10 @@ async def migrate(url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings, router: HostRouter, *, run_forwarder: bool = True):
+async def running_gateway(settings: Settings, *, run_forwarder: bool = True):
+    """The gateway app in this process, reaching the services over real TCP; the test talks to it over ASGI."""
     await migrate(settings.database_url)
-    app = create_app(settings, upstream_transport=router, run_forwarder=run_forwarder)
+    app = create_app(settings, run_forwarder=run_forwarder)
     async with app.router.lifespan_context(app):
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
                                    base_url="http://gateway.test")
@@ -98,14 +117,9 @@ async def running_gateway(settings: Settings, router: HostRouter, *, run_forward
 
 
 @pytest.fixture()
-def host_router(upstreams, clear_upstreams) -> HostRouter:
-    return HostRouter(upstreams)
-
-
-@pytest.fixture()
-async def gw(new_db, host_router) -> AsyncIterator[httpx.AsyncClient]:
+async def gw(new_db, net) -> AsyncIterator[httpx.AsyncClient]:
     """A gateway (fresh database, migrated) in front of the fake services."""
-    async with running_gateway(gateway_settings(await new_db("gateway")), host_router) as client:
+    async with running_gateway(gateway_settings(await new_db("gateway"))) as client:
         yield client
 
 

@@ -149,12 +149,12 @@ def oidc():
     server.close()
 
 
-async def test_jwks_tokens_with_nested_role_claims_and_key_rotation(new_db, host_router, oidc):
+async def test_jwks_tokens_with_nested_role_claims_and_key_rotation(new_db, net, oidc):
     settings = gateway_settings(
         await new_db("gateway"), jwks_url=oidc.url, oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
         roles_claim="realm_access.roles", scopes_claim="scope", jwks_min_refresh_seconds=0.0,
     )
-    async with running_gateway(settings, host_router) as gw:
+    async with running_gateway(settings) as gw:
         old_key = next(k for k in oidc.keys if k[2] == "RS256")
         tok = oidc.token(sub="oidc-user", realm_access={"roles": ["finance", "offline_access"]},
                          scope="region:EMEA region:APAC")
@@ -193,10 +193,10 @@ async def test_jwks_tokens_with_nested_role_claims_and_key_rotation(new_db, host
         assert_problem(await gw.get("/kpi/v1/items", headers=bearer(confused)), 401)
 
 
-async def test_unknown_kid_refetches_are_rate_limited(new_db, host_router, oidc):
+async def test_unknown_kid_refetches_are_rate_limited(new_db, net, oidc):
     settings = gateway_settings(await new_db("gateway"), jwks_url=oidc.url, oidc_issuer=ISSUER,
                                 oidc_audience=AUDIENCE, jwks_min_refresh_seconds=60.0)
-    async with running_gateway(settings, host_router) as gw:
+    async with running_gateway(settings) as gw:
         assert (await gw.get("/kpi/v1/items", headers=bearer(oidc.token(roles=["admin"])))).status_code == 200
         fetches = oidc.requests
         for i in range(5):

@@ -117,12 +117,12 @@ def test_path_patterns():
 
 
 @pytest.mark.db
-async def test_policy_path_is_configurable(new_db, host_router, token, tmp_path):
+async def test_policy_path_is_configurable(new_db, net, token, tmp_path):
     from tests.gateway.conftest import gateway_settings, running_gateway
 
     custom = tmp_path / "policy.yaml"
     custom.write_text("roles:\n  analyst:\n    - {service: kpi, methods: [GET], paths: ['/v1/metrics/**']}\n")
-    async with running_gateway(gateway_settings(await new_db("gateway"), policy_path=str(custom)), host_router) as gw:
+    async with running_gateway(gateway_settings(await new_db("gateway"), policy_path=str(custom))) as gw:
         assert (await gw.get("/kpi/v1/metrics/cpl", headers=bearer(token("analyst")))).status_code == 200
         assert_problem(await gw.get("/kpi/v1/targets", headers=bearer(token("analyst"))), 403)
         assert_problem(await gw.get("/budget/v1/plans", headers=bearer(token("admin"))), 403)

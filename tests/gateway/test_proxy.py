@@ -59,10 +59,9 @@ async def test_unknown_prefix_is_404_and_dot_segments_are_refused(gw, token):
     assert r.status_code in (403, 404)
 
 
-async def test_a_service_without_identity_refuses_the_call(upstreams):
+async def test_a_service_without_identity_refuses_the_call(net):
     """The gateway cannot be bypassed: calling a service directly without X-Pitcrew-Identity is 401."""
-    app = upstreams["budget.test"]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://budget") as c:
+    async with httpx.AsyncClient(base_url=net.hosts["budget.test"].direct_url) as c:
         assert_problem(await c.get("/v1/items"), 401)
         forged = mint(Principal("x", frozenset({"admin"})), "another-secret-that-is-long-enough-000000")
         assert_problem(await c.get("/v1/items", headers={HEADER: forged}), 401)
@@ -70,51 +69,113 @@ async def test_a_service_without_identity_refuses_the_call(upstreams):
         assert (await c.get("/v1/items", headers={HEADER: ok})).status_code == 200
 
 
-async def test_service_down_is_503_and_slow_is_504(new_db, host_router, token):
+async def test_service_down_is_503_and_slow_is_504(new_db, net, token):
     settings = gateway_settings(await new_db("gateway"), upstream_timeout_seconds=0.3)
-    async with running_gateway(settings, host_router) as gw:
-        host_router.down.add("kpi.test")
-        body = assert_problem(await gw.get("/kpi/v1/items", headers=bearer(token("admin"))), 503)
-        assert "kpi" in body["detail"]
+    async with running_gateway(settings) as gw:
+        assert (await gw.get("/kpi/v1/items", headers=bearer(token("admin")))).status_code == 200  # pooled
+        await net.down("kpi.test")
+        r = await gw.get("/kpi/v1/items", headers=bearer(token("admin")))
+        body = assert_problem(r, 503)
+        assert "kpi" in body["detail"] and r.headers["retry-after"] == "2" and r.headers["x-request-id"]
         r = await gw.get("/workflow/v1/slow?seconds=2", headers=bearer(token("admin")))
         assert_problem(r, 504)
+        assert r.headers["x-request-id"]
+        # The head came at once but the body did not: a timeout too, not a half answer.
+        r = await gw.get("/workflow/v1/stall?seconds=2", headers=bearer(token("admin")))
+        assert_problem(r, 504)
+        # The service is back: the gateway reaches it again (a lone replica is always tried).
+        await net.up("kpi.test")
+        assert (await gw.get("/kpi/v1/items", headers=bearer(token("admin")))).status_code == 200
 
 
-class ClosingRouter(httpx.AsyncBaseTransport):
-    """The first send of each request hits a keep-alive connection the service just closed."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport):
-        self.inner = inner
-        self.closed_once: set[str] = set()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        key = f"{request.method} {request.url}"
-        if key not in self.closed_once:
-            self.closed_once.add(key)
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
-        return await self.inner.handle_async_request(request)
-
-
-async def test_a_read_on_a_connection_the_service_closed_is_sent_again_a_write_is_not(new_db, host_router, token):
-    async with running_gateway(gateway_settings(await new_db("gateway")), ClosingRouter(host_router)) as gw:
-        r = await gw.get("/kpi/v1/items?limit=2", headers=bearer(token("admin")))
+async def test_a_read_on_a_connection_the_service_closed_is_sent_again_a_write_is_not(new_db, net, token):
+    door = net.door("kpi.test")
+    async with running_gateway(gateway_settings(await new_db("gateway"))) as gw:
+        admin = bearer(token("admin"))
+        assert (await gw.get("/kpi/v1/items?limit=1", headers=admin)).status_code == 200  # a pooled connection
+        door.close_reused(1)
+        r = await gw.get("/kpi/v1/items?limit=2", headers=admin)
         assert r.status_code == 200 and len(r.json()["items"]) == 2
-        before = dict(host_router.hits)
-        body = assert_problem(await gw.post("/kpi/v1/measurements", json={}, headers=bearer(token("admin"))), 502)
-        assert "kpi" in body["detail"] and host_router.hits == before  # the write reached nobody
+        assert door.dropped == 1 and net.hits["kpi.test"] == 2  # the read went again and reached the service once
+        for dropped, method in enumerate(("POST", "PUT", "PATCH", "DELETE"), start=2):
+            before = dict(net.hits)
+            door.close_reused(1)
+            body = assert_problem(await gw.request(method, "/kpi/v1/measurements", json={}, headers=admin), 502)
+            assert "kpi" in body["detail"] and "ServerDisconnected" in body["detail"], body
+            assert door.dropped == dropped
+            assert net.hits == before, method  # the write reached nobody, and was not sent again
+            # The next write goes on a fresh connection and lands.
+            assert (await gw.request(method, "/kpi/v1/measurements", json={}, headers=admin)).status_code == 200
 
 
-async def test_round_robin_over_replicas_skips_one_that_refuses(new_db, host_router, token, upstreams):
-    settings = gateway_settings(await new_db("gateway"), budget_url="http://budget.test, http://budget2.test")
-    async with running_gateway(settings, host_router) as gw:
+async def test_a_read_is_sent_again_only_once(new_db, net, token):
+    door = net.door("registry.test")
+    async with running_gateway(gateway_settings(await new_db("gateway"))) as gw:
+        admin = bearer(token("admin"))
+        # Two connections in the pool (two requests in flight at once).
+        results = await asyncio.gather(*(gw.get("/registry/v1/slow?seconds=0.05", headers=admin) for _ in range(2)))
+        assert [r.status_code for r in results] == [200, 200] and door.accepted == 2
+        hits = net.hits["registry.test"]
+        door.close_reused(2)  # both pooled connections were closed by the service
+        body = assert_problem(await gw.get("/registry/v1/items", headers=admin), 502)
+        assert "registry" in body["detail"]
+        assert door.dropped == 2 and net.hits["registry.test"] == hits  # sent twice in all, never a third time
+
+
+async def test_idle_pooled_connections_are_dropped_after_the_keepalive_setting(new_db, net, token):
+    door = net.door("kpi.test")
+    settings = gateway_settings(await new_db("gateway"), upstream_keepalive_seconds=0.3)
+    async with running_gateway(settings) as gw:
+        admin = bearer(token("admin"))
+        for _ in range(3):
+            assert (await gw.get("/kpi/v1/items", headers=admin)).status_code == 200
+        assert door.accepted == 1  # one keep-alive connection, reused
+        await asyncio.sleep(0.5)  # idle longer than the setting (what is being tested is time passing)
+        assert (await gw.get("/kpi/v1/items", headers=admin)).status_code == 200
+        assert door.accepted == 2
+
+
+async def test_streamed_answers_and_hop_by_hop_headers(gw, token, net):
+    r = await gw.get("/registry/v1/items?limit=100", headers=bearer(token("admin")))
+    assert r.status_code == 200 and len(r.json()["items"]) == 100
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert "server" not in r.headers and "x-gateway-latency" in r.headers
+    assert r.headers["x-request-id"] and r.headers.get_list("x-request-id") == [r.headers["x-request-id"]]
+    # A client body is forwarded whole; the hop-by-hop headers it sent are not.
+    payload = "x" * 200_000
+    r = await gw.post("/kpi/v1/bulk", content=payload.encode(), headers={
+        **bearer(token("admin")), "Content-Type": "text/plain", "TE": "trailers", "Upgrade": "h2c",
+        "Keep-Alive": "timeout=5", "Proxy-Authorization": "Basic eDp5"})
+    seen = r.json()
+    assert r.status_code == 200 and seen["body"] == payload
+    fwd = seen["headers"]
+    assert fwd["content-type"] == "text/plain" and fwd["content-length"] == str(len(payload))
+    assert not {"te", "upgrade", "keep-alive", "proxy-authorization"} & set(fwd)
+    # The client's own User-Agent and Accept-Encoding go through, none of the upstream client's.
+    assert fwd["user-agent"].startswith("python-httpx") and fwd["accept-encoding"] == "gzip, deflate"
+    # No body, no Content-Type made up for it.
+    seen = (await gw.delete("/kpi/v1/things/1", headers=bearer(token("admin")))).json()
+    assert seen["body"] is None and "content-type" not in seen["headers"]
+    # A client that sends no Accept, Accept-Encoding or User-Agent: the gateway adds none.
+    request = gw.build_request("GET", "/kpi/v1/things/1", headers=bearer(token("admin")))
+    for name in ("accept", "accept-encoding", "user-agent"):
+        del request.headers[name]
+    seen = (await gw.send(request)).json()
+    assert not {"accept", "accept-encoding", "user-agent", "content-type", "content-length"} & set(seen["headers"])
+
+
+async def test_round_robin_over_replicas_skips_one_that_refuses(new_db, net, token, upstreams):
+    replicas = f"{net.url('budget.test')}, {net.url('budget2.test')}"
+    settings = gateway_settings(await new_db("gateway"), budget_url=replicas)
+    async with running_gateway(settings) as gw:
         for _ in range(6):
             assert (await gw.get("/budget/v1/items", headers=bearer(token("admin")))).status_code == 200
-        assert host_router.hits["budget.test"] == 3 and host_router.hits["budget2.test"] == 3
-        host_router.down.add("budget.test")
+        assert net.hits["budget.test"] == 3 and net.hits["budget2.test"] == 3
+        await net.down("budget.test")
         for _ in range(4):
             assert (await gw.get("/budget/v1/items", headers=bearer(token("admin")))).status_code == 200
-        assert host_router.hits["budget2.test"] == 7
-        host_router.down.add("budget2.test")
+        assert net.hits["budget2.test"] == 7
+        await net.down("budget2.test")
         assert_problem(await gw.get("/budget/v1/items", headers=bearer(token("admin"))), 503)
 
 
@@ -127,19 +188,19 @@ async def test_metrics_label_proxied_routes_by_service_and_class(gw, token):
     assert "/kpi/v1/things/1" not in text
 
 
-async def test_health_reports_each_service(gw, host_router):
+async def test_health_reports_each_service(gw, net):
     r = await gw.get("/health")
     body = r.json()
     assert r.status_code == 200 and body["status"] == "ok"
     assert {s: v["status"] for s, v in body["services"].items()} == {
         "budget": "ready", "workflow": "ready", "kpi": "ready", "registry": "ready"}
-    host_router.down.add("registry.test")
+    await net.down("registry.test")
     body = (await gw.get("/health")).json()
     assert body["status"] == "degraded" and body["services"]["registry"]["status"] == "down"
 
 
-async def test_openapi_merges_services_under_their_prefixes(gw, host_router):
-    host_router.down.add("kpi.test")
+async def test_openapi_merges_services_under_their_prefixes(gw, net):
+    await net.down("kpi.test")
     doc = (await gw.get("/openapi.json")).json()
     paths = doc["paths"]
     assert "/budget/v1/items" in paths and "/registry/v1/items" in paths and "/workflow/v1/slow" in paths
@@ -171,3 +232,34 @@ async def test_concurrent_requests_through_one_pool(gw, token):
     headers = bearer(token("analyst"))
     results = await asyncio.gather(*(gw.get("/registry/v1/items?limit=3", headers=headers) for _ in range(50)))
     assert all(r.status_code == 200 and len(r.json()["items"]) == 3 for r in results)
+
+
+async def test_an_unexpected_error_on_the_proxy_path_is_a_500_problem_with_the_request_id(gw, token, monkeypatch):
+    limiter = gw.app.state.gateway_ref["gateway"].limiter
+
+    async def broken(route_class, key):
+        raise RuntimeError("storage exploded")
+
+    monkeypatch.setattr(limiter, "check", broken)
+    r = await gw.get("/kpi/v1/items", headers={**bearer(token("admin")), "X-Request-ID": "req-500"})
+    body = assert_problem(r, 500)
+    assert body["request_id"] == "req-500" and r.headers["x-request-id"] == "req-500"
+    assert "storage exploded" not in r.text
+    text = (await gw.get("/metrics")).text
+    assert 'route="/kpi/* (read)",service="gateway",status="500"' in text
+
+
+def test_the_minted_identity_is_what_the_services_verify():
+    from gateway.identity import IdentityMinter
+
+    minter = IdentityMinter(DEV_IDENTITY_SECRET, 60)
+    p = Principal("ana", frozenset({"finance", "analyst"}), frozenset({"region:EMEA"}), kind="api_key")
+    for rid in ("r-1", 'quote" and \\ backslash', "ünïcode"):
+        token = minter.mint(p, rid)
+        seen = verify(token, DEV_IDENTITY_SECRET)
+        assert (seen.subject, seen.roles, seen.scopes, seen.kind, seen.request_id) == (
+            "ana", p.roles, p.scopes, "api_key", rid)
+    other = Principal("bo", frozenset({"admin"}))
+    assert verify(minter.mint(other, "r-2"), DEV_IDENTITY_SECRET).roles == {"admin"}  # not the cached one
+    with pytest.raises(Exception):  # noqa: B017 - any refusal will do
+        verify(minter.mint(p, "r"), "another-secret-that-is-long-enough-000000")

@@ -13,10 +13,10 @@ from tests.gateway.conftest import WEBHOOK_SECRETS, assert_problem, bearer, gate
 pytestmark = pytest.mark.db
 
 
-async def test_429_with_retry_after_per_principal_and_class(new_db, host_router, token):
+async def test_429_with_retry_after_per_principal_and_class(new_db, net, token):
     settings = gateway_settings(await new_db("gateway"), rate_limit_read="3/minute", rate_limit_write="2/minute",
                                 rate_limit_webhook="1/minute")
-    async with running_gateway(settings, host_router) as gw:
+    async with running_gateway(settings) as gw:
         dana, omar = bearer(token("admin", sub="dana")), bearer(token("admin", sub="omar"))
         for _ in range(3):
             assert (await gw.get("/budget/v1/items", headers=dana)).status_code == 200

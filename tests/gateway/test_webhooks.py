@@ -135,9 +135,9 @@ async def test_invalid_payloads_are_422_naming_the_field(gw):
     assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 422)
 
 
-async def test_a_service_that_is_down_gets_the_delivery_later(gw, upstreams, host_router, token):
+async def test_a_service_that_is_down_gets_the_delivery_later(gw, upstreams, net, token):
     budget = upstreams["budget.test"]
-    host_router.down.add("budget.test")
+    await net.down("budget.test")
     body, headers = signed("erp", {"type": "invoice.posted", "data": INVOICE}, "inv-down")
     assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
 
@@ -149,7 +149,7 @@ async def test_a_service_that_is_down_gets_the_delivery_later(gw, upstreams, hos
     assert budget.state.received == []
     # Back up, but answering 503 twice first.
     budget.state.control["fail_next"] = 2
-    host_router.down.discard("budget.test")
+    await net.up("budget.test")
     await eventually(lambda: budget.state.received, timeout=15)
     row = await attempts()
     await eventually(lambda: _status(attempts, "delivered"))

@@ -13,7 +13,7 @@ import asyncio
 import os
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from shared.app import ServiceSpec, create_service_app, get_runtime
 from shared.db import make_metadata
@@ -38,6 +38,16 @@ def make_upstream(name: str, database_url: str) -> FastAPI:
     async def slow(seconds: float = 1.0) -> dict:
         await asyncio.sleep(seconds)
         return {"slept": seconds}
+
+    @router.get("/stall")
+    async def stall(seconds: float = 1.0) -> StreamingResponse:
+        """The head at once, the body only after `seconds`."""
+
+        async def body():
+            await asyncio.sleep(seconds)
+            yield b"late"
+
+        return StreamingResponse(body(), media_type="text/plain")
 
     @router.get("/text")
     async def text() -> PlainTextResponse:

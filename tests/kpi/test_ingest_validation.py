@@ -97,3 +97,24 @@ def test_an_unhashable_type_is_a_rejection_not_a_crash():
     rows, rejected = ingest.Ingestor().validate(
         [{"type": ["leads"], "value": "1", "time": "2027-01-05T10:00:00Z"}], None, "crm")
     assert rows == [] and "type must be" in rejected[0]["reason"]
+
+
+@settings(max_examples=300)
+@given(t=st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+       sep=st.sampled_from(["T", " "]), frac=st.sampled_from([None, 0, 3, 6]),
+       zone=st.sampled_from(["Z", "+00:00", "-00:00", "+01:00", ""]))
+def test_the_time_text_sliced_from_the_input_is_the_stored_text_of_the_parsed_time(t, sep, frac, zone):
+    if frac is not None:
+        t = t.replace(microsecond=t.microsecond // 1000 * 1000 if frac == 3 else t.microsecond)
+    text = t.isoformat(sep, {None: "auto", 0: "seconds", 3: "milliseconds", 6: "microseconds"}[frac]) + zone
+    sliced = ingest.iso_time_text(text)
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        assert sliced is None
+    else:
+        assert sliced in (None, ingest.time_text(parsed.astimezone(dt.UTC)))
+        if zone in ("Z", "+00:00"):
+            assert sliced is not None  # the common shapes do take the fast way
+    for other in ["2027-01-05T10Z", "2027-01-05T10:00Z", "2027-01-05T10:00:00.5Z", "2027-W01-2T10:00:00Z",
+                  "20270105T100000Z", "2027-01-05T10:00:00.1234Z"]:
+        assert ingest.iso_time_text(other) is None

@@ -172,3 +172,46 @@ async def test_rebuild_recomputes_exactly_what_incremental_rollups_hold(kpi):
     assert await snapshot(kpi, rollups_monthly) == monthly
     async with kpi.as_("mo", "mops") as mops:
         assert (await mops.post("/v1/rollups/rebuild", json={})).status_code == 403
+
+
+async def test_a_large_batch_with_stored_and_repeated_ids_counts_each_item_once(kpi):
+    """Over several 1,000-row INSERT statements: stored ids, repeats across statements, ids from two sources."""
+    first = [m("leads", "1", "2027-01-05T10:00:00Z", f"e{i}", channel="search") for i in range(0, 3000, 7)]
+    r = (await kpi.client.post("/v1/measurements", json={"items": first})).json()
+    assert (r["accepted"], r["duplicates"]) == (len(first), 0)
+    items = []
+    for i in range(2600):
+        day = 1 + i % 28
+        items.append(m("spend" if i % 3 else "leads", f"{i % 50}.5", f"2027-03-{day:02d}T{i % 24:02d}:30:00.250Z",
+                       f"e{i}", channel=["search", "social"][i % 2], region=["EMEA", "NA"][i % 5 == 0]))
+    items += [m("spend", "2.25", "2027-03-02T00:00:00Z", f"e{i}", channel="search") for i in range(2000, 2010)]
+    items += [m("spend", "3", "2027-03-02T00:00:00+00:00", f"e{i}", source="erp") for i in range(5)]
+    items += [m("leads", "1", "2027-03-03T00:00:00Z", None, channel="email") for _ in range(3)]
+    r = (await kpi.client.post("/v1/measurements", json={"items": items})).json()
+    stored = len([i for i in range(2600) if i % 7 == 0])
+    assert r["rejected"] == []
+    assert (r["accepted"], r["duplicates"]) == (2600 - stored + 5 + 3, stored + 10)
+    assert await count(kpi, measurements) == len(first) + r["accepted"]
+    async with kpi.runtime.transaction(readonly=True) as s:
+        total = await s.scalar(select(func.sum(measurements.c.value)).where(measurements.c.source == "crm"))
+        times = {t for (t,) in await s.execute(select(measurements.c.time).where(
+            measurements.c.source == "crm", measurements.c.external_id == "e1"))}
+    expected = len(first) * 1_000_000 + sum(((i % 50) * 1_000_000 + 500_000) for i in range(2600) if i % 7) + 3_000_000
+    assert total == expected  # the first occurrence of e2000..e2009 counts, not the repeats
+    assert times == {dt.datetime(2027, 3, 2, 1, 30, 0, 250_000, tzinfo=dt.UTC)}
+    q = (await kpi.client.get("/v1/quality")).json()
+    sample = q["duplicates_dropped"]["batches"][0]["sample"]
+    assert [x["index"] for x in sample] == sorted(x["index"] for x in sample) and sample[0]["index"] == 0
+    daily, monthly = await snapshot(kpi, rollups_daily), await snapshot(kpi, rollups_monthly)
+    await kpi.client.post("/v1/rollups/rebuild", json={})
+    assert await snapshot(kpi, rollups_daily) == daily
+    assert await snapshot(kpi, rollups_monthly) == monthly
+    assert sum(row[3] for row in monthly) == len(first) + r["accepted"]
+
+
+@pytest.mark.sqlite_only
+async def test_the_service_applies_its_sqlite_settings_to_its_connections(kpi):
+    assert kpi.url.startswith("sqlite")
+    async with kpi.runtime.transaction(readonly=True) as s:
+        pages = (await (await s.connection()).exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+    assert pages == 10_000 and ingest.SQLITE_PRAGMAS == ("PRAGMA wal_autocheckpoint=10000",)

@@ -85,7 +85,11 @@ async def test_two_replicas_fire_each_of_1000_timers_exactly_once(db_url):
     assert fired == 2 * INSTANCES
     assert len(calls) == 2 * INSTANCES and set(calls.values()) == {1}
     assert subjects["workflow.sla.warning"] == INSTANCES and subjects["workflow.sla.breached"] == INSTANCES
-    assert by_replica["a"] > 0 and by_replica["b"] > 0, by_replica
+    if not rt_a.db.is_sqlite:
+        # PostgreSQL: both replicas take batches at once (SKIP LOCKED). SQLite gives its single write lock to
+        # whoever asks first after a commit, and the waiter's busy handler backs off, so one replica may
+        # legitimately fire everything there; exactly-once (above) is the guarantee on both.
+        assert by_replica["a"] > 0 and by_replica["b"] > 0, by_replica
 
 
 async def _is_zero(value) -> bool:

@@ -1,0 +1,169 @@
+"""A whole posting as one PostgreSQL statement.
+
+The statement inserts the entries, the commitment row and the outbox events, then locks the
+balance rows of every touched (line, period) in one fixed order (line id, period: the LockRows
+sits above the sort, so concurrent postings queue on the rows they share and never deadlock) and
+updates them. In the same statement it
+
+- refuses the posting when a checked line's available money would go negative and fall: the
+  `budget_refuse` function (migration c4f1d2a9e8b7) raises SQLSTATE PB001 with the shortfalls
+  as JSON, so the statement, and everything it inserted, is undone;
+- adds a `budget.line.threshold_crossed` event for each watched (line, period) whose consumption
+  passes 80 % or 100 % of its allocation.
+
+Nothing is left for a second statement, so a posting that is its caller's whole unit of work can
+commit by itself: one round trip instead of three (BEGIN, statement, COMMIT).
+
+`guard` lists the line and plan rows a posting was built from when they came from the ledger's
+cache: unless each line and its plan are still at those versions, the plan active and the period
+open, the statement writes nothing and returns no row, and the posting is built again from a fresh
+read. An empty guard always passes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.budget.models import commitments, entries, infra
+
+REFUSED = "PB001"  # SQLSTATE raised by budget_refuse
+# Errors that mean the connection is gone or unusable (the server restarted, the backend was terminated,
+# or asyncpg found its protocol state broken by that: InternalClientError "another operation is in progress").
+_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+         asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CannotConnectNowError, OSError)
+
+ENTRY_COLS = ("id", "group_id", "plan_id", "line_id", "period", "entry_date", "kind", "amount_minor",
+              "original_amount_minor", "original_currency", "fx_rate", "d_allocated", "d_committed", "d_pending",
+              "d_spent", "commitment_id", "reverses_group_id", "external_ref", "vendor", "memo", "author",
+              "created_at")
+COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status", "amount_minor", "consumed_minor",
+                   "original_amount_minor", "original_currency", "fx_rate", "reason", "external_ref",
+                   "external_revision", "vendor", "memo", "requested_by", "decided_by", "version", "created_at",
+                   "updated_at")
+OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
+DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
+_PG = postgresql.dialect()
+
+
+def _pg_type(col: Any) -> str:
+    name = str(col.type.compile(dialect=_PG))
+    return "TIMESTAMPTZ" if name.startswith("TIMESTAMP") else name.split("(")[0]
+
+
+def _rows_of(param: str, table: Any, cols: Sequence[str]) -> str:
+    """Rows handed over as one JSON parameter (cheaper to encode than one array per column)."""
+    return (f"SELECT * FROM json_to_recordset(CAST(:{param} AS JSON)) AS x("
+            + ", ".join(f"{c} {_pg_type(table.c[c])}" for c in cols) + ")")
+
+
+def _money(minor: str) -> str:
+    """Minor units as the API's decimal string, in SQL (125000 at scale 2 -> '1250.00')."""
+    return f"round(({minor})::numeric / power(10::numeric, CAST(:scale AS INTEGER)), CAST(:scale AS INTEGER))::text"
+
+
+STATEMENT = text(f"""
+WITH g AS (SELECT count(*) = json_array_length(CAST(:guard AS JSON)) AS ok
+           FROM json_to_recordset(CAST(:guard AS JSON))
+                AS x(line_id VARCHAR, line_version INTEGER, dimensions JSONB, plan_version INTEGER, period VARCHAR)
+           JOIN lines ON lines.id = x.line_id AND lines.version = x.line_version AND lines.dimensions = x.dimensions
+           JOIN plans ON plans.id = lines.plan_id AND plans.version = x.plan_version AND plans.status = 'active'
+           WHERE NOT EXISTS (SELECT 1 FROM closed_periods cp WHERE cp.plan_id = plans.id AND cp.period = x.period)),
+e AS (INSERT INTO entries ({", ".join(ENTRY_COLS)})
+      {_rows_of("entries", entries, ENTRY_COLS)} WHERE (SELECT ok FROM g)),
+c AS (INSERT INTO commitments ({", ".join(COMMITMENT_COLS)})
+      {_rows_of("commitments", commitments, COMMITMENT_COLS)} WHERE (SELECT ok FROM g)),
+d AS (SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
+      AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in DELTA_COLS)})
+      WHERE (SELECT ok FROM g)),
+l AS MATERIALIZED (SELECT b.line_id, b.period FROM balances b JOIN d ON b.line_id = d.line_id AND b.period = d.period
+                   ORDER BY b.line_id, b.period FOR UPDATE OF b),
+u AS (UPDATE balances SET allocated = balances.allocated + d.da, committed = balances.committed + d.dc,
+          pending = balances.pending + d.dp, spent = balances.spent + d.ds,
+          own_allocated = balances.own_allocated + d.oa, own_committed = balances.own_committed + d.oc,
+          own_pending = balances.own_pending + d.op, own_spent = balances.own_spent + d.os
+      FROM l JOIN d ON d.line_id = l.line_id AND d.period = l.period
+      WHERE balances.line_id = l.line_id AND balances.period = l.period
+      RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending,
+                balances.spent, balances.committed + balances.pending + balances.spent AS consumed,
+                d.dc + d.dp + d.ds AS d_consumed, d.da - d.dc - d.dp - d.ds AS d_available),
+crossed AS (SELECT w.tpl, t.threshold, u.allocated, u.consumed
+            FROM json_to_recordset(CAST(:watch AS JSON)) AS w(line_id VARCHAR, period VARCHAR, tpl JSONB)
+            JOIN u ON u.line_id = w.line_id AND u.period = w.period
+            CROSS JOIN unnest(CAST(:thresholds AS INTEGER[])) AS t(threshold)
+            WHERE u.allocated > 0 AND (u.consumed - u.d_consumed) * 100 < t.threshold * u.allocated
+                  AND t.threshold * u.allocated <= u.consumed * 100),
+o AS (INSERT INTO outbox ({", ".join(OUTBOX_COLS)})
+      SELECT id, subject, payload, created_at, attempts FROM (
+          SELECT x.*, 0 AS n FROM ({_rows_of("events", infra.outbox, OUTBOX_COLS)} WHERE (SELECT ok FROM g)) x
+          UNION ALL
+          SELECT tpl ->> 'id', tpl ->> 'type', tpl::text, CAST(:now AS TIMESTAMPTZ), 0, threshold FROM (
+              SELECT crossed.threshold, crossed.tpl || jsonb_build_object(
+                  'id', gen_random_uuid()::text,
+                  'data', (crossed.tpl -> 'data') || jsonb_build_object(
+                      'threshold', crossed.threshold, 'allocated', {_money("crossed.allocated")},
+                      'consumed', {_money("crossed.consumed")})) AS tpl
+              FROM crossed) t
+      ) ev ORDER BY n)
+SELECT u.line_id, u.period, u.allocated, u.committed, u.pending, u.spent,
+       (SELECT budget_refuse(json_agg(json_build_object(
+                   'line_id', r.line_id, 'line_code', lines.code, 'period', r.period,
+                   'available', r.allocated - r.committed - r.pending - r.spent, 'd_available', r.d_available)))
+        FROM u r JOIN lines ON lines.id = r.line_id
+        WHERE CAST(:check AS BOOLEAN) AND r.allocated - r.committed - r.pending - r.spent < 0 AND r.d_available < 0
+        HAVING count(*) > 0) AS refused
+FROM u
+""")
+
+_COMPILED = STATEMENT.compile(dialect=postgresql.asyncpg.dialect())
+_POSITIONAL_SQL = _COMPILED.string
+_POSITIONS = _COMPILED.positiontup
+
+
+def to_json(value: Any) -> str:
+    """The statement's JSON parameters, with orjson: dates and datetimes as ISO 8601 (as isoformat()
+    writes them); anything else unknown refuses, never silently stringified."""
+    return orjson.dumps(value).decode()
+
+
+def shortfalls(exc: BaseException) -> list[dict[str, Any]] | None:
+    """The shortfalls of a posting the statement refused, or None for any other error."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    pg = orig if isinstance(orig, asyncpg.PostgresError) else getattr(orig, "__cause__", None)
+    if getattr(pg, "sqlstate", None) != REFUSED:
+        return None
+    return json.loads(pg.detail)
+
+
+async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone: bool) -> list[Any]:
+    """Execute the posting statement; returns its rows.
+
+    It commits by itself only when the caller allows it (the posting is its whole unit of work) and
+    nothing has run in the transaction yet: then it goes straight to the asyncpg connection, outside
+    any BEGIN (one round trip). Otherwise it runs through SQLAlchemy inside the caller's transaction.
+    """
+    if may_commit_alone:
+        raw = (await conn.get_raw_connection()).driver_connection
+        if not raw.is_in_transaction():
+            try:
+                return await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
+            except _LOST as exc:
+                # Bypassing SQLAlchemy's execute means doing its disconnect handling: drop the connection
+                # so the pool reconnects, and answer as a lost connection (a 503 to an HTTP caller).
+                await conn.invalidate(exc)
+                raise DBAPIError(_POSITIONAL_SQL, None, exc, connection_invalidated=True) from exc
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == REFUSED:
+                    raise
+                # Answer as SQLAlchemy's execute would have (problem handlers key on these classes).
+                cls = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
+                raise cls(_POSITIONAL_SQL, None, exc) from exc
+    return list((await conn.execute(STATEMENT, params)).all())
