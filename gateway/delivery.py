@@ -27,6 +27,7 @@ from gateway.settings import Settings
 from gateway.upstream import UpstreamError, Upstreams
 from shared.db import Database, utcnow
 from shared.identity import HEADER, mint
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("pitcrew.gateway.webhooks")
 
@@ -53,9 +54,7 @@ class Forwarder:
             self._wake.set()
             _done, pending = await asyncio.wait({self._task}, timeout=grace)
             if pending:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
             self._task = None
 
     def kick(self) -> None:

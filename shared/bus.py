@@ -17,6 +17,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from shared.events import STREAMS
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("pitcrew.bus")
 
@@ -104,10 +105,8 @@ class Bus:
                 await ensure_streams(self._js, replicas=self.stream_replicas)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -11,7 +11,6 @@ never apply) goes there at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +27,7 @@ from shared.bus import Bus
 from shared.db import Database, utcnow
 from shared.errors import DomainError
 from shared.events import Envelope, stream_for
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("pitcrew.consumer")
 
@@ -69,11 +69,8 @@ class Consumer:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks))
+        self._tasks = []
 
     async def _run_stream(self, stream: str, subjects: list[str]) -> None:
         sub = None

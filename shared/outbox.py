@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from shared.bus import Bus
 from shared.db import Database, utcnow
 from shared.events import Envelope, new_event
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("pitcrew.outbox")
 
@@ -99,10 +100,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-outbox-relay")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def run(self) -> None:
         backoff = self.poll_seconds

@@ -10,7 +10,6 @@ after the commit it is never fired again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, utcnow
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("pitcrew.timers")
 
@@ -74,10 +74,8 @@ class TimerScheduler:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-timers")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def run(self) -> None:
         while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 
 import structlog
@@ -15,6 +14,7 @@ from services.kpi.models import infra
 from services.kpi.settings import Settings
 from shared.app import Runtime, ServiceSpec, create_service_app
 from shared.db import utcnow
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("pitcrew.kpi")
 
@@ -48,11 +48,7 @@ async def _startup(runtime: Runtime) -> None:
 
 
 async def _shutdown(runtime: Runtime) -> None:
-    task = runtime.extras.pop("target_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(runtime.extras.pop("target_task", None))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
