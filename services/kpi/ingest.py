@@ -421,12 +421,13 @@ class Ingestor:
         fresh: list[_Row] = []
         if candidates:
             ids = await self._dimset_ids(s, candidates, new_dimsets)
-            fresh, stored, inserted = await _insert_raw(s, candidates, ids, now)
+            fresh, stored = await _insert_raw(s, candidates, ids, now)
             if stored:
                 dups = sorted(dups + stored, key=_index_of) if dups else stored
             if fresh:
-                await _rollup(s, inserted)
-                await self._first_sightings(s, fresh, now, new_seen)
+                daily, monthly, combos = _aggregate(fresh, ids)
+                await _rollup(s, daily, monthly)
+                await self._first_sightings(s, combos, now, new_seen)
         result.accepted = len(fresh)
         result.duplicates = len(dups)
         await self._quality(s, now, fresh, dups, result.rejected)
@@ -458,18 +459,16 @@ class Ingestor:
         return ids
 
     async def _first_sightings(
-        self, s: AsyncSession, rows: list[_Row], now: dt.datetime, new: set[tuple[str, str]],
+        self, s: AsyncSession, combos: _Combos,
+        now: dt.datetime, new: set[tuple[str, str]],
     ) -> None:
+        """Record the type and dimension values not seen before (`_aggregate`'s combos, in item order)."""
         values: dict[tuple[str, str], str] = {}
-        combos: set[tuple[str, str]] = set()
-        for r in rows:
-            combo = (r[TYPE], r[HASH])
-            if combo in combos:  # a batch repeats few (type, dimension set) pairs
-                continue
-            combos.add(combo)
-            for pair in (("type", r[TYPE]), *r[DIMS]):
-                if pair not in self.seen and pair not in values:
-                    values[pair] = r[SOURCE]
+        seen = self.seen
+        for (mtype, _), (source, pairs) in combos.items():
+            for pair in (("type", mtype), *pairs):
+                if pair not in seen and pair not in values:
+                    values[pair] = source
         if not values:
             return
         v = seen_values.c
@@ -589,26 +588,26 @@ _VALUES_ROWS = 1_000  # rows per multi-row INSERT on SQLite (9,000 parameters; t
 _UNNEST_INSERT = (
     f"INSERT INTO measurements ({RAW_COLUMNS}) "
     "SELECT t.*, ?::timestamptz FROM unnest(?::varchar[], ?::bigint[], ?::timestamptz[], ?::int[], ?::int[], "
-    "?::bigint[], ?::varchar[], ?::varchar[]) AS t" + _SKIP_STORED + " RETURNING id, source, external_id"
+    "?::bigint[], ?::varchar[], ?::varchar[]) AS t" + _SKIP_STORED + " RETURNING source, external_id"
 )
 _index_of = itemgetter(INDEX)
 
 
 async def _insert_raw(
     s: AsyncSession, rows: list[_Row], ids: dict[str, int], now: dt.datetime,
-) -> tuple[list[_Row], list[_Row], Any]:
-    """Insert the rows unless their (source, external_id) is stored: (inserted rows, duplicates, new ids).
+) -> tuple[list[_Row], list[_Row]]:
+    """Insert the rows unless their (source, external_id) is stored: (inserted rows, duplicates).
 
-    `rows` hold no repeated external id. The new ids are what `_rollup` needs to find
-    the inserted rows again.
+    `rows` hold no repeated external id.
 
     SQLite: multi-row VALUES of 1,000 rows (one statement each instead of one per
-    row). The transaction is the database's only writer, and a new row's id is one
-    more than the largest, so the rows it inserts have consecutive ids: the new ids
-    are the range (first, last), and the statement's row count says whether any row
-    was skipped as stored (only then are the inserted keys read back).
+    row), run on the driver connection (one trip to its thread per statement). The
+    transaction is the database's only writer, and a new row's id is one more than
+    the largest, so the rows it inserts have consecutive ids, and the statements' row
+    counts say whether any row was skipped as stored (only then are the inserted keys
+    read back, by that id range).
     PostgreSQL: one INSERT ... SELECT FROM unnest() of column arrays, RETURNING the
-    new ids and keys (concurrent writers interleave ids there).
+    keys of the new rows when some were skipped.
     """
     conn = await s.connection()
     if conn.dialect.name == "postgresql":
@@ -616,8 +615,9 @@ async def _insert_raw(
                           for _, mtype, value, t, _, h, src, ext, day, month, _ in rows], strict=True))
         returned = (await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, _UNNEST_INSERT), (now, *cols))).all()
         if len(returned) == len(rows):
-            return rows, [], [r[0] for r in returned]
-        return (*_split_inserted(rows, {(r[1], r[2]) for r in returned}), [r[0] for r in returned])
+            return rows, []
+        return _split_inserted(rows, {(r[0], r[1]) for r in returned})
+    driver = (await conn.get_raw_connection()).driver_connection
     received = time_text(now)
     first = last = None
     inserted = 0
@@ -626,21 +626,21 @@ async def _insert_raw(
         extend = params.extend
         for _, mtype, value, _, _, h, src, ext, day, month, text in chunk:
             extend((mtype, value, text, day, month, ids[h], src, ext, received))
-        done = await conn.exec_driver_sql(_values_sql(len(chunk)), tuple(params))
+        done = await driver.execute(_values_sql(len(chunk)), params)
         if done.rowcount > 0:
             last = done.lastrowid
             if first is None:
                 first = last - done.rowcount + 1
             inserted += done.rowcount
     if inserted == 0:
-        return [], rows, None
+        return [], rows
     if last - first + 1 != inserted:  # only if the largest id were 2^63 - 1 (SQLite then picks at random)
         raise RuntimeError("measurement ids are not consecutive")
     if inserted == len(rows):
-        return rows, [], (first, last)
-    keys = await conn.exec_driver_sql(
+        return rows, []
+    keys = await driver.execute_fetchall(
         "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (first, last))
-    return (*_split_inserted(rows, set(keys.all())), (first, last))
+    return _split_inserted(rows, set(map(tuple, keys)))
 
 
 def _split_inserted(rows: list[_Row], inserted: set[tuple[str, str]]) -> tuple[list[_Row], list[_Row]]:
@@ -655,16 +655,54 @@ def _split_inserted(rows: list[_Row], inserted: set[tuple[str, str]]) -> tuple[l
     return fresh, stored
 
 
-def _rollup_sql(table: str, period: str, where: str) -> str:
-    """Add the (count, sum, min, max) of the raw rows matching `where` to `table`, per key.
+_Agg = tuple[str, int, int, int, int, int, int]  # (type, day or month, dimset_id, count, sum, min, max)
+_Combos = dict[tuple[str, str], tuple[str, tuple[tuple[str, str], ...]]]
 
-    Grouped in SQL over the rows the batch just inserted, in key order (so concurrent
-    batches lock rollup rows in the same order on PostgreSQL).
+
+def _aggregate(rows: list[_Row], ids: dict[str, int]) -> tuple[list[_Agg], list[_Agg], _Combos]:
+    """The rollup deltas of `rows`: daily and monthly (count, sum, min, max) per key, in key order.
+
+    Also the (type, dimension set) combinations in order of first appearance, each with
+    the source and dimension pairs of its first row (for `_first_sightings`). One pass
+    over the rows collects each daily key's values (a batch has few keys: 10,000
+    measurements over 4 days and 320 dimension sets make ~2,500); count, sum, min and
+    max are then taken per key by C loops, and the months from the days.
     """
+    groups: dict[tuple[str, int, str], list[int]] = {}
+    month_of: dict[int, int] = {}
+    combos: _Combos = {}
+    for _, mtype, value, _, pairs, h, src, _, day, month, _ in rows:
+        key = (mtype, day, h)
+        values = groups.get(key)
+        if values is None:
+            groups[key] = [value]
+            month_of[day] = month
+            if (mtype, h) not in combos:
+                combos[(mtype, h)] = (src, pairs)
+        else:
+            values.append(value)
+    daily = sorted([(mtype, day, ids[h], len(v), sum(v), min(v), max(v)) for (mtype, day, h), v in groups.items()])
+    months: dict[tuple[str, int, int], list[int]] = {}
+    for mtype, day, dimset, count, total, low, high in daily:
+        key = (mtype, month_of[day], dimset)
+        acc = months.get(key)
+        if acc is None:
+            months[key] = [count, total, low, high]
+        else:
+            acc[0] += count
+            acc[1] += total
+            if low < acc[2]:
+                acc[2] = low
+            if high > acc[3]:
+                acc[3] = high
+    monthly = sorted([(*key, *acc) for key, acc in months.items()])
+    return daily, monthly, combos  # type: ignore[return-value]
+
+
+def _upsert_sql(table: str, period: str, source: str) -> str:
+    """Add rollup deltas (type, period, dimset_id, count, sum, min, max) to `table`, per key."""
     return (
-        f"INSERT INTO {table} (type, {period}, dimset_id, count, sum, min, max) "
-        f"SELECT type, {period}, dimset_id, count(*), sum(value), min(value), max(value) FROM measurements "
-        f"WHERE {where} GROUP BY type, {period}, dimset_id ORDER BY type, {period}, dimset_id "
+        f"INSERT INTO {table} (type, {period}, dimset_id, count, sum, min, max) {source} "
         f"ON CONFLICT (type, {period}, dimset_id) DO UPDATE SET "
         f"count = {table}.count + excluded.count, sum = {table}.sum + excluded.sum, "
         f"min = CASE WHEN excluded.min < {table}.min THEN excluded.min ELSE {table}.min END, "
@@ -672,20 +710,35 @@ def _rollup_sql(table: str, period: str, where: str) -> str:
     )
 
 
-_ROLLUP_SQL = {
-    (dialect, period): _rollup_sql(table, period, where)
-    for dialect, where in (("sqlite", "id BETWEEN ? AND ?"), ("postgresql", "id = ANY(?::bigint[])"))
+_UPSERT_SQL = {
+    (dialect, period): _upsert_sql(table, period, source)
+    for dialect, source in (
+        ("sqlite", "VALUES (?, ?, ?, ?, ?, ?, ?)"),
+        ("postgresql", "SELECT * FROM unnest(?::varchar[], ?::int[], ?::bigint[], ?::bigint[], ?::bigint[], "
+                       "?::bigint[], ?::bigint[])"),
+    )
     for table, period in (("rollups_daily", "day"), ("rollups_monthly", "month"))
 }
 
 
-async def _rollup(s: AsyncSession, new_ids: Any) -> None:
-    """Upsert the daily and monthly rollups of the rows just inserted (`_insert_raw`'s new ids)."""
+async def _rollup(s: AsyncSession, daily: list[_Agg], monthly: list[_Agg]) -> None:
+    """Upsert the batch's rollup deltas (`_aggregate`), in key order.
+
+    Key order makes concurrent batches lock rollup rows in the same order on
+    PostgreSQL. SQLite: one prepared statement run per key on the driver connection
+    (executemany); PostgreSQL: one INSERT ... SELECT FROM unnest() per table.
+    """
     conn = await s.connection()
     dialect = conn.dialect.name
-    params = (new_ids,) if dialect == "postgresql" else new_ids
-    for period in ("day", "month"):
-        await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, _ROLLUP_SQL[(dialect, period)]), params)
+    driver = None if dialect == "postgresql" else (await conn.get_raw_connection()).driver_connection
+    for period, deltas in (("day", daily), ("month", monthly)):
+        if not deltas:
+            continue
+        sql = _UPSERT_SQL[(dialect, period)]
+        if driver is not None:
+            await driver.executemany(sql, deltas)
+        else:
+            await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, sql), tuple(zip(*deltas, strict=True)))
 
 
 # ---------------------------------------------------------------- CSV
