@@ -279,8 +279,11 @@ _LINE_CACHE_SIZE = 10_000
 class Ledger:
     """The budget domain. Every method runs inside the caller's transaction `s`."""
 
-    def __init__(self, outbox: Outbox):
+    def __init__(self, outbox: Outbox, *, group_commit: int = 2):
         self.outbox = outbox
+        # Concurrent single-action postings written together, `group_commit` statements in flight at
+        # once (PostgreSQL; see posting.Batcher); 0: each posting is its own statement.
+        self._batcher = posting.Batcher(parallel=group_commit) if group_commit > 0 else None
         # line id -> (line row, plan) of lines in active plans, PostgreSQL only; see _line_and_plan.
         self._lines: dict[str, tuple[Row, Any]] = {}
 
@@ -746,22 +749,22 @@ class Ledger:
         deltas: list[tuple[int, ...]], watch: tuple[Row, str] | None, now: dt.datetime, *, check: bool, last: bool,
     ) -> list[Any]:
         """The posting as one PostgreSQL statement (services.budget.posting)."""
-        j = posting.to_json
         params = {
-            "entries": j(rows), "commitments": j([commitment] if commitment else []), "events": j(outbox),
-            "guard": j([dict(line_id=ln.id, line_version=ln.version, dimensions=ln.dimensions,
-                             plan_version=pl.version, period=per) for ln, pl, per in guard]),
-            "deltas": j([dict(line_id=k[0], period=k[1], **dict(zip(posting.DELTA_COLS, d, strict=True)))
-                         for k, d in zip(keys, deltas, strict=True)]),
-            "watch": j([] if watch is None else [{"line_id": watch[0].id, "period": watch[1], "tpl": new_event(
+            "entries": rows, "commitments": [commitment] if commitment else [], "events": outbox,
+            "guard": [dict(line_id=ln.id, line_version=ln.version, dimensions=ln.dimensions,
+                           plan_version=pl.version, period=per) for ln, pl, per in guard],
+            "deltas": [dict(line_id=k[0], period=k[1], **dict(zip(posting.DELTA_COLS, d, strict=True)))
+                       for k, d in zip(keys, deltas, strict=True)],
+            "watch": [] if watch is None else [{"line_id": watch[0].id, "period": watch[1], "tpl": new_event(
                 "budget.line.threshold_crossed", self.outbox.source, watch[0].id, {
                     "line_id": watch[0].id, "line_code": watch[0].code, "period": watch[1],
-                    "currency": p.currency}).body()}]),
+                    "currency": p.currency}).body()}],
             "thresholds": list(THRESHOLDS), "now": now, "scale": exponent(p.currency), "check": check,
         }
         s.info["budget_statements"] = s.info.get("budget_statements", 0) + 1
         try:
-            result = await posting.run(conn, params, may_commit_alone=last and s.info.get(SINGLE_ACTION, False))
+            result = await posting.run(conn, params, may_commit_alone=last and s.info.get(SINGLE_ACTION, False),
+                                       batcher=self._batcher)
         except Exception as exc:
             found = posting.shortfalls(exc)
             if found is None:

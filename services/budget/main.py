@@ -13,7 +13,8 @@ from shared.app import Runtime, ServiceSpec, create_service_app
 
 def _configure(app: FastAPI, runtime: Runtime) -> None:
     # One domain object per process, shared by the routes and the event handlers.
-    runtime.extras["ledger"] = Ledger(runtime.outbox)
+    s: Settings = runtime.settings  # type: ignore[assignment]
+    runtime.extras["ledger"] = Ledger(runtime.outbox, group_commit=s.group_commit_statements)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

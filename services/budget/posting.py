@@ -22,12 +22,15 @@ read. An empty guard always passes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
+from prometheus_client import Histogram
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -51,6 +54,8 @@ COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status",
                    "updated_at")
 OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
 DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
+BATCH_POSTINGS = Histogram("pitcrew_budget_posting_batch_postings", "Postings written by one statement (group commit)",
+                           buckets=(1, 2, 4, 8, 16, 32, 64))
 _PG = postgresql.dialect()
 
 
@@ -143,27 +148,182 @@ def shortfalls(exc: BaseException) -> list[dict[str, Any]] | None:
     return json.loads(pg.detail)
 
 
-async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone: bool) -> list[Any]:
-    """Execute the posting statement; returns its rows.
+def _encode(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (to_json(v) if k in _JSON_PARAMS else v) for k, v in params.items()}
 
-    It commits by itself only when the caller allows it (the posting is its whole unit of work) and
-    nothing has run in the transaction yet: then it goes straight to the asyncpg connection, outside
-    any BEGIN (one round trip). Otherwise it runs through SQLAlchemy inside the caller's transaction.
+
+_JSON_PARAMS = frozenset({"entries", "commitments", "events", "guard", "deltas", "watch"})
+
+
+async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone: bool,
+              batcher: Batcher | None = None) -> list[Any]:
+    """Execute the posting statement; returns its rows (one per touched line and period).
+
+    `params` hold the rows as Python lists (encoded to JSON here). The posting commits by itself only
+    when the caller allows it (the posting is its whole unit of work) and nothing has run in the
+    transaction yet: then it goes straight to the asyncpg connection, outside any BEGIN (one round
+    trip), through `batcher` when given. Otherwise it runs through SQLAlchemy inside the caller's
+    transaction.
     """
     if may_commit_alone:
         raw = (await conn.get_raw_connection()).driver_connection
         if not raw.is_in_transaction():
-            try:
-                return await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
-            except _LOST as exc:
-                # Bypassing SQLAlchemy's execute means doing its disconnect handling: drop the connection
-                # so the pool reconnects, and answer as a lost connection (a 503 to an HTTP caller).
-                await conn.invalidate(exc)
-                raise DBAPIError(_POSITIONAL_SQL, None, exc, connection_invalidated=True) from exc
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate == REFUSED:
-                    raise
-                # Answer as SQLAlchemy's execute would have (problem handlers key on these classes).
-                cls = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
-                raise cls(_POSITIONAL_SQL, None, exc) from exc
-    return list((await conn.execute(STATEMENT, params)).all())
+            if batcher is not None and batcher.takes(params):
+                return await batcher.post(conn, raw, params)
+            return await _alone(conn, raw, _encode(params))
+    return list((await conn.execute(STATEMENT, _encode(params))).all())
+
+
+async def _alone(conn: AsyncConnection, raw: Any, params: dict[str, Any]) -> list[Any]:
+    """The statement on the raw connection, committing by itself; errors as SQLAlchemy would raise them."""
+    try:
+        return await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
+    except _LOST as exc:
+        # Bypassing SQLAlchemy's execute means doing its disconnect handling: drop the connection
+        # so the pool reconnects, and answer as a lost connection (a 503 to an HTTP caller).
+        await conn.invalidate(exc)
+        raise DBAPIError(_POSITIONAL_SQL, None, exc, connection_invalidated=True) from exc
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate == REFUSED:
+            raise
+        # Answer as SQLAlchemy's execute would have (problem handlers key on these classes).
+        cls = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
+        raise cls(_POSITIONAL_SQL, None, exc) from exc
+
+
+class _Pending:
+    __slots__ = ("params", "key", "taken", "done", "rows", "error", "alone")
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+        self.key = (params["check"], params["scale"])
+        self.taken = False
+        self.done = asyncio.get_running_loop().create_future()
+        self.rows: list[Any] = []
+        self.error: BaseException | None = None
+        self.alone = False
+
+
+class Batcher:
+    """Group commit: postings that arrive while another is being written go out together.
+
+    Each posting that is its caller's whole unit of work costs PostgreSQL a statement, a commit and a
+    WAL flush, and the process a round trip. Under concurrency most of that is shared: the postings
+    waiting for their turn are merged into one statement (entries, commitments and events
+    concatenated, balance deltas summed per line and period), which commits them all at once.
+
+    Only postings that take money away (every delta lowers available) are merged: then the batch
+    leaves every balance at or above zero exactly when each posting alone would have, so a batch
+    that passes the overspend check is one that sequential postings would all have passed. A batch
+    the statement refuses (a shortfall, a stale cached line, any database error) is undone as a
+    whole and each of its postings runs again alone, so each gets exactly the answer it would have
+    had. A lost connection fails the whole batch (503), as it fails a single posting.
+    """
+
+    def __init__(self, *, parallel: int = 2, max_postings: int = 64):
+        self.parallel = parallel
+        self.max_postings = max_postings
+        self._state: dict[Any, tuple[asyncio.Semaphore, list[_Pending]]] = {}
+
+    @staticmethod
+    def takes(params: dict[str, Any]) -> bool:
+        return all(d["da"] - d["dc"] - d["dp"] - d["ds"] <= 0 for d in params["deltas"])
+
+    def _of_loop(self) -> tuple[asyncio.Semaphore, list[_Pending]]:
+        loop = asyncio.get_running_loop()
+        state = self._state.get(loop)
+        if state is None:
+            self._state = {k: v for k, v in self._state.items() if not k.is_closed()}
+            state = self._state[loop] = (asyncio.Semaphore(self.parallel), [])
+        return state
+
+    async def post(self, conn: AsyncConnection, raw: Any, params: dict[str, Any]) -> list[Any]:
+        slots, waiting = self._of_loop()
+        me = _Pending(params)
+        waiting.append(me)
+        try:
+            async with slots:
+                if not me.taken:
+                    batch = [p for p in waiting if p.key == me.key][: self.max_postings]
+                    for p in batch:
+                        p.taken = True
+                        waiting.remove(p)
+                    await self._write(conn, raw, batch)
+            await me.done  # taken into another caller's batch: written when that one is
+        finally:
+            if not me.taken:  # cancelled while waiting: never posted
+                waiting.remove(me)
+        if me.error is not None:
+            raise me.error
+        if me.alone:
+            return await _alone(conn, raw, _encode(params))
+        return me.rows
+
+    async def _write(self, conn: AsyncConnection, raw: Any, batch: list[_Pending]) -> None:
+        merged = batch[0].params if len(batch) == 1 else _merge([p.params for p in batch])
+        BATCH_POSTINGS.observe(len(batch))
+        task = asyncio.ensure_future(_alone(conn, raw, _encode(merged)))
+        try:
+            # Shielded: a batch carries other callers' postings, so a cancelled leader still waits for
+            # it (and keeps its connection) until it is written, and hands out every answer.
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            while not task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({task})
+            raise
+        except Exception:  # noqa: BLE001 - settled below, per posting
+            pass
+        finally:
+            _settle(batch, task)
+
+
+def _settle(batch: list[_Pending], task: asyncio.Future) -> None:
+    """Hand each posting of a written batch its rows, its error, or the instruction to run alone."""
+    exc = asyncio.CancelledError() if task.cancelled() else task.exception()
+    if exc is None:
+        rows = task.result()
+        if len(batch) > 1 and not rows and any(p.params["guard"] for p in batch):
+            for p in batch:  # a stale cached line: the batch wrote nothing; each runs alone, then rebuilds
+                p.alone = True
+        else:
+            by_key = {(r[0], r[1]): r for r in rows}
+            for p in batch:
+                keys = ((d["line_id"], d["period"]) for d in p.params["deltas"])
+                p.rows = [by_key[k] for k in keys if k in by_key]
+    elif len(batch) == 1 or isinstance(exc, asyncio.CancelledError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        for p in batch:  # its own answer; or a lost connection, which fails every posting it carried
+            p.error = exc
+    else:
+        for p in batch:  # refused or failed as a whole: each runs alone for its own answer
+            p.alone = True
+    for p in batch:
+        if not p.done.done():
+            p.done.set_result(None)
+
+
+def _merge(params: list[dict[str, Any]]) -> dict[str, Any]:
+    """One statement's parameters for several postings (see Batcher)."""
+    deltas: dict[tuple[str, str], dict[str, Any]] = {}
+    watch: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in params:
+        for d in p["deltas"]:
+            acc = deltas.get((d["line_id"], d["period"]))
+            if acc is None:
+                deltas[(d["line_id"], d["period"])] = dict(d)
+            else:
+                for c in DELTA_COLS:
+                    acc[c] += d[c]
+        for w in p["watch"]:
+            watch.setdefault((w["line_id"], w["period"]), w)
+    first = params[0]
+    return {
+        "entries": [e for p in params for e in p["entries"]],
+        "commitments": [c for p in params for c in p["commitments"]],
+        "events": [e for p in params for e in p["events"]],
+        "guard": [g for p in params for g in p["guard"]],
+        "deltas": list(deltas.values()), "watch": list(watch.values()),
+        "thresholds": first["thresholds"], "now": max(p["now"] for p in params),
+        "scale": first["scale"], "check": first["check"],
+    }

@@ -1,0 +1,80 @@
+"""Group commit on PostgreSQL: concurrent single-action postings share statements, and each still gets
+exactly the answer it would have had alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from services.budget import posting
+from tests.budget.conftest import problem
+from tests.budget.test_invariants import check_invariants, postgres_only
+
+pytestmark = [pytest.mark.postgres_only, postgres_only]
+
+
+def batch_stats() -> tuple[float, float]:
+    count = REGISTRY.get_sample_value("pitcrew_budget_posting_batch_postings_count") or 0.0
+    total = REGISTRY.get_sample_value("pitcrew_budget_posting_batch_postings_sum") or 0.0
+    return count, total
+
+
+async def events_of(budget, line_id: str) -> list[dict]:
+    t = budget.runtime.infra.outbox
+    async with budget.runtime.transaction(readonly=True) as s:
+        payloads = (await s.execute(select(t.c.payload).order_by(t.c.seq))).scalars().all()
+    return [e for e in map(json.loads, payloads) if e["data"].get("line_id") == line_id]
+
+
+async def test_concurrent_commitments_are_batched_and_each_gets_its_own_answer(budget):
+    plan = await budget.plan()
+    await budget.line(plan["id"], "ROOT")
+    ln = await budget.line(plan["id"], "LEAF", parent="ROOT")
+    await budget.allocate(ln["id"], "130.01")
+    await budget.commit(ln["id"], "0.01")  # warms the line cache, so the 20 below are single statements
+    count0, sum0 = batch_stats()
+
+    results = await asyncio.gather(*(budget.commit(ln["id"], "10.00") for _ in range(20)))
+
+    codes = [r.status_code for r in results]
+    assert codes.count(201) == 13 and codes.count(409) == 7, codes
+    for r in results:
+        if r.status_code == 409:  # the exact shortfall of a posting that ran alone
+            assert "short by" in problem(r, 409)["detail"]
+        else:
+            assert r.json()["status"] == "committed"
+    count, total = batch_stats()
+    assert total - sum0 >= 13  # every accepted posting went through the batcher
+    assert count - count0 < total - sum0  # ... and some shared a statement
+    assert (await budget.balance(ln["id"]))["available"] == "0.00"
+
+    events = await events_of(budget, ln["id"])
+    committed = [e for e in events if e["type"] == "budget.commitment.committed"]
+    crossed = [e["data"]["threshold"] for e in events if e["type"] == "budget.line.threshold_crossed"]
+    assert len(committed) == 14 and sorted(crossed) == [80, 100]  # each threshold once, whatever the batching
+    await check_invariants(budget.runtime, plan["id"], "block")
+
+
+def test_merged_parameters_sum_deltas_per_line_and_period_and_watch_each_once():
+    def params(amount: int, check: bool = True) -> dict:
+        return {"entries": [{"id": f"e{amount}"}], "commitments": [{"id": f"c{amount}"}], "events": [],
+                "guard": [{"line_id": "L"}],
+                "deltas": [dict(line_id="L", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=amount,
+                                op=0, os=0),
+                           dict(line_id="R", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=0, op=0, os=0)],
+                "watch": [{"line_id": "L", "period": "2027-03", "tpl": {"n": amount}}], "thresholds": [80, 100],
+                "now": amount, "scale": 2, "check": check}
+
+    merged = posting._merge([params(3), params(4)])
+    assert [e["id"] for e in merged["entries"]] == ["e3", "e4"] and len(merged["commitments"]) == 2
+    assert {(d["line_id"], d["dc"], d["oc"]) for d in merged["deltas"]} == {("L", 7, 7), ("R", 7, 0)}
+    assert merged["watch"] == [{"line_id": "L", "period": "2027-03", "tpl": {"n": 3}}] and merged["now"] == 4
+    # Only postings that take money away are merged: an allocation always runs alone.
+    assert posting.Batcher.takes(params(5))
+    assert not posting.Batcher.takes({**params(5), "deltas": [dict(params(5)["deltas"][0], da=9)]})
+    assert Decimal(merged["deltas"][0]["dc"]) == 7
