@@ -9,6 +9,7 @@ in `rejected` with its index and reason, the others are accepted.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import hashlib
@@ -298,7 +299,7 @@ class Ingestor:
         event.listen(session.sync_session, "after_commit", remember, once=True)
 
     def validate(
-        self, items: Sequence[Any], principal: Principal | None, default_source: str,
+        self, items: Sequence[Any], principal: Principal | None, default_source: str, start: int = 0,
     ) -> tuple[list[_Row], list[dict[str, Any]]]:
         """Judge every item: the valid ones as rows, the others as {index, reason} in `rejected`.
 
@@ -318,7 +319,7 @@ class Ingestor:
         slow = self._row
         iso_text = iso_time_text
         scoped = principal if principal is not None and principal.scopes else None
-        for i, item in enumerate(items):
+        for i, item in enumerate(items, start):
             try:
                 if type(item) is not dict or not item.keys() <= ITEM_FIELDS:
                     append(slow(i, item, principal, default_source))
@@ -400,6 +401,9 @@ class Ingestor:
         """Validate and write one batch in its own transaction (retried once on a racing duplicate)."""
         if len(items) > MAX_BATCH:
             raise Invalid.on("items", f"at most {MAX_BATCH:,} measurements per batch (got {len(items):,})")
+        if db.is_sqlite and len(items) > _VALUES_ROWS:
+            async with db.transaction() as s:
+                return await self._validate_and_write(s, items, principal, default_source)
         rows, rejected = self.validate(items, principal, default_source)
         for attempt in range(3):
             try:
@@ -414,38 +418,112 @@ class Ingestor:
     async def write(self, s: AsyncSession, rows: list[_Row], rejected: list[dict[str, Any]]) -> IngestResult:
         """Write validated rows with the caller's session (used by event handlers too)."""
         now = utcnow()
-        result = IngestResult(rejected=list(rejected))
         candidates, dups = _first_occurrences(rows)
         new_dimsets: dict[str, int] = {}
-        new_seen: set[tuple[str, str]] = set()
+        ids: dict[str, int] = {}
         fresh: list[_Row] = []
         if candidates:
-            ids = await self._dimset_ids(s, candidates, new_dimsets)
+            await self._dimset_ids(s, candidates, new_dimsets, ids)
             fresh, stored = await _insert_raw(s, candidates, ids, now)
             if stored:
                 dups = sorted(dups + stored, key=_index_of) if dups else stored
-            if fresh:
-                daily, monthly, combos = _aggregate(fresh, ids)
-                await _rollup(s, daily, monthly)
-                await self._first_sightings(s, combos, now, new_seen)
-        result.accepted = len(fresh)
-        result.duplicates = len(dups)
-        await self._quality(s, now, fresh, dups, result.rejected)
-        self._after_commit(s, new_dimsets, new_seen)
-        return result
+        return await self._finish(s, now, fresh, dups, list(rejected), ids, new_dimsets)
 
-    async def _dimset_ids(self, s: AsyncSession, rows: list[_Row], new: dict[str, int]) -> dict[str, int]:
+    async def _validate_and_write(
+        self, s: AsyncSession, items: Sequence[Any], principal: Principal | None, default_source: str,
+    ) -> IngestResult:
+        """SQLite: `validate` + `write` of one batch, validating each chunk while the previous one is inserted.
+
+        The batch is cut into chunks of `_VALUES_ROWS` items; each chunk's multi-row
+        INSERT runs in the driver's thread (SQLite works without the GIL) while this
+        thread validates the next chunk, so the Python and SQLite halves of the work
+        overlap instead of adding up. The answer is the same as `write` gives: a repeat
+        of an external id earlier in the batch is skipped by the unique index like a
+        stored one (chunks are inserted in item order, so the first occurrence wins),
+        and a chunk whose row count falls short has its inserted keys read back by id
+        range. The transaction (BEGIN IMMEDIATE) is held from the first chunk on.
+        """
+        now = utcnow()
+        conn = await s.connection()
+        driver = (await conn.get_raw_connection()).driver_connection
+        received = time_text(now)
+        rejected: list[dict[str, Any]] = []
+        fresh: list[_Row] = []
+        dups: list[_Row] = []
         ids: dict[str, int] = {}
+        new_dimsets: dict[str, int] = {}
+        pending: Any = None
+        pending_rows: list[_Row] = []
+        first = last = None
+        inserted = 0
+
+        async def landed() -> None:
+            nonlocal first, last, inserted
+            done = await pending
+            n = done.rowcount
+            if n > 0:
+                last = done.lastrowid
+                if first is None:
+                    first = last - n + 1
+                inserted += n
+            if n == len(pending_rows):
+                fresh.extend(pending_rows)
+                return
+            keys: set[tuple[str, str]] = set()
+            if n > 0:
+                got = await driver.execute_fetchall(
+                    "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (last - n + 1, last))
+                keys = set(map(tuple, got))
+            new, stored = _split_inserted(pending_rows, keys)
+            fresh.extend(new)
+            dups.extend(stored)
+
+        for lo in range(0, len(items), _VALUES_ROWS):
+            rows, bad = self.validate(items[lo : lo + _VALUES_ROWS], principal, default_source, lo)
+            rejected.extend(bad)
+            if pending is not None:
+                await landed()
+                pending = None
+            if rows:
+                await self._dimset_ids(s, rows, new_dimsets, ids)
+                params = _raw_params(rows, ids, received)
+                pending = asyncio.ensure_future(driver.execute(_values_sql(len(rows)), params))
+                pending_rows = rows
+                await asyncio.sleep(0)  # let the task hand the statement to the driver's thread
+        if pending is not None:
+            await landed()
+        if inserted and last - first + 1 != inserted:  # only if the largest id were 2^63 - 1
+            raise RuntimeError("measurement ids are not consecutive")
+        return await self._finish(s, now, fresh, dups, rejected, ids, new_dimsets)
+
+    async def _finish(
+        self, s: AsyncSession, now: dt.datetime, fresh: list[_Row], dups: list[_Row], rejected: list[dict[str, Any]],
+        ids: dict[str, int], new_dimsets: dict[str, int],
+    ) -> IngestResult:
+        """After the raw rows: rollups, first sightings and quality records of the batch; the answer."""
+        new_seen: set[tuple[str, str]] = set()
+        if fresh:
+            daily, monthly, combos = _aggregate(fresh, ids)
+            await _rollup(s, daily, monthly)
+            await self._first_sightings(s, combos, now, new_seen)
+        await self._quality(s, now, fresh, dups, rejected)
+        self._after_commit(s, new_dimsets, new_seen)
+        return IngestResult(accepted=len(fresh), duplicates=len(dups), rejected=rejected)
+
+    async def _dimset_ids(
+        self, s: AsyncSession, rows: list[_Row], new: dict[str, int], ids: dict[str, int],
+    ) -> None:
+        """Add the dimension set id of every row's hash to `ids` (inserting unknown sets; those also go to `new`)."""
         missing: dict[str, dict[str, str]] = {}
-        for r in rows:
-            h = r[HASH]
-            if h in ids or h in missing:
+        cache = self.dimset_ids
+        for h, pairs in {r[HASH]: r[DIMS] for r in rows}.items():
+            if h in ids:
                 continue
-            cached = self.dimset_ids.get(h)
+            cached = cache.get(h)
             if cached is not None:
                 ids[h] = cached
             else:
-                missing[h] = dict(r[DIMS])
+                missing[h] = dict(pairs)
         if missing:
             d = dimension_sets.c
             await s.execute(
@@ -456,7 +534,6 @@ class Ingestor:
                 for h, i in await s.execute(select(d.hash, d.id).where(d.hash.in_(chunk))):
                     ids[h] = i
                     new[h] = i
-        return ids
 
     async def _first_sightings(
         self, s: AsyncSession, combos: _Combos,
@@ -622,11 +699,7 @@ async def _insert_raw(
     first = last = None
     inserted = 0
     for chunk in _chunks(rows, _VALUES_ROWS):
-        params: list[Any] = []
-        extend = params.extend
-        for _, mtype, value, _, _, h, src, ext, day, month, text in chunk:
-            extend((mtype, value, text, day, month, ids[h], src, ext, received))
-        done = await driver.execute(_values_sql(len(chunk)), params)
+        done = await driver.execute(_values_sql(len(chunk)), _raw_params(chunk, ids, received))
         if done.rowcount > 0:
             last = done.lastrowid
             if first is None:
@@ -643,12 +716,31 @@ async def _insert_raw(
     return _split_inserted(rows, set(map(tuple, keys)))
 
 
+def _raw_params(rows: Sequence[_Row], ids: dict[str, int], received: str) -> list[Any]:
+    """The parameters of `_values_sql(len(rows))`: the raw columns of each row, one flat list."""
+    params: list[Any] = []
+    extend = params.extend
+    for _, mtype, value, _, _, h, src, ext, day, month, text in rows:
+        extend((mtype, value, text, day, month, ids[h], src, ext, received))
+    return params
+
+
 def _split_inserted(rows: list[_Row], inserted: set[tuple[str, str]]) -> tuple[list[_Row], list[_Row]]:
-    """(rows that were inserted, rows skipped as stored duplicates); rows without external_id are always new."""
+    """(rows that were inserted, rows skipped as duplicates), given the keys the INSERT stored.
+
+    Rows without external_id are always new. A key belongs to the first row that has it
+    (rows are in item order, and the INSERT kept the first occurrence), so a repeat of
+    it later in `rows` is a duplicate. `inserted` is consumed.
+    """
     fresh: list[_Row] = []
     stored: list[_Row] = []
     for r in rows:
-        if r[EXTERNAL_ID] is None or (r[SOURCE], r[EXTERNAL_ID]) in inserted:
+        if r[EXTERNAL_ID] is None:
+            fresh.append(r)
+            continue
+        key = (r[SOURCE], r[EXTERNAL_ID])
+        if key in inserted:
+            inserted.discard(key)
             fresh.append(r)
         else:
             stored.append(r)

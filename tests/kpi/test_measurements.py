@@ -209,6 +209,28 @@ async def test_a_large_batch_with_stored_and_repeated_ids_counts_each_item_once(
     assert sum(row[3] for row in monthly) == len(first) + r["accepted"]
 
 
+
+async def test_rejections_in_a_large_batch_keep_their_indexes_and_reasons_across_statements(kpi):
+    """Items judged chunk by chunk (1,000 per INSERT) are reported with their own index and reason, in order."""
+    items = [m("leads", "1", f"2027-04-{1 + i % 30:02d}T08:00:00Z", f"r{i}", channel="search") for i in range(2500)]
+    bad = {5: ("value", "1.1234567"), 999: ("time", "2027-04-01T08:00:00"), 1000: ("type", "Leads"),
+           1999: ("value", 1.5), 2001: ("time", "yesterday")}
+    for i, (name, value) in bad.items():
+        items[i][name] = value
+    items[2400]["external_id"] = "r2300"  # a repeat of an item in the same statement
+    items[2450]["external_id"] = "r10"  # a repeat of an item two statements earlier
+    r = (await kpi.client.post("/v1/measurements", json={"items": items})).json()
+    assert [x["index"] for x in r["rejected"]] == sorted(bad)
+    assert "more than 6 decimal places" in r["rejected"][0]["reason"]
+    assert "has no UTC offset" in r["rejected"][1]["reason"] and "type must be" in r["rejected"][2]["reason"]
+    assert "floating-point" in r["rejected"][3]["reason"]
+    assert (r["accepted"], r["duplicates"]) == (2500 - len(bad) - 2, 2)
+    assert await count(kpi, measurements) == r["accepted"]
+    daily = await snapshot(kpi, rollups_daily)
+    assert sum(row[3] for row in daily) == r["accepted"]
+    await kpi.client.post("/v1/rollups/rebuild", json={})
+    assert await snapshot(kpi, rollups_daily) == daily
+
 @pytest.mark.sqlite_only
 async def test_the_service_applies_its_sqlite_settings_to_its_connections(kpi):
     assert kpi.url.startswith("sqlite")
