@@ -20,6 +20,7 @@ from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -94,6 +95,24 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
 # Session flag: the session's owner runs exactly one domain action in it and writes nothing after it, so a
 # write that is the action's only statement may commit by itself (set by `Database.transaction(single_action=)`).
 SINGLE_ACTION = "pitcrew.single_action"
+
+class _Session(Session):
+    """The sync session under every AsyncSession here; notes when it first takes a connection."""
+
+
+_CONNECTED = "pitcrew.connected"
+
+
+@event.listens_for(_Session, "after_begin")
+def _note_connected(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info[_CONNECTED] = True
+
+
+def has_run_anything(session: AsyncSession) -> bool:
+    """Whether `session` has taken a connection yet (so whether anything ran in its transaction):
+    a single-action posting in a session that has not may be written on another connection."""
+    return bool(session.info.get(_CONNECTED))
+
 
 # A pooled PostgreSQL connection idle longer than this is pinged before use (see _ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 5.0
@@ -176,9 +195,9 @@ class Database:
         self.url = url
         self.engine = create_engine(url, pool_size=pool_size, ping_after_idle=ping_after_idle,
                                     server_settings=server_settings)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=_Session)
         read_bind = self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite else self.engine
-        self.read_sessions = async_sessionmaker(read_bind, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(read_bind, expire_on_commit=False, sync_session_class=_Session)
 
     @property
     def is_sqlite(self) -> bool:

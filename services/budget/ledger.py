@@ -44,7 +44,7 @@ from services.budget.models import (
     lines,
     plans,
 )
-from shared.db import SINGLE_ACTION, utcnow
+from shared.db import SINGLE_ACTION, has_run_anything, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal
@@ -703,13 +703,14 @@ class Ledger:
                   for subject, sid, data in events]
         keys = sorted(sub)
         deltas = [(*sub[k], *own.get(k, (0, 0, 0, 0))) for k in keys]
-        conn = await s.connection()
-        if conn.dialect.name == "postgresql":
-            result = await self._post_pg(s, conn, p, rows, commitment, outbox, guard, keys, deltas, watch, now,
+        pg = s.bind.dialect.name == "postgresql"
+        if pg:
+            result = await self._post_pg(s, p, rows, commitment, outbox, guard, keys, deltas, watch, now,
                                          check=check, last=last)
             if outbox:
                 self.outbox.wake_after_commit(s)
         else:
+            conn = await s.connection()
             # SQLite: BEGIN IMMEDIATE already serializes writers; the same writes, one statement each.
             await conn.execute(_INSERT_ENTRIES, rows)
             if commitment:
@@ -737,14 +738,14 @@ class Ledger:
             # Raising rolls the whole transaction back: the entries, the commitment row, the events and the
             # balance updates above are never committed.
             raise await self._shortfall(s, p, shortfalls)
-        if watch is not None and conn.dialect.name != "postgresql":
+        if watch is not None and not pg:
             await self._thresholds(s, p, watch[0], watch[1], changes)
         # Kept on the session (not on self: one Ledger serves concurrent requests) for the answer's views.
         s.info.setdefault("budget_written", {}).update({r["id"]: SimpleNamespace(**r) for r in rows})
         return group_id, changes
 
     async def _post_pg(
-        self, s: AsyncSession, conn: Any, p: Row, rows: list[dict[str, Any]], commitment: dict[str, Any] | None,
+        self, s: AsyncSession, p: Row, rows: list[dict[str, Any]], commitment: dict[str, Any] | None,
         outbox: list[dict[str, Any]], guard: Sequence[tuple[Row, Any, str]], keys: list[tuple[str, str]],
         deltas: list[tuple[int, ...]], watch: tuple[Row, str] | None, now: dt.datetime, *, check: bool, last: bool,
     ) -> list[Any]:
@@ -763,8 +764,11 @@ class Ledger:
         }
         s.info["budget_statements"] = s.info.get("budget_statements", 0) + 1
         try:
-            result = await posting.run(conn, params, may_commit_alone=last and s.info.get(SINGLE_ACTION, False),
-                                       batcher=self._batcher)
+            alone = last and s.info.get(SINGLE_ACTION, False)
+            if alone and self._batcher is not None and not has_run_anything(s) and self._batcher.takes(params):
+                result = await self._batcher.post(s.bind, params, s.connection)
+            else:
+                result = await posting.run(await s.connection(), params, may_commit_alone=alone)
         except Exception as exc:
             found = posting.shortfalls(exc)
             if found is None:

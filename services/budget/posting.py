@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -34,7 +34,7 @@ from prometheus_client import Histogram
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.budget.models import commitments, entries, infra
 
@@ -155,21 +155,17 @@ def _encode(params: dict[str, Any]) -> dict[str, Any]:
 _JSON_PARAMS = frozenset({"entries", "commitments", "events", "guard", "deltas", "watch"})
 
 
-async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone: bool,
-              batcher: Batcher | None = None) -> list[Any]:
+async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone: bool) -> list[Any]:
     """Execute the posting statement; returns its rows (one per touched line and period).
 
     `params` hold the rows as Python lists (encoded to JSON here). The posting commits by itself only
     when the caller allows it (the posting is its whole unit of work) and nothing has run in the
     transaction yet: then it goes straight to the asyncpg connection, outside any BEGIN (one round
-    trip), through `batcher` when given. Otherwise it runs through SQLAlchemy inside the caller's
-    transaction.
+    trip). Otherwise it runs through SQLAlchemy inside the caller's transaction.
     """
     if may_commit_alone:
         raw = (await conn.get_raw_connection()).driver_connection
         if not raw.is_in_transaction():
-            if batcher is not None and batcher.takes(params):
-                return await batcher.post(conn, raw, params)
             return await _alone(conn, raw, _encode(params))
     return list((await conn.execute(STATEMENT, _encode(params))).all())
 
@@ -237,7 +233,13 @@ class Batcher:
             state = self._state[loop] = (asyncio.Semaphore(self.parallel), [])
         return state
 
-    async def post(self, conn: AsyncConnection, raw: Any, params: dict[str, Any]) -> list[Any]:
+    async def post(self, engine: AsyncEngine, params: dict[str, Any],
+                   own_connection: Callable[[], Awaitable[AsyncConnection]]) -> list[Any]:
+        """Write a posting that is its caller's whole unit of work and that `takes()`, in a batch.
+
+        The caller's session has run nothing, so it needs no connection: a batch is written on one the
+        writer checks out for it. `own_connection` is the caller's, used only to run again alone.
+        """
         slots, waiting = self._of_loop()
         me = _Pending(params)
         waiting.append(me)
@@ -248,7 +250,9 @@ class Batcher:
                     for p in batch:
                         p.taken = True
                         waiting.remove(p)
-                    await self._write(conn, raw, batch)
+                    async with engine.connect() as conn:
+                        raw = (await conn.get_raw_connection()).driver_connection
+                        await self._write(conn, raw, batch)
             await me.done  # taken into another caller's batch: written when that one is
         finally:
             if not me.taken:  # cancelled while waiting: never posted
@@ -256,7 +260,7 @@ class Batcher:
         if me.error is not None:
             raise me.error
         if me.alone:
-            return await _alone(conn, raw, _encode(params))
+            return await run(await own_connection(), params, may_commit_alone=True)
         return me.rows
 
     async def _write(self, conn: AsyncConnection, raw: Any, batch: list[_Pending]) -> None:
