@@ -250,9 +250,18 @@ class Batcher:
                     for p in batch:
                         p.taken = True
                         waiting.remove(p)
-                    async with engine.connect() as conn:
-                        raw = (await conn.get_raw_connection()).driver_connection
-                        await self._write(conn, raw, batch)
+                    try:
+                        async with engine.connect() as conn:
+                            raw = (await conn.get_raw_connection()).driver_connection
+                            await self._write(conn, raw, batch)
+                    except BaseException:
+                        # No connection for the batch (or the leader was cancelled before it was sent):
+                        # nothing was written, so the others run alone rather than wait forever.
+                        for p in batch:
+                            if not p.done.done():
+                                p.alone = True
+                                p.done.set_result(None)
+                        raise
             await me.done  # taken into another caller's batch: written when that one is
         finally:
             if not me.taken:  # cancelled while waiting: never posted

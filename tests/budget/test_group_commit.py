@@ -78,3 +78,39 @@ def test_merged_parameters_sum_deltas_per_line_and_period_and_watch_each_once():
     assert posting.Batcher.takes(params(5))
     assert not posting.Batcher.takes({**params(5), "deltas": [dict(params(5)["deltas"][0], da=9)]})
     assert Decimal(merged["deltas"][0]["dc"]) == 7
+
+
+async def test_when_a_batch_gets_no_connection_its_other_postings_run_alone_instead_of_waiting():
+    class RanAlone(Exception):
+        pass
+
+    gate = asyncio.Event()
+
+    class NoConnection:  # an engine whose pool cannot connect (the database is down)
+        def connect(self):
+            return self
+
+        async def __aenter__(self):
+            await gate.wait()
+            raise OSError("connection refused")
+
+        async def __aexit__(self, *exc):
+            return False
+
+    async def own_connection():
+        raise RanAlone()
+
+    def params(n: int) -> dict:
+        return {"entries": [], "commitments": [], "events": [], "guard": [], "watch": [], "thresholds": [80, 100],
+                "deltas": [dict(line_id="L", period="2027-03", da=0, dc=n, dp=0, ds=0, oa=0, oc=n, op=0, os=0)],
+                "now": n, "scale": 2, "check": True}
+
+    batcher = posting.Batcher(parallel=1)
+    blocker = asyncio.create_task(batcher.post(NoConnection(), params(1), own_connection))
+    await asyncio.sleep(0.05)  # holds the one slot, waiting for a connection
+    a = asyncio.create_task(batcher.post(NoConnection(), params(2), own_connection))
+    b = asyncio.create_task(batcher.post(NoConnection(), params(3), own_connection))
+    await asyncio.sleep(0.05)
+    gate.set()  # the blocker fails; a takes a and b into one batch, whose connection fails too
+    results = await asyncio.wait_for(asyncio.gather(blocker, a, b, return_exceptions=True), 5)
+    assert [type(r) for r in results] == [OSError, OSError, RanAlone]  # b was not left waiting
