@@ -96,6 +96,7 @@ def is_sqlite(url_or_engine: str | AsyncEngine) -> bool:
 # write that is the action's only statement may commit by itself (set by `Database.transaction(single_action=)`).
 SINGLE_ACTION = "pitcrew.single_action"
 
+
 class _Session(Session):
     """The sync session under every AsyncSession here; notes when it first takes a connection."""
 

@@ -220,11 +220,6 @@ def _dollar(paramstyle: str, sql: str) -> str:
     return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
 
 
-# One raw row per statement: the benchmark's bulk fill (the ingest path uses multi-row VALUES).
-INSERT_RAW = (
-    "INSERT INTO measurements (type, value, time, day, month, dimset_id, source, external_id, received_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 # ---------------------------------------------------------------- ingest
@@ -454,27 +449,10 @@ class Ingestor:
         new_dimsets: dict[str, int] = {}
         pending: Any = None
         pending_rows: list[_Row] = []
-        first = last = None
-        inserted = 0
+        inserts = _SqliteInserts(driver)
 
         async def landed() -> None:
-            nonlocal first, last, inserted
-            done = await pending
-            n = done.rowcount
-            if n > 0:
-                last = done.lastrowid
-                if first is None:
-                    first = last - n + 1
-                inserted += n
-            if n == len(pending_rows):
-                fresh.extend(pending_rows)
-                return
-            keys: set[tuple[str, str]] = set()
-            if n > 0:
-                got = await driver.execute_fetchall(
-                    "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (last - n + 1, last))
-                keys = set(map(tuple, got))
-            new, stored = _split_inserted(pending_rows, keys)
+            new, stored = await inserts.settle(await pending, pending_rows)
             fresh.extend(new)
             dups.extend(stored)
 
@@ -492,8 +470,7 @@ class Ingestor:
                 await asyncio.sleep(0)  # let the task hand the statement to the driver's thread
         if pending is not None:
             await landed()
-        if inserted and last - first + 1 != inserted:  # only if the largest id were 2^63 - 1
-            raise RuntimeError("measurement ids are not consecutive")
+        inserts.check()
         return await self._finish(s, now, fresh, dups, rejected, ids, new_dimsets)
 
     async def _finish(
@@ -620,7 +597,6 @@ def tune_sqlite(db: Database) -> None:
     event.listen(db.engine.sync_engine, "connect", pragmas)
 
 
-
 def _first_occurrences(rows: list[_Row]) -> tuple[list[_Row], list[_Row]]:
     """The rows whose (source, external_id) is the first of its kind in the batch, and the repeats.
 
@@ -657,6 +633,8 @@ def _values_sql(n: int) -> str:
 
 
 RAW_COLUMNS = "type, value, time, day, month, dimset_id, source, external_id, received_at"
+# One raw row per statement: the benchmark's bulk fill (the ingest path uses multi-row VALUES).
+INSERT_RAW = f"INSERT INTO measurements ({RAW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # A stored (source, external_id) makes the row a duplicate: the unique index that
 # guarantees it is also what finds it, in the same step as the insert.
 _SKIP_STORED = " ON CONFLICT (source, external_id) DO NOTHING"
@@ -678,11 +656,8 @@ async def _insert_raw(
     `rows` hold no repeated external id.
 
     SQLite: multi-row VALUES of 1,000 rows (one statement each instead of one per
-    row), run on the driver connection (one trip to its thread per statement). The
-    transaction is the database's only writer, and a new row's id is one more than
-    the largest, so the rows it inserts have consecutive ids, and the statements' row
-    counts say whether any row was skipped as stored (only then are the inserted keys
-    read back, by that id range).
+    row), run on the driver connection (one trip to its thread per statement);
+    `_SqliteInserts` tells the inserted rows from the skipped ones.
     PostgreSQL: one INSERT ... SELECT FROM unnest() of column arrays, RETURNING the
     keys of the new rows when some were skipped.
     """
@@ -696,24 +671,54 @@ async def _insert_raw(
         return _split_inserted(rows, {(r[0], r[1]) for r in returned})
     driver = (await conn.get_raw_connection()).driver_connection
     received = time_text(now)
-    first = last = None
-    inserted = 0
+    inserts = _SqliteInserts(driver)
+    fresh: list[_Row] = []
+    stored: list[_Row] = []
     for chunk in _chunks(rows, _VALUES_ROWS):
         done = await driver.execute(_values_sql(len(chunk)), _raw_params(chunk, ids, received))
-        if done.rowcount > 0:
-            last = done.lastrowid
-            if first is None:
-                first = last - done.rowcount + 1
-            inserted += done.rowcount
-    if inserted == 0:
-        return [], rows
-    if last - first + 1 != inserted:  # only if the largest id were 2^63 - 1 (SQLite then picks at random)
-        raise RuntimeError("measurement ids are not consecutive")
-    if inserted == len(rows):
-        return rows, []
-    keys = await driver.execute_fetchall(
-        "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (first, last))
-    return _split_inserted(rows, set(map(tuple, keys)))
+        new, old = await inserts.settle(done, list(chunk))
+        fresh.extend(new)
+        stored.extend(old)
+    inserts.check()
+    return fresh, stored
+
+
+class _SqliteInserts:
+    """What the multi-row INSERTs of one SQLite transaction stored.
+
+    The transaction is the database's only writer, and a new row's id is one more than
+    the largest, so the rows it inserts have consecutive ids; a statement's row count
+    says whether any row was skipped as stored, and only then are the inserted keys
+    read back, by that statement's id range.
+    """
+
+    def __init__(self, driver: Any):
+        self.driver = driver
+        self.first: int | None = None
+        self.last = 0
+        self.inserted = 0
+
+    async def settle(self, done: Any, rows: list[_Row]) -> tuple[list[_Row], list[_Row]]:
+        """(rows inserted, rows skipped as duplicates) of one finished statement over `rows`."""
+        n = done.rowcount
+        if n > 0:
+            self.last = done.lastrowid
+            if self.first is None:
+                self.first = self.last - n + 1
+            self.inserted += n
+        if n == len(rows):
+            return rows, []
+        keys: set[tuple[str, str]] = set()
+        if n > 0:
+            got = await self.driver.execute_fetchall(
+                "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (self.last - n + 1, self.last))
+            keys = set(map(tuple, got))
+        return _split_inserted(rows, keys)
+
+    def check(self) -> None:
+        if self.first is not None and self.last - self.first + 1 != self.inserted:
+            # only if the largest id were 2^63 - 1 (SQLite then picks at random)
+            raise RuntimeError("measurement ids are not consecutive")
 
 
 def _raw_params(rows: Sequence[_Row], ids: dict[str, int], received: str) -> list[Any]:
