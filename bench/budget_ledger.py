@@ -33,13 +33,13 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import loadgen  # noqa: E402
 from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from services.budget.ledger import Ledger, ancestors, periods_of  # noqa: E402
@@ -255,26 +255,27 @@ async def http_rate(url: str, seconds: float, workers: int, via_gateway: bool = 
     await db.dispose()
     periods = periods_of(2027)
     with Server(url, workers) as base, (Gateway(base) if via_gateway else contextlib.nullcontext(base)) as front:
-        # aiohttp, not httpx: the load generator shares the 2 cores with what it measures, and httpx
-        # costs it about twice the CPU per request (the peer, pgledger, is driven by bare asyncpg).
-        connector = aiohttp.TCPConnector(limit=CLIENTS)
-        async with aiohttp.ClientSession(base_url=front.rstrip("/") + "/", headers=headers(via_gateway),
-                                         connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as client:
+        # A lean keep-alive client per connection (bench/loadgen.py): the load generator shares the 2
+        # cores with what it measures (the peer, pgledger, is driven by bare asyncpg).
+        conns = [loadgen.Connection(front, headers(via_gateway)) for _ in range(CLIENTS)]
+        try:
             for _ in range(50):
-                async with client.get("v1/plans?limit=1") as r:
-                    if r.status == 200:
+                with contextlib.suppress(OSError):
+                    if (await conns[0].request("GET", "v1/plans?limit=1"))[0] == 200:
                         break
                 await asyncio.sleep(0.1)
 
             async def work(i: int) -> None:
-                async with client.post("v1/commitments", json={
-                        "line_id": random.choice(leaves), "period": random.choice(periods), "amount": "1.00",
-                        "currency": "EUR"}) as r:
-                    body = await r.read()
-                    if r.status != 201:
-                        raise RuntimeError(body.decode())
+                status, body = await conns[i].request("POST", "v1/commitments", {
+                    "line_id": random.choice(leaves), "period": random.choice(periods), "amount": "1.00",
+                    "currency": "EUR"})
+                if status != 201:
+                    raise RuntimeError(body.decode())
 
             return await run_clients(work, seconds)
+        finally:
+            for c in conns:
+                c.close()
 
 
 # ---------------------------------------------------------------- pgledger, the peer

@@ -166,7 +166,7 @@ class ProxyMiddleware:
 
         client = scope.get("client")
         client_ip = client[0] if client else ""
-        headers.append(("x-pitcrew-identity", gw.minter.mint(principal, request_id)))
+        headers.append(("x-pitcrew-identity", gw.minter.mint(principal)))
         headers.append(("x-request-id", request_id))
         headers.append(("x-forwarded-for", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip))
         headers.append(("x-forwarded-proto", scope.get("scheme", "http")))

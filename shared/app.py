@@ -20,7 +20,7 @@ from shared import idempotency, ops, problems
 from shared.bus import Bus
 from shared.consumer import Consumer, Handler
 from shared.db import Database
-from shared.identity import Principal
+from shared.identity import Principal, Verifier
 from shared.observability import RequestContextMiddleware, configure_logging
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import BaseServiceSettings
@@ -111,6 +111,7 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
 
     app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.identity = Verifier(settings.identity_secret)
     app.state.runtime = runtime
     problems.install(app)
     checks: dict[str, ops.ReadinessCheck] = {"database": _db_check}

@@ -6,7 +6,9 @@ header but this one, verified with the internal key.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 import jwt
 from fastapi import Request
 
+from shared.context import request_id_var
 from shared.errors import Forbidden, Unauthorized
 
 HEADER = "X-Pitcrew-Identity"
@@ -72,8 +75,12 @@ def mint(principal: Principal, secret: str, ttl_seconds: int = 60) -> str:
 
 
 def verify(token: str, secret: str, *, leeway: float = 5.0) -> Principal:
+    return _principal(_claims(token, secret, leeway))
+
+
+def _claims(token: str, secret: str, leeway: float) -> dict:
     try:
-        claims = jwt.decode(
+        return jwt.decode(
             token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER, leeway=leeway,
             options={"require": ["exp", "iss", "aud", "sub"]},
         )
@@ -81,6 +88,9 @@ def verify(token: str, secret: str, *, leeway: float = 5.0) -> Principal:
         raise Unauthorized("The identity token has expired.") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"The identity token is invalid: {exc}.") from exc
+
+
+def _principal(claims: dict) -> Principal:
     return Principal(
         subject=str(claims["sub"]),
         roles=frozenset(claims.get("roles") or ()),
@@ -88,6 +98,31 @@ def verify(token: str, secret: str, *, leeway: float = 5.0) -> Principal:
         request_id=claims.get("rid"),
         kind=claims.get("knd", "user"),
     )
+
+
+class Verifier:
+    """`verify` that checks each distinct token once.
+
+    The gateway forwards the same token for one principal for a while, so a
+    token already verified needs only its expiry checked again: the same bytes
+    under the same key verify the same way. Bounded, and emptied when full."""
+
+    MAX_TOKENS = 10_000
+
+    def __init__(self, secret: str, *, leeway: float = 5.0):
+        self.secret, self.leeway = secret, leeway
+        self._seen: dict[str, tuple[Principal, float]] = {}  # token -> (principal, valid until)
+
+    def __call__(self, token: str) -> Principal:
+        seen = self._seen.get(token)
+        if seen is not None and time.time() < seen[1]:
+            return seen[0]
+        claims = _claims(token, self.secret, self.leeway)
+        principal = _principal(claims)
+        if len(self._seen) >= self.MAX_TOKENS:
+            self._seen.clear()
+        self._seen[token] = (principal, float(claims["exp"]) + self.leeway)
+        return principal
 
 
 def service_principal(service: str) -> Principal:
@@ -105,7 +140,9 @@ async def current_principal(request: Request) -> Principal:
         raise Unauthorized(
             f"Missing {HEADER}: services are reached only through the Pitcrew gateway.",
         )
-    principal = verify(token, request.app.state.settings.identity_secret)
+    principal = request.app.state.identity(token)
+    if principal.request_id is None:  # the gateway's token is per principal; the request id rides beside it
+        principal = dataclasses.replace(principal, request_id=request_id_var.get())
     request.state.principal = principal
     return principal
 

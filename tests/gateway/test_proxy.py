@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
 
+from shared.errors import Unauthorized
 from shared.identity import HEADER, Principal, mint, verify
 from shared.settings import DEV_IDENTITY_SECRET
 from tests.gateway.conftest import assert_problem, bearer, gateway_settings, running_gateway
@@ -249,17 +251,43 @@ async def test_an_unexpected_error_on_the_proxy_path_is_a_500_problem_with_the_r
     assert 'route="/kpi/* (read)",service="gateway",status="500"' in text
 
 
-def test_the_minted_identity_is_what_the_services_verify():
-    from gateway.identity import IdentityMinter
+def test_the_minted_identity_is_what_the_services_verify_and_is_reused_per_principal(monkeypatch):
+    from gateway import identity
 
-    minter = IdentityMinter(DEV_IDENTITY_SECRET, 60)
-    p = Principal("ana", frozenset({"finance", "analyst"}), frozenset({"region:EMEA"}), kind="api_key")
-    for rid in ("r-1", 'quote" and \\ backslash', "ünïcode"):
-        token = minter.mint(p, rid)
-        seen = verify(token, DEV_IDENTITY_SECRET)
-        assert (seen.subject, seen.roles, seen.scopes, seen.kind, seen.request_id) == (
-            "ana", p.roles, p.scopes, "api_key", rid)
-    other = Principal("bo", frozenset({"admin"}))
-    assert verify(minter.mint(other, "r-2"), DEV_IDENTITY_SECRET).roles == {"admin"}  # not the cached one
+    minter = identity.IdentityMinter(DEV_IDENTITY_SECRET, 60)
+    p = Principal("ana", frozenset({"finance", "analyst"}), frozenset({"region:EMEA", 'quote" \\ ünï'}),
+                  kind="api_key")
+    token = minter.mint(p)
+    seen = verify(token, DEV_IDENTITY_SECRET)
+    assert (seen.subject, seen.roles, seen.scopes, seen.kind, seen.request_id) == (
+        "ana", p.roles, p.scopes, "api_key", None)
+    assert minter.mint(p) == token  # reused: the service verifies it once
+    other = Principal("ana", frozenset({"admin"}))  # same subject, other roles: a new token at once
+    assert verify(minter.mint(other), DEV_IDENTITY_SECRET).roles == {"admin"}
     with pytest.raises(Exception):  # noqa: B017 - any refusal will do
-        verify(minter.mint(p, "r"), "another-secret-that-is-long-enough-000000")
+        verify(minter.mint(p), "another-secret-that-is-long-enough-000000")
+    later = time.time() + 31  # past half its lifetime: a fresh one
+    monkeypatch.setattr(identity.time, "time", lambda: later)
+    fresh = minter.mint(p)
+    import jwt
+    assert fresh != token and jwt.decode(fresh, options={"verify_signature": False})["iat"] == int(later)
+
+
+def test_the_verifier_checks_a_token_once_and_its_expiry_always(monkeypatch):
+    from shared import identity as shared_identity
+
+    verifier = shared_identity.Verifier(DEV_IDENTITY_SECRET, leeway=0)
+    p = Principal("ana", frozenset({"finance"}))
+    token = mint(p, DEV_IDENTITY_SECRET, ttl_seconds=1)
+    assert verifier(token).subject == "ana"
+    calls = []
+    real = shared_identity._claims
+    monkeypatch.setattr(shared_identity, "_claims", lambda *a: calls.append(a) or real(*a))
+    assert verifier(token).roles == {"finance"} and calls == []  # the second time: no decoding
+    monkeypatch.undo()
+    time.sleep(1.1)  # past its expiry: refused although it was verified before
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier(token)
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Unauthorized):
+        shared_identity.Verifier(DEV_IDENTITY_SECRET)(tampered)
