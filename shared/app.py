@@ -20,6 +20,7 @@ from shared import idempotency, ops, problems
 from shared.bus import Bus
 from shared.consumer import Consumer, Handler
 from shared.db import Database
+from shared.fastlane import FastLaneMiddleware
 from shared.identity import Principal, Verifier
 from shared.observability import RequestContextMiddleware, configure_logging
 from shared.outbox import Outbox, OutboxRelay
@@ -123,6 +124,8 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         app.include_router(r)
     if spec.configure:
         spec.configure(app, runtime)
+    if settings.fast_lane:
+        app.add_middleware(FastLaneMiddleware, owner=app, routers=spec.routers)
     app.add_middleware(RequestContextMiddleware, service=spec.name)
     return app
 

@@ -44,6 +44,8 @@ class BaseServiceSettings(BaseSettings):
         default_factory=lambda: _env("PITCREW_IDENTITY_SECRET", DEV_IDENTITY_SECRET)
     )
     identity_ttl_seconds: int = 60
+    # Plain JSON POSTs skip FastAPI's router and dependency solving (shared/fastlane.py); off: all through it.
+    fast_lane: bool = True
     outbox_poll_seconds: float = 0.5
     outbox_batch_size: int = 500
     consumer_max_deliver: int = 5
