@@ -40,7 +40,7 @@ test-postgres: venv
 	PITCREW_TEST_BACKEND=postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check shared gateway services tests bench

@@ -39,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import loadgen  # noqa: E402
+from bench import _loadgen as loadgen  # noqa: E402
 from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from services.budget.ledger import Ledger, ancestors, periods_of  # noqa: E402
@@ -255,7 +255,7 @@ async def http_rate(url: str, seconds: float, workers: int, via_gateway: bool = 
     await db.dispose()
     periods = periods_of(2027)
     with Server(url, workers) as base, (Gateway(base) if via_gateway else contextlib.nullcontext(base)) as front:
-        # A lean keep-alive client per connection (bench/loadgen.py): the load generator shares the 2
+        # A lean keep-alive client per connection (bench/_loadgen.py): the load generator shares the 2
         # cores with what it measures (the peer, pgledger, is driven by bare asyncpg).
         conns = [loadgen.Connection(front, headers(via_gateway)) for _ in range(CLIENTS)]
         try:

@@ -110,7 +110,10 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         finally:
             await stop_runtime(runtime, spec)
 
-    app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan)
+    # Metrics and logs are ours (prometheus-client, structlog); FastAPI's native OpenTelemetry would
+    # otherwise look up the global providers on every request.
+    app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.identity = Verifier(settings.identity_secret)
     app.state.runtime = runtime

@@ -213,10 +213,15 @@ class Database:
         an action whose whole effect is one statement skip BEGIN and COMMIT (see SINGLE_ACTION).
         """
         factory = self.read_sessions if readonly else self.sessions
-        async with factory() as session, session.begin():
-            if single_action:
-                session.info[SINGLE_ACTION] = True
+        if not single_action:
+            async with factory() as session, session.begin():
+                yield session
+            return
+        async with factory() as session:  # begun by its first statement: a group-committed posting runs none
+            session.info[SINGLE_ACTION] = True
             yield session
+            if session.in_transaction():
+                await session.commit()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
