@@ -12,7 +12,8 @@ minted identity) and through the gateway (Bearer JWT: authentication, policy, ra
 Baseline measured in the same run: raw single-row INSERT
 transactions from 8 connections on the same database. With PGLEDGER_SQL_DIR pointing at a
 directory holding pgledger's SQL (pgledger.sql plus its ULID helper), pgledger_create_transfer
-is driven from 8 connections on a throwaway database too and the ratio is printed.
+is driven from 8 connections on a throwaway database too, just before and just after the
+PostgreSQL posting figures, and the ratios to the mean of those two runs are printed.
 """
 
 from __future__ import annotations
@@ -468,7 +469,7 @@ async def summary_latency(url: str, n_entries: int, runs: int) -> dict[str, floa
 
 
 async def bench_backend(backend: str, seconds: float, n_entries: int, runs: int, workers: int,
-                        processes: int, summary: bool = True) -> dict:
+                        processes: int, summary: bool = True, peer_sql: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-"))
     made: list[str] = []
 
@@ -481,8 +482,19 @@ async def bench_backend(backend: str, seconds: float, n_entries: int, runs: int,
         await upgrade_async("budget", url)
         return url
 
-    out: dict = {}
+    out: dict = {"peers": []}
+
+    async def peer(when: str) -> None:
+        # pgledger runs just before and just after the posting figures, and the ratios use the mean of
+        # the two: on a shared 2-core machine the speed drifts within a run, and one run of the peer at
+        # one end would favour whichever figure ran closer to it.
+        if peer_sql is not None:
+            out["peers"].append(await pgledger_rate(peer_sql, seconds))
+            print(f"  [{backend}] pgledger_create_transfer, 8 connections ({when}): {out['peers'][-1]:.0f}/s",
+                  flush=True)
+
     try:
+        await peer("before")
         out["raw_insert"] = await raw_insert_rate(await fresh("raw"), seconds)
         print(f"  [{backend}] raw single-row INSERT, 8 connections: {out['raw_insert']:.0f}/s", flush=True)
         out["domain"] = await domain_rate(await fresh("domain"), seconds, processes)
@@ -492,6 +504,7 @@ async def bench_backend(backend: str, seconds: float, n_entries: int, runs: int,
         print(f"  [{backend}] HTTP postings, 8 clients, uvicorn x{workers}: {out['http']:.0f}/s", flush=True)
         out["gateway"] = await http_rate(await fresh("gw"), seconds, workers, via_gateway=True)
         print(f"  [{backend}] HTTP postings, 8 clients, through the gateway: {out['gateway']:.0f}/s", flush=True)
+        await peer("after")
         if summary:
             out["summary"] = await summary_latency(await fresh("summary"), n_entries, runs)
             print(f"  [{backend}] summary: {out['summary']}", flush=True)
@@ -520,12 +533,13 @@ async def main() -> None:
         backends.remove("postgres")
     print(f"budget ledger benchmark: {seconds:.0f} s per rate, {CLIENTS} clients ({args.processes} domain "
           f"process(es), {args.http_workers} uvicorn worker(s)), summary over 1,000 lines x {n_entries:,} entries")
-    results = {b: await bench_backend(b, seconds, n_entries, runs, args.http_workers, args.processes,
-                                      not args.skip_summary) for b in backends}
-    peer = None
     sql_dir = os.environ.get("PGLEDGER_SQL_DIR")
-    if sql_dir and "postgres" in results:
-        peer = await pgledger_rate(pgledger_sql(Path(sql_dir)), seconds)
+    peer_sql = pgledger_sql(Path(sql_dir)) if sql_dir else None
+    results = {b: await bench_backend(b, seconds, n_entries, runs, args.http_workers, args.processes,
+                                      not args.skip_summary, peer_sql if b == "postgres" else None)
+               for b in backends}
+    peers = results.get("postgres", {}).get("peers", [])
+    peer = statistics.mean(peers) if peers else None
     print()
     print(f"{'backend':<10} {'raw INSERT/s':>13} {'domain/s':>9} {'ratio':>6} {'HTTP/s':>8} {'ratio':>6} "
           f"{'summary p50/p95 (domain)':>25} {'(HTTP)':>16} {'re-sum ledger':>14}")
@@ -538,7 +552,8 @@ async def main() -> None:
               f"{s['http_p50_ms']:>6.1f} / {s['http_p95_ms']:>5.1f} ms {s['resum_ms']:>11.0f} ms")
     if peer is not None:
         r = results["postgres"]
-        print(f"\npgledger_create_transfer, 8 connections, same run: {peer:.0f}/s; budget domain layer "
+        print(f"\npgledger_create_transfer, 8 connections, same run: {peer:.0f}/s (mean of "
+              f"{' and '.join(f'{p:.0f}' for p in peers)}); budget domain layer "
               f"{r['domain'] / peer:.2f}x of it (aim >= 1), budget over HTTP {r['http'] / peer:.2f}x of it, "
               f"through the gateway {r['gateway'] / peer:.2f}x of it (aim >= 0.5)")
     elif "postgres" in results:
