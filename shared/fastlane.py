@@ -28,6 +28,7 @@ import orjson
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -151,9 +152,12 @@ class FastLaneMiddleware:
         await response(scope, replay, send)
 
     def _handler(self, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response] | Response] | None:
-        """The app's handler for `exc`, looked up by class the way Starlette's exception middleware does
-        (a handler for Exception itself belongs to the server-error middleware)."""
+        """The app's handler for `exc`, looked up the way Starlette's exception middleware does: by status
+        code for an HTTPException, then by class (handlers for 500 and Exception belong to the
+        server-error middleware)."""
         handlers = self.owner.exception_handlers
+        if isinstance(exc, HTTPException) and exc.status_code != 500 and exc.status_code in handlers:
+            return handlers[exc.status_code]
         for cls in type(exc).__mro__:
             if cls is Exception:
                 return None
