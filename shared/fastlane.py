@@ -15,7 +15,10 @@ the service's api.py, and stays in the OpenAPI document.
 What does not: anything else, and any request the lane cannot take cleanly (not
 JSON, a body that does not parse or validate, a dependency that refuses). Those
 go on to FastAPI with the body replayed, so every refusal is FastAPI's own
-answer, byte for byte. Dependency overrides (tests) switch the lane off.
+answer, byte for byte. A request handed on has its dependencies run again by
+FastAPI, so a route's dependencies must be free of side effects (the services'
+are: identity, roles, the runtime). Dependency overrides (tests) switch the lane
+off.
 """
 
 from __future__ import annotations
