@@ -81,18 +81,15 @@ def lane_for(route: Any) -> _Lane | None:
     if not isinstance(route, APIRoute) or route.methods != {"POST"} or "{" in route.path:
         return None
     d = route.dependant
-    if d.path_params or d.query_params or d.header_params or d.cookie_params or len(d.body_params) != 1:
-        return None
-    if any(getattr(d, name, None) for name in _UNSUPPORTED) or not inspect.iscoroutinefunction(route.endpoint):
+    if not _plain(d, bodies=1) or not inspect.iscoroutinefunction(route.endpoint):
         return None
     field = d.body_params[0]
     model = getattr(field.field_info, "annotation", None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)) or getattr(field.field_info, "embed", False):
         return None
     for sub in d.dependencies:
-        if (sub.dependencies or not sub.request_param_name or not inspect.iscoroutinefunction(sub.call)
-                or sub.path_params or sub.query_params or sub.header_params or sub.cookie_params
-                or sub.body_params or any(getattr(sub, name, None) for name in _UNSUPPORTED)):
+        if (not _plain(sub, bodies=0) or sub.dependencies or not sub.request_param_name
+                or not inspect.iscoroutinefunction(sub.call)):
             return None
     try:
         returns = inspect.signature(route.endpoint, eval_str=True).return_annotation
@@ -101,6 +98,13 @@ def lane_for(route: Any) -> _Lane | None:
     if not (isinstance(returns, type) and issubclass(returns, Response)):
         return None
     return _Lane(route)
+
+
+def _plain(d: Any, *, bodies: int) -> bool:
+    """No path, query, header or cookie parameters, `bodies` body parameters, and nothing else FastAPI
+    would have to supply (a websocket, a response to modify, background tasks, security scopes)."""
+    return not (d.path_params or d.query_params or d.header_params or d.cookie_params
+                or len(d.body_params) != bodies or any(getattr(d, name, None) for name in _UNSUPPORTED))
 
 
 class FastLaneMiddleware:
