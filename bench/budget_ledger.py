@@ -9,11 +9,12 @@ Every posting is a commitment through the real code path: the line and plan, the
 commitment row and the outbox event, the balance rows of the line and its ancestors locked and
 updated, the invariant checked, commit. HTTP postings are POSTed to the service directly (with a
 minted identity) and through the gateway (Bearer JWT: authentication, policy, rate limiter on).
-Baseline measured in the same run: raw single-row INSERT
-transactions from 8 connections on the same database. With PGLEDGER_SQL_DIR pointing at a
-directory holding pgledger's SQL (pgledger.sql plus its ULID helper), pgledger_create_transfer
-is driven from 8 connections on a throwaway database too, just before and just after the
-PostgreSQL posting figures, and the ratios to the mean of those two runs are printed.
+Baselines measured in the same run: raw single-row INSERT transactions from 8 connections on
+the same database and, with PGLEDGER_SQL_DIR pointing at a directory holding pgledger's SQL
+(pgledger.sql plus its ULID helper), pgledger_create_transfer from 8 connections on a throwaway
+database. All the rates of a backend are measured in alternating windows (--rounds, 5 by
+default), so each spans the same stretch of the machine's drifting speed; the ratios to
+pgledger are printed with their range over the rounds.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ async def pg_available() -> bool:
     return True
 
 
-async def run_clients(work, seconds: float, clients: int = CLIENTS) -> float:
-    """Run `work(i)` in a loop from `clients` tasks for `seconds`; returns completed operations per second."""
+async def run_clients(work, seconds: float, clients: int = CLIENTS) -> tuple[int, float]:
+    """Run `work(i)` in a loop from `clients` tasks for `seconds`; returns (operations done, seconds taken)."""
     deadline = time.perf_counter() + seconds
     counts = [0] * clients
 
@@ -101,27 +102,53 @@ async def run_clients(work, seconds: float, clients: int = CLIENTS) -> float:
 
     start = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts), time.perf_counter() - start
+
+
+async def interleaved(workloads: dict, seconds: float, rounds: int) -> dict[str, dict]:
+    """Each workload's rate, measured in `rounds` alternating windows of `seconds / rounds` each.
+
+    On a shared 2-core VM the machine's speed drifts by tens of percent within a minute. Measured
+    one after the other, each figure would catch a different speed, and a ratio between them
+    would say more about when each ran than about what it measures. Alternating short windows
+    spread every workload over the same stretch of time; after one warm-up window each (pools
+    filled, statements prepared, caches warm), a workload's rate is its operations over its time
+    in all rounds, and the per-round ratios show the spread.
+    """
+    window = seconds / rounds
+    for work in workloads.values():
+        await run_clients(work, min(1.0, window))
+    out = {name: {"ops": 0, "secs": 0.0, "rounds": []} for name in workloads}
+    for _ in range(rounds):
+        for name, work in workloads.items():
+            n, t = await run_clients(work, window)
+            o = out[name]
+            o["ops"] += n
+            o["secs"] += t
+            o["rounds"].append(n / t)
+    for o in out.values():
+        o["rate"] = o["ops"] / o["secs"]
+    return out
 
 
 # ---------------------------------------------------------------- baseline: raw inserts
 
 
-async def raw_insert_rate(url: str, seconds: float) -> float:
+@contextlib.asynccontextmanager
+async def raw_insert_workload(url: str):
     db = Database(url, pool_size=CLIENTS)
     async with db.engine.begin() as conn:
         await conn.exec_driver_sql("CREATE TABLE bench_raw (id VARCHAR(36) PRIMARY KEY, line_id VARCHAR(36), "
                                    "amount BIGINT)")
+    sql = ("INSERT INTO bench_raw (id, line_id, amount) VALUES (?, ?, ?)" if db.is_sqlite else
+           "INSERT INTO bench_raw (id, line_id, amount) VALUES ($1, $2, $3)")
 
     async def work(i: int) -> None:
         async with db.engine.begin() as conn:
-            await conn.exec_driver_sql("INSERT INTO bench_raw (id, line_id, amount) VALUES (?, ?, ?)"
-                                       if db.is_sqlite else
-                                       "INSERT INTO bench_raw (id, line_id, amount) VALUES ($1, $2, $3)",
-                                       (str(uuid.uuid4()), "x", 100))
+            await conn.exec_driver_sql(sql, (str(uuid.uuid4()), "x", 100))
 
     try:
-        return await run_clients(work, seconds)
+        yield work
     finally:
         await db.dispose()
 
@@ -150,8 +177,19 @@ async def posting_plan(db: Database, ledger: Ledger) -> list[str]:
     return leaves
 
 
-async def _domain_clients(url: str, leaves: list[str], seconds: float, clients: int) -> float:
-    db = Database(url, pool_size=clients, server_settings=Settings().database_server_settings)  # as the service
+async def _leaves(url: str) -> list[str]:
+    db = Database(url, pool_size=2)
+    try:
+        return await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
+    finally:
+        await db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def domain_workload(url: str):
+    """8 clients calling the domain layer in this process, as the service's endpoint does."""
+    leaves = await _leaves(url)
+    db = Database(url, pool_size=CLIENTS, server_settings=Settings().database_server_settings)  # as the service
     ledger = Ledger(Outbox(infra.outbox, "budget"))
     periods = periods_of(2027)
 
@@ -161,32 +199,9 @@ async def _domain_clients(url: str, leaves: list[str], seconds: float, clients: 
                                            amount=Decimal("1.00"), currency="EUR")
 
     try:
-        return await run_clients(work, seconds, clients)
+        yield work
     finally:
         await db.dispose()
-
-
-def _domain_process(args: tuple[str, list[str], float, int]) -> float:
-    return asyncio.run(_domain_clients(*args))
-
-
-async def domain_rate(url: str, seconds: float, processes: int = 1) -> float:
-    """8 clients through the domain layer, in one process or split over several (like service replicas)."""
-    db = Database(url, pool_size=2)
-    leaves = await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
-    await db.dispose()
-    if processes == 1:
-        return await _domain_clients(url, leaves, seconds, CLIENTS)
-    import concurrent.futures
-    import multiprocessing
-
-    per = [CLIENTS // processes + (i < CLIENTS % processes) for i in range(processes)]
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=ctx) as pool:
-        loop = asyncio.get_running_loop()
-        rates = await asyncio.gather(*(loop.run_in_executor(pool, _domain_process, (url, leaves, seconds, n))
-                                       for n in per))
-    return sum(rates)
 
 
 class Server:
@@ -249,11 +264,10 @@ def headers(via_gateway: bool = False) -> dict[str, str]:
     return {HEADER: mint(WHO, os.environ.get("PITCREW_IDENTITY_SECRET", DEV_IDENTITY_SECRET), 3600)}
 
 
-async def http_rate(url: str, seconds: float, workers: int, via_gateway: bool = False) -> float:
+@contextlib.asynccontextmanager
+async def http_workload(url: str, workers: int, via_gateway: bool = False):
     """Commitments POSTed by 8 clients to the service, directly or through the gateway."""
-    db = Database(url, pool_size=2)
-    leaves = await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
-    await db.dispose()
+    leaves = await _leaves(url)
     periods = periods_of(2027)
     with Server(url, workers) as base, (Gateway(base) if via_gateway else contextlib.nullcontext(base)) as front:
         # A lean keep-alive client per connection (bench/_loadgen.py): the load generator shares the 2
@@ -273,7 +287,7 @@ async def http_rate(url: str, seconds: float, workers: int, via_gateway: bool = 
                 if status != 201:
                     raise RuntimeError(body.decode())
 
-            return await run_clients(work, seconds)
+            yield work
         finally:
             for c in conns:
                 c.close()
@@ -288,29 +302,26 @@ def pgledger_sql(sql_dir: Path) -> list[str]:
     return [f.read_text() for f in files]
 
 
-async def pgledger_rate(scripts: list[str], seconds: float) -> float:
-    url = await new_pg_db("pgledger")
-    dsn = url
+@contextlib.asynccontextmanager
+async def pgledger_workload(url: str, scripts: list[str]):
+    """pgledger_create_transfer between random pairs of 64 accounts, from 8 bare asyncpg connections."""
+    conn = await asyncpg.connect(url)
+    for script in scripts:
+        await conn.execute(script)
+    accounts = [await conn.fetchval("SELECT id FROM pgledger_create_account($1, 'EUR')", f"acct-{i}")
+                for i in range(64)]
+    await conn.close()
+    conns = [await asyncpg.connect(url) for _ in range(CLIENTS)]
+
+    async def work(i: int) -> None:
+        a, b = random.sample(accounts, 2)
+        await conns[i].fetch("SELECT * FROM pgledger_create_transfer($1, $2, $3)", a, b, Decimal("1.00"))
+
     try:
-        conn = await asyncpg.connect(dsn)
-        for script in scripts:
-            await conn.execute(script)
-        accounts = [await conn.fetchval("SELECT id FROM pgledger_create_account($1, 'EUR')", f"acct-{i}")
-                    for i in range(64)]
-        await conn.close()
-        conns = [await asyncpg.connect(dsn) for _ in range(CLIENTS)]
-
-        async def work(i: int) -> None:
-            a, b = random.sample(accounts, 2)
-            await conns[i].fetch("SELECT * FROM pgledger_create_transfer($1, $2, $3)", a, b, Decimal("1.00"))
-
-        try:
-            return await run_clients(work, seconds)
-        finally:
-            for c in conns:
-                await c.close()
+        yield work
     finally:
-        await drop_pg_db(url)
+        for c in conns:
+            await c.close()
 
 
 # ---------------------------------------------------------------- summary at size
@@ -468,50 +479,57 @@ async def summary_latency(url: str, n_entries: int, runs: int) -> dict[str, floa
 # ---------------------------------------------------------------- main
 
 
-async def bench_backend(backend: str, seconds: float, n_entries: int, runs: int, workers: int,
-                        processes: int, summary: bool = True, peer_sql: list[str] | None = None) -> dict:
+async def bench_backend(backend: str, seconds: float, rounds: int, n_entries: int, runs: int, workers: int,
+                        summary: bool = True, peer_sql: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-"))
     made: list[str] = []
 
-    async def fresh(label: str) -> str:
+    async def fresh(label: str, migrate: bool = True) -> str:
         if backend == "sqlite":
             url = f"sqlite:///{tmp}/{label}.db"
         else:
             url = await new_pg_db(label)
             made.append(url)
-        await upgrade_async("budget", url)
+        if migrate:
+            await upgrade_async("budget", url)
         return url
 
-    out: dict = {"peers": []}
-
-    async def peer(when: str) -> None:
-        # pgledger runs just before and just after the posting figures, and the ratios use the mean of
-        # the two: on a shared 2-core machine the speed drifts within a run, and one run of the peer at
-        # one end would favour whichever figure ran closer to it.
-        if peer_sql is not None:
-            out["peers"].append(await pgledger_rate(peer_sql, seconds))
-            print(f"  [{backend}] pgledger_create_transfer, 8 connections ({when}): {out['peers'][-1]:.0f}/s",
-                  flush=True)
-
+    out: dict = {}
     try:
-        await peer("before")
-        out["raw_insert"] = await raw_insert_rate(await fresh("raw"), seconds)
-        print(f"  [{backend}] raw single-row INSERT, 8 connections: {out['raw_insert']:.0f}/s", flush=True)
-        out["domain"] = await domain_rate(await fresh("domain"), seconds, processes)
-        print(f"  [{backend}] domain-layer postings, 8 clients in {processes} process(es): {out['domain']:.0f}/s",
-              flush=True)
-        out["http"] = await http_rate(await fresh("http"), seconds, workers)
-        print(f"  [{backend}] HTTP postings, 8 clients, uvicorn x{workers}: {out['http']:.0f}/s", flush=True)
-        out["gateway"] = await http_rate(await fresh("gw"), seconds, workers, via_gateway=True)
-        print(f"  [{backend}] HTTP postings, 8 clients, through the gateway: {out['gateway']:.0f}/s", flush=True)
-        await peer("after")
+        async with contextlib.AsyncExitStack() as stack:
+            workloads = {}
+            if peer_sql is not None:
+                workloads["pgledger"] = await stack.enter_async_context(
+                    pgledger_workload(await fresh("pgledger", migrate=False), peer_sql))
+            workloads["raw_insert"] = await stack.enter_async_context(raw_insert_workload(await fresh("raw")))
+            workloads["domain"] = await stack.enter_async_context(domain_workload(await fresh("domain")))
+            workloads["http"] = await stack.enter_async_context(http_workload(await fresh("http"), workers))
+            workloads["gateway"] = await stack.enter_async_context(
+                http_workload(await fresh("gw"), workers, via_gateway=True))
+            rates = await interleaved(workloads, seconds, rounds)
+        labels = {"pgledger": "pgledger_create_transfer, 8 connections", "raw_insert":
+                  "raw single-row INSERT, 8 connections", "domain": "domain-layer postings, 8 clients",
+                  "http": f"HTTP postings, 8 clients, uvicorn x{workers}",
+                  "gateway": "HTTP postings, 8 clients, through the gateway"}
+        for name, r in rates.items():
+            out[name] = r["rate"]
+            out[f"{name}_rounds"] = r["rounds"]
+            print(f"  [{backend}] {labels[name]}: {r['rate']:.0f}/s (rounds: "
+                  f"{', '.join(f'{x:.0f}' for x in r['rounds'])})", flush=True)
         if summary:
             out["summary"] = await summary_latency(await fresh("summary"), n_entries, runs)
             print(f"  [{backend}] summary: {out['summary']}", flush=True)
     finally:
         for url in made:
             await drop_pg_db(url)
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _ratios(r: dict, name: str) -> str:
+    """The overall ratio to pgledger and its range over the rounds."""
+    per_round = [a / b for a, b in zip(r[f"{name}_rounds"], r["pgledger_rounds"], strict=True)]
+    return f"{r[name] / r['pgledger']:.2f}x of it (rounds {min(per_round):.2f}-{max(per_round):.2f})"
 
 
 async def main() -> None:
@@ -520,26 +538,25 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--entries", type=int, default=None)
     ap.add_argument("--http-workers", type=int, default=1, help="uvicorn worker processes")
-    ap.add_argument("--processes", type=int, default=1, help="processes sharing the 8 domain-layer clients")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating windows per rate (default 5; 3 quick)")
     ap.add_argument("--skip-summary", action="store_true")
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     args = ap.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     n_entries = args.entries or (100_000 if args.quick else 1_000_000)
     runs = 20 if args.quick else 50
+    rounds = args.rounds or (3 if args.quick else 5)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     if "postgres" in backends and not await pg_available():
         print(f"PostgreSQL not reachable at {PG_URL}; skipping it")
         backends.remove("postgres")
-    print(f"budget ledger benchmark: {seconds:.0f} s per rate, {CLIENTS} clients ({args.processes} domain "
-          f"process(es), {args.http_workers} uvicorn worker(s)), summary over 1,000 lines x {n_entries:,} entries")
+    print(f"budget ledger benchmark: {seconds:.0f} s per rate in {rounds} alternating rounds, {CLIENTS} clients "
+          f"({args.http_workers} uvicorn worker(s)), summary over 1,000 lines x {n_entries:,} entries")
     sql_dir = os.environ.get("PGLEDGER_SQL_DIR")
     peer_sql = pgledger_sql(Path(sql_dir)) if sql_dir else None
-    results = {b: await bench_backend(b, seconds, n_entries, runs, args.http_workers, args.processes,
+    results = {b: await bench_backend(b, seconds, rounds, n_entries, runs, args.http_workers,
                                       not args.skip_summary, peer_sql if b == "postgres" else None)
                for b in backends}
-    peers = results.get("postgres", {}).get("peers", [])
-    peer = statistics.mean(peers) if peers else None
     print()
     print(f"{'backend':<10} {'raw INSERT/s':>13} {'domain/s':>9} {'ratio':>6} {'HTTP/s':>8} {'ratio':>6} "
           f"{'summary p50/p95 (domain)':>25} {'(HTTP)':>16} {'re-sum ledger':>14}")
@@ -550,12 +567,11 @@ async def main() -> None:
               f"{r['http']:>8.0f} {r['http'] / r['raw_insert']:>6.2f} "
               f"{s['domain_p50_ms']:>12.1f} / {s['domain_p95_ms']:>6.1f} ms "
               f"{s['http_p50_ms']:>6.1f} / {s['http_p95_ms']:>5.1f} ms {s['resum_ms']:>11.0f} ms")
-    if peer is not None:
+    if "pgledger" in results.get("postgres", {}):
         r = results["postgres"]
-        print(f"\npgledger_create_transfer, 8 connections, same run: {peer:.0f}/s (mean of "
-              f"{' and '.join(f'{p:.0f}' for p in peers)}); budget domain layer "
-              f"{r['domain'] / peer:.2f}x of it (aim >= 1), budget over HTTP {r['http'] / peer:.2f}x of it, "
-              f"through the gateway {r['gateway'] / peer:.2f}x of it (aim >= 0.5)")
+        print(f"\npgledger_create_transfer, 8 connections, same run: {r['pgledger']:.0f}/s; budget domain layer "
+              f"{_ratios(r, 'domain')} (aim >= 1), budget over HTTP {_ratios(r, 'http')}, through the gateway "
+              f"{_ratios(r, 'gateway')} (aim >= 0.5)")
     elif "postgres" in results:
         print("\n(set PGLEDGER_SQL_DIR to a directory with pgledger.sql and its ULID helper to compare with pgledger)")
 
