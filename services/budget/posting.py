@@ -54,6 +54,10 @@ COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status",
                    "updated_at")
 OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
 DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
+STATEMENT_SECONDS = Histogram("pitcrew_budget_posting_statement_seconds",
+                              "Time from sending a posting statement that commits alone to its answer (row lock waits "
+                              "and the commit included)",
+                              buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.5))
 BATCH_POSTINGS = Histogram("pitcrew_budget_posting_batch_postings", "Postings written by one statement (group commit)",
                            buckets=(1, 2, 4, 8, 16, 32, 64))
 _PG = postgresql.dialect()
@@ -173,7 +177,8 @@ async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone
 async def _alone(conn: AsyncConnection, raw: Any, params: dict[str, Any]) -> list[Any]:
     """The statement on the raw connection, committing by itself; errors as SQLAlchemy would raise them."""
     try:
-        return await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
+        with STATEMENT_SECONDS.time():
+            return await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
     except _LOST as exc:
         # Bypassing SQLAlchemy's execute means doing its disconnect handling: drop the connection
         # so the pool reconnects, and answer as a lost connection (a 503 to an HTTP caller).

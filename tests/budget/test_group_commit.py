@@ -24,6 +24,10 @@ def batch_stats() -> tuple[float, float]:
     return count, total
 
 
+def statements_timed() -> float:
+    return REGISTRY.get_sample_value("pitcrew_budget_posting_statement_seconds_count") or 0.0
+
+
 async def events_of(budget, line_id: str) -> list[dict]:
     t = budget.runtime.infra.outbox
     async with budget.runtime.transaction(readonly=True) as s:
@@ -38,6 +42,7 @@ async def test_concurrent_commitments_are_batched_and_each_gets_its_own_answer(b
     await budget.allocate(ln["id"], "130.01")
     await budget.commit(ln["id"], "0.01")  # warms the line cache, so the 20 below are single statements
     count0, sum0 = batch_stats()
+    timed0 = statements_timed()
 
     results = await asyncio.gather(*(budget.commit(ln["id"], "10.00") for _ in range(20)))
 
@@ -51,6 +56,7 @@ async def test_concurrent_commitments_are_batched_and_each_gets_its_own_answer(b
     count, total = batch_stats()
     assert total - sum0 >= 13  # every accepted posting went through the batcher
     assert count - count0 < total - sum0  # ... and some shared a statement
+    assert statements_timed() - timed0 >= count - count0  # each batch's statement timed (and each rerun alone)
     assert (await budget.balance(ln["id"]))["available"] == "0.00"
 
     events = await events_of(budget, ln["id"])
