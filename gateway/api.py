@@ -60,7 +60,7 @@ async def list_api_keys(
     request: Request, include_revoked: bool = False, limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     cursor: str | None = None,
 ) -> ApiKeyList:
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, dt.datetime.fromisoformat, str)
     rows = await keys.list_keys(gateway_of(request).db, include_revoked=include_revoked, limit=limit, after=after)
     page, next_cursor = page_of(rows, limit, lambda r: (r.created_at.isoformat(), r.id))
     now = utcnow()
@@ -89,9 +89,9 @@ async def list_deliveries(
         q = q.where(WebhookDelivery.status == status)
     if source:
         q = q.where(WebhookDelivery.source == source)
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, dt.datetime.fromisoformat, str)
     if after:
-        at = dt.datetime.fromisoformat(after[0])
+        at = after[0]
         q = q.where((WebhookDelivery.received_at < at) | ((WebhookDelivery.received_at == at)
                                                           & (WebhookDelivery.id < after[1])))
     async with gateway_of(request).db.transaction(readonly=True) as s:

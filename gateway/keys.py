@@ -64,8 +64,8 @@ async def list_keys(
     if not include_revoked:
         q = q.where(ApiKey.revoked_at.is_(None))
     if after:
-        created = dt.datetime.fromisoformat(after[0])
-        q = q.where(or_(ApiKey.created_at > created, and_(ApiKey.created_at == created, ApiKey.id > after[1])))
+        created, last_id = after  # (datetime, id): decoded by the caller (shared.pagination.decode_cursor)
+        q = q.where(or_(ApiKey.created_at > created, and_(ApiKey.created_at == created, ApiKey.id > last_id)))
     async with db.transaction(readonly=True) as s:
         return list((await s.scalars(q)).all())
 

@@ -71,6 +71,18 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(dt.UTC)
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether a database error is a duplicate key: a concurrent request inserted the same thing
+    first (PostgreSQL SQLSTATE 23505, SQLite's UNIQUE or PRIMARY KEY constraint)."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    cause = getattr(orig, "__cause__", None)  # asyncpg's error behind SQLAlchemy's adapted one
+    if getattr(cause, "sqlstate", None) == "23505":
+        return True
+    return getattr(orig, "sqlite_errorname", None) in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

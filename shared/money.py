@@ -5,7 +5,7 @@ Never a float. Rounding is banker's rounding and happens once, at conversion.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -32,6 +32,15 @@ EXPONENTS: dict[str, int] = {
 }
 
 
+# Bounds of any decimal the API takes: beyond them a value is a typo or an attack, and would
+# overflow a column or the decimal context (a 500) instead of getting a 4xx naming the field.
+MAX_INTEGER_DIGITS = 18
+MAX_DECIMAL_PLACES = 20
+# Minor units of one amount stay below this, far under BIGINT's 9.2e18, so running sums of many
+# amounts fit too (10**16 cents is a hundred trillion euros).
+MAX_MINOR = 10**16
+
+
 def exponent(currency: str, field: str = "currency") -> int:
     try:
         return EXPONENTS[currency]
@@ -42,10 +51,16 @@ def exponent(currency: str, field: str = "currency") -> int:
 def to_minor(amount: Decimal, currency: str, field: str = "amount") -> int:
     """Exact conversion to minor units; more decimals than the currency has is an error, not a rounding."""
     exp = exponent(currency)
+    if -amount.as_tuple().exponent > MAX_DECIMAL_PLACES or amount.adjusted() >= MAX_INTEGER_DIGITS:
+        raise Invalid.on(field, f"{amount} is out of range")  # before scaleb, which could over- or underflow
     scaled = amount.scaleb(exp)
     if scaled != scaled.to_integral_value():
         raise Invalid.on(field, f"{amount} has more than {exp} decimal places, the most {currency} has")
-    return int(scaled)
+    minor = int(scaled)
+    if abs(minor) >= MAX_MINOR:
+        raise Invalid.on(field, f"{amount} {currency} is more than one amount may be "
+                                f"(less than {fmt(MAX_MINOR, currency)})")
+    return minor
 
 
 def from_minor(minor: int, currency: str) -> Decimal:
@@ -62,25 +77,36 @@ def convert(minor: int, from_currency: str, to_currency: str, rate: Decimal) -> 
     """Convert minor units at `rate` (to per from); banker's rounding, once."""
     if from_currency == to_currency:
         return minor
-    value = from_minor(minor, from_currency) * rate
     exp = exponent(to_currency)
-    return int(value.scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    with localcontext() as ctx:  # exact product: the one rounding is the quantize below
+        ctx.prec = 80
+        value = from_minor(minor, from_currency) * rate
+        return int(value.scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def _parse_decimal(value: Any) -> Decimal:
+def parse_decimal(value: Any) -> Decimal:
+    """A decimal string (or an int) as a Decimal; floats are refused, and so is anything outside
+    MAX_INTEGER_DIGITS / MAX_DECIMAL_PLACES. Raises ValueError with the reason."""
     if isinstance(value, bool) or isinstance(value, float):
         raise ValueError("send amounts as decimal strings such as \"1250.00\", never as floating-point numbers")
     if isinstance(value, int | Decimal):
-        return Decimal(value)
-    if isinstance(value, str):
+        parsed = Decimal(value)
+    elif isinstance(value, str):
+        if len(value) > 100:
+            raise ValueError("is longer than 100 characters")
         try:
             parsed = Decimal(value.strip())
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a decimal number") from None
-        if not parsed.is_finite():
-            raise ValueError(f"{value!r} is not a finite number")
-        return parsed
-    raise ValueError("must be a decimal string")
+    else:
+        raise ValueError("must be a decimal string")
+    if not parsed.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    if -parsed.as_tuple().exponent > MAX_DECIMAL_PLACES:
+        raise ValueError(f"{value!r} has more than {MAX_DECIMAL_PLACES} decimal places")
+    if parsed and parsed.adjusted() >= MAX_INTEGER_DIGITS:
+        raise ValueError(f"{value!r} has more than {MAX_INTEGER_DIGITS} digits before the decimal point")
+    return parsed
 
 
 def _parse_currency(value: Any) -> str:
@@ -90,5 +116,5 @@ def _parse_currency(value: Any) -> str:
 
 
 # Pydantic field types: a decimal string in, a decimal string out.
-DecimalStr = Annotated[Decimal, BeforeValidator(_parse_decimal), PlainSerializer(str, return_type=str)]
+DecimalStr = Annotated[Decimal, BeforeValidator(parse_decimal), PlainSerializer(str, return_type=str)]
 CurrencyCode = Annotated[str, BeforeValidator(_parse_currency)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -26,7 +27,10 @@ def encode_cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> list[Any] | None:
+def decode_cursor(cursor: str | None, *shape: Callable[[Any], Any]) -> list[Any] | None:
+    """The sort key a cursor holds. With `shape` (one converter per part, e.g. `int`, `str`,
+    `dt.date.fromisoformat`) the key must have exactly those parts and each must convert: a cursor
+    that was edited by hand is a 422 naming `query.cursor`, never an error deeper down."""
     if not cursor:
         return None
     try:
@@ -34,8 +38,13 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, json.JSONDecodeError) as exc:
         raise Invalid.on("query.cursor", "is not a cursor this API issued") from exc
-    if not isinstance(value, list):
+    if not isinstance(value, list) or (shape and len(value) != len(shape)):
         raise Invalid.on("query.cursor", "is not a cursor this API issued")
+    if shape:
+        try:
+            value = [convert(part) for convert, part in zip(shape, value, strict=True)]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise Invalid.on("query.cursor", "is not a cursor this API issued") from exc
     return value
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors
+from shared.db import is_unique_violation
 
 log = structlog.get_logger("pitcrew.problems")
 
@@ -141,6 +142,11 @@ def install(app: FastAPI) -> None:
             return problem(503, "The database connection was lost while handling this request; retry it "
                                 "(with the same Idempotency-Key, if it creates something).",
                            headers={"Retry-After": "1"}, instance=request.url.path)
+        if is_unique_violation(exc):
+            # A concurrent request created the same thing (a code, a reference) first; its
+            # transaction won and this one rolled back whole.
+            return problem(409, "This conflicts with a change made at the same time (a duplicate key); fetch "
+                                "the current state and retry if it still applies.", instance=request.url.path)
         return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)

@@ -8,17 +8,20 @@ every authenticated caller may read what its scopes cover; analysts never write.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from services.budget import schemas
 from services.budget.ledger import Ledger, plan_view
 from shared.app import Runtime, get_runtime
-from shared.errors import Invalid
+from shared.db import is_unique_violation
+from shared.errors import Conflict, Invalid
 from shared.identity import Principal, current_principal, require_roles
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -274,14 +277,28 @@ async def erp_purchase_order(body: schemas.PurchaseOrderIn, who: Principal = Dep
     if missing:
         raise Invalid("; ".join(f"{m}: is required for action {body.action}" for m in missing),
                       errors=[Invalid.on(m, f"is required for action {body.action}").errors[0] for m in missing])
-    async with rt.transaction() as s:
-        view, created = await ledger_of(rt).erp_purchase_order(s, who, dict(body))
+    view, created = await _erp_delivery(rt, lambda s: ledger_of(rt).erp_purchase_order(s, who, dict(body)))
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
 
 
 @router.post("/erp/invoices", tags=["erp"])
 async def erp_invoice(body: schemas.InvoiceIn, who: Principal = Depends(require_roles(*ERP)),
                       rt: Runtime = Depends(get_runtime)) -> JSONResponse:
-    async with rt.transaction() as s:
-        view, created = await ledger_of(rt).erp_invoice(s, who, dict(body))
+    view, created = await _erp_delivery(rt, lambda s: ledger_of(rt).erp_invoice(s, who, dict(body)))
     return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
+
+
+async def _erp_delivery(rt: Runtime, ingest: Callable[[Any], Awaitable[tuple[Any, bool]]]) -> tuple[Any, bool]:
+    """One ERP document in one transaction. The same document delivered twice at once (ERPs retry) makes
+    the later one trip on the first one's key (the PO's external_ref, the invoice number); run again, it
+    finds the document and answers as the replay it is, instead of a 409 or 500 that the ERP would retry."""
+    try:
+        async with rt.transaction() as s:
+            return await ingest(s)
+    except (DBAPIError, Conflict) as exc:
+        raced = is_unique_violation(exc) if isinstance(exc, DBAPIError) else any(
+            e.field == "external_ref" and e.code == "duplicate" for e in exc.errors)
+        if not raced:
+            raise
+    async with rt.transaction() as s:
+        return await ingest(s)

@@ -25,7 +25,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,11 +48,17 @@ from shared.db import SINGLE_ACTION, has_run_anything, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal
-from shared.money import EXPONENTS, convert, exponent, fmt, to_minor
+from shared.money import EXPONENTS, convert, exponent, fmt, parse_decimal, to_minor
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
 
 DIMENSIONS = ("region", "channel", "campaign", "cost_center", "owner")
+# A line's limits, here so that the JSON API (schemas.LineIn) and the CSV import check the same.
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+CODE_MAX, NAME_MAX, MAX_TAGS, MAX_DEPTH = 100, 200, 50, 40  # depth: the path column holds 2000 characters of ids
+DIMENSION_MAX = {"region": 100, "channel": 100, "campaign": 200, "cost_center": 100, "owner": 200}
+# FX rates (quote per base) are kept as text; beyond these bounds a rate is a typo.
+RATE_MIN, RATE_MAX, RATE_DIGITS = Decimal("1e-12"), Decimal("1e12"), 20
 PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 BUCKETS = ("allocated", "committed", "pending", "spent")
 OPEN_STATUSES = ("pending_approval", "committed")
@@ -422,6 +428,9 @@ class Ledger:
         if not who.may_see(dims):
             raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover a line with "
                             f"dimensions {dims}.")
+        if parent is not None and parent.depth + 1 >= MAX_DEPTH:
+            raise Invalid.on("parent_code" if parent_code is not None else "parent_id",
+                             f"a line may sit at most {MAX_DEPTH} levels deep")
         line_id = new_id()
         path = (parent.path if parent else "/") + line_id + "/"
         values = dict(id=line_id, plan_id=p.id, code=code, name=name, parent_id=parent.id if parent else None,
@@ -560,9 +569,9 @@ class Ledger:
         ln = await self.line(s, who, line_id, "path.line_id")
         p = await self.plan(s, ln.plan_id)
         q = select(entries).where(entries.c.line_id == ln.id).order_by(entries.c.seq).limit(limit + 1)
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, int)
         if after:
-            q = q.where(entries.c.seq > int(after[0]))
+            q = q.where(entries.c.seq > after[0])
         rows, nxt = page_of((await s.execute(q)).all(), limit, lambda r: (r.seq,))
         return [entry_view(r, p.currency, ln.code) for r in rows], nxt
 
@@ -574,6 +583,9 @@ class Ledger:
             raise Invalid.on("quote", "must differ from base")
         if rate <= 0:
             raise Invalid.on("rate", "must be greater than zero")
+        if not RATE_MIN <= rate <= RATE_MAX or len(rate.normalize().as_tuple().digits) > RATE_DIGITS:
+            raise Invalid.on("rate", f"must be between {RATE_MIN} and {RATE_MAX} with at most {RATE_DIGITS} "
+                                     "significant digits")
         key = and_(fx_rates.c.base == base, fx_rates.c.quote == quote, fx_rates.c.rate_date == date)
         values = dict(rate=str(rate), created_by=who.subject, created_at=utcnow())
         if await s.scalar(select(func.count()).select_from(fx_rates).where(key)):
@@ -591,9 +603,9 @@ class Ledger:
             q = q.where(c.base == base)
         if quote:
             q = q.where(c.quote == quote)
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, str, str, dt.date.fromisoformat)
         if after:
-            q = q.where(tuple_(c.base, c.quote, c.rate_date) > (after[0], after[1], dt.date.fromisoformat(after[2])))
+            q = q.where(tuple_(c.base, c.quote, c.rate_date) > tuple(after))
         rows, nxt = page_of((await s.execute(q)).all(), limit, lambda r: (r.base, r.quote, r.rate_date.isoformat()))
         return [{"base": r.base, "quote": r.quote, "date": r.rate_date.isoformat(), "rate": r.rate,
                  "created_by": r.created_by} for r in rows], nxt
@@ -1330,8 +1342,12 @@ class Ledger:
             if not code:
                 bad(i, "code", "is required")
                 continue
-            if len(code) > 100:
-                bad(i, "code", "is longer than 100 characters")
+            if len(code) > CODE_MAX:
+                bad(i, "code", f"is longer than {CODE_MAX} characters")
+            elif not re.match(CODE_PATTERN, code):
+                bad(i, "code", "must start with a letter or digit and hold only letters, digits, '_', '.' and '-'")
+            if len(name) > NAME_MAX:
+                bad(i, "name", f"is longer than {NAME_MAX} characters")
             dims = {d: row[d] for d in DIMENSIONS if row.get(d)}
             if row.get("dimensions"):
                 for part in row["dimensions"].split(";"):
@@ -1340,7 +1356,12 @@ class Ledger:
                         bad(i, "dimensions", f"{part!r} is not one of {', '.join(DIMENSIONS)} as key=value")
                     else:
                         dims[k.strip()] = v.strip()
+            for d, v in dims.items():
+                if len(v) > DIMENSION_MAX[d]:
+                    bad(i, d, f"is longer than {DIMENSION_MAX[d]} characters")
             tags = [t.strip() for t in row.get("tags", "").split(";") if t.strip()]
+            if len(tags) > MAX_TAGS:
+                bad(i, "tags", f"has more than {MAX_TAGS} tags")
             if code in existing:
                 cur = existing[code]
                 cur_parent = codes_by_id.get(cur.parent_id) if cur.parent_id else None
@@ -1387,11 +1408,9 @@ class Ledger:
                 if currency not in EXPONENTS:
                     raise Invalid.on("currency", f"{currency!r} is not an ISO 4217 currency code")
                 try:
-                    amount = Decimal(amount_text)
-                except InvalidOperation:
-                    raise Invalid.on("amount", f"{amount_text!r} is not a decimal number") from None
-                if not amount.is_finite():
-                    raise Invalid.on("amount", f"{amount_text!r} is not a finite number")
+                    amount = parse_decimal(amount_text)
+                except ValueError as exc:
+                    raise Invalid.on("amount", str(exc)) from None
                 first, _ = period_bounds(period)
                 m = await self.money(s, p, amount, currency, first)
                 allocations.append((code, period, m, first, i))

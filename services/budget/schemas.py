@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.budget.ledger import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
 from shared.money import CurrencyCode, DecimalStr
 
 Period = str  # "2027-03": checked against the plan by the domain, which knows its fiscal year
@@ -37,20 +38,20 @@ class PlanPatch(Strict):
 
 
 class Dimensions(Strict):
-    region: str | None = Field(default=None, max_length=100)
-    channel: str | None = Field(default=None, max_length=100)
-    campaign: str | None = Field(default=None, max_length=200)
-    cost_center: str | None = Field(default=None, max_length=100)
-    owner: str | None = Field(default=None, max_length=200)
+    region: str | None = Field(default=None, max_length=DIMENSION_MAX["region"])
+    channel: str | None = Field(default=None, max_length=DIMENSION_MAX["channel"])
+    campaign: str | None = Field(default=None, max_length=DIMENSION_MAX["campaign"])
+    cost_center: str | None = Field(default=None, max_length=DIMENSION_MAX["cost_center"])
+    owner: str | None = Field(default=None, max_length=DIMENSION_MAX["owner"])
 
 
 class LineIn(Strict):
-    code: Code = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    name: str = Field(min_length=1, max_length=200)
-    parent_code: Code | None = Field(default=None, max_length=100)
+    code: Code = Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    parent_code: Code | None = Field(default=None, max_length=CODE_MAX)
     parent_id: str | None = None
     dimensions: Dimensions = Field(default_factory=Dimensions)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class MoneyIn(Strict):

@@ -604,11 +604,11 @@ class Engine:
             q = q.where(instances.c.definition_key == definition_key)
         if subject_id:
             q = q.where(instances.c.subject_id == subject_id)
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, dt.datetime.fromisoformat, str)
         if after:
-            at = dt.datetime.fromisoformat(str(after[0]))
+            at = after[0]
             q = q.where(or_(instances.c.started_at < at,
-                            and_(instances.c.started_at == at, instances.c.id < str(after[1]))))
+                            and_(instances.c.started_at == at, instances.c.id < after[1])))
         out: list[dict[str, Any]] = []
         batch = max(limit * 2, 50)
         offset = 0
@@ -643,9 +643,9 @@ class Engine:
         now = utcnow()
         far = dt.datetime.max.replace(tzinfo=dt.UTC)
         rows.sort(key=lambda t: (t["due_at"] or far, t["id"]))
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, dt.datetime.fromisoformat, str)
         if after:
-            key = (dt.datetime.fromisoformat(str(after[0])), str(after[1]))
+            key = (after[0], after[1])
             rows = [t for t in rows if (t["due_at"] or far, t["id"]) > key]
         out: list[dict[str, Any]] = []
         for t in rows:

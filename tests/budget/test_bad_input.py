@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from services.budget.ledger import MAX_DEPTH
 from services.budget.models import commitments, entries
+from shared.pagination import encode_cursor
 from tests.budget.conftest import ADMIN, problem
 
 pytestmark = pytest.mark.db
@@ -37,6 +39,14 @@ async def test_bad_amounts_currencies_periods_and_lines(budget, path):
         ({"line_id": "no-such-line"}, 422, "line_id"),
         ({"date": "2027-04-01"}, 422, "date"),
         ({"surprise": 1}, 422, "surprise"),
+        # Out of range: a tiny amount must not round to a 0.00 entry, a huge one must not overflow
+        # a column or the decimal context (both were 500s or silent zeros before).
+        ({"amount": "1e-999999999"}, 422, "amount"),
+        ({"amount": "0.000000000000000000001"}, 422, "amount"),
+        ({"amount": "1e999999999"}, 422, "amount"),
+        ({"amount": "100000000000000000000"}, 422, "amount"),
+        ({"amount": "100000000000000.00"}, 422, "amount"),  # 10**16 cents: above what one amount may be
+        ({"amount": "1" * 101}, 422, "amount"),
     ]
     for change, status, field in cases:
         body = problem(await budget.c.post(path, headers=ADMIN, json={**good, **change}), status)
@@ -84,3 +94,37 @@ async def test_a_nul_character_is_never_a_500_and_writes_nothing_where_it_cannot
     body = problem(r, 422)  # PostgreSQL cannot: a 422 naming the body, and the transaction rolled back
     assert body["errors"][0]["code"] == "nul_character"
     assert await counts(budget) == before
+
+
+async def test_fx_rates_thresholds_and_cursors_out_of_range_are_422(budget):
+    for rate in ("1E+999999999", "1" + "0" * 40, "0.0000000000001", "1.234567890123456789012"):
+        body = problem(await budget.c.post("/v1/fx-rates", headers=ADMIN, json={
+            "base": "USD", "quote": "EUR", "date": "2027-03-01", "rate": rate}), 422)
+        assert body["errors"][0]["field"] == "rate", (rate, body)
+    ok = await budget.ok("POST", "/v1/fx-rates", 201, json={"base": "USD", "quote": "EUR", "date": "2027-03-01",
+                                                            "rate": "0.923456789012345678"})
+    assert ok["rate"] == "0.923456789012345678"
+    body = problem(await budget.c.post("/v1/plans", headers=ADMIN, json={
+        "name": "P", "fiscal_year": 2027, "currency": "EUR", "approval_threshold": "1e30"}), 422)
+    assert body["errors"][0]["field"] == "approval_threshold"
+
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "L")
+    for url, cursor in ((f"/v1/lines/{ln['id']}/entries", encode_cursor("x")),
+                        (f"/v1/lines/{ln['id']}/entries", encode_cursor(1, 2)),
+                        ("/v1/fx-rates", encode_cursor("USD")),
+                        ("/v1/fx-rates", encode_cursor("USD", "EUR", "not-a-date")),
+                        ("/v1/fx-rates", "%%%")):
+        body = problem(await budget.c.get(url, params={"cursor": cursor}, headers=ADMIN), 422)
+        assert body["errors"][0]["field"] == "query.cursor", (url, cursor, body)
+
+
+async def test_a_line_tree_has_a_depth_limit(budget):
+    plan = await budget.plan()
+    parent = None
+    for depth in range(MAX_DEPTH):
+        await budget.line(plan["id"], f"D{depth}", parent=parent)
+        parent = f"D{depth}"
+    body = problem(await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=ADMIN, json={
+        "code": "TOO-DEEP", "name": "Too deep", "parent_code": parent}), 422)
+    assert body["errors"][0]["field"] == "parent_code" and f"{MAX_DEPTH} levels" in body["detail"]

@@ -12,7 +12,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy import select
 
 from shared.events import Envelope, new_event
-from tests.budget.conftest import ADMIN, Budget, start_budget
+from tests.budget.conftest import ADMIN, FINANCE, Budget, start_budget
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.db
@@ -165,3 +165,34 @@ async def test_actual_posted_event_carries_dimensions_and_date(budget):
     assert env.data["dimensions"] == {"region": "NA", "channel": "search", "campaign": "spring"}
     assert env.data["date"].startswith("2027-03-04T00:00:00") and env.data["amount"] == "120.00"
     assert env.data["vendor"] == "Google" and env.data["external_ref"] == "INV-1"
+
+
+async def test_plan_line_allocation_transfer_and_release_events_are_in_the_outbox(budget):
+    plan = await budget.plan()
+    a = await budget.line(plan["id"], "A", region="EMEA")
+    b = await budget.line(plan["id"], "B", region="NA")
+    alloc = await budget.allocate(a["id"], "500.00")
+    tr = await budget.ok("POST", "/v1/transfers", 201, json={"from_line_id": a["id"], "to_line_id": b["id"],
+                                                            "period": "2027-03", "amount": "100.00",
+                                                            "currency": "EUR"})
+    c = (await budget.commit(a["id"], "50.00")).json()
+    await budget.ok("POST", f"/v1/commitments/{c['id']}/release", headers=FINANCE)
+    outbox = budget.runtime.infra.outbox
+    async with budget.runtime.transaction(readonly=True) as s:
+        rows = (await s.execute(select(outbox.c.subject, outbox.c.payload).order_by(outbox.c.seq))).all()
+    events: dict[str, list[Envelope]] = {}
+    for subject, payload in rows:
+        events.setdefault(subject, []).append(Envelope.from_json(payload))
+
+    (activated,) = events["budget.plan.activated"]
+    assert activated.subject_id == plan["id"] and activated.data["plan_id"] == plan["id"]
+    created = {e.data["code"]: e.data for e in events["budget.line.created"]}
+    assert created["A"]["dimensions"] == {"region": "EMEA"} and created["B"]["line_id"] == b["id"]
+    (allocated,) = events["budget.allocation.posted"]
+    assert allocated.data["entry_id"] == alloc["id"] and allocated.data["amount"] == "500.00"
+    (moved,) = events["budget.transfer.posted"]
+    assert (moved.data["from_line_id"], moved.data["to_line_id"], moved.data["amount"]) == (a["id"], b["id"],
+                                                                                            "100.00")
+    assert moved.data["transfer_id"] == tr["id"]
+    (released,) = events["budget.commitment.released"]
+    assert released.subject_id == c["id"] and released.data["status"] == "released"

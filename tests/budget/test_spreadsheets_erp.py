@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -60,13 +61,18 @@ async def test_one_bad_row_rejects_the_whole_file_and_every_bad_row_is_reported(
         "PER,,Bad period,,2026-12,5.00,EUR\n"
         ",,No code,,,,\n"
         "FX,,No rate,,2027-03,5.00,USD\n"
+        f"LONG,,{'n' * 201},,,,\n"
+        "a b/c,,Bad code,,,,\n"
+        f"CH,,Long channel,{'c' * 101},,,\n"
+        "HUGE,,Huge,,2027-03,1e999999999,EUR\n"
     )
     r = await budget.c.post(f"/v1/plans/{plan['id']}/import", content=body, headers={**ADMIN, "content-type": CSV})
     report = problem(r, 422)
-    assert [row["row"] for row in report["rows"]] == [3, 4, 5, 6, 7, 8, 9]
+    assert [row["row"] for row in report["rows"]] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     fields = {e["field"] for e in report["errors"]}
     assert {"rows[3].amount", "rows[4].currency", "rows[5].amount", "rows[6].parent_code", "rows[7].period",
-            "rows[8].code", "rows[9].currency"} <= fields
+            "rows[8].code", "rows[9].currency", "rows[10].name", "rows[11].code", "rows[12].channel",
+            "rows[13].amount"} <= fields
     assert "nothing was imported" in report["detail"]
     async with budget.runtime.transaction(readonly=True) as s:
         assert await s.scalar(select(func.count()).select_from(lines).where(lines.c.plan_id == plan["id"])) == 0
@@ -119,3 +125,37 @@ async def test_erp_purchase_orders_upsert_commitments_idempotently_and_invoices_
                                                                              "budget_line": "NOPE"}), 422)
     assert body["errors"][0]["field"] == "budget_line"
     problem(await budget.c.post("/v1/erp/purchase-orders", headers=who("marketer"), json=po), 403)
+
+
+async def test_the_same_erp_document_delivered_several_times_at_once_is_written_once(budget):
+    """ERPs retry: copies of one purchase order, or of one invoice, arriving together all succeed, one of
+    them as the creation (201) and the others as replays (200); nothing is written twice."""
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "MARTECH")
+    await budget.allocate(ln["id"], "10000.00")
+    po = {"action": "created", "po_number": "PO-77", "revision": 1, "fiscal_year": 2027, "budget_line": "MARTECH",
+          "period": "2027-03", "amount": "4000.00", "currency": "EUR", "vendor": "Acme"}
+    answers = await asyncio.gather(*(budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP)
+                                     for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [200, 200, 200, 201], [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    inv = {"invoice_number": "INV-77", "po_number": "PO-77", "fiscal_year": 2027, "budget_line": "MARTECH",
+           "period": "2027-03", "amount": "1000.00", "currency": "EUR", "vendor": "Acme"}
+    answers = await asyncio.gather(*(budget.c.post("/v1/erp/invoices", json=inv, headers=ERP) for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [200, 200, 200, 201], [r.text for r in answers]
+    bal = await budget.balance(ln["id"])
+    assert bal["committed"] == "3000.00" and bal["spent"] == "1000.00" and bal["available"] == "6000.00"
+    async with budget.runtime.transaction(readonly=True) as s:
+        assert await s.scalar(select(func.count()).select_from(entries).where(entries.c.kind == "actual")) == 1
+
+
+async def test_two_commitments_racing_for_one_external_ref_are_201_and_409_never_500(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "EVENTS")
+    await budget.allocate(ln["id"], "1000.00")
+    answers = await asyncio.gather(*(budget.commit(ln["id"], "10.00", external_ref="PO-RACE") for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 409:
+            problem(r, 409)
+    assert (await budget.balance(ln["id"]))["committed"] == "10.00"

@@ -1,0 +1,37 @@
+"""Cursors: opaque to callers, and a hand-edited one is a 422 naming query.cursor, never a 500."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from shared.errors import Invalid
+from shared.pagination import decode_cursor, encode_cursor
+
+
+def test_a_cursor_decodes_to_its_key_converted_part_by_part() -> None:
+    at = dt.datetime(2027, 3, 1, 12, 30, tzinfo=dt.UTC)
+    assert decode_cursor(encode_cursor(at.isoformat(), "id-9"), dt.datetime.fromisoformat, str) == [at, "id-9"]
+    assert decode_cursor(encode_cursor(42), int) == [42]
+    assert decode_cursor(encode_cursor("a", 1)) == ["a", 1]  # no shape: as stored
+    assert decode_cursor(None, int) is None and decode_cursor("", int) is None
+
+
+@pytest.mark.parametrize("cursor", [
+    encode_cursor("x"),                      # not an int
+    encode_cursor(1, 2),                     # one part too many
+    encode_cursor(),                         # none at all
+    encode_cursor(None),                     # null
+    "not base64 at all %%%",
+    "eyJhIjoxfQ",                            # {"a":1}: JSON, not a list
+])
+def test_a_hand_made_cursor_is_a_422_naming_the_cursor(cursor: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        decode_cursor(cursor, int)
+    assert caught.value.errors[0].field == "query.cursor"
+
+
+def test_a_cursor_whose_date_does_not_parse_is_a_422() -> None:
+    with pytest.raises(Invalid):
+        decode_cursor(encode_cursor("2027-13-45", "id"), dt.datetime.fromisoformat, str)
