@@ -48,7 +48,7 @@ from shared.db import SINGLE_ACTION, has_run_anything, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal
-from shared.money import EXPONENTS, convert, exponent, fmt, parse_decimal, to_minor
+from shared.money import EXPONENTS, MAX_MINOR, convert, exponent, fmt, parse_decimal, to_minor
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
 
@@ -635,6 +635,9 @@ class Ledger:
         minor = convert(original, currency, p.currency, r)
         if minor <= 0:
             raise Invalid.on(field_name, f"{amount} {currency} is less than one minor unit of {p.currency}")
+        if minor >= MAX_MINOR:
+            raise Invalid.on(field_name, f"{amount} {currency} is {fmt(minor, p.currency)} {p.currency}, more than one "
+                                         f"amount may be")
         return Money(original, currency, minor, str(r))
 
     # ------------------------------------------------------------ posting machinery

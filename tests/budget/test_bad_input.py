@@ -128,3 +128,18 @@ async def test_a_line_tree_has_a_depth_limit(budget):
     body = problem(await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=ADMIN, json={
         "code": "TOO-DEEP", "name": "Too deep", "parent_code": parent}), 422)
     assert body["errors"][0]["field"] == "parent_code" and f"{MAX_DEPTH} levels" in body["detail"]
+
+
+async def test_an_amount_too_large_once_converted_to_the_plan_currency_is_422(budget):
+    plan = await budget.plan(currency="JPY")
+    ln = await budget.line(plan["id"], "L")
+    await budget.ok("POST", "/v1/fx-rates", 201, json={"base": "USD", "quote": "JPY", "date": "2027-01-01",
+                                                       "rate": "160"})
+    before = await counts(budget)
+    body = problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
+        "line_id": ln["id"], "period": "2027-03", "amount": "99999999999999.99", "currency": "USD"}), 422)
+    assert body["errors"][0]["field"] == "amount" and "JPY" in body["detail"]
+    ok = await budget.ok("POST", "/v1/allocations", 201, json={
+        "line_id": ln["id"], "period": "2027-03", "amount": "1000.00", "currency": "USD"})
+    assert ok["amount"] == "160000"
+    assert (await counts(budget))[0] == before[0] + 1
