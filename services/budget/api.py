@@ -63,7 +63,8 @@ async def create_plan(body: schemas.PlanIn, request: Request, who: Principal = D
 
 @router.get("/plans", tags=["plans"])
 async def list_plans(limit: int = Limit, cursor: str | None = None, status: str | None = None,
-                     fiscal_year: int | None = None, rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
+                     fiscal_year: int | None = Query(None, ge=2000, le=2100),
+                     rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         items, nxt = await ledger_of(rt).list_plans(s, limit=limit, cursor=cursor, status=status,
                                                     fiscal_year=fiscal_year)

@@ -59,7 +59,7 @@ CODE_MAX, NAME_MAX, MAX_TAGS, MAX_DEPTH = 100, 200, 50, 40  # depth: the path co
 DIMENSION_MAX = {"region": 100, "channel": 100, "campaign": 200, "cost_center": 100, "owner": 200}
 # FX rates (quote per base) are kept as text; beyond these bounds a rate is a typo.
 RATE_MIN, RATE_MAX, RATE_DIGITS = Decimal("1e-12"), Decimal("1e12"), 20
-PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+PERIOD_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])", re.ASCII)  # fullmatch: no trailing newline
 BUCKETS = ("allocated", "committed", "pending", "spent")
 OPEN_STATUSES = ("pending_approval", "committed")
 THRESHOLDS = (80, 100)
@@ -126,7 +126,7 @@ def periods_of(fiscal_year: int) -> list[str]:
 
 
 def check_period(plan: Row, period: str, field_name: str = "period") -> str:
-    if not isinstance(period, str) or not PERIOD_RE.match(period):
+    if not isinstance(period, str) or not PERIOD_RE.fullmatch(period):
         raise Invalid.on(field_name, f"{period!r} is not a period; use YYYY-MM such as {plan.fiscal_year}-03")
     if int(period[:4]) != plan.fiscal_year:
         raise Invalid.on(field_name, f"{period} is outside plan {plan.name!r} (fiscal year {plan.fiscal_year})")

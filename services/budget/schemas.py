@@ -55,7 +55,7 @@ class LineIn(Strict):
 
 
 class MoneyIn(Strict):
-    period: Period = Field(pattern=r"^\d{4}-\d{2}$", examples=["2027-03"])
+    period: Period = Field(pattern=r"^[0-9]{4}-[0-9]{2}$", examples=["2027-03"])
     amount: DecimalStr = Field(examples=["50000.00"])
     currency: CurrencyCode
     date: dt.date | None = Field(default=None, description="Defaults to the first day of the period.")
@@ -103,10 +103,10 @@ class PurchaseOrderIn(BaseModel):
 
     action: Literal["created", "changed", "cancelled"]
     po_number: str = Field(min_length=1, max_length=200)
-    revision: int = Field(ge=0)
+    revision: int = Field(ge=0, le=2**31 - 1)
     fiscal_year: int | None = Field(default=None, ge=2000, le=2100)
     budget_line: str | None = Field(default=None, max_length=100)
-    period: Period | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    period: Period | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
     amount: DecimalStr | None = None
     currency: CurrencyCode | None = None
     vendor: str | None = Field(default=None, max_length=200)
@@ -124,7 +124,7 @@ class InvoiceIn(BaseModel):
     po_number: str | None = Field(default=None, max_length=200)
     fiscal_year: int = Field(ge=2000, le=2100)
     budget_line: str = Field(min_length=1, max_length=100)
-    period: Period = Field(pattern=r"^\d{4}-\d{2}$")
+    period: Period = Field(pattern=r"^[0-9]{4}-[0-9]{2}$")
     amount: DecimalStr
     currency: CurrencyCode
     vendor: str | None = Field(default=None, max_length=200)

@@ -143,3 +143,18 @@ async def test_an_amount_too_large_once_converted_to_the_plan_currency_is_422(bu
         "line_id": ln["id"], "period": "2027-03", "amount": "1000.00", "currency": "USD"})
     assert ok["amount"] == "160000"
     assert (await counts(budget))[0] == before[0] + 1
+
+
+async def test_periods_in_other_digits_and_oversized_query_values_are_422_and_write_nothing(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "L")
+    before = await counts(budget)
+    for period in ("２０２７-03", "٢٠٢٧-03", "2027-03\n"):
+        body = problem(await budget.c.post("/v1/commitments", headers=ADMIN, json={
+            "line_id": ln["id"], "period": period, "amount": "1.00", "currency": "EUR"}), 422)
+        assert body["errors"][0]["field"] == "period", (period, body)
+        if "\n" not in period:  # (a client cannot put a raw newline in a URL)
+            problem(await budget.c.post(f"/v1/plans/{plan['id']}/periods/{period}/close", headers=ADMIN), 422)
+    assert await counts(budget) == before
+    assert "٢٠٢٧-03" not in (await budget.ok("GET", f"/v1/plans/{plan['id']}"))["closed_periods"]
+    problem(await budget.c.get("/v1/plans", params={"fiscal_year": "3000000000"}, headers=ADMIN), 422)
