@@ -15,6 +15,7 @@ from gateway.models import WebhookDelivery
 from gateway.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut, DeliveryList, DeliveryOut, WebhookAccepted
 from shared.db import utcnow
 from shared.errors import Forbidden, Invalid
+from shared.http import JsonRoute
 from shared.identity import Principal
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
 
@@ -42,7 +43,7 @@ async def authorized(request: Request) -> Principal:
     return principal
 
 
-router = APIRouter(prefix="/gateway/v1", tags=["gateway"], dependencies=[Depends(authorized)])
+router = APIRouter(prefix="/gateway/v1", tags=["gateway"], dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreated,

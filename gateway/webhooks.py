@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 
 from gateway.models import WebhookDelivery
@@ -88,7 +88,7 @@ def verify(
 
 def parse(body: bytes) -> tuple[str, dict[str, Any]]:
     try:
-        doc = json.loads(body)
+        doc = orjson.loads(body)  # refuses lone surrogates, NaN and invalid UTF-8, as the services do
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid.on("body", f"not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):

@@ -15,6 +15,8 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_CURSOR = 1024  # characters; the longest key this API encodes is a few hundred
+INT64 = range(-(2**63), 2**63)  # what a BIGINT column can compare with
 
 
 class Page(BaseModel, Generic[T]):
@@ -30,22 +32,31 @@ def encode_cursor(*key: Any) -> str:
 def decode_cursor(cursor: str | None, *shape: Callable[[Any], Any]) -> list[Any] | None:
     """The sort key a cursor holds. With `shape` (one converter per part, e.g. `int`, `str`,
     `dt.date.fromisoformat`) the key must have exactly those parts and each must convert: a cursor
-    that was edited by hand is a 422 naming `query.cursor`, never an error deeper down."""
+    that was edited by hand is a 422 naming `query.cursor`, never an error deeper down (an integer
+    part must also fit the BIGINT it is compared with)."""
     if not cursor:
         return None
+    if len(cursor) > MAX_CURSOR:
+        raise _foreign()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise Invalid.on("query.cursor", "is not a cursor this API issued") from exc
+    except (ValueError, RecursionError) as exc:
+        raise _foreign() from exc
     if not isinstance(value, list) or (shape and len(value) != len(shape)):
-        raise Invalid.on("query.cursor", "is not a cursor this API issued")
+        raise _foreign()
     if shape:
         try:
             value = [convert(part) for convert, part in zip(shape, value, strict=True)]
         except (TypeError, ValueError, OverflowError) as exc:
-            raise Invalid.on("query.cursor", "is not a cursor this API issued") from exc
+            raise _foreign() from exc
+        if any(isinstance(part, int) and part not in INT64 for part in value):
+            raise _foreign()
     return value
+
+
+def _foreign() -> Invalid:
+    return Invalid.on("query.cursor", "is not a cursor this API issued")
 
 
 def page_of(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:

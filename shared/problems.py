@@ -92,6 +92,12 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":  # loc is ("body", offset): name the body, keep the offset
+            at = err.get("loc", ("body", "?"))[-1]
+            reason = (err.get("ctx") or {}).get("error", "malformed")
+            out.append({"field": "body", "message": f"is not valid JSON (at character {at}: {reason})",
+                        "code": "json_invalid"})
+            continue
         msg = err.get("msg", "invalid")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]

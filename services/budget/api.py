@@ -22,10 +22,11 @@ from services.budget.ledger import Ledger, plan_view
 from shared.app import Runtime, get_runtime
 from shared.db import is_unique_violation
 from shared.errors import Conflict, Invalid
+from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 PLANNERS = ("mops", "finance")
 SPENDERS = ("mops", "finance", "marketer", "partner")
@@ -41,15 +42,6 @@ def ledger_of(rt: Runtime) -> Ledger:
 
 def etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
-
-
-def parse_if_match(value: str | None) -> int:
-    if value is None:
-        raise HTTPException(428, "PATCH needs an If-Match header with the version you last read, e.g. If-Match: \"3\".")
-    raw = value.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
-        raise Invalid.on("header.If-Match", f"{value!r} is not a version this API issued")
-    return int(raw)
 
 
 # ---------------------------------------------------------------- plans
@@ -84,7 +76,7 @@ async def get_plan(plan_id: str, rt: Runtime = Depends(get_runtime)) -> JSONResp
 async def patch_plan(plan_id: str, body: schemas.PlanPatch, if_match: str | None = Header(None),
                      who: Principal = Depends(require_roles(*PLANNERS)),
                      rt: Runtime = Depends(get_runtime)) -> JSONResponse:
-    expected = parse_if_match(if_match)
+    expected = parse_if_match(if_match, required=True, what="plan")
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     for key in ("name", "overspend_policy"):
         if key in changes and changes[key] is None:

@@ -44,6 +44,7 @@ from services.budget.models import (
     lines,
     plans,
 )
+from shared.csvtext import read_csv
 from shared.db import SINGLE_ACTION, has_run_anything, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
@@ -1314,8 +1315,7 @@ class Ledger:
         p = await self.plan(s, plan_id)
         if p.status == "closed":
             raise Conflict(f"Plan {p.name!r} is closed.")
-        reader = csv.DictReader(io.StringIO(text))
-        headers = [h.strip() for h in (reader.fieldnames or [])]
+        headers, records = read_csv(text)
         known = {"code", "parent_code", "name", "period", "amount", "currency", "tags", "dimensions", *DIMENSIONS}
         errs = Errors()
         missing = {"code"} - set(headers)
@@ -1337,7 +1337,7 @@ class Ledger:
         def bad(row_no: int, fname: str, message: str) -> None:
             bad_rows[row_no].append({"field": fname, "message": message})
 
-        for i, raw in enumerate(reader, start=2):
+        for i, raw in enumerate(records, start=2):
             row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
             if None in raw:
                 bad(i, "row", "has more cells than the header")
@@ -1450,7 +1450,7 @@ class Ledger:
                 await self._write(s, who, p, [leg], check=False, group_id=leg.id)
                 await self.outbox.add(s, "budget.allocation.posted", leg.id, self._entry_event(leg, p))
                 posted += 1
-        return {"plan_id": p.id, "rows": sum(1 for _ in csv.DictReader(io.StringIO(text))),
+        return {"plan_id": p.id, "rows": len(records),
                 "lines_created": len(created), "lines_updated": len(updates), "allocations_posted": posted}
 
     async def export_csv(self, s: AsyncSession, who: Principal, plan_id: str, start: str | None,

@@ -15,10 +15,11 @@ from services.kpi.schemas import ConversionsIn, MeasurementsIn, MetricIn, Metric
 from shared.app import Runtime, get_runtime
 from shared.db import utcnow
 from shared.errors import Invalid
+from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 definers = require_roles("mops")  # admin always may
 feeders = require_roles("mops", "partner")
@@ -27,15 +28,6 @@ quality_readers = require_roles("mops", "analyst")
 
 def _ingestor(rt: Runtime) -> Ingestor:
     return rt.extras["ingestor"]
-
-
-def _if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise Invalid.on("header.If-Match", "must be the metric's version, e.g. \"3\"")
-    return int(text)
 
 
 # ---------------------------------------------------------------- metric definitions
@@ -74,7 +66,7 @@ async def metric_versions(key: str, rt: Runtime = Depends(get_runtime)):
 @router.put("/metrics/{key}")
 async def put_metric(key: str, body: MetricPut, p: Principal = Depends(definers),
                      if_match: str | None = Header(None), rt: Runtime = Depends(get_runtime)):
-    version = _if_match(if_match)
+    version = parse_if_match(if_match)
     async with rt.transaction() as s:
         d = await metrics.update_definition(s, key, body.model_dump(), p, version)
     return JSONResponse(d.as_dict(), headers={"ETag": f'"{d.version}"'})

@@ -10,10 +10,8 @@ in `rejected` with its index and reason, the others are accepted.
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from services.kpi.models import (
     rollups_monthly,
     seen_values,
 )
+from shared.csvtext import read_csv
 from shared.db import Database, utcnow
 from shared.errors import Invalid
 from shared.identity import Principal
@@ -846,16 +845,14 @@ CSV_FIELDS = {"type", "value", "time", "source", "external_id"}
 
 def csv_items(text: str) -> list[dict[str, Any]]:
     """CSV rows to measurement items: known columns by name, every other column is a dimension."""
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
+    header, rows = read_csv(text)
+    if not header:
         raise Invalid.on("body", "the CSV has no header row")
-    header = [h.strip() for h in reader.fieldnames]
     missing = {"type", "value", "time"} - set(header)
     if missing:
         raise Invalid.on("body", f"the CSV header lacks column(s): {', '.join(sorted(missing))}")
-    reader.fieldnames = header
     items: list[dict[str, Any]] = []
-    for row in reader:
+    for row in rows:
         if len(items) >= MAX_BATCH:
             raise Invalid.on("body", f"at most {MAX_BATCH:,} rows per import")
         item: dict[str, Any] = {}

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry import catalog, schemas
 from services.registry.stack import Stack, mermaid, tool_view
 from shared.app import Runtime, get_runtime
-from shared.errors import Invalid
+from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 # Who may write what (admin always may): the catalogue is marketing operations' job, contracts are
 # finance's too, and partners (SSO/SCIM exports) may post usage. Everyone else reads.
@@ -31,19 +31,6 @@ YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 def stack_of(rt: Runtime) -> Stack:
     return rt.extras["stack"]
-
-
-def parse_if_match(value: str | None, *, required: bool) -> int | None:
-    """`If-Match: "3"` (or W/"3", or 3) -> 3; a PATCH without one is refused with 428."""
-    if value is None:
-        if required:
-            raise HTTPException(428, "Send If-Match with the version you read (the ETag of GET), so a stale "
-                                     "write is refused instead of overwriting someone else's change.")
-        return None
-    raw = value.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
-        raise Invalid.on("header.If-Match", f"{value!r} is not a version this API issued (e.g. \"3\")")
-    return int(raw)
 
 
 def with_etag(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
@@ -90,7 +77,7 @@ async def get_tool(tool_id: str, rt: Runtime = Depends(get_runtime)) -> Response
 async def update_tool(tool_id: str, body: schemas.ToolPatch, p: Principal = Depends(catalog_writer),
                       rt: Runtime = Depends(get_runtime),
                       if_match: str | None = Header(None, alias="If-Match")) -> Response:
-    version = parse_if_match(if_match, required=True)
+    version = parse_if_match(if_match, required=True, what="tool")
     async with rt.transaction() as s:
         view = await stack_of(rt).update_tool(s, tool_id, body, version, p.subject)  # type: ignore[arg-type]
     return with_etag(view)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.registry import schemas
 from services.registry.models import Contract, Integration, Tool
 from services.registry.stack import Stack
+from shared.csvtext import read_csv
 from shared.errors import Conflict, Errors, FieldError, Invalid
 from shared.money import fmt
 
@@ -49,14 +50,14 @@ def parse_csv(raw: bytes) -> list[schemas.CatalogDocument]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Invalid.on("body", f"the CSV is not UTF-8 text: {exc}") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "name" not in reader.fieldnames or "category" not in reader.fieldnames:
+    header, rows = read_csv(text)
+    if "name" not in header or "category" not in header:
         raise Invalid.on("body", f"the CSV needs a header row with at least name and category; columns: "
                                  f"{', '.join(CSV_COLUMNS)}")
-    unknown = [c for c in reader.fieldnames if c not in CSV_COLUMNS]
+    unknown = [c for c in header if c not in CSV_COLUMNS]
     if unknown:
         raise Invalid.on("body", f"unknown CSV column(s) {', '.join(unknown)}; columns: {', '.join(CSV_COLUMNS)}")
-    return _validate(list(reader), "rows", _row_document)
+    return _validate(rows, "rows", _row_document)
 
 
 def _row_document(row: dict[str, Any]) -> schemas.CatalogDocument:

@@ -24,10 +24,11 @@ from services.workflow.schemas import (
 )
 from shared.app import Runtime, get_runtime
 from shared.errors import Invalid, NotFound
+from shared.http import JsonRoute, parse_if_match
 from shared.identity import ROLES, Principal, current_principal, require_roles
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 configurers = require_roles("mops")
 writers = require_roles(*(r for r in ROLES if r != "analyst"))
@@ -44,15 +45,6 @@ def engine_of(runtime: Runtime) -> Engine:
 
 async def get_engine(rt: Runtime = Depends(get_runtime)) -> Engine:
     return engine_of(rt)
-
-
-def _if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip().strip('W/').strip('"')
-    if not text.isdigit():
-        raise Invalid.on("header.If-Match", "must be the instance's version, e.g. \"3\"")
-    return int(text)
 
 
 def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
@@ -157,7 +149,7 @@ async def resubmit(instance_id: str, body: ResubmitIn | None = None, if_match: s
                    engine: Engine = Depends(get_engine)):
     body = body or ResubmitIn()
     async with rt.transaction() as s:
-        return await engine.resubmit(s, instance_id, p, body.context, body.comment, _if_match(if_match))
+        return await engine.resubmit(s, instance_id, p, body.context, body.comment, parse_if_match(if_match))
 
 
 @router.post("/instances/{instance_id}/cancel")
@@ -165,7 +157,7 @@ async def cancel(instance_id: str, body: CommentIn | None = None, if_match: str 
                  p: Principal = Depends(writers), rt: Runtime = Depends(get_runtime),
                  engine: Engine = Depends(get_engine)):
     async with rt.transaction() as s:
-        return await engine.cancel(s, instance_id, p, (body or CommentIn()).comment, _if_match(if_match))
+        return await engine.cancel(s, instance_id, p, (body or CommentIn()).comment, parse_if_match(if_match))
 
 
 @router.post("/instances/{instance_id}/comments", status_code=201)

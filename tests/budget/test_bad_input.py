@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -158,3 +160,71 @@ async def test_periods_in_other_digits_and_oversized_query_values_are_422_and_wr
     assert await counts(budget) == before
     assert "٢٠٢٧-03" not in (await budget.ok("GET", f"/v1/plans/{plan['id']}"))["closed_periods"]
     problem(await budget.c.get("/v1/plans", params={"fiscal_year": "3000000000"}, headers=ADMIN), 422)
+
+
+async def test_a_lone_surrogate_in_any_json_field_is_a_422_on_the_body_and_writes_nothing(budget):
+    # The standard library's JSON parser let "\ud800" through; no database, event or answer can
+    # encode it, so it was a 500 wherever a field had no pattern (ids, tags, memos).
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "L")
+    await budget.allocate(ln["id"], "100.00")
+    before = await counts(budget)
+    json_in = {**ADMIN, "Content-Type": "application/json"}
+    move = {"period": "2027-03", "amount": "1.00", "currency": "EUR"}
+    for url, doc in (("/v1/transfers", {**move, "from_line_id": ln["id"], "to_line_id": "\ud800"}),
+                     ("/v1/actuals", {**move, "line_id": ln["id"], "commitment_id": "\udfff"}),
+                     ("/v1/commitments", {**move, "line_id": "\ud800x"}),
+                     (f"/v1/plans/{plan['id']}/lines", {"code": "T", "name": "T", "tags": ["\ud800"]}),
+                     (f"/v1/plans/{plan['id']}/lines", {"code": "T", "name": "T", "parent_id": "\ud800"})):
+        body = json.dumps(doc)  # ensure_ascii: the surrogate travels as the escape "\\ud800"
+        answer = problem(await budget.c.post(url, headers=json_in, content=body.encode()), 422)
+        assert answer["errors"][0]["field"] == "body", (url, answer)
+    assert await counts(budget) == before
+    assert [x["code"] for x in (await budget.ok("GET", f"/v1/plans/{plan['id']}/lines"))["items"]] == ["L"]
+    # A surrogate pair is one character (here an emoji), and welcome.
+    ok = await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=json_in,
+                             content=b'{"code": "E", "name": "\\ud83d\\ude80 launch"}')
+    assert ok.status_code == 201 and ok.json()["name"] == "\U0001f680 launch", ok.text
+
+
+async def test_if_match_must_be_an_ascii_version_in_range(budget):
+    plan = await budget.plan(activate=False)
+    # Header bytes arrive as Latin-1: b"\xb2" is "²", which str.isdigit() accepts and int() refuses.
+    for value in (b'"\xb2"', '"٣"'.encode(), b'"' + b"9" * 5000 + b'"', b'"99999999999"', b'"-1"'):
+        body = problem(await budget.c.patch(f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": value},
+                                            json={"name": "Renamed"}), 422)
+        assert body["errors"][0]["field"] == "header.If-Match", (value, body)
+    assert (await budget.ok("GET", f"/v1/plans/{plan['id']}"))["name"] == "FY27 Global"
+
+
+async def test_cursors_beyond_bigint_are_422_on_both_databases(budget):
+    plan = await budget.plan()
+    ln = await budget.line(plan["id"], "L")
+    for cursor in (encode_cursor(10**30), encode_cursor(1e308), encode_cursor(-(2**63) - 1)):
+        body = problem(await budget.c.get(f"/v1/lines/{ln['id']}/entries", params={"cursor": cursor},
+                                          headers=ADMIN), 422)
+        assert body["errors"][0]["field"] == "query.cursor"
+
+
+async def test_csv_with_bare_carriage_returns_imports_and_an_oversized_cell_is_422(budget):
+    plan = await budget.plan()
+    csv_in = {**ADMIN, "Content-Type": "text/csv"}
+    r = await budget.c.post(f"/v1/plans/{plan['id']}/import", headers=csv_in,
+                            content=b"code,name,period,amount,currency\rA,Alpha,2027-03,10.00,EUR\rB,Beta,,,\r")
+    assert r.status_code == 200 and r.json()["lines_created"] == 2, r.text
+    before = await counts(budget)
+    body = problem(await budget.c.post(f"/v1/plans/{plan['id']}/import", headers=csv_in,
+                                       content=b'code,name\nC,"' + b"x" * 200_000 + b'"\n'), 422)
+    assert body["errors"][0]["field"] == "body" and "field limit" in body["detail"]
+    assert await counts(budget) == before
+
+
+async def test_a_commitment_with_a_bad_period_on_a_require_approval_plan_is_422(budget):
+    plan = await budget.plan(policy="require_approval", threshold="50.00")
+    ln = await budget.line(plan["id"], "L")
+    await budget.allocate(ln["id"], "10.00")
+    before = await counts(budget)
+    for period in ("2027-13", "２０２７-03", "2026-12", "2027-3"):
+        body = problem(await budget.commit(ln["id"], "500.00", period=period), 422)
+        assert body["errors"][0]["field"] == "period", (period, body)
+    assert await counts(budget) == before

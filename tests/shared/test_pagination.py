@@ -35,3 +35,26 @@ def test_a_hand_made_cursor_is_a_422_naming_the_cursor(cursor: str) -> None:
 def test_a_cursor_whose_date_does_not_parse_is_a_422() -> None:
     with pytest.raises(Invalid):
         decode_cursor(encode_cursor("2027-13-45", "id"), dt.datetime.fromisoformat, str)
+
+
+@pytest.mark.parametrize("cursor", [
+    encode_cursor(10**30),                   # beyond BIGINT: PostgreSQL would refuse the comparison
+    encode_cursor(2**63),
+    encode_cursor(1e308),                    # a float that converts to a 309-digit int
+    encode_cursor(float("inf")),
+    "W" * 5000,                              # longer than any cursor this API issues
+])
+def test_a_cursor_out_of_bigint_range_or_too_long_is_a_422(cursor: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        decode_cursor(cursor, int)
+    assert caught.value.errors[0].field == "query.cursor"
+    assert decode_cursor(encode_cursor(2**63 - 1), int) == [2**63 - 1]
+
+
+def test_a_deeply_nested_cursor_is_a_422_not_a_recursion_error(monkeypatch) -> None:
+    import base64
+
+    monkeypatch.setattr("shared.pagination.MAX_CURSOR", 10**6)  # past the length cap, the parser's own limit
+    cursor = base64.urlsafe_b64encode(b"[" * 100_000).decode()
+    with pytest.raises(Invalid):
+        decode_cursor(cursor, int)
