@@ -7,13 +7,14 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from gateway.models import ApiKey, WebhookDelivery
+from shared.bounds import Instant
 
 
 class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["erp-sync"])
     roles: list[str] = Field(min_length=1, examples=[["partner"]])
     scopes: list[str] = Field(default_factory=list, examples=[["region:EMEA"]])
-    expires_at: dt.datetime | None = Field(default=None, description="Timezone-aware; null for no expiry.")
+    expires_at: Instant | None = Field(default=None, description="With a UTC offset; null for no expiry.")
 
 
 class ApiKeyOut(BaseModel):

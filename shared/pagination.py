@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from shared.bounds import check_instant
 from shared.errors import Invalid
 
 T = TypeVar("T")
@@ -53,6 +55,12 @@ def decode_cursor(cursor: str | None, *shape: Callable[[Any], Any]) -> list[Any]
         if any(isinstance(part, int) and part not in INT64 for part in value):
             raise _foreign()
     return value
+
+
+def instant(part: str) -> dt.datetime:
+    """A cursor's datetime part: ISO 8601 with an offset, inside shared.bounds (naive or out of range
+    would fail only when bound to the query)."""
+    return check_instant(dt.datetime.fromisoformat(part))
 
 
 def _foreign() -> Invalid:

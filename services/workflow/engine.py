@@ -28,7 +28,7 @@ from shared.app import Runtime
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.identity import ROLES, Principal
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, encode_cursor, instant
 
 FINISHED = ("approved", "rejected", "cancelled")
 WARNING, BREACH = "workflow.sla.warning", "workflow.sla.breach"
@@ -604,7 +604,7 @@ class Engine:
             q = q.where(instances.c.definition_key == definition_key)
         if subject_id:
             q = q.where(instances.c.subject_id == subject_id)
-        after = decode_cursor(cursor, dt.datetime.fromisoformat, str)
+        after = decode_cursor(cursor, instant, str)
         if after:
             at = after[0]
             q = q.where(or_(instances.c.started_at < at,
@@ -643,7 +643,7 @@ class Engine:
         now = utcnow()
         far = dt.datetime.max.replace(tzinfo=dt.UTC)
         rows.sort(key=lambda t: (t["due_at"] or far, t["id"]))
-        after = decode_cursor(cursor, dt.datetime.fromisoformat, str)
+        after = decode_cursor(cursor, instant, str)
         if after:
             key = (after[0], after[1])
             rows = [t for t in rows if (t["due_at"] or far, t["id"]) > key]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from gateway.keys import hash_key
 from gateway.models import ApiKey
+from shared.pagination import encode_cursor
 from tests.gateway.conftest import assert_problem, bearer
 
 pytestmark = pytest.mark.db
@@ -90,6 +91,22 @@ async def test_only_admins_manage_keys_and_input_is_validated(gw, token):
                                                                      "expires_at": "2099-01-01T00:00:00"},
                                         headers=admin), 422)
     assert body["errors"][0]["field"] == "expires_at"
+    # Near the end of Python's dates, converting to UTC overflowed (a 500 when the row was bound).
+    body = assert_problem(await gw.post("/gateway/v1/api-keys", json={"name": "x", "roles": ["partner"],
+                                                                     "expires_at": "9999-12-31T23:59:59-01:00"},
+                                        headers=admin), 422)
+    assert body["errors"][0]["field"] == "expires_at" and "2999-12-31" in body["detail"]
+    async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+        assert await s.scalar(select(func.count()).select_from(ApiKey)) == 0
+
+
+async def test_hand_made_cursors_are_422(gw, token):
+    admin = bearer(token("admin"))
+    for url in ("/gateway/v1/api-keys", "/gateway/v1/webhook-deliveries"):
+        for key in (["2027-01-01", "x"], ["2027-01-01T00:00:00", "x"], ["0001-01-01T00:00:00+01:00", "x"],
+                    ["9999-12-31T23:59:59.999999", "x"]):
+            r = await gw.get(url, params={"cursor": encode_cursor(*key)}, headers=admin)
+            assert assert_problem(r, 422)["errors"][0]["field"] == "query.cursor", (url, key)
 
 
 async def test_list_is_paginated(gw, token):

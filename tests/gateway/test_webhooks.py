@@ -85,6 +85,11 @@ async def test_bad_signature_stale_timestamp_and_missing_headers_are_401(gw, ups
     assert "Delivery" in assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)["detail"]
     body, headers = signed("erp", doc, "x7")
     assert_problem(await gw.post("/webhooks/unknown", content=body, headers=headers), 404)
+    for ts in ("9" * 400, "１７００000000", "-1", "1e9"):  # 400 digits overflowed a float: a 500 before any check
+        body, headers = signed("erp", doc, "x9")
+        headers["X-Pitcrew-Timestamp"] = ts
+        r = await gw.post("/webhooks/erp", content=body, headers={k: v.encode() for k, v in headers.items()})
+        assert "Timestamp" in assert_problem(r, 401)["detail"], ts
     # Within the window is fine.
     body, headers = signed("erp", doc, "x8", ts=int(time.time()) - 250)
     assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
