@@ -83,6 +83,26 @@ def is_unique_violation(exc: BaseException) -> bool:
     return getattr(orig, "sqlite_errorname", None) in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
 
 
+# What each named CHECK constraint means, in words for the caller (filled by the services' models).
+CHECK_RULES: dict[str, str] = {}
+
+
+def describe_check(name: str, text: str) -> None:
+    CHECK_RULES[name] = text
+
+
+def violated_check(exc: BaseException) -> str | None:
+    """The name of the CHECK constraint a database error reports (PostgreSQL SQLSTATE 23514,
+    SQLite's CHECK constraint), or None for any other error."""
+    orig = getattr(exc, "orig", exc)
+    for err in (getattr(orig, "__cause__", None), orig):  # asyncpg's own error names the constraint
+        if getattr(err, "sqlstate", None) == "23514":
+            return getattr(err, "constraint_name", None) or ""
+    if getattr(orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_CHECK":
+        return str(orig).rpartition("CHECK constraint failed: ")[2]
+    return None
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 from shared.bounds import check_instant
@@ -42,12 +43,14 @@ def decode_cursor(cursor: str | None, *shape: Callable[[Any], Any]) -> list[Any]
         raise _foreign()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))  # refuses lone surrogates
     except (ValueError, RecursionError) as exc:
         raise _foreign() from exc
     if not isinstance(value, list) or (shape and len(value) != len(shape)):
         raise _foreign()
     if shape:
+        if any(convert is int and type(part) is not int for convert, part in zip(shape, value, strict=True)):
+            raise _foreign()  # (a float, beyond 64 bits when parsed, or a bool: never what this API wrote)
         try:
             value = [convert(part) for convert, part in zip(shape, value, strict=True)]
         except (TypeError, ValueError, OverflowError) as exc:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors
-from shared.db import is_unique_violation
+from shared.db import CHECK_RULES, is_unique_violation, violated_check
 
 log = structlog.get_logger("pitcrew.problems")
 
@@ -148,6 +148,12 @@ def install(app: FastAPI) -> None:
             return problem(503, "The database connection was lost while handling this request; retry it "
                                 "(with the same Idempotency-Key, if it creates something).",
                            headers={"Retry-After": "1"}, instance=request.url.path)
+        rule = violated_check(exc)
+        if rule is not None:
+            # A rule the database keeps (a CHECK constraint): the state this change would reach is
+            # not allowed, and the transaction rolled back whole.
+            return problem(409, CHECK_RULES.get(rule, f"This change would break the rule {rule!r}; nothing "
+                                                      "was written."), instance=request.url.path)
         if is_unique_violation(exc):
             # A concurrent request created the same thing (a code, a reference) first; its
             # transaction won and this one rolled back whole.

@@ -537,24 +537,26 @@ class Ledger:
                       start: str | None, end: str | None, today: dt.date | None = None) -> dict[str, Any]:
         p = await self.plan(s, plan_id)
         start, end = period_range(p, start, end)
-        # Grouped in the database from the running balances: per line over the range, then per dimension
-        # value (JSON extraction on 1,000 lines, not on the ledger). Scopes become WHERE clauses.
+        # From the running balances: summed per line over the range in the database (at most 12 months,
+        # so inside BIGINT), then per dimension value here, where integers do not overflow (SQLite's
+        # sum() over a thousand lines could). Scopes become WHERE clauses.
         b = balances.c
         per_line = (select(b.line_id, func.sum(b.own_allocated).label("a"), func.sum(b.own_committed).label("c"),
                            func.sum(b.own_pending).label("p"), func.sum(b.own_spent).label("s"))
                     .where(b.plan_id == p.id, b.period >= start, b.period <= end).group_by(b.line_id).subquery())
         key = _dimension(group_by) if group_by else literal(None)
-        q = (select(key.label("k"), func.sum(per_line.c.a), func.sum(per_line.c.c), func.sum(per_line.c.p),
-                    func.sum(per_line.c.s))
-             .select_from(per_line.join(lines, lines.c.id == per_line.c.line_id)).group_by(key))
+        q = (select(key.label("k"), per_line.c.a, per_line.c.c, per_line.c.p, per_line.c.s)
+             .select_from(per_line.join(lines, lines.c.id == per_line.c.line_id)))
         for dim in sorted({sc.partition(":")[0] for sc in who.scopes if ":" in sc}):
             q = q.where(_dimension(dim).in_(sorted(who.scope_values(dim) or ())))
+        by_key: dict[Any, Figures] = defaultdict(Figures)
+        for row in (await s.execute(q)).all():
+            by_key[row.k].add(Figures(*(int(v or 0) for v in row[1:])))
         groups: dict[Any, Figures] = {}
         total = Figures()
-        for row in (await s.execute(q)).all():
-            fig = Figures(*(int(v or 0) for v in row[1:]))
+        for k, fig in by_key.items():
             if fig.allocated or fig.committed or fig.pending or fig.spent:  # a group appears once it has money
-                groups[row.k] = fig
+                groups[k] = fig
                 total.add(fig)
         elapsed = _elapsed_share(start, end, today or utcnow().date())
         items = [

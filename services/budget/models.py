@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     Date,
     ForeignKey,
@@ -24,7 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from shared.db import JSONType, UTCDateTime, make_metadata
+from shared.db import JSONType, UTCDateTime, describe_check, make_metadata
+from shared.money import MAX_MINOR
 from shared.tables import attach
 
 metadata = make_metadata()
@@ -75,6 +77,14 @@ lines = Table(
 )
 Index("ix_lines_code", lines.c.code)
 
+# Each running figure stays below one amount's limit: any realistic month fits, and the sums the
+# reads make (12 months of a line, thresholds times 100) stay far inside BIGINT. Without it, enough
+# postings overflowed BIGINT on PostgreSQL (a 500) and silently became a float on SQLite.
+FIGURES_IN_RANGE = " AND ".join(
+    f"{c} > -{MAX_MINOR} AND {c} < {MAX_MINOR}"
+    for c in ("allocated", "committed", "pending", "spent", "own_allocated", "own_committed", "own_pending",
+              "own_spent"))
+
 balances = Table(
     "balances",
     metadata,
@@ -89,8 +99,13 @@ balances = Table(
     Column("own_committed", Minor, nullable=False),
     Column("own_pending", Minor, nullable=False),
     Column("own_spent", Minor, nullable=False),
+    CheckConstraint(FIGURES_IN_RANGE, name="figures_in_range"),
 )
 Index("ix_balances_plan_period", balances.c.plan_id, balances.c.period)
+describe_check("ck_balances_figures_in_range",
+               f"A line's figures for one month (allocated, committed, pending, spent) must stay within "
+               f"+-{MAX_MINOR:.0e} minor units of the plan currency; this change would take one past that, "
+               f"so nothing was written.")
 
 commitments = Table(
     "commitments",

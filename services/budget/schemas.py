@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.budget.ledger import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
+from shared.bounds import Day, Int32
 from shared.money import CurrencyCode, DecimalStr
 
 Period = str  # "2027-03": checked against the plan by the domain, which knows its fiscal year
@@ -92,7 +93,7 @@ class ReverseIn(Strict):
 class FxRateIn(Strict):
     base: CurrencyCode
     quote: CurrencyCode
-    date: dt.date
+    date: Day
     rate: DecimalStr
 
 
@@ -103,7 +104,7 @@ class PurchaseOrderIn(BaseModel):
 
     action: Literal["created", "changed", "cancelled"]
     po_number: str = Field(min_length=1, max_length=200)
-    revision: int = Field(ge=0, le=2**31 - 1)
+    revision: Int32
     fiscal_year: int | None = Field(default=None, ge=2000, le=2100)
     budget_line: str | None = Field(default=None, max_length=100)
     period: Period | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")

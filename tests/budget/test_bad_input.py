@@ -228,3 +228,49 @@ async def test_a_commitment_with_a_bad_period_on_a_require_approval_plan_is_422(
         body = problem(await budget.commit(ln["id"], "500.00", period=period), 422)
         assert body["errors"][0]["field"] == "period", (period, body)
     assert await counts(budget) == before
+
+
+async def test_fx_rate_dates_lie_within_the_bounds_every_service_takes(budget):
+    for day in ("9999-12-31", "0001-01-01", "1899-12-31", "3000-01-01"):
+        body = problem(await budget.c.post("/v1/fx-rates", headers=ADMIN, json={
+            "base": "USD", "quote": "EUR", "date": day, "rate": "0.9"}), 422)
+        assert body["errors"][0]["field"] == "date" and "2999-12-31" in body["detail"], (day, body)
+    assert (await budget.ok("GET", "/v1/fx-rates"))["items"] == []
+
+
+async def test_a_month_of_a_line_holds_at_most_what_one_amount_may_be_and_summaries_never_overflow(budget):
+    # Two allocations just under the limit of one amount overflowed nothing alone, but ten of them
+    # overflowed BIGINT on PostgreSQL (a 500) and turned the balance into a float on SQLite.
+    plan = await budget.plan()
+    parent = await budget.line(plan["id"], "P")
+    a = await budget.line(plan["id"], "A", parent="P")
+    b = await budget.line(plan["id"], "B", parent="P")
+    top = "99999999999999.99"
+    await budget.allocate(a["id"], top)
+    before = await counts(budget)
+    for line_id in (a["id"], b["id"]):  # A's own month, then P's subtree month (B's own would fit)
+        body = problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
+            "line_id": line_id, "period": "2027-03", "amount": "0.01", "currency": "EUR"}), 409)
+        assert "minor units" in body["detail"], body
+    assert await counts(budget) == before
+    assert (await budget.balance(parent["id"]))["allocated"] == top
+    assert (await budget.balance(b["id"]))["allocated"] == "0.00"
+
+    # A plan of many lines at the limit in every month: its summary sums far past BIGINT.
+    rows = [f"L{i},Line {i},2027-{m:02d},{top},EUR" for i in range(80) for m in range(1, 13)]
+    csv_in = {**ADMIN, "Content-Type": "text/csv"}
+    big = await budget.plan()
+    r = await budget.c.post(f"/v1/plans/{big['id']}/import", headers=csv_in,
+                            content=("code,name,period,amount,currency\n" + "\n".join(rows) + "\n").encode())
+    assert r.status_code == 200, r.text
+    total = (await budget.ok("GET", f"/v1/plans/{big['id']}/summary"))["total"]
+    assert total["allocated"] == f"{80 * 12 * 9999999999999999 // 100}.{80 * 12 * 9999999999999999 % 100:02d}"
+
+
+async def test_a_hand_made_cursor_with_a_lone_surrogate_is_422(budget):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b'["\\ud800"]').decode()
+    for url in ("/v1/plans", "/v1/fx-rates"):
+        body = problem(await budget.c.get(url, params={"cursor": cursor}, headers=ADMIN), 422)
+        assert body["errors"][0]["field"] == "query.cursor"

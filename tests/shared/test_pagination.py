@@ -42,6 +42,8 @@ def test_a_cursor_whose_date_does_not_parse_is_a_422() -> None:
     encode_cursor(2**63),
     encode_cursor(1e308),                    # a float that converts to a 309-digit int
     encode_cursor(float("inf")),
+    encode_cursor(True),                     # a bool is an int to Python, never to this API
+    encode_cursor(-(2**63) - 1),             # parsed as a float that rounds into range: refused, not rounded
     "W" * 5000,                              # longer than any cursor this API issues
 ])
 def test_a_cursor_out_of_bigint_range_or_too_long_is_a_422(cursor: str) -> None:
@@ -58,3 +60,13 @@ def test_a_deeply_nested_cursor_is_a_422_not_a_recursion_error(monkeypatch) -> N
     cursor = base64.urlsafe_b64encode(b"[" * 100_000).decode()
     with pytest.raises(Invalid):
         decode_cursor(cursor, int)
+
+
+def test_a_cursor_holding_a_lone_surrogate_is_a_422() -> None:
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b'["\\ud800"]').decode()  # JSON text with the escape, as a client could make
+    with pytest.raises(Invalid):
+        decode_cursor(cursor, str)
+    with pytest.raises(Invalid):
+        decode_cursor(cursor)
