@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from services.budget import schemas
-from services.budget.ledger import Ledger, plan_view
+from services.budget.ledger import Ledger, Raced, plan_view
 from shared.app import Runtime, get_runtime
 from shared.db import is_unique_violation
 from shared.errors import Conflict, Invalid
@@ -284,14 +284,16 @@ async def erp_invoice(body: schemas.InvoiceIn, who: Principal = Depends(require_
 async def _erp_delivery(rt: Runtime, ingest: Callable[[Any], Awaitable[tuple[Any, bool]]]) -> tuple[Any, bool]:
     """One ERP document in one transaction. The same document delivered twice at once (ERPs retry) makes
     the later one trip on the first one's key (the PO's external_ref, the invoice number); run again, it
-    finds the document and answers as the replay it is, instead of a 409 or 500 that the ERP would retry."""
-    try:
-        async with rt.transaction() as s:
-            return await ingest(s)
-    except (DBAPIError, Conflict) as exc:
-        raced = is_unique_violation(exc) if isinstance(exc, DBAPIError) else any(
-            e.field == "external_ref" and e.code == "duplicate" for e in exc.errors)
-        if not raced:
-            raise
+    finds the document and answers as the replay it is, instead of a 409 or 500 that the ERP would retry.
+    A document whose commitment a concurrent request moved or decided (`Raced`) runs again the same way."""
+    for _attempt in range(2):
+        try:
+            async with rt.transaction() as s:
+                return await ingest(s)
+        except (DBAPIError, Conflict) as exc:
+            raced = is_unique_violation(exc) if isinstance(exc, DBAPIError) else isinstance(exc, Raced) or any(
+                e.field == "external_ref" and e.code == "duplicate" for e in exc.errors)
+            if not raced:
+                raise
     async with rt.transaction() as s:
         return await ingest(s)

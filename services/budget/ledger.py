@@ -190,6 +190,15 @@ class Leg:
     id: str = field(default_factory=new_id)
 
 
+class Raced(Conflict):
+    """A commitment moved (line, period) or was decided between this request's first read and its lock.
+    Nothing was written; the same request, run again, sees the new state (the ERP ingest does so)."""
+
+    def __init__(self, commitment_id: str):
+        super().__init__(f"Commitment {commitment_id} changed while this request ran; nothing was written, "
+                         "retry it.")
+
+
 @dataclass
 class Figures:
     allocated: int = 0
@@ -1020,11 +1029,15 @@ class Ledger:
 
     async def _open_commitment(self, s: AsyncSession, who: Principal | None, commitment_id: str
                                ) -> tuple[Row, Row, Row, dict[tuple[str, str], Row]]:
-        """Lock the commitment's balances, then the commitment itself (always in that order)."""
+        """Lock the commitment's balances, then the commitment itself (always in that order), and make
+        sure it still sits where the balances were locked."""
         c = await self.commitment(s, commitment_id)
         ln, p = await self._line_and_plan(s, who, c.line_id)
         locked = await self._lock(s, [(ln, c.period)])
-        return await self.commitment(s, commitment_id, lock=True), ln, p, locked
+        now = await self.commitment(s, commitment_id, lock=True)
+        if (now.line_id, now.period) != (c.line_id, c.period):
+            raise Raced(commitment_id)
+        return now, ln, p, locked
 
     async def approve(self, s: AsyncSession, who: Principal, commitment_id: str) -> dict[str, Any]:
         c, ln, p, locked = await self._open_commitment(s, who, commitment_id)
@@ -1072,6 +1085,9 @@ class Ledger:
         external_revision: int | None, vendor: str | None, memo: str | None,
     ) -> dict[str, Any]:
         """Move an open commitment to a new amount, line or period: release the old hold, hold the new one."""
+        if ln.plan_id != c.plan_id:
+            raise Invalid.on("budget_line", f"line {ln.code!r} is in another plan than the order's commitment; "
+                                            "an order cannot move between plans (cancel it and raise a new one)")
         p = await self.plan(s, ln.plan_id)
         old_ln = await self.line(s, None, c.line_id)
         if c.status not in OPEN_STATUSES:
@@ -1080,7 +1096,13 @@ class Ledger:
         await self._postable(s, p, c.period, None)
         m = await self.money(s, p, amount, currency, on)
         await self._lock(s, [(old_ln, c.period), (ln, period)])
-        c = await self.commitment(s, c.id, lock=True)
+        read, c = c, await self.commitment(s, c.id, lock=True)
+        # Decided, moved or changed by a concurrent request since the first read: judge again under the lock.
+        if (c.line_id, c.period, c.status) != (read.line_id, read.period, read.status):
+            raise Raced(c.id)
+        if external_revision is not None and c.external_revision is not None \
+                and external_revision <= c.external_revision:
+            return commitment_view(c, p, await self.line(s, None, c.line_id))  # a newer revision won
         if m.minor < c.consumed_minor:
             raise Invalid.on("amount", f"is below the {fmt(c.consumed_minor, p.currency)} {p.currency} already "
                                        "invoiced against this order")
@@ -1130,7 +1152,9 @@ class Ledger:
                     external_ref=external_ref, vendor=vendor, memo=memo)]
         consume = 0
         if c is not None:
-            c = await self.commitment(s, c.id, lock=True)
+            read, c = c, await self.commitment(s, c.id, lock=True)
+            if (c.line_id, c.period) != (read.line_id, read.period):
+                raise Raced(c.id)  # moved since the first read: its balances are not the ones locked
             if c.status != "committed":
                 raise Conflict(f"Commitment {c.id} is {c.status}; actuals can only consume a committed commitment.")
             if c.period != period:
@@ -1235,7 +1259,10 @@ class Ledger:
             if existing is None:
                 raise NotFound(f"No commitment for purchase order {po!r}.")
             c, ln, p, locked = await self._open_commitment(s, who, existing.id)
+            if c.external_revision is not None and revision <= c.external_revision:
+                return commitment_view(c, p, ln), False  # a newer revision won meanwhile
             if c.status in OPEN_STATUSES:
+                await self._postable(s, p, c.period, None)  # a closed month refuses the release, as the API does
                 c = await self._release_locked(s, who, c, ln, p, locked)
             c = await self._set_status(s, c, c.status, None, external_revision=revision)
             return commitment_view(c, p, ln), False

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from services.budget.models import entries, lines
+from services.budget.models import balances, commitments, entries, lines
 from shared.identity import Principal
 from tests.budget.conftest import ADMIN, problem, who
 
@@ -159,3 +159,67 @@ async def test_two_commitments_racing_for_one_external_ref_are_201_and_409_never
         if r.status_code == 409:
             problem(r, 409)
     assert (await budget.balance(ln["id"]))["committed"] == "10.00"
+
+
+async def _held_matches_open_commitments(budget) -> None:
+    """Every line's own committed money is exactly the open remainder of its committed commitments."""
+    async with budget.runtime.transaction(readonly=True) as s:
+        held = dict((await s.execute(select(balances.c.line_id, func.sum(balances.c.own_committed))
+                                     .group_by(balances.c.line_id))).all())
+        c = commitments.c
+        open_ = dict((await s.execute(select(c.line_id, func.sum(c.amount_minor - c.consumed_minor))
+                                      .where(c.status == "committed").group_by(c.line_id))).all())
+    assert {k: int(v) for k, v in held.items() if v} == {k: int(v) for k, v in open_.items() if v}
+
+
+async def test_erp_changes_racing_a_release_or_each_other_keep_balances_true(budget):
+    """On PostgreSQL these raced: a change read the order before a concurrent release locked it and
+    moved money the release had just freed (committed money no order held), and of two revisions
+    sent together the older could win. Now both judge the order again under its lock."""
+    plan = await budget.plan()
+    await budget.allocate((await budget.line(plan["id"], "MARTECH"))["id"], "100000.00")
+    await budget.allocate((await budget.line(plan["id"], "EVENTS"))["id"], "100000.00")
+    for i in range(6):
+        po = {"action": "created", "po_number": f"PO-R{i}", "revision": 1, "fiscal_year": 2027,
+              "budget_line": "MARTECH", "period": "2027-03", "amount": "10.00", "currency": "EUR"}
+        cid = (await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json=po))["id"]
+        moved = {**po, "action": "changed", "revision": 9, "amount": "50.00",
+                 "budget_line": "EVENTS" if i % 2 else "MARTECH", "period": "2027-04" if i % 3 else "2027-03"}
+        release, change = await asyncio.gather(budget.c.post(f"/v1/commitments/{cid}/release", headers=ADMIN),
+                                               budget.c.post("/v1/erp/purchase-orders", headers=ERP, json=moved))
+        assert release.status_code in (200, 409) and change.status_code in (200, 409), (release.text, change.text)
+        await _held_matches_open_commitments(budget)
+
+        newer = {**po, "action": "changed", "revision": 3, "amount": "30.00"}
+        older = {**po, "po_number": f"PO-S{i}", "action": "changed", "revision": 2, "amount": "20.00"}
+        await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json={**po, "po_number": f"PO-S{i}"})
+        answers = await asyncio.gather(
+            budget.c.post("/v1/erp/purchase-orders", headers=ERP, json={**newer, "po_number": f"PO-S{i}"}),
+            budget.c.post("/v1/erp/purchase-orders", headers=ERP, json=older))
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+        async with budget.runtime.transaction(readonly=True) as s:
+            row = (await s.execute(select(commitments).where(commitments.c.external_ref == f"PO-S{i}"))).one()
+        assert (row.external_revision, row.amount_minor) == (3, 3000)
+        await _held_matches_open_commitments(budget)
+
+
+async def test_an_erp_change_cannot_move_an_order_to_another_plan_and_a_cancel_respects_closed_months(budget):
+    fy27 = await budget.plan()
+    await budget.allocate((await budget.line(fy27["id"], "MARTECH"))["id"], "1000.00")
+    fy28 = await budget.plan(year=2028)
+    await budget.line(fy28["id"], "MARTECH")
+    po = {"action": "created", "po_number": "PO-X", "revision": 1, "fiscal_year": 2027, "budget_line": "MARTECH",
+          "period": "2027-03", "amount": "10.00", "currency": "EUR"}
+    cid = (await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json=po))["id"]
+    before = await budget.ok("GET", f"/v1/commitments/{cid}")
+    body = problem(await budget.c.post("/v1/erp/purchase-orders", headers=ERP, json={
+        **po, "action": "changed", "revision": 2, "fiscal_year": 2028, "period": "2028-03"}), 422)
+    assert body["errors"][0]["field"] == "budget_line" and "another plan" in body["detail"]
+    assert await budget.ok("GET", f"/v1/commitments/{cid}") == before
+
+    await budget.ok("POST", f"/v1/plans/{fy27['id']}/periods/2027-03/close")
+    body = problem(await budget.c.post("/v1/erp/purchase-orders", headers=ERP, json={
+        "action": "cancelled", "po_number": "PO-X", "revision": 3}), 409)
+    assert "2027-03" in body["detail"]
+    assert (await budget.ok("GET", f"/v1/commitments/{cid}"))["status"] == "committed"
+    await _held_matches_open_commitments(budget)
