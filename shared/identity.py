@@ -25,6 +25,7 @@ AUDIENCE = "pitcrew-services"
 ALGORITHM = "HS256"
 
 ROLES = ("admin", "mops", "finance", "approver", "marketer", "analyst", "partner")
+SUBJECT_MAX = 200  # the width of the author columns (created_by, decided_by, ...) in every service
 
 
 @dataclass(frozen=True)

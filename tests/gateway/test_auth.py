@@ -49,6 +49,11 @@ async def test_dev_token_is_accepted_and_bad_tokens_are_401(gw, token):
         "wrong audience": hs(aud="another-api"),
         "not yet valid": hs(nbf=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)),
         "no subject": hs(sub=None),
+        # Subjects the services could not store as an author (a 500 on every write before).
+        "subject too long": hs(sub="u" * 201),
+        "subject with a lone surrogate": hs(sub="dana\ud800"),
+        "subject with a control character": hs(sub="dana\n"),
+        "scope with a lone surrogate": hs(scopes=["region:\ud800"]),
         "alg none": jwt.encode(claims(), None, algorithm="none"),
         "garbage": "not.a.jwt",
     }
