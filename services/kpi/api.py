@@ -13,6 +13,7 @@ from services.kpi import attribution, ingest, metrics
 from services.kpi.ingest import Ingestor
 from services.kpi.schemas import ConversionsIn, MeasurementsIn, MetricIn, MetricPut, RebuildIn, TargetIn, TouchpointsIn
 from shared.app import Runtime, get_runtime
+from shared.bounds import INT32_MAX, within
 from shared.db import utcnow
 from shared.errors import Invalid
 from shared.http import JsonRoute, parse_if_match
@@ -51,7 +52,8 @@ async def list_metrics(limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), cu
 
 
 @router.get("/metrics/{key}")
-async def get_metric(key: str, version: int | None = Query(None, ge=1), rt: Runtime = Depends(get_runtime)):
+async def get_metric(key: str, version: int | None = Query(None, ge=1, le=INT32_MAX),
+                     rt: Runtime = Depends(get_runtime)):
     async with rt.transaction(readonly=True) as s:
         d = await metrics.get_definition(s, key, version)
     return JSONResponse(d.as_dict(), headers={"ETag": f'"{d.version}"'})
@@ -81,7 +83,7 @@ async def metric_series(
     group_by: list[str] = Query([]),
     filter: list[str] = Query([]),
     tz: str = "UTC",
-    version: int | None = Query(None, ge=1),
+    version: int | None = Query(None, ge=1, le=INT32_MAX),
     read_from: Literal["auto", "rollup", "raw"] = "auto",
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
@@ -158,6 +160,8 @@ async def quality(since: dt.datetime | None = None, limit: int = Query(200, ge=1
     """Rejected measurements, duplicates dropped, late arrivals and first-seen values (default: 7 days)."""
     if since is not None and since.tzinfo is None:
         raise Invalid.on("query.since", "needs a UTC offset (e.g. 2027-03-01T00:00:00Z)")
+    if since is not None:
+        within(since, "query.since")
     since = since or utcnow() - dt.timedelta(days=rt.settings.quality_window_days)
     async with rt.transaction(readonly=True) as s:
         defs = await metrics.latest_definitions(s)
@@ -238,7 +242,7 @@ async def post_conversions(body: ConversionsIn, request: Request, p: Principal =
 @router.get("/attribution")
 async def get_attribution(
     model: str = "linear", from_: dt.date = Query(..., alias="from"), to: dt.date = Query(...),
-    half_life_days: float = Query(7.0, gt=0, le=3650), lookback_days: int = Query(90, ge=1, le=3650),
+    half_life_days: float = Query(7.0, ge=0.01, le=3650), lookback_days: int = Query(90, ge=1, le=3650),
     p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime),
 ):
     async with rt.transaction(readonly=True) as s:

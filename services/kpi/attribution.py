@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.kpi.ingest import canonical_dims, from_micro, to_micro
 from services.kpi.metrics import fmt
 from services.kpi.models import conversions, touchpoints
+from shared.bounds import check_date
 from shared.db import utcnow
 from shared.errors import Errors, Invalid
 from shared.identity import Principal
@@ -50,8 +51,10 @@ def weights(model: str, times: Sequence[dt.datetime], at: dt.datetime, half_life
         middle = Fraction(1, 5) / (n - 2)
         return [Fraction(2, 5)] + [middle] * (n - 2) + [Fraction(2, 5)]
     if model == "time_decay":
-        # Fraction(float) is exact, so the same inputs always give the same split.
-        return [Fraction(2.0 ** (-((at - t).total_seconds() / 86400.0) / half_life_days)) for t in times]
+        # Fraction(float) is exact, so the same inputs always give the same split. Ages count from the
+        # latest touchpoint (the shares are the same): it weighs 1, so the weights never all underflow to 0.
+        latest = max(times)
+        return [Fraction(2.0 ** (-((latest - t).total_seconds() / 86400.0) / half_life_days)) for t in times]
     raise Invalid.on("query.model", f"must be one of {', '.join(MODELS)}")
 
 
@@ -117,6 +120,11 @@ async def attribute(
     errs = Errors()
     if model not in MODELS:
         errs.add("query.model", f"must be one of {', '.join(MODELS)}")
+    for name, day in (("query.from", start), ("query.to", end)):
+        try:
+            check_date(day)
+        except ValueError as exc:
+            errs.add(name, str(exc))
     if start > end:
         errs.add("query.from", f"{start} is after to ({end})")
     if not half_life_days > 0:

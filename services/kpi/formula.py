@@ -2,8 +2,10 @@
 
 A small recursive-descent parser (never `eval`, and more precise than Python's
 own parser about *where* a formula is wrong: every error names its column).
-Evaluation is exact decimal arithmetic; a division by zero or a missing
-operand gives None, never an error.
+Evaluation is exact decimal arithmetic; a division by zero, a missing
+operand or a result of MAX_RESULT or more in absolute value gives None, never
+an error. Constants have at most MAX_DIGITS digits, and parentheses and signs
+nest at most MAX_DEPTH deep (the parser recurses on them; evaluation does not).
 
     expr    := term (("+" | "-") term)*
     term    := unary (("*" | "/") unary)*
@@ -23,6 +25,12 @@ from shared.errors import Invalid
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?|\.\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()]))")
+
+MAX_DIGITS = 20  # digits of a constant, before and after the point together
+MAX_DEPTH = 50  # parentheses and unary signs inside one another
+# Results are computed at 40 significant digits (metrics.compute), so from 10^40 on they are no longer
+# exact; they are undefined (None) instead of growing until the answer cannot be formatted.
+MAX_RESULT = Decimal(10) ** 40
 
 Node = tuple[Any, ...]  # ("num", Decimal) | ("ref", key) | ("neg", node) | ("bin", op, left, right)
 
@@ -58,6 +66,7 @@ class _Parser:
             self.tokens.append((kind, m.group(kind), m.start(kind) + 1))
             pos = m.end()
         self.i = 0
+        self.depth = 0
         self.refs: set[str] = set()
 
     def fail(self, message: str) -> None:
@@ -92,11 +101,19 @@ class _Parser:
             node = ("bin", tok[1], node, self.unary())
         return node
 
+    def nest(self, col: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"nested too deeply at column {col} (at most {MAX_DEPTH} parentheses and signs inside "
+                      "one another)")
+
     def unary(self) -> Node:
         tok = self.peek()
         if tok is not None and tok[0] == "op" and tok[1] in "+-":
             self.i += 1
+            self.nest(tok[2])
             inner = self.unary()
+            self.depth -= 1
             return ("neg", inner) if tok[1] == "-" else inner
         return self.primary()
 
@@ -107,6 +124,8 @@ class _Parser:
         kind, text, col = tok  # type: ignore[misc]
         self.i += 1
         if kind == "num":
+            if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
+                self.fail(f"the constant at column {col} has more than {MAX_DIGITS} digits")
             return ("num", Decimal(text))
         if kind == "name":
             if not valid_key(text):
@@ -117,7 +136,9 @@ class _Parser:
             self.refs.add(text)
             return ("ref", text)
         if text == "(":
+            self.nest(col)
             node = self.expr()
+            self.depth -= 1
             close = self.peek()
             if close is None or close[1] != ")":
                 where = close[2] if close else self.end_column()
@@ -138,26 +159,41 @@ def parse(source: str, field: str = "formula") -> Formula:
     return Formula(text, tree, frozenset(parser.refs))
 
 
-def _eval(node: Node, values: dict[str, Decimal | None]) -> Decimal | None:
-    kind = node[0]
-    if kind == "num":
-        return node[1]
-    if kind == "ref":
-        return values.get(node[1])
-    if kind == "neg":
-        v = _eval(node[1], values)
-        return None if v is None else -v
-    _, op, left_node, right_node = node
-    left = _eval(left_node, values)
-    right = _eval(right_node, values)
+def _eval(tree: Node, values: dict[str, Decimal | None]) -> Decimal | None:
+    """Post-order over an explicit stack: a long chain such as a + b + ... + z is a tree as deep as it
+    is long, deeper than Python's recursion limit allows."""
+    todo: list[tuple[Node, bool]] = [(tree, False)]
+    done: list[Decimal | None] = []
+    while todo:
+        node, ready = todo.pop()
+        kind = node[0]
+        if kind == "num":
+            done.append(node[1])
+        elif kind == "ref":
+            done.append(values.get(node[1]))
+        elif not ready:
+            todo.append((node, True))
+            todo.extend((child, False) for child in reversed(node[2:] if kind == "bin" else node[1:]))
+        elif kind == "neg":
+            v = done.pop()
+            done.append(None if v is None else -v)
+        else:
+            right = done.pop()
+            done.append(_apply(node[1], done.pop(), right))
+    return done[0]
+
+
+def _apply(op: str, left: Decimal | None, right: Decimal | None) -> Decimal | None:
     if left is None or right is None:
         return None
     if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    if right == 0:
+        result = left + right
+    elif op == "-":
+        result = left - right
+    elif op == "*":
+        result = left * right
+    elif right == 0:
         return None
-    return left / right
+    else:
+        result = left / right
+    return None if abs(result) >= MAX_RESULT else result

@@ -33,6 +33,7 @@ from services.kpi.models import (
     rollups_monthly,
     seen_values,
 )
+from shared.bounds import MAX_DATE, MIN_DATE, RANGE_TEXT
 from shared.csvtext import read_csv
 from shared.db import Database, utcnow
 from shared.errors import Invalid
@@ -138,8 +139,12 @@ def parse_time(value: Any) -> dt.datetime:
             raise ValueError(f"time {value!r} is not an ISO 8601 date-time") from None
     else:
         raise ValueError("time must be an ISO 8601 date-time string")
-    if t.tzinfo is None:
+    if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"time {value!r} has no UTC offset (add Z or +hh:mm)")
+    # shared.bounds, as for every instant the API takes: the calendar day in the time's own offset, checked
+    # before converting to UTC (which overflows at the ends of Python's dates, years 1 and 9999)
+    if not MIN_DATE <= t.date() <= MAX_DATE:
+        raise ValueError(f"time {value!r} must lie {RANGE_TEXT}")
     return t.astimezone(dt.UTC)
 
 
@@ -339,10 +344,10 @@ class Ingestor:
                     append(slow(i, item, principal, default_source))
                     continue
                 tz = t.tzinfo
+                if tz is None or not MIN_DATE <= t.date() <= MAX_DATE:  # the bounds: see parse_time
+                    append(slow(i, item, principal, default_source))
+                    continue
                 if tz is not _UTC:
-                    if tz is None:
-                        append(slow(i, item, principal, default_source))
-                        continue
                     t = t.astimezone(_UTC)
                 if text is None:
                     text = time_text(t)

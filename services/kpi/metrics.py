@@ -37,6 +37,7 @@ from services.kpi.models import (
     rollups_monthly,
     targets,
 )
+from shared.bounds import MAX_DATE, MIN_DATE, check_date
 from shared.db import Database, utcnow
 from shared.errors import Conflict, Errors, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.identity import Principal
@@ -119,6 +120,8 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
             errs.add("aggregation", f"a base metric needs one of: {', '.join(AGGREGATIONS)}")
         if spec.get("aggregation") == "count_distinct" and not spec.get("distinct_on"):
             errs.add("distinct_on", "count_distinct needs the dimension whose distinct values are counted")
+        elif spec.get("distinct_on") and not formulas.KEY_RE.match(spec["distinct_on"]):
+            errs.add("distinct_on", "must be a dimension name (lower-case letters, digits and _)")
         if spec.get("formula"):
             errs.add("formula", "a base metric has no formula (use kind \"derived\")")
         out["formula"], out["depends_on"] = None, []
@@ -337,6 +340,11 @@ def window(start: dt.date, end: dt.date, grain: str, tz: str = "UTC") -> Window:
     errs = Errors()
     if grain not in GRAINS and grain != "period":
         errs.add("query.grain", f"must be one of {', '.join(GRAINS)}")
+    for name, day in (("query.from", start), ("query.to", end)):
+        try:
+            check_date(day)
+        except ValueError as exc:
+            errs.add(name, str(exc))
     if start > end:
         errs.add("query.from", f"{start} is after to ({end})")
     try:
@@ -357,15 +365,17 @@ def window(start: dt.date, end: dt.date, grain: str, tz: str = "UTC") -> Window:
     return Window(start, end, grain, tz, starts)
 
 
-PERIOD_RE = re.compile(r"^(\d{4})(?:-(Q[1-4]|\d{2}))?$")
+PERIOD_RE = re.compile(r"([0-9]{4})(?:-(Q[1-4]|[0-9]{2}))?")  # ASCII digits, matched whole (fullmatch)
 
 
 def parse_period(period: str, field_name: str = "period") -> tuple[dt.date, dt.date]:
-    """"2027", "2027-Q1" or "2027-03" -> first and last day."""
-    m = PERIOD_RE.match(period or "")
+    """"2027", "2027-Q1" or "2027-03" -> first and last day; years within shared.bounds (1900-2999)."""
+    m = PERIOD_RE.fullmatch(period or "")
     if not m:
         raise Invalid.on(field_name, f"{period!r} is not a period like 2027, 2027-Q1 or 2027-03")
     year, part = int(m.group(1)), m.group(2)
+    if not MIN_DATE.year <= year <= MAX_DATE.year:
+        raise Invalid.on(field_name, f"{period!r}: the year must lie between {MIN_DATE.year} and {MAX_DATE.year}")
     if part is None:
         return dt.date(year, 1, 1), dt.date(year, 12, 31)
     if part.startswith("Q"):
@@ -685,8 +695,8 @@ def _topological(plan: Plan) -> list[Definition]:
 
 def fmt(value: Decimal | None, unit: str) -> str | None:
     """Decimal string for the API: at most 6 decimals (banker's rounding), currency with at least 2."""
-    if value is None:
-        return None
+    if value is None or not value.is_finite() or abs(value) >= formulas.MAX_RESULT:
+        return None  # undefined, or too large to be exact (see formula.MAX_RESULT)
     with decimal.localcontext(prec=60):
         q = value.quantize(Q6, rounding=ROUND_HALF_EVEN)
     if q == 0:
@@ -837,9 +847,10 @@ def _elapsed(start: dt.date, end: dt.date, now: dt.datetime) -> float:
 
 def project(plan: Plan, env: dict[str, Decimal | None], elapsed: float) -> Decimal | None:
     """Linear pacing: additive bases scaled to the whole period, ratios and averages re-evaluated."""
-    if elapsed <= 0:
+    rounded = round(elapsed, 9)
+    if rounded <= 0:  # (a period that began less than a nanoth of its length ago rounds to 0)
         return None
-    factor = Decimal(1) / Decimal(str(round(elapsed, 9)))
+    factor = Decimal(1) / Decimal(str(rounded))
     projected: dict[str, Decimal | None] = {}
     with decimal.localcontext(prec=40):
         for d in _topological(plan):
@@ -903,7 +914,10 @@ async def evaluate_targets(
         rows = (await s.execute(select(targets).where(t.at_risk_published_at.is_(None)))).all()
     published: list[str] = []
     for row in rows:
-        start, end = parse_period(row.period)
+        try:
+            start, end = parse_period(row.period)
+        except Invalid:
+            continue  # stored before periods were bounded (e.g. "9999"): no verdict, and the other targets' run goes on
         elapsed = _elapsed(start, end, now)
         if not (min_elapsed <= elapsed < 1):
             continue

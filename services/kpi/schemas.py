@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from shared.bounds import Day, Instant
 from shared.money import DecimalStr
 
 Unit = Literal["count", "currency", "percent", "duration"]
@@ -47,7 +47,7 @@ class MeasurementsIn(BaseModel):
 
 class TouchpointIn(_Strict):
     journey_id: str = Field(min_length=1, max_length=200)
-    time: AwareDatetime
+    time: Instant
     channel: str = Field(min_length=1, max_length=100)
     campaign: str | None = Field(default=None, max_length=200)
 
@@ -58,7 +58,7 @@ class TouchpointsIn(_Strict):
 
 class ConversionIn(_Strict):
     journey_id: str = Field(min_length=1, max_length=200)
-    time: AwareDatetime
+    time: Instant
     value: DecimalStr
     dimensions: dict[str, str] | None = None
 
@@ -75,6 +75,6 @@ class TargetIn(_Strict):
 
 
 class RebuildIn(_Strict):
-    types: list[str] | None = None
-    from_: dt.date | None = Field(default=None, alias="from")
-    to: dt.date | None = None
+    types: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=1000)
+    from_: Day | None = Field(default=None, alias="from")
+    to: Day | None = None
