@@ -23,6 +23,7 @@ from services.workflow.schemas import (
     ResubmitIn,
 )
 from shared.app import Runtime, get_runtime
+from shared.bounds import INT32_MAX, within
 from shared.errors import Invalid, NotFound
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import ROLES, Principal, current_principal, require_roles
@@ -48,16 +49,19 @@ async def get_engine(rt: Runtime = Depends(get_runtime)) -> Engine:
 
 
 def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
-    """A query date (whole day; `to` is inclusive) or an ISO datetime (UTC if no offset)."""
+    """A query date (whole day; `to` is inclusive) or an ISO datetime (UTC if no offset), within
+    shared.bounds (checked before the day is added or the instant is bound as UTC)."""
     if not value:
         return None
     try:
-        if len(value) == 10:
-            day = dt.date.fromisoformat(value) + dt.timedelta(days=1 if end else 0)
-            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed: dt.date = (dt.date.fromisoformat(value) if len(value) == 10
+                           else dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError as exc:
         raise Invalid.on(f"query.{field}", f"{value!r} is not an ISO date or datetime") from exc
+    within(parsed, f"query.{field}")
+    if not isinstance(parsed, dt.datetime):
+        day = parsed + dt.timedelta(days=1 if end else 0)
+        return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
@@ -99,8 +103,8 @@ async def list_definitions(limit: int = Limit, cursor: str | None = None, rt: Ru
 
 
 @router.get("/definitions/{key}")
-async def get_definition(key: str, version: int | None = Query(None, ge=1), rt: Runtime = Depends(get_runtime),
-                         engine: Engine = Depends(get_engine)):
+async def get_definition(key: str, version: int | None = Query(None, ge=1, le=INT32_MAX),
+                         rt: Runtime = Depends(get_runtime), engine: Engine = Depends(get_engine)):
     async with rt.transaction(readonly=True) as s:
         return definition_view(await engine.get_definition(s, key, version))
 

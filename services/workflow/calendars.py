@@ -16,18 +16,28 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from shared.bounds import MAX_DATE, check_date
 from shared.errors import Errors
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ZERO = dt.timedelta(0)
-# No calendar needs more than this many consecutive closed days; beyond it the input is wrong.
-_MAX_SCAN_DAYS = 3 * 366
+# How far business-time arithmetic looks: an SLA must end, and a context deadline lie, within this
+# many years of now. Every walk is day by day, so this also bounds what one computation costs.
+HORIZON_YEARS = 10
+HORIZON = dt.timedelta(days=HORIZON_YEARS * 366)
+# A calendar closed for longer than this (closed dates and holidays on every opening day) is a mistake.
+MAX_CLOSED_DAYS = 366
+_DAY_CACHE_SIZE = 50_000
+
+
+class CalendarError(ValueError):
+    """The calendar cannot give the business time asked for within HORIZON."""
 
 
 def _parse_clock(value: str) -> dt.timedelta:
     """'09:30' -> 9.5 h after midnight; '24:00' is allowed as the end of a day."""
     hh, sep, mm = value.partition(":")
-    if not sep or not hh.isdigit() or not mm.isdigit() or len(mm) != 2:
+    if not sep or not (hh + mm).isascii() or not hh.isdigit() or not mm.isdigit() or len(mm) != 2:
         raise ValueError(f"{value!r} is not HH:MM")
     h, m = int(hh), int(mm)
     if m > 59 or h > 24 or (h == 24 and m):
@@ -110,6 +120,9 @@ class BusinessCalendar:
     country: str | None = None
     subdivision: str | None = None
     closed_dates: frozenset[dt.date] = field(default_factory=frozenset)
+    # local date -> its business intervals: an inbox recomputes the same days for every open task
+    _days: dict[dt.date, list[tuple[dt.datetime, dt.datetime]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -124,9 +137,14 @@ class BusinessCalendar:
         closed: set[dt.date] = set()
         for i, d in enumerate(closed_dates):
             try:
-                closed.add(d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)))
+                day = d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d))
             except ValueError:
                 errors.add(f"closed_dates[{i}]", f"{d!r} is not an ISO date (YYYY-MM-DD)")
+                continue
+            try:
+                closed.add(check_date(day))
+            except ValueError as exc:
+                errors.add(f"closed_dates[{i}]", str(exc))
         errors.raise_if_any()
         assert tz is not None
         return cls(tz, parsed, country or None, subdivision or None, frozenset(closed))
@@ -137,48 +155,77 @@ class BusinessCalendar:
         return bool(self.country) and day in _public_holidays(self.country, self.subdivision, day.year)
 
     def intervals_on(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
-        """The business intervals of one local date, as UTC instants."""
-        if self.is_closed(day):
-            return []
-        midnight = dt.datetime.combine(day, dt.time(), tzinfo=self.tz)
+        """The business intervals of one local date, as UTC instants (cached: the calendar never changes)."""
+        out = self._days.get(day)
+        if out is not None:
+            return out
         out = []
-        for start, end in self.hours.get(day.weekday(), []):
-            a = _local(midnight, start, self.tz)
-            b = _local(midnight, end, self.tz)
-            if b > a:
-                out.append((a, b))
+        if not self.is_closed(day):
+            midnight = dt.datetime.combine(day, dt.time(), tzinfo=self.tz)
+            for start, end in self.hours.get(day.weekday(), []):
+                a = _local(midnight, start, self.tz)
+                b = _local(midnight, end, self.tz)
+                if b > a:
+                    out.append((a, b))
+        if len(self._days) >= _DAY_CACHE_SIZE:
+            self._days.clear()
+        self._days[day] = out
         return out
 
-    def _intervals_from(self, instant: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
-        """Business intervals that end after `instant`, in order (the first one clipped)."""
+    def longest_closure(self) -> tuple[dt.date, dt.date] | None:
+        """The longest run of days without business hours that the closed dates (with the holidays
+        around them) make, as (first, last) closed day; None when no closed date falls on an opening day."""
+        open_days = {wd for wd, spans in self.hours.items() if spans}
+        best: tuple[dt.date, dt.date] | None = None
+        seen: set[dt.date] = set()
+        for day in sorted(self.closed_dates):
+            if day in seen or day.weekday() not in open_days:
+                continue
+            first = last = day
+            while True:  # the opening days after `day` that are closed too; at most ~1,000 + holidays
+                nxt = last + dt.timedelta(days=1)
+                while nxt.weekday() not in open_days:
+                    nxt += dt.timedelta(days=1)
+                if nxt > MAX_DATE or not self.is_closed(nxt):
+                    break
+                seen.add(nxt)
+                last = nxt
+            prev = first - dt.timedelta(days=1)
+            while prev.weekday() not in open_days:
+                prev -= dt.timedelta(days=1)
+            nxt = last + dt.timedelta(days=1)
+            while nxt.weekday() not in open_days:
+                nxt += dt.timedelta(days=1)
+            run = (prev + dt.timedelta(days=1), nxt - dt.timedelta(days=1))
+            if best is None or run[1] - run[0] > best[1] - best[0]:
+                best = run
+        return best
+
+    def _intervals_from(self, instant: dt.datetime, last_day: dt.date) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        """Business intervals that end after `instant`, in order (the first one clipped), through local `last_day`."""
         day = instant.astimezone(self.tz).date() - dt.timedelta(days=1)  # a late shift may cross midnight
-        closed_run = 0
-        while True:
-            found = False
+        while day <= last_day:
             for a, b in self.intervals_on(day):
-                if b <= instant:
-                    continue
-                found = True
-                yield max(a, instant), b
-            closed_run = 0 if found else closed_run + 1
-            if closed_run > _MAX_SCAN_DAYS:
-                raise ValueError("the calendar has no business hours in the next three years")
+                if b > instant:
+                    yield max(a, instant), b
             day += dt.timedelta(days=1)
 
     def add(self, start: dt.datetime, duration: dt.timedelta) -> dt.datetime:
-        """The instant when `duration` of business time has passed after `start`."""
+        """The instant when `duration` of business time has passed after `start`; CalendarError when that
+        lies more than HORIZON ahead (too few opening hours for so long a duration)."""
         _aware(start)
         if duration < ZERO:
             raise ValueError("duration must not be negative")
         if duration == ZERO:
             return start
         left = duration
-        for a, b in self._intervals_from(start):
+        for a, b in self._intervals_from(start, start.astimezone(self.tz).date() + HORIZON):
             span = b - a
             if span >= left:
                 return (a + left).astimezone(dt.UTC)
             left -= span
-        raise AssertionError("unreachable")  # pragma: no cover - _intervals_from never ends
+        hours = round(duration.total_seconds() / 3600, 4)
+        raise CalendarError(f"{hours:g} business hours do not fit in the next {HORIZON_YEARS} years of this calendar")
 
     def between(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
         """Business time from `start` to `end` (negative when `end` is earlier)."""
@@ -187,7 +234,7 @@ class BusinessCalendar:
         if end < start:
             return -self.between(end, start)
         total = ZERO
-        for a, b in self._intervals_from(start):
+        for a, b in self._intervals_from(start, end.astimezone(self.tz).date()):
             if a >= end:
                 break
             total += min(b, end) - a

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -21,12 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflow import conditions
-from services.workflow.calendars import BusinessCalendar
+from services.workflow.calendars import HORIZON, HORIZON_YEARS, MAX_CLOSED_DAYS, BusinessCalendar, CalendarError
 from services.workflow.models import approvals, calendars, definitions, history, instances, task_seats, tasks
 from shared import timers
 from shared.app import Runtime
+from shared.bounds import MAX_DATE, check_date
 from shared.db import utcnow
-from shared.errors import Conflict, Errors, Forbidden, Invalid, NotFound, PreconditionFailed
+from shared.errors import Conflict, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.identity import ROLES, Principal
 from shared.pagination import decode_cursor, encode_cursor, instant
 
@@ -93,9 +96,13 @@ class Engine:
 
     async def create_calendar(self, s: AsyncSession, body: dict[str, Any], actor: str) -> dict[str, Any]:
         hol = body.get("holidays") or {}
-        BusinessCalendar.build(
+        cal = BusinessCalendar.build(
             body["timezone"], body["hours"], hol.get("country"), hol.get("subdivision"), body.get("closed_dates") or []
         )
+        closure = cal.longest_closure()
+        if closure and (closure[1] - closure[0]).days >= MAX_CLOSED_DAYS:
+            raise Invalid.on("closed_dates", f"leave no business hours from {closure[0]} to {closure[1]}; "
+                                             f"a calendar must open at least once in {MAX_CLOSED_DAYS} days")
         if await s.scalar(select(calendars.c.id).where(calendars.c.key == body["key"])):
             raise Conflict(f"Calendar {body['key']!r} already exists; calendars are immutable, use a new key.")
         row = {
@@ -155,6 +162,15 @@ class Engine:
             if st["name"] in names:
                 errors.add(f"stages[{i}].name", f"duplicate stage name {st['name']!r}")
             names.add(st["name"])
+        now = utcnow()
+        for i, st in enumerate(stages):  # an SLA the calendar cannot give would fail every instance
+            sla = st.get("sla") or {}
+            cal_key = sla.get("calendar") or calendar
+            if sla.get("business_hours") and not sla.get("deadline_from_context") and cal_key in known:
+                try:
+                    (await self.calendar(s, cal_key)).add(now, _hours(sla["business_hours"]))
+                except CalendarError as exc:
+                    errors.add(f"stages[{i}].sla.business_hours", f"{exc} (calendar {cal_key!r})")
         errors.raise_if_any()
         if version is None:
             current = await s.scalar(select(func.max(definitions.c.version)).where(definitions.c.key == body["key"]))
@@ -250,7 +266,7 @@ class Engine:
         }
         # Check the SLAs can be computed before writing anything (e.g. a missing notice_deadline).
         for i, stage in enumerate(definition["stages"]):
-            await self._sla_window(s, stage, context, now, f"stages[{i}]")
+            await self._sla_window(s, stage, context, now, f"stages[{i}].sla")
         await s.execute(insert(instances).values(**inst))
         await self._history(s, inst["id"], requester, "started", detail={"definition_version": definition["version"]})
         await self._publish_instance(s, inst, "started")
@@ -288,11 +304,13 @@ class Engine:
             cal = await self.calendar(s, calendar)
             if resume is not None and not sla.get("deadline_from_context") and resume["remaining"] is not None:
                 sla_seconds = resume["sla_seconds"]
-                due_at = cal.add(now, dt.timedelta(seconds=max(0, resume["remaining"])))
-                if resume["warn_remaining"] is not None and not warned:
-                    warn_at = cal.add(now, dt.timedelta(seconds=max(0, resume["warn_remaining"])))
+                with _stored_config(f"stages[{index}].sla"):
+                    due_at = cal.add(now, dt.timedelta(seconds=max(0, resume["remaining"])))
+                    if resume["warn_remaining"] is not None and not warned:
+                        warn_at = cal.add(now, dt.timedelta(seconds=max(0, resume["warn_remaining"])))
             else:
-                warn_at, due_at, sla_seconds = await self._sla_window(s, stage, inst["context"], now, "context")
+                warn_at, due_at, sla_seconds = await self._sla_window(s, stage, inst["context"], now,
+                                                                      f"stages[{index}].sla")
                 warned = warned and resume is not None
         task = {
             "id": task_id, "instance_id": inst["id"], "stage_index": index, "stage": stage["name"], "status": "open",
@@ -318,20 +336,22 @@ class Engine:
     async def _sla_window(
         self, s: AsyncSession, stage: dict[str, Any], context: dict[str, Any], now: dt.datetime, where: str,
     ) -> tuple[dt.datetime | None, dt.datetime | None, int | None]:
-        """(warn_at, due_at, business seconds) of a stage's SLA starting now."""
+        """(warn_at, due_at, business seconds) of a stage's SLA starting now; `where` names the stage's
+        sla in a Conflict when the stored definition asks more than its calendar gives."""
         sla = stage.get("sla")
         if not sla:
             return None, None, None
         cal = await self.calendar(s, sla["calendar"])
         warn_frac = Decimal(str(sla.get("warn_at") or "0.75"))
-        if sla.get("deadline_from_context"):
-            name = sla["deadline_from_context"]
-            due_at = _deadline(context.get(name), cal, f"context.{name}")
-            total = max(dt.timedelta(0), cal.between(now, due_at))
-        else:
-            total = dt.timedelta(seconds=float(Decimal(str(sla["business_hours"])) * 3600))
-            due_at = cal.add(now, total)
-        warn_at = cal.add(now, dt.timedelta(seconds=int(total.total_seconds() * float(warn_frac))))
+        with _stored_config(where):
+            if sla.get("deadline_from_context"):
+                name = sla["deadline_from_context"]
+                due_at = _deadline(context.get(name), cal, f"context.{name}", now)
+                total = cal.between(now, due_at) if due_at > now else dt.timedelta(0)
+            else:
+                total = _hours(sla["business_hours"])
+                due_at = cal.add(now, total)
+            warn_at = cal.add(now, dt.timedelta(seconds=int(total.total_seconds() * float(warn_frac))))
         if warn_at >= due_at:
             warn_at = None
         return warn_at, due_at, int(total.total_seconds())
@@ -437,7 +457,7 @@ class Engine:
         definition = await self._definition_of(s, inst)
         stage = definition["stages"][paused["stage_index"]]
         if (stage.get("sla") or {}).get("deadline_from_context"):
-            await self._sla_window(s, stage, inst["context"], now, "context")
+            await self._sla_window(s, stage, inst["context"], now, f"stages[{paused['stage_index']}].sla")
         await self._set_instance(s, inst, status="running")
         await self._history(s, instance_id, who.subject, "resubmitted", stage=paused["stage"], comment=comment,
                             detail={"context_changes": sorted(context_patch or {})})
@@ -641,7 +661,7 @@ class Engine:
         )
         rows = [dict(r) for r in (await s.execute(q)).mappings().all()]
         now = utcnow()
-        far = dt.datetime.max.replace(tzinfo=dt.UTC)
+        far = dt.datetime.combine(MAX_DATE, dt.time.max, tzinfo=dt.UTC)  # no SLA sorts last; a cursor must hold it
         rows.sort(key=lambda t: (t["due_at"] or far, t["id"]))
         after = decode_cursor(cursor, instant, str)
         if after:
@@ -667,7 +687,9 @@ class Engine:
         self, s: AsyncSession, task: dict[str, Any], inst: dict[str, Any], now: dt.datetime,
     ) -> dict[str, Any]:
         remaining = None
-        if task["due_at"] is not None and task["status"] == "open":
+        # Due times lie within HORIZON of the task's start; one beyond twice that (a row written before the
+        # bounds, or a task overdue for decades) gets no count rather than a walk over every day in between.
+        if task["due_at"] is not None and task["status"] == "open" and abs(task["due_at"] - now) <= 2 * HORIZON:
             cal = await self.calendar(s, task["calendar"])
             remaining = math.floor(cal.between(now, task["due_at"]).total_seconds() / 60)
         app_rows = (await s.execute(
@@ -948,21 +970,44 @@ def _in_scope(who: Principal, scope: dict[str, str]) -> bool:
     return True
 
 
-def _deadline(raw: Any, cal: BusinessCalendar, where: str) -> dt.datetime:
-    """A date means the end of that day in the calendar's time zone; a datetime is taken as is."""
+def _hours(business_hours: Any) -> dt.timedelta:
+    return dt.timedelta(seconds=float(Decimal(str(business_hours)) * 3600))
+
+
+@contextmanager
+def _stored_config(where: str) -> Iterator[None]:
+    """Turn a CalendarError (a stored definition asking more business time than its calendar gives
+    within calendars.HORIZON) into a 409 naming the stage's sla; the request's transaction rolls back."""
+    try:
+        yield
+    except CalendarError as exc:
+        raise Conflict(f"{where}: {exc}; publish a definition version or calendar that fits.",
+                       errors=[FieldError(where, str(exc), "unsatisfiable")]) from exc
+
+
+def _deadline(raw: Any, cal: BusinessCalendar, where: str, now: dt.datetime) -> dt.datetime:
+    """A date means the end of that day in the calendar's time zone; a datetime is taken as is (in the
+    calendar's zone without an offset). It must lie within shared.bounds and within HORIZON of now:
+    the SLA's business time is counted day by day."""
     if raw in (None, ""):
         raise Invalid.on(where, "is required by this definition's SLA (a date or datetime)")
     text = str(raw)
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text) + dt.timedelta(days=1)
-            return dt.datetime.combine(day, dt.time(), tzinfo=cal.tz).astimezone(dt.UTC)
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value: dt.date = (dt.date.fromisoformat(text) if len(text) == 10
+                          else dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError as exc:
         raise Invalid.on(where, f"{text!r} is not an ISO date or datetime") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=cal.tz)
-    return value.astimezone(dt.UTC)
+    try:
+        check_date(value)  # before any arithmetic: year 1 or 9999 plus a day or an offset overflows
+    except ValueError as exc:
+        raise Invalid.on(where, f"{text!r} {exc}") from exc
+    if isinstance(value, dt.datetime):
+        due = (value if value.tzinfo else value.replace(tzinfo=cal.tz)).astimezone(dt.UTC)
+    else:
+        due = dt.datetime.combine(value + dt.timedelta(days=1), dt.time(), tzinfo=cal.tz).astimezone(dt.UTC)
+    if abs(due - now) > HORIZON:
+        raise Invalid.on(where, f"{text!r} must lie within {HORIZON_YEARS} years of now")
+    return due
 
 
 def _sla_state(task: dict[str, Any], now: dt.datetime) -> str | None:

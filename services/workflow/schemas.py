@@ -8,12 +8,33 @@ which reports all of them at once.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shared.bounds import Version
 
 KEY = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 Name = Field(min_length=1, max_length=200)
+MAX_DEPTH = 32  # nesting of free JSON (context, conditions); the outbox's encoder stops at 255
+MAX_SLA_HOURS = 8760  # a year of round-the-clock time; longer is a typo (and must also fit calendars.HORIZON)
+
+
+def _shallow(value: Any) -> Any:
+    """Refuse JSON nested deeper than MAX_DEPTH objects/arrays (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nests deeper than {MAX_DEPTH} levels of objects and arrays")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
+User = Annotated[str, Field(min_length=1, max_length=200)]  # a seat's user: task_seats.value is VARCHAR(200)
+Json = Annotated[Any, AfterValidator(_shallow)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_shallow)]
 
 
 class Strict(BaseModel):
@@ -28,14 +49,14 @@ class HolidaysIn(Strict):
 class CalendarIn(Strict):
     key: str = Field(pattern=KEY)
     timezone: str = Field(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin")
-    hours: dict[str, Any] = Field(description='weekday -> ["09:00", "17:00"] or a list of such pairs')
+    hours: JsonObject = Field(description='weekday -> ["09:00", "17:00"] or a list of such pairs')
     holidays: HolidaysIn = Field(default_factory=HolidaysIn)
     closed_dates: list[str] = Field(default_factory=list, max_length=1000)
 
 
 class AssigneesIn(Strict):
     roles: list[str] = Field(default_factory=list, max_length=20)
-    users: list[str] = Field(default_factory=list, max_length=50)
+    users: list[User] = Field(default_factory=list, max_length=50)
     scope_from_context: list[str] = Field(
         default_factory=list, max_length=5,
         description="Context fields (e.g. region) narrowing role assignees to holders of that scope",
@@ -43,7 +64,7 @@ class AssigneesIn(Strict):
 
 
 class SlaIn(Strict):
-    business_hours: Decimal | None = Field(default=None, gt=0, le=100000)
+    business_hours: Decimal | None = Field(default=None, gt=0, le=MAX_SLA_HOURS)
     deadline_from_context: str | None = Field(default=None, min_length=1, max_length=100)
     calendar: str | None = None
     warn_at: Decimal = Field(default=Decimal("0.75"), gt=0, lt=1)
@@ -62,12 +83,12 @@ class StageIn(Strict):
     quorum: int | None = None
     sla: SlaIn | None = None
     escalation: EscalationIn | None = None
-    auto_approve: Any = Field(default=None, description="A condition; when it holds the stage approves itself")
+    auto_approve: Json = Field(default=None, description="A condition; when it holds the stage approves itself")
 
 
 class TriggerIn(Strict):
     event: str = Field(min_length=1, max_length=200)
-    conditions: Any = Field(default_factory=list)
+    conditions: Json = Field(default_factory=list)
     priority: int = Field(default=0, ge=-1000, le=1000)
 
 
@@ -88,9 +109,9 @@ class SubjectIn(Strict):
 
 class InstanceIn(Strict):
     definition_key: str = Field(min_length=1, max_length=100)
-    definition_version: int | None = Field(default=None, ge=1)
+    definition_version: Version | None = None
     subject: SubjectIn
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: JsonObject = Field(default_factory=dict)
 
 
 class CommentIn(Strict):
@@ -107,5 +128,5 @@ class DelegateIn(Strict):
 
 
 class ResubmitIn(Strict):
-    context: dict[str, Any] | None = Field(default=None, description="Fields merged into the context")
+    context: JsonObject | None = Field(default=None, description="Fields merged into the context")
     comment: str | None = Field(default=None, max_length=4000)
