@@ -39,6 +39,16 @@ MAX_DECIMAL_PLACES = 20
 # Minor units of one amount stay below this, far under BIGINT's 9.2e18, so running sums of many
 # amounts fit too (10**16 cents is a hundred trillion euros).
 MAX_MINOR = 10**16
+# FX rates (units of one currency per unit of another): beyond these a rate is a typo, and a stored
+# 1E+999999999 made every later conversion in that currency a 500.
+RATE_MIN, RATE_MAX, RATE_DIGITS = Decimal("1e-12"), Decimal("1e12"), 20
+
+
+def check_rate(rate: Decimal) -> Decimal:
+    """An FX rate within RATE_MIN..RATE_MAX with at most RATE_DIGITS significant digits, or ValueError."""
+    if not RATE_MIN <= rate <= RATE_MAX or len(rate.normalize().as_tuple().digits) > RATE_DIGITS:
+        raise ValueError(f"must be between {RATE_MIN} and {RATE_MAX} with at most {RATE_DIGITS} significant digits")
+    return rate
 
 
 def exponent(currency: str, field: str = "currency") -> int:

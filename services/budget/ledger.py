@@ -49,7 +49,7 @@ from shared.db import SINGLE_ACTION, has_run_anything, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal
-from shared.money import EXPONENTS, MAX_MINOR, convert, exponent, fmt, parse_decimal, to_minor
+from shared.money import EXPONENTS, MAX_MINOR, check_rate, convert, exponent, fmt, parse_decimal, to_minor
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
 
@@ -59,7 +59,6 @@ CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 CODE_MAX, NAME_MAX, MAX_TAGS, MAX_DEPTH = 100, 200, 50, 40  # depth: the path column holds 2000 characters of ids
 DIMENSION_MAX = {"region": 100, "channel": 100, "campaign": 200, "cost_center": 100, "owner": 200}
 # FX rates (quote per base) are kept as text; beyond these bounds a rate is a typo.
-RATE_MIN, RATE_MAX, RATE_DIGITS = Decimal("1e-12"), Decimal("1e12"), 20
 PERIOD_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])", re.ASCII)  # fullmatch: no trailing newline
 BUCKETS = ("allocated", "committed", "pending", "spent")
 OPEN_STATUSES = ("pending_approval", "committed")
@@ -595,9 +594,10 @@ class Ledger:
             raise Invalid.on("quote", "must differ from base")
         if rate <= 0:
             raise Invalid.on("rate", "must be greater than zero")
-        if not RATE_MIN <= rate <= RATE_MAX or len(rate.normalize().as_tuple().digits) > RATE_DIGITS:
-            raise Invalid.on("rate", f"must be between {RATE_MIN} and {RATE_MAX} with at most {RATE_DIGITS} "
-                                     "significant digits")
+        try:
+            check_rate(rate)
+        except ValueError as exc:
+            raise Invalid.on("rate", str(exc)) from exc
         key = and_(fx_rates.c.base == base, fx_rates.c.quote == quote, fx_rates.c.rate_date == date)
         values = dict(rate=str(rate), created_by=who.subject, created_at=utcnow())
         if await s.scalar(select(func.count()).select_from(fx_rates).where(key)):

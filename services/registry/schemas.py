@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.money import CurrencyCode, DecimalStr
+from shared.bounds import Day, Int32
+from shared.money import CurrencyCode, DecimalStr, check_rate
 
 Lifecycle = Literal["evaluating", "pilot", "active", "sunsetting", "retired"]
 TimeClass = Literal["tolerate", "invest", "migrate", "eliminate"]
@@ -18,6 +20,7 @@ IntegrationStatus = Literal["active", "planned", "broken", "retired"]
 Source = Literal["sso", "scim", "manual"]
 
 Name = Field(min_length=1, max_length=200)
+NOTICE_DAYS_MAX = 3650  # ten years: a longer notice period is a typo
 
 
 class Strict(BaseModel):
@@ -94,7 +97,7 @@ class ToolPatch(Strict):
     def _caps(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _tags(value)
 
-    @field_validator("name", "category", "personal_data", "sso")
+    @field_validator("name", "vendor", "category", "capabilities", "personal_data", "sso")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
@@ -135,14 +138,14 @@ class ToolOut(BaseModel):
 class ContractTermsIn(Strict):
     """A contract term as the catalogue and the API describe it (without the tool)."""
 
-    start: dt.date
-    end: dt.date
+    start: Day
+    end: Day
     billing_period: BillingPeriod = "annual"
     cost: DecimalStr = Field(ge=0)
     currency: CurrencyCode
-    seats: int | None = Field(default=None, ge=0)
+    seats: Int32 | None = None
     auto_renew: bool = False
-    notice_days: int = Field(default=0, ge=0, le=3650)
+    notice_days: int = Field(default=0, ge=0, le=NOTICE_DAYS_MAX)
     budget_line_code: str | None = Field(default=None, max_length=100)
     external_ref: str | None = Field(default=None, max_length=200)
 
@@ -154,14 +157,14 @@ class ContractIn(ContractTermsIn):
 class RenewIn(Strict):
     """The next term; anything left out is carried over (dates: the same length, right after)."""
 
-    start: dt.date | None = None
-    end: dt.date | None = None
+    start: Day | None = None
+    end: Day | None = None
     billing_period: BillingPeriod | None = None
     cost: DecimalStr | None = Field(default=None, ge=0)
     currency: CurrencyCode | None = None
-    seats: int | None = Field(default=None, ge=0)
+    seats: Int32 | None = None
     auto_renew: bool | None = None
-    notice_days: int | None = Field(default=None, ge=0, le=3650)
+    notice_days: int | None = Field(default=None, ge=0, le=NOTICE_DAYS_MAX)
     budget_line_code: str | None = Field(default=None, max_length=100)
 
 
@@ -195,9 +198,9 @@ class ContractOut(BaseModel):
 
 class UtilizationIn(Strict):
     tool_id: str = Field(min_length=1, max_length=36)
-    date: dt.date
-    seats_purchased: int | None = Field(default=None, ge=0)
-    active_users: int = Field(ge=0)
+    date: Day
+    seats_purchased: Int32 | None = None
+    active_users: Int32
     source: Source
 
 
@@ -223,6 +226,11 @@ class IntegrationIn(IntegrationFields):
 class FxRateIn(Strict):
     currency: CurrencyCode
     rate: DecimalStr = Field(gt=0, description="units of the base currency one unit of `currency` is worth")
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: Decimal) -> Decimal:
+        return check_rate(value)  # the same rule as the budget service's rates
 
 
 # --- the YAML catalogue (Backstage catalog-info style) -------------------------------------------

@@ -34,9 +34,10 @@ from services.registry.models import (
 )
 from services.registry.settings import Settings
 from shared import timers
+from shared.bounds import MAX_DATE, MIN_DATE, RANGE_TEXT, check_date
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, Invalid, NotFound, PreconditionFailed
-from shared.money import convert, fmt, to_minor
+from shared.money import MAX_MINOR, convert, fmt, to_minor
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
 
@@ -235,9 +236,9 @@ class Stack:
             query = query.where(Tool.lifecycle == lifecycle)
         if team:
             query = query.where(Tool.owner_team == team)
-        key = decode_cursor(cursor)
+        key = decode_cursor(cursor, _text, _text)
         if key:
-            name, last_id = _cursor_pair(key)
+            name, last_id = key
             query = query.where((Tool.name > name) | ((Tool.name == name) & (Tool.id > last_id)))
         if capability:
             # Capabilities live in a JSON list; filter in Python so both backends agree.
@@ -252,9 +253,9 @@ class Stack:
     ) -> tuple[list[dict[str, Any]], str | None]:
         await self.get_tool(s, tool_id)
         query = select(ToolHistory).where(ToolHistory.tool_id == tool_id).order_by(ToolHistory.seq)
-        key = decode_cursor(cursor)
+        key = decode_cursor(cursor, _integer)
         if key:
-            query = query.where(ToolHistory.seq > _int_cursor(key))
+            query = query.where(ToolHistory.seq > key[0])
         rows = list((await s.scalars(query.limit(limit + 1))).all())
         page, next_cursor = page_of(rows, limit, lambda h: (h.seq,))
         return [
@@ -272,7 +273,8 @@ class Stack:
             errors.add("tool_id", f"no tool with id {body.tool_id!r}", "unknown_tool")
         elif tool.lifecycle == "retired":
             errors.add("tool_id", f"{tool.name} is retired; a retired tool takes no new contracts", "retired_tool")
-        cost_minor = self._validate_terms(body.start, body.end, body.cost, body.currency, errors)
+        cost_minor = self._validate_terms(body.start, body.end, body.billing_period, body.cost, body.currency,
+                                          body.notice_days, errors)
         errors.raise_if_any()
         assert tool is not None and cost_minor is not None
         now = utcnow()
@@ -289,15 +291,33 @@ class Stack:
         return contract_view(contract, tool)
 
     def _validate_terms(
-        self, start: dt.date, end: dt.date, cost: Decimal, currency: str, errors: Errors
+        self, start: dt.date, end: dt.date, billing_period: str, cost: Decimal, currency: str, notice_days: int,
+        errors: Errors,
     ) -> int | None:
+        """Check a term (also one a renewal computed) and return its cost in minor units. Its dates stay
+        within shared.bounds, so the deadline and the next term can be computed; its amounts stay below
+        MAX_MINOR, so they fit their BIGINT columns and budget can commit them."""
+        dates_ok = True
+        for field, day in (("start", start), ("end", end)):
+            if not MIN_DATE <= day <= MAX_DATE:
+                errors.add(field, f"{day.isoformat()} is out of range: a term must lie {RANGE_TEXT}", "out_of_range")
+                dates_ok = False
         if end <= start:
             errors.add("end", f"{end.isoformat()} is not after the start {start.isoformat()}", "end_before_start")
+            dates_ok = False
+        elif dates_ok and end - dt.timedelta(days=notice_days) < MIN_DATE:
+            errors.add("notice_days", f"the notice deadline, {notice_days} days before the end, would fall before "
+                                      f"{MIN_DATE.isoformat()}", "out_of_range")
         try:
-            return to_minor(cost, currency, "cost")
+            cost_minor = to_minor(cost, currency, "cost")
         except Invalid as exc:
             errors.items.extend(exc.errors)
             return None
+        if dates_ok and max(annual_minor(cost_minor, billing_period),
+                            commit_minor(cost_minor, billing_period, start, end)) >= MAX_MINOR:
+            errors.add("cost", f"the term's annual or total cost would be more than one amount may be (less than "
+                               f"{fmt(MAX_MINOR, currency)} {currency})", "out_of_range")
+        return cost_minor
 
     async def _start_term(self, s: AsyncSession, c: Contract, tool: Tool, event: str) -> None:
         """Record the term, schedule its renewal reminder and publish the event budget commits from."""
@@ -343,11 +363,14 @@ class Stack:
             end = (add_months(start, months) - dt.timedelta(days=1)) if days == 0 else start + (c.end - c.start)
         currency = body.currency or c.currency
         cost = body.cost if body.cost is not None else Decimal(fmt(c.cost_minor, c.currency))
+        billing_period = body.billing_period or c.billing_period
+        notice_days = body.notice_days if body.notice_days is not None else c.notice_days
         errors = Errors()
         if start <= c.end:
             errors.add("start", f"the next term must start after the current one ends ({c.end.isoformat()})",
                        "overlapping_term")
-        cost_minor = self._validate_terms(start, end, cost, currency, errors)
+        # The carried-over dates are checked like given ones: a term ending near MAX_DATE has no next term.
+        cost_minor = self._validate_terms(start, end, billing_period, cost, currency, notice_days, errors)
         errors.raise_if_any()
         assert cost_minor is not None
         await self._close_term(s, c, "renewed")
@@ -416,13 +439,9 @@ class Stack:
             query = query.where(Contract.tool_id == tool_id)
         if status:
             query = query.where(Contract.status == status)
-        key = decode_cursor(cursor)
+        key = decode_cursor(cursor, _day, _text)
         if key:
-            end, last_id = _cursor_pair(key)
-            try:
-                end_day = dt.date.fromisoformat(end)
-            except ValueError as exc:
-                raise Invalid.on("query.cursor", "is not a cursor this API issued") from exc
+            end_day, last_id = key
             query = query.where((Contract.end > end_day) | ((Contract.end == end_day) & (Contract.id > last_id)))
         rows = list((await s.execute(query.limit(limit + 1))).all())
         page, next_cursor = page_of(rows, limit, lambda r: (r[0].end.isoformat(), r[0].id))
@@ -554,9 +573,9 @@ class Stack:
         query = select(Integration).order_by(Integration.id)
         if tool_id:
             query = query.where((Integration.from_tool_id == tool_id) | (Integration.to_tool_id == tool_id))
-        key = decode_cursor(cursor)
+        key = decode_cursor(cursor, _text)
         if key:
-            query = query.where(Integration.id > str(key[0]))
+            query = query.where(Integration.id > key[0])
         rows = list((await s.scalars(query.limit(limit + 1))).all())
         page, next_cursor = page_of(rows, limit, lambda e: (e.id,))
         return [integration_view(e) for e in page], next_cursor
@@ -634,6 +653,15 @@ class Stack:
             if c.tool_id in tool_ids:
                 out[c.tool_id] += convert(annual_minor(c.cost_minor, c.billing_period), c.currency, base,
                                           rates.get(c.currency, Decimal(1)))
+        # Costs are >= 0, so every sum a report shows (per tool, capability, group) is at most the total.
+        if sum(out.values()) >= MAX_MINOR:
+            used = sorted({c.currency for c in contracts if c.tool_id in tool_ids and c.currency != base})
+            raise Conflict(
+                f"The annual cost converted to {base} adds up to {fmt(MAX_MINOR, base)} or more, more than a "
+                f"total may be: check the exchange rates to {base} ({', '.join(used) or 'none used'}) and the "
+                "contracts' costs.",
+                currencies=used,
+            )
         return out
 
     async def overlaps(self, s: AsyncSession) -> dict[str, Any]:
@@ -782,13 +810,21 @@ def _check_version(current: int, expected: int | None, what: str) -> None:
                                  current_version=current)
 
 
-def _cursor_pair(key: list[Any]) -> tuple[str, str]:
-    if len(key) != 2 or not all(isinstance(k, str) for k in key):
-        raise Invalid.on("query.cursor", "is not a cursor this API issued")
-    return key[0], key[1]
+# Converters of cursor parts for decode_cursor: strict, so that an edited cursor is a 422, never a
+# value coerced into a different key (`int` would take true, 1.5 or "7").
 
 
-def _int_cursor(key: list[Any]) -> int:
-    if len(key) != 1 or not isinstance(key[0], int):
-        raise Invalid.on("query.cursor", "is not a cursor this API issued")
-    return key[0]
+def _text(part: Any) -> str:
+    if not isinstance(part, str):
+        raise TypeError("not a string")
+    return part
+
+
+def _integer(part: Any) -> int:
+    if type(part) is not int:
+        raise TypeError("not an integer")
+    return part
+
+
+def _day(part: Any) -> dt.date:
+    return check_date(dt.date.fromisoformat(_text(part)))
