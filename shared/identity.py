@@ -91,9 +91,17 @@ def _claims(token: str, secret: str, leeway: float) -> dict:
         raise Unauthorized(f"The identity token is invalid: {exc}.") from exc
 
 
+def storable(text: str, what: str) -> str:
+    """A subject or scope the services can store as an author: 1-SUBJECT_MAX printable characters
+    (a longer one, or one with a control character or lone surrogate, made every write a 500)."""
+    if not 0 < len(text) <= SUBJECT_MAX or not text.isprintable():
+        raise Unauthorized(f"The token's {what} must be 1 to {SUBJECT_MAX} printable characters.")
+    return text
+
+
 def _principal(claims: dict) -> Principal:
     return Principal(
-        subject=str(claims["sub"]),
+        subject=storable(str(claims["sub"]), "sub"),
         roles=frozenset(claims.get("roles") or ()),
         scopes=frozenset(claims.get("scopes") or ()),
         request_id=claims.get("rid"),

@@ -56,6 +56,10 @@ async def test_missing_expired_forged_identity_is_401(app):
         assert_problem(await c.get("/v1/admin-only", headers=identity("marketer")), 403)
         r = await c.get("/v1/admin-only", headers=identity("finance"))
         assert r.status_code == 200 and r.json() == {"subject": "dana"}
+        # A subject no author column can hold is refused even from a validly signed token.
+        for sub in ("s" * 201, "dana\ud800", "a\u0000b"):
+            token = mint(Principal(sub, frozenset({"admin"})), DEV_IDENTITY_SECRET, 60)
+            assert "sub" in assert_problem(await c.get("/v1/admin-only", headers={HEADER: token}), 401)["detail"]
 
 
 async def test_validation_errors_name_every_bad_field(app):
