@@ -19,13 +19,15 @@ from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, event, func, insert, select, tuple_
+from sqlalchemy import Integer, Table, and_, delete, event, func, insert, literal_column, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kpi.formula import KEY_RE
 from services.kpi.models import (
+    MAX_ROLLUP_SUM,
+    ROLLUP_SUM_RULE,
     dimension_sets,
     measurements,
     quality_issues,
@@ -35,13 +37,13 @@ from services.kpi.models import (
 )
 from shared.bounds import MAX_DATE, MIN_DATE, RANGE_TEXT
 from shared.csvtext import read_csv
-from shared.db import Database, utcnow
-from shared.errors import Invalid
+from shared.db import Database, utcnow, violated_check
+from shared.errors import Conflict, Invalid
 from shared.identity import Principal
 
 MAX_BATCH = 10_000
 MICRO = 1_000_000
-MAX_ABS_VALUE = Decimal(10) ** 10  # keeps rollup sums well inside 64-bit integers
+MAX_ABS_VALUE = Decimal(10) ** 10  # one value; a rollup's sum of them is bounded by MAX_ROLLUP_SUM (models)
 MAX_DIMENSIONS = 20
 EPOCH = dt.date(1970, 1, 1)
 SAMPLE = 20
@@ -822,24 +824,66 @@ _UPSERT_SQL = {
 }
 
 
+# One batch's delta to a rollup must itself lie within the bound: the upsert's proposed row is the delta,
+# and both databases check it before turning the insert into an update. A delta out of range is refused
+# here, before it could overflow a 64-bit parameter; a delta in range added to a stored sum in range
+# stays within +-2 * 10**18, inside 64 bits, and the CHECK constraint decides.
+_DELTA_LIMIT = MAX_ROLLUP_SUM
+_ROLLUP_CHECKS = frozenset({"ck_rollups_daily_sum_in_range", "ck_rollups_monthly_sum_in_range"})
+_SUM = 4
+
+
 async def _rollup(s: AsyncSession, daily: list[_Agg], monthly: list[_Agg]) -> None:
     """Upsert the batch's rollup deltas (`_aggregate`), in key order.
 
     Key order makes concurrent batches lock rollup rows in the same order on
     PostgreSQL. SQLite: one prepared statement run per key on the driver connection
     (executemany); PostgreSQL: one INSERT ... SELECT FROM unnest() per table.
+    A delta or a new sum outside +-MAX_ROLLUP_SUM is a Conflict (409), and the
+    caller's transaction (raw rows and all) rolls back: a delta is judged here
+    (`_DELTA_LIMIT`), a new sum by the database's CHECK constraint (raised by the
+    driver itself on SQLite).
     """
+    for deltas in (daily, monthly):
+        if deltas:
+            sums = list(map(itemgetter(_SUM), deltas))
+            if min(sums) <= -_DELTA_LIMIT or max(sums) >= _DELTA_LIMIT:
+                raise Conflict(ROLLUP_SUM_RULE)
     conn = await s.connection()
     dialect = conn.dialect.name
     driver = None if dialect == "postgresql" else (await conn.get_raw_connection()).driver_connection
-    for period, deltas in (("day", daily), ("month", monthly)):
-        if not deltas:
-            continue
-        sql = _UPSERT_SQL[(dialect, period)]
-        if driver is not None:
-            await driver.executemany(sql, deltas)
-        else:
-            await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, sql), tuple(zip(*deltas, strict=True)))
+    try:
+        for period, deltas in (("day", daily), ("month", monthly)):
+            if not deltas:
+                continue
+            sql = _UPSERT_SQL[(dialect, period)]
+            if driver is not None:
+                await driver.executemany(sql, deltas)
+            else:
+                await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, sql), tuple(zip(*deltas, strict=True)))
+    except Exception as exc:
+        if violated_check(exc) in _ROLLUP_CHECKS:
+            raise Conflict(ROLLUP_SUM_RULE) from exc
+        raise
+
+
+_LOW_BITS = literal_column("4294967295", Integer)  # 2**32 - 1
+_HIGH_SHIFT = literal_column("32", Integer)
+
+
+def sum_parts(dialect: str, col: Any) -> list[Any]:
+    """SUM(`col`) as aggregates that never overflow: `[sum]` on PostgreSQL (sum(bigint) is numeric), and on
+    SQLite, whose sum() of integers fails with "integer overflow" past 64 bits, `[sum of the high 32 bits,
+    sum of the low 32 bits]` (each term below 2**32, so exact for up to 2**31 rows), which `join_sum`
+    adds up in Python: hi * 2**32 + lo."""
+    if dialect == "postgresql":
+        return [func.sum(col)]
+    return [func.sum(col.op(">>")(_HIGH_SHIFT)), func.sum(col.op("&")(_LOW_BITS))]
+
+
+def join_sum(hi: Any, lo: Any) -> int | None:
+    """The exact SUM of SQLite's two `sum_parts` (None over no rows)."""
+    return None if hi is None else (int(hi) << 32) + int(lo)
 
 
 # ---------------------------------------------------------------- CSV
@@ -909,9 +953,14 @@ async def rebuild_rollups(
             cond_m.append(m.day <= to_day)
             cond_r.append(r[period] <= (to_day if period == "day" else _month_of_day(to_day)))
         await s.execute(delete(table).where(and_(True, *cond_r)))
+        total: Any = func.sum(m.value)
+        if s.bind.dialect.name != "postgresql":
+            # SQLite: a group's sum fits (it is a rollup's), but a running sum inside sum() could pass 64 bits
+            # on the way; the parts cannot, and hi * 2**32 + lo past 64 bits is a float the CHECK refuses.
+            hi, lo = sum_parts("sqlite", m.value)
+            total = hi * literal_column("4294967296", Integer) + lo
         agg = (
-            select(m.type, m[period], m.dimset_id, func.count(), func.sum(m.value), func.min(m.value),
-                   func.max(m.value))
+            select(m.type, m[period], m.dimset_id, func.count(), total, func.min(m.value), func.max(m.value))
             .where(and_(True, *cond_m))
             .group_by(m.type, m[period], m.dimset_id)
         )

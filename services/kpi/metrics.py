@@ -28,7 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause
 
 from services.kpi import formula as formulas
-from services.kpi.ingest import EPOCH, MICRO, canonical_dims, dims_hash, from_micro, insert_ignore, to_micro
+from services.kpi.ingest import (
+    EPOCH,
+    MICRO,
+    canonical_dims,
+    dims_hash,
+    from_micro,
+    insert_ignore,
+    join_sum,
+    sum_parts,
+    to_micro,
+)
 from services.kpi.models import (
     dimension_sets,
     measurements,
@@ -477,7 +487,9 @@ async def fetch_cells(
     """(values of `keys`..., bucket index, count, sum, min, max) for one measurement type over a window.
 
     Grouping by dimension and filtering happen in SQL, joined to dimension_sets; several
-    rows may share a (group, bucket) and the caller adds them up.
+    rows may share a (group, bucket) and the caller adds them up. The sums are exact however
+    many rows they add up (rollup sums are bounded, but a year of them, or many dimension
+    sets, pass 64 bits): see `sum_parts`.
     """
     dialect = s.bind.dialect.name
     dims = [dimension(dialect, k) for k in keys]
@@ -486,8 +498,8 @@ async def fetch_cells(
     async def run(table: Any, bucket: Any, conds: list[Any], rollup: bool) -> list[Row]:
         c = table.c
         aggs = (
-            [func.sum(c["count"]), func.sum(c["sum"]), func.min(c["min"]), func.max(c["max"])] if rollup
-            else [func.count(), func.sum(c.value), func.min(c.value), func.max(c.value)]
+            [func.sum(c["count"]), *sum_parts(dialect, c["sum"]), func.min(c["min"]), func.max(c["max"])] if rollup
+            else [func.count(), *sum_parts(dialect, c.value), func.min(c.value), func.max(c.value)]
         )
         source = table.join(dimension_sets, dimension_sets.c.id == c.dimset_id) if dims or dim_conds else table
         q = (
@@ -495,7 +507,10 @@ async def fetch_cells(
             .where(c.type == mtype, *conds, *dim_conds)
             .group_by(*_grouping(*dims, bucket))
         )
-        return [tuple(row) for row in await s.execute(q)]
+        if dialect == "postgresql":
+            return [tuple(row) for row in await s.execute(q)]
+        # SQLite: (..., count, high sum, low sum, min, max) -> (..., count, sum, min, max)
+        return [(*row[: n + 2], join_sum(row[n + 2], row[n + 3]), *row[n + 4 :]) for row in await s.execute(q)]
 
     n = len(keys)
     if read_from == "raw":

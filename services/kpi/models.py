@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     Index,
     Integer,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from shared.db import JSONType, UTCDateTime, make_metadata
+from shared.db import JSONType, UTCDateTime, describe_check, make_metadata
 from shared.tables import attach
 
 metadata = make_metadata()
@@ -84,7 +85,24 @@ measurements = Table(
 Index("ix_measurements_type_time", measurements.c.type, measurements.c.time)
 
 
+# A rollup's sum (one type, UTC day or month, dimension set) stays within +-10**18 micro-units
+# (+-10**12, a hundred of the largest values). Without it, a batch of 1,000 large values overflowed
+# BIGINT on PostgreSQL (a 500) and turned the running sum into an inexact float on SQLite. With it,
+# a running sum plus one batch's delta (itself within the bound, see ingest._rollup) stays inside
+# 64 bits, so the database's CHECK, not an overflow, decides. `count` needs no bound: it grows by
+# one per stored measurement, whose ids are 64-bit. Reads that add many rollups up are exact
+# anyway (PostgreSQL's sum(bigint) is numeric; on SQLite see metrics.fetch_cells).
+MAX_ROLLUP_SUM = 10**18
+SUM_IN_RANGE = f"sum > -{MAX_ROLLUP_SUM} AND sum < {MAX_ROLLUP_SUM}"
+ROLLUP_SUM_RULE = (
+    f"The values of one measurement type on one UTC day, or in one UTC month, with one set of dimensions "
+    f"must add up to less than {MAX_ROLLUP_SUM // 10**6:,} in absolute value; this change would take a "
+    f"sum past that, so nothing was written."
+)
+
+
 def _rollup_table(name: str, period: str) -> Table:
+    describe_check(f"ck_{name}_sum_in_range", ROLLUP_SUM_RULE)
     return Table(
         name,
         metadata,
@@ -95,6 +113,7 @@ def _rollup_table(name: str, period: str) -> Table:
         Column("sum", BigInteger, nullable=False),
         Column("min", BigInteger, nullable=False),
         Column("max", BigInteger, nullable=False),
+        CheckConstraint(SUM_IN_RANGE, name="sum_in_range"),
     )
 
 
