@@ -36,8 +36,9 @@ EXPONENTS: dict[str, int] = {
 # overflow a column or the decimal context (a 500) instead of getting a 4xx naming the field.
 MAX_INTEGER_DIGITS = 18
 MAX_DECIMAL_PLACES = 20
-# Minor units of one amount stay below this, far under BIGINT's 9.2e18, so running sums of many
-# amounts fit too (10**16 cents is a hundred trillion euros).
+# Minor units of one amount stay below this (10**16 cents is a hundred trillion euros), far under
+# BIGINT's 9.2e18; the budget's running monthly figures are held to it too (a CHECK constraint), so
+# the sums its reads make stay inside BIGINT.
 MAX_MINOR = 10**16
 # FX rates (units of one currency per unit of another): beyond these a rate is a typo, and a stored
 # 1E+999999999 made every later conversion in that currency a 500.
