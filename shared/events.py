@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -63,12 +62,25 @@ class Envelope:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
-        body = json.loads(raw)
+        """An envelope as published, or ValueError (the consumer dead-letters it at once). Parsed by
+        orjson, as HTTP bodies are: the standard parser let NaN, Infinity and lone surrogates into
+        handlers, and a stored Infinity broke every later list of the instance it started."""
+        body = orjson.loads(raw)
         if not isinstance(body, dict):
             raise ValueError("event envelope must be a JSON object")
         missing = [k for k in ("id", "type", "source", "subject_id", "data") if k not in body]
         if missing:
             raise ValueError(f"event envelope lacks {', '.join(missing)}")
+        wrong = [k for k in ("id", "type", "source", "subject_id", "time") if k in body
+                 and not (isinstance(body[k], str) and body[k])]
+        if not isinstance(body["data"], dict):
+            wrong.append("data")
+        if body.get("correlation_id") is not None and not isinstance(body["correlation_id"], str):
+            wrong.append("correlation_id")
+        if "schema_version" in body and type(body["schema_version"]) is not int:
+            wrong.append("schema_version")
+        if wrong:
+            raise ValueError(f"event envelope has {', '.join(wrong)} of the wrong type (text, data an object)")
         known = {k: body[k] for k in cls.__dataclass_fields__ if k in body}
         return cls(**known)
 
