@@ -81,7 +81,10 @@ async def run(
 def encode(result: Any) -> bytes:
     """A domain answer as JSON: orjson for what it knows (dicts, lists, strings, numbers, dates and
     datetimes as ISO 8601, UUIDs), Decimal as its string, anything else as FastAPI would encode it."""
-    return orjson.dumps(result, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(result, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # an integer past 64 bits (JSONB gives back exactly what it stored): exact, slower
+        return json.dumps(jsonable_encoder(result, custom_encoder={Decimal: str}), separators=(",", ":")).encode()
 
 
 def _fallback(value: Any) -> Any:
