@@ -27,7 +27,13 @@ HORIZON_YEARS = 10
 HORIZON = dt.timedelta(days=HORIZON_YEARS * 366)
 # A calendar closed for longer than this (closed dates and holidays on every opening day) is a mistake.
 MAX_CLOSED_DAYS = 366
-_DAY_CACHE_SIZE = 50_000
+# Opening periods a weekday may have (after merging touching and overlapping ones): every walk over
+# business time visits each period of each day, so 1,440 one-minute periods made a 10-year span
+# cost 30 s of CPU and a gigabyte of cached intervals.
+MAX_PERIODS = 8
+# Each calendar caches the UTC intervals of the days it computed; it holds at most this many
+# intervals (about 200 bytes each), so 8 periods a day still cover more than the HORIZON of days.
+_CACHE_INTERVALS = 50_000
 
 
 class CalendarError(ValueError):
@@ -48,8 +54,10 @@ def _parse_clock(value: str) -> dt.timedelta:
 Hours = dict[int, list[tuple[dt.timedelta, dt.timedelta]]]
 
 
-def parse_hours(raw: object, errors: Errors, where: str = "hours") -> Hours:
-    """{"mon": ["09:00", "17:00"] or [["09:00", "12:00"], ["13:00", "17:00"]], ...} -> weekday -> intervals."""
+def parse_hours(raw: object, errors: Errors, where: str = "hours", max_periods: int | None = MAX_PERIODS) -> Hours:
+    """{"mon": ["09:00", "17:00"] or [["09:00", "12:00"], ["13:00", "17:00"]], ...} -> weekday -> intervals,
+    sorted, with touching and overlapping periods merged; at most `max_periods` a weekday (None: any,
+    for calendars stored before the limit)."""
     out: Hours = {}
     if not isinstance(raw, dict):
         errors.add(where, "must be an object of weekday -> [start, end]")
@@ -65,6 +73,9 @@ def parse_hours(raw: object, errors: Errors, where: str = "hours") -> Hours:
         if not isinstance(spans, list) or not all(isinstance(s, list) and len(s) == 2 for s in spans):
             errors.add(f"{where}.{day}", 'must be ["HH:MM", "HH:MM"] or a list of such pairs')
             continue
+        if max_periods is not None and len(spans) > max_periods:
+            errors.add(f"{where}.{day}", f"has {len(spans)} opening periods; at most {max_periods} a day")
+            continue
         intervals = []
         for i, (start, end) in enumerate(spans):
             try:
@@ -76,13 +87,20 @@ def parse_hours(raw: object, errors: Errors, where: str = "hours") -> Hours:
                 errors.add(f"{where}.{day}[{i}]", "must end after it starts")
                 continue
             intervals.append((a, b))
-        intervals.sort()
-        for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
-            if start < end:
-                errors.add(f"{where}.{day}", "intervals overlap")
-        out[WEEKDAYS.index(day)] = intervals
+        out[WEEKDAYS.index(day)] = _merged(intervals)
     if not any(out.values()) and not errors.items:
         errors.add(where, "the calendar must be open at least one weekday")
+    return out
+
+
+def _merged(intervals: list[tuple[dt.timedelta, dt.timedelta]]) -> list[tuple[dt.timedelta, dt.timedelta]]:
+    """Sorted, with periods that touch or overlap joined: 09:00-12:00 and 12:00-17:00 are 09:00-17:00."""
+    out: list[tuple[dt.timedelta, dt.timedelta]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
     return out
 
 
@@ -123,16 +141,17 @@ class BusinessCalendar:
     # local date -> its business intervals: an inbox recomputes the same days for every open task
     _days: dict[dt.date, list[tuple[dt.datetime, dt.datetime]]] = field(
         default_factory=dict, compare=False, repr=False)
+    _cached: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)  # intervals in _days
 
     @classmethod
     def build(
         cls, timezone: str, hours: object, country: str | None = None, subdivision: str | None = None,
-        closed_dates: Iterable[str | dt.date] = (),
+        closed_dates: Iterable[str | dt.date] = (), *, max_periods: int | None = MAX_PERIODS,
     ) -> BusinessCalendar:
         """Validate every part and build; raises shared.errors.Invalid listing each bad field."""
         errors = Errors()
         tz = load_zone(timezone, errors)
-        parsed = parse_hours(hours, errors)
+        parsed = parse_hours(hours, errors, max_periods=max_periods)
         check_holidays(country, subdivision, errors)
         closed: set[dt.date] = set()
         for i, d in enumerate(closed_dates):
@@ -167,9 +186,11 @@ class BusinessCalendar:
                 b = _local(midnight, end, self.tz)
                 if b > a:
                     out.append((a, b))
-        if len(self._days) >= _DAY_CACHE_SIZE:
+        if len(self._days) + self._cached[0] >= _CACHE_INTERVALS:  # a day costs an entry and its intervals
             self._days.clear()
+            self._cached[0] = 0
         self._days[day] = out
+        self._cached[0] += len(out)
         return out
 
     def longest_closure(self) -> tuple[dt.date, dt.date] | None:

@@ -9,6 +9,7 @@ the context (`dimensions.region`). Numbers and numeric strings compare as Decima
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -127,8 +128,8 @@ def _number(value: Any) -> Decimal | None:
         return None
     if isinstance(value, int | Decimal):
         return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(str(value))
+    if isinstance(value, float):  # NaN and infinities order nothing (and Decimal NaN raises on <)
+        return Decimal(str(value)) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
             d = Decimal(value.strip())

@@ -132,8 +132,9 @@ class Engine:
             if row is None:
                 raise NotFound(f"No calendar {key!r}.")
             hol = row["holidays"] or {}
-            cal = BusinessCalendar.build(
-                row["timezone"], row["hours"], hol.get("country"), hol.get("subdivision"), row["closed_dates"]
+            cal = BusinessCalendar.build(  # stored before calendars.MAX_PERIODS: still served
+                row["timezone"], row["hours"], hol.get("country"), hol.get("subdivision"), row["closed_dates"],
+                max_periods=None,
             )
             self._calendars[key] = cal
         return cal

@@ -7,10 +7,12 @@ which reports all of them at once.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared.bounds import Version
 
@@ -20,15 +22,78 @@ MAX_DEPTH = 32  # nesting of free JSON (context, conditions); the outbox's encod
 MAX_SLA_HOURS = 8760  # a year of round-the-clock time; longer is a typo (and must also fit calendars.HORIZON)
 
 
-def _shallow(value: Any) -> Any:
-    """Refuse JSON nested deeper than MAX_DEPTH objects/arrays (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+# JSON numbers beyond 2**53 are not exact across systems (a double's 53-bit mantissa): orjson reads
+# 1e20 as a float, JSONB keeps it exact and hands back an int orjson cannot encode (>= 2**64).
+MAX_JSON_NUMBER = 2**53
+_MAX_REPORTED = 20  # problems named per value; the rest are implied
+
+
+def json_problems(value: Any, max_depth: int = MAX_DEPTH) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) for each part of free JSON no store or event can hold: nesting deeper than
+    `max_depth`, a number not finite or of magnitude 2**53 or more, a NUL character or lone surrogate in
+    text or a key, a value that is not JSON. Iterative (no recursion) and linear in the value's size;
+    stops after a few problems. The path () is the value itself."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack and len(out) < _MAX_REPORTED:
+        item, path = stack.pop()
         if isinstance(item, dict | list):
-            if depth > MAX_DEPTH:
-                raise ValueError(f"nests deeper than {MAX_DEPTH} levels of objects and arrays")
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+            if len(path) >= max_depth:
+                out.append(((), f"nests deeper than {max_depth} levels of objects and arrays"))
+                break
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    why = _bad_text(key) if isinstance(key, str) else "that is not text"
+                    if why:
+                        out.append((path, f"has a key that {why}" if isinstance(key, str) else f"has a key {why}"))
+                    else:
+                        stack.append((child, (*path, key)))
+            else:
+                stack.extend((child, (*path, i)) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if _bad_text(item):
+                out.append((path, _bad_text(item)))
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -MAX_JSON_NUMBER < item < MAX_JSON_NUMBER:
+                out.append((path, "must be a number of magnitude below 2^53 (9007199254740992); "
+                                  "send larger or exact amounts as text"))
+        elif isinstance(item, float):
+            if not math.isfinite(item) or not -MAX_JSON_NUMBER < item < MAX_JSON_NUMBER:
+                out.append((path, "must be a finite number of magnitude below 2^53 (9007199254740992); "
+                                  "send larger or exact amounts as text"))
+        else:
+            out.append((path, f"is not a JSON value ({type(item).__name__})"))
+    return out
+
+
+def _bad_text(text: str) -> str | None:
+    """Why `text` cannot be stored (PostgreSQL refuses NUL; a lone surrogate encodes nowhere), or None."""
+    if "\x00" in text:
+        return "contains the NUL character (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate, which is not text"
+    return None
+
+
+def field_name(where: str, path: tuple[str | int, ...]) -> str:
+    """('context', ('dimensions', 'n')) -> 'context.dimensions.n' (list indexes as numbers, like pydantic)."""
+    return ".".join([where, *map(str, path)]) if where else ".".join(map(str, path))
+
+
+def _shallow(value: Any) -> Any:
+    """Refuse free JSON no store or event can hold (json_problems), each problem at its own path so
+    the 422 names e.g. context.n."""
+    problems = json_problems(value)
+    if problems:
+        raise ValidationError.from_exception_data("json", [
+            InitErrorDetails(type=PydanticCustomError("json_value", message), loc=path, input=value)
+            for path, message in problems
+        ])
     return value
 
 

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select
 
+from services.workflow import conditions
+from services.workflow import events as wf_events
+from services.workflow.calendars import BusinessCalendar
 from services.workflow.models import calendars, definitions, history, infra, instances, tasks
+from shared.consumer import Consumer
 from shared.db import utcnow
+from shared.errors import Invalid
+from shared.events import Envelope
+from shared.identity import HEADER, mint
+from shared.settings import DEV_IDENTITY_SECRET
 from tests.workflow.conftest import ADMIN, APPROVER_ALL, MARKETER, MOPS
+
+H = dt.timedelta(hours=1)
 
 pytestmark = pytest.mark.db
 
@@ -269,3 +280,155 @@ async def test_a_user_longer_than_its_column_is_a_422(wf):
     })
     problem(r, 422, "stages.0.assignees.users.0")
     assert await counts(wf) == before
+
+
+# ----------------------------------------------- 6. numbers JSON cannot carry exactly (round 2)
+
+@pytest.mark.parametrize("raw", [b"1e20", b"123456789012345678901234567890", b"-9007199254740992", b"1.5e300"])
+async def test_a_context_number_beyond_2_53_is_a_422_naming_it(wf, raw):
+    """orjson reads 1e20 as a float, JSONB kept it exact and handed back an int orjson cannot encode (a 500)."""
+    before = await counts(wf)
+    body = b'{"definition_key":"budget-approval","subject":{"type":"t","id":"i","service":"s"},' \
+           b'"context":{"region":"EMEA","n":' + raw + b',"deep":[1,{"m":' + raw + b'}]}}'
+    r = await wf.client.post("/v1/instances", content=body, headers={
+        "content-type": "application/json", HEADER: mint(MARKETER, DEV_IDENTITY_SECRET)})
+    fields = {e["field"] for e in problem(r, 422, "context.n")["errors"]}
+    assert fields == {"context.n", "context.deep.1.m"}
+    r = await wf.call("POST", "/v1/definitions", ADMIN, {
+        "key": "big", "name": "big", "stages": [{"name": "A", "assignees": {"roles": ["approver"]},
+                                                "auto_approve": {"field": "x", "op": "eq", "value": 1e20}}]})
+    problem(r, 422, "stages.0.auto_approve.value")
+    assert await counts(wf) == before
+    # Up to 2**53 - 1 (and any fraction below it) is stored and read back as sent.
+    inst = await wf.start("budget-approval", context={"region": "EMEA", "n": 2**53 - 1, "f": -1.5e15, "t": 1e-300})
+    got = await wf.ok("GET", f"/v1/instances/{inst['id']}", MARKETER)
+    assert got["context"]["n"] == 2**53 - 1 and got["context"]["f"] == -1.5e15 and got["context"]["t"] == 1e-300
+    paused = await wf.ok("POST", f"/v1/tasks/{inst['tasks'][0]['id']}/request-changes", APPROVER_ALL, {})
+    before = await counts(wf)
+    r = await wf.call("POST", f"/v1/instances/{inst['id']}/resubmit", MARKETER, {"context": {"n": 2**64}})
+    problem(r, 422, "context.n")
+    assert await counts(wf) == before
+    assert (await wf.ok("GET", f"/v1/instances/{inst['id']}", MARKETER))["version"] == paused["version"]
+
+
+def test_non_finite_numbers_order_nothing_in_conditions():
+    """A NaN amount raised decimal.InvalidOperation in evaluate (the event crashed and was redelivered)."""
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        assert conditions._number(bad) is None
+        assert not conditions.evaluate({"field": "amount", "op": "gte", "value": "10000"}, {"amount": bad})
+        assert not conditions.evaluate({"field": "amount", "op": "lt", "value": 1}, {"amount": bad})
+    assert conditions.evaluate({"field": "amount", "op": "gte", "value": "10000"}, {"amount": 25000.5})
+
+
+# ------------------------------------------- 7. event data the handlers cannot use: dead-lettered
+
+GOOD = {"commitment_id": "c1", "amount": "25000.00", "currency": "EUR", "requested_by": "mia",
+        "dimensions": {"region": "EMEA", "channel": "events"}}
+
+
+def commitment(data: Any, **env: Any) -> Envelope:
+    return Envelope(**{"type": "budget.commitment.requested", "source": "budget", "subject_id": "c1", **env},
+                    data=data)
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ([1], "data"), ("s", "data"), (None, "data"),
+    ({**GOOD, "dimensions": [1, 2]}, "data.dimensions"), ({**GOOD, "dimensions": "EMEA"}, "data.dimensions"),
+    ({**GOOD, "dimensions": 5}, "data.dimensions"),
+    ({**GOOD, "amount": float("nan")}, "data.amount"), ({**GOOD, "amount": float("inf")}, "data.amount"),
+    ({**GOOD, "amount": 10**30}, "data.amount"), ({**GOOD, "amount": 10**4000}, "data.amount"),
+    ({**GOOD, "dimensions": {"region": "EMEA", "weight": 1e20}}, "data.dimensions.weight"),
+    ({**GOOD, "n": nest(300)}, "data"), ({**GOOD, "n": nest(33)}, "data"),
+    ({**GOOD, "requested_by": "\ud800"}, "data.requested_by"),
+    ({**GOOD, "requested_by": "x" * 201}, "data.requested_by"),
+    ({**GOOD, "requested_by": "a\nb"}, "data.requested_by"), ({**GOOD, "requested_by": {"a": 1}}, "data.requested_by"),
+    ({**GOOD, "commitment_id": "x" * 500}, "data.commitment_id"),
+    ({**GOOD, "commitment_id": ["a"]}, "data.commitment_id"),
+    ({**GOOD, "memo": "\u0000"}, "data.memo"), ({**GOOD, "dimensions": {"\u0000": "x"}}, "data.dimensions"),
+])
+async def test_event_data_a_handler_cannot_use_is_refused_at_once(wf, data, field):
+    """Each was an AttributeError, TypeError, InvalidOperation or database error: retried, then dead-lettered."""
+    rt = wf.runtime
+    consumer = Consumer("workflow", rt.db, rt.infra.inbox, None, wf_events.handlers(rt))
+    env = commitment(data)
+    before = await counts(wf)
+    with pytest.raises(Invalid) as err:
+        await consumer.handle(env, consumer._handler_for(env.type))
+    assert field in {e.field for e in err.value.errors}, err.value.errors
+    assert await counts(wf) == before
+
+
+async def test_a_bad_event_goes_to_the_dead_letter_queue_on_its_first_delivery(wf):
+    rt = wf.runtime
+    published: list[tuple[str, dict[str, str]]] = []
+
+    class Js:
+        async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+            published.append((subject, headers))
+
+    class Msg:
+        subject = "budget.commitment.requested"
+        metadata = SimpleNamespace(num_delivered=1)
+        acked = naked = False
+
+        def __init__(self, data: bytes):
+            self.data = data
+
+        async def ack(self) -> None:
+            self.acked = True
+
+        async def nak(self, delay: float = 0) -> None:
+            self.naked = True
+
+    consumer = Consumer("workflow", rt.db, rt.infra.inbox, SimpleNamespace(js=Js()), wf_events.handlers(rt))
+    msg = Msg(commitment({**GOOD, "dimensions": [1, 2]}).to_json().encode())
+    await consumer._process(msg)
+    assert msg.acked and not msg.naked
+    assert [s for s, _ in published] == ["dlq.workflow"]
+    assert "data.dimensions" in published[0][1]["Pitcrew-Reason"]
+    # A good one still starts an instance; empty requested_by and commitment_id fall back as before.
+    env = commitment({**GOOD, "requested_by": "", "commitment_id": None, "n": 2**53 - 1}, subject_id="c2")
+    assert await consumer.handle(env, consumer._handler_for(env.type))
+    async with rt.transaction(readonly=True) as s:
+        row = (await s.execute(select(instances.c.subject_id, instances.c.requester))).one()
+    assert tuple(row) == ("c2", "service:budget")
+
+
+# ---------------------------------------------------- 8. calendars with many short periods
+
+async def test_a_weekday_with_more_than_eight_periods_is_a_422(wf):
+    """1,440 one-minute periods a day made a 10-year span walk 5 million intervals (31 s, 1 GB)."""
+    minutes = [[f"{h:02d}:{m:02d}", f"{h:02d}:{m + 1:02d}"] for h in range(24) for m in range(0, 59, 2)]
+    before = await counts(wf)
+    for spans in (minutes, minutes[:9]):
+        r = await wf.call("POST", "/v1/calendars", ADMIN,
+                          {"key": "tiny", "timezone": "UTC", "hours": {"mon": ["09:00", "17:00"], "tue": spans}})
+        assert "at most 8" in problem(r, 422, "hours.tue")["detail"]
+    assert await counts(wf) == before
+    created = await wf.ok("POST", "/v1/calendars", ADMIN,
+                          {"key": "tiny", "timezone": "UTC", "hours": {"tue": minutes[:8]}}, status=201)
+    assert created["hours"]["tue"] == minutes[:8]
+
+
+def test_touching_and_overlapping_periods_are_merged():
+    cal = BusinessCalendar.build("UTC", {"mon": [["13:00", "17:00"], ["09:00", "12:00"], ["12:00", "13:30"]],
+                                         "tue": [["09:00", "12:00"], ["10:00", "11:00"], ["11:30", "14:00"]]})
+    assert cal.hours == {0: [(9 * H, 17 * H)], 1: [(9 * H, 14 * H)]}
+    monday = dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
+    assert len(cal.intervals_on(monday.date())) == 1
+    assert cal.between(monday, monday + dt.timedelta(days=2)) == 13 * H
+
+
+def test_a_calendars_day_cache_is_bounded_by_intervals():
+    """Eight periods a day over ten years: the cache drops what it holds instead of growing past the bound."""
+    from services.workflow.calendars import _CACHE_INTERVALS as CACHE_INTERVALS
+
+    eight = [[f"{h:02d}:00", f"{h:02d}:30"] for h in range(8, 16)]
+    cal = BusinessCalendar.build("Europe/Berlin", {d: eight for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    start = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    days = 3653
+    assert cal.between(start, start + dt.timedelta(days=days)) == days * 4 * H
+    for _ in range(3):
+        cal.between(start + dt.timedelta(days=days), start + dt.timedelta(days=4 * days))
+        held = sum(len(v) for v in cal._days.values())
+        assert len(cal._days) + held <= CACHE_INTERVALS and held == cal._cached[0]
