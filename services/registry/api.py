@@ -16,6 +16,7 @@ from shared.app import Runtime, get_runtime
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.problems import problem
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
@@ -259,7 +260,11 @@ async def import_catalogue(request: Request, p: Principal = Depends(catalog_writ
                            rt: Runtime = Depends(get_runtime)) -> Response:
     """YAML (one document per tool) or CSV (one row per tool), chosen by Content-Type; all or nothing."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    raw = await request.body()
+    raw = await _bounded_body(request, catalog.MAX_BODY_BYTES)
+    if raw is None:
+        message = f"the catalogue is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
+        return problem(413, f"body: {message}", instance=request.url.path,
+                       errors_=[{"field": "body", "message": message, "code": "too_large"}])
     if media in YAML_TYPES:
         docs, label = catalog.parse_yaml(raw), "documents"
     elif media == "text/csv":
@@ -271,6 +276,22 @@ async def import_catalogue(request: Request, p: Principal = Depends(catalog_writ
         return await catalog.import_catalogue(s, stack_of(rt), docs, p.subject, label)
 
     return await rt.idempotent(request, p, action)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is (or says it will be) longer than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request._body = raw  # Starlette's cache: request.body() (the Idempotency-Key fingerprint) reads it again
+    return raw
 
 
 @router.get("/export", response_model=None)

@@ -249,7 +249,7 @@ class CatalogMetadata(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Name
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=10_000)  # becomes the tool's notes
 
 
 class CatalogDocument(Strict):

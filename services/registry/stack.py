@@ -8,16 +8,17 @@ outbox events commit together or not at all.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +38,7 @@ from shared import timers
 from shared.bounds import MAX_DATE, MIN_DATE, RANGE_TEXT, check_date
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, Invalid, NotFound, PreconditionFailed
+from shared.events import new_event
 from shared.money import MAX_MINOR, convert, fmt, to_minor
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
@@ -51,6 +53,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
 RENEWAL_TIMER = "renewal_due"
+NAMES_PER_QUERY = 500  # names per `IN (...)` when checking which are taken (well under SQLite's 999 variables)
 # The tool fields the audit history compares.
 TRACKED = ("name", "vendor", "category", "capabilities", "owner", "business_owner", "lifecycle",
            "time_class", "personal_data", "sso", "url", "notes")
@@ -122,25 +125,61 @@ class Stack:
             raise Conflict(f"A tool named {name!r} already exists ({other}).", tool_id=other)
 
     async def create_tool(self, s: AsyncSession, body: schemas.ToolIn, actor: str) -> dict[str, Any]:
-        errors = Errors()
-        await self._check_category(s, body.category, errors)
-        errors.raise_if_any()
-        await self._check_name_free(s, body.name)
+        return (await self.create_tools(s, [body], actor))[0]
+
+    async def create_tools(
+        self, s: AsyncSession, bodies: list[schemas.ToolIn], actor: str,
+        located: Callable[[int], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Create tools with the same checks, history rows and events as one by one, but in a handful of
+        statements whatever their number (a catalogue import creates up to 5,000). `located(i)` wraps the
+        refusal of bodies[i] (the catalogue names the document); names must differ among the bodies."""
+        if not bodies:
+            return []
+        where = located or (lambda _index: contextlib.nullcontext())
+        keys = set((await s.scalars(select(Category.key))).all())
+        for index, body in enumerate(bodies):
+            if body.category not in keys:
+                with where(index):
+                    errors = Errors()
+                    await self._check_category(s, body.category, errors)
+                    errors.raise_if_any()
+        taken: dict[str, str] = {}
+        names = [b.name for b in bodies]
+        for start in range(0, len(names), NAMES_PER_QUERY):
+            chunk = names[start:start + NAMES_PER_QUERY]
+            rows = await s.execute(select(Tool.name, Tool.id).where(Tool.name.in_(chunk)))
+            taken.update((name, tool_id) for name, tool_id in rows)
+        for index, body in enumerate(bodies):
+            if body.name in taken:
+                with where(index):
+                    other = taken[body.name]
+                    raise Conflict(f"A tool named {body.name!r} already exists ({other}).", tool_id=other)
         now = utcnow()
-        owner = body.owner or schemas.Owner()
-        tool = Tool(
-            id=str(uuid.uuid4()), name=body.name, vendor=body.vendor, category=body.category,
-            capabilities=body.capabilities, owner_team=owner.team, owner_person=owner.person,
-            business_owner=body.business_owner, lifecycle=body.lifecycle, time_class=body.time_class,
-            personal_data=body.personal_data, sso=body.sso, url=body.url, notes=body.notes,
-            version=1, created_at=now, updated_at=now,
-        )
-        s.add(tool)
-        await _flush_unique_name(s, body.name)
-        view = tool_view(tool)
-        await self._record(s, tool, "created", actor, {f: {"from": None, "to": view[f]} for f in TRACKED})
-        await self.outbox.add(s, "registry.tool.created", tool.id, view)
-        return view
+        tools = []
+        for body in bodies:
+            owner = body.owner or schemas.Owner()
+            tools.append(Tool(
+                id=str(uuid.uuid4()), name=body.name, vendor=body.vendor, category=body.category,
+                capabilities=body.capabilities, owner_team=owner.team, owner_person=owner.person,
+                business_owner=body.business_owner, lifecycle=body.lifecycle, time_class=body.time_class,
+                personal_data=body.personal_data, sso=body.sso, url=body.url, notes=body.notes,
+                version=1, created_at=now, updated_at=now,
+            ))
+        s.add_all(tools)
+        await _flush_unique_name(s, names[0] if len(names) == 1 else None)
+        views = [tool_view(t) for t in tools]
+        # The history rows in one statement too (as ORM objects each would be an INSERT ... RETURNING).
+        await s.execute(insert(ToolHistory.__table__), [
+            {"tool_id": t.id, "version": t.version, "action": "created", "actor": actor, "at": now,
+             "changes": _jsonable({f: {"from": None, "to": v[f]} for f in TRACKED}), "reason": None}
+            for t, v in zip(tools, views, strict=True)
+        ])
+        rows = [self.outbox.row(new_event("registry.tool.created", self.outbox.source, t.id, v), now)
+                for t, v in zip(tools, views, strict=True)]
+        await s.execute(insert(self.outbox.table), rows)  # one statement; the seq keeps their order
+        self.outbox.wake_after_commit(s)
+        return views
 
     async def get_tool(self, s: AsyncSession, tool_id: str) -> Tool:
         tool = await s.get(Tool, tool_id)
@@ -796,12 +835,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-async def _flush_unique_name(s: AsyncSession, name: str) -> None:
+async def _flush_unique_name(s: AsyncSession, name: str | None) -> None:
     """Flush; a concurrent writer that took the same name first is a 409, not a 500."""
     try:
         await s.flush()
     except IntegrityError as exc:
-        raise Conflict(f"A tool named {name!r} already exists.") from exc
+        what = f"A tool named {name!r} already exists." if name else "One of the tools' names was taken meanwhile."
+        raise Conflict(what) from exc
 
 
 def _check_version(current: int, expected: int | None, what: str) -> None:
