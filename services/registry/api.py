@@ -281,7 +281,7 @@ async def import_catalogue(request: Request, p: Principal = Depends(catalog_writ
 async def _bounded_body(request: Request, limit: int) -> bytes | None:
     """The request body, or None as soon as it is (or says it will be) longer than `limit` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
     async for chunk in request.stream():
