@@ -22,7 +22,7 @@ from shared.consumer import Consumer, Handler
 from shared.db import Database
 from shared.fastlane import FastLaneMiddleware
 from shared.identity import Principal, Verifier
-from shared.observability import RequestContextMiddleware, configure_logging
+from shared.observability import LoopLagMonitor, RequestContextMiddleware, configure_logging
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import BaseServiceSettings
 from shared.tables import InfraTables
@@ -49,6 +49,7 @@ class Runtime:
         self.consumer: Consumer | None = None
         self.scheduler: TimerScheduler | None = None
         self.extras: dict[str, Any] = {}
+        self.loop_lag = LoopLagMonitor(settings.service_name)
 
     def transaction(self, *, readonly: bool = False) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         return self.db.transaction(readonly=readonly)
@@ -134,6 +135,7 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
 
 
 async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
+    runtime.loop_lag.start()
     runtime.bus.start()
     if runtime.bus.enabled:
         runtime.relay.start()
@@ -165,3 +167,4 @@ async def stop_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
     await runtime.relay.stop()
     await runtime.bus.close()
     await runtime.db.dispose()
+    await runtime.loop_lag.stop()

@@ -66,6 +66,13 @@ class Unauthorized(DomainError):
     kind = "unauthorized"
 
 
+class TooMuchWork(DomainError):
+    """The request asks for more computation than one request may do (422): narrow it."""
+
+    title = "Too much work for one request"
+    kind = "too-much-work"
+
+
 class PreconditionFailed(DomainError):
     title = "Precondition failed"
     kind = "precondition-failed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -9,7 +11,7 @@ import uuid
 from contextvars import Token
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.context import request_id_var
@@ -101,3 +103,37 @@ class RequestContextMiddleware:
                               ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
+
+
+LOOP_LAG = Histogram(
+    "pitcrew_event_loop_lag_seconds", "How late the event loop woke a timer: time it spent busy elsewhere",
+    ["service"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LOOP_LAG_LAST = Gauge("pitcrew_event_loop_lag_last_seconds", "The latest event-loop lag measured", ["service"])
+
+
+class LoopLagMonitor:
+    """Sleeps a fixed interval and records how late it woke: a blocked loop shows up here first."""
+
+    def __init__(self, service: str, interval: float = 0.25):
+        self.service = service
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.service}-loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        hist, last = LOOP_LAG.labels(self.service), LOOP_LAG_LAST.labels(self.service)
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, time.perf_counter() - before - self.interval)
+            hist.observe(lag)
+            last.set(lag)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import errors
 from shared.db import CHECK_RULES, is_unique_violation, violated_check
+from shared.work import Abandoned
 
 log = structlog.get_logger("pitcrew.problems")
 
@@ -25,6 +26,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Invalid: 422,
+    errors.TooMuchWork: 422,
     errors.Forbidden: 403,
     errors.Unauthorized: 401,
     errors.PreconditionFailed: 412,
@@ -120,6 +122,13 @@ def install(app: FastAPI) -> None:
             instance=request.url.path,
             **exc.extra,
         )
+
+    @app.exception_handler(Abandoned)
+    async def _abandoned(request: Request, exc: Abandoned) -> JSONResponse:
+        # The caller disconnected and its computation was stopped; nobody reads this answer
+        # (499 is nginx's "client closed request"), and it is not a server fault.
+        return problem(499, "The caller disconnected; the work was stopped.", title="Client closed request",
+                       instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -241,12 +241,16 @@ async def post_conversions(body: ConversionsIn, request: Request, p: Principal =
 
 @router.get("/attribution")
 async def get_attribution(
-    model: str = "linear", from_: dt.date = Query(..., alias="from"), to: dt.date = Query(...),
+    request: Request, model: str = "linear", from_: dt.date = Query(..., alias="from"), to: dt.date = Query(...),
     half_life_days: float = Query(7.0, ge=0.01, le=3650), lookback_days: int = Query(90, ge=1, le=3650),
     p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime),
 ):
+    st = rt.settings
+    limits = attribution.Limits(st.attribution_max_conversions, st.attribution_max_touchpoints,
+                                st.attribution_max_steps, st.attribution_seconds)
+    attribution.check_query(model, from_, to, half_life_days)
     async with rt.transaction(readonly=True) as s:
-        return await attribution.attribute(
-            s, model, from_, to, half_life_days=half_life_days, lookback_days=lookback_days, principal=p,
-        )
+        journeys = await attribution.load(s, from_, to, lookback_days, p, limits)
+    return await attribution.report(journeys, model, from_, to, half_life_days=half_life_days,
+                                    lookback_days=lookback_days, limits=limits, caller=request)
 

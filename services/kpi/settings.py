@@ -22,3 +22,9 @@ class Settings(BaseServiceSettings):
     quality_window_days: int = 7
     # Seed the governed metric catalog at start-up (idempotent).
     seed_catalog: bool = True
+    # Attribution's bounds per request (a 422 beyond them; docs/kpi.md#limits): conversions in the range,
+    # touchpoints in their look-back windows, steps (touchpoints on paths x models) and seconds of computation.
+    attribution_max_conversions: int = 200_000
+    attribution_max_touchpoints: int = 500_000
+    attribution_max_steps: int = 20_000_000
+    attribution_seconds: float = 20.0
