@@ -13,7 +13,7 @@ from gateway import keys, webhooks
 from gateway.models import WebhookDelivery
 from gateway.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut, DeliveryList, DeliveryOut, WebhookAccepted
 from shared.db import utcnow
-from shared.errors import Forbidden
+from shared.errors import FieldError, Forbidden
 from shared.http import JsonRoute
 from shared.identity import Principal
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, instant, page_of
@@ -48,6 +48,11 @@ router = APIRouter(prefix="/gateway/v1", tags=["gateway"], dependencies=[Depends
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreated,
              summary="Issue an API key (the secret is in this answer only)")
 async def create_api_key(body: ApiKeyIn, request: Request, p: Principal = Depends(authorized)) -> ApiKeyCreated:
+    if not p.delegates(body.scopes):
+        # A key reaches what its scopes allow; a scoped admin must not mint one that reaches further.
+        raise Forbidden(f"A key must be scoped at least as narrowly as you are ({', '.join(sorted(p.scopes))}); "
+                        f"these scopes ({', '.join(sorted(body.scopes)) or 'none'}) reach rows yours do not.",
+                        errors=[FieldError("scopes", "wider than your own scopes", "forbidden")])
     row, secret = await keys.create(gateway_of(request).db, name=body.name, roles=body.roles, scopes=body.scopes,
                                     expires_at=body.expires_at, created_by=p.subject)
     return ApiKeyCreated(**ApiKeyOut.of(row, utcnow()).model_dump(), key=secret)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -43,20 +44,46 @@ class Principal:
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
+    @functools.cached_property
+    def scoped_dimensions(self) -> dict[str, frozenset[str]]:
+        """Each dimension this principal is narrowed on (`region:EMEA` narrows region), with its values."""
+        out: dict[str, set[str]] = {}
+        for sc in self.scopes:
+            dim, sep, value = sc.partition(":")
+            if sep:
+                out.setdefault(dim, set()).add(value)
+        return {d: frozenset(v) for d, v in out.items()}
+
     def scope_values(self, dimension: str) -> frozenset[str] | None:
         """The values this principal is narrowed to on a dimension; None means not narrowed."""
-        prefix = dimension + ":"
-        values = frozenset(s[len(prefix) :] for s in self.scopes if s.startswith(prefix))
-        return values or None
+        return self.scoped_dimensions.get(dimension)
 
     def may_see(self, dimensions: dict[str, object] | None) -> bool:
-        """True when every scoped dimension of the principal admits the given dimension values."""
+        """True when every scoped dimension of the principal admits the row's value on it.
+
+        A row without a value on a scoped dimension is outside the scope: `region:None` or
+        `region:` must not reach the lines that have no region."""
         dims = dimensions or {}
-        for dim in {s.partition(":")[0] for s in self.scopes if ":" in s}:
-            allowed = self.scope_values(dim) or frozenset()
-            if str(dims.get(dim)) not in allowed:
+        for dim, allowed in self.scoped_dimensions.items():
+            value = dims.get(dim)
+            if not isinstance(value, str) or not value or value not in allowed:
                 return False
         return True
+
+    def may_change(self, before: dict[str, object] | None, after: dict[str, object] | None) -> bool:
+        """A write is in scope only when the row is in scope both as it is and as it will be."""
+        return self.may_see(before) and self.may_see(after)
+
+    @property
+    def unscoped(self) -> bool:
+        """Not narrowed on any dimension: may change what spans every row (a whole plan, a rate, a policy)."""
+        return not self.scoped_dimensions
+
+    def delegates(self, scopes: Iterable[str]) -> bool:
+        """True when `scopes` are at least as narrow as this principal's own, dimension by dimension,
+        so whoever receives them (an API key this principal issues) can reach no row it cannot."""
+        theirs = Principal("delegate", scopes=frozenset(scopes)).scoped_dimensions
+        return all(dim in theirs and theirs[dim] <= values for dim, values in self.scoped_dimensions.items())
 
 
 def mint(principal: Principal, secret: str, ttl_seconds: int = 60) -> str:
@@ -156,8 +183,11 @@ async def current_principal(request: Request) -> Principal:
     return principal
 
 
-def require_roles(*roles: str) -> Callable[..., object]:
-    """Dependency factory: the caller must hold one of `roles` (admin always may)."""
+def require_roles(*roles: str, unscoped: str | None = None) -> Callable[..., object]:
+    """Dependency factory: the caller must hold one of `roles` (admin always may).
+
+    With `unscoped` (what the routes change, e.g. "A metric definition"), the caller must also be
+    narrowed by no dimension scope: the rows they change carry no dimensions, so they reach every scope."""
 
     allowed = set(roles) | {"admin"}
 
@@ -165,6 +195,8 @@ def require_roles(*roles: str) -> Callable[..., object]:
         principal = await current_principal(request)
         if not principal.roles.intersection(allowed):
             raise Forbidden(f"This action needs one of the roles: {', '.join(sorted(allowed))}.")
+        if unscoped is not None:
+            ensure_unscoped(principal, unscoped)
         return principal
 
     return _check
@@ -173,6 +205,14 @@ def require_roles(*roles: str) -> Callable[..., object]:
 def ensure_scope(principal: Principal, dimensions: dict[str, object] | None, what: str = "this resource") -> None:
     if not principal.may_see(dimensions):
         raise Forbidden(f"Your scopes ({', '.join(sorted(principal.scopes))}) do not cover {what}.")
+
+
+def ensure_unscoped(principal: Principal, what: str) -> None:
+    """A change that spans every row (a plan's settings, a definition, a catalogue entry without
+    dimensions) needs a principal no dimension scope narrows: `region:EMEA` may not change APAC's too."""
+    if not principal.unscoped:
+        raise Forbidden(f"{what} applies beyond your scopes ({', '.join(sorted(principal.scopes))}); ask "
+                        "someone without dimension scopes.")
 
 
 def roles_of(values: Iterable[str]) -> frozenset[str]:

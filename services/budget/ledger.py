@@ -48,7 +48,7 @@ from shared.csvtext import read_csv
 from shared.db import SINGLE_ACTION, has_run_anything, utcnow
 from shared.errors import Conflict, DomainError, Errors, FieldError, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
-from shared.identity import Principal
+from shared.identity import Principal, ensure_unscoped
 from shared.money import EXPONENTS, MAX_MINOR, check_rate, convert, exponent, fmt, parse_decimal, to_minor
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
@@ -308,6 +308,7 @@ class Ledger:
         self, s: AsyncSession, who: Principal, *, name: str, fiscal_year: int, currency: str,
         overspend_policy: str, approval_threshold: Decimal | None,
     ) -> dict[str, Any]:
+        ensure_unscoped(who, "Creating a plan")
         threshold = None
         if approval_threshold is not None:
             if approval_threshold < 0:
@@ -348,6 +349,7 @@ class Ledger:
     async def update_plan(
         self, s: AsyncSession, who: Principal, plan_id: str, expected_version: int, changes: dict[str, Any],
     ) -> dict[str, Any]:
+        ensure_unscoped(who, "Changing a plan")
         p = await self.plan(s, plan_id, lock=True)
         if p.version != expected_version:
             raise PreconditionFailed(
@@ -371,6 +373,7 @@ class Ledger:
         return plan_view(await self.plan(s, plan_id))
 
     async def activate_plan(self, s: AsyncSession, who: Principal, plan_id: str) -> dict[str, Any]:
+        ensure_unscoped(who, "Activating a plan")
         p = await self.plan(s, plan_id, lock=True)
         if p.status != "draft":
             raise Conflict(f"Plan {p.name!r} is {p.status}; only a draft plan can be activated.")
@@ -381,6 +384,7 @@ class Ledger:
         return plan_view(await self.plan(s, plan_id))
 
     async def close_plan(self, s: AsyncSession, who: Principal, plan_id: str) -> dict[str, Any]:
+        ensure_unscoped(who, "Closing a plan")
         p = await self.plan(s, plan_id, lock=True)
         if p.status != "active":
             raise Conflict(f"Plan {p.name!r} is {p.status}; only an active plan can be closed.")
@@ -389,6 +393,7 @@ class Ledger:
         return plan_view(await self.plan(s, plan_id))
 
     async def close_period(self, s: AsyncSession, who: Principal, plan_id: str, period: str) -> dict[str, Any]:
+        ensure_unscoped(who, "Closing a month")
         p = await self.plan(s, plan_id, lock=True)
         check_period(p, period, "path.period")
         row = (await s.execute(select(closed_periods).where(
@@ -433,6 +438,9 @@ class Ledger:
         if exists:
             raise Conflict(f"Plan {p.name!r} already has a line with code {code!r}.",
                            errors=[FieldError("code", "already used in this plan", "duplicate")])
+        if parent is not None and not who.may_see(parent.dimensions):
+            raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover the parent line "
+                            f"{parent.code!r}; a line under it would add to its subtree.")
         dims = merged_dimensions(parent.dimensions if parent else None, dimensions)
         if not who.may_see(dims):
             raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover a line with "
@@ -590,6 +598,7 @@ class Ledger:
 
     async def post_rate(self, s: AsyncSession, who: Principal, base: str, quote: str, date: dt.date,
                         rate: Decimal) -> dict[str, Any]:
+        ensure_unscoped(who, "An FX rate")
         if base == quote:
             raise Invalid.on("quote", "must differ from base")
         if rate <= 0:
@@ -1089,7 +1098,7 @@ class Ledger:
             raise Invalid.on("budget_line", f"line {ln.code!r} is in another plan than the order's commitment; "
                                             "an order cannot move between plans (cancel it and raise a new one)")
         p = await self.plan(s, ln.plan_id)
-        old_ln = await self.line(s, None, c.line_id)
+        old_ln = await self.line(s, who, c.line_id)  # the line it leaves must be in scope, as the one it reaches
         if c.status not in OPEN_STATUSES:
             raise Conflict(f"Commitment {c.id} is {c.status}; it can no longer change.")
         on = await self._postable(s, p, period, None)
@@ -1400,8 +1409,10 @@ class Ledger:
                 if parent_code is not None and parent_code != cur_parent:
                     bad(i, "parent_code", f"line {code!r} sits under {cur_parent!r}; moving lines is not supported")
                 merged = {**(cur.dimensions or {}), **dims}
-                if not who.may_see(merged):
+                if not who.may_see(cur.dimensions):
                     bad(i, "code", f"line {code!r} is outside your scopes")
+                elif not who.may_see(merged):
+                    bad(i, "dimensions", f"{merged} would take line {code!r} outside your scopes")
                 if (name and name != cur.name) or (dims and merged != cur.dimensions) or tags:
                     updates[code] = {"name": name or cur.name, "dimensions": merged, "tags": tags or cur.tags}
             elif code in new_lines:
@@ -1416,8 +1427,11 @@ class Ledger:
                                           "earlier row")
                 parent_dims = (existing[parent_code].dimensions if parent_code in existing
                                else new_lines.get(parent_code, {}).get("merged") if parent_code else None)
+                if parent_code in existing and not who.may_see(parent_dims):
+                    bad(i, "parent_code", f"line {parent_code!r} is outside your scopes; a line under it would add "
+                                          "to its subtree")
                 merged = merged_dimensions(parent_dims, dims)
-                if not who.may_see(merged):
+                if not who.may_see(merged) and (parent_code not in existing or who.may_see(parent_dims)):
                     bad(i, "dimensions", f"{merged} is outside your scopes")
                 new_lines[code] = {"row": i, "name": name, "parent_code": parent_code, "dims": dims,
                                    "merged": merged, "tags": tags}

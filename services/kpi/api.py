@@ -23,6 +23,9 @@ from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 definers = require_roles("mops")  # admin always may
+# Definitions, rollups and journeys carry no dimensions: they reach every scope.
+org_definers = require_roles("mops", unscoped="A metric definition, a rollup rebuild or a target check")
+journey_feeders = require_roles("mops", "partner", unscoped="A touchpoint (journeys carry no dimensions)")
 feeders = require_roles("mops", "partner")
 quality_readers = require_roles("mops", "analyst")
 
@@ -35,7 +38,7 @@ def _ingestor(rt: Runtime) -> Ingestor:
 
 
 @router.post("/metrics", status_code=201)
-async def create_metric(body: MetricIn, request: Request, p: Principal = Depends(definers),
+async def create_metric(body: MetricIn, request: Request, p: Principal = Depends(org_definers),
                         rt: Runtime = Depends(get_runtime)):
     async def action(s: AsyncSession) -> dict[str, Any]:
         return (await metrics.create_definition(s, body.model_dump(), p)).as_dict()
@@ -66,7 +69,7 @@ async def metric_versions(key: str, rt: Runtime = Depends(get_runtime)):
 
 
 @router.put("/metrics/{key}")
-async def put_metric(key: str, body: MetricPut, p: Principal = Depends(definers),
+async def put_metric(key: str, body: MetricPut, p: Principal = Depends(org_definers),
                      if_match: str | None = Header(None), rt: Runtime = Depends(get_runtime)):
     version = parse_if_match(if_match)
     async with rt.transaction() as s:
@@ -143,7 +146,7 @@ async def import_measurements(request: Request, p: Principal = Depends(feeders),
 
 
 @router.post("/rollups/rebuild")
-async def rebuild(body: RebuildIn | None = None, p: Principal = Depends(require_roles()),
+async def rebuild(body: RebuildIn | None = None, p: Principal = Depends(require_roles(unscoped="A rollup rebuild")),
                   rt: Runtime = Depends(get_runtime)):
     """Recompute daily rollups from raw measurements (admin only)."""
     body = body or RebuildIn()
@@ -198,7 +201,7 @@ async def get_target(target_id: str, p: Principal = Depends(current_principal), 
 
 
 @router.post("/targets/evaluate")
-async def evaluate_targets(p: Principal = Depends(definers), rt: Runtime = Depends(get_runtime)):
+async def evaluate_targets(p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime)):
     """Run the at-risk check now (it also runs periodically)."""
     published = await metrics.evaluate_targets(
         rt.db, rt.outbox, utcnow(), rt.settings.target_min_elapsed
@@ -222,7 +225,7 @@ async def scorecard(metrics_: str = Query(..., alias="metrics"), period: str = Q
 
 
 @router.post("/touchpoints", status_code=201)
-async def post_touchpoints(body: TouchpointsIn, request: Request, p: Principal = Depends(feeders),
+async def post_touchpoints(body: TouchpointsIn, request: Request, p: Principal = Depends(journey_feeders),
                            rt: Runtime = Depends(get_runtime)):
     async def action(s: AsyncSession) -> dict[str, Any]:
         return {"accepted": await attribution.add_touchpoints(s, [i.model_dump() for i in body.items])}

@@ -22,9 +22,11 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], rout
 
 # Who may write what (admin always may): the catalogue is marketing operations' job, contracts are
 # finance's too, and partners (SSO/SCIM exports) may post usage. Everyone else reads.
-catalog_writer = require_roles("mops")
-contract_writer = require_roles("mops", "finance")
-usage_writer = require_roles("mops", "partner")
+# The catalogue's rows (tools, contracts, integrations, usage) carry no dimensions: they reach every
+# scope, so a principal narrowed by one (region:EMEA) reads them but does not change them.
+catalog_writer = require_roles("mops", unscoped="The tool catalogue")
+contract_writer = require_roles("mops", "finance", unscoped="A tool contract")
+usage_writer = require_roles("mops", "partner", unscoped="Tool usage")
 
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
@@ -240,7 +242,7 @@ async def costs(rt: Runtime = Depends(get_runtime),
 
 
 @router.post("/fx-rates", status_code=200)
-async def set_fx_rate(body: schemas.FxRateIn, p: Principal = Depends(require_roles("mops", "finance")),
+async def set_fx_rate(body: schemas.FxRateIn, p: Principal = Depends(contract_writer),
                       rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     async with rt.transaction() as s:
         return await stack_of(rt).set_fx_rate(s, body)

@@ -31,7 +31,7 @@ from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
-configurers = require_roles("mops")
+configurers = require_roles("mops", unscoped="A calendar or definition")
 writers = require_roles(*(r for r in ROLES if r != "analyst"))
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 

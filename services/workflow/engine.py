@@ -454,7 +454,11 @@ class Engine:
         )).mappings().one()
         now = utcnow()
         if context_patch:
-            await self._set_instance(s, inst, context={**inst["context"], **context_patch})
+            after = {**inst["context"], **context_patch}
+            if not who.may_change(inst["context"], after):
+                raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover the request as it is "
+                                "or as this change would make it.")
+            await self._set_instance(s, inst, context=after)
         definition = await self._definition_of(s, inst)
         stage = definition["stages"][paused["stage_index"]]
         if (stage.get("sla") or {}).get("deadline_from_context"):
@@ -475,6 +479,8 @@ class Engine:
         inst = await self._instance_for_update(s, instance_id, if_match)
         if who.subject != inst["requester"] and not who.has_role("admin", "mops"):
             raise Forbidden("Only the requester, mops or an admin may cancel an instance.")
+        if who.subject != inst["requester"] and not who.may_see(inst["context"]):
+            raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover this request's context.")
         if inst["status"] in FINISHED:
             raise Conflict(f"The instance is already {inst['status']}.")
         await self._history(s, instance_id, who.subject, "cancelled", comment=comment)
@@ -799,6 +805,9 @@ class Engine:
     async def _eligible_seats(self, s: AsyncSession, task: dict, inst: dict, who: Principal) -> list[int]:
         if who.subject == inst["requester"]:
             raise Forbidden("Four eyes: the requester cannot decide on their own request.")
+        if not who.may_see(inst["context"]):
+            raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover this request's context; "
+                            "someone whose scopes do must decide it.")
         seats = await self._seats_for(s, task, who)
         if not seats:
             raise Forbidden("This task is not assigned to you (by user, role or scope).")

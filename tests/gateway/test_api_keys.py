@@ -122,3 +122,22 @@ async def test_list_is_paginated(gw, token):
         if not cursor:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 5
+
+
+@pytest.mark.parametrize("scopes", [[], ["region:APAC"], ["region:EMEA", "region:APAC"], ["channel:search"]])
+async def test_a_scoped_admin_cannot_issue_a_key_that_reaches_further(gw, token, scopes):
+    admin = bearer(token("admin", sub="emea-admin", scopes=("region:EMEA",)))
+    r = await gw.post("/gateway/v1/api-keys", json={"name": "wide", "roles": ["partner"], "scopes": scopes},
+                      headers=admin)
+    body = assert_problem(r, 403)
+    assert [e["field"] for e in body["errors"]] == ["scopes"]
+    listed = await gw.get("/gateway/v1/api-keys", headers=bearer(token("admin")))
+    assert listed.json()["items"] == []
+
+
+@pytest.mark.parametrize("scopes", [["region:EMEA"], ["region:EMEA", "channel:search"]])
+async def test_a_scoped_admin_may_issue_keys_as_narrow_as_itself(gw, token, scopes):
+    admin = bearer(token("admin", sub="emea-admin", scopes=("region:EMEA",)))
+    r = await gw.post("/gateway/v1/api-keys", json={"name": "narrow", "roles": ["partner"], "scopes": scopes},
+                      headers=admin)
+    assert r.status_code == 201, r.text
