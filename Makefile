@@ -43,12 +43,13 @@ bench: venv
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: venv
-	$(VENV)/bin/ruff check shared gateway services tests bench
+	$(VENV)/bin/ruff check shared gateway services pitcrew tests bench deploy
+	$(VENV)/bin/ruff format --check shared gateway services pitcrew tests bench deploy
 	@if [ -x deploy/lint.sh ]; then deploy/lint.sh; fi
 
 fmt: venv
-	$(VENV)/bin/ruff check --fix shared gateway services tests bench
-	$(VENV)/bin/ruff format shared gateway services tests bench
+	$(VENV)/bin/ruff check --fix shared gateway services pitcrew tests bench deploy
+	$(VENV)/bin/ruff format shared gateway services pitcrew tests bench deploy
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache

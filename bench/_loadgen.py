@@ -61,8 +61,9 @@ class Connection:
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         extra = f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else ""
         proto.waiter = asyncio.get_running_loop().create_future()
-        proto.transport.write(f"{method} {self.prefix}/{path.lstrip('/')} HTTP/1.1\r\n{self._head}{extra}\r\n"
-                              .encode("latin-1") + data)
+        proto.transport.write(
+            f"{method} {self.prefix}/{path.lstrip('/')} HTTP/1.1\r\n{self._head}{extra}\r\n".encode("latin-1") + data
+        )
         return await proto.waiter
 
     def close(self) -> None:

@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT))
 from bench import _loadgen as loadgen  # noqa: E402
 from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
+from pitcrew.launcher import free_port, wait_for_port  # noqa: E402
+from pitcrew.migrations import upgrade_async  # noqa: E402
 from services.budget.ledger import Ledger, ancestors, periods_of  # noqa: E402
 from services.budget.models import infra  # noqa: E402
 from services.budget.settings import Settings  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
-from shared.launcher import free_port, wait_for_port  # noqa: E402
-from shared.migrations import upgrade_async  # noqa: E402
 from shared.outbox import Outbox  # noqa: E402
 from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
 
@@ -138,10 +138,14 @@ async def interleaved(workloads: dict, seconds: float, rounds: int) -> dict[str,
 async def raw_insert_workload(url: str):
     db = Database(url, pool_size=CLIENTS)
     async with db.engine.begin() as conn:
-        await conn.exec_driver_sql("CREATE TABLE bench_raw (id VARCHAR(36) PRIMARY KEY, line_id VARCHAR(36), "
-                                   "amount BIGINT)")
-    sql = ("INSERT INTO bench_raw (id, line_id, amount) VALUES (?, ?, ?)" if db.is_sqlite else
-           "INSERT INTO bench_raw (id, line_id, amount) VALUES ($1, $2, $3)")
+        await conn.exec_driver_sql(
+            "CREATE TABLE bench_raw (id VARCHAR(36) PRIMARY KEY, line_id VARCHAR(36), amount BIGINT)"
+        )
+    sql = (
+        "INSERT INTO bench_raw (id, line_id, amount) VALUES (?, ?, ?)"
+        if db.is_sqlite
+        else "INSERT INTO bench_raw (id, line_id, amount) VALUES ($1, $2, $3)"
+    )
 
     async def work(i: int) -> None:
         async with db.engine.begin() as conn:
@@ -159,21 +163,29 @@ async def raw_insert_workload(url: str):
 async def posting_plan(db: Database, ledger: Ledger) -> list[str]:
     """A plan of 4 regions x 16 leaves with money in every leaf and month; returns the leaf ids."""
     async with db.transaction() as s:
-        plan = await ledger.create_plan(s, WHO, name="bench", fiscal_year=2027, currency="EUR",
-                                        overspend_policy="block", approval_threshold=None)
+        plan = await ledger.create_plan(
+            s, WHO, name="bench", fiscal_year=2027, currency="EUR", overspend_policy="block", approval_threshold=None
+        )
         await ledger.activate_plan(s, WHO, plan["id"])
         leaves = []
         for r in range(4):
-            await ledger.create_line(s, WHO, plan["id"], code=f"R{r}", name=f"Region {r}",
-                                     dimensions={"region": f"R{r}"})
+            await ledger.create_line(
+                s, WHO, plan["id"], code=f"R{r}", name=f"Region {r}", dimensions={"region": f"R{r}"}
+            )
             for k in range(16):
-                leaf = await ledger.create_line(s, WHO, plan["id"], code=f"R{r}-{k}", name=f"leaf {k}",
-                                                parent_code=f"R{r}", dimensions={"channel": CHANNELS[k % 8]})
+                leaf = await ledger.create_line(
+                    s,
+                    WHO,
+                    plan["id"],
+                    code=f"R{r}-{k}",
+                    name=f"leaf {k}",
+                    parent_code=f"R{r}",
+                    dimensions={"channel": CHANNELS[k % 8]},
+                )
                 leaves.append(leaf["id"])
         for leaf in leaves:
             for per in periods_of(2027):
-                await ledger.allocate(s, WHO, line_id=leaf, period=per, amount=Decimal("100000000"),
-                                      currency="EUR")
+                await ledger.allocate(s, WHO, line_id=leaf, period=per, amount=Decimal("100000000"), currency="EUR")
     return leaves
 
 
@@ -195,8 +207,14 @@ async def domain_workload(url: str):
 
     async def work(i: int) -> None:
         async with db.transaction(single_action=True) as s:  # as a POST without Idempotency-Key
-            await ledger.create_commitment(s, WHO, line_id=random.choice(leaves), period=random.choice(periods),
-                                           amount=Decimal("1.00"), currency="EUR")
+            await ledger.create_commitment(
+                s,
+                WHO,
+                line_id=random.choice(leaves),
+                period=random.choice(periods),
+                amount=Decimal("1.00"),
+                currency="EUR",
+            )
 
     try:
         yield work
@@ -213,12 +231,31 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        env = {**os.environ, "PITCREW_BUDGET_DATABASE_URL": self.url, "PITCREW_BUDGET_NATS_ENABLED": "false",
-               "PITCREW_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "PITCREW_BUDGET_DATABASE_URL": self.url,
+            "PITCREW_BUDGET_NATS_ENABLED": "false",
+            "PITCREW_LOG_LEVEL": "WARNING",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.budget.main:app", "--host", "127.0.0.1", "--port",
-             str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(self.workers)],
-            cwd=ROOT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "services.budget.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--workers",
+                str(self.workers),
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         wait_for_port("127.0.0.1", self.port, timeout=30)
         return f"http://127.0.0.1:{self.port}"
 
@@ -239,15 +276,37 @@ class Gateway:
 
     def __enter__(self) -> str:
         db = f"sqlite:///{self.tmp}/gateway.db"
-        subprocess.run([sys.executable, "-c", f"from shared.migrations import upgrade; upgrade('gateway', {db!r})"],
-                       cwd=ROOT, check=True)  # in its own process: upgrade() runs its own event loop
-        env = {**os.environ, "PITCREW_GATEWAY_DATABASE_URL": db, "PITCREW_GATEWAY_BUDGET_URL": self.service,
-               "PITCREW_LOG_LEVEL": "WARNING", "PITCREW_ENVIRONMENT": "development",
-               # The limiter stays on (its cost is part of the figure), just high enough not to refuse.
-               "PITCREW_GATEWAY_RATE_LIMIT_WRITE": "100000000/minute"}
+        subprocess.run(
+            [sys.executable, "-c", f"from pitcrew.migrations import upgrade; upgrade('gateway', {db!r})"],
+            cwd=ROOT,
+            check=True,
+        )  # in its own process: upgrade() runs its own event loop
+        env = {
+            **os.environ,
+            "PITCREW_GATEWAY_DATABASE_URL": db,
+            "PITCREW_GATEWAY_BUDGET_URL": self.service,
+            "PITCREW_LOG_LEVEL": "WARNING",
+            "PITCREW_ENVIRONMENT": "development",
+            # The limiter stays on (its cost is part of the figure), just high enough not to refuse.
+            "PITCREW_GATEWAY_RATE_LIMIT_WRITE": "100000000/minute",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "gateway.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         wait_for_port("127.0.0.1", self.port, timeout=30)
         return f"http://127.0.0.1:{self.port}/budget"
 
@@ -269,7 +328,7 @@ async def http_workload(url: str, workers: int, via_gateway: bool = False):
     """Commitments POSTed by 8 clients to the service, directly or through the gateway."""
     leaves = await _leaves(url)
     periods = periods_of(2027)
-    with Server(url, workers) as base, (Gateway(base) if via_gateway else contextlib.nullcontext(base)) as front:
+    with Server(url, workers) as base, Gateway(base) if via_gateway else contextlib.nullcontext(base) as front:
         # A lean keep-alive client per connection (bench/_loadgen.py): the load generator shares the 2
         # cores with what it measures (the peer, pgledger, is driven by bare asyncpg).
         conns = [loadgen.Connection(front, headers(via_gateway)) for _ in range(CLIENTS)]
@@ -281,9 +340,16 @@ async def http_workload(url: str, workers: int, via_gateway: bool = False):
                 await asyncio.sleep(0.1)
 
             async def work(i: int) -> None:
-                status, body = await conns[i].request("POST", "v1/commitments", {
-                    "line_id": random.choice(leaves), "period": random.choice(periods), "amount": "1.00",
-                    "currency": "EUR"})
+                status, body = await conns[i].request(
+                    "POST",
+                    "v1/commitments",
+                    {
+                        "line_id": random.choice(leaves),
+                        "period": random.choice(periods),
+                        "amount": "1.00",
+                        "currency": "EUR",
+                    },
+                )
                 if status != 201:
                     raise RuntimeError(body.decode())
 
@@ -308,8 +374,9 @@ async def pgledger_workload(url: str, scripts: list[str]):
     conn = await asyncpg.connect(url)
     for script in scripts:
         await conn.execute(script)
-    accounts = [await conn.fetchval("SELECT id FROM pgledger_create_account($1, 'EUR')", f"acct-{i}")
-                for i in range(64)]
+    accounts = [
+        await conn.fetchval("SELECT id FROM pgledger_create_account($1, 'EUR')", f"acct-{i}") for i in range(64)
+    ]
     await conn.close()
     conns = [await asyncpg.connect(url) for _ in range(CLIENTS)]
 
@@ -341,9 +408,25 @@ def entry_rows(plan_id: str, leaf_ids: list[str], n: int, seed: int = 7):
         yield (eid, eid, plan_id, line, per, f"{per}-01", kind, amt, amt, "EUR", "1", *d, "bench", now)
 
 
-ENTRY_COLS = ("id", "group_id", "plan_id", "line_id", "period", "entry_date", "kind", "amount_minor",
-              "original_amount_minor", "original_currency", "fx_rate", "d_allocated", "d_committed", "d_pending",
-              "d_spent", "author", "created_at")
+ENTRY_COLS = (
+    "id",
+    "group_id",
+    "plan_id",
+    "line_id",
+    "period",
+    "entry_date",
+    "kind",
+    "amount_minor",
+    "original_amount_minor",
+    "original_currency",
+    "fx_rate",
+    "d_allocated",
+    "d_committed",
+    "d_pending",
+    "d_spent",
+    "author",
+    "created_at",
+)
 
 
 async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
@@ -354,8 +437,9 @@ async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
     db = Database(url, pool_size=2)
     ledger = Ledger(Outbox(infra.outbox, "budget"))
     async with db.transaction() as s:
-        plan = await ledger.create_plan(s, WHO, name="big", fiscal_year=2027, currency="EUR",
-                                        overspend_policy="block", approval_threshold=None)
+        plan = await ledger.create_plan(
+            s, WHO, name="big", fiscal_year=2027, currency="EUR", overspend_policy="block", approval_threshold=None
+        )
         await ledger.activate_plan(s, WHO, plan["id"])
     plan_id = plan["id"]
     # Lines and their balance rows straight in SQL (the domain path is measured above).
@@ -369,31 +453,51 @@ async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
             lid = str(uuid.uuid4())
             paths[lid] = f"/{rid}/{lid}/"
             leaf_ids.append(lid)
-            line_rows.append((lid, plan_id, f"R{r}-{k}", f"leaf {k}", rid, paths[lid], 1,
-                              f'{{"region":"R{r}","channel":"{CHANNELS[k % 8]}"}}'))
+            line_rows.append(
+                (
+                    lid,
+                    plan_id,
+                    f"R{r}-{k}",
+                    f"leaf {k}",
+                    rid,
+                    paths[lid],
+                    1,
+                    f'{{"region":"R{r}","channel":"{CHANNELS[k % 8]}"}}',
+                )
+            )
     await db.dispose()
     t_resum = 0.0
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
         con = sqlite3.connect(path)
         now = time.strftime("%Y-%m-%d %H:%M:%S")
-        con.executemany("INSERT INTO lines (id, plan_id, code, name, parent_id, path, depth, dimensions, tags, "
-                        "version, created_at) VALUES (?,?,?,?,?,?,?,?,'[]',1,?)",
-                        [(*row, now) for row in line_rows])
-        con.executemany("INSERT INTO balances VALUES (?,?,?,0,0,0,0,0,0,0,0)",
-                        [(lid, per, plan_id) for lid in paths for per in periods_of(2027)])
+        con.executemany(
+            "INSERT INTO lines (id, plan_id, code, name, parent_id, path, depth, dimensions, tags, "
+            "version, created_at) VALUES (?,?,?,?,?,?,?,?,'[]',1,?)",
+            [(*row, now) for row in line_rows],
+        )
+        con.executemany(
+            "INSERT INTO balances VALUES (?,?,?,0,0,0,0,0,0,0,0)",
+            [(lid, per, plan_id) for lid in paths for per in periods_of(2027)],
+        )
         placeholders = ",".join("?" * len(ENTRY_COLS))
-        con.executemany(f"INSERT INTO entries ({','.join(ENTRY_COLS)}) VALUES ({placeholders})",
-                        entry_rows(plan_id, leaf_ids, n_entries))
+        con.executemany(
+            f"INSERT INTO entries ({','.join(ENTRY_COLS)}) VALUES ({placeholders})",
+            entry_rows(plan_id, leaf_ids, n_entries),
+        )
         con.commit()
         t0 = time.perf_counter()
-        sums = con.execute("SELECT line_id, period, sum(d_allocated), sum(d_committed), sum(d_pending), "
-                           "sum(d_spent) FROM entries WHERE plan_id = ? GROUP BY line_id, period",
-                           (plan_id,)).fetchall()
+        sums = con.execute(
+            "SELECT line_id, period, sum(d_allocated), sum(d_committed), sum(d_pending), "
+            "sum(d_spent) FROM entries WHERE plan_id = ? GROUP BY line_id, period",
+            (plan_id,),
+        ).fetchall()
         t_resum = time.perf_counter() - t0
-        con.executemany("UPDATE balances SET allocated=?, committed=?, pending=?, spent=?, own_allocated=?, "
-                        "own_committed=?, own_pending=?, own_spent=? WHERE line_id=? AND period=?",
-                        _balance_updates(sums, paths))
+        con.executemany(
+            "UPDATE balances SET allocated=?, committed=?, pending=?, spent=?, own_allocated=?, "
+            "own_committed=?, own_pending=?, own_spent=? WHERE line_id=? AND period=?",
+            _balance_updates(sums, paths),
+        )
         con.commit()
         con.close()
     else:
@@ -401,11 +505,26 @@ async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
         try:
             await conn.executemany(
                 "INSERT INTO lines (id, plan_id, code, name, parent_id, path, depth, dimensions, tags, version, "
-                "created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,'[]'::jsonb,1,now())", line_rows)
-            await conn.copy_records_to_table("balances", records=[
-                (lid, per, plan_id, 0, 0, 0, 0, 0, 0, 0, 0) for lid in paths for per in periods_of(2027)],
-                columns=["line_id", "period", "plan_id", "allocated", "committed", "pending", "spent",
-                         "own_allocated", "own_committed", "own_pending", "own_spent"])
+                "created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,'[]'::jsonb,1,now())",
+                line_rows,
+            )
+            await conn.copy_records_to_table(
+                "balances",
+                records=[(lid, per, plan_id, 0, 0, 0, 0, 0, 0, 0, 0) for lid in paths for per in periods_of(2027)],
+                columns=[
+                    "line_id",
+                    "period",
+                    "plan_id",
+                    "allocated",
+                    "committed",
+                    "pending",
+                    "spent",
+                    "own_allocated",
+                    "own_committed",
+                    "own_pending",
+                    "own_spent",
+                ],
+            )
             import datetime as dt
 
             now = dt.datetime.now(dt.UTC)
@@ -414,17 +533,22 @@ async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
                 for r in rows:
                     yield (*r[:5], dt.date.fromisoformat(r[5]), *r[6:16], now)
 
-            await conn.copy_records_to_table("entries", records=typed(entry_rows(plan_id, leaf_ids, n_entries)),
-                                             columns=list(ENTRY_COLS))
+            await conn.copy_records_to_table(
+                "entries", records=typed(entry_rows(plan_id, leaf_ids, n_entries)), columns=list(ENTRY_COLS)
+            )
             await conn.execute("ANALYZE entries; ANALYZE balances; ANALYZE lines")
             t0 = time.perf_counter()
-            sums = await conn.fetch("SELECT line_id, period, sum(d_allocated), sum(d_committed), sum(d_pending), "
-                                    "sum(d_spent) FROM entries WHERE plan_id = $1 GROUP BY line_id, period", plan_id)
+            sums = await conn.fetch(
+                "SELECT line_id, period, sum(d_allocated), sum(d_committed), sum(d_pending), "
+                "sum(d_spent) FROM entries WHERE plan_id = $1 GROUP BY line_id, period",
+                plan_id,
+            )
             t_resum = time.perf_counter() - t0
             await conn.executemany(
                 "UPDATE balances SET allocated=$1, committed=$2, pending=$3, spent=$4, own_allocated=$5, "
                 "own_committed=$6, own_pending=$7, own_spent=$8 WHERE line_id=$9 AND period=$10",
-                _balance_updates([tuple(r) for r in sums], paths))
+                _balance_updates([tuple(r) for r in sums], paths),
+            )
         finally:
             await conn.close()
     return plan_id, t_resum
@@ -471,16 +595,29 @@ async def summary_latency(url: str, n_entries: int, runs: int) -> dict[str, floa
                 r = await client.get(f"/v1/plans/{plan_id}/summary?group_by=channel&from=2027-01&to=2027-12")
                 http.append(time.perf_counter() - t)
                 assert r.status_code == 200
-    return {"load_s": load_s, "resum_ms": t_resum * 1000, "domain_p50_ms": statistics.median(domain) * 1000,
-            "domain_p95_ms": pct(domain, 0.95) * 1000, "http_p50_ms": statistics.median(http) * 1000,
-            "http_p95_ms": pct(http, 0.95) * 1000}
+    return {
+        "load_s": load_s,
+        "resum_ms": t_resum * 1000,
+        "domain_p50_ms": statistics.median(domain) * 1000,
+        "domain_p95_ms": pct(domain, 0.95) * 1000,
+        "http_p50_ms": statistics.median(http) * 1000,
+        "http_p95_ms": pct(http, 0.95) * 1000,
+    }
 
 
 # ---------------------------------------------------------------- main
 
 
-async def bench_backend(backend: str, seconds: float, rounds: int, n_entries: int, runs: int, workers: int,
-                        summary: bool = True, peer_sql: list[str] | None = None) -> dict:
+async def bench_backend(
+    backend: str,
+    seconds: float,
+    rounds: int,
+    n_entries: int,
+    runs: int,
+    workers: int,
+    summary: bool = True,
+    peer_sql: list[str] | None = None,
+) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-"))
     made: list[str] = []
 
@@ -500,22 +637,30 @@ async def bench_backend(backend: str, seconds: float, rounds: int, n_entries: in
             workloads = {}
             if peer_sql is not None:
                 workloads["pgledger"] = await stack.enter_async_context(
-                    pgledger_workload(await fresh("pgledger", migrate=False), peer_sql))
+                    pgledger_workload(await fresh("pgledger", migrate=False), peer_sql)
+                )
             workloads["raw_insert"] = await stack.enter_async_context(raw_insert_workload(await fresh("raw")))
             workloads["domain"] = await stack.enter_async_context(domain_workload(await fresh("domain")))
             workloads["http"] = await stack.enter_async_context(http_workload(await fresh("http"), workers))
             workloads["gateway"] = await stack.enter_async_context(
-                http_workload(await fresh("gw"), workers, via_gateway=True))
+                http_workload(await fresh("gw"), workers, via_gateway=True)
+            )
             rates = await interleaved(workloads, seconds, rounds)
-        labels = {"pgledger": "pgledger_create_transfer, 8 connections", "raw_insert":
-                  "raw single-row INSERT, 8 connections", "domain": "domain-layer postings, 8 clients",
-                  "http": f"HTTP postings, 8 clients, uvicorn x{workers}",
-                  "gateway": "HTTP postings, 8 clients, through the gateway"}
+        labels = {
+            "pgledger": "pgledger_create_transfer, 8 connections",
+            "raw_insert": "raw single-row INSERT, 8 connections",
+            "domain": "domain-layer postings, 8 clients",
+            "http": f"HTTP postings, 8 clients, uvicorn x{workers}",
+            "gateway": "HTTP postings, 8 clients, through the gateway",
+        }
         for name, r in rates.items():
             out[name] = r["rate"]
             out[f"{name}_rounds"] = r["rounds"]
-            print(f"  [{backend}] {labels[name]}: {r['rate']:.0f}/s (rounds: "
-                  f"{', '.join(f'{x:.0f}' for x in r['rounds'])})", flush=True)
+            print(
+                f"  [{backend}] {labels[name]}: {r['rate']:.0f}/s (rounds: "
+                f"{', '.join(f'{x:.0f}' for x in r['rounds'])})",
+                flush=True,
+            )
         if summary:
             out["summary"] = await summary_latency(await fresh("summary"), n_entries, runs)
             print(f"  [{backend}] summary: {out['summary']}", flush=True)
@@ -550,28 +695,47 @@ async def main() -> None:
     if "postgres" in backends and not await pg_available():
         print(f"PostgreSQL not reachable at {PG_URL}; skipping it")
         backends.remove("postgres")
-    print(f"budget ledger benchmark: {seconds:.0f} s per rate in {rounds} alternating rounds, {CLIENTS} clients "
-          f"({args.http_workers} uvicorn worker(s)), summary over 1,000 lines x {n_entries:,} entries")
+    print(
+        f"budget ledger benchmark: {seconds:.0f} s per rate in {rounds} alternating rounds, {CLIENTS} clients "
+        f"({args.http_workers} uvicorn worker(s)), summary over 1,000 lines x {n_entries:,} entries"
+    )
     sql_dir = os.environ.get("PGLEDGER_SQL_DIR")
     peer_sql = pgledger_sql(Path(sql_dir)) if sql_dir else None
-    results = {b: await bench_backend(b, seconds, rounds, n_entries, runs, args.http_workers,
-                                      not args.skip_summary, peer_sql if b == "postgres" else None)
-               for b in backends}
+    results = {
+        b: await bench_backend(
+            b,
+            seconds,
+            rounds,
+            n_entries,
+            runs,
+            args.http_workers,
+            not args.skip_summary,
+            peer_sql if b == "postgres" else None,
+        )
+        for b in backends
+    }
     print()
-    print(f"{'backend':<10} {'raw INSERT/s':>13} {'domain/s':>9} {'ratio':>6} {'HTTP/s':>8} {'ratio':>6} "
-          f"{'summary p50/p95 (domain)':>25} {'(HTTP)':>16} {'re-sum ledger':>14}")
+    print(
+        f"{'backend':<10} {'raw INSERT/s':>13} {'domain/s':>9} {'ratio':>6} {'HTTP/s':>8} {'ratio':>6} "
+        f"{'summary p50/p95 (domain)':>25} {'(HTTP)':>16} {'re-sum ledger':>14}"
+    )
     for b, r in results.items():
-        s = r.get("summary") or dict.fromkeys(("domain_p50_ms", "domain_p95_ms", "http_p50_ms", "http_p95_ms",
-                                               "resum_ms"), float("nan"))
-        print(f"{b:<10} {r['raw_insert']:>13.0f} {r['domain']:>9.0f} {r['domain'] / r['raw_insert']:>6.2f} "
-              f"{r['http']:>8.0f} {r['http'] / r['raw_insert']:>6.2f} "
-              f"{s['domain_p50_ms']:>12.1f} / {s['domain_p95_ms']:>6.1f} ms "
-              f"{s['http_p50_ms']:>6.1f} / {s['http_p95_ms']:>5.1f} ms {s['resum_ms']:>11.0f} ms")
+        s = r.get("summary") or dict.fromkeys(
+            ("domain_p50_ms", "domain_p95_ms", "http_p50_ms", "http_p95_ms", "resum_ms"), float("nan")
+        )
+        print(
+            f"{b:<10} {r['raw_insert']:>13.0f} {r['domain']:>9.0f} {r['domain'] / r['raw_insert']:>6.2f} "
+            f"{r['http']:>8.0f} {r['http'] / r['raw_insert']:>6.2f} "
+            f"{s['domain_p50_ms']:>12.1f} / {s['domain_p95_ms']:>6.1f} ms "
+            f"{s['http_p50_ms']:>6.1f} / {s['http_p95_ms']:>5.1f} ms {s['resum_ms']:>11.0f} ms"
+        )
     if "pgledger" in results.get("postgres", {}):
         r = results["postgres"]
-        print(f"\npgledger_create_transfer, 8 connections, same run: {r['pgledger']:.0f}/s; budget domain layer "
-              f"{_ratios(r, 'domain')} (aim >= 1), budget over HTTP {_ratios(r, 'http')}, through the gateway "
-              f"{_ratios(r, 'gateway')} (aim >= 0.5)")
+        print(
+            f"\npgledger_create_transfer, 8 connections, same run: {r['pgledger']:.0f}/s; budget domain layer "
+            f"{_ratios(r, 'domain')} (aim >= 1), budget over HTTP {_ratios(r, 'http')}, through the gateway "
+            f"{_ratios(r, 'gateway')} (aim >= 0.5)"
+        )
     elif "postgres" in results:
         print("\n(set PGLEDGER_SQL_DIR to a directory with pgledger.sql and its ULID helper to compare with pgledger)")
 

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.launcher import free_port, wait_for_port  # noqa: E402
+from pitcrew.launcher import free_port, wait_for_port  # noqa: E402
 
 # --- the minimal upstream (`--upstream minimal`) ------------------------------------------------
 
@@ -69,26 +69,38 @@ def minimal_app():
             if not (await s.execute(select(items.c.id).limit(1))).first():
                 await s.execute(insert(items), [{"id": i, "name": f"item {i}"} for i in range(1, 51)])
 
-    settings = BaseServiceSettings(service_name="minimal", database_url=os.environ["BENCH_DATABASE_URL"],
-                                   nats_enabled=False)
-    spec = ServiceSpec(name="minimal", title="minimal", description="bench upstream", infra=infra,
-                       routers=[router], uses_nats=False, on_startup=seed)
+    settings = BaseServiceSettings(
+        service_name="minimal", database_url=os.environ["BENCH_DATABASE_URL"], nats_enabled=False
+    )
+    spec = ServiceSpec(
+        name="minimal",
+        title="minimal",
+        description="bench upstream",
+        infra=infra,
+        routers=[router],
+        uses_nats=False,
+        on_startup=seed,
+    )
     return create_service_app(spec, settings)
 
 
 # --- the load generator ----------------------------------------------------------------------
 
 
-def _client_proc(port: int, path: str, headers: dict[str, str], connections: int, duration: float,
-                 out: mp.Queue) -> None:
+def _client_proc(
+    port: int, path: str, headers: dict[str, str], connections: int, duration: float, out: mp.Queue
+) -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        + "\r\n"
+    ).encode()
     latencies: list[float] = []
     gateway_ms: list[float] = []
     errors = 0
@@ -139,9 +151,14 @@ def _paired_proc(targets: list[tuple[int, str, dict[str, str]]], duration: float
         uvloop.install()
     except ImportError:
         pass
-    requests = [(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                 + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
-                for port, path, headers in targets]
+    requests = [
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        ).encode()
+        for port, path, headers in targets
+    ]
     latencies: list[list[float]] = [[] for _ in targets]
     gateway_ms: list[list[float]] = [[] for _ in targets]
     errors = 0
@@ -186,8 +203,15 @@ def drive_paired(targets: list[tuple[int, str, dict[str, str]]], duration: float
     for i in range(len(targets)):
         values = sorted(lat[i])
         gw = sorted(r["gateway_ms"][i])
-        out.append({"requests": len(values), "p50": _pct(values, 50) * 1000, "p99": _pct(values, 99) * 1000,
-                    "gateway_p50": _pct(gw, 50) if gw else None, "gateway_p99": _pct(gw, 99) if gw else None})
+        out.append(
+            {
+                "requests": len(values),
+                "p50": _pct(values, 50) * 1000,
+                "p99": _pct(values, 99) * 1000,
+                "gateway_p50": _pct(gw, 50) if gw else None,
+                "gateway_p99": _pct(gw, 99) if gw else None,
+            }
+        )
     # The added time request by request (each gateway request against the direct one just before it).
     n = min(len(x) for x in lat)
     diffs = sorted((lat[1][k] - lat[0][k]) * 1000 for k in range(n))
@@ -195,8 +219,7 @@ def drive_paired(targets: list[tuple[int, str, dict[str, str]]], duration: float
     return out
 
 
-def drive(port: int, path: str, headers: dict[str, str], concurrency: int, duration: float,
-          processes: int) -> dict:
+def drive(port: int, path: str, headers: dict[str, str], concurrency: int, duration: float, processes: int) -> dict:
     """Run the load from `processes` client processes sharing `concurrency` connections."""
     q: mp.Queue = mp.Queue()
     per = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
@@ -210,9 +233,13 @@ def drive(port: int, path: str, headers: dict[str, str], concurrency: int, durat
     gw = sorted(x for r in results for x in r["gateway_ms"])
     wall = max(r["wall"] for r in results)
     return {
-        "requests": len(lat), "rps": len(lat) / wall, "errors": sum(r["errors"] for r in results),
-        "p50": _pct(lat, 50) * 1000, "p99": _pct(lat, 99) * 1000,
-        "gateway_p50": _pct(gw, 50) if gw else None, "gateway_p99": _pct(gw, 99) if gw else None,
+        "requests": len(lat),
+        "rps": len(lat) / wall,
+        "errors": sum(r["errors"] for r in results),
+        "p50": _pct(lat, 50) * 1000,
+        "p99": _pct(lat, 99) * 1000,
+        "gateway_p50": _pct(gw, 50) if gw else None,
+        "gateway_p99": _pct(gw, 99) if gw else None,
         "client_cpu": sum(r["cpu"] for r in results) / wall,  # cores busy in the load generator
     }
 
@@ -231,8 +258,20 @@ def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def uvicorn_cmd(target: str, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            "--log-level", "warning", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
 
 
 def main() -> None:
@@ -250,20 +289,27 @@ def main() -> None:
 
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
+    from pitcrew.migrations import upgrade
     from shared.identity import Principal, mint
-    from shared.migrations import upgrade
     from shared.settings import DEV_IDENTITY_SECRET
 
     tmp = Path(tempfile.mkdtemp(prefix="pitcrew-bench-gw-"))
     svc_port, gw_port = free_port(), free_port()
-    env = {**os.environ, "PITCREW_LOG_LEVEL": args.log_level, "PITCREW_ENVIRONMENT": "development",
-           "PITCREW_IDENTITY_SECRET": DEV_IDENTITY_SECRET}
+    env = {
+        **os.environ,
+        "PITCREW_LOG_LEVEL": args.log_level,
+        "PITCREW_ENVIRONMENT": "development",
+        "PITCREW_IDENTITY_SECRET": DEV_IDENTITY_SECRET,
+    }
     svc_env = dict(env)
     if args.upstream == "registry":
         db = f"sqlite:///{tmp}/registry.db"
         upgrade("registry", db)
-        svc_env.update(PITCREW_REGISTRY_DATABASE_URL=db, PITCREW_REGISTRY_NATS_ENABLED="false",
-                       PITCREW_NATS_URL="nats://127.0.0.1:1")
+        svc_env.update(
+            PITCREW_REGISTRY_DATABASE_URL=db,
+            PITCREW_REGISTRY_NATS_ENABLED="false",
+            PITCREW_NATS_URL="nats://127.0.0.1:1",
+        )
         svc_cmd = uvicorn_cmd("services.registry.main:app", svc_port)
         path = "/v1/tools?limit=20"
         service = "registry"
@@ -275,11 +321,16 @@ def main() -> None:
     gw_db = f"sqlite:///{tmp}/gateway.db"
     upgrade("gateway", gw_db)
     svc_url = f"http://127.0.0.1:{svc_port}"
-    gw_env = {**env, "PITCREW_GATEWAY_DATABASE_URL": gw_db, "PITCREW_GATEWAY_BUDGET_URL": svc_url,
-              "PITCREW_GATEWAY_WORKFLOW_URL": svc_url, "PITCREW_GATEWAY_KPI_URL": svc_url,
-              "PITCREW_GATEWAY_REGISTRY_URL": svc_url,
-              # The limiter stays on (its cost is part of the figure), just high enough not to refuse.
-              "PITCREW_GATEWAY_RATE_LIMIT_READ": "100000000/minute"}
+    gw_env = {
+        **env,
+        "PITCREW_GATEWAY_DATABASE_URL": gw_db,
+        "PITCREW_GATEWAY_BUDGET_URL": svc_url,
+        "PITCREW_GATEWAY_WORKFLOW_URL": svc_url,
+        "PITCREW_GATEWAY_KPI_URL": svc_url,
+        "PITCREW_GATEWAY_REGISTRY_URL": svc_url,
+        # The limiter stays on (its cost is part of the figure), just high enough not to refuse.
+        "PITCREW_GATEWAY_RATE_LIMIT_READ": "100000000/minute",
+    }
     procs = []
     try:
         procs.append(start(svc_cmd, svc_env, tmp / "service.log"))
@@ -322,22 +373,30 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     d, g = best["direct"], best["gateway"]
-    print(f"upstream: {args.upstream} (GET {path}), {os.cpu_count()} cores, concurrency {args.concurrency}, "
-          f"{duration:.0f} s x {rounds} round(s), {args.client_processes} client process(es), "
-          f"log level {args.log_level}")
+    print(
+        f"upstream: {args.upstream} (GET {path}), {os.cpu_count()} cores, concurrency {args.concurrency}, "
+        f"{duration:.0f} s x {rounds} round(s), {args.client_processes} client process(es), "
+        f"log level {args.log_level}"
+    )
     print(f"{'':10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'client cores':>14}")
     for name, r in (("direct", d), ("gateway", g)):
         print(f"{name:10}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['client_cpu']:>14.2f}")
     print(f"throughput ratio gateway/direct: {g['rps'] / d['rps']:.2f}x  (aim >= 0.78x; nginx keep-alive proxy 0.78x)")
     sd, sg = serial["direct"], serial["gateway"]
-    print(f"unloaded (concurrency 1): direct p50 {sd['p50']:.2f} ms p99 {sd['p99']:.2f} ms; "
-          f"gateway p50 {sg['p50']:.2f} ms p99 {sg['p99']:.2f} ms")
-    print(f"added at p50 (unloaded): {sg['p50'] - sd['p50']:.2f} ms  (aim < 2 ms); "
-          f"median of paired differences {sg['paired_added_p50']:.2f} ms; "
-          f"X-Gateway-Latency p50 {sg['gateway_p50']:.2f} ms p99 {sg['gateway_p99']:.2f} ms")
+    print(
+        f"unloaded (concurrency 1): direct p50 {sd['p50']:.2f} ms p99 {sd['p99']:.2f} ms; "
+        f"gateway p50 {sg['p50']:.2f} ms p99 {sg['p99']:.2f} ms"
+    )
+    print(
+        f"added at p50 (unloaded): {sg['p50'] - sd['p50']:.2f} ms  (aim < 2 ms); "
+        f"median of paired differences {sg['paired_added_p50']:.2f} ms; "
+        f"X-Gateway-Latency p50 {sg['gateway_p50']:.2f} ms p99 {sg['gateway_p99']:.2f} ms"
+    )
     print(f"unloaded requests: {sd['requests']} direct, {sg['requests']} through the gateway, interleaved")
-    print(f"added at p50 under load (concurrency {args.concurrency}): {g['p50'] - d['p50']:.2f} ms; "
-          f"X-Gateway-Latency p50 {g['gateway_p50']:.2f} ms")
+    print(
+        f"added at p50 under load (concurrency {args.concurrency}): {g['p50'] - d['p50']:.2f} ms; "
+        f"X-Gateway-Latency p50 {g['gateway_p50']:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from pitcrew.migrations import upgrade_async  # noqa: E402
 from services.kpi.ingest import (  # noqa: E402
     INSERT_RAW,
     Ingestor,
@@ -51,14 +52,14 @@ from services.kpi.main import create_app  # noqa: E402
 from services.kpi.settings import Settings  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
-from shared.migrations import upgrade_async  # noqa: E402
 from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
 
 CHANNELS = ["search", "social", "display", "email", "events", "video", "affiliate", "partner"]
 REGIONS = ["EMEA", "NA", "APAC", "LATAM"]
 CAMPAIGNS = {c: [f"{c}-{k}" for k in range(10)] for c in CHANNELS}
-DIMSETS = [{"campaign": camp, "channel": ch, "region": rg} for ch in CHANNELS for camp in CAMPAIGNS[ch]
-           for rg in REGIONS]
+DIMSETS = [
+    {"campaign": camp, "channel": ch, "region": rg} for ch in CHANNELS for camp in CAMPAIGNS[ch] for rg in REGIONS
+]
 YEAR_START = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 YEAR_SECONDS = 365 * 86400
 BATCH = 10_000
@@ -68,10 +69,22 @@ def item(i: int, n: int, rnd: random.Random) -> dict:
     t = YEAR_START + dt.timedelta(seconds=(i * YEAR_SECONDS) // n)
     dims = DIMSETS[rnd.randrange(len(DIMSETS))]
     if i % 4 == 0:
-        return {"type": "spend", "value": f"{rnd.randint(100, 500000) / 100:.2f}", "time": t.isoformat(),
-                "dimensions": dims, "source": "bench", "external_id": f"m{i}"}
-    return {"type": "leads", "value": "1", "time": t.isoformat(), "dimensions": dims, "source": "bench",
-            "external_id": f"m{i}"}
+        return {
+            "type": "spend",
+            "value": f"{rnd.randint(100, 500000) / 100:.2f}",
+            "time": t.isoformat(),
+            "dimensions": dims,
+            "source": "bench",
+            "external_id": f"m{i}",
+        }
+    return {
+        "type": "leads",
+        "value": "1",
+        "time": t.isoformat(),
+        "dimensions": dims,
+        "source": "bench",
+        "external_id": f"m{i}",
+    }
 
 
 async def ingest_phase(db: Database, n_ingest: int, n_total: int) -> float:
@@ -105,11 +118,19 @@ async def bulk_fill(db: Database, start: int, n_total: int) -> float:
         for i in range(lo, min(n_total, lo + chunk)):
             t = YEAR_START + dt.timedelta(seconds=(i * YEAR_SECONDS) // n_total)
             spend = i % 4 == 0
-            rows.append((
-                "spend" if spend else "leads", rnd.randint(100, 500000) * 10_000 if spend else 1_000_000,
-                fmt_time(t), day_number(t), month_number(t), dimset_ids[rnd.randrange(len(dimset_ids))], "bench",
-                f"m{i}", now_v,
-            ))
+            rows.append(
+                (
+                    "spend" if spend else "leads",
+                    rnd.randint(100, 500000) * 10_000 if spend else 1_000_000,
+                    fmt_time(t),
+                    day_number(t),
+                    month_number(t),
+                    dimset_ids[rnd.randrange(len(dimset_ids))],
+                    "bench",
+                    f"m{i}",
+                    now_v,
+                )
+            )
         async with db.engine.begin() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
@@ -117,9 +138,19 @@ async def bulk_fill(db: Database, start: int, n_total: int) -> float:
                 await driver.executemany(INSERT_RAW, rows)
             else:
                 await driver.copy_records_to_table(
-                    "measurements", records=rows,
-                    columns=["type", "value", "time", "day", "month", "dimset_id", "source", "external_id",
-                             "received_at"],
+                    "measurements",
+                    records=rows,
+                    columns=[
+                        "type",
+                        "value",
+                        "time",
+                        "day",
+                        "month",
+                        "dimset_id",
+                        "source",
+                        "external_id",
+                        "received_at",
+                    ],
                 )
         print(f"    bulk raw rows: {min(n_total, lo + chunk):>12,}", end="\r", flush=True)
     print()
@@ -154,13 +185,17 @@ async def run_size(url: str, n: int, n_ingest: int, runs: int, raw_runs: int) ->
     tune_sqlite(db)  # the per-connection settings the service applies to its database (main._configure)
     try:
         rate = await ingest_phase(db, min(n_ingest, n), n)
-        print(f"  ingest (domain layer, batches of 10,000): {rate:,.0f} measurements/s"
-              f"  [aim >= 50,000]  over {min(n_ingest, n):,}")
+        print(
+            f"  ingest (domain layer, batches of 10,000): {rate:,.0f} measurements/s"
+            f"  [aim >= 50,000]  over {min(n_ingest, n):,}"
+        )
         if n > n_ingest:
             t0 = time.perf_counter()
             rebuild_s = await bulk_fill(db, n_ingest, n)
-            print(f"  bulk fill {n - n_ingest:,} raw rows + rollup rebuild: {time.perf_counter() - t0:.1f} s"
-                  f" (rebuild from raw {rebuild_s:.1f} s)")
+            print(
+                f"  bulk fill {n - n_ingest:,} raw rows + rollup rebuild: {time.perf_counter() - t0:.1f} s"
+                f" (rebuild from raw {rebuild_s:.1f} s)"
+            )
         async with db.transaction(readonly=True) as s:
             rollup_rows = (await s.execute(text("SELECT count(*) FROM rollups_daily"))).scalar()
             if db.is_sqlite:
@@ -170,9 +205,15 @@ async def run_size(url: str, n: int, n_ingest: int, runs: int, raw_runs: int) ->
         await db.dispose()
     app = create_app(Settings(database_url=url, nats_enabled=False, target_check_seconds=0, log_level="WARNING"))
     headers = {HEADER: mint(Principal("bench", frozenset({"analyst"})), DEV_IDENTITY_SECRET, 3600)}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://kpi", headers=headers, timeout=600,
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://kpi",
+            headers=headers,
+            timeout=600,
+        ) as client,
+    ):
         base = {"from": "2027-01-01", "to": "2027-12-31", "grain": "month", "group_by": "channel"}
         cases = [
             ("spend  month x channel, 1 year", "spend", {}),
@@ -185,9 +226,11 @@ async def run_size(url: str, n: int, n_ingest: int, runs: int, raw_runs: int) ->
             p50r, p95r, body_r = await latency(client, path, {**base, **extra, "read_from": "rollup"}, runs)
             p50s, p95s, body_s = await latency(client, path, {**base, **extra, "read_from": "raw"}, raw_runs)
             assert body_r["series"] == body_s["series"], "rollups and raw scan disagree"
-            print(f"  {name:<34} rollup p50 {p50r:7.1f} ms p95 {p95r:7.1f} ms | raw scan p50 {p50s:8.1f} ms"
-                  f" p95 {p95s:8.1f} ms | raw/rollup p95 {p95s / p95r:6.1f}x | vs DuckDB peer p95"
-                  f" {(184 if not extra else 80) / p95r:4.1f}x faster")
+            print(
+                f"  {name:<34} rollup p50 {p50r:7.1f} ms p95 {p95r:7.1f} ms | raw scan p50 {p50s:8.1f} ms"
+                f" p95 {p95s:8.1f} ms | raw/rollup p95 {p95s / p95r:6.1f}x | vs DuckDB peer p95"
+                f" {(184 if not extra else 80) / p95r:4.1f}x faster"
+            )
 
 
 async def new_postgres_db() -> tuple[str, str]:

@@ -29,15 +29,21 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pitcrew.migrations import upgrade_async  # noqa: E402
 from services.registry import schemas  # noqa: E402
 from services.registry.main import create_app  # noqa: E402
 from services.registry.settings import Settings  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
-from shared.migrations import upgrade_async  # noqa: E402
 from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
 
-CATEGORIES = ["advertising_promotion", "content_experience", "social_relationships", "commerce_sales", "data",
-              "management"]
+CATEGORIES = [
+    "advertising_promotion",
+    "content_experience",
+    "social_relationships",
+    "commerce_sales",
+    "data",
+    "management",
+]
 CAPS = [f"cap{i}" for i in range(60)]
 
 
@@ -48,26 +54,45 @@ async def seed(rt, tools: int, edges: int, contracts: int) -> None:
     ids = []
     async with rt.transaction() as s:
         for i in range(tools):
-            view = await stack.create_tool(s, schemas.ToolIn(
-                name=f"Tool {i:05d}", vendor=f"Vendor {i % 97}", category=CATEGORIES[i % 6],
-                capabilities=rng.sample(CAPS, 3), owner=schemas.Owner(team=f"team{i % 12}", person=f"p{i}"),
-                lifecycle="active" if i % 10 else "pilot"), "bench")
+            view = await stack.create_tool(
+                s,
+                schemas.ToolIn(
+                    name=f"Tool {i:05d}",
+                    vendor=f"Vendor {i % 97}",
+                    category=CATEGORIES[i % 6],
+                    capabilities=rng.sample(CAPS, 3),
+                    owner=schemas.Owner(team=f"team{i % 12}", person=f"p{i}"),
+                    lifecycle="active" if i % 10 else "pilot",
+                ),
+                "bench",
+            )
             ids.append(view["id"])
         for i in range(contracts):
             start = today - dt.timedelta(days=rng.randint(0, 300))
-            await stack.create_contract(s, schemas.ContractIn(
-                tool_id=ids[i % tools], start=start, end=start + dt.timedelta(days=364),
-                billing_period=rng.choice(["monthly", "quarterly", "annual"]),
-                cost=Decimal(rng.randint(100, 50_000)), currency="EUR", seats=rng.randint(1, 200),
-                notice_days=rng.choice([30, 60, 90]), budget_line_code="MARTECH"))
+            await stack.create_contract(
+                s,
+                schemas.ContractIn(
+                    tool_id=ids[i % tools],
+                    start=start,
+                    end=start + dt.timedelta(days=364),
+                    billing_period=rng.choice(["monthly", "quarterly", "annual"]),
+                    cost=Decimal(rng.randint(100, 50_000)),
+                    currency="EUR",
+                    seats=rng.randint(1, 200),
+                    notice_days=rng.choice([30, 60, 90]),
+                    budget_line_code="MARTECH",
+                ),
+            )
         seen = set()
         while len(seen) < edges:
             a, b = rng.sample(range(tools), 2)
             if (a, b) in seen:
                 continue
             seen.add((a, b))
-            await stack.create_integration(s, schemas.IntegrationIn(
-                from_tool_id=ids[a], to_tool_id=ids[b], method="api", data_objects=["contacts"]))
+            await stack.create_integration(
+                s,
+                schemas.IntegrationIn(from_tool_id=ids[a], to_tool_id=ids[b], method="api", data_objects=["contacts"]),
+            )
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -94,11 +119,14 @@ async def main(quick: bool) -> None:
     async with app.router.lifespan_context(app):
         t0 = time.perf_counter()
         await seed(rt, tools, edges, contracts)
-        print(f"seeded {tools} tools, {edges} integrations, {contracts} contracts in "
-              f"{time.perf_counter() - t0:.1f} s (one transaction, domain layer)")
+        print(
+            f"seeded {tools} tools, {edges} integrations, {contracts} contracts in "
+            f"{time.perf_counter() - t0:.1f} s (one transaction, domain layer)"
+        )
         headers = {HEADER: mint(Principal("bench", frozenset({"analyst"})), DEV_IDENTITY_SECRET, 3600)}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry",
-                                     headers=headers) as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://registry", headers=headers
+        ) as c:
 
             async def raw_rows() -> None:
                 async with rt.transaction(readonly=True) as s:
@@ -113,8 +141,16 @@ async def main(quick: bool) -> None:
             print(f"\nbaseline: plain SELECT of tools+integrations+contracts  p50 {statistics.median(base):7.1f} ms")
             print(f"baseline: networkx articulation points alone          p50 {statistics.median(nx_only):7.1f} ms")
             print(f"\n{'report':<34}{'p50 ms':>9}{'p95 ms':>9}{'p50 / SELECT':>14}")
-            for path in ("/v1/analysis", "/v1/overlaps", "/v1/costs?group_by=team", "/v1/renewals?within_days=90",
-                         "/v1/graph?format=mermaid", "/v1/tools?limit=100", "/v1/export?format=yaml"):
+            for path in (
+                "/v1/analysis",
+                "/v1/overlaps",
+                "/v1/costs?group_by=team",
+                "/v1/renewals?within_days=90",
+                "/v1/graph?format=mermaid",
+                "/v1/tools?limit=100",
+                "/v1/export?format=yaml",
+            ):
+
                 async def get(path: str = path) -> None:
                     r = await c.get(path)
                     assert r.status_code == 200, r.text

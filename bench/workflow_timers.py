@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg  # noqa: E402
 from sqlalchemy import func, insert, select, update  # noqa: E402
 
+from pitcrew.migrations import upgrade_async  # noqa: E402
 from services.workflow.models import infra  # noqa: E402
 from services.workflow.scheduler import BatchedTimerScheduler  # noqa: E402
 from shared.db import Database, utcnow  # noqa: E402
-from shared.migrations import upgrade_async  # noqa: E402
 from shared.timers import TimerScheduler  # noqa: E402
 
 POSTGRES_URL = os.environ.get("PITCREW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -58,13 +58,20 @@ async def bulk_insert(db: Database, n: int, first_due: dt.datetime, window: floa
     created = utcnow()
     step = window / max(n - 1, 1)
     rows = [
-        {"id": str(uuid.uuid4()), "kind": KIND, "subject_id": f"s{i}", "payload": {"i": i}, "status": "pending",
-         "due_at": first_due + dt.timedelta(seconds=i * step), "created_at": created}
+        {
+            "id": str(uuid.uuid4()),
+            "kind": KIND,
+            "subject_id": f"s{i}",
+            "payload": {"i": i},
+            "status": "pending",
+            "due_at": first_due + dt.timedelta(seconds=i * step),
+            "created_at": created,
+        }
         for i in range(n)
     ]
     for i in range(0, n, 5000):
         async with db.transaction() as s:
-            await s.execute(insert(T), rows[i:i + 5000])
+            await s.execute(insert(T), rows[i : i + 5000])
 
 
 async def clear(db: Database) -> None:
@@ -92,7 +99,10 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def run_schedulers(
-    dbs: list[Database], poll: float, batch: int, cls: type[TimerScheduler] = BatchedTimerScheduler,
+    dbs: list[Database],
+    poll: float,
+    batch: int,
+    cls: type[TimerScheduler] = BatchedTimerScheduler,
 ) -> list[TimerScheduler]:
     schedulers = [cls(f"bench-{i}", db, T, {KIND: noop}, poll_seconds=poll, batch=batch) for i, db in enumerate(dbs)]
     for sch in schedulers:
@@ -101,7 +111,12 @@ async def run_schedulers(
 
 
 async def lag_phase(
-    dbs: list[Database], n: int, window: float, poll: float, batch: int, insert_seconds: float,
+    dbs: list[Database],
+    n: int,
+    window: float,
+    poll: float,
+    batch: int,
+    insert_seconds: float,
 ) -> dict[str, float]:
     db = dbs[0]
     await clear(db)
@@ -120,8 +135,13 @@ async def lag_phase(
     assert all(r.status == "fired" for r in rows) and len(rows) == n
     lags = [(r.fired_at - r.due_at).total_seconds() for r in rows]
     span = (max(r.fired_at for r in rows) - first_due).total_seconds()
-    return {"rate": n / span, "p50": pct(lags, 50), "p99": pct(lags, 99), "max": max(lags),
-            "mean": statistics.fmean(lags)}
+    return {
+        "rate": n / span,
+        "p50": pct(lags, 50),
+        "p99": pct(lags, 99),
+        "max": max(lags),
+        "mean": statistics.fmean(lags),
+    }
 
 
 async def drain_phase(dbs: list[Database], n: int, poll: float, batch: int, cls: type[TimerScheduler]) -> float:
@@ -137,8 +157,9 @@ async def drain_phase(dbs: list[Database], n: int, poll: float, batch: int, cls:
             await sch.stop()
     elapsed = time.perf_counter() - t0
     async with db.transaction(readonly=True) as s:
-        fired_span = await s.scalar(select(func.max(T.c.fired_at) - func.min(T.c.fired_at))) if not db.is_sqlite \
-            else None
+        fired_span = (
+            await s.scalar(select(func.max(T.c.fired_at) - func.min(T.c.fired_at))) if not db.is_sqlite else None
+        )
     if isinstance(fired_span, dt.timedelta) and fired_span.total_seconds() > 0:
         elapsed = min(elapsed, fired_span.total_seconds())
     return n / elapsed
@@ -157,7 +178,7 @@ async def baseline(db: Database, n: int, batch: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     for i in range(0, n, batch):
         async with db.transaction() as s:
-            await s.execute(update(T).where(T.c.id.in_(ids[i:i + batch])).values(status="fired", fired_at=utcnow()))
+            await s.execute(update(T).where(T.c.id.in_(ids[i : i + batch])).values(status="fired", fired_at=utcnow()))
     return n / (time.perf_counter() - t0), insert_seconds
 
 
@@ -186,13 +207,19 @@ async def bench_backend(backend: str, n: int, window: float, replicas: int, poll
                 await db.dispose()
         print(f"\n{backend}: {n:,} timers, {replicas} scheduler replica(s), poll {poll} s, batch {batch}")
         print(f"  baseline  raw UPDATE marking timers fired : {base:10,.0f} timers/s")
-        print(f"  drain     shared scheduler (savepoint/timer): {shared_drain:10,.0f} timers/s  "
-              f"({shared_drain / base:.2f}x baseline)")
-        print(f"  drain     workflow batched scheduler       : {drain:10,.0f} timers/s  "
-              f"({drain / base:.2f}x baseline, {drain / shared_drain:.1f}x shared)")
-        print(f"  lag run   due over {window:.0f} s ({n / window:,.0f}/s arriving): fired {lag['rate']:,.0f}/s, "
-              f"lag p50 {lag['p50']:.3f} s, p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s "
-              f"(target p99 < 2 s; Flowable ~10 s late when idle: {10 / max(lag['p99'], 1e-3):.0f}x better)")
+        print(
+            f"  drain     shared scheduler (savepoint/timer): {shared_drain:10,.0f} timers/s  "
+            f"({shared_drain / base:.2f}x baseline)"
+        )
+        print(
+            f"  drain     workflow batched scheduler       : {drain:10,.0f} timers/s  "
+            f"({drain / base:.2f}x baseline, {drain / shared_drain:.1f}x shared)"
+        )
+        print(
+            f"  lag run   due over {window:.0f} s ({n / window:,.0f}/s arriving): fired {lag['rate']:,.0f}/s, "
+            f"lag p50 {lag['p50']:.3f} s, p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s "
+            f"(target p99 < 2 s; Flowable ~10 s late when idle: {10 / max(lag['p99'], 1e-3):.0f}x better)"
+        )
     finally:
         if pg_name:
             conn = await asyncpg.connect(POSTGRES_URL)

@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.topology import APPS  # noqa: E402 - the apps and their ports, from the one table
+from pitcrew.topology import APPS  # noqa: E402 - the apps and their ports, from the one table
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"

@@ -23,10 +23,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from pitcrew.launcher import database_url
+from pitcrew.migrations import alembic_config
+from pitcrew.topology import APPS
 from shared.db import async_url
-from shared.launcher import database_url
-from shared.migrations import alembic_config
-from shared.topology import APPS
 
 
 async def current_revisions(url: str) -> set[str]:

@@ -94,9 +94,14 @@ class Authenticator:
         # Its own small client: the identity provider is not one of the upstream services.
         self.client = httpx.AsyncClient(timeout=5.0)
         self.jwks = (
-            JWKSCache(settings.jwks_url, self.client, cache_seconds=settings.jwks_cache_seconds,
-                      min_refresh_seconds=settings.jwks_min_refresh_seconds)
-            if settings.jwks_url else None
+            JWKSCache(
+                settings.jwks_url,
+                self.client,
+                cache_seconds=settings.jwks_cache_seconds,
+                min_refresh_seconds=settings.jwks_min_refresh_seconds,
+            )
+            if settings.jwks_url
+            else None
         )
         self._verified: dict[str, tuple[Principal, float]] = {}
 
@@ -142,12 +147,26 @@ class Authenticator:
         options = {"require": ["exp", "iss", "aud", "sub"]}
         try:
             if alg == "HS256" and s.jwt_secret:
-                return jwt.decode(token, s.jwt_secret, algorithms=["HS256"], audience=s.jwt_audience,
-                                  issuer=s.jwt_issuer, leeway=s.jwt_leeway_seconds, options=options)
+                return jwt.decode(
+                    token,
+                    s.jwt_secret,
+                    algorithms=["HS256"],
+                    audience=s.jwt_audience,
+                    issuer=s.jwt_issuer,
+                    leeway=s.jwt_leeway_seconds,
+                    options=options,
+                )
             if self.jwks is not None and alg in s.oidc_algorithms:
                 key = await self.jwks.get(header.get("kid"))
-                return jwt.decode(token, key, algorithms=s.oidc_algorithms, audience=s.oidc_audience or s.jwt_audience,
-                                  issuer=s.oidc_issuer or s.jwt_issuer, leeway=s.jwt_leeway_seconds, options=options)
+                return jwt.decode(
+                    token,
+                    key,
+                    algorithms=s.oidc_algorithms,
+                    audience=s.oidc_audience or s.jwt_audience,
+                    issuer=s.oidc_issuer or s.jwt_issuer,
+                    leeway=s.jwt_leeway_seconds,
+                    options=options,
+                )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("The bearer token has expired.") from exc
         except jwt.ImmatureSignatureError as exc:

@@ -79,12 +79,18 @@ class Forwarder:
         """Forward the deliveries that are due; returns how many were attempted."""
         now = utcnow()
         async with self.db.transaction(readonly=True) as s:
-            ids = (await s.scalars(
-                select(WebhookDelivery.id)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
-                       or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now))
-                .order_by(WebhookDelivery.received_at).limit(batch)
-            )).all()
+            ids = (
+                await s.scalars(
+                    select(WebhookDelivery.id)
+                    .where(
+                        WebhookDelivery.status == "pending",
+                        WebhookDelivery.next_attempt_at <= now,
+                        or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
+                    )
+                    .order_by(WebhookDelivery.received_at)
+                    .limit(batch)
+                )
+            ).all()
         done = 0
         for delivery_id in ids:
             if self._stopping:
@@ -100,8 +106,11 @@ class Forwarder:
         async with self.db.transaction() as s:
             claimed = await s.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id == row_id, WebhookDelivery.status == "pending",
-                       or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now))
+                .where(
+                    WebhookDelivery.id == row_id,
+                    WebhookDelivery.status == "pending",
+                    or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
+                )
                 .values(locked_until=now + LEASE)
             )
             if claimed.rowcount != 1:
@@ -110,16 +119,29 @@ class Forwarder:
 
     async def _forward(self, row: WebhookDelivery) -> None:
         s = self.settings
-        identity = mint(webhooks.principal_for(row.source, request_id=f"webhook-{row.id}"), s.identity_secret,
-                        s.identity_ttl_seconds)
+        identity = mint(
+            webhooks.principal_for(row.source, request_id=f"webhook-{row.id}"),
+            s.identity_secret,
+            s.identity_ttl_seconds,
+        )
         outcome, status, error = "delivered", None, None
         for index, call in enumerate(row.requests):
             key = row.delivery_id if index == 0 else f"{row.delivery_id}:{index}"
-            headers = {HEADER: identity, "Idempotency-Key": key, "X-Request-ID": f"webhook-{row.id}",
-                       "Content-Type": "application/json"}
+            headers = {
+                HEADER: identity,
+                "Idempotency-Key": key,
+                "X-Request-ID": f"webhook-{row.id}",
+                "Content-Type": "application/json",
+            }
             try:
-                r = await self.upstreams.send(call["service"], "POST", call["path"], list(headers.items()),
-                                              content=_json(call["body"]), stream=False)
+                r = await self.upstreams.send(
+                    call["service"],
+                    "POST",
+                    call["path"],
+                    list(headers.items()),
+                    content=_json(call["body"]),
+                    stream=False,
+                )
             except UpstreamError as exc:
                 outcome, error = "retry", f"{type(exc).__name__}: {exc}"
                 break
@@ -143,13 +165,21 @@ class Forwarder:
         elif attempts >= s.webhook_max_attempts:
             values.update(status="dead")
         else:
-            values.update(next_attempt_at=now + webhooks.backoff(attempts, s.webhook_retry_base_seconds,
-                                                                  s.webhook_retry_max_seconds))
+            values.update(
+                next_attempt_at=now
+                + webhooks.backoff(attempts, s.webhook_retry_base_seconds, s.webhook_retry_max_seconds)
+            )
         async with self.db.transaction() as session:
             await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
         log_fn = log.info if outcome == "delivered" else log.warning
-        log_fn("webhook_forwarded", source=row.source, delivery=row.delivery_id, outcome=values.get("status", outcome),
-               attempts=attempts, upstream_status=status)
+        log_fn(
+            "webhook_forwarded",
+            source=row.source,
+            delivery=row.delivery_id,
+            outcome=values.get("status", outcome),
+            attempts=attempts,
+            upstream_status=status,
+        )
 
 
 def _json(body: object) -> bytes:

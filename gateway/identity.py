@@ -45,10 +45,18 @@ class IdentityMinter:
         if len(self._tokens) >= _PRINCIPALS_MAX:
             self._tokens.clear()
         iat = int(now)
-        payload = _dumps({
-            "iss": ISSUER, "aud": AUDIENCE, "sub": principal.subject, "roles": sorted(principal.roles),
-            "scopes": sorted(principal.scopes), "knd": principal.kind, "iat": iat, "exp": iat + self.ttl,
-        })
+        payload = _dumps(
+            {
+                "iss": ISSUER,
+                "aud": AUDIENCE,
+                "sub": principal.subject,
+                "roles": sorted(principal.roles),
+                "scopes": sorted(principal.scopes),
+                "knd": principal.kind,
+                "iat": iat,
+                "exp": iat + self.ttl,
+            }
+        )
         signing_input = _HEADER + b"." + base64url_encode(payload.encode())
         mac = self._mac.copy()
         mac.update(signing_input)

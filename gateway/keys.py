@@ -28,12 +28,19 @@ def hash_key(key: str) -> str:
 
 
 def principal_of(row: ApiKey) -> Principal:
-    return Principal(subject=f"api_key:{row.id}", roles=frozenset(row.roles), scopes=frozenset(row.scopes),
-                     kind="api_key")
+    return Principal(
+        subject=f"api_key:{row.id}", roles=frozenset(row.roles), scopes=frozenset(row.scopes), kind="api_key"
+    )
 
 
 async def create(
-    db: Database, *, name: str, roles: list[str], scopes: list[str], expires_at: dt.datetime | None, created_by: str,
+    db: Database,
+    *,
+    name: str,
+    roles: list[str],
+    scopes: list[str],
+    expires_at: dt.datetime | None,
+    created_by: str,
 ) -> tuple[ApiKey, str]:
     """A new key and its secret (the only time the secret exists outside the caller)."""
     errors = Errors()
@@ -47,8 +54,14 @@ async def create(
     errors.raise_if_any()
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
-        id=str(uuid.uuid4()), name=name, key_hash=hash_key(secret), prefix=secret[:10],
-        roles=sorted(set(roles)), scopes=sorted(set(scopes)), created_by=created_by, created_at=utcnow(),
+        id=str(uuid.uuid4()),
+        name=name,
+        key_hash=hash_key(secret),
+        prefix=secret[:10],
+        roles=sorted(set(roles)),
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+        created_at=utcnow(),
         expires_at=expires_at,
     )
     async with db.transaction() as s:
@@ -57,7 +70,11 @@ async def create(
 
 
 async def list_keys(
-    db: Database, *, include_revoked: bool = False, limit: int = 50, after: list | None = None,
+    db: Database,
+    *,
+    include_revoked: bool = False,
+    limit: int = 50,
+    after: list | None = None,
 ) -> list[ApiKey]:
     """Up to limit+1 keys, oldest first, after the (created_at, id) key of a cursor."""
     q = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)

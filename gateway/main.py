@@ -52,8 +52,12 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
     async def on_startup(runtime: Runtime) -> None:
         upstreams = Upstreams(settings)
         gw = Gateway(
-            settings=settings, db=runtime.db, policy=policy, upstreams=upstreams,
-            auth=Authenticator(settings, runtime.db), limiter=RateLimiter(settings),
+            settings=settings,
+            db=runtime.db,
+            policy=policy,
+            upstreams=upstreams,
+            auth=Authenticator(settings, runtime.db),
+            limiter=RateLimiter(settings),
             forwarder=Forwarder(settings, runtime.db, upstreams),
             minter=IdentityMinter(settings.identity_secret, settings.identity_ttl_seconds),
         )
@@ -74,13 +78,23 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
         # The suite-wide /health and /openapi.json go first, ahead of the plain ones.
         app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/openapi.json"]
 
-        @app.get("/health", tags=["operations"], summary="The gateway and each service's /ready",
-                 operation_id="gateway_health")
+        @app.get(
+            "/health",
+            tags=["operations"],
+            summary="The gateway and each service's /ready",
+            operation_id="gateway_health",
+        )
         async def health(request: Request) -> JSONResponse:
             services = await services_health(ref["gateway"])
             ok = all(v["status"] == "ready" for v in services.values())
-            return JSONResponse({"status": "ok" if ok else "degraded", "service": "gateway",
-                                 "gateway": {"status": "ok"}, "services": services})
+            return JSONResponse(
+                {
+                    "status": "ok" if ok else "degraded",
+                    "service": "gateway",
+                    "gateway": {"status": "ok"},
+                    "services": services,
+                }
+            )
 
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi(request: Request) -> JSONResponse:
@@ -94,7 +108,7 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
         name="gateway",
         title="Pitcrew API",
         description="The one front door: authentication, access control, rate limits, webhooks. "
-                    "Service APIs are under /budget, /workflow, /kpi and /registry.",
+        "Service APIs are under /budget, /workflow, /kpi and /registry.",
         infra=infra,
         routers=[api.router, api.webhook_router],
         uses_nats=False,

@@ -90,7 +90,7 @@ def _rename_refs(node: Any, names: dict[str, str]) -> Any:
         out = {}
         for k, v in node.items():
             if k == "$ref" and isinstance(v, str) and v.startswith(REF_PREFIX):
-                name = v[len(REF_PREFIX):]
+                name = v[len(REF_PREFIX) :]
                 out[k] = REF_PREFIX + names.get(name, name)
             else:
                 out[k] = _rename_refs(v, names)
@@ -107,8 +107,11 @@ async def services_health(gw: Gateway) -> dict[str, Any]:
         try:
             r = await gw.upstreams.get_url(url + "/ready", timeout=gw.settings.health_timeout_seconds)
             body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-            return {"url": url, "status": "ready" if r.status_code == 200 else "not_ready",
-                    "checks": body.get("checks")}
+            return {
+                "url": url,
+                "status": "ready" if r.status_code == 200 else "not_ready",
+                "checks": body.get("checks"),
+            }
         except UpstreamError as exc:
             cause = exc.__cause__ or exc
             return {"url": url, "status": "down", "detail": type(cause).__name__}
@@ -118,9 +121,11 @@ async def services_health(gw: Gateway) -> dict[str, Any]:
     out: dict[str, Any] = {}
     i = 0
     for svc in SERVICE_NAMES:
-        replicas = results[i:i + len(pools[svc].urls)]
+        replicas = results[i : i + len(pools[svc].urls)]
         i += len(replicas)
         ready = sum(r["status"] == "ready" for r in replicas)
-        out[svc] = {"status": "ready" if ready == len(replicas) else "degraded" if ready else "down",
-                    "replicas": replicas}
+        out[svc] = {
+            "status": "ready" if ready == len(replicas) else "degraded" if ready else "down",
+            "replicas": replicas,
+        }
     return out

@@ -39,16 +39,45 @@ access_log = structlog.get_logger("pitcrew.access")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Request headers never forwarded: hop-by-hop ones, the client's credentials, any
 # identity it tries to assert, and those the gateway sets itself.
-DROP_REQUEST = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer", b"trailers",
-    b"transfer-encoding", b"upgrade", b"host", b"content-length", b"authorization", b"x-api-key",
-    b"x-pitcrew-identity", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-    b"x-forwarded-prefix",
-})
-DROP_RESPONSE = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer", b"trailers",
-    b"transfer-encoding", b"upgrade", b"x-request-id", b"server", b"date",
-})
+DROP_REQUEST = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        b"authorization",
+        b"x-api-key",
+        b"x-pitcrew-identity",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+    }
+)
+DROP_RESPONSE = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"x-request-id",
+        b"server",
+        b"date",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +122,9 @@ class ProxyMiddleware:
         head_sent = [False]
         try:
             try:
-                status = await self._proxy(scope, receive, send, service, sub, method, route_class, request_id,
-                                           started, head_sent)
+                status = await self._proxy(
+                    scope, receive, send, service, sub, method, route_class, request_id, started, head_sent
+                )
             except DomainError as exc:
                 status = await self._problem(scope, receive, send, exc, request_id)
             except Exception as exc:
@@ -102,26 +132,49 @@ class ProxyMiddleware:
                     raise  # the answer is half sent: the server drops the connection
                 # What the shared problem handler does for the app's own routes (this layer is outside it).
                 log.error("unhandled_error", path=path, request_id=request_id, exc_info=exc)
-                await self._respond(scope, receive, send, problems.problem(
-                    500, "An unexpected error occurred. It has been logged; quote the request id when reporting it.",
-                    instance=path, request_id=request_id, headers={"X-Request-ID": request_id}))
+                await self._respond(
+                    scope,
+                    receive,
+                    send,
+                    problems.problem(
+                        500,
+                        "An unexpected error occurred. It has been logged; quote the request id when reporting it.",
+                        instance=path,
+                        request_id=request_id,
+                        headers={"X-Request-ID": request_id},
+                    ),
+                )
         finally:
             elapsed = time.perf_counter() - started
             key = (method, label.path, status)
             children = self._metrics.get(key)
             if children is None:
-                children = self._metrics[key] = (REQUESTS.labels(self.service, method, label.path, str(status)),
-                                                 LATENCY.labels(self.service, method, label.path))
+                children = self._metrics[key] = (
+                    REQUESTS.labels(self.service, method, label.path, str(status)),
+                    LATENCY.labels(self.service, method, label.path),
+                )
             children[0].inc()
             children[1].observe(elapsed)
             if self.access_log:
-                access_log.info("request", method=method, path=path, route=label.path, status=status,
-                                ms=round(elapsed * 1000, 2))
+                access_log.info(
+                    "request", method=method, path=path, route=label.path, status=status, ms=round(elapsed * 1000, 2)
+                )
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, service: str, sub: str, method: str,
-                     route_class: str, request_id: str, started: float, head_sent: list[bool]) -> int:
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        service: str,
+        sub: str,
+        method: str,
+        route_class: str,
+        request_id: str,
+        started: float,
+        head_sent: list[bool],
+    ) -> int:
         gw: Gateway = self.gateway_ref["gateway"]
         authorization = api_key = None
         host = ""
@@ -152,17 +205,33 @@ class ProxyMiddleware:
             )
         retry_after = await gw.limiter.check(route_class, principal.subject)
         if retry_after is not None:
-            return await self._respond(scope, receive, send, problems.problem(
-                429, f"Rate limit for {route_class} requests ({gw.limiter.describe(route_class)}) exceeded; "
-                f"retry in {int(retry_after)} s.", instance=scope["path"],
-                headers={"Retry-After": str(int(retry_after)), "X-Request-ID": request_id}))
+            return await self._respond(
+                scope,
+                receive,
+                send,
+                problems.problem(
+                    429,
+                    f"Rate limit for {route_class} requests ({gw.limiter.describe(route_class)}) exceeded; "
+                    f"retry in {int(retry_after)} s.",
+                    instance=scope["path"],
+                    headers={"Retry-After": str(int(retry_after)), "X-Request-ID": request_id},
+                ),
+            )
 
         # A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
         body = await _read_body(receive, gw.settings.max_request_body_bytes) if has_body else b""
         if body is None:
-            return await self._respond(scope, receive, send, problems.problem(
-                413, f"The request body is larger than {gw.settings.max_request_body_bytes} bytes.",
-                instance=scope["path"], headers={"X-Request-ID": request_id}))
+            return await self._respond(
+                scope,
+                receive,
+                send,
+                problems.problem(
+                    413,
+                    f"The request body is larger than {gw.settings.max_request_body_bytes} bytes.",
+                    instance=scope["path"],
+                    headers={"X-Request-ID": request_id},
+                ),
+            )
 
         client = scope.get("client")
         client_ip = client[0] if client else ""
@@ -175,7 +244,7 @@ class ProxyMiddleware:
         headers.append(("x-forwarded-prefix", FORWARDED_PREFIX[service]))
 
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = raw_path[PREFIXES[service]:].decode("latin-1") or "/"
+        target = raw_path[PREFIXES[service] :].decode("latin-1") or "/"
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
 
@@ -184,19 +253,43 @@ class ProxyMiddleware:
             response = await gw.upstreams.send(service, method, target, headers, content=body or None)
         except ServiceDown as exc:
             log.warning("upstream_down", service=service, error=str(exc))
-            return await self._respond(scope, receive, send, problems.problem(
-                503, f"The {service} service is not reachable; try again shortly.", instance=scope["path"],
-                headers={"Retry-After": "2", "X-Request-ID": request_id}))
+            return await self._respond(
+                scope,
+                receive,
+                send,
+                problems.problem(
+                    503,
+                    f"The {service} service is not reachable; try again shortly.",
+                    instance=scope["path"],
+                    headers={"Retry-After": "2", "X-Request-ID": request_id},
+                ),
+            )
         except UpstreamTimeout:
-            return await self._respond(scope, receive, send, problems.problem(
-                504, f"The {service} service did not answer in time.", instance=scope["path"],
-                headers={"X-Request-ID": request_id}))
+            return await self._respond(
+                scope,
+                receive,
+                send,
+                problems.problem(
+                    504,
+                    f"The {service} service did not answer in time.",
+                    instance=scope["path"],
+                    headers={"X-Request-ID": request_id},
+                ),
+            )
         except UpstreamBroken as exc:
             log.warning("upstream_broken", service=service, error=str(exc))
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
-            return await self._respond(scope, receive, send, problems.problem(
-                502, f"The {service} service answered badly: {cause}.", instance=scope["path"],
-                headers={"X-Request-ID": request_id}))
+            return await self._respond(
+                scope,
+                receive,
+                send,
+                problems.problem(
+                    502,
+                    f"The {service} service answered badly: {cause}.",
+                    instance=scope["path"],
+                    headers={"X-Request-ID": request_id},
+                ),
+            )
         try:
             # The head goes out with the first piece of the body, so a small answer leaves in one go.
             content = response.content
@@ -206,10 +299,19 @@ class ProxyMiddleware:
                 response.close()
                 timed_out = isinstance(exc, TimeoutError)
                 log.warning("upstream_body_failed", service=service, error=f"{type(exc).__name__}: {exc}")
-                return await self._respond(scope, receive, send, problems.problem(
-                    504 if timed_out else 502, f"The {service} service did not answer in time." if timed_out
-                    else f"The {service} service answered badly: {type(exc).__name__}.", instance=scope["path"],
-                    headers={"X-Request-ID": request_id}))
+                return await self._respond(
+                    scope,
+                    receive,
+                    send,
+                    problems.problem(
+                        504 if timed_out else 502,
+                        f"The {service} service did not answer in time."
+                        if timed_out
+                        else f"The {service} service answered badly: {type(exc).__name__}.",
+                        instance=scope["path"],
+                        headers={"X-Request-ID": request_id},
+                    ),
+                )
             waited = time.perf_counter() - sent_at
             out = [(k, v) for k, v in response.raw_headers if k.lower() not in DROP_RESPONSE]
             out.append((b"x-request-id", request_id.encode("latin-1")))
@@ -241,9 +343,15 @@ class ProxyMiddleware:
         headers = {"X-Request-ID": request_id}
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="pitcrew"'
-        response = problems.problem(status, exc.detail, title=exc.title, kind=exc.kind,
-                                    errors_=[e.as_dict() for e in exc.errors] or None,
-                                    instance=scope["path"], headers=headers)
+        response = problems.problem(
+            status,
+            exc.detail,
+            title=exc.title,
+            kind=exc.kind,
+            errors_=[e.as_dict() for e in exc.errors] or None,
+            instance=scope["path"],
+            headers=headers,
+        )
         return await self._respond(scope, receive, send, response)
 
 

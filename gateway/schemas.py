@@ -20,8 +20,9 @@ class ApiKeyIn(BaseModel):
 class ApiKeyOut(BaseModel):
     id: str
     name: str
-    prefix: str = Field(description="The first characters of the key, to recognise it; "
-                                    "the key itself is never shown again.")
+    prefix: str = Field(
+        description="The first characters of the key, to recognise it; the key itself is never shown again."
+    )
     roles: list[str]
     scopes: list[str]
     created_by: str
@@ -34,9 +35,19 @@ class ApiKeyOut(BaseModel):
     @classmethod
     def of(cls, row: ApiKey, now: dt.datetime) -> ApiKeyOut:
         status = "revoked" if row.revoked_at else "expired" if row.expires_at and row.expires_at <= now else "active"
-        return cls(id=row.id, name=row.name, prefix=row.prefix, roles=row.roles, scopes=row.scopes,
-                   created_by=row.created_by, created_at=row.created_at, expires_at=row.expires_at,
-                   last_used_at=row.last_used_at, revoked_at=row.revoked_at, status=status)
+        return cls(
+            id=row.id,
+            name=row.name,
+            prefix=row.prefix,
+            roles=row.roles,
+            scopes=row.scopes,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+            status=status,
+        )
 
 
 class ApiKeyCreated(ApiKeyOut):
@@ -64,10 +75,20 @@ class DeliveryOut(BaseModel):
 
     @classmethod
     def of(cls, row: WebhookDelivery) -> DeliveryOut:
-        return cls(id=row.id, source=row.source, delivery_id=row.delivery_id, event_type=row.event_type,
-                   status=row.status, attempts=row.attempts, last_status=row.last_status, last_error=row.last_error,
-                   received_at=row.received_at, delivered_at=row.delivered_at, next_attempt_at=row.next_attempt_at,
-                   requests=row.requests)
+        return cls(
+            id=row.id,
+            source=row.source,
+            delivery_id=row.delivery_id,
+            event_type=row.event_type,
+            status=row.status,
+            attempts=row.attempts,
+            last_status=row.last_status,
+            last_error=row.last_error,
+            received_at=row.received_at,
+            delivered_at=row.delivered_at,
+            next_attempt_at=row.next_attempt_at,
+            requests=row.requests,
+        )
 
 
 class DeliveryList(BaseModel):

@@ -105,15 +105,22 @@ class Upstreams:
     def __init__(self, settings: Settings):
         self.timeout = settings.upstream_timeout_seconds
         self.pools = {name: Pool(name, urls, settings.unhealthy_seconds) for name, urls in settings.upstreams().items()}
-        connector = aiohttp.TCPConnector(limit=max(1, settings.max_connections), limit_per_host=0,
-                                         keepalive_timeout=settings.upstream_keepalive_seconds)
+        connector = aiohttp.TCPConnector(
+            limit=max(1, settings.max_connections),
+            limit_per_host=0,
+            keepalive_timeout=settings.upstream_keepalive_seconds,
+        )
         self.session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
             skip_auto_headers=SKIP_AUTO_HEADERS,
             # The wait for the answer's head is bounded as a whole in send(); each later read of the
             # body by sock_read, so a service that stops half way is a timeout too.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_seconds,
-                                          sock_read=settings.upstream_timeout_seconds),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=settings.connect_timeout_seconds, sock_read=settings.upstream_timeout_seconds
+            ),
         )
         # aiohttp resends GET, HEAD, OPTIONS, TRACE, PUT and DELETE once on a connection the server
         # closed; the gateway resends reads only (send() does it), never a write.
@@ -122,8 +129,14 @@ class Upstreams:
         self.session._retry_connection = False
 
     async def send(
-        self, service: str, method: str, target: str | bytes, headers: Sequence[tuple[bytes, bytes]]
-        | Sequence[tuple[str, str]], content: bytes | None = None, *, stream: bool = True,
+        self,
+        service: str,
+        method: str,
+        target: str | bytes,
+        headers: Sequence[tuple[bytes, bytes]] | Sequence[tuple[str, str]],
+        content: bytes | None = None,
+        *,
+        stream: bool = True,
     ) -> aiohttp.ClientResponse | Buffered:
         """Send to one replica of `service`; `target` is the raw path (and query) as the service sees it.
 
@@ -133,16 +146,19 @@ class Upstreams:
         pool = self.pools[service]
         if isinstance(target, bytes):
             target = target.decode("latin-1")
-        hdrs = [(k.decode("latin-1"), v.decode("latin-1")) if isinstance(k, bytes) else (k, v)  # type: ignore[union-attr]
-                for k, v in headers]
+        hdrs = [
+            (k.decode("latin-1"), v.decode("latin-1")) if isinstance(k, bytes) else (k, v)  # type: ignore[union-attr]
+            for k, v in headers
+        ]
         last: Exception | None = None
         for index in pool.candidates():
             url = URL(pool.urls[index] + target, encoded=True)
             try:
                 async with asyncio.timeout(self.timeout):
                     try:
-                        response = await self.session.request(method, url, headers=hdrs, data=content,
-                                                              allow_redirects=False)
+                        response = await self.session.request(
+                            method, url, headers=hdrs, data=content, allow_redirects=False
+                        )
                     except aiohttp.ClientConnectorError:
                         raise
                     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
@@ -150,8 +166,9 @@ class Upstreams:
                         # safely go again; a write is the caller's to report.
                         if method not in IDEMPOTENT:
                             raise
-                        response = await self.session.request(method, url, headers=hdrs, data=content,
-                                                              allow_redirects=False)
+                        response = await self.session.request(
+                            method, url, headers=hdrs, data=content, allow_redirects=False
+                        )
                     if not stream:
                         try:
                             body = await response.read()

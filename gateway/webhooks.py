@@ -30,10 +30,18 @@ TIMESTAMP_HEADER = "X-Pitcrew-Timestamp"
 DELIVERY_HEADER = "X-Pitcrew-Delivery"
 SIGNATURE_HEADER = "X-Pitcrew-Signature"
 
-PO_FIELDS = ("po_number", "revision", "fiscal_year", "budget_line", "period", "amount", "currency", "vendor",
-             "description")
-INVOICE_FIELDS = ("invoice_number", "po_number", "fiscal_year", "budget_line", "period", "amount", "currency",
-                  "vendor")
+PO_FIELDS = (
+    "po_number",
+    "revision",
+    "fiscal_year",
+    "budget_line",
+    "period",
+    "amount",
+    "currency",
+    "vendor",
+    "description",
+)
+INVOICE_FIELDS = ("invoice_number", "po_number", "fiscal_year", "budget_line", "period", "amount", "currency", "vendor")
 CRM_MEASUREMENTS = {
     "lead.created": [("leads", "lead")],
     "opportunity.created": [("opportunities", "opportunity")],
@@ -47,8 +55,7 @@ TYPES = {
 
 def principal_for(source: str, request_id: str | None = None) -> Principal:
     """The internal identity a webhook's translated calls carry."""
-    return Principal(subject=f"webhook:{source}", roles=frozenset({"partner"}), kind="service",
-                     request_id=request_id)
+    return Principal(subject=f"webhook:{source}", roles=frozenset({"partner"}), kind="service", request_id=request_id)
 
 
 def sign(secret: str, timestamp: str | int, body: bytes) -> str:
@@ -58,16 +65,26 @@ def sign(secret: str, timestamp: str | int, body: bytes) -> str:
 
 
 def verify(
-    secrets: dict[str, str], source: str, body: bytes, timestamp: str | None, delivery_id: str | None,
-    signature: str | None, *, tolerance_seconds: int, now: float | None = None,
+    secrets: dict[str, str],
+    source: str,
+    body: bytes,
+    timestamp: str | None,
+    delivery_id: str | None,
+    signature: str | None,
+    *,
+    tolerance_seconds: int,
+    now: float | None = None,
 ) -> None:
     """Raise NotFound for an unknown source and Unauthorized for anything not provably from it."""
     secret = secrets.get(source)
     if not secret:
         raise NotFound(f"No webhook source {source!r} is configured.")
     if not timestamp or not signature or not delivery_id:
-        missing = [h for h, v in ((TIMESTAMP_HEADER, timestamp), (DELIVERY_HEADER, delivery_id),
-                                  (SIGNATURE_HEADER, signature)) if not v]
+        missing = [
+            h
+            for h, v in ((TIMESTAMP_HEADER, timestamp), (DELIVERY_HEADER, delivery_id), (SIGNATURE_HEADER, signature))
+            if not v
+        ]
         raise Unauthorized(f"Missing webhook header(s): {', '.join(missing)}.")
     if not 1 <= len(delivery_id) <= 200:
         raise Unauthorized(f"{DELIVERY_HEADER} must be 1 to 200 characters.")
@@ -81,8 +98,10 @@ def verify(
             f"at most {tolerance_seconds} s is accepted (replayed or delayed delivery?)."
         )
     if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
-        raise Unauthorized(f"{SIGNATURE_HEADER} does not match the body (expected sha256=<hex HMAC-SHA256 of "
-                           "\"{timestamp}.{raw body}\"> with the source's secret).")
+        raise Unauthorized(
+            f"{SIGNATURE_HEADER} does not match the body (expected sha256=<hex HMAC-SHA256 of "
+            '"{timestamp}.{raw body}"> with the source\'s secret).'
+        )
 
 
 def parse(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -130,8 +149,14 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
     errors.raise_if_any()
     dimensions = {k: data[k] for k in ("channel", "campaign", "region") if data.get(k) is not None}
     items = [
-        {"type": mtype, "value": str(data["amount"]) if mtype == "revenue" else "1", "time": data["time"],
-         "dimensions": dimensions, "source": "crm", "external_id": f"{prefix}:{data['id']}"}
+        {
+            "type": mtype,
+            "value": str(data["amount"]) if mtype == "revenue" else "1",
+            "time": data["time"],
+            "dimensions": dimensions,
+            "source": "crm",
+            "external_id": f"{prefix}:{data['id']}",
+        }
         for mtype, prefix in CRM_MEASUREMENTS[event_type]
     ]
     return [{"service": "kpi", "path": "/v1/measurements", "body": {"items": items}}]
@@ -148,25 +173,37 @@ def _decimal(errors: Errors, data: dict[str, Any], field: str) -> None:
     if value is None:
         return
     if isinstance(value, float) or isinstance(value, bool):
-        errors.add(f"data.{field}", "must be a decimal string such as \"1250.00\" (never a float)")
+        errors.add(f"data.{field}", 'must be a decimal string such as "1250.00" (never a float)')
         return
     try:
         ok = Decimal(str(value)).is_finite()
     except InvalidOperation:
         ok = False
     if not ok:
-        errors.add(f"data.{field}", "must be a decimal string such as \"1250.00\"")
+        errors.add(f"data.{field}", 'must be a decimal string such as "1250.00"')
 
 
 async def record(
-    db: Database, source: str, delivery_id: str, event_type: str, payload: dict[str, Any],
+    db: Database,
+    source: str,
+    delivery_id: str,
+    event_type: str,
+    payload: dict[str, Any],
     requests: list[dict[str, Any]],
 ) -> tuple[WebhookDelivery, bool]:
     """Store the delivery; (row, False) when its id was seen before (then nothing is stored)."""
     now = utcnow()
     row = WebhookDelivery(
-        id=str(uuid.uuid4()), source=source, delivery_id=delivery_id, event_type=event_type, payload=payload,
-        requests=requests, status="pending", attempts=0, next_attempt_at=now, received_at=now,
+        id=str(uuid.uuid4()),
+        source=source,
+        delivery_id=delivery_id,
+        event_type=event_type,
+        payload=payload,
+        requests=requests,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        received_at=now,
     )
     try:
         async with db.transaction() as s:

@@ -16,9 +16,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import idempotency, ops, problems
+from shared import idempotency, openapi, ops, problems
 from shared.bus import Bus
 from shared.consumer import Consumer, Handler
+from shared.contracts import Catalogue
 from shared.db import Database
 from shared.fastlane import FastLaneMiddleware
 from shared.identity import Principal, Verifier
@@ -27,39 +28,62 @@ from shared.outbox import Outbox, OutboxRelay
 from shared.settings import BaseServiceSettings
 from shared.tables import InfraTables
 from shared.timers import TimerHandler, TimerScheduler
+from shared.uow import UnitOfWork
 
 
 class Runtime:
     """What a running service holds: its database, its bus and its background workers."""
 
-    def __init__(self, settings: BaseServiceSettings, infra: InfraTables, uses_nats: bool = True):
+    def __init__(
+        self,
+        settings: BaseServiceSettings,
+        infra: InfraTables,
+        uses_nats: bool = True,
+        catalogue: Catalogue | None = None,
+    ):
         self.settings = settings
         self.name = settings.service_name
         self.infra = infra
         self.db = Database(settings.database_url, server_settings=settings.database_server_settings)
         self.bus = Bus(
-            settings.nats_url, settings.service_name, enabled=uses_nats and settings.nats_enabled,
+            settings.nats_url,
+            settings.service_name,
+            enabled=uses_nats and settings.nats_enabled,
             stream_replicas=settings.nats_stream_replicas,
         )
-        self.outbox = Outbox(infra.outbox, settings.service_name)
+        self.outbox = Outbox(infra.outbox, settings.service_name, catalogue)
         self.relay = OutboxRelay(
-            self.db, self.outbox, self.bus, poll_seconds=settings.outbox_poll_seconds,
+            self.db,
+            self.outbox,
+            self.bus,
+            poll_seconds=settings.outbox_poll_seconds,
             batch=settings.outbox_batch_size,
         )
         self.consumer: Consumer | None = None
         self.scheduler: TimerScheduler | None = None
         self.extras: dict[str, Any] = {}
+        self.domain: Any = None  # the service's typed container, set from ServiceSpec.build
         self.loop_lag = LoopLagMonitor(settings.service_name)
 
     def transaction(self, *, readonly: bool = False) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         return self.db.transaction(readonly=readonly)
 
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self, *, readonly: bool = False) -> AsyncIterator[UnitOfWork]:
+        """One transaction as a UnitOfWork that publishes through this service's outbox."""
+        async with self.db.transaction(readonly=readonly) as session:
+            yield UnitOfWork(session, self.outbox)
+
     async def idempotent(
-        self, request: Request, principal: Principal, action: Callable[[AsyncSession], Awaitable[Any]],
-        *, status_code: int = 201,
+        self,
+        request: Request,
+        principal: Principal,
+        action: Callable[[UnitOfWork], Awaitable[Any]],
+        *,
+        status_code: int = 201,
     ) -> Response:
         return await idempotency.run(
-            request, principal, self.db, self.infra.idempotency, action, status_code=status_code
+            request, principal, self.db, self.infra.idempotency, action, status_code=status_code, outbox=self.outbox
         )
 
 
@@ -77,6 +101,11 @@ class ServiceSpec:
     configure: Callable[[FastAPI, Runtime], None] | None = None
     uses_nats: bool = True
     extra_checks: dict[str, ops.ReadinessCheck] = field(default_factory=dict)
+    # The service's domain objects, built once per process from the runtime (its typed container,
+    # reached by routes and handlers as `runtime.domain`).
+    build: Callable[[Runtime], Any] | None = None
+    # What it publishes and consumes: consumers dead-letter a schema_version they do not read.
+    catalogue: Catalogue | None = None
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -101,7 +130,7 @@ async def _nats_check(request: Request) -> tuple[bool, str]:
 
 def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> FastAPI:
     configure_logging(settings.log_level, settings.log_json)
-    runtime = Runtime(settings, spec.infra, uses_nats=spec.uses_nats)
+    runtime = Runtime(settings, spec.infra, uses_nats=spec.uses_nats, catalogue=spec.catalogue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,17 +142,25 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
 
     # Metrics and logs are ours (prometheus-client, structlog); FastAPI's native OpenTelemetry would
     # otherwise look up the global providers on every request.
-    app = FastAPI(title=spec.title, description=spec.description, version="0.1.0", lifespan=lifespan,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version="0.1.0",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     app.state.identity = Verifier(settings.identity_secret)
     app.state.runtime = runtime
+    if spec.build is not None:
+        runtime.domain = spec.build(runtime)
     problems.install(app)
+    openapi.install(app)
     checks: dict[str, ops.ReadinessCheck] = {"database": _db_check}
     if spec.uses_nats:
         checks["nats"] = _nats_check
     checks.update(spec.extra_checks)
-    app.include_router(ops.router(checks))
+    app.include_router(ops.router(checks, spec.catalogue))
     for r in spec.routers:
         app.include_router(r)
     if spec.configure:
@@ -143,12 +180,21 @@ async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
         if handlers:
             s = runtime.settings
             runtime.consumer = Consumer(
-                runtime.name, runtime.db, runtime.infra.inbox, runtime.bus, handlers,
-                max_deliver=s.consumer_max_deliver, ack_wait=s.consumer_ack_wait_seconds,
+                runtime.name,
+                runtime.db,
+                runtime.infra.inbox,
+                runtime.bus,
+                handlers,
+                max_deliver=s.consumer_max_deliver,
+                ack_wait=s.consumer_ack_wait_seconds,
+                outbox=runtime.outbox,
+                majors=spec.catalogue.majors_for if spec.catalogue else None,
             )
             runtime.consumer.start()
     if spec.timers:
-        runtime.scheduler = TimerScheduler(runtime.name, runtime.db, runtime.infra.timers, spec.timers(runtime))
+        runtime.scheduler = TimerScheduler(
+            runtime.name, runtime.db, runtime.infra.timers, spec.timers(runtime), outbox=runtime.outbox
+        )
         runtime.scheduler.start()
     if spec.on_startup:
         await spec.on_startup(runtime)

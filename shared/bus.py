@@ -123,6 +123,11 @@ async def ensure_streams(js: JetStreamContext, names: list[str] | None = None, r
             await js.stream_info(name)
         except NotFoundError:
             await js.add_stream(
-                StreamConfig(name=name, subjects=STREAMS[name], duplicate_window=120.0, max_age=30 * 86400.0,
-                             num_replicas=replicas)
+                StreamConfig(
+                    name=name,
+                    subjects=STREAMS[name],
+                    duplicate_window=120.0,
+                    max_age=30 * 86400.0,
+                    num_replicas=replicas,
+                )
             )

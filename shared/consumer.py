@@ -21,17 +21,18 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import Bus
 from shared.db import Database, utcnow
 from shared.errors import DomainError
 from shared.events import Envelope, stream_for
+from shared.outbox import Outbox
 from shared.tasks import cancel_and_wait
+from shared.uow import UnitOfWork
 
 log = structlog.get_logger("pitcrew.consumer")
 
-Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
 
 HANDLED = Counter("pitcrew_events_handled_total", "Events handled", ["service", "subject", "outcome"])
 
@@ -48,6 +49,8 @@ class Consumer:
         max_deliver: int = 5,
         ack_wait: float = 30.0,
         batch: int = 50,
+        outbox: Outbox | None = None,
+        majors: Callable[[str], frozenset[int]] | None = None,
     ):
         self.service = service
         self.db = db
@@ -57,6 +60,9 @@ class Consumer:
         self.max_deliver = max_deliver
         self.ack_wait = ack_wait
         self.batch = batch
+        self.outbox = outbox
+        # subject -> the envelope schema_version majors its handler understands (default: 1)
+        self.majors = majors or (lambda subject: frozenset({1}))
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -119,6 +125,15 @@ class Consumer:
         if handler is None:
             await msg.ack()
             return
+        known = self.majors(env.type)
+        if env.schema_version not in known:
+            await self._dead_letter(
+                msg,
+                env,
+                f"schema_version {env.schema_version} of {env.type} is not one this consumer reads "
+                f"({', '.join(str(v) for v in sorted(known))}); upgrade {self.service} before replaying it",
+            )
+            return
         try:
             applied = await self.handle(env, handler)
             await msg.ack()
@@ -127,8 +142,14 @@ class Consumer:
             await self._dead_letter(msg, env, f"{type(exc).__name__}: {exc.detail}")
         except Exception as exc:  # noqa: BLE001
             delivered = msg.metadata.num_delivered
-            log.warning("event_handler_failed", service=self.service, subject=env.type, id=env.id,
-                        attempt=delivered, error=repr(exc))
+            log.warning(
+                "event_handler_failed",
+                service=self.service,
+                subject=env.type,
+                id=env.id,
+                attempt=delivered,
+                error=repr(exc),
+            )
             if delivered >= self.max_deliver:
                 await self._dead_letter(msg, env, repr(exc))
             else:
@@ -147,10 +168,9 @@ class Consumer:
         """Apply `handler` once: returns False when this event was handled before."""
         t = self.inbox
         try:
-            async with self.db.transaction() as s:
-                seen = await s.scalar(
-                    select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id == env.id)
-                )
+            async with self.db.transaction() as session:
+                s = UnitOfWork(session, self.outbox)
+                seen = await s.scalar(select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id == env.id))
                 if seen:
                     return False
                 try:

@@ -31,6 +31,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+
 class JSONType(TypeDecorator):
     """JSON documents: JSONB on PostgreSQL, JSON text on SQLite."""
 
@@ -151,9 +152,14 @@ def has_run_anything(session: AsyncSession) -> bool:
 PING_AFTER_IDLE_SECONDS = 5.0
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False,
-                  ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
-                  server_settings: dict[str, str] | None = None) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
@@ -165,7 +171,11 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False,
         _configure_sqlite(engine)
         return engine
     engine = create_async_engine(
-        url, echo=echo, json_serializer=_dumps, pool_size=pool_size, max_overflow=pool_size * 2,
+        url,
+        echo=echo,
+        json_serializer=_dumps,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
         connect_args={"server_settings": dict(server_settings)} if server_settings else {},
     )
     _ping_when_idle(engine, ping_after_idle)
@@ -223,11 +233,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """One engine plus session factories for writing and for reading."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
-                 server_settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+        server_settings: dict[str, str] | None = None,
+    ):
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size, ping_after_idle=ping_after_idle,
-                                    server_settings=server_settings)
+        self.engine = create_engine(
+            url, pool_size=pool_size, ping_after_idle=ping_after_idle, server_settings=server_settings
+        )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=_Session)
         read_bind = self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite else self.engine
         self.read_sessions = async_sessionmaker(read_bind, expire_on_commit=False, sync_session_class=_Session)
@@ -237,8 +254,7 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False, single_action: bool = False
-                          ) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, readonly: bool = False, single_action: bool = False) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on any error.
 
         `single_action`: the caller runs one domain action and writes nothing after it, which lets

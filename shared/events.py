@@ -71,8 +71,11 @@ class Envelope:
         missing = [k for k in ("id", "type", "source", "subject_id", "data") if k not in body]
         if missing:
             raise ValueError(f"event envelope lacks {', '.join(missing)}")
-        wrong = [k for k in ("id", "type", "source", "subject_id", "time") if k in body
-                 and not (isinstance(body[k], str) and body[k])]
+        wrong = [
+            k
+            for k in ("id", "type", "source", "subject_id", "time")
+            if k in body and not (isinstance(body[k], str) and body[k])
+        ]
         if not isinstance(body["data"], dict):
             wrong.append("data")
         if body.get("correlation_id") is not None and not isinstance(body["correlation_id"], str):

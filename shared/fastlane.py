@@ -36,8 +36,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_UNSUPPORTED = ("websocket_param_name", "http_connection_param_name", "response_param_name",
-                "background_tasks_param_name", "security_scopes_param_name")
+_UNSUPPORTED = (
+    "websocket_param_name",
+    "http_connection_param_name",
+    "response_param_name",
+    "background_tasks_param_name",
+    "security_scopes_param_name",
+)
 
 
 class _Lane:
@@ -88,8 +93,12 @@ def lane_for(route: Any) -> _Lane | None:
     if not (isinstance(model, type) and issubclass(model, BaseModel)) or getattr(field.field_info, "embed", False):
         return None
     for sub in d.dependencies:
-        if (not _plain(sub, bodies=0) or sub.dependencies or not sub.request_param_name
-                or not inspect.iscoroutinefunction(sub.call)):
+        if (
+            not _plain(sub, bodies=0)
+            or sub.dependencies
+            or not sub.request_param_name
+            or not inspect.iscoroutinefunction(sub.call)
+        ):
             return None
     try:
         returns = inspect.signature(route.endpoint, eval_str=True).return_annotation
@@ -103,8 +112,14 @@ def lane_for(route: Any) -> _Lane | None:
 def _plain(d: Any, *, bodies: int) -> bool:
     """No path, query, header or cookie parameters, `bodies` body parameters, and nothing else FastAPI
     would have to supply (a websocket, a response to modify, background tasks, security scopes)."""
-    return not (d.path_params or d.query_params or d.header_params or d.cookie_params
-                or len(d.body_params) != bodies or any(getattr(d, name, None) for name in _UNSUPPORTED))
+    return not (
+        d.path_params
+        or d.query_params
+        or d.header_params
+        or d.cookie_params
+        or len(d.body_params) != bodies
+        or any(getattr(d, name, None) for name in _UNSUPPORTED)
+    )
 
 
 class FastLaneMiddleware:

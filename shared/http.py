@@ -41,11 +41,14 @@ def parse_if_match(value: str | None, *, required: bool = False, what: str = "re
     that a stale write is refused instead of overwriting someone else's change."""
     if value is None:
         if required:
-            raise HTTPException(428, f"Send If-Match with the {what}'s version you last read (the ETag of "
-                                     "GET, e.g. If-Match: \"3\"), so a stale write is refused instead of "
-                                     "overwriting someone else's change.")
+            raise HTTPException(
+                428,
+                f"Send If-Match with the {what}'s version you last read (the ETag of "
+                'GET, e.g. If-Match: "3"), so a stale write is refused instead of '
+                "overwriting someone else's change.",
+            )
         return None
     raw = value.strip().removeprefix("W/").strip('"')
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= MAX_VERSION):
-        raise Invalid.on("header.If-Match", f"{value!r} is not a version this API issued (e.g. \"3\")")
+        raise Invalid.on("header.If-Match", f'{value!r} is not a version this API issued (e.g. "3")')
     return int(raw)

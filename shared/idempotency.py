@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import Request
@@ -24,11 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database, utcnow
 from shared.errors import Conflict, Invalid
 from shared.identity import Principal
+from shared.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from shared.outbox import Outbox
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
 
-Action = Callable[[AsyncSession], Awaitable[Any]]
+Action = Callable[[UnitOfWork], Awaitable[Any]]
 
 
 async def run(
@@ -40,6 +44,7 @@ async def run(
     *,
     status_code: int = 201,
     headers: Callable[[Any], dict[str, str]] | None = None,
+    outbox: Outbox | None = None,
 ) -> Response:
     """Run `action` in one transaction, honouring the request's Idempotency-Key."""
     key = request.headers.get(HEADER)
@@ -51,7 +56,8 @@ async def run(
         scope = f"{principal.subject}:{request.method}:{request.url.path}"
     try:
         # Without a key the action is the whole unit of work: nothing is written after it.
-        async with db.transaction(single_action=key is None) as s:
+        async with db.transaction(single_action=key is None) as session:
+            s = UnitOfWork(session, outbox)
             if key is not None:
                 replay = await _stored(s, table, scope, key, fingerprint)
                 if replay is not None:
@@ -61,8 +67,12 @@ async def run(
             if key is not None:
                 await s.execute(
                     insert(table).values(
-                        scope=scope, key=key, fingerprint=fingerprint, status_code=status_code,
-                        response=payload.decode(), created_at=utcnow(),
+                        scope=scope,
+                        key=key,
+                        fingerprint=fingerprint,
+                        status_code=status_code,
+                        response=payload.decode(),
+                        created_at=utcnow(),
                     )
                 )
     except IntegrityError:
@@ -74,8 +84,9 @@ async def run(
         if replay is None:
             raise
         return replay
-    return Response(payload, status_code=status_code, headers=headers(result) if headers else None,
-                    media_type="application/json")
+    return Response(
+        payload, status_code=status_code, headers=headers(result) if headers else None, media_type="application/json"
+    )
 
 
 def encode(result: Any) -> bytes:

@@ -109,7 +109,12 @@ def verify(token: str, secret: str, *, leeway: float = 5.0) -> Principal:
 def _claims(token: str, secret: str, leeway: float) -> dict:
     try:
         return jwt.decode(
-            token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER, leeway=leeway,
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            leeway=leeway,
             options={"require": ["exp", "iss", "aud", "sub"]},
         )
     except jwt.ExpiredSignatureError as exc:
@@ -211,8 +216,10 @@ def ensure_unscoped(principal: Principal, what: str) -> None:
     """A change that spans every row (a plan's settings, a definition, a catalogue entry without
     dimensions) needs a principal no dimension scope narrows: `region:EMEA` may not change APAC's too."""
     if not principal.unscoped:
-        raise Forbidden(f"{what} applies beyond your scopes ({', '.join(sorted(principal.scopes))}); ask "
-                        "someone without dimension scopes.")
+        raise Forbidden(
+            f"{what} applies beyond your scopes ({', '.join(sorted(principal.scopes))}); ask "
+            "someone without dimension scopes."
+        )
 
 
 def roles_of(values: Iterable[str]) -> frozenset[str]:

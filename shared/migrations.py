@@ -1,42 +1,16 @@
-"""Alembic wiring: each app keeps `migrations/` for its own database only."""
+"""The body of every app's Alembic `migrations/env.py`: each app migrates its own database only.
+
+Running migrations for a named app (which needs to know every app) is `pitcrew.migrations`."""
 
 from __future__ import annotations
 
 import asyncio
 
-from alembic import command, context
-from alembic.config import Config
+from alembic import context
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from shared.db import async_url, create_engine
-from shared.topology import APPS
-
-
-def alembic_config(app: str, url: str) -> Config:
-    info = APPS[app]
-    cfg = Config()
-    cfg.set_main_option("script_location", str(info.migrations_dir))
-    cfg.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
-    cfg.set_main_option("version_path_separator", "os")
-    cfg.attributes["app"] = app
-    return cfg
-
-
-def upgrade(app: str, url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(app, url), revision)
-
-
-async def upgrade_async(app: str, url: str, revision: str = "head") -> None:
-    """Run migrations from async code (Alembic's env runs its own event loop)."""
-    await asyncio.to_thread(upgrade, app, url, revision)
-
-
-def revision(app: str, url: str, message: str) -> None:
-    """Autogenerate a new revision by comparing the models with an up-to-date database."""
-    cfg = alembic_config(app, url)
-    command.upgrade(cfg, "head")
-    command.revision(cfg, message=message, autogenerate=True)
+from shared.db import create_engine
 
 
 def run_env(target_metadata: MetaData) -> None:
@@ -44,8 +18,9 @@ def run_env(target_metadata: MetaData) -> None:
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
-                          render_as_batch=url.startswith("sqlite"))
+        context.configure(
+            url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=url.startswith("sqlite")
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -69,8 +69,9 @@ def to_minor(amount: Decimal, currency: str, field: str = "amount") -> int:
         raise Invalid.on(field, f"{amount} has more than {exp} decimal places, the most {currency} has")
     minor = int(scaled)
     if abs(minor) >= MAX_MINOR:
-        raise Invalid.on(field, f"{amount} {currency} is more than one amount may be "
-                                f"(less than {fmt(MAX_MINOR, currency)})")
+        raise Invalid.on(
+            field, f"{amount} {currency} is more than one amount may be (less than {fmt(MAX_MINOR, currency)})"
+        )
     return minor
 
 
@@ -99,7 +100,7 @@ def parse_decimal(value: Any) -> Decimal:
     """A decimal string (or an int) as a Decimal; floats are refused, and so is anything outside
     MAX_INTEGER_DIGITS / MAX_DECIMAL_PLACES. Raises ValueError with the reason."""
     if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("send amounts as decimal strings such as \"1250.00\", never as floating-point numbers")
+        raise ValueError('send amounts as decimal strings such as "1250.00", never as floating-point numbers')
     if isinstance(value, int | Decimal):
         parsed = Decimal(value)
     elif isinstance(value, str):

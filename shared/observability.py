@@ -20,7 +20,9 @@ REQUEST_ID_HEADER = "x-request-id"
 
 REQUESTS = Counter("pitcrew_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 LATENCY = Histogram(
-    "pitcrew_http_request_seconds", "HTTP request latency", ["service", "method", "route"],
+    "pitcrew_http_request_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -99,15 +101,23 @@ class RequestContextMiddleware:
             REQUESTS.labels(self.service, method, template, str(status)).inc()
             LATENCY.labels(self.service, method, template).observe(elapsed)
             if self.access_log and template not in ("/health", "/metrics", "/ready"):
-                self.log.info("request", method=method, path=scope["path"], route=template, status=status,
-                              ms=round(elapsed * 1000, 2))
+                self.log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    route=template,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
 
 
 LOOP_LAG = Histogram(
-    "pitcrew_event_loop_lag_seconds", "How late the event loop woke a timer: time it spent busy elsewhere",
-    ["service"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    "pitcrew_event_loop_lag_seconds",
+    "How late the event loop woke a timer: time it spent busy elsewhere",
+    ["service"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 LOOP_LAG_LAST = Gauge("pitcrew_event_loop_lag_last_seconds", "The latest event-loop lag measured", ["service"])
 

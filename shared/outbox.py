@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from shared.bus import Bus
+from shared.contracts import Catalogue
 from shared.db import Database, utcnow
 from shared.events import Envelope, new_event
 from shared.tasks import cancel_and_wait
@@ -47,9 +48,12 @@ def _forget_after_rollback(session: Session) -> None:
 class Outbox:
     """Writes events into the service's outbox table inside the caller's transaction."""
 
-    def __init__(self, table: Table, source: str):
+    def __init__(self, table: Table, source: str, catalogue: Catalogue | None = None):
         self.table = table
         self.source = source
+        # With a catalogue, every event is checked against it: an unknown subject or data that does
+        # not match its model is a bug, and the change rolls back instead of publishing it.
+        self.catalogue = catalogue
         self.relay: OutboxRelay | None = None
 
     async def add(
@@ -60,6 +64,8 @@ class Outbox:
         data: dict[str, Any],
         correlation_id: str | None = None,
     ) -> Envelope:
+        if self.catalogue is not None:
+            data = self.catalogue.check(type, data)
         env = new_event(type, self.source, subject_id, data, correlation_id)
         await self.add_envelope(session, env)
         return env

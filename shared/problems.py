@@ -97,8 +97,9 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         if err.get("type") == "json_invalid":  # loc is ("body", offset): name the body, keep the offset
             at = err.get("loc", ("body", "?"))[-1]
             reason = (err.get("ctx") or {}).get("error", "malformed")
-            out.append({"field": "body", "message": f"is not valid JSON (at character {at}: {reason})",
-                        "code": "json_invalid"})
+            out.append(
+                {"field": "body", "message": f"is not valid JSON (at character {at}: {reason})", "code": "json_invalid"}
+            )
             continue
         msg = err.get("msg", "invalid")
         if msg.startswith("Value error, "):
@@ -127,8 +128,12 @@ def install(app: FastAPI) -> None:
     async def _abandoned(request: Request, exc: Abandoned) -> JSONResponse:
         # The caller disconnected and its computation was stopped; nobody reads this answer
         # (499 is nginx's "client closed request"), and it is not a server fault.
-        return problem(499, "The caller disconnected; the work was stopped.", title="Client closed request",
-                       instance=request.url.path)
+        return problem(
+            499,
+            "The caller disconnected; the work was stopped.",
+            title="Client closed request",
+            instance=request.url.path,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -147,27 +152,43 @@ def install(app: FastAPI) -> None:
         # transaction has rolled back, so this is bad input, not a server fault.
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
             message = "text may not contain the NUL character (\\u0000)"
-            return problem(422, f"body: {message}", kind="validation-error", instance=request.url.path,
-                           errors_=[{"field": "body", "message": message, "code": "nul_character"}])
+            return problem(
+                422,
+                f"body: {message}",
+                kind="validation-error",
+                instance=request.url.path,
+                errors_=[{"field": "body", "message": message, "code": "nul_character"}],
+            )
         if exc.connection_invalidated:
             # The database connection broke (a restart, a network cut); the pool reconnects for the
             # next request. Only a failure during COMMIT leaves the outcome unknown, which an
             # Idempotency-Key on the retry settles.
             log.warning("database_connection_lost", path=request.url.path, error=str(exc.orig))
-            return problem(503, "The database connection was lost while handling this request; retry it "
-                                "(with the same Idempotency-Key, if it creates something).",
-                           headers={"Retry-After": "1"}, instance=request.url.path)
+            return problem(
+                503,
+                "The database connection was lost while handling this request; retry it "
+                "(with the same Idempotency-Key, if it creates something).",
+                headers={"Retry-After": "1"},
+                instance=request.url.path,
+            )
         rule = violated_check(exc)
         if rule is not None:
             # A rule the database keeps (a CHECK constraint): the state this change would reach is
             # not allowed, and the transaction rolled back whole.
-            return problem(409, CHECK_RULES.get(rule, f"This change would break the rule {rule!r}; nothing "
-                                                      "was written."), instance=request.url.path)
+            return problem(
+                409,
+                CHECK_RULES.get(rule, f"This change would break the rule {rule!r}; nothing was written."),
+                instance=request.url.path,
+            )
         if is_unique_violation(exc):
             # A concurrent request created the same thing (a code, a reference) first; its
             # transaction won and this one rolled back whole.
-            return problem(409, "This conflicts with a change made at the same time (a duplicate key); fetch "
-                                "the current state and retry if it still applies.", instance=request.url.path)
+            return problem(
+                409,
+                "This conflicts with a change made at the same time (a duplicate key); fetch "
+                "the current state and retry if it still applies.",
+                instance=request.url.path,
+            )
         return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)

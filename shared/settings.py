@@ -40,9 +40,7 @@ class BaseServiceSettings(BaseSettings):
     nats_stream_replicas: int = Field(
         default_factory=lambda: int(_env("PITCREW_NATS_STREAM_REPLICAS", "1")), ge=1, le=5
     )
-    identity_secret: str = Field(
-        default_factory=lambda: _env("PITCREW_IDENTITY_SECRET", DEV_IDENTITY_SECRET)
-    )
+    identity_secret: str = Field(default_factory=lambda: _env("PITCREW_IDENTITY_SECRET", DEV_IDENTITY_SECRET))
     identity_ttl_seconds: int = 60
     # Plain JSON POSTs skip FastAPI's router and dependency solving (shared/fastlane.py); off: all through it.
     fast_lane: bool = True

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -22,27 +22,42 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, utcnow
 from shared.tasks import cancel_and_wait
+from shared.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from shared.outbox import Outbox
 
 log = structlog.get_logger("pitcrew.timers")
 
-TimerHandler = Callable[[AsyncSession, Any], Awaitable[None]]
+TimerHandler = Callable[[UnitOfWork, Any], Awaitable[None]]
 
 FIRED = Counter("pitcrew_timers_fired_total", "Timers fired", ["service", "kind"])
 LAG = Histogram(
-    "pitcrew_timer_lag_seconds", "Delay between a timer's due time and its firing", ["service"],
+    "pitcrew_timer_lag_seconds",
+    "Delay between a timer's due time and its firing",
+    ["service"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 
 
 async def schedule(
-    session: AsyncSession, table: Table, kind: str, subject_id: str, due_at: dt.datetime,
+    session: AsyncSession,
+    table: Table,
+    kind: str,
+    subject_id: str,
+    due_at: dt.datetime,
     payload: dict[str, Any] | None = None,
 ) -> str:
     timer_id = str(uuid.uuid4())
     await session.execute(
         insert(table).values(
-            id=timer_id, kind=kind, subject_id=str(subject_id), due_at=due_at, payload=payload or {},
-            status="pending", created_at=utcnow(),
+            id=timer_id,
+            kind=kind,
+            subject_id=str(subject_id),
+            due_at=due_at,
+            payload=payload or {},
+            status="pending",
+            created_at=utcnow(),
         )
     )
     return timer_id
@@ -58,8 +73,16 @@ async def cancel(session: AsyncSession, table: Table, subject_id: str, kinds: li
 
 class TimerScheduler:
     def __init__(
-        self, service: str, db: Database, table: Table, handlers: dict[str, TimerHandler], *,
-        poll_seconds: float = 0.25, batch: int = 500, clock: Callable[[], dt.datetime] = utcnow,
+        self,
+        service: str,
+        db: Database,
+        table: Table,
+        handlers: dict[str, TimerHandler],
+        *,
+        poll_seconds: float = 0.25,
+        batch: int = 500,
+        clock: Callable[[], dt.datetime] = utcnow,
+        outbox: Outbox | None = None,
     ):
         self.service = service
         self.db = db
@@ -68,6 +91,7 @@ class TimerScheduler:
         self.poll_seconds = poll_seconds
         self.batch = batch
         self.clock = clock
+        self.outbox = outbox
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -93,12 +117,11 @@ class TimerScheduler:
         """Fire every due timer (up to one batch) in one transaction; returns how many fired."""
         now = now or self.clock()
         t = self.table
-        query = (
-            select(t).where(t.c.status == "pending", t.c.due_at <= now).order_by(t.c.due_at).limit(self.batch)
-        )
+        query = select(t).where(t.c.status == "pending", t.c.due_at <= now).order_by(t.c.due_at).limit(self.batch)
         if not self.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        async with self.db.transaction() as s:
+        async with self.db.transaction() as session:
+            s = UnitOfWork(session, self.outbox)
             rows = (await s.execute(query)).all()
             fired_ids, retry_ids = [], []
             for row in rows:
@@ -109,8 +132,7 @@ class TimerScheduler:
                             await handler(s, row)
                     fired_ids.append(row.id)
                 except Exception as exc:  # noqa: BLE001 - one bad timer must not hold back the rest
-                    log.error("timer_handler_failed", service=self.service, kind=row.kind, id=row.id,
-                              error=repr(exc))
+                    log.error("timer_handler_failed", service=self.service, kind=row.kind, id=row.id, error=repr(exc))
                     retry_ids.append(row.id)
             fired_at = utcnow()
             if fired_ids:

@@ -27,7 +27,8 @@ from shared.errors import TooMuchWork
 T = TypeVar("T")
 
 STOPPED = Counter(
-    "pitcrew_bounded_work_stopped_total", "Bounded computations stopped before they finished",
+    "pitcrew_bounded_work_stopped_total",
+    "Bounded computations stopped before they finished",
     ["service", "what", "reason"],
 )
 
@@ -46,8 +47,9 @@ class Disconnectable(Protocol):
 class Budget:
     """What a computation may still spend: checked by the worker, ended by the caller."""
 
-    def __init__(self, seconds: float, *, max_steps: int | None = None, what: str = "request",
-                 hint: str = "narrow the request"):
+    def __init__(
+        self, seconds: float, *, max_steps: int | None = None, what: str = "request", hint: str = "narrow the request"
+    ):
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.max_steps = max_steps
@@ -85,8 +87,12 @@ class Budget:
 
 
 async def run_bounded(
-    fn: Callable[..., T], *args: Any, budget: Budget, caller: Disconnectable | None = None,
-    service: str = "", poll_seconds: float = 0.25,
+    fn: Callable[..., T],
+    *args: Any,
+    budget: Budget,
+    caller: Disconnectable | None = None,
+    service: str = "",
+    poll_seconds: float = 0.25,
 ) -> T:
     """Run `fn(budget, *args)` in a worker thread; stop it when the caller disconnects.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.launcher import free_port, start_nats, wait_for_port
+from pitcrew.launcher import free_port, start_nats, wait_for_port
 
 BACKEND = os.environ.get("PITCREW_TEST_BACKEND", "sqlite")
 POSTGRES_URL = os.environ.get("PITCREW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -116,8 +116,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         keep = [i for i in items if not i.get_closest_marker("postgres_only")]
     else:
         # On PostgreSQL only the database-facing tests run (not those about SQLite's own settings).
-        keep = [i for i in items if (i.get_closest_marker("db") or i.get_closest_marker("postgres_only"))
-                and not i.get_closest_marker("sqlite_only")]
+        keep = [
+            i
+            for i in items
+            if (i.get_closest_marker("db") or i.get_closest_marker("postgres_only"))
+            and not i.get_closest_marker("sqlite_only")
+        ]
     deselected = [i for i in items if i not in keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)

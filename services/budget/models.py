@@ -82,8 +82,17 @@ Index("ix_lines_code", lines.c.code)
 # postings overflowed BIGINT on PostgreSQL (a 500) and silently became a float on SQLite.
 FIGURES_IN_RANGE = " AND ".join(
     f"{c} > -{MAX_MINOR} AND {c} < {MAX_MINOR}"
-    for c in ("allocated", "committed", "pending", "spent", "own_allocated", "own_committed", "own_pending",
-              "own_spent"))
+    for c in (
+        "allocated",
+        "committed",
+        "pending",
+        "spent",
+        "own_allocated",
+        "own_committed",
+        "own_pending",
+        "own_spent",
+    )
+)
 
 balances = Table(
     "balances",
@@ -102,10 +111,12 @@ balances = Table(
     CheckConstraint(FIGURES_IN_RANGE, name="figures_in_range"),
 )
 Index("ix_balances_plan_period", balances.c.plan_id, balances.c.period)
-describe_check("ck_balances_figures_in_range",
-               f"A line's figures for one month (allocated, committed, pending, spent) must stay within "
-               f"+-{MAX_MINOR:.0e} minor units of the plan currency; this change would take one past that, "
-               f"so nothing was written.")
+describe_check(
+    "ck_balances_figures_in_range",
+    f"A line's figures for one month (allocated, committed, pending, spent) must stay within "
+    f"+-{MAX_MINOR:.0e} minor units of the plan currency; this change would take one past that, "
+    f"so nothing was written.",
+)
 
 commitments = Table(
     "commitments",

@@ -41,25 +41,74 @@ from services.budget.models import commitments, entries, infra
 REFUSED = "PB001"  # SQLSTATE raised by budget_refuse
 # Errors that mean the connection is gone or unusable (the server restarted, the backend was terminated,
 # or asyncpg found its protocol state broken by that: InternalClientError "another operation is in progress").
-_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-         asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CannotConnectNowError, OSError)
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    OSError,
+)
 
-ENTRY_COLS = ("id", "group_id", "plan_id", "line_id", "period", "entry_date", "kind", "amount_minor",
-              "original_amount_minor", "original_currency", "fx_rate", "d_allocated", "d_committed", "d_pending",
-              "d_spent", "commitment_id", "reverses_group_id", "external_ref", "vendor", "memo", "author",
-              "created_at")
-COMMITMENT_COLS = ("id", "plan_id", "line_id", "period", "entry_date", "status", "amount_minor", "consumed_minor",
-                   "original_amount_minor", "original_currency", "fx_rate", "reason", "external_ref",
-                   "external_revision", "vendor", "memo", "requested_by", "decided_by", "version", "created_at",
-                   "updated_at")
+ENTRY_COLS = (
+    "id",
+    "group_id",
+    "plan_id",
+    "line_id",
+    "period",
+    "entry_date",
+    "kind",
+    "amount_minor",
+    "original_amount_minor",
+    "original_currency",
+    "fx_rate",
+    "d_allocated",
+    "d_committed",
+    "d_pending",
+    "d_spent",
+    "commitment_id",
+    "reverses_group_id",
+    "external_ref",
+    "vendor",
+    "memo",
+    "author",
+    "created_at",
+)
+COMMITMENT_COLS = (
+    "id",
+    "plan_id",
+    "line_id",
+    "period",
+    "entry_date",
+    "status",
+    "amount_minor",
+    "consumed_minor",
+    "original_amount_minor",
+    "original_currency",
+    "fx_rate",
+    "reason",
+    "external_ref",
+    "external_revision",
+    "vendor",
+    "memo",
+    "requested_by",
+    "decided_by",
+    "version",
+    "created_at",
+    "updated_at",
+)
 OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
 DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
-STATEMENT_SECONDS = Histogram("pitcrew_budget_posting_statement_seconds",
-                              "Time from sending a posting statement that commits alone to its answer (row lock waits "
-                              "and the commit included)",
-                              buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.5))
-BATCH_POSTINGS = Histogram("pitcrew_budget_posting_batch_postings", "Postings written by one statement (group commit)",
-                           buckets=(1, 2, 4, 8, 16, 32, 64))
+STATEMENT_SECONDS = Histogram(
+    "pitcrew_budget_posting_statement_seconds",
+    "Time from sending a posting statement that commits alone to its answer (row lock waits and the commit included)",
+    buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.5),
+)
+BATCH_POSTINGS = Histogram(
+    "pitcrew_budget_posting_batch_postings",
+    "Postings written by one statement (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 _PG = postgresql.dialect()
 
 
@@ -70,8 +119,11 @@ def _pg_type(col: Any) -> str:
 
 def _rows_of(param: str, table: Any, cols: Sequence[str]) -> str:
     """Rows handed over as one JSON parameter (cheaper to encode than one array per column)."""
-    return (f"SELECT * FROM json_to_recordset(CAST(:{param} AS JSON)) AS x("
-            + ", ".join(f"{c} {_pg_type(table.c[c])}" for c in cols) + ")")
+    return (
+        f"SELECT * FROM json_to_recordset(CAST(:{param} AS JSON)) AS x("
+        + ", ".join(f"{c} {_pg_type(table.c[c])}" for c in cols)
+        + ")"
+    )
 
 
 def _money(minor: str) -> str:
@@ -238,8 +290,9 @@ class Batcher:
             state = self._state[loop] = (asyncio.Semaphore(self.parallel), [])
         return state
 
-    async def post(self, engine: AsyncEngine, params: dict[str, Any],
-                   own_connection: Callable[[], Awaitable[AsyncConnection]]) -> list[Any]:
+    async def post(
+        self, engine: AsyncEngine, params: dict[str, Any], own_connection: Callable[[], Awaitable[AsyncConnection]]
+    ) -> list[Any]:
         """Write a posting that is its caller's whole unit of work and that `takes()`, in a batch.
 
         The caller's session has run nothing, so it needs no connection: a batch is written on one the
@@ -309,8 +362,11 @@ def _settle(batch: list[_Pending], task: asyncio.Future) -> None:
             for p in batch:
                 keys = ((d["line_id"], d["period"]) for d in p.params["deltas"])
                 p.rows = [by_key[k] for k in keys if k in by_key]
-    elif len(batch) == 1 or isinstance(exc, asyncio.CancelledError) or (
-            isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    elif (
+        len(batch) == 1
+        or isinstance(exc, asyncio.CancelledError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    ):
         for p in batch:  # its own answer; or a lost connection, which fails every posting it carried
             p.error = exc
     else:
@@ -341,7 +397,10 @@ def _merge(params: list[dict[str, Any]]) -> dict[str, Any]:
         "commitments": [c for p in params for c in p["commitments"]],
         "events": [e for p in params for e in p["events"]],
         "guard": [g for p in params for g in p["guard"]],
-        "deltas": list(deltas.values()), "watch": list(watch.values()),
-        "thresholds": first["thresholds"], "now": max(p["now"] for p in params),
-        "scale": first["scale"], "check": first["check"],
+        "deltas": list(deltas.values()),
+        "watch": list(watch.values()),
+        "thresholds": first["thresholds"],
+        "now": max(p["now"] for p in params),
+        "scale": first["scale"],
+        "check": first["check"],
     }

@@ -38,8 +38,9 @@ def _ingestor(rt: Runtime) -> Ingestor:
 
 
 @router.post("/metrics", status_code=201)
-async def create_metric(body: MetricIn, request: Request, p: Principal = Depends(org_definers),
-                        rt: Runtime = Depends(get_runtime)):
+async def create_metric(
+    body: MetricIn, request: Request, p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime)
+):
     async def action(s: AsyncSession) -> dict[str, Any]:
         return (await metrics.create_definition(s, body.model_dump(), p)).as_dict()
 
@@ -47,16 +48,18 @@ async def create_metric(body: MetricIn, request: Request, p: Principal = Depends
 
 
 @router.get("/metrics")
-async def list_metrics(limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), cursor: str | None = None,
-                       rt: Runtime = Depends(get_runtime)):
+async def list_metrics(
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), cursor: str | None = None, rt: Runtime = Depends(get_runtime)
+):
     async with rt.transaction(readonly=True) as s:
         items, nxt = await metrics.list_definitions(s, limit, cursor)
     return {"items": [d.as_dict() for d in items], "next_cursor": nxt}
 
 
 @router.get("/metrics/{key}")
-async def get_metric(key: str, version: int | None = Query(None, ge=1, le=INT32_MAX),
-                     rt: Runtime = Depends(get_runtime)):
+async def get_metric(
+    key: str, version: int | None = Query(None, ge=1, le=INT32_MAX), rt: Runtime = Depends(get_runtime)
+):
     async with rt.transaction(readonly=True) as s:
         d = await metrics.get_definition(s, key, version)
     return JSONResponse(d.as_dict(), headers={"ETag": f'"{d.version}"'})
@@ -69,8 +72,13 @@ async def metric_versions(key: str, rt: Runtime = Depends(get_runtime)):
 
 
 @router.put("/metrics/{key}")
-async def put_metric(key: str, body: MetricPut, p: Principal = Depends(org_definers),
-                     if_match: str | None = Header(None), rt: Runtime = Depends(get_runtime)):
+async def put_metric(
+    key: str,
+    body: MetricPut,
+    p: Principal = Depends(org_definers),
+    if_match: str | None = Header(None),
+    rt: Runtime = Depends(get_runtime),
+):
     version = parse_if_match(if_match)
     async with rt.transaction() as s:
         d = await metrics.update_definition(s, key, body.model_dump(), p, version)
@@ -95,8 +103,17 @@ async def metric_series(
     flt = metrics.parse_filter(filter)
     async with rt.transaction(readonly=True) as s:
         return await metrics.series(
-            s, key, start=from_, end=to, grain=grain, group_by=groups, flt=flt, tz=tz, principal=p,
-            version=version, read_from=read_from,
+            s,
+            key,
+            start=from_,
+            end=to,
+            grain=grain,
+            group_by=groups,
+            flt=flt,
+            tz=tz,
+            principal=p,
+            version=version,
+            read_from=read_from,
         )
 
 
@@ -119,8 +136,9 @@ async def _ingest(request: Request, p: Principal, rt: Runtime, items: list[Any])
 
 
 @router.post("/measurements")
-async def post_measurements(body: MeasurementsIn, request: Request, p: Principal = Depends(feeders),
-                            rt: Runtime = Depends(get_runtime)):
+async def post_measurements(
+    body: MeasurementsIn, request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)
+):
     """Up to 10,000 measurements; answers accepted, duplicates and the rejected items with reasons."""
     return await _ingest(request, p, rt, body.items)
 
@@ -146,8 +164,11 @@ async def import_measurements(request: Request, p: Principal = Depends(feeders),
 
 
 @router.post("/rollups/rebuild")
-async def rebuild(body: RebuildIn | None = None, p: Principal = Depends(require_roles(unscoped="A rollup rebuild")),
-                  rt: Runtime = Depends(get_runtime)):
+async def rebuild(
+    body: RebuildIn | None = None,
+    p: Principal = Depends(require_roles(unscoped="A rollup rebuild")),
+    rt: Runtime = Depends(get_runtime),
+):
     """Recompute daily rollups from raw measurements (admin only)."""
     body = body or RebuildIn()
     first = None if body.from_ is None else (body.from_ - ingest.EPOCH).days
@@ -158,8 +179,12 @@ async def rebuild(body: RebuildIn | None = None, p: Principal = Depends(require_
 
 
 @router.get("/quality")
-async def quality(since: dt.datetime | None = None, limit: int = Query(200, ge=1, le=MAX_LIMIT),
-                  p: Principal = Depends(quality_readers), rt: Runtime = Depends(get_runtime)):
+async def quality(
+    since: dt.datetime | None = None,
+    limit: int = Query(200, ge=1, le=MAX_LIMIT),
+    p: Principal = Depends(quality_readers),
+    rt: Runtime = Depends(get_runtime),
+):
     """Rejected measurements, duplicates dropped, late arrivals and first-seen values (default: 7 days)."""
     if since is not None and since.tzinfo is None:
         raise Invalid.on("query.since", "needs a UTC offset (e.g. 2027-03-01T00:00:00Z)")
@@ -176,8 +201,9 @@ async def quality(since: dt.datetime | None = None, limit: int = Query(200, ge=1
 
 
 @router.post("/targets", status_code=201)
-async def create_target(body: TargetIn, request: Request, p: Principal = Depends(definers),
-                        rt: Runtime = Depends(get_runtime)):
+async def create_target(
+    body: TargetIn, request: Request, p: Principal = Depends(definers), rt: Runtime = Depends(get_runtime)
+):
     async def action(s: AsyncSession) -> dict[str, Any]:
         return await metrics.create_target(s, body.model_dump(), p)
 
@@ -185,9 +211,14 @@ async def create_target(body: TargetIn, request: Request, p: Principal = Depends
 
 
 @router.get("/targets")
-async def list_targets(metric: str | None = None, period: str | None = None,
-                       limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), cursor: str | None = None,
-                       p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)):
+async def list_targets(
+    metric: str | None = None,
+    period: str | None = None,
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    cursor: str | None = None,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+):
     async with rt.transaction(readonly=True) as s:
         items, nxt = await metrics.list_targets(s, p, metric=metric, period=period, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": nxt}
@@ -203,16 +234,18 @@ async def get_target(target_id: str, p: Principal = Depends(current_principal), 
 @router.post("/targets/evaluate")
 async def evaluate_targets(p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime)):
     """Run the at-risk check now (it also runs periodically)."""
-    published = await metrics.evaluate_targets(
-        rt.db, rt.outbox, utcnow(), rt.settings.target_min_elapsed
-    )
+    published = await metrics.evaluate_targets(rt.db, rt.outbox, utcnow(), rt.settings.target_min_elapsed)
     return {"published": published}
 
 
 @router.get("/scorecard")
-async def scorecard(metrics_: str = Query(..., alias="metrics"), period: str = Query(...),
-                    filter: list[str] = Query([]), p: Principal = Depends(current_principal),
-                    rt: Runtime = Depends(get_runtime)):
+async def scorecard(
+    metrics_: str = Query(..., alias="metrics"),
+    period: str = Query(...),
+    filter: list[str] = Query([]),
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+):
     keys = metrics.parse_group_by([metrics_], "query.metrics") if metrics_ else []
     if not keys:
         raise Invalid.on("query.metrics", "name at least one metric, e.g. metrics=cpl,roi")
@@ -225,8 +258,9 @@ async def scorecard(metrics_: str = Query(..., alias="metrics"), period: str = Q
 
 
 @router.post("/touchpoints", status_code=201)
-async def post_touchpoints(body: TouchpointsIn, request: Request, p: Principal = Depends(journey_feeders),
-                           rt: Runtime = Depends(get_runtime)):
+async def post_touchpoints(
+    body: TouchpointsIn, request: Request, p: Principal = Depends(journey_feeders), rt: Runtime = Depends(get_runtime)
+):
     async def action(s: AsyncSession) -> dict[str, Any]:
         return {"accepted": await attribution.add_touchpoints(s, [i.model_dump() for i in body.items])}
 
@@ -234,8 +268,9 @@ async def post_touchpoints(body: TouchpointsIn, request: Request, p: Principal =
 
 
 @router.post("/conversions", status_code=201)
-async def post_conversions(body: ConversionsIn, request: Request, p: Principal = Depends(feeders),
-                           rt: Runtime = Depends(get_runtime)):
+async def post_conversions(
+    body: ConversionsIn, request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)
+):
     async def action(s: AsyncSession) -> dict[str, Any]:
         return {"accepted": await attribution.add_conversions(s, [i.model_dump() for i in body.items], p)}
 
@@ -244,16 +279,29 @@ async def post_conversions(body: ConversionsIn, request: Request, p: Principal =
 
 @router.get("/attribution")
 async def get_attribution(
-    request: Request, model: str = "linear", from_: dt.date = Query(..., alias="from"), to: dt.date = Query(...),
-    half_life_days: float = Query(7.0, ge=0.01, le=3650), lookback_days: int = Query(90, ge=1, le=3650),
-    p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime),
+    request: Request,
+    model: str = "linear",
+    from_: dt.date = Query(..., alias="from"),
+    to: dt.date = Query(...),
+    half_life_days: float = Query(7.0, ge=0.01, le=3650),
+    lookback_days: int = Query(90, ge=1, le=3650),
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
 ):
     st = rt.settings
-    limits = attribution.Limits(st.attribution_max_conversions, st.attribution_max_touchpoints,
-                                st.attribution_max_steps, st.attribution_seconds)
+    limits = attribution.Limits(
+        st.attribution_max_conversions, st.attribution_max_touchpoints, st.attribution_max_steps, st.attribution_seconds
+    )
     attribution.check_query(model, from_, to, half_life_days)
     async with rt.transaction(readonly=True) as s:
         journeys = await attribution.load(s, from_, to, lookback_days, p, limits)
-    return await attribution.report(journeys, model, from_, to, half_life_days=half_life_days,
-                                    lookback_days=lookback_days, limits=limits, caller=request)
-
+    return await attribution.report(
+        journeys,
+        model,
+        from_,
+        to,
+        half_life_days=half_life_days,
+        lookback_days=lookback_days,
+        limits=limits,
+        caller=request,
+    )

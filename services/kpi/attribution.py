@@ -126,11 +126,20 @@ def split_step(value: int) -> int:
 
 async def add_touchpoints(s: AsyncSession, items: list[dict[str, Any]]) -> int:
     now = utcnow()
-    await s.execute(insert(touchpoints), [
-        {"id": str(uuid.uuid4()), "journey_id": i["journey_id"], "time": i["time"], "channel": i["channel"],
-         "campaign": i.get("campaign"), "created_at": now}
-        for i in items
-    ])
+    await s.execute(
+        insert(touchpoints),
+        [
+            {
+                "id": str(uuid.uuid4()),
+                "journey_id": i["journey_id"],
+                "time": i["time"],
+                "channel": i["channel"],
+                "campaign": i.get("campaign"),
+                "created_at": now,
+            }
+            for i in items
+        ],
+    )
     return len(items)
 
 
@@ -148,10 +157,19 @@ async def add_conversions(s: AsyncSession, items: list[dict[str, Any]], principa
             errs.add(f"items.{n}", str(exc))
             continue
         if not principal.may_see(dims):
-            errs.add(f"items.{n}.dimensions", f"outside your scopes ({', '.join(sorted(principal.scopes))})",
-                     "forbidden")
-        rows.append({"id": str(uuid.uuid4()), "journey_id": i["journey_id"], "time": i["time"], "value": value,
-                     "dimensions": dims, "created_at": now})
+            errs.add(
+                f"items.{n}.dimensions", f"outside your scopes ({', '.join(sorted(principal.scopes))})", "forbidden"
+            )
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "journey_id": i["journey_id"],
+                "time": i["time"],
+                "value": value,
+                "dimensions": dims,
+                "created_at": now,
+            }
+        )
     errs.raise_if_any()
     await s.execute(insert(conversions), rows)
     return len(rows)
@@ -193,16 +211,24 @@ class Journeys:
 
 
 async def load(
-    s: AsyncSession, start: dt.date, end: dt.date, lookback_days: int, principal: Principal | None, limits: Limits,
+    s: AsyncSession,
+    start: dt.date,
+    end: dt.date,
+    lookback_days: int,
+    principal: Principal | None,
+    limits: Limits,
 ) -> Journeys:
     """Read the conversions and touchpoints, refusing (422) past the limits before holding them all."""
     t0 = dt.datetime.combine(start, dt.time(), dt.UTC)
     t1 = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     c = conversions.c
-    rows = (await s.execute(
-        select(c.id, c.journey_id, c.time, c.value, c.dimensions).where(c.time >= t0, c.time < t1)
-        .limit(limits.max_conversions + 1)
-    )).all()
+    rows = (
+        await s.execute(
+            select(c.id, c.journey_id, c.time, c.value, c.dimensions)
+            .where(c.time >= t0, c.time < t1)
+            .limit(limits.max_conversions + 1)
+        )
+    ).all()
     if len(rows) > limits.max_conversions:
         raise TooMuchWork(
             f"More than {limits.max_conversions:,} conversions between {start} and {end}, the limit for one "
@@ -216,19 +242,24 @@ async def load(
     paths: dict[str, list[Any]] = defaultdict(list)
     loaded = 0
     for i in range(0, len(journeys), 900):
-        chunk = (await s.execute(
-            select(tp.id, tp.journey_id, tp.time, tp.channel)
-            .where(tp.journey_id.in_(journeys[i : i + 900]), tp.time >= t0 - lookback, tp.time < t1)
-            .limit(limits.max_touchpoints + 1 - loaded)
-        )).all()
+        chunk = (
+            await s.execute(
+                select(tp.id, tp.journey_id, tp.time, tp.channel)
+                .where(tp.journey_id.in_(journeys[i : i + 900]), tp.time >= t0 - lookback, tp.time < t1)
+                .limit(limits.max_touchpoints + 1 - loaded)
+            )
+        ).all()
         loaded += len(chunk)
         if loaded > limits.max_touchpoints:
             raise TooMuchWork(
                 f"The conversions between {start} and {end} have more than {limits.max_touchpoints:,} "
                 "touchpoints in their look-back windows, the limit for one attribution request; narrow from/to "
                 "or lookback_days.",
-                errors=[FieldError("query.lookback_days", "too many touchpoints to attribute; narrow the range",
-                                   "too_much_work")],
+                errors=[
+                    FieldError(
+                        "query.lookback_days", "too many touchpoints to attribute; narrow the range", "too_much_work"
+                    )
+                ],
             )
         for r in chunk:
             paths[r.journey_id].append(r)
@@ -238,8 +269,9 @@ async def load(
     return Journeys(sorted(convs, key=lambda r: (r.time, r.id)), paths, times)
 
 
-def credit_by_channel(budget: Budget, journeys: Journeys, half_life_days: float, lookback_days: int
-                      ) -> tuple[dict[str, dict[str, int]], int]:
+def credit_by_channel(
+    budget: Budget, journeys: Journeys, half_life_days: float, lookback_days: int
+) -> tuple[dict[str, dict[str, int]], int]:
     """Every model's credit per channel in micro-units, and the total value: pure, run off the event loop."""
     lookback = dt.timedelta(days=lookback_days)
     credit: dict[str, dict[str, int]] = {m: defaultdict(int) for m in MODELS}
@@ -264,30 +296,48 @@ def credit_by_channel(budget: Budget, journeys: Journeys, half_life_days: float,
 
 
 async def report(
-    journeys: Journeys, model: str, start: dt.date, end: dt.date, *, half_life_days: float, lookback_days: int,
-    limits: Limits, caller: Disconnectable | None = None, service: str = "kpi",
+    journeys: Journeys,
+    model: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    half_life_days: float,
+    lookback_days: int,
+    limits: Limits,
+    caller: Disconnectable | None = None,
+    service: str = "kpi",
 ) -> dict[str, Any]:
     """Credit per channel under `model`, with every model's figure and the range across them.
 
     The computation runs in a worker thread, bounded by `limits` (a 422 beyond them), and stops
     when the caller leaves; call it after the read transaction has ended."""
-    budget = Budget(limits.seconds, max_steps=limits.max_steps, what="attribution",
-                    hint="narrow from/to or lookback_days")
-    credit, total = await run_bounded(credit_by_channel, journeys, half_life_days, lookback_days, budget=budget,
-                                      caller=caller, service=service)
+    budget = Budget(
+        limits.seconds, max_steps=limits.max_steps, what="attribution", hint="narrow from/to or lookback_days"
+    )
+    credit, total = await run_bounded(
+        credit_by_channel, journeys, half_life_days, lookback_days, budget=budget, caller=caller, service=service
+    )
     channels = sorted({ch for m in MODELS for ch in credit[m]})
     items = []
     for ch in channels:
         per_model = {m: credit[m].get(ch, 0) for m in MODELS}
-        items.append({
-            "channel": ch, "credit": fmt(from_micro(per_model[model]), "currency"),
-            "min": fmt(from_micro(min(per_model.values())), "currency"),
-            "max": fmt(from_micro(max(per_model.values())), "currency"),
-            "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
-        })
+        items.append(
+            {
+                "channel": ch,
+                "credit": fmt(from_micro(per_model[model]), "currency"),
+                "min": fmt(from_micro(min(per_model.values())), "currency"),
+                "max": fmt(from_micro(max(per_model.values())), "currency"),
+                "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
+            }
+        )
     items.sort(key=lambda x: (-credit[model].get(x["channel"], 0), x["channel"]))
     return {
-        "model": model, "from": start.isoformat(), "to": end.isoformat(), "half_life_days": half_life_days,
-        "lookback_days": lookback_days, "conversions": len(journeys.conversions), "credits": items,
+        "model": model,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "half_life_days": half_life_days,
+        "lookback_days": lookback_days,
+        "conversions": len(journeys.conversions),
+        "credits": items,
         "total": fmt(from_micro(total), "currency"),
     }

@@ -46,37 +46,79 @@ def spend_items(env: Envelope) -> list[dict[str, Any]]:
         dims["line_code"] = str(d["line_code"])
     if d.get("currency"):
         dims["currency"] = str(d["currency"])
-    return [{"type": "spend", "value": d.get("amount"), "time": d.get("date") or env.time, "dimensions": dims,
-             "source": "budget", "external_id": str(d.get("entry_id") or env.subject_id)}]
+    return [
+        {
+            "type": "spend",
+            "value": d.get("amount"),
+            "time": d.get("date") or env.time,
+            "dimensions": dims,
+            "source": "budget",
+            "external_id": str(d.get("entry_id") or env.subject_id),
+        }
+    ]
 
 
 def workflow_items(env: Envelope) -> list[dict[str, Any]]:
     d = env.data
     outcome = env.type.rsplit(".", 1)[-1]
-    dims = {"definition": str(d.get("definition_key") or "unknown"), "outcome": outcome,
-            **_dims(d.get("context"), CONTEXT_DIMENSIONS)}
+    dims = {
+        "definition": str(d.get("definition_key") or "unknown"),
+        "outcome": outcome,
+        **_dims(d.get("context"), CONTEXT_DIMENSIONS),
+    }
     when = d.get("finished_at") or env.time
     iid = str(d.get("instance_id") or env.subject_id)
     items = [
-        {"type": "workflows_completed", "value": "1", "time": when, "dimensions": dims, "source": "workflow",
-         "external_id": f"{iid}:completed"},
-        {"type": "workflows_sla_met", "value": "1" if d.get("sla_met") else "0", "time": when, "dimensions": dims,
-         "source": "workflow", "external_id": f"{iid}:sla_met"},
+        {
+            "type": "workflows_completed",
+            "value": "1",
+            "time": when,
+            "dimensions": dims,
+            "source": "workflow",
+            "external_id": f"{iid}:completed",
+        },
+        {
+            "type": "workflows_sla_met",
+            "value": "1" if d.get("sla_met") else "0",
+            "time": when,
+            "dimensions": dims,
+            "source": "workflow",
+            "external_id": f"{iid}:sla_met",
+        },
     ]
     hours = d.get("cycle_time_business_hours")
     if hours is not None:
         value = str(Decimal(str(hours)).quantize(Decimal("0.000001")))
-        items.append({"type": "approval_cycle_time_hours", "value": value, "time": when, "dimensions": dims,
-                      "source": "workflow", "external_id": f"{iid}:cycle_time"})
+        items.append(
+            {
+                "type": "approval_cycle_time_hours",
+                "value": value,
+                "time": when,
+                "dimensions": dims,
+                "source": "workflow",
+                "external_id": f"{iid}:cycle_time",
+            }
+        )
     return items
 
 
 def breach_items(env: Envelope) -> list[dict[str, Any]]:
     d = env.data
-    dims = {"definition": str(d.get("definition_key") or "unknown"), "stage": str(d.get("stage") or "unknown"),
-            **_dims(d.get("context"), CONTEXT_DIMENSIONS)}
-    return [{"type": "sla_breaches", "value": "1", "time": d.get("due_at") or env.time, "dimensions": dims,
-             "source": "workflow", "external_id": f"{d.get('task_id') or env.subject_id}:breached"}]
+    dims = {
+        "definition": str(d.get("definition_key") or "unknown"),
+        "stage": str(d.get("stage") or "unknown"),
+        **_dims(d.get("context"), CONTEXT_DIMENSIONS),
+    }
+    return [
+        {
+            "type": "sla_breaches",
+            "value": "1",
+            "time": d.get("due_at") or env.time,
+            "dimensions": dims,
+            "source": "workflow",
+            "external_id": f"{d.get('task_id') or env.subject_id}:breached",
+        }
+    ]
 
 
 def handlers(runtime: Runtime) -> dict[str, Handler]:

@@ -104,8 +104,9 @@ class _Parser:
     def nest(self, col: int) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            self.fail(f"nested too deeply at column {col} (at most {MAX_DEPTH} parentheses and signs inside "
-                      "one another)")
+            self.fail(
+                f"nested too deeply at column {col} (at most {MAX_DEPTH} parentheses and signs inside one another)"
+            )
 
     def unary(self) -> Node:
         tok = self.peek()

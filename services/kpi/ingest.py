@@ -60,7 +60,7 @@ _fromisoformat = dt.datetime.fromisoformat
 def to_micro(value: Any) -> int:
     """A decimal string (or int) to exact micro-units; ValueError says why not."""
     if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("value must be a decimal string such as \"12.50\", not a floating-point number")
+        raise ValueError('value must be a decimal string such as "12.50", not a floating-point number')
     if isinstance(value, int):
         d = Decimal(value)
     elif isinstance(value, str):
@@ -169,8 +169,15 @@ def iso_time_text(s: str) -> str | None:
         end = len(s) - 6
     else:
         return None
-    if (end not in _TEXT_PADDING or s[4] != "-" or s[7] != "-" or s[13] != ":" or s[16] != ":"
-            or s[10] not in "T " or (end != 19 and s[19] != ".")):
+    if (
+        end not in _TEXT_PADDING
+        or s[4] != "-"
+        or s[7] != "-"
+        or s[13] != ":"
+        or s[16] != ":"
+        or s[10] not in "T "
+        or (end != 19 and s[19] != ".")
+    ):
         return None
     return s[:10] + " " + s[11:end] + _TEXT_PADDING[end]
 
@@ -224,8 +231,6 @@ def _dollar(paramstyle: str, sql: str) -> str:
         return sql
     parts = sql.split("?")
     return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
-
-
 
 
 # ---------------------------------------------------------------- ingest
@@ -286,8 +291,7 @@ class Ingestor:
                 return hit
         dims = canonical_dims(raw)
         result = (dims, dims_hash(dims), tuple(dims.items()))
-        if (key is not None and len(self._dims_cache) < 100_000
-                and all(type(v) is str for v in raw.values())):
+        if key is not None and len(self._dims_cache) < 100_000 and all(type(v) is str for v in raw.values()):
             self._dims_cache[key] = result
         return result
 
@@ -300,7 +304,11 @@ class Ingestor:
         event.listen(session.sync_session, "after_commit", remember, once=True)
 
     def validate(
-        self, items: Sequence[Any], principal: Principal | None, default_source: str, start: int = 0,
+        self,
+        items: Sequence[Any],
+        principal: Principal | None,
+        default_source: str,
+        start: int = 0,
     ) -> tuple[list[_Row], list[dict[str, Any]]]:
         """Judge every item: the valid ones as rows, the others as {index, reason} in `rejected`.
 
@@ -356,13 +364,29 @@ class Ingestor:
                 dims, dhash, pairs = dims_of(item.get("dimensions"))
                 source = item.get("source") or default_source
                 ext = item.get("external_id")
-                if (type(source) is not str or not 0 < len(source) <= 100
-                        or (ext is not None and (type(ext) is not str or not 0 < len(ext) <= 200))
-                        or (scoped is not None and not scoped.may_see(dims))):
+                if (
+                    type(source) is not str
+                    or not 0 < len(source) <= 100
+                    or (ext is not None and (type(ext) is not str or not 0 < len(ext) <= 200))
+                    or (scoped is not None and not scoped.may_see(dims))
+                ):
                     append(slow(i, item, principal, default_source))
                     continue
-                append((i, mtype, value, t, pairs, dhash, source, ext, t.toordinal() - EPOCH_ORDINAL,
-                        t.year * 12 + t.month - 1, text))
+                append(
+                    (
+                        i,
+                        mtype,
+                        value,
+                        t,
+                        pairs,
+                        dhash,
+                        source,
+                        ext,
+                        t.toordinal() - EPOCH_ORDINAL,
+                        t.year * 12 + t.month - 1,
+                        text,
+                    )
+                )
             except ValueError as exc:
                 rejected.append({"index": i, "reason": str(exc)})
         return rows, rejected
@@ -375,7 +399,7 @@ class Ingestor:
         mtype = item.get("type")
         if not isinstance(mtype, str) or mtype not in self._types:
             if not isinstance(mtype, str) or not KEY_RE.match(mtype):
-                raise ValueError("type must be lower-case letters, digits and _ (e.g. \"leads\")")
+                raise ValueError('type must be lower-case letters, digits and _ (e.g. "leads")')
             self._types.add(mtype)
         if "value" not in item:
             raise ValueError("value is required")
@@ -393,11 +417,14 @@ class Ingestor:
         if principal is not None and principal.scopes and not principal.may_see(dims):
             raise ValueError(f"dimensions are outside your scopes ({', '.join(sorted(principal.scopes))})")
         day = time.toordinal() - EPOCH_ORDINAL  # `time` is UTC already
-        return (i, mtype, value, time, pairs, dhash, source, ext, day, time.year * 12 + time.month - 1,
-                time_text(time))
+        return (i, mtype, value, time, pairs, dhash, source, ext, day, time.year * 12 + time.month - 1, time_text(time))
 
     async def ingest(
-        self, db: Database, items: Sequence[Any], principal: Principal | None, default_source: str,
+        self,
+        db: Database,
+        items: Sequence[Any],
+        principal: Principal | None,
+        default_source: str,
     ) -> IngestResult:
         """Validate and write one batch in its own transaction (retried once on a racing duplicate)."""
         if len(items) > MAX_BATCH:
@@ -431,7 +458,11 @@ class Ingestor:
         return await self._finish(s, now, fresh, dups, list(rejected), ids, new_dimsets)
 
     async def _validate_and_write(
-        self, s: AsyncSession, items: Sequence[Any], principal: Principal | None, default_source: str,
+        self,
+        s: AsyncSession,
+        items: Sequence[Any],
+        principal: Principal | None,
+        default_source: str,
     ) -> IngestResult:
         """SQLite: `validate` + `write` of one batch, validating each chunk while the previous one is inserted.
 
@@ -480,8 +511,14 @@ class Ingestor:
         return await self._finish(s, now, fresh, dups, rejected, ids, new_dimsets)
 
     async def _finish(
-        self, s: AsyncSession, now: dt.datetime, fresh: list[_Row], dups: list[_Row], rejected: list[dict[str, Any]],
-        ids: dict[str, int], new_dimsets: dict[str, int],
+        self,
+        s: AsyncSession,
+        now: dt.datetime,
+        fresh: list[_Row],
+        dups: list[_Row],
+        rejected: list[dict[str, Any]],
+        ids: dict[str, int],
+        new_dimsets: dict[str, int],
     ) -> IngestResult:
         """After the raw rows: rollups, first sightings and quality records of the batch; the answer."""
         new_seen: set[tuple[str, str]] = set()
@@ -494,7 +531,11 @@ class Ingestor:
         return IngestResult(accepted=len(fresh), duplicates=len(dups), rejected=rejected)
 
     async def _dimset_ids(
-        self, s: AsyncSession, rows: list[_Row], new: dict[str, int], ids: dict[str, int],
+        self,
+        s: AsyncSession,
+        rows: list[_Row],
+        new: dict[str, int],
+        ids: dict[str, int],
     ) -> None:
         """Add the dimension set id of every row's hash to `ids` (inserting unknown sets; those also go to `new`)."""
         missing: dict[str, dict[str, str]] = {}
@@ -519,8 +560,11 @@ class Ingestor:
                     new[h] = i
 
     async def _first_sightings(
-        self, s: AsyncSession, combos: _Combos,
-        now: dt.datetime, new: set[tuple[str, str]],
+        self,
+        s: AsyncSession,
+        combos: _Combos,
+        now: dt.datetime,
+        new: set[tuple[str, str]],
     ) -> None:
         """Record the type and dimension values not seen before (`_aggregate`'s combos, in item order)."""
         values: dict[tuple[str, str], str] = {}
@@ -540,36 +584,68 @@ class Ingestor:
         if unseen:
             await s.execute(
                 insert_ignore(s, seen_values, ["dimension", "value"]),
-                [{"dimension": a, "value": b, "first_seen_at": now, "first_source": values[(a, b)]}
-                 for a, b in unseen],
+                [{"dimension": a, "value": b, "first_seen_at": now, "first_source": values[(a, b)]} for a, b in unseen],
             )
         new.update(values)
 
     async def _quality(
-        self, s: AsyncSession, now: dt.datetime, fresh: list[_Row], dups: list[_Row], rejected: list[dict[str, Any]],
+        self,
+        s: AsyncSession,
+        now: dt.datetime,
+        fresh: list[_Row],
+        dups: list[_Row],
+        rejected: list[dict[str, Any]],
     ) -> None:
         records: list[dict[str, Any]] = []
         if rejected:
-            records.append({"kind": "rejected", "at": now, "source": None, "count": len(rejected),
-                            "detail": {"items": rejected[:1000]}})
+            records.append(
+                {
+                    "kind": "rejected",
+                    "at": now,
+                    "source": None,
+                    "count": len(rejected),
+                    "detail": {"items": rejected[:1000]},
+                }
+            )
         if dups:
-            records.append({
-                "kind": "duplicate", "at": now, "source": dups[0][SOURCE], "count": len(dups),
-                "detail": {"sample": [{"index": r[INDEX], "source": r[SOURCE], "external_id": r[EXTERNAL_ID]}
-                                      for r in dups[:SAMPLE]]},
-            })
+            records.append(
+                {
+                    "kind": "duplicate",
+                    "at": now,
+                    "source": dups[0][SOURCE],
+                    "count": len(dups),
+                    "detail": {
+                        "sample": [
+                            {"index": r[INDEX], "source": r[SOURCE], "external_id": r[EXTERNAL_ID]}
+                            for r in dups[:SAMPLE]
+                        ]
+                    },
+                }
+            )
         cutoff = now - self.late_after
         late = [r for r in fresh if r[TIME] < cutoff]
         if late:
             worst = now - min(r[TIME] for r in late)
-            records.append({
-                "kind": "late", "at": now, "source": late[0][SOURCE], "count": len(late),
-                "detail": {
-                    "max_lateness_hours": round(worst.total_seconds() / 3600, 1),
-                    "sample": [{"index": r[INDEX], "type": r[TYPE], "time": r[TIME].isoformat(),
-                                "external_id": r[EXTERNAL_ID]} for r in late[:SAMPLE]],
-                },
-            })
+            records.append(
+                {
+                    "kind": "late",
+                    "at": now,
+                    "source": late[0][SOURCE],
+                    "count": len(late),
+                    "detail": {
+                        "max_lateness_hours": round(worst.total_seconds() / 3600, 1),
+                        "sample": [
+                            {
+                                "index": r[INDEX],
+                                "type": r[TYPE],
+                                "time": r[TIME].isoformat(),
+                                "external_id": r[EXTERNAL_ID],
+                            }
+                            for r in late[:SAMPLE]
+                        ],
+                    },
+                }
+            )
         if records:
             await s.execute(insert(quality_issues), records)
 
@@ -633,7 +709,8 @@ def _values_sql(n: int) -> str:
     if sql is None:
         sql = _VALUES_SQL[n] = (
             f"INSERT INTO measurements ({RAW_COLUMNS}) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n) + _SKIP_STORED
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+            + _SKIP_STORED
         )
     return sql
 
@@ -655,7 +732,10 @@ _index_of = itemgetter(INDEX)
 
 
 async def _insert_raw(
-    s: AsyncSession, rows: list[_Row], ids: dict[str, int], now: dt.datetime,
+    s: AsyncSession,
+    rows: list[_Row],
+    ids: dict[str, int],
+    now: dt.datetime,
 ) -> tuple[list[_Row], list[_Row]]:
     """Insert the rows unless their (source, external_id) is stored: (inserted rows, duplicates).
 
@@ -669,8 +749,15 @@ async def _insert_raw(
     """
     conn = await s.connection()
     if conn.dialect.name == "postgresql":
-        cols = list(zip(*[(mtype, value, t, day, month, ids[h], src, ext)
-                          for _, mtype, value, t, _, h, src, ext, day, month, _ in rows], strict=True))
+        cols = list(
+            zip(
+                *[
+                    (mtype, value, t, day, month, ids[h], src, ext)
+                    for _, mtype, value, t, _, h, src, ext, day, month, _ in rows
+                ],
+                strict=True,
+            )
+        )
         returned = (await conn.exec_driver_sql(_dollar(conn.dialect.paramstyle, _UNNEST_INSERT), (now, *cols))).all()
         if len(returned) == len(rows):
             return rows, []
@@ -717,7 +804,8 @@ class _SqliteInserts:
         keys: set[tuple[str, str]] = set()
         if n > 0:
             got = await self.driver.execute_fetchall(
-                "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (self.last - n + 1, self.last))
+                "SELECT source, external_id FROM measurements WHERE id BETWEEN ? AND ?", (self.last - n + 1, self.last)
+            )
             keys = set(map(tuple, got))
         return _split_inserted(rows, keys)
 
@@ -817,8 +905,11 @@ _UPSERT_SQL = {
     (dialect, period): _upsert_sql(table, period, source)
     for dialect, source in (
         ("sqlite", "VALUES (?, ?, ?, ?, ?, ?, ?)"),
-        ("postgresql", "SELECT * FROM unnest(?::varchar[], ?::int[], ?::bigint[], ?::bigint[], ?::bigint[], "
-                       "?::bigint[], ?::bigint[])"),
+        (
+            "postgresql",
+            "SELECT * FROM unnest(?::varchar[], ?::int[], ?::bigint[], ?::bigint[], ?::bigint[], "
+            "?::bigint[], ?::bigint[])",
+        ),
     )
     for table, period in (("rollups_daily", "day"), ("rollups_monthly", "month"))
 }
@@ -927,7 +1018,11 @@ def csv_items(text: str) -> list[dict[str, Any]]:
 
 
 async def rebuild_rollups(
-    s: AsyncSession, *, types: Sequence[str] | None = None, from_day: int | None = None, to_day: int | None = None,
+    s: AsyncSession,
+    *,
+    types: Sequence[str] | None = None,
+    from_day: int | None = None,
+    to_day: int | None = None,
 ) -> int:
     """Recompute the rollups from raw rows (all, or some types / a day range); returns daily rows written.
 
@@ -964,9 +1059,7 @@ async def rebuild_rollups(
             .where(and_(True, *cond_m))
             .group_by(m.type, m[period], m.dimset_id)
         )
-        await s.execute(
-            insert(table).from_select(["type", period, "dimset_id", "count", "sum", "min", "max"], agg)
-        )
+        await s.execute(insert(table).from_select(["type", period, "dimset_id", "count", "sum", "min", "max"], agg))
         if period == "day":
             written = int(await s.scalar(select(func.count()).select_from(table).where(and_(True, *cond_r))) or 0)
     return written
@@ -993,13 +1086,14 @@ def _norm(value: str) -> str:
 
 
 async def quality_report(
-    s: AsyncSession, since: dt.datetime, known_types: set[str], limit: int = 200,
+    s: AsyncSession,
+    since: dt.datetime,
+    known_types: set[str],
+    limit: int = 200,
 ) -> dict[str, Any]:
     """What went wrong with incoming data since `since`, newest first."""
     q = quality_issues.c
-    rows = (await s.execute(
-        select(quality_issues).where(q.at >= since).order_by(q.at.desc(), q.id.desc())
-    )).all()
+    rows = (await s.execute(select(quality_issues).where(q.at >= since).order_by(q.at.desc(), q.id.desc()))).all()
     rejected: list[dict[str, Any]] = []
     totals = {"rejected": 0, "duplicate": 0, "late": 0}
     batches: dict[str, list[dict[str, Any]]] = {"duplicate": [], "late": []}
@@ -1012,9 +1106,11 @@ async def quality_report(
         elif len(batches[r.kind]) < limit:
             batches[r.kind].append({"at": r.at.isoformat(), "source": r.source, "count": r.count, **r.detail})
     v = seen_values.c
-    fresh = (await s.execute(
-        select(seen_values).where(v.first_seen_at >= since).order_by(v.first_seen_at.desc(), v.dimension, v.value)
-    )).all()
+    fresh = (
+        await s.execute(
+            select(seen_values).where(v.first_seen_at >= since).order_by(v.first_seen_at.desc(), v.dimension, v.value)
+        )
+    ).all()
     dims = {r.dimension for r in fresh}
     older: dict[str, dict[str, list[str]]] = {}
     if dims:
@@ -1023,8 +1119,13 @@ async def quality_report(
     new_values, new_types = [], []
     for r in fresh[:limit]:
         similar = sorted(older.get(r.dimension, {}).get(_norm(r.value), []))
-        entry = {"dimension": r.dimension, "value": r.value, "first_seen_at": r.first_seen_at.isoformat(),
-                 "first_source": r.first_source, "similar_to": similar}
+        entry = {
+            "dimension": r.dimension,
+            "value": r.value,
+            "first_seen_at": r.first_seen_at.isoformat(),
+            "first_source": r.first_source,
+            "similar_to": similar,
+        }
         if r.dimension == "type":
             entry["used_by_metric"] = r.value in known_types
             new_types.append(entry)

@@ -32,9 +32,7 @@ async def _target_checks(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(s.target_check_seconds)
         try:
-            await metrics.evaluate_targets(
-                runtime.db, runtime.outbox, utcnow(), s.target_min_elapsed
-            )
+            await metrics.evaluate_targets(runtime.db, runtime.outbox, utcnow(), s.target_min_elapsed)
         except Exception as exc:  # noqa: BLE001 - keep checking on the next round
             log.warning("target_check_failed", error=repr(exc))
 

@@ -94,21 +94,57 @@ class Definition:
         return self._parsed
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in (
-            "id", "key", "version", "name", "description", "owner", "unit", "direction", "kind",
-            "measurement_type", "aggregation", "distinct_on", "filter", "formula", "depends_on",
-            "created_at", "created_by",
-        )}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "id",
+                "key",
+                "version",
+                "name",
+                "description",
+                "owner",
+                "unit",
+                "direction",
+                "kind",
+                "measurement_type",
+                "aggregation",
+                "distinct_on",
+                "filter",
+                "formula",
+                "depends_on",
+                "created_at",
+                "created_by",
+            )
+        }
         d["created_at"] = self.created_at.isoformat()
         return d
 
 
 def _definition(row: Any) -> Definition:
-    return Definition(**{c: getattr(row, c) for c in (
-        "id", "key", "version", "name", "description", "owner", "unit", "direction", "kind",
-        "measurement_type", "aggregation", "distinct_on", "filter", "formula", "depends_on",
-        "created_at", "created_by",
-    )})
+    return Definition(
+        **{
+            c: getattr(row, c)
+            for c in (
+                "id",
+                "key",
+                "version",
+                "name",
+                "description",
+                "owner",
+                "unit",
+                "direction",
+                "kind",
+                "measurement_type",
+                "aggregation",
+                "distinct_on",
+                "filter",
+                "formula",
+                "depends_on",
+                "created_at",
+                "created_by",
+            )
+        }
+    )
 
 
 def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +169,7 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
         elif spec.get("distinct_on") and not formulas.KEY_RE.match(spec["distinct_on"]):
             errs.add("distinct_on", "must be a dimension name (lower-case letters, digits and _)")
         if spec.get("formula"):
-            errs.add("formula", "a base metric has no formula (use kind \"derived\")")
+            errs.add("formula", 'a base metric has no formula (use kind "derived")')
         out["formula"], out["depends_on"] = None, []
     else:
         for f in ("measurement_type", "aggregation", "distinct_on"):
@@ -142,7 +178,7 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("filter"):
             errs.add("filter", "a derived metric takes its filters from its base metrics")
         if not spec.get("formula"):
-            errs.add("formula", "a derived metric needs a formula such as \"spend / leads\"")
+            errs.add("formula", 'a derived metric needs a formula such as "spend / leads"')
         else:
             try:
                 parsed = formulas.parse(spec["formula"])
@@ -214,7 +250,11 @@ async def create_definition(s: AsyncSession, spec: dict[str, Any], principal: Pr
 
 
 async def update_definition(
-    s: AsyncSession, key: str, spec: dict[str, Any], principal: Principal, if_match: int | None,
+    s: AsyncSession,
+    key: str,
+    spec: dict[str, Any],
+    principal: Principal,
+    if_match: int | None,
 ) -> Definition:
     if spec.get("key") not in (None, key):
         raise Invalid.on("key", f"does not match the path ({key!r})")
@@ -231,25 +271,51 @@ async def update_definition(
 
 async def _insert_version(s: AsyncSession, spec: dict[str, Any], version: int, by: str) -> Definition:
     row = {
-        "id": str(uuid.uuid4()), "key": spec["key"], "version": version, "name": spec["name"],
-        "description": spec.get("description") or "", "owner": spec.get("owner"), "unit": spec["unit"],
-        "direction": spec["direction"], "kind": spec["kind"], "measurement_type": spec.get("measurement_type"),
-        "aggregation": spec.get("aggregation"), "distinct_on": spec.get("distinct_on"),
-        "filter": spec["filter"], "formula": spec.get("formula"), "depends_on": spec["depends_on"],
-        "created_at": utcnow(), "created_by": by,
+        "id": str(uuid.uuid4()),
+        "key": spec["key"],
+        "version": version,
+        "name": spec["name"],
+        "description": spec.get("description") or "",
+        "owner": spec.get("owner"),
+        "unit": spec["unit"],
+        "direction": spec["direction"],
+        "kind": spec["kind"],
+        "measurement_type": spec.get("measurement_type"),
+        "aggregation": spec.get("aggregation"),
+        "distinct_on": spec.get("distinct_on"),
+        "filter": spec["filter"],
+        "formula": spec.get("formula"),
+        "depends_on": spec["depends_on"],
+        "created_at": utcnow(),
+        "created_by": by,
     }
     await s.execute(metric_definitions.insert().values(**row))
     return Definition(**row)
 
 
 def _base(key: str, name: str, mtype: str, unit: str, direction: str, agg: str = "sum", desc: str = "") -> dict:
-    return {"key": key, "name": name, "kind": "base", "measurement_type": mtype, "aggregation": agg,
-            "unit": unit, "direction": direction, "description": desc}
+    return {
+        "key": key,
+        "name": name,
+        "kind": "base",
+        "measurement_type": mtype,
+        "aggregation": agg,
+        "unit": unit,
+        "direction": direction,
+        "description": desc,
+    }
 
 
 def _derived(key: str, name: str, f: str, unit: str, direction: str, desc: str = "") -> dict:
-    return {"key": key, "name": name, "kind": "derived", "formula": f, "unit": unit, "direction": direction,
-            "description": desc}
+    return {
+        "key": key,
+        "name": name,
+        "kind": "derived",
+        "formula": f,
+        "unit": unit,
+        "direction": direction,
+        "description": desc,
+    }
 
 
 H, L = "higher_is_better", "lower_is_better"
@@ -261,17 +327,29 @@ CATALOG: list[dict[str, Any]] = [
     _base("opportunities", "Opportunities", "opportunities", "count", H),
     _base("won_deals", "Won deals", "won_deals", "count", H),
     _base("revenue", "Revenue", "revenue", "currency", H, desc="Amount of won opportunities."),
-    _base("budget_allocated", "Budget allocated", "budget_allocated", "currency", H,
-          desc="Measurement type budget_allocated; no event feeds it yet (post it through /v1/measurements)."),
-    _base("approval_cycle_time", "Approval cycle time", "approval_cycle_time_hours", "duration", L, "avg",
-          desc="Average business hours from start to finish of approval workflows."),
+    _base(
+        "budget_allocated",
+        "Budget allocated",
+        "budget_allocated",
+        "currency",
+        H,
+        desc="Measurement type budget_allocated; no event feeds it yet (post it through /v1/measurements).",
+    ),
+    _base(
+        "approval_cycle_time",
+        "Approval cycle time",
+        "approval_cycle_time_hours",
+        "duration",
+        L,
+        "avg",
+        desc="Average business hours from start to finish of approval workflows.",
+    ),
     _base("workflows_completed", "Workflows completed", "workflows_completed", "count", H),
     _base("workflows_sla_met", "Workflows within SLA", "workflows_sla_met", "count", H),
     _base("sla_breaches", "SLA breaches", "sla_breaches", "count", L),
     _derived("cpl", "Cost per lead", "spend / leads", "currency", L),
     _derived("cac", "Customer acquisition cost", "spend / won_deals", "currency", L),
-    _derived("roi", "Return on investment", "(revenue - spend) / spend", "percent", H,
-             "A fraction: 0.25 is 25 %."),
+    _derived("roi", "Return on investment", "(revenue - spend) / spend", "percent", H, "A fraction: 0.25 is 25 %."),
     _derived("roas", "Return on ad spend", "revenue / spend", "percent", H, "A fraction: 3 is 300 %."),
     _derived("lead_to_mql_rate", "Lead to MQL rate", "mqls / leads", "percent", H),
     _derived("mql_to_sql_rate", "MQL to SQL rate", "sqls / mqls", "percent", H),
@@ -288,14 +366,27 @@ async def seed_catalog(db: Database) -> int:
     now = utcnow()
     for spec in CATALOG:
         spec = check_spec({**spec, "owner": "mops"})
-        rows.append({
-            "id": str(uuid.uuid4()), "key": spec["key"], "version": 1, "name": spec["name"],
-            "description": spec.get("description") or "", "owner": "mops", "unit": spec["unit"],
-            "direction": spec["direction"], "kind": spec["kind"], "measurement_type": spec.get("measurement_type"),
-            "aggregation": spec.get("aggregation"), "distinct_on": None, "filter": {},
-            "formula": spec.get("formula"), "depends_on": spec["depends_on"], "created_at": now,
-            "created_by": "system:catalog",
-        })
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "key": spec["key"],
+                "version": 1,
+                "name": spec["name"],
+                "description": spec.get("description") or "",
+                "owner": "mops",
+                "unit": spec["unit"],
+                "direction": spec["direction"],
+                "kind": spec["kind"],
+                "measurement_type": spec.get("measurement_type"),
+                "aggregation": spec.get("aggregation"),
+                "distinct_on": None,
+                "filter": {},
+                "formula": spec.get("formula"),
+                "depends_on": spec["depends_on"],
+                "created_at": now,
+                "created_by": "system:catalog",
+            }
+        )
     count = select(func.count()).select_from(metric_definitions)
     async with db.transaction() as s:
         before = await s.scalar(count)
@@ -379,7 +470,7 @@ PERIOD_RE = re.compile(r"([0-9]{4})(?:-(Q[1-4]|[0-9]{2}))?")  # ASCII digits, ma
 
 
 def parse_period(period: str, field_name: str = "period") -> tuple[dt.date, dt.date]:
-    """"2027", "2027-Q1" or "2027-03" -> first and last day; years within shared.bounds (1900-2999)."""
+    """ "2027", "2027-Q1" or "2027-03" -> first and last day; years within shared.bounds (1900-2999)."""
     m = PERIOD_RE.fullmatch(period or "")
     if not m:
         raise Invalid.on(field_name, f"{period!r} is not a period like 2027, 2027-Q1 or 2027-03")
@@ -482,7 +573,12 @@ def dimension(dialect: str, name: str) -> Any:
 
 
 async def fetch_cells(
-    s: AsyncSession, mtype: str, w: Window, read_from: str, keys: Sequence[str], where: dict[str, set[str]],
+    s: AsyncSession,
+    mtype: str,
+    w: Window,
+    read_from: str,
+    keys: Sequence[str],
+    where: dict[str, set[str]],
 ) -> list[Row]:
     """(values of `keys`..., bucket index, count, sum, min, max) for one measurement type over a window.
 
@@ -498,12 +594,14 @@ async def fetch_cells(
     async def run(table: Any, bucket: Any, conds: list[Any], rollup: bool) -> list[Row]:
         c = table.c
         aggs = (
-            [func.sum(c["count"]), *sum_parts(dialect, c["sum"]), func.min(c["min"]), func.max(c["max"])] if rollup
+            [func.sum(c["count"]), *sum_parts(dialect, c["sum"]), func.min(c["min"]), func.max(c["max"])]
+            if rollup
             else [func.count(), *sum_parts(dialect, c.value), func.min(c.value), func.max(c.value)]
         )
         source = table.join(dimension_sets, dimension_sets.c.id == c.dimset_id) if dims or dim_conds else table
         q = (
-            select(*dims, bucket, *aggs).select_from(source)
+            select(*dims, bucket, *aggs)
+            .select_from(source)
             .where(c.type == mtype, *conds, *dim_conds)
             .group_by(*_grouping(*dims, bucket))
         )
@@ -529,8 +627,9 @@ async def fetch_cells(
             base = _month(w.starts[0])
             width = {"month": 1, "quarter": 3, "period": 10**6}[w.grain]
             r = rollups_monthly.c
-            found = await run(rollups_monthly, r.month, [r.month >= _month(first_full), r.month < _month(end_full)],
-                              rollup=True)
+            found = await run(
+                rollups_monthly, r.month, [r.month >= _month(first_full), r.month < _month(end_full)], rollup=True
+            )
             rows.extend((*x[:n], (x[n] - base) // width, *x[n + 1 :]) for x in found)
     r = rollups_daily.c
     ranges = [(_day(a), _day(b)) for a, b in day_ranges if a < b]
@@ -646,8 +745,13 @@ class Grid:
 
 
 async def compute(
-    s: AsyncSession, plan: Plan, w: Window, group_by: list[str], flt: dict[str, set[str]],
-    principal: Principal | None, read_from: str = "auto",
+    s: AsyncSession,
+    plan: Plan,
+    w: Window,
+    group_by: list[str],
+    flt: dict[str, set[str]],
+    principal: Principal | None,
+    read_from: str = "auto",
 ) -> tuple[Grid, str]:
     """Aggregate every base of the plan per group and bucket, then evaluate the derived metrics."""
     if read_from == "auto":
@@ -727,9 +831,18 @@ def fmt(value: Decimal | None, unit: str) -> str | None:
 
 
 async def series(
-    s: AsyncSession, key: str, *, start: dt.date, end: dt.date, grain: str, group_by: list[str],
-    flt: dict[str, set[str]], tz: str, principal: Principal | None,
-    version: int | None = None, read_from: str = "auto",
+    s: AsyncSession,
+    key: str,
+    *,
+    start: dt.date,
+    end: dt.date,
+    grain: str,
+    group_by: list[str],
+    flt: dict[str, set[str]],
+    tz: str,
+    principal: Principal | None,
+    version: int | None = None,
+    read_from: str = "auto",
 ) -> dict[str, Any]:
     w = window(start, end, grain, tz)
     plan = await resolve(s, key, version)
@@ -748,8 +861,15 @@ async def series(
             points.append(point)
         out.append({"group": dict(zip(group_by, g, strict=True)), "points": points})
     return {
-        "metric": key, "version": m.version, "unit": m.unit, "grain": grain, "from": start.isoformat(),
-        "to": end.isoformat(), "tz": tz, "read_from": used, "series": out,
+        "metric": key,
+        "version": m.version,
+        "unit": m.unit,
+        "grain": grain,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "tz": tz,
+        "read_from": used,
+        "series": out,
     }
 
 
@@ -780,9 +900,14 @@ async def _targets_by_label(s: AsyncSession, key: str, flt: dict[str, set[str]],
 
 def _target_dict(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, "metric": row.metric, "period": row.period, "filter": row.filter,
-        "value": format(from_micro(row.value).normalize(), "f"), "version": row.version,
-        "created_at": row.created_at.isoformat(), "created_by": row.created_by,
+        "id": row.id,
+        "metric": row.metric,
+        "period": row.period,
+        "filter": row.filter,
+        "value": format(from_micro(row.value).normalize(), "f"),
+        "version": row.version,
+        "created_at": row.created_at.isoformat(),
+        "created_by": row.created_by,
         "at_risk_published_at": row.at_risk_published_at.isoformat() if row.at_risk_published_at else None,
     }
 
@@ -816,8 +941,15 @@ async def create_target(s: AsyncSession, body: dict[str, Any], principal: Princi
     if exists:
         raise Conflict(f"A target for {body['metric']} in {body['period']} with this filter exists ({exists}).")
     row = {
-        "id": str(uuid.uuid4()), "metric": body["metric"], "period": body["period"], "filter": flt,
-        "filter_hash": h, "value": value, "version": 1, "created_at": utcnow(), "created_by": principal.subject,
+        "id": str(uuid.uuid4()),
+        "metric": body["metric"],
+        "period": body["period"],
+        "filter": flt,
+        "filter_hash": h,
+        "value": value,
+        "version": 1,
+        "created_at": utcnow(),
+        "created_by": principal.subject,
         "at_risk_published_at": None,
     }
     await s.execute(targets.insert().values(**row))
@@ -832,7 +964,13 @@ async def get_target(s: AsyncSession, target_id: str, principal: Principal) -> d
 
 
 async def list_targets(
-    s: AsyncSession, principal: Principal, *, metric: str | None, period: str | None, limit: int, cursor: str | None,
+    s: AsyncSession,
+    principal: Principal,
+    *,
+    metric: str | None,
+    period: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     t = targets.c
     q = select(targets).order_by(t.id).limit(limit * 4 + 1)
@@ -884,7 +1022,11 @@ def is_at_risk(direction: str, projected: Decimal | None, target: Decimal) -> bo
 
 
 async def scorecard(
-    s: AsyncSession, keys: list[str], period: str, flt: dict[str, set[str]], principal: Principal | None,
+    s: AsyncSession,
+    keys: list[str],
+    period: str,
+    flt: dict[str, set[str]],
+    principal: Principal | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
     start, end = parse_period(period, "query.period")
@@ -901,14 +1043,24 @@ async def scorecard(
         m = plan.metric
         row = None
         if len(single) == len(flt):
-            row = (await s.execute(
-                select(targets).where(t.metric == key, t.period == period, t.filter_hash == dims_hash(single))
-            )).first()
+            row = (
+                await s.execute(
+                    select(targets).where(t.metric == key, t.period == period, t.filter_hash == dims_hash(single))
+                )
+            ).first()
         projected = project(plan, env, elapsed)
         item: dict[str, Any] = {
-            "metric": key, "name": m.name, "unit": m.unit, "direction": m.direction,
-            "actual": fmt(actual, m.unit), "target": None, "variance": None, "attainment": None,
-            "projected": fmt(projected, m.unit), "at_risk": False, "target_id": None,
+            "metric": key,
+            "name": m.name,
+            "unit": m.unit,
+            "direction": m.direction,
+            "actual": fmt(actual, m.unit),
+            "target": None,
+            "variance": None,
+            "attainment": None,
+            "projected": fmt(projected, m.unit),
+            "at_risk": False,
+            "target_id": None,
         }
         if row is not None:
             goal = from_micro(row.value)
@@ -916,12 +1068,20 @@ async def scorecard(
             item["target_id"] = row.id
             item["at_risk"] = elapsed < 1 and is_at_risk(m.direction, projected, goal)
         items.append(item)
-    return {"period": period, "from": start.isoformat(), "to": end.isoformat(),
-            "elapsed": round(elapsed, 4), "items": items}
+    return {
+        "period": period,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "elapsed": round(elapsed, 4),
+        "items": items,
+    }
 
 
 async def evaluate_targets(
-    db: Database, outbox: Outbox, now: dt.datetime, min_elapsed: float = 0.1,
+    db: Database,
+    outbox: Outbox,
+    now: dt.datetime,
+    min_elapsed: float = 0.1,
 ) -> list[str]:
     """Publish kpi.target.at_risk once per target whose linear projection misses it; returns their ids."""
     t = targets.c
@@ -952,11 +1112,21 @@ async def evaluate_targets(
             )
             if claimed.rowcount != 1:
                 continue  # another replica published it
-            await outbox.add(s, "kpi.target.at_risk", row.id, {
-                "target_id": row.id, "metric": row.metric, "period": row.period, "filter": row.filter,
-                "actual": fmt(env[row.metric], m.unit), "target": fmt(goal, m.unit),
-                "projected": fmt(projected, m.unit), "direction": m.direction, "elapsed": round(elapsed, 4),
-            })
+            await outbox.add(
+                s,
+                "kpi.target.at_risk",
+                row.id,
+                {
+                    "target_id": row.id,
+                    "metric": row.metric,
+                    "period": row.period,
+                    "filter": row.filter,
+                    "actual": fmt(env[row.metric], m.unit),
+                    "target": fmt(goal, m.unit),
+                    "projected": fmt(projected, m.unit),
+                    "direction": m.direction,
+                    "elapsed": round(elapsed, 4),
+                },
+            )
         published.append(row.id)
     return published
-

@@ -50,8 +50,9 @@ async def list_categories(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
 
 
 @router.post("/tools", status_code=201, response_model=schemas.ToolOut)
-async def create_tool(body: schemas.ToolIn, request: Request, p: Principal = Depends(catalog_writer),
-                      rt: Runtime = Depends(get_runtime)) -> Response:
+async def create_tool(
+    body: schemas.ToolIn, request: Request, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
+) -> Response:
     async def action(s: AsyncSession) -> dict[str, Any]:
         return await stack_of(rt).create_tool(s, body, p.subject)
 
@@ -60,13 +61,18 @@ async def create_tool(body: schemas.ToolIn, request: Request, p: Principal = Dep
 
 @router.get("/tools")
 async def list_tools(
-    rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None,
-    category: str | None = None, lifecycle: schemas.Lifecycle | None = None, team: str | None = None,
+    rt: Runtime = Depends(get_runtime),
+    limit: int = Limit,
+    cursor: str | None = None,
+    category: str | None = None,
+    lifecycle: schemas.Lifecycle | None = None,
+    team: str | None = None,
     capability: str | None = None,
 ) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         items, next_cursor = await stack_of(rt).list_tools(
-            s, limit=limit, cursor=cursor, category=category, lifecycle=lifecycle, team=team, capability=capability)
+            s, limit=limit, cursor=cursor, category=category, lifecycle=lifecycle, team=team, capability=capability
+        )
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -77,9 +83,13 @@ async def get_tool(tool_id: str, rt: Runtime = Depends(get_runtime)) -> Response
 
 
 @router.patch("/tools/{tool_id}", response_model=schemas.ToolOut)
-async def update_tool(tool_id: str, body: schemas.ToolPatch, p: Principal = Depends(catalog_writer),
-                      rt: Runtime = Depends(get_runtime),
-                      if_match: str | None = Header(None, alias="If-Match")) -> Response:
+async def update_tool(
+    tool_id: str,
+    body: schemas.ToolPatch,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:
     version = parse_if_match(if_match, required=True, what="tool")
     async with rt.transaction() as s:
         view = await stack_of(rt).update_tool(s, tool_id, body, version, p.subject)  # type: ignore[arg-type]
@@ -87,9 +97,13 @@ async def update_tool(tool_id: str, body: schemas.ToolPatch, p: Principal = Depe
 
 
 @router.post("/tools/{tool_id}/lifecycle", response_model=schemas.ToolOut)
-async def change_lifecycle(tool_id: str, body: schemas.LifecycleIn, p: Principal = Depends(catalog_writer),
-                           rt: Runtime = Depends(get_runtime),
-                           if_match: str | None = Header(None, alias="If-Match")) -> Response:
+async def change_lifecycle(
+    tool_id: str,
+    body: schemas.LifecycleIn,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:
     version = parse_if_match(if_match, required=False)
     async with rt.transaction() as s:
         view = await stack_of(rt).change_lifecycle(s, tool_id, body, version, p.subject)
@@ -97,8 +111,9 @@ async def change_lifecycle(tool_id: str, body: schemas.LifecycleIn, p: Principal
 
 
 @router.get("/tools/{tool_id}/history")
-async def tool_history(tool_id: str, rt: Runtime = Depends(get_runtime), limit: int = Limit,
-                       cursor: str | None = None) -> dict[str, Any]:
+async def tool_history(
+    tool_id: str, rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None
+) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         items, next_cursor = await stack_of(rt).history(s, tool_id, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
@@ -115,8 +130,12 @@ async def tool_utilization(tool_id: str, rt: Runtime = Depends(get_runtime)) -> 
 
 
 @router.post("/contracts", status_code=201, response_model=schemas.ContractOut)
-async def create_contract(body: schemas.ContractIn, request: Request, p: Principal = Depends(contract_writer),
-                          rt: Runtime = Depends(get_runtime)) -> Response:
+async def create_contract(
+    body: schemas.ContractIn,
+    request: Request,
+    p: Principal = Depends(contract_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
     async def action(s: AsyncSession) -> dict[str, Any]:
         return await stack_of(rt).create_contract(s, body)
 
@@ -124,12 +143,17 @@ async def create_contract(body: schemas.ContractIn, request: Request, p: Princip
 
 
 @router.get("/contracts")
-async def list_contracts(rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None,
-                         tool_id: str | None = None,
-                         status: Literal["active", "cancelled"] | None = None) -> dict[str, Any]:
+async def list_contracts(
+    rt: Runtime = Depends(get_runtime),
+    limit: int = Limit,
+    cursor: str | None = None,
+    tool_id: str | None = None,
+    status: Literal["active", "cancelled"] | None = None,
+) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
-        items, next_cursor = await stack_of(rt).list_contracts(s, limit=limit, cursor=cursor, tool_id=tool_id,
-                                                               status=status)
+        items, next_cursor = await stack_of(rt).list_contracts(
+            s, limit=limit, cursor=cursor, tool_id=tool_id, status=status
+        )
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -140,9 +164,14 @@ async def get_contract(contract_id: str, rt: Runtime = Depends(get_runtime)) -> 
 
 
 @router.post("/contracts/{contract_id}/renew", response_model=schemas.ContractOut)
-async def renew_contract(contract_id: str, request: Request, body: schemas.RenewIn | None = None,
-                         p: Principal = Depends(contract_writer), rt: Runtime = Depends(get_runtime),
-                         if_match: str | None = Header(None, alias="If-Match")) -> Response:
+async def renew_contract(
+    contract_id: str,
+    request: Request,
+    body: schemas.RenewIn | None = None,
+    p: Principal = Depends(contract_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:
     version = parse_if_match(if_match, required=False)
 
     async def action(s: AsyncSession) -> dict[str, Any]:
@@ -152,9 +181,13 @@ async def renew_contract(contract_id: str, request: Request, body: schemas.Renew
 
 
 @router.post("/contracts/{contract_id}/cancel", response_model=schemas.ContractOut)
-async def cancel_contract(contract_id: str, body: schemas.CancelIn | None = None,
-                          p: Principal = Depends(contract_writer), rt: Runtime = Depends(get_runtime),
-                          if_match: str | None = Header(None, alias="If-Match")) -> Response:
+async def cancel_contract(
+    contract_id: str,
+    body: schemas.CancelIn | None = None,
+    p: Principal = Depends(contract_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:
     version = parse_if_match(if_match, required=False)
     async with rt.transaction() as s:
         view = await stack_of(rt).cancel_contract(s, contract_id, body or schemas.CancelIn(), version)
@@ -162,8 +195,7 @@ async def cancel_contract(contract_id: str, body: schemas.CancelIn | None = None
 
 
 @router.get("/renewals")
-async def renewals(rt: Runtime = Depends(get_runtime),
-                   within_days: int = Query(90, ge=0, le=3650)) -> dict[str, Any]:
+async def renewals(rt: Runtime = Depends(get_runtime), within_days: int = Query(90, ge=0, le=3650)) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         return {"within_days": within_days, "items": await stack_of(rt).renewals(s, within_days)}
 
@@ -172,8 +204,12 @@ async def renewals(rt: Runtime = Depends(get_runtime),
 
 
 @router.post("/utilization", status_code=201)
-async def post_utilization(body: schemas.UtilizationIn, request: Request, p: Principal = Depends(usage_writer),
-                           rt: Runtime = Depends(get_runtime)) -> Response:
+async def post_utilization(
+    body: schemas.UtilizationIn,
+    request: Request,
+    p: Principal = Depends(usage_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
     async def action(s: AsyncSession) -> dict[str, Any]:
         return await stack_of(rt).record_utilization(s, body)
 
@@ -181,8 +217,11 @@ async def post_utilization(body: schemas.UtilizationIn, request: Request, p: Pri
 
 
 @router.get("/utilization")
-async def get_utilization(rt: Runtime = Depends(get_runtime), tool_id: str | None = None,
-                          flag: Literal["underused", "shelfware"] | None = None) -> dict[str, Any]:
+async def get_utilization(
+    rt: Runtime = Depends(get_runtime),
+    tool_id: str | None = None,
+    flag: Literal["underused", "shelfware"] | None = None,
+) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         rows = await stack_of(rt).utilization(s, [tool_id] if tool_id else None)
     items = [r for r in rows.values() if flag is None or r[flag]]
@@ -193,8 +232,12 @@ async def get_utilization(rt: Runtime = Depends(get_runtime), tool_id: str | Non
 
 
 @router.post("/integrations", status_code=201)
-async def create_integration(body: schemas.IntegrationIn, request: Request, p: Principal = Depends(catalog_writer),
-                             rt: Runtime = Depends(get_runtime)) -> Response:
+async def create_integration(
+    body: schemas.IntegrationIn,
+    request: Request,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
     async def action(s: AsyncSession) -> dict[str, Any]:
         return await stack_of(rt).create_integration(s, body)
 
@@ -202,16 +245,18 @@ async def create_integration(body: schemas.IntegrationIn, request: Request, p: P
 
 
 @router.get("/integrations")
-async def list_integrations(rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None,
-                            tool_id: str | None = None) -> dict[str, Any]:
+async def list_integrations(
+    rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None, tool_id: str | None = None
+) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         items, next_cursor = await stack_of(rt).list_integrations(s, limit=limit, cursor=cursor, tool_id=tool_id)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/graph", response_model=None)
-async def graph(rt: Runtime = Depends(get_runtime),
-                format: Literal["json", "mermaid"] = "json") -> dict[str, Any] | PlainTextResponse:
+async def graph(
+    rt: Runtime = Depends(get_runtime), format: Literal["json", "mermaid"] = "json"
+) -> dict[str, Any] | PlainTextResponse:
     async with rt.transaction(readonly=True) as s:
         g = await stack_of(rt).graph(s)
     if format == "mermaid":
@@ -235,15 +280,17 @@ async def overlaps(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
 
 
 @router.get("/costs")
-async def costs(rt: Runtime = Depends(get_runtime),
-                group_by: Literal["category", "team"] = "category") -> dict[str, Any]:
+async def costs(
+    rt: Runtime = Depends(get_runtime), group_by: Literal["category", "team"] = "category"
+) -> dict[str, Any]:
     async with rt.transaction(readonly=True) as s:
         return await stack_of(rt).costs(s, group_by)
 
 
 @router.post("/fx-rates", status_code=200)
-async def set_fx_rate(body: schemas.FxRateIn, p: Principal = Depends(contract_writer),
-                      rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
+async def set_fx_rate(
+    body: schemas.FxRateIn, p: Principal = Depends(contract_writer), rt: Runtime = Depends(get_runtime)
+) -> dict[str, Any]:
     async with rt.transaction() as s:
         return await stack_of(rt).set_fx_rate(s, body)
 
@@ -258,15 +305,20 @@ async def list_fx_rates(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
 
 
 @router.post("/import", status_code=201)
-async def import_catalogue(request: Request, p: Principal = Depends(catalog_writer),
-                           rt: Runtime = Depends(get_runtime)) -> Response:
+async def import_catalogue(
+    request: Request, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
+) -> Response:
     """YAML (one document per tool) or CSV (one row per tool), chosen by Content-Type; all or nothing."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     raw = await _bounded_body(request, catalog.MAX_BODY_BYTES)
     if raw is None:
         message = f"the catalogue is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
-        return problem(413, f"body: {message}", instance=request.url.path,
-                       errors_=[{"field": "body", "message": message, "code": "too_large"}])
+        return problem(
+            413,
+            f"body: {message}",
+            instance=request.url.path,
+            errors_=[{"field": "body", "message": message, "code": "too_large"}],
+        )
     if media in YAML_TYPES:
         docs, label = catalog.parse_yaml(raw), "documents"
     elif media == "text/csv":
@@ -297,8 +349,9 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
 
 
 @router.get("/export", response_model=None)
-async def export_catalogue(rt: Runtime = Depends(get_runtime),
-                           format: Literal["yaml", "csv"] = "yaml") -> PlainTextResponse:
+async def export_catalogue(
+    rt: Runtime = Depends(get_runtime), format: Literal["yaml", "csv"] = "yaml"
+) -> PlainTextResponse:
     async with rt.transaction(readonly=True) as s:
         docs = await catalog.export_documents(s)
     if format == "csv":

@@ -27,8 +27,21 @@ from shared.money import fmt
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-CSV_COLUMNS = ["name", "vendor", "category", "capabilities", "owner_team", "owner_person", "business_owner",
-               "lifecycle", "time_class", "personal_data", "sso", "url", "notes"]
+CSV_COLUMNS = [
+    "name",
+    "vendor",
+    "category",
+    "capabilities",
+    "owner_team",
+    "owner_person",
+    "business_owner",
+    "lifecycle",
+    "time_class",
+    "personal_data",
+    "sso",
+    "url",
+    "notes",
+]
 MAX_DOCUMENTS = 5000
 MAX_BODY_BYTES = 16 * 1024 * 1024  # an import's request body; 5,000 ordinary tools take about 1 MiB
 # Collections (mappings, lists) inside one another. A catalogue document needs four (spec, contracts, one
@@ -62,8 +75,9 @@ def _check_depth(text: str) -> None:
             if depth > MAX_DEPTH:
                 mark = event.start_mark
                 where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-                raise Invalid.on("body", f"the catalogue nests lists and mappings more than {MAX_DEPTH} deep"
-                                         f"{where}", "too_deep")
+                raise Invalid.on(
+                    "body", f"the catalogue nests lists and mappings more than {MAX_DEPTH} deep{where}", "too_deep"
+                )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -75,8 +89,9 @@ def parse_csv(raw: bytes) -> list[schemas.CatalogDocument]:
         raise Invalid.on("body", f"the CSV is not UTF-8 text: {exc}") from exc
     header, rows = read_csv(text)
     if "name" not in header or "category" not in header:
-        raise Invalid.on("body", f"the CSV needs a header row with at least name and category; columns: "
-                                 f"{', '.join(CSV_COLUMNS)}")
+        raise Invalid.on(
+            "body", f"the CSV needs a header row with at least name and category; columns: {', '.join(CSV_COLUMNS)}"
+        )
     unknown = [c for c in header if c not in CSV_COLUMNS]
     if unknown:
         raise Invalid.on("body", f"unknown CSV column(s) {', '.join(unknown)}; columns: {', '.join(CSV_COLUMNS)}")
@@ -88,8 +103,20 @@ def _row_document(row: dict[str, Any]) -> schemas.CatalogDocument:
         value = (row.get(name) or "").strip()
         return value or None
 
-    spec: dict[str, Any] = {k: cell(k) for k in ("vendor", "category", "business_owner", "lifecycle",
-                                                   "time_class", "url", "notes", "personal_data", "sso")}
+    spec: dict[str, Any] = {
+        k: cell(k)
+        for k in (
+            "vendor",
+            "category",
+            "business_owner",
+            "lifecycle",
+            "time_class",
+            "url",
+            "notes",
+            "personal_data",
+            "sso",
+        )
+    }
     spec = {k: v for k, v in spec.items() if v is not None}
     caps = cell("capabilities")
     spec["capabilities"] = [c for c in (caps or "").replace("|", ";").split(";") if c.strip()]
@@ -109,8 +136,7 @@ def _validate(items: list[Any], label: str, parse: Any) -> list[schemas.CatalogD
     docs: list[schemas.CatalogDocument] = []
     for index, item in enumerate(items):
         if label == "documents" and not isinstance(item, dict):
-            errors.add(f"{label}[{index}]", "a catalogue document must be a mapping (apiVersion, kind, metadata, "
-                                            "spec)")
+            errors.add(f"{label}[{index}]", "a catalogue document must be a mapping (apiVersion, kind, metadata, spec)")
             continue
         try:
             docs.append(parse(item))
@@ -120,8 +146,9 @@ def _validate(items: list[Any], label: str, parse: Any) -> list[schemas.CatalogD
     names = [d.metadata.name for d in docs]
     for index, name in enumerate(names):
         if name in names[:index]:
-            errors.add(f"{label}[{index}].metadata.name", f"{name!r} appears more than once in the catalogue",
-                       "duplicate")
+            errors.add(
+                f"{label}[{index}].metadata.name", f"{name!r} appears more than once in the catalogue", "duplicate"
+            )
     if errors.items:
         first = errors.items[0]
         raise Invalid(
@@ -136,8 +163,7 @@ def _loc(part: Any) -> str:
     return f"[{part}]" if isinstance(part, int) else str(part)
 
 
-def _problems(exc: ValidationError, label: str, index: int,
-              where: Any = None) -> list[tuple[str, str, str]]:
+def _problems(exc: ValidationError, label: str, index: int, where: Any = None) -> list[tuple[str, str, str]]:
     """(field, message, code) of each error, named by where it is in the catalogue; `where` maps the
     location in the model that failed to the document path (default: the model is the document)."""
     out = []
@@ -147,8 +173,9 @@ def _problems(exc: ValidationError, label: str, index: int,
             loc = where(loc)
         if label == "rows":  # name the CSV column, not the document path it was mapped to
             loc = CSV_FIELD.get(loc, loc.removeprefix("spec.").removeprefix("metadata."))
-        out.append((f"{label}[{index}].{loc}".replace(".[", "["), err["msg"].removeprefix("Value error, "),
-                    err["type"]))
+        out.append(
+            (f"{label}[{index}].{loc}".replace(".[", "["), err["msg"].removeprefix("Value error, "), err["type"])
+        )
     return out
 
 
@@ -192,8 +219,13 @@ async def import_catalogue(
     for index, doc in enumerate(docs):
         tool_id = ids[doc.metadata.name]
         for ci, contract in enumerate(doc.spec.contracts):
-            terms = _build(schemas.ContractIn, {"tool_id": tool_id, **contract.model_dump()}, label, index,
-                           lambda loc, ci=ci: f"spec.contracts[{ci}].{loc}")
+            terms = _build(
+                schemas.ContractIn,
+                {"tool_id": tool_id, **contract.model_dump()},
+                label,
+                index,
+                lambda loc, ci=ci: f"spec.contracts[{ci}].{loc}",
+            )
             with _located(f"{label}[{index}].spec.contracts[{ci}]", f"{label}[{index}]"):
                 await stack.create_contract(s, terms)
             counts["contracts"] += 1
@@ -201,11 +233,16 @@ async def import_catalogue(
             where = f"{label}[{index}].spec.integrations[{ii}]"
             to_id = ids.get(edge.to) or await s.scalar(select(Tool.id).where(Tool.name == edge.to))
             if to_id is None:
-                raise Invalid.on(f"{where}.to", f"no tool named {edge.to!r} in the catalogue or the registry",
-                                 "unknown_tool")
-            edge_in = _build(schemas.IntegrationIn, {"from_tool_id": tool_id, "to_tool_id": to_id,
-                                                     **edge.model_dump(exclude={"to"})}, label, index,
-                             lambda loc, ii=ii: f"spec.integrations[{ii}].{loc}")
+                raise Invalid.on(
+                    f"{where}.to", f"no tool named {edge.to!r} in the catalogue or the registry", "unknown_tool"
+                )
+            edge_in = _build(
+                schemas.IntegrationIn,
+                {"from_tool_id": tool_id, "to_tool_id": to_id, **edge.model_dump(exclude={"to"})},
+                label,
+                index,
+                lambda loc, ii=ii: f"spec.integrations[{ii}].{loc}",
+            )
             with _located(where, f"{label}[{index}]"):
                 await stack.create_integration(s, edge_in)
             counts["integrations"] += 1
@@ -235,29 +272,51 @@ async def export_documents(s: AsyncSession) -> list[dict[str, Any]]:
     tools = (await s.scalars(select(Tool).order_by(Tool.name))).all()
     names = {t.id: t.name for t in tools}
     contracts: dict[str, list[Contract]] = {}
-    for c in (await s.scalars(select(Contract).where(Contract.status == "active").order_by(Contract.start))):
+    for c in await s.scalars(select(Contract).where(Contract.status == "active").order_by(Contract.start)):
         contracts.setdefault(c.tool_id, []).append(c)
     edges: dict[str, list[Integration]] = {}
-    for e in (await s.scalars(select(Integration).order_by(Integration.created_at, Integration.id))):
+    for e in await s.scalars(select(Integration).order_by(Integration.created_at, Integration.id)):
         edges.setdefault(e.from_tool_id, []).append(e)
     docs = []
     for t in tools:
         spec: dict[str, Any] = {
-            "vendor": t.vendor, "category": t.category, "capabilities": list(t.capabilities),
-            "owner": {"team": t.owner_team, "person": t.owner_person}, "business_owner": t.business_owner,
-            "lifecycle": t.lifecycle, "time_class": t.time_class, "personal_data": t.personal_data, "sso": t.sso,
-            "url": t.url, "notes": t.notes,
+            "vendor": t.vendor,
+            "category": t.category,
+            "capabilities": list(t.capabilities),
+            "owner": {"team": t.owner_team, "person": t.owner_person},
+            "business_owner": t.business_owner,
+            "lifecycle": t.lifecycle,
+            "time_class": t.time_class,
+            "personal_data": t.personal_data,
+            "sso": t.sso,
+            "url": t.url,
+            "notes": t.notes,
         }
         spec["contracts"] = [
-            {"start": c.start.isoformat(), "end": c.end.isoformat(), "billing_period": c.billing_period,
-             "cost": fmt(c.cost_minor, c.currency), "currency": c.currency, "seats": c.seats,
-             "auto_renew": c.auto_renew, "notice_days": c.notice_days, "budget_line_code": c.budget_line_code,
-             "external_ref": c.external_ref}
+            {
+                "start": c.start.isoformat(),
+                "end": c.end.isoformat(),
+                "billing_period": c.billing_period,
+                "cost": fmt(c.cost_minor, c.currency),
+                "currency": c.currency,
+                "seats": c.seats,
+                "auto_renew": c.auto_renew,
+                "notice_days": c.notice_days,
+                "budget_line_code": c.budget_line_code,
+                "external_ref": c.external_ref,
+            }
             for c in contracts.get(t.id, [])
         ]
         spec["integrations"] = [
-            {"to": names[e.to_tool_id], "data_objects": list(e.data_objects), "direction": e.direction,
-             "method": e.method, "owner": e.owner, "status": e.status, "notes": e.notes}
+            {
+                "to": names[e.to_tool_id],
+                "data_objects": list(e.data_objects),
+                "direction": e.direction,
+                "method": e.method,
+                "owner": e.owner,
+                "status": e.status,
+                "notes": e.notes,
+            }
             for e in edges.get(t.id, [])
         ]
         docs.append({"apiVersion": "pitcrew.dev/v1", "kind": "Tool", "metadata": {"name": t.name}, "spec": spec})
@@ -274,12 +333,21 @@ def to_csv(docs: list[dict[str, Any]]) -> str:
     writer.writeheader()
     for d in docs:
         spec = d["spec"]
-        writer.writerow({
-            "name": d["metadata"]["name"], "vendor": spec["vendor"], "category": spec["category"],
-            "capabilities": ";".join(spec["capabilities"]), "owner_team": spec["owner"]["team"] or "",
-            "owner_person": spec["owner"]["person"] or "", "business_owner": spec["business_owner"] or "",
-            "lifecycle": spec["lifecycle"], "time_class": spec["time_class"] or "",
-            "personal_data": str(spec["personal_data"]).lower(), "sso": str(spec["sso"]).lower(),
-            "url": spec["url"] or "", "notes": spec["notes"] or "",
-        })
+        writer.writerow(
+            {
+                "name": d["metadata"]["name"],
+                "vendor": spec["vendor"],
+                "category": spec["category"],
+                "capabilities": ";".join(spec["capabilities"]),
+                "owner_team": spec["owner"]["team"] or "",
+                "owner_person": spec["owner"]["person"] or "",
+                "business_owner": spec["business_owner"] or "",
+                "lifecycle": spec["lifecycle"],
+                "time_class": spec["time_class"] or "",
+                "personal_data": str(spec["personal_data"]).lower(),
+                "sso": str(spec["sso"]).lower(),
+                "url": spec["url"] or "",
+                "notes": spec["notes"] or "",
+            }
+        )
     return out.getvalue()

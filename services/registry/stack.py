@@ -55,8 +55,20 @@ PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
 RENEWAL_TIMER = "renewal_due"
 NAMES_PER_QUERY = 500  # names per `IN (...)` when checking which are taken (well under SQLite's 999 variables)
 # The tool fields the audit history compares.
-TRACKED = ("name", "vendor", "category", "capabilities", "owner", "business_owner", "lifecycle",
-           "time_class", "personal_data", "sso", "url", "notes")
+TRACKED = (
+    "name",
+    "vendor",
+    "category",
+    "capabilities",
+    "owner",
+    "business_owner",
+    "lifecycle",
+    "time_class",
+    "personal_data",
+    "sso",
+    "url",
+    "notes",
+)
 
 
 def today() -> dt.date:
@@ -128,7 +140,10 @@ class Stack:
         return (await self.create_tools(s, [body], actor))[0]
 
     async def create_tools(
-        self, s: AsyncSession, bodies: list[schemas.ToolIn], actor: str,
+        self,
+        s: AsyncSession,
+        bodies: list[schemas.ToolIn],
+        actor: str,
         located: Callable[[int], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Create tools with the same checks, history rows and events as one by one, but in a handful of
@@ -147,7 +162,7 @@ class Stack:
         taken: dict[str, str] = {}
         names = [b.name for b in bodies]
         for start in range(0, len(names), NAMES_PER_QUERY):
-            chunk = names[start:start + NAMES_PER_QUERY]
+            chunk = names[start : start + NAMES_PER_QUERY]
             rows = await s.execute(select(Tool.name, Tool.id).where(Tool.name.in_(chunk)))
             taken.update((name, tool_id) for name, tool_id in rows)
         for index, body in enumerate(bodies):
@@ -159,24 +174,50 @@ class Stack:
         tools = []
         for body in bodies:
             owner = body.owner or schemas.Owner()
-            tools.append(Tool(
-                id=str(uuid.uuid4()), name=body.name, vendor=body.vendor, category=body.category,
-                capabilities=body.capabilities, owner_team=owner.team, owner_person=owner.person,
-                business_owner=body.business_owner, lifecycle=body.lifecycle, time_class=body.time_class,
-                personal_data=body.personal_data, sso=body.sso, url=body.url, notes=body.notes,
-                version=1, created_at=now, updated_at=now,
-            ))
+            tools.append(
+                Tool(
+                    id=str(uuid.uuid4()),
+                    name=body.name,
+                    vendor=body.vendor,
+                    category=body.category,
+                    capabilities=body.capabilities,
+                    owner_team=owner.team,
+                    owner_person=owner.person,
+                    business_owner=body.business_owner,
+                    lifecycle=body.lifecycle,
+                    time_class=body.time_class,
+                    personal_data=body.personal_data,
+                    sso=body.sso,
+                    url=body.url,
+                    notes=body.notes,
+                    version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         s.add_all(tools)
         await _flush_unique_name(s, names[0] if len(names) == 1 else None)
         views = [tool_view(t) for t in tools]
         # The history rows in one statement too (as ORM objects each would be an INSERT ... RETURNING).
-        await s.execute(insert(ToolHistory.__table__), [
-            {"tool_id": t.id, "version": t.version, "action": "created", "actor": actor, "at": now,
-             "changes": _jsonable({f: {"from": None, "to": v[f]} for f in TRACKED}), "reason": None}
+        await s.execute(
+            insert(ToolHistory.__table__),
+            [
+                {
+                    "tool_id": t.id,
+                    "version": t.version,
+                    "action": "created",
+                    "actor": actor,
+                    "at": now,
+                    "changes": _jsonable({f: {"from": None, "to": v[f]} for f in TRACKED}),
+                    "reason": None,
+                }
+                for t, v in zip(tools, views, strict=True)
+            ],
+        )
+        rows = [
+            self.outbox.row(new_event("registry.tool.created", self.outbox.source, t.id, v), now)
             for t, v in zip(tools, views, strict=True)
-        ])
-        rows = [self.outbox.row(new_event("registry.tool.created", self.outbox.source, t.id, v), now)
-                for t, v in zip(tools, views, strict=True)]
+        ]
         await s.execute(insert(self.outbox.table), rows)  # one statement; the seq keeps their order
         self.outbox.wake_after_commit(s)
         return views
@@ -236,10 +277,12 @@ class Stack:
         tool.updated_at = utcnow()
         await s.flush()
         view = tool_view(tool)
-        await self._record(s, tool, "lifecycle_changed", actor,
-                           {"lifecycle": {"from": before, "to": body.lifecycle}}, body.reason)
-        await self.outbox.add(s, "registry.tool.lifecycle_changed", tool.id,
-                              {**view, "previous_lifecycle": before, "reason": body.reason})
+        await self._record(
+            s, tool, "lifecycle_changed", actor, {"lifecycle": {"from": before, "to": body.lifecycle}}, body.reason
+        )
+        await self.outbox.add(
+            s, "registry.tool.lifecycle_changed", tool.id, {**view, "previous_lifecycle": before, "reason": body.reason}
+        )
         return view
 
     async def _locked_tool(self, s: AsyncSession, tool_id: str, expected_version: int | None) -> Tool:
@@ -258,15 +301,36 @@ class Stack:
         return tool
 
     async def _record(
-        self, s: AsyncSession, tool: Tool, action: str, actor: str, changes: dict[str, Any],
+        self,
+        s: AsyncSession,
+        tool: Tool,
+        action: str,
+        actor: str,
+        changes: dict[str, Any],
         reason: str | None = None,
     ) -> None:
-        s.add(ToolHistory(tool_id=tool.id, version=tool.version, action=action, actor=actor, at=utcnow(),
-                          changes=_jsonable(changes), reason=reason))
+        s.add(
+            ToolHistory(
+                tool_id=tool.id,
+                version=tool.version,
+                action=action,
+                actor=actor,
+                at=utcnow(),
+                changes=_jsonable(changes),
+                reason=reason,
+            )
+        )
 
     async def list_tools(
-        self, s: AsyncSession, *, limit: int, cursor: str | None, category: str | None = None,
-        lifecycle: str | None = None, team: str | None = None, capability: str | None = None,
+        self,
+        s: AsyncSession,
+        *,
+        limit: int,
+        cursor: str | None,
+        category: str | None = None,
+        lifecycle: str | None = None,
+        team: str | None = None,
+        capability: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = select(Tool).order_by(Tool.name, Tool.id)
         if category:
@@ -298,8 +362,15 @@ class Stack:
         rows = list((await s.scalars(query.limit(limit + 1))).all())
         page, next_cursor = page_of(rows, limit, lambda h: (h.seq,))
         return [
-            {"seq": h.seq, "version": h.version, "action": h.action, "actor": h.actor, "at": h.at,
-             "changes": h.changes, "reason": h.reason}
+            {
+                "seq": h.seq,
+                "version": h.version,
+                "action": h.action,
+                "actor": h.actor,
+                "at": h.at,
+                "changes": h.changes,
+                "reason": h.reason,
+            }
             for h in page
         ], next_cursor
 
@@ -312,17 +383,30 @@ class Stack:
             errors.add("tool_id", f"no tool with id {body.tool_id!r}", "unknown_tool")
         elif tool.lifecycle == "retired":
             errors.add("tool_id", f"{tool.name} is retired; a retired tool takes no new contracts", "retired_tool")
-        cost_minor = self._validate_terms(body.start, body.end, body.billing_period, body.cost, body.currency,
-                                          body.notice_days, errors)
+        cost_minor = self._validate_terms(
+            body.start, body.end, body.billing_period, body.cost, body.currency, body.notice_days, errors
+        )
         errors.raise_if_any()
         assert tool is not None and cost_minor is not None
         now = utcnow()
         contract = Contract(
-            id=str(uuid.uuid4()), tool_id=tool.id, term=1, start=body.start, end=body.end,
-            billing_period=body.billing_period, cost_minor=cost_minor, currency=body.currency,
-            seats=body.seats, auto_renew=body.auto_renew, notice_days=body.notice_days,
-            budget_line_code=body.budget_line_code, external_ref=body.external_ref, status="active",
-            version=1, created_at=now, updated_at=now,
+            id=str(uuid.uuid4()),
+            tool_id=tool.id,
+            term=1,
+            start=body.start,
+            end=body.end,
+            billing_period=body.billing_period,
+            cost_minor=cost_minor,
+            currency=body.currency,
+            seats=body.seats,
+            auto_renew=body.auto_renew,
+            notice_days=body.notice_days,
+            budget_line_code=body.budget_line_code,
+            external_ref=body.external_ref,
+            status="active",
+            version=1,
+            created_at=now,
+            updated_at=now,
         )
         s.add(contract)
         await s.flush()
@@ -330,7 +414,13 @@ class Stack:
         return contract_view(contract, tool)
 
     def _validate_terms(
-        self, start: dt.date, end: dt.date, billing_period: str, cost: Decimal, currency: str, notice_days: int,
+        self,
+        start: dt.date,
+        end: dt.date,
+        billing_period: str,
+        cost: Decimal,
+        currency: str,
+        notice_days: int,
         errors: Errors,
     ) -> int | None:
         """Check a term (also one a renewal computed) and return its cost in minor units. Its dates stay
@@ -345,27 +435,46 @@ class Stack:
             errors.add("end", f"{end.isoformat()} is not after the start {start.isoformat()}", "end_before_start")
             dates_ok = False
         elif dates_ok and end - dt.timedelta(days=notice_days) < MIN_DATE:
-            errors.add("notice_days", f"the notice deadline, {notice_days} days before the end, would fall before "
-                                      f"{MIN_DATE.isoformat()}", "out_of_range")
+            errors.add(
+                "notice_days",
+                f"the notice deadline, {notice_days} days before the end, would fall before {MIN_DATE.isoformat()}",
+                "out_of_range",
+            )
         try:
             cost_minor = to_minor(cost, currency, "cost")
         except Invalid as exc:
             errors.items.extend(exc.errors)
             return None
-        if dates_ok and max(annual_minor(cost_minor, billing_period),
-                            commit_minor(cost_minor, billing_period, start, end)) >= MAX_MINOR:
-            errors.add("cost", f"the term's annual or total cost would be more than one amount may be (less than "
-                               f"{fmt(MAX_MINOR, currency)} {currency})", "out_of_range")
+        if (
+            dates_ok
+            and max(annual_minor(cost_minor, billing_period), commit_minor(cost_minor, billing_period, start, end))
+            >= MAX_MINOR
+        ):
+            errors.add(
+                "cost",
+                f"the term's annual or total cost would be more than one amount may be (less than "
+                f"{fmt(MAX_MINOR, currency)} {currency})",
+                "out_of_range",
+            )
         return cost_minor
 
     async def _start_term(self, s: AsyncSession, c: Contract, tool: Tool, event: str) -> None:
         """Record the term, schedule its renewal reminder and publish the event budget commits from."""
-        s.add(ContractTerm(
-            contract_id=c.id, term=c.term, start=c.start, end=c.end, billing_period=c.billing_period,
-            cost_minor=c.cost_minor, currency=c.currency,
-            commit_minor=commit_minor(c.cost_minor, c.billing_period, c.start, c.end), seats=c.seats,
-            outcome="current", created_at=utcnow(),
-        ))
+        s.add(
+            ContractTerm(
+                contract_id=c.id,
+                term=c.term,
+                start=c.start,
+                end=c.end,
+                billing_period=c.billing_period,
+                cost_minor=c.cost_minor,
+                currency=c.currency,
+                commit_minor=commit_minor(c.cost_minor, c.billing_period, c.start, c.end),
+                seats=c.seats,
+                outcome="current",
+                created_at=utcnow(),
+            )
+        )
         await timers.schedule(s, self.timers, RENEWAL_TIMER, c.id, self.renewal_due_at(c), {"term": c.term})
         await self.outbox.add(s, event, c.id, contract_event(c, tool))
 
@@ -406,8 +515,11 @@ class Stack:
         notice_days = body.notice_days if body.notice_days is not None else c.notice_days
         errors = Errors()
         if start <= c.end:
-            errors.add("start", f"the next term must start after the current one ends ({c.end.isoformat()})",
-                       "overlapping_term")
+            errors.add(
+                "start",
+                f"the next term must start after the current one ends ({c.end.isoformat()})",
+                "overlapping_term",
+            )
         # The carried-over dates are checked like given ones: a term ending near MAX_DATE has no next term.
         cost_minor = self._validate_terms(start, end, billing_period, cost, currency, notice_days, errors)
         errors.raise_if_any()
@@ -435,8 +547,9 @@ class Stack:
         c.cancelled_at = c.updated_at = utcnow()
         c.version += 1
         await s.flush()
-        await self.outbox.add(s, "registry.contract.cancelled", c.id, {**contract_event(c, tool),
-                                                                       "reason": body.reason})
+        await self.outbox.add(
+            s, "registry.contract.cancelled", c.id, {**contract_event(c, tool), "reason": body.reason}
+        )
         return contract_view(c, tool)
 
     async def _close_term(self, s: AsyncSession, c: Contract, outcome: str) -> None:
@@ -450,27 +563,40 @@ class Stack:
         if c is None:
             raise NotFound(f"No contract with id {contract_id!r}.")
         tool = await s.get(Tool, c.tool_id)
-        terms = (await s.scalars(
-            select(ContractTerm).where(ContractTerm.contract_id == c.id).order_by(ContractTerm.term)
-        )).all()
+        terms = (
+            await s.scalars(select(ContractTerm).where(ContractTerm.contract_id == c.id).order_by(ContractTerm.term))
+        ).all()
         pending = await s.scalar(
-            select(self.timers.c.due_at).where(self.timers.c.subject_id == c.id,
-                                               self.timers.c.kind == RENEWAL_TIMER,
-                                               self.timers.c.status == "pending")
+            select(self.timers.c.due_at).where(
+                self.timers.c.subject_id == c.id, self.timers.c.kind == RENEWAL_TIMER, self.timers.c.status == "pending"
+            )
         )
         return {
             **contract_view(c, tool),
             "renewal_due_at": pending,
             "terms": [
-                {"term": t.term, "start": t.start, "end": t.end, "billing_period": t.billing_period,
-                 "cost": fmt(t.cost_minor, t.currency), "currency": t.currency,
-                 "commit_amount": fmt(t.commit_minor, t.currency), "seats": t.seats, "outcome": t.outcome}
+                {
+                    "term": t.term,
+                    "start": t.start,
+                    "end": t.end,
+                    "billing_period": t.billing_period,
+                    "cost": fmt(t.cost_minor, t.currency),
+                    "currency": t.currency,
+                    "commit_amount": fmt(t.commit_minor, t.currency),
+                    "seats": t.seats,
+                    "outcome": t.outcome,
+                }
                 for t in terms
             ],
         }
 
     async def list_contracts(
-        self, s: AsyncSession, *, limit: int, cursor: str | None, tool_id: str | None = None,
+        self,
+        s: AsyncSession,
+        *,
+        limit: int,
+        cursor: str | None,
+        tool_id: str | None = None,
         status: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = select(Contract, Tool).join(Tool, Tool.id == Contract.tool_id).order_by(Contract.end, Contract.id)
@@ -494,38 +620,65 @@ class Stack:
         tool = await s.get(Tool, c.tool_id)
         assert tool is not None
         usage = (await self.utilization(s, [tool.id])).get(tool.id, {})
-        await self.outbox.add(s, "registry.renewal.due", c.id, {
-            "contract_id": c.id, "tool_id": tool.id, "tool_name": tool.name, "term": c.term,
-            "start": c.start.isoformat(), "end": c.end.isoformat(), "notice_days": c.notice_days,
-            "notice_deadline": notice_deadline(c).isoformat(), "auto_renew": c.auto_renew,
-            "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
-            "currency": c.currency, "owner": {"team": tool.owner_team, "person": tool.owner_person},
-            "utilization": usage.get("utilization"), "seats": c.seats,
-            "budget_line_code": c.budget_line_code,
-        })
+        await self.outbox.add(
+            s,
+            "registry.renewal.due",
+            c.id,
+            {
+                "contract_id": c.id,
+                "tool_id": tool.id,
+                "tool_name": tool.name,
+                "term": c.term,
+                "start": c.start.isoformat(),
+                "end": c.end.isoformat(),
+                "notice_days": c.notice_days,
+                "notice_deadline": notice_deadline(c).isoformat(),
+                "auto_renew": c.auto_renew,
+                "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
+                "currency": c.currency,
+                "owner": {"team": tool.owner_team, "person": tool.owner_person},
+                "utilization": usage.get("utilization"),
+                "seats": c.seats,
+                "budget_line_code": c.budget_line_code,
+            },
+        )
 
     async def renewals(self, s: AsyncSession, within_days: int) -> list[dict[str, Any]]:
         first, last = today(), today() + dt.timedelta(days=within_days)
         # notice deadline = end - notice_days <= end, so `end >= first` is a safe pre-filter in SQL.
-        rows = (await s.execute(
-            select(Contract.__table__, Tool.name.label("tool_name"), Tool.owner_team, Tool.owner_person)
-            .join(Tool, Tool.id == Contract.tool_id)
-            .where(Contract.status == "active", Contract.end >= first)
-        )).all()
+        rows = (
+            await s.execute(
+                select(Contract.__table__, Tool.name.label("tool_name"), Tool.owner_team, Tool.owner_person)
+                .join(Tool, Tool.id == Contract.tool_id)
+                .where(Contract.status == "active", Contract.end >= first)
+            )
+        ).all()
         due = [c for c in rows if first <= notice_deadline(c) <= last]
         usage = await self.utilization(s, {c.tool_id for c in due})
         items = []
         for c in sorted(due, key=lambda r: (notice_deadline(r), r.tool_name)):
             u = usage.get(c.tool_id, {})
-            items.append({
-                "contract_id": c.id, "tool_id": c.tool_id, "tool_name": c.tool_name, "term": c.term, "end": c.end,
-                "notice_days": c.notice_days, "notice_deadline": notice_deadline(c),
-                "days_left": (notice_deadline(c) - first).days, "auto_renew": c.auto_renew,
-                "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
-                "currency": c.currency, "seats": c.seats, "owner": {"team": c.owner_team, "person": c.owner_person},
-                "utilization": u.get("utilization"), "active_users": u.get("active_users"),
-                "underused": u.get("underused", False), "shelfware": u.get("shelfware", False),
-            })
+            items.append(
+                {
+                    "contract_id": c.id,
+                    "tool_id": c.tool_id,
+                    "tool_name": c.tool_name,
+                    "term": c.term,
+                    "end": c.end,
+                    "notice_days": c.notice_days,
+                    "notice_deadline": notice_deadline(c),
+                    "days_left": (notice_deadline(c) - first).days,
+                    "auto_renew": c.auto_renew,
+                    "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
+                    "currency": c.currency,
+                    "seats": c.seats,
+                    "owner": {"team": c.owner_team, "person": c.owner_person},
+                    "utilization": u.get("utilization"),
+                    "active_users": u.get("active_users"),
+                    "underused": u.get("underused", False),
+                    "shelfware": u.get("shelfware", False),
+                }
+            )
         return items
 
     # --- utilization ------------------------------------------------------------------------------
@@ -536,18 +689,25 @@ class Stack:
             raise Invalid.on("tool_id", f"no tool with id {body.tool_id!r}", "unknown_tool")
         if body.date > today():
             raise Invalid.on("date", "a usage snapshot cannot be dated in the future")
-        snap = await s.scalar(select(UtilizationSnapshot).where(
-            UtilizationSnapshot.tool_id == tool.id, UtilizationSnapshot.date == body.date,
-            UtilizationSnapshot.source == body.source,
-        ))
+        snap = await s.scalar(
+            select(UtilizationSnapshot).where(
+                UtilizationSnapshot.tool_id == tool.id,
+                UtilizationSnapshot.date == body.date,
+                UtilizationSnapshot.source == body.source,
+            )
+        )
         if snap is None:  # one snapshot per tool, day and source: a re-export replaces it
             snap = UtilizationSnapshot(id=str(uuid.uuid4()), tool_id=tool.id, date=body.date, source=body.source)
             s.add(snap)
         snap.seats_purchased, snap.active_users, snap.created_at = body.seats_purchased, body.active_users, utcnow()
         await s.flush()
         return {
-            "id": snap.id, "tool_id": tool.id, "date": snap.date, "seats_purchased": snap.seats_purchased,
-            "active_users": snap.active_users, "source": snap.source,
+            "id": snap.id,
+            "tool_id": tool.id,
+            "date": snap.date,
+            "seats_purchased": snap.seats_purchased,
+            "active_users": snap.active_users,
+            "source": snap.source,
             "utilization": (await self.utilization(s, [tool.id]))[tool.id],
         }
 
@@ -557,15 +717,18 @@ class Stack:
         ids = None if tool_ids is None else list(tool_ids)
         since = today() - dt.timedelta(days=self.settings.utilization_window_days)
         snaps_q = select(UtilizationSnapshot).where(UtilizationSnapshot.date > since)
-        seats_q = (select(Contract.tool_id, func.sum(Contract.seats))
-                   .where(Contract.status == "active").group_by(Contract.tool_id))
+        seats_q = (
+            select(Contract.tool_id, func.sum(Contract.seats))
+            .where(Contract.status == "active")
+            .group_by(Contract.tool_id)
+        )
         tools_q = select(Tool.id)
         if ids is not None:
             snaps_q = snaps_q.where(UtilizationSnapshot.tool_id.in_(ids))
             seats_q = seats_q.where(Contract.tool_id.in_(ids))
             tools_q = tools_q.where(Tool.id.in_(ids))
         latest: dict[str, UtilizationSnapshot] = {}
-        for snap in (await s.scalars(snaps_q.order_by(UtilizationSnapshot.date, UtilizationSnapshot.created_at))):
+        for snap in await s.scalars(snaps_q.order_by(UtilizationSnapshot.date, UtilizationSnapshot.created_at)):
             latest[snap.tool_id] = snap
         contract_seats = {tid: total for tid, total in (await s.execute(seats_q)).all()}
         out: dict[str, dict[str, Any]] = {}
@@ -578,10 +741,14 @@ class Stack:
             if active is not None and seats:
                 ratio = round(active / seats, 4)
             out[tid] = {
-                "tool_id": tid, "as_of": snap.date if snap else None, "source": snap.source if snap else None,
-                "active_users": active, "seats": seats, "utilization": ratio,
-                "underused": ratio is not None and Fraction(active, seats) < Fraction(
-                    str(self.settings.underused_below)),
+                "tool_id": tid,
+                "as_of": snap.date if snap else None,
+                "source": snap.source if snap else None,
+                "active_users": active,
+                "seats": seats,
+                "utilization": ratio,
+                "underused": ratio is not None
+                and Fraction(active, seats) < Fraction(str(self.settings.underused_below)),
                 "shelfware": active == 0,
             }
         return out
@@ -594,20 +761,31 @@ class Stack:
             if await s.get(Tool, getattr(body, field)) is None:
                 errors.add(field, f"no tool with id {getattr(body, field)!r}", "unknown_tool")
         if body.from_tool_id == body.to_tool_id:
-            errors.add("to_tool_id", "an integration connects two different tools, not a tool to itself",
-                       "self_loop")
+            errors.add("to_tool_id", "an integration connects two different tools, not a tool to itself", "self_loop")
         errors.raise_if_any()
         edge = Integration(
-            id=str(uuid.uuid4()), from_tool_id=body.from_tool_id, to_tool_id=body.to_tool_id,
-            data_objects=body.data_objects, direction=body.direction, method=body.method, owner=body.owner,
-            status=body.status, notes=body.notes, created_at=utcnow(),
+            id=str(uuid.uuid4()),
+            from_tool_id=body.from_tool_id,
+            to_tool_id=body.to_tool_id,
+            data_objects=body.data_objects,
+            direction=body.direction,
+            method=body.method,
+            owner=body.owner,
+            status=body.status,
+            notes=body.notes,
+            created_at=utcnow(),
         )
         s.add(edge)
         await s.flush()
         return integration_view(edge)
 
     async def list_integrations(
-        self, s: AsyncSession, *, limit: int, cursor: str | None, tool_id: str | None = None,
+        self,
+        s: AsyncSession,
+        *,
+        limit: int,
+        cursor: str | None,
+        tool_id: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = select(Integration).order_by(Integration.id)
         if tool_id:
@@ -621,15 +799,26 @@ class Stack:
 
     async def graph(self, s: AsyncSession) -> dict[str, Any]:
         # Reports read plain rows (Core), not ORM objects: several times faster on thousands of rows.
-        tools = (await s.execute(select(Tool.__table__).where(Tool.lifecycle != "retired")
-                                 .order_by(Tool.name))).all()
+        tools = (await s.execute(select(Tool.__table__).where(Tool.lifecycle != "retired").order_by(Tool.name))).all()
         live = {t.id for t in tools}
-        edges = [e for e in (await s.execute(select(Integration.__table__)
-                                             .order_by(Integration.created_at, Integration.id))).all()
-                 if e.from_tool_id in live and e.to_tool_id in live and e.status != "retired"]
+        edges = [
+            e
+            for e in (
+                await s.execute(select(Integration.__table__).order_by(Integration.created_at, Integration.id))
+            ).all()
+            if e.from_tool_id in live and e.to_tool_id in live and e.status != "retired"
+        ]
         return {
-            "nodes": [{"id": t.id, "name": t.name, "category": t.category, "lifecycle": t.lifecycle,
-                       "owner": {"team": t.owner_team, "person": t.owner_person}} for t in tools],
+            "nodes": [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "category": t.category,
+                    "lifecycle": t.lifecycle,
+                    "owner": {"team": t.owner_team, "person": t.owner_person},
+                }
+                for t in tools
+            ],
             "edges": [integration_view(e) for e in edges],
         }
 
@@ -643,7 +832,8 @@ class Stack:
         islands = [n["id"] for n in nodes if n["id"] not in touched]
         active = {n["id"] for n in nodes if n["lifecycle"] == "active"}
         spofs = single_points_of_failure(
-            active, [(e["from_tool_id"], e["to_tool_id"]) for e in g["edges"] if e["status"] == "active"])
+            active, [(e["from_tool_id"], e["to_tool_id"]) for e in g["edges"] if e["status"] == "active"]
+        )
         by_name = {n["id"]: n["name"] for n in nodes}
         return {
             "orphans": orphans,
@@ -666,21 +856,33 @@ class Stack:
         return {"base_currency": base, "currency": row.currency, "rate": row.rate, "updated_at": row.updated_at}
 
     async def fx_rates(self, s: AsyncSession) -> list[dict[str, Any]]:
-        rows = (await s.scalars(select(FxRate).where(FxRate.base_currency == self.settings.base_currency)
-                                .order_by(FxRate.currency))).all()
-        return [{"base_currency": r.base_currency, "currency": r.currency, "rate": r.rate,
-                 "updated_at": r.updated_at} for r in rows]
+        rows = (
+            await s.scalars(
+                select(FxRate).where(FxRate.base_currency == self.settings.base_currency).order_by(FxRate.currency)
+            )
+        ).all()
+        return [
+            {"base_currency": r.base_currency, "currency": r.currency, "rate": r.rate, "updated_at": r.updated_at}
+            for r in rows
+        ]
 
     async def _annual_cost_by_tool(self, s: AsyncSession, tool_ids: set[str]) -> dict[str, int]:
         """Each tool's annual cost of its active contracts, in base-currency minor units."""
         base = self.settings.base_currency
-        rates = {r.currency: Decimal(r.rate)
-                 for r in (await s.scalars(select(FxRate).where(FxRate.base_currency == base))).all()}
-        contracts = (await s.execute(
-            select(Contract.tool_id, Contract.currency, Contract.cost_minor, Contract.billing_period)
-            .where(Contract.status == "active"))).all()
-        missing = sorted({c.currency for c in contracts
-                          if c.tool_id in tool_ids and c.currency != base and c.currency not in rates})
+        rates = {
+            r.currency: Decimal(r.rate)
+            for r in (await s.scalars(select(FxRate).where(FxRate.base_currency == base))).all()
+        }
+        contracts = (
+            await s.execute(
+                select(Contract.tool_id, Contract.currency, Contract.cost_minor, Contract.billing_period).where(
+                    Contract.status == "active"
+                )
+            )
+        ).all()
+        missing = sorted(
+            {c.currency for c in contracts if c.tool_id in tool_ids and c.currency != base and c.currency not in rates}
+        )
         if missing:
             raise Conflict(
                 f"No exchange rate to {base} for {', '.join(missing)}: post one to /v1/fx-rates "
@@ -690,8 +892,9 @@ class Stack:
         out: dict[str, int] = defaultdict(int)
         for c in contracts:
             if c.tool_id in tool_ids:
-                out[c.tool_id] += convert(annual_minor(c.cost_minor, c.billing_period), c.currency, base,
-                                          rates.get(c.currency, Decimal(1)))
+                out[c.tool_id] += convert(
+                    annual_minor(c.cost_minor, c.billing_period), c.currency, base, rates.get(c.currency, Decimal(1))
+                )
         # Costs are >= 0, so every sum a report shows (per tool, capability, group) is at most the total.
         if sum(out.values()) >= MAX_MINOR:
             used = sorted({c.currency for c in contracts if c.tool_id in tool_ids and c.currency != base})
@@ -714,9 +917,14 @@ class Stack:
         costs = await self._annual_cost_by_tool(s, {t.id for ts in shared.values() for t in ts})
         base = self.settings.base_currency
         items = [
-            {"capability": cap, "tools": [t.id for t in ts], "tool_names": [t.name for t in ts],
-             "annual_cost": fmt(sum(costs.get(t.id, 0) for t in ts), base), "currency": base,
-             "_sort": sum(costs.get(t.id, 0) for t in ts)}
+            {
+                "capability": cap,
+                "tools": [t.id for t in ts],
+                "tool_names": [t.name for t in ts],
+                "annual_cost": fmt(sum(costs.get(t.id, 0) for t in ts), base),
+                "currency": base,
+                "_sort": sum(costs.get(t.id, 0) for t in ts),
+            }
             for cap, ts in shared.items()
         ]
         items.sort(key=lambda i: (-i["_sort"], i["capability"]))
@@ -737,9 +945,11 @@ class Stack:
         base = self.settings.base_currency
         ordered = sorted(groups.values(), key=lambda g: (-g["minor"], g["group"] or ""))
         return {
-            "group_by": group_by, "currency": base,
-            "items": [{"group": g["group"], "annual_cost": fmt(g["minor"], base), "tools": g["tools"]}
-                      for g in ordered],
+            "group_by": group_by,
+            "currency": base,
+            "items": [
+                {"group": g["group"], "annual_cost": fmt(g["minor"], base), "tools": g["tools"]} for g in ordered
+            ],
             "total": fmt(sum(costs.values()), base),
         }
 
@@ -759,47 +969,88 @@ def single_points_of_failure(nodes: Iterable[str], edges: Iterable[tuple[str, st
 
 def tool_view(t: Tool) -> dict[str, Any]:
     return {
-        "id": t.id, "name": t.name, "vendor": t.vendor, "category": t.category,
-        "capabilities": list(t.capabilities), "owner": {"team": t.owner_team, "person": t.owner_person},
-        "business_owner": t.business_owner, "lifecycle": t.lifecycle, "status": t.lifecycle,
-        "time_class": t.time_class, "personal_data": t.personal_data, "sso": t.sso, "url": t.url,
-        "notes": t.notes, "version": t.version, "created_at": t.created_at, "updated_at": t.updated_at,
+        "id": t.id,
+        "name": t.name,
+        "vendor": t.vendor,
+        "category": t.category,
+        "capabilities": list(t.capabilities),
+        "owner": {"team": t.owner_team, "person": t.owner_person},
+        "business_owner": t.business_owner,
+        "lifecycle": t.lifecycle,
+        "status": t.lifecycle,
+        "time_class": t.time_class,
+        "personal_data": t.personal_data,
+        "sso": t.sso,
+        "url": t.url,
+        "notes": t.notes,
+        "version": t.version,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
     }
 
 
 def contract_view(c: Contract, tool: Tool | None) -> dict[str, Any]:
     return {
-        "id": c.id, "tool_id": c.tool_id, "tool_name": tool.name if tool else "", "term": c.term,
-        "start": c.start, "end": c.end, "billing_period": c.billing_period,
-        "cost": fmt(c.cost_minor, c.currency), "currency": c.currency,
+        "id": c.id,
+        "tool_id": c.tool_id,
+        "tool_name": tool.name if tool else "",
+        "term": c.term,
+        "start": c.start,
+        "end": c.end,
+        "billing_period": c.billing_period,
+        "cost": fmt(c.cost_minor, c.currency),
+        "currency": c.currency,
         "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
         "commit_amount": fmt(commit_minor(c.cost_minor, c.billing_period, c.start, c.end), c.currency),
-        "seats": c.seats, "auto_renew": c.auto_renew, "notice_days": c.notice_days,
-        "notice_deadline": notice_deadline(c), "budget_line_code": c.budget_line_code,
-        "external_ref": c.external_ref, "status": c.status, "version": c.version,
-        "created_at": c.created_at, "updated_at": c.updated_at,
+        "seats": c.seats,
+        "auto_renew": c.auto_renew,
+        "notice_days": c.notice_days,
+        "notice_deadline": notice_deadline(c),
+        "budget_line_code": c.budget_line_code,
+        "external_ref": c.external_ref,
+        "status": c.status,
+        "version": c.version,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
     }
 
 
 def contract_event(c: Contract, tool: Tool) -> dict[str, Any]:
     """The data of registry.contract.created|renewed|cancelled, as docs/events.md lists it."""
     return {
-        "contract_id": c.id, "tool_id": tool.id, "tool_name": tool.name, "term": c.term,
-        "start": c.start.isoformat(), "end": c.end.isoformat(), "billing_period": c.billing_period,
-        "cost": fmt(c.cost_minor, c.currency), "currency": c.currency,
+        "contract_id": c.id,
+        "tool_id": tool.id,
+        "tool_name": tool.name,
+        "term": c.term,
+        "start": c.start.isoformat(),
+        "end": c.end.isoformat(),
+        "billing_period": c.billing_period,
+        "cost": fmt(c.cost_minor, c.currency),
+        "currency": c.currency,
         "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
         "commit_amount": fmt(commit_minor(c.cost_minor, c.billing_period, c.start, c.end), c.currency),
-        "budget_line_code": c.budget_line_code, "fiscal_year": c.start.year,
-        "period": f"{c.start.year:04d}-{c.start.month:02d}", "seats": c.seats, "auto_renew": c.auto_renew,
-        "notice_days": c.notice_days, "external_ref": f"contract:{c.id}:{c.term}",
+        "budget_line_code": c.budget_line_code,
+        "fiscal_year": c.start.year,
+        "period": f"{c.start.year:04d}-{c.start.month:02d}",
+        "seats": c.seats,
+        "auto_renew": c.auto_renew,
+        "notice_days": c.notice_days,
+        "external_ref": f"contract:{c.id}:{c.term}",
     }
 
 
 def integration_view(e: Integration) -> dict[str, Any]:
     return {
-        "id": e.id, "from_tool_id": e.from_tool_id, "to_tool_id": e.to_tool_id,
-        "data_objects": list(e.data_objects), "direction": e.direction, "method": e.method, "owner": e.owner,
-        "status": e.status, "notes": e.notes, "created_at": e.created_at,
+        "id": e.id,
+        "from_tool_id": e.from_tool_id,
+        "to_tool_id": e.to_tool_id,
+        "data_objects": list(e.data_objects),
+        "direction": e.direction,
+        "method": e.method,
+        "owner": e.owner,
+        "status": e.status,
+        "notes": e.notes,
+        "created_at": e.created_at,
     }
 
 
@@ -810,8 +1061,11 @@ def mermaid(graph: dict[str, Any]) -> str:
     for n in graph["nodes"]:
         lines.append(f'    {ids[n["id"]]}["{_mermaid_text(n["name"])}"]')
     for e in graph["edges"]:
-        arrow = ("<-.->" if e["direction"] == "two_way" else "-.->") if e["status"] != "active" else (
-            "<-->" if e["direction"] == "two_way" else "-->")
+        arrow = (
+            ("<-.->" if e["direction"] == "two_way" else "-.->")
+            if e["status"] != "active"
+            else ("<-->" if e["direction"] == "two_way" else "-->")
+        )
         label = ", ".join(e["data_objects"]) or e["method"]
         lines.append(f'    {ids[e["from_tool_id"]]} {arrow}|"{_mermaid_text(label)}"| {ids[e["to_tool_id"]]}')
     return "\n".join(lines) + "\n"
@@ -846,8 +1100,9 @@ async def _flush_unique_name(s: AsyncSession, name: str | None) -> None:
 
 def _check_version(current: int, expected: int | None, what: str) -> None:
     if expected is not None and current != expected:
-        raise PreconditionFailed(f"The {what} is at version {current}, not {expected}: reload it and try again.",
-                                 current_version=current)
+        raise PreconditionFailed(
+            f"The {what} is at version {current}, not {expected}: reload it and try again.", current_version=current
+        )
 
 
 # Converters of cursor parts for decode_cursor: strict, so that an edited cursor is a 422, never a

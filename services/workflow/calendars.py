@@ -139,14 +139,19 @@ class BusinessCalendar:
     subdivision: str | None = None
     closed_dates: frozenset[dt.date] = field(default_factory=frozenset)
     # local date -> its business intervals: an inbox recomputes the same days for every open task
-    _days: dict[dt.date, list[tuple[dt.datetime, dt.datetime]]] = field(
-        default_factory=dict, compare=False, repr=False)
+    _days: dict[dt.date, list[tuple[dt.datetime, dt.datetime]]] = field(default_factory=dict, compare=False, repr=False)
     _cached: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)  # intervals in _days
 
     @classmethod
     def build(
-        cls, timezone: str, hours: object, country: str | None = None, subdivision: str | None = None,
-        closed_dates: Iterable[str | dt.date] = (), *, max_periods: int | None = MAX_PERIODS,
+        cls,
+        timezone: str,
+        hours: object,
+        country: str | None = None,
+        subdivision: str | None = None,
+        closed_dates: Iterable[str | dt.date] = (),
+        *,
+        max_periods: int | None = MAX_PERIODS,
     ) -> BusinessCalendar:
         """Validate every part and build; raises shared.errors.Invalid listing each bad field."""
         errors = Errors()

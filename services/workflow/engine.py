@@ -51,26 +51,30 @@ DEFAULT_DEFINITIONS: list[dict[str, Any]] = [
         "name": "Budget commitment approval",
         "description": "Shipped default for commitments over threshold or over the money available.",
         "trigger": {"event": "budget.commitment.requested", "conditions": [], "priority": -1000},
-        "stages": [{
-            "name": "Regional approval",
-            "assignees": {"roles": ["approver"], "users": [], "scope_from_context": ["region"]},
-            "mode": "any",
-            "sla": {"business_hours": "8", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
-            "escalation": {"reassign_to_role": "mops"},
-        }],
+        "stages": [
+            {
+                "name": "Regional approval",
+                "assignees": {"roles": ["approver"], "users": [], "scope_from_context": ["region"]},
+                "mode": "any",
+                "sla": {"business_hours": "8", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
+                "escalation": {"reassign_to_role": "mops"},
+            }
+        ],
     },
     {
         "key": "tool-renewal",
         "name": "Martech tool renewal review",
         "description": "Shipped default: marketing ops decides before the contract's notice deadline.",
         "trigger": {"event": "registry.renewal.due", "conditions": [], "priority": -1000},
-        "stages": [{
-            "name": "Renewal review",
-            "assignees": {"roles": ["mops"], "users": []},
-            "mode": "any",
-            "sla": {"deadline_from_context": "notice_deadline", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
-            "escalation": {"notify": ["admin", "mops"]},
-        }],
+        "stages": [
+            {
+                "name": "Renewal review",
+                "assignees": {"roles": ["mops"], "users": []},
+                "mode": "any",
+                "sla": {"deadline_from_context": "notice_deadline", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
+                "escalation": {"notify": ["admin", "mops"]},
+            }
+        ],
     },
 ]
 
@@ -101,15 +105,23 @@ class Engine:
         )
         closure = cal.longest_closure()
         if closure and (closure[1] - closure[0]).days >= MAX_CLOSED_DAYS:
-            raise Invalid.on("closed_dates", f"leave no business hours from {closure[0]} to {closure[1]}; "
-                                             f"a calendar must open at least once in {MAX_CLOSED_DAYS} days")
+            raise Invalid.on(
+                "closed_dates",
+                f"leave no business hours from {closure[0]} to {closure[1]}; "
+                f"a calendar must open at least once in {MAX_CLOSED_DAYS} days",
+            )
         if await s.scalar(select(calendars.c.id).where(calendars.c.key == body["key"])):
             raise Conflict(f"Calendar {body['key']!r} already exists; calendars are immutable, use a new key.")
         row = {
-            "id": _id(), "key": body["key"], "timezone": body["timezone"], "hours": body["hours"],
+            "id": _id(),
+            "key": body["key"],
+            "timezone": body["timezone"],
+            "hours": body["hours"],
             "holidays": {k: v for k, v in hol.items() if v},
             "closed_dates": [str(d) for d in body.get("closed_dates") or []],
-            "version": 1, "created_at": utcnow(), "created_by": actor,
+            "version": 1,
+            "created_at": utcnow(),
+            "created_by": actor,
         }
         await s.execute(insert(calendars).values(**row))
         return _calendar_view(row)
@@ -133,7 +145,11 @@ class Engine:
                 raise NotFound(f"No calendar {key!r}.")
             hol = row["holidays"] or {}
             cal = BusinessCalendar.build(  # stored before calendars.MAX_PERIODS: still served
-                row["timezone"], row["hours"], hol.get("country"), hol.get("subdivision"), row["closed_dates"],
+                row["timezone"],
+                row["hours"],
+                hol.get("country"),
+                hol.get("subdivision"),
+                row["closed_dates"],
                 max_periods=None,
             )
             self._calendars[key] = cal
@@ -142,7 +158,12 @@ class Engine:
     # ---------------------------------------------------------------- definitions
 
     async def create_definition(
-        self, s: AsyncSession, body: dict[str, Any], actor: str, *, version: int | None = None,
+        self,
+        s: AsyncSession,
+        body: dict[str, Any],
+        actor: str,
+        *,
+        version: int | None = None,
     ) -> dict[str, Any]:
         """Validate every part (all reasons at once) and publish it as the key's next version
         (or exactly `version`, failing with Conflict when it exists: how replicas ship defaults once)."""
@@ -177,11 +198,18 @@ class Engine:
             current = await s.scalar(select(func.max(definitions.c.version)).where(definitions.c.key == body["key"]))
             version = (current or 0) + 1
         row = {
-            "id": _id(), "key": body["key"], "version": version, "name": body["name"],
-            "description": body.get("description"), "trigger": trigger,
+            "id": _id(),
+            "key": body["key"],
+            "version": version,
+            "name": body["name"],
+            "description": body.get("description"),
+            "trigger": trigger,
             "trigger_event": trigger["event"] if trigger else None,
-            "priority": int((trigger or {}).get("priority") or 0), "calendar": calendar,
-            "stages": [_normalise_stage(st, calendar) for st in stages], "created_at": utcnow(), "created_by": actor,
+            "priority": int((trigger or {}).get("priority") or 0),
+            "calendar": calendar,
+            "stages": [_normalise_stage(st, calendar) for st in stages],
+            "created_at": utcnow(),
+            "created_by": actor,
         }
         try:
             async with s.begin_nested():
@@ -203,9 +231,11 @@ class Engine:
         latest = (
             select(definitions.c.key, func.max(definitions.c.version).label("v")).group_by(definitions.c.key).subquery()
         )
-        q = select(definitions).join(
-            latest, and_(definitions.c.key == latest.c.key, definitions.c.version == latest.c.v)
-        ).order_by(definitions.c.key)
+        q = (
+            select(definitions)
+            .join(latest, and_(definitions.c.key == latest.c.key, definitions.c.version == latest.c.v))
+            .order_by(definitions.c.key)
+        )
         after = decode_cursor(cursor)
         if after:
             q = q.where(definitions.c.key > str(after[0]))
@@ -216,17 +246,27 @@ class Engine:
     async def match_definition(self, s: AsyncSession, event: str, context: dict[str, Any]) -> dict[str, Any] | None:
         """The latest version of each definition triggered by `event` whose conditions hold; the best first:
         highest priority, then most specific (most leaf conditions), then key."""
-        rows = [dict(r) for r in (await s.execute(
-            select(definitions).where(definitions.c.trigger_event == event).order_by(definitions.c.version.desc())
-        )).mappings().all()]
+        rows = [
+            dict(r)
+            for r in (
+                await s.execute(
+                    select(definitions)
+                    .where(definitions.c.trigger_event == event)
+                    .order_by(definitions.c.version.desc())
+                )
+            )
+            .mappings()
+            .all()
+        ]
         latest: dict[str, dict[str, Any]] = {}
         for r in rows:
             latest.setdefault(r["key"], r)
         candidates = [
             r for r in latest.values() if conditions.evaluate((r["trigger"] or {}).get("conditions") or [], context)
         ]
-        candidates.sort(key=lambda r: (-r["priority"], -conditions.specificity(r["trigger"].get("conditions") or []),
-                                       r["key"]))
+        candidates.sort(
+            key=lambda r: (-r["priority"], -conditions.specificity(r["trigger"].get("conditions") or []), r["key"])
+        )
         return candidates[0] if candidates else None
 
     async def ensure_defaults(self) -> None:
@@ -253,16 +293,33 @@ class Engine:
     # ------------------------------------------------------------------ instances
 
     async def start(
-        self, s: AsyncSession, definition: dict[str, Any], subject: dict[str, str], context: dict[str, Any],
-        requester: str, correlation_id: str | None = None,
+        self,
+        s: AsyncSession,
+        definition: dict[str, Any],
+        subject: dict[str, str],
+        context: dict[str, Any],
+        requester: str,
+        correlation_id: str | None = None,
     ) -> dict[str, Any]:
         now = utcnow()
         inst = {
-            "id": _id(), "definition_id": definition["id"], "definition_key": definition["key"],
-            "definition_version": definition["version"], "subject_type": subject["type"],
-            "subject_id": str(subject["id"]), "subject_service": subject["service"], "context": context,
-            "requester": requester, "status": "running", "current_stage": 0, "sla_met": True, "started_at": now,
-            "finished_at": None, "cycle_time_business_seconds": None, "cycle_time_seconds": None, "version": 1,
+            "id": _id(),
+            "definition_id": definition["id"],
+            "definition_key": definition["key"],
+            "definition_version": definition["version"],
+            "subject_type": subject["type"],
+            "subject_id": str(subject["id"]),
+            "subject_service": subject["service"],
+            "context": context,
+            "requester": requester,
+            "status": "running",
+            "current_stage": 0,
+            "sla_met": True,
+            "started_at": now,
+            "finished_at": None,
+            "cycle_time_business_seconds": None,
+            "cycle_time_seconds": None,
+            "version": 1,
             "correlation_id": correlation_id,
         }
         # Check the SLAs can be computed before writing anything (e.g. a missing notice_deadline).
@@ -275,13 +332,22 @@ class Engine:
         return inst
 
     async def _activate(
-        self, s: AsyncSession, inst: dict[str, Any], definition: dict[str, Any], index: int, now: dt.datetime,
+        self,
+        s: AsyncSession,
+        inst: dict[str, Any],
+        definition: dict[str, Any],
+        index: int,
+        now: dt.datetime,
         resume: dict[str, Any] | None = None,
     ) -> None:
         """Open the task of stage `index` (skipping auto-approved stages); past the last stage, approve."""
         stages = definition["stages"]
-        while index < len(stages) and resume is None and stages[index].get("auto_approve") is not None \
-                and conditions.evaluate(stages[index]["auto_approve"], inst["context"]):
+        while (
+            index < len(stages)
+            and resume is None
+            and stages[index].get("auto_approve") is not None
+            and conditions.evaluate(stages[index]["auto_approve"], inst["context"])
+        ):
             await self._history(s, inst["id"], SYSTEM, "auto_approved", stage=stages[index]["name"])
             index += 1
         if index >= len(stages):
@@ -292,8 +358,11 @@ class Engine:
         task_id = _id()
         seats = _seats_of(stage["assignees"])
         required = {"any": 1, "all": len(seats), "quorum": stage.get("quorum") or 1}[stage["mode"]]
-        scope = {d: str(inst["context"][d]) for d in stage["assignees"].get("scope_from_context", [])
-                 if inst["context"].get(d) not in (None, "")}
+        scope = {
+            d: str(inst["context"][d])
+            for d in stage["assignees"].get("scope_from_context", [])
+            if inst["context"].get(d) not in (None, "")
+        }
         sla = stage.get("sla")
         calendar = (sla or {}).get("calendar") or definition["calendar"]
         warn_at = due_at = None
@@ -310,32 +379,64 @@ class Engine:
                     if resume["warn_remaining"] is not None and not warned:
                         warn_at = cal.add(now, dt.timedelta(seconds=max(0, resume["warn_remaining"])))
             else:
-                warn_at, due_at, sla_seconds = await self._sla_window(s, stage, inst["context"], now,
-                                                                      f"stages[{index}].sla")
+                warn_at, due_at, sla_seconds = await self._sla_window(
+                    s, stage, inst["context"], now, f"stages[{index}].sla"
+                )
                 warned = warned and resume is not None
         task = {
-            "id": task_id, "instance_id": inst["id"], "stage_index": index, "stage": stage["name"], "status": "open",
-            "mode": stage["mode"], "required": required, "scope": scope, "calendar": calendar,
-            "sla_seconds": sla_seconds, "warn_at": warn_at, "due_at": due_at, "warned": warned,
-            "breached": breached, "escalated": False, "decision": None, "actor": None, "created_at": now,
-            "completed_at": None, "paused_remaining_seconds": None, "paused_warn_seconds": None,
+            "id": task_id,
+            "instance_id": inst["id"],
+            "stage_index": index,
+            "stage": stage["name"],
+            "status": "open",
+            "mode": stage["mode"],
+            "required": required,
+            "scope": scope,
+            "calendar": calendar,
+            "sla_seconds": sla_seconds,
+            "warn_at": warn_at,
+            "due_at": due_at,
+            "warned": warned,
+            "breached": breached,
+            "escalated": False,
+            "decision": None,
+            "actor": None,
+            "created_at": now,
+            "completed_at": None,
+            "paused_remaining_seconds": None,
+            "paused_warn_seconds": None,
         }
         await s.execute(insert(tasks).values(**task))
-        await s.execute(insert(task_seats), [
-            {"task_id": task_id, "seat": n, "kind": kind, "value": value, "delegated_by": None, "active": True}
-            for n, (kind, value) in enumerate(seats)
-        ])
+        await s.execute(
+            insert(task_seats),
+            [
+                {"task_id": task_id, "seat": n, "kind": kind, "value": value, "delegated_by": None, "active": True}
+                for n, (kind, value) in enumerate(seats)
+            ],
+        )
         payload = {"task_id": task_id, "instance_id": inst["id"]}
         if warn_at is not None and not warned:
             await timers.schedule(s, self.timers, WARNING, task_id, warn_at, payload)
         if due_at is not None and not breached:
             await timers.schedule(s, self.timers, BREACH, task_id, due_at, payload)
-        await self._history(s, inst["id"], SYSTEM, "task_assigned", task_id=task_id, stage=stage["name"],
-                            detail={"assignees": stage["assignees"], "due_at": _iso(due_at)})
+        await self._history(
+            s,
+            inst["id"],
+            SYSTEM,
+            "task_assigned",
+            task_id=task_id,
+            stage=stage["name"],
+            detail={"assignees": stage["assignees"], "due_at": _iso(due_at)},
+        )
         await self._publish_task(s, inst, task, "assigned", await self._assignees(s, task_id))
 
     async def _sla_window(
-        self, s: AsyncSession, stage: dict[str, Any], context: dict[str, Any], now: dt.datetime, where: str,
+        self,
+        s: AsyncSession,
+        stage: dict[str, Any],
+        context: dict[str, Any],
+        now: dt.datetime,
+        where: str,
     ) -> tuple[dt.datetime | None, dt.datetime | None, int | None]:
         """(warn_at, due_at, business seconds) of a stage's SLA starting now; `where` names the stage's
         sla in a Conflict when the stored definition asks more than its calendar gives."""
@@ -362,35 +463,54 @@ class Engine:
         cal = await self.calendar(s, definition["calendar"])
         business = cal.between(inst["started_at"], now)
         await self._set_instance(
-            s, inst, status=status, finished_at=now, cycle_time_business_seconds=int(business.total_seconds()),
+            s,
+            inst,
+            status=status,
+            finished_at=now,
+            cycle_time_business_seconds=int(business.total_seconds()),
             cycle_time_seconds=int((now - inst["started_at"]).total_seconds()),
         )
-        open_ids = (await s.scalars(
-            select(tasks.c.id).where(tasks.c.instance_id == inst["id"], tasks.c.status == "open")
-        )).all()
+        open_ids = (
+            await s.scalars(select(tasks.c.id).where(tasks.c.instance_id == inst["id"], tasks.c.status == "open"))
+        ).all()
         for tid in open_ids:
             await timers.cancel(s, self.timers, tid)
         if open_ids:
             await s.execute(update(tasks).where(tasks.c.id.in_(open_ids)).values(status="cancelled", completed_at=now))
-        await self._history(s, inst["id"], SYSTEM, "finished", detail={
-            "status": status, "sla_met": bool(inst["sla_met"]),
-            "cycle_time_business_hours": round(business.total_seconds() / 3600, 4),
-        })
+        await self._history(
+            s,
+            inst["id"],
+            SYSTEM,
+            "finished",
+            detail={
+                "status": status,
+                "sla_met": bool(inst["sla_met"]),
+                "cycle_time_business_hours": round(business.total_seconds() / 3600, 4),
+            },
+        )
         await self._publish_instance(s, inst, status)
 
     # ----------------------------------------------------------------- decisions
 
     async def decide(
-        self, s: AsyncSession, task_id: str, who: Principal, decision: str, comment: str | None,
+        self,
+        s: AsyncSession,
+        task_id: str,
+        who: Principal,
+        decision: str,
+        comment: str | None,
     ) -> dict[str, Any]:
         """approve | reject | request_changes by an assignee (never the requester)."""
         task, inst = await self._task_for_update(s, task_id)
         seats = await self._eligible_seats(s, task, inst, who)
         now = utcnow()
         if decision == "approve":
-            filled = {r.seat: r.actor for r in (await s.execute(
-                select(approvals.c.seat, approvals.c.actor).where(approvals.c.task_id == task_id)
-            )).all()}
+            filled = {
+                r.seat: r.actor
+                for r in (
+                    await s.execute(select(approvals.c.seat, approvals.c.actor).where(approvals.c.task_id == task_id))
+                ).all()
+            }
             if who.subject in filled.values():
                 raise Conflict("You have already approved this task.")
             free = [n for n in seats if n not in filled]
@@ -398,15 +518,24 @@ class Engine:
                 raise Conflict("Every seat you could fill on this task is already approved by someone else.")
             await s.execute(insert(approvals).values(task_id=task_id, seat=free[0], actor=who.subject, at=now))
             count = len(filled) + 1
-            await self._history(s, inst["id"], who.subject, "approved", task_id=task_id, stage=task["stage"],
-                                comment=comment, detail={"approvals": count, "required": task["required"]})
+            await self._history(
+                s,
+                inst["id"],
+                who.subject,
+                "approved",
+                task_id=task_id,
+                stage=task["stage"],
+                comment=comment,
+                detail={"approvals": count, "required": task["required"]},
+            )
             if count >= task["required"]:
                 await self._complete_task(s, inst, task, "approved", who.subject, now)
                 definition = await self._definition_of(s, inst)
                 await self._activate(s, inst, definition, task["stage_index"] + 1, now)
         elif decision == "reject":
-            await self._history(s, inst["id"], who.subject, "rejected", task_id=task_id, stage=task["stage"],
-                                comment=comment)
+            await self._history(
+                s, inst["id"], who.subject, "rejected", task_id=task_id, stage=task["stage"], comment=comment
+            )
             await self._complete_task(s, inst, task, "rejected", who.subject, now)
             await self._finish(s, inst, "rejected", now)
         elif decision == "request_changes":
@@ -416,7 +545,12 @@ class Engine:
         return await self.instance_view(s, inst["id"])
 
     async def _pause(
-        self, s: AsyncSession, inst: dict[str, Any], task: dict[str, Any], actor: str, now: dt.datetime,
+        self,
+        s: AsyncSession,
+        inst: dict[str, Any],
+        task: dict[str, Any],
+        actor: str,
+        now: dt.datetime,
         comment: str | None,
     ) -> None:
         """Stop the SLA clock: cancel the timers and keep the business time that was left."""
@@ -427,20 +561,41 @@ class Engine:
             if task["warn_at"] is not None and not task["warned"]:
                 warn_remaining = math.ceil(cal.between(now, task["warn_at"]).total_seconds())
         await timers.cancel(s, self.timers, task["id"])
-        await s.execute(update(tasks).where(tasks.c.id == task["id"]).values(
-            status="changes_requested", decision="changes_requested", actor=actor, completed_at=now,
-            paused_remaining_seconds=remaining, paused_warn_seconds=warn_remaining,
-        ))
+        await s.execute(
+            update(tasks)
+            .where(tasks.c.id == task["id"])
+            .values(
+                status="changes_requested",
+                decision="changes_requested",
+                actor=actor,
+                completed_at=now,
+                paused_remaining_seconds=remaining,
+                paused_warn_seconds=warn_remaining,
+            )
+        )
         task.update(status="changes_requested", decision="changes_requested", actor=actor)
-        await self._history(s, inst["id"], actor, "changes_requested", task_id=task["id"], stage=task["stage"],
-                            comment=comment, detail={"remaining_business_seconds": remaining})
+        await self._history(
+            s,
+            inst["id"],
+            actor,
+            "changes_requested",
+            task_id=task["id"],
+            stage=task["stage"],
+            comment=comment,
+            detail={"remaining_business_seconds": remaining},
+        )
         await self._publish_task(s, inst, task, "completed", await self._assignees(s, task["id"]))
         await self._set_instance(s, inst, status="changes_requested")
         await self._publish_instance(s, inst, "changes_requested")
 
     async def resubmit(
-        self, s: AsyncSession, instance_id: str, who: Principal, context_patch: dict[str, Any] | None,
-        comment: str | None, if_match: int | None,
+        self,
+        s: AsyncSession,
+        instance_id: str,
+        who: Principal,
+        context_patch: dict[str, Any] | None,
+        comment: str | None,
+        if_match: int | None,
     ) -> dict[str, Any]:
         """The requester reworked the request: the stage that asked opens again, with the SLA time left."""
         inst = await self._instance_for_update(s, instance_id, if_match)
@@ -448,33 +603,65 @@ class Engine:
             raise Conflict(f"Only an instance with changes requested can be resubmitted; this one is {inst['status']}.")
         if who.subject != inst["requester"] and not who.has_role("admin"):
             raise Forbidden("Only the requester may resubmit.")
-        paused = (await s.execute(
-            select(tasks).where(tasks.c.instance_id == instance_id, tasks.c.status == "changes_requested")
-            .order_by(tasks.c.created_at.desc()).limit(1)
-        )).mappings().one()
+        paused = (
+            (
+                await s.execute(
+                    select(tasks)
+                    .where(tasks.c.instance_id == instance_id, tasks.c.status == "changes_requested")
+                    .order_by(tasks.c.created_at.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .one()
+        )
         now = utcnow()
         if context_patch:
             after = {**inst["context"], **context_patch}
             if not who.may_change(inst["context"], after):
-                raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover the request as it is "
-                                "or as this change would make it.")
+                raise Forbidden(
+                    f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover the request as it is "
+                    "or as this change would make it."
+                )
             await self._set_instance(s, inst, context=after)
         definition = await self._definition_of(s, inst)
         stage = definition["stages"][paused["stage_index"]]
         if (stage.get("sla") or {}).get("deadline_from_context"):
             await self._sla_window(s, stage, inst["context"], now, f"stages[{paused['stage_index']}].sla")
         await self._set_instance(s, inst, status="running")
-        await self._history(s, instance_id, who.subject, "resubmitted", stage=paused["stage"], comment=comment,
-                            detail={"context_changes": sorted(context_patch or {})})
+        await self._history(
+            s,
+            instance_id,
+            who.subject,
+            "resubmitted",
+            stage=paused["stage"],
+            comment=comment,
+            detail={"context_changes": sorted(context_patch or {})},
+        )
         await self._publish_instance(s, inst, "resubmitted")
-        await self._activate(s, inst, definition, paused["stage_index"], now, resume={
-            "remaining": paused["paused_remaining_seconds"], "warn_remaining": paused["paused_warn_seconds"],
-            "warned": paused["warned"], "breached": paused["breached"], "sla_seconds": paused["sla_seconds"],
-        })
+        await self._activate(
+            s,
+            inst,
+            definition,
+            paused["stage_index"],
+            now,
+            resume={
+                "remaining": paused["paused_remaining_seconds"],
+                "warn_remaining": paused["paused_warn_seconds"],
+                "warned": paused["warned"],
+                "breached": paused["breached"],
+                "sla_seconds": paused["sla_seconds"],
+            },
+        )
         return await self.instance_view(s, instance_id)
 
     async def cancel(
-        self, s: AsyncSession, instance_id: str, who: Principal, comment: str | None, if_match: int | None,
+        self,
+        s: AsyncSession,
+        instance_id: str,
+        who: Principal,
+        comment: str | None,
+        if_match: int | None,
     ) -> dict[str, Any]:
         inst = await self._instance_for_update(s, instance_id, if_match)
         if who.subject != inst["requester"] and not who.has_role("admin", "mops"):
@@ -488,7 +675,12 @@ class Engine:
         return await self.instance_view(s, instance_id)
 
     async def delegate(
-        self, s: AsyncSession, task_id: str, who: Principal, to_user: str, comment: str | None,
+        self,
+        s: AsyncSession,
+        task_id: str,
+        who: Principal,
+        to_user: str,
+        comment: str | None,
     ) -> dict[str, Any]:
         """Hand one's seat to another user, who may then decide on it as well."""
         task, inst = await self._task_for_update(s, task_id)
@@ -497,11 +689,26 @@ class Engine:
             raise Invalid.on("to_user", "cannot be the requester (four eyes)")
         if to_user == who.subject:
             raise Invalid.on("to_user", "must be someone else")
-        await s.execute(insert(task_seats).values(
-            task_id=task_id, seat=seats[0], kind="user", value=to_user, delegated_by=who.subject, active=True,
-        ))
-        await self._history(s, inst["id"], who.subject, "delegated", task_id=task_id, stage=task["stage"],
-                            comment=comment, detail={"to_user": to_user})
+        await s.execute(
+            insert(task_seats).values(
+                task_id=task_id,
+                seat=seats[0],
+                kind="user",
+                value=to_user,
+                delegated_by=who.subject,
+                active=True,
+            )
+        )
+        await self._history(
+            s,
+            inst["id"],
+            who.subject,
+            "delegated",
+            task_id=task_id,
+            stage=task["stage"],
+            comment=comment,
+            detail={"to_user": to_user},
+        )
         await self._publish_task(s, inst, task, "assigned", await self._assignees(s, task_id))
         return await self.task_view(s, task, inst, utcnow())
 
@@ -520,8 +727,15 @@ class Engine:
         await s.execute(update(tasks).where(tasks.c.id == task["id"]).values(warned=True))
         definition = await self._definition_of(s, inst)
         stage = definition["stages"][task["stage_index"]]
-        await self._history(s, inst["id"], SYSTEM, "sla_warning", task_id=task["id"], stage=task["stage"],
-                            detail={"due_at": _iso(task["due_at"])})
+        await self._history(
+            s,
+            inst["id"],
+            SYSTEM,
+            "sla_warning",
+            task_id=task["id"],
+            stage=task["stage"],
+            detail={"due_at": _iso(task["due_at"])},
+        )
         await self._publish_sla(s, inst, task, "warning", stage.get("escalation") or {})
 
     async def on_breach(self, s: AsyncSession, timer: Any) -> None:
@@ -539,21 +753,40 @@ class Engine:
                 select(func.count()).select_from(approvals).where(approvals.c.task_id == task["id"])
             )
             await s.execute(update(task_seats).where(task_seats.c.task_id == task["id"]).values(active=False))
-            await s.execute(insert(task_seats).values(
-                task_id=task["id"], seat=(top or 0) + 1, kind="role", value=escalation["reassign_to_role"],
-                delegated_by=None, active=True,
-            ))
+            await s.execute(
+                insert(task_seats).values(
+                    task_id=task["id"],
+                    seat=(top or 0) + 1,
+                    kind="role",
+                    value=escalation["reassign_to_role"],
+                    delegated_by=None,
+                    active=True,
+                )
+            )
             await s.execute(update(tasks).where(tasks.c.id == task["id"]).values(required=(approved or 0) + 1))
             reassigned = True
         if escalation.get("add_approver"):
             top = await s.scalar(select(func.max(task_seats.c.seat)).where(task_seats.c.task_id == task["id"]))
-            await s.execute(insert(task_seats).values(
-                task_id=task["id"], seat=(top or 0) + 1, kind="user", value=escalation["add_approver"],
-                delegated_by=None, active=True,
-            ))
+            await s.execute(
+                insert(task_seats).values(
+                    task_id=task["id"],
+                    seat=(top or 0) + 1,
+                    kind="user",
+                    value=escalation["add_approver"],
+                    delegated_by=None,
+                    active=True,
+                )
+            )
             reassigned = True
-        await self._history(s, inst["id"], SYSTEM, "sla_breached", task_id=task["id"], stage=task["stage"],
-                            detail={"due_at": _iso(task["due_at"]), "escalation": escalation})
+        await self._history(
+            s,
+            inst["id"],
+            SYSTEM,
+            "sla_breached",
+            task_id=task["id"],
+            stage=task["stage"],
+            detail={"due_at": _iso(task["due_at"]), "escalation": escalation},
+        )
         await self._publish_sla(s, inst, task, "breached", escalation)
         if reassigned:
             await self._publish_task(s, inst, task, "assigned", await self._assignees(s, task["id"]))
@@ -585,9 +818,11 @@ class Engine:
         """Requester and assignees always see an instance; others within their scopes."""
         if who.subject == inst["requester"] or who.may_see(inst["context"]):
             return
-        open_task = (await s.execute(
-            select(tasks).where(tasks.c.instance_id == inst["id"], tasks.c.status == "open")
-        )).mappings().first()
+        open_task = (
+            (await s.execute(select(tasks).where(tasks.c.instance_id == inst["id"], tasks.c.status == "open")))
+            .mappings()
+            .first()
+        )
         if open_task and await self._seats_for(s, dict(open_task), who):
             return
         raise NotFound(f"No workflow instance {inst['id']}.")
@@ -599,9 +834,16 @@ class Engine:
             return view
         definition = await self._definition_of(s, inst)
         now = utcnow()
-        task_rows = [dict(r) for r in (await s.execute(
-            select(tasks).where(tasks.c.instance_id == instance_id).order_by(tasks.c.created_at, tasks.c.id)
-        )).mappings().all()]
+        task_rows = [
+            dict(r)
+            for r in (
+                await s.execute(
+                    select(tasks).where(tasks.c.instance_id == instance_id).order_by(tasks.c.created_at, tasks.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        ]
         view["tasks"] = [await self.task_view(s, t, inst, now) for t in task_rows]
         view["stages"] = []
         for i, st in enumerate(definition["stages"]):
@@ -609,20 +851,45 @@ class Engine:
             status = mine[-1]["status"] if mine else ("skipped" if i < inst["current_stage"] else "pending")
             if not mine and i < inst["current_stage"]:
                 status = "auto_approved"
-            view["stages"].append({"index": i, "name": st["name"], "mode": st["mode"], "status": status,
-                                   "sla": st.get("sla"), "escalation": st.get("escalation")})
+            view["stages"].append(
+                {
+                    "index": i,
+                    "name": st["name"],
+                    "mode": st["mode"],
+                    "status": status,
+                    "sla": st.get("sla"),
+                    "escalation": st.get("escalation"),
+                }
+            )
         view["history"] = [
-            {"seq": h["seq"], "at": _iso(h["at"]), "actor": h["actor"], "action": h["action"],
-             "task_id": h["task_id"], "stage": h["stage"], "comment": h["comment"], "detail": h["detail"]}
-            for h in (await s.execute(
-                select(history).where(history.c.instance_id == instance_id).order_by(history.c.seq)
-            )).mappings().all()
+            {
+                "seq": h["seq"],
+                "at": _iso(h["at"]),
+                "actor": h["actor"],
+                "action": h["action"],
+                "task_id": h["task_id"],
+                "stage": h["stage"],
+                "comment": h["comment"],
+                "detail": h["detail"],
+            }
+            for h in (
+                await s.execute(select(history).where(history.c.instance_id == instance_id).order_by(history.c.seq))
+            )
+            .mappings()
+            .all()
         ]
         return view
 
     async def list_instances(
-        self, s: AsyncSession, who: Principal, *, status: str | None, definition_key: str | None,
-        subject_id: str | None, limit: int, cursor: str | None,
+        self,
+        s: AsyncSession,
+        who: Principal,
+        *,
+        status: str | None,
+        definition_key: str | None,
+        subject_id: str | None,
+        limit: int,
+        cursor: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         q = select(instances).order_by(instances.c.started_at.desc(), instances.c.id.desc())
         if status:
@@ -634,8 +901,7 @@ class Engine:
         after = decode_cursor(cursor, instant, str)
         if after:
             at = after[0]
-            q = q.where(or_(instances.c.started_at < at,
-                            and_(instances.c.started_at == at, instances.c.id < after[1])))
+            q = q.where(or_(instances.c.started_at < at, and_(instances.c.started_at == at, instances.c.id < after[1])))
         out: list[dict[str, Any]] = []
         batch = max(limit * 2, 50)
         offset = 0
@@ -651,7 +917,11 @@ class Engine:
         return [_instance_summary(r) for r in out[:limit]], nxt
 
     async def inbox(
-        self, s: AsyncSession, who: Principal, limit: int, cursor: str | None,
+        self,
+        s: AsyncSession,
+        who: Principal,
+        limit: int,
+        cursor: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Open tasks the caller may decide now, by SLA due time (no SLA last)."""
         seat_match = or_(
@@ -662,8 +932,12 @@ class Engine:
             select(tasks, instances.c.requester)
             .join(task_seats, task_seats.c.task_id == tasks.c.id)
             .join(instances, instances.c.id == tasks.c.instance_id)
-            .where(tasks.c.status == "open", task_seats.c.active.is_(True), seat_match,
-                   instances.c.requester != who.subject)
+            .where(
+                tasks.c.status == "open",
+                task_seats.c.active.is_(True),
+                seat_match,
+                instances.c.requester != who.subject,
+            )
             .distinct()
         )
         rows = [dict(r) for r in (await s.execute(q)).mappings().all()]
@@ -678,8 +952,9 @@ class Engine:
         for t in rows:
             inst = await self.get_instance_row(s, t["instance_id"])
             free = await self._seats_for(s, t, who)
-            mine = await s.scalar(select(approvals.c.seat).where(approvals.c.task_id == t["id"],
-                                                                 approvals.c.actor == who.subject))
+            mine = await s.scalar(
+                select(approvals.c.seat).where(approvals.c.task_id == t["id"], approvals.c.actor == who.subject)
+            )
             if free and mine is None:
                 out.append(await self.task_view(s, t, inst, now))
             if len(out) > limit:
@@ -691,7 +966,11 @@ class Engine:
         return out[:limit], nxt
 
     async def task_view(
-        self, s: AsyncSession, task: dict[str, Any], inst: dict[str, Any], now: dt.datetime,
+        self,
+        s: AsyncSession,
+        task: dict[str, Any],
+        inst: dict[str, Any],
+        now: dt.datetime,
     ) -> dict[str, Any]:
         remaining = None
         # Due times lie within HORIZON of the task's start; one beyond twice that (a row written before the
@@ -699,20 +978,37 @@ class Engine:
         if task["due_at"] is not None and task["status"] == "open" and abs(task["due_at"] - now) <= 2 * HORIZON:
             cal = await self.calendar(s, task["calendar"])
             remaining = math.floor(cal.between(now, task["due_at"]).total_seconds() / 60)
-        app_rows = (await s.execute(
-            select(approvals.c.actor, approvals.c.at).where(approvals.c.task_id == task["id"]).order_by(approvals.c.at)
-        )).all()
+        app_rows = (
+            await s.execute(
+                select(approvals.c.actor, approvals.c.at)
+                .where(approvals.c.task_id == task["id"])
+                .order_by(approvals.c.at)
+            )
+        ).all()
         return {
-            "id": task["id"], "instance_id": task["instance_id"], "definition_key": inst["definition_key"],
-            "subject": _subject(inst), "requester": inst["requester"], "stage": task["stage"],
-            "stage_index": task["stage_index"], "status": task["status"], "mode": task["mode"],
+            "id": task["id"],
+            "instance_id": task["instance_id"],
+            "definition_key": inst["definition_key"],
+            "subject": _subject(inst),
+            "requester": inst["requester"],
+            "stage": task["stage"],
+            "stage_index": task["stage_index"],
+            "status": task["status"],
+            "mode": task["mode"],
             "required_approvals": task["required"],
             "approvals": [{"actor": a.actor, "at": _iso(a.at)} for a in app_rows],
-            "assignees": await self._assignees(s, task["id"]), "scope": task["scope"], "calendar": task["calendar"],
-            "warn_at": _iso(task["warn_at"]), "due_at": _iso(task["due_at"]),
-            "remaining_business_minutes": remaining, "sla_state": _sla_state(task, now),
-            "escalated": task["escalated"], "decision": task["decision"], "actor": task["actor"],
-            "created_at": _iso(task["created_at"]), "completed_at": _iso(task["completed_at"]),
+            "assignees": await self._assignees(s, task["id"]),
+            "scope": task["scope"],
+            "calendar": task["calendar"],
+            "warn_at": _iso(task["warn_at"]),
+            "due_at": _iso(task["due_at"]),
+            "remaining_business_minutes": remaining,
+            "sla_state": _sla_state(task, now),
+            "escalated": task["escalated"],
+            "decision": task["decision"],
+            "actor": task["actor"],
+            "created_at": _iso(task["created_at"]),
+            "completed_at": _iso(task["completed_at"]),
         }
 
     async def get_task(self, s: AsyncSession, task_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -722,7 +1018,11 @@ class Engine:
         return dict(task), await self.get_instance_row(s, task["instance_id"])
 
     async def sla_report(
-        self, s: AsyncSession, definition_key: str | None, start: dt.datetime | None, end: dt.datetime | None,
+        self,
+        s: AsyncSession,
+        definition_key: str | None,
+        start: dt.datetime | None,
+        end: dt.datetime | None,
     ) -> dict[str, Any]:
         """The bottleneck view over instances finished in [start, end)."""
         q = select(instances).where(instances.c.finished_at.is_not(None))
@@ -738,11 +1038,14 @@ class Engine:
         ids = [r["id"] for r in rows]
         per_stage: dict[str, dict[str, int]] = {}
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for stage, total, breached in (await s.execute(
-                select(tasks.c.stage, func.count(), func.sum(cast(tasks.c.breached, Integer)))
-                .where(tasks.c.instance_id.in_(chunk)).group_by(tasks.c.stage)
-            )).all():
+            chunk = ids[i : i + 500]
+            for stage, total, breached in (
+                await s.execute(
+                    select(tasks.c.stage, func.count(), func.sum(cast(tasks.c.breached, Integer)))
+                    .where(tasks.c.instance_id.in_(chunk))
+                    .group_by(tasks.c.stage)
+                )
+            ).all():
                 agg = per_stage.setdefault(stage, {"tasks": 0, "breaches": 0})
                 agg["tasks"] += int(total)
                 agg["breaches"] += int(breached or 0)
@@ -751,7 +1054,10 @@ class Engine:
         for r in rows:
             by_outcome[r["status"]] = by_outcome.get(r["status"], 0) + 1
         return {
-            "definition": definition_key, "from": _iso(start), "to": _iso(end), "count": len(rows),
+            "definition": definition_key,
+            "from": _iso(start),
+            "to": _iso(end),
+            "count": len(rows),
             "outcomes": by_outcome,
             "cycle_time_business_hours": {"median": _pct(business, 50), "p90": _pct(business, 90)},
             "cycle_time_hours": {"median": _pct(wall, 50), "p90": _pct(wall, 90)},
@@ -777,7 +1083,12 @@ class Engine:
         return row, inst
 
     async def _instance_for_update(
-        self, s: AsyncSession, instance_id: str, if_match: int | None, *, from_timer: bool = False,
+        self,
+        s: AsyncSession,
+        instance_id: str,
+        if_match: int | None,
+        *,
+        from_timer: bool = False,
     ) -> dict[str, Any]:
         """Lock the instance row: every change of one instance is serialised (SQLite: the write lock).
 
@@ -788,14 +1099,18 @@ class Engine:
         if not from_timer:
             t = self.timers
             await s.execute(
-                select(t.c.id).where(
+                select(t.c.id)
+                .where(
                     t.c.subject_id.in_(select(tasks.c.id).where(tasks.c.instance_id == instance_id)),
                     t.c.status == "pending",
-                ).with_for_update()
+                )
+                .with_for_update()
             )
-        row = (await s.execute(
-            select(instances).where(instances.c.id == instance_id).with_for_update()
-        )).mappings().first()
+        row = (
+            (await s.execute(select(instances).where(instances.c.id == instance_id).with_for_update()))
+            .mappings()
+            .first()
+        )
         if row is None:
             raise NotFound(f"No workflow instance {instance_id}.")
         if if_match is not None and row["version"] != if_match:
@@ -806,18 +1121,23 @@ class Engine:
         if who.subject == inst["requester"]:
             raise Forbidden("Four eyes: the requester cannot decide on their own request.")
         if not who.may_see(inst["context"]):
-            raise Forbidden(f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover this request's context; "
-                            "someone whose scopes do must decide it.")
+            raise Forbidden(
+                f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover this request's context; "
+                "someone whose scopes do must decide it."
+            )
         seats = await self._seats_for(s, task, who)
         if not seats:
             raise Forbidden("This task is not assigned to you (by user, role or scope).")
         return seats
 
     async def _seats_for(self, s: AsyncSession, task: dict, who: Principal) -> list[int]:
-        rows = (await s.execute(
-            select(task_seats.c.seat, task_seats.c.kind, task_seats.c.value)
-            .where(task_seats.c.task_id == task["id"], task_seats.c.active.is_(True)).order_by(task_seats.c.seat)
-        )).all()
+        rows = (
+            await s.execute(
+                select(task_seats.c.seat, task_seats.c.kind, task_seats.c.value)
+                .where(task_seats.c.task_id == task["id"], task_seats.c.active.is_(True))
+                .order_by(task_seats.c.seat)
+            )
+        ).all()
         out: list[int] = []
         for seat, kind, value in rows:
             if kind == "user" and value == who.subject:
@@ -827,10 +1147,13 @@ class Engine:
         return sorted(set(out))
 
     async def _assignees(self, s: AsyncSession, task_id: str) -> dict[str, list[str]]:
-        rows = (await s.execute(
-            select(task_seats.c.kind, task_seats.c.value)
-            .where(task_seats.c.task_id == task_id, task_seats.c.active.is_(True)).order_by(task_seats.c.seat)
-        )).all()
+        rows = (
+            await s.execute(
+                select(task_seats.c.kind, task_seats.c.value)
+                .where(task_seats.c.task_id == task_id, task_seats.c.active.is_(True))
+                .order_by(task_seats.c.seat)
+            )
+        ).all()
         return {
             "roles": list(dict.fromkeys(v for k, v in rows if k == "role")),
             "users": list(dict.fromkeys(v for k, v in rows if k == "user")),
@@ -840,9 +1163,9 @@ class Engine:
         """The pinned definition version of an instance; cached, as a published version never changes."""
         found = self._definitions.get(inst["definition_id"])
         if found is None:
-            row = (await s.execute(
-                select(definitions).where(definitions.c.id == inst["definition_id"])
-            )).mappings().one()
+            row = (
+                (await s.execute(select(definitions).where(definitions.c.id == inst["definition_id"]))).mappings().one()
+            )
             found = self._definitions[inst["definition_id"]] = dict(row)
         return found
 
@@ -852,30 +1175,63 @@ class Engine:
         await s.execute(update(instances).where(instances.c.id == inst["id"]).values(**values, version=inst["version"]))
 
     async def _complete_task(
-        self, s: AsyncSession, inst: dict, task: dict, decision: str, actor: str, now: dt.datetime,
+        self,
+        s: AsyncSession,
+        inst: dict,
+        task: dict,
+        decision: str,
+        actor: str,
+        now: dt.datetime,
     ) -> None:
         await timers.cancel(s, self.timers, task["id"])
-        await s.execute(update(tasks).where(tasks.c.id == task["id"]).values(
-            status=decision, decision=decision, actor=actor, completed_at=now,
-        ))
+        await s.execute(
+            update(tasks)
+            .where(tasks.c.id == task["id"])
+            .values(
+                status=decision,
+                decision=decision,
+                actor=actor,
+                completed_at=now,
+            )
+        )
         task.update(status=decision, decision=decision, actor=actor, completed_at=now)
         await self._publish_task(s, inst, task, "completed", await self._assignees(s, task["id"]))
 
     async def _history(
-        self, s: AsyncSession, instance_id: str, actor: str, action: str, *, task_id: str | None = None,
-        stage: str | None = None, comment: str | None = None, detail: dict[str, Any] | None = None,
+        self,
+        s: AsyncSession,
+        instance_id: str,
+        actor: str,
+        action: str,
+        *,
+        task_id: str | None = None,
+        stage: str | None = None,
+        comment: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> int:
-        result = await s.execute(insert(history).values(
-            instance_id=instance_id, at=utcnow(), actor=actor, action=action, task_id=task_id, stage=stage,
-            comment=comment, detail=detail or {},
-        ))
+        result = await s.execute(
+            insert(history).values(
+                instance_id=instance_id,
+                at=utcnow(),
+                actor=actor,
+                action=action,
+                task_id=task_id,
+                stage=stage,
+                comment=comment,
+                detail=detail or {},
+            )
+        )
         return int(result.inserted_primary_key[0])
 
     async def _publish_instance(self, s: AsyncSession, inst: dict[str, Any], what: str) -> None:
         data: dict[str, Any] = {
-            "instance_id": inst["id"], "definition_key": inst["definition_key"],
-            "definition_version": inst["definition_version"], "subject": _subject(inst),
-            "context": inst["context"], "requester": inst["requester"], "status": inst["status"],
+            "instance_id": inst["id"],
+            "definition_key": inst["definition_key"],
+            "definition_version": inst["definition_version"],
+            "subject": _subject(inst),
+            "context": inst["context"],
+            "requester": inst["requester"],
+            "status": inst["status"],
         }
         if inst["status"] in FINISHED:
             data.update(
@@ -887,24 +1243,53 @@ class Engine:
         await self.rt.outbox.add(s, f"workflow.instance.{what}", inst["id"], data, inst.get("correlation_id"))
 
     async def _publish_task(
-        self, s: AsyncSession, inst: dict, task: dict, what: str, assignees: dict[str, list[str]],
+        self,
+        s: AsyncSession,
+        inst: dict,
+        task: dict,
+        what: str,
+        assignees: dict[str, list[str]],
     ) -> None:
-        await self.rt.outbox.add(s, f"workflow.task.{what}", task["id"], {
-            "task_id": task["id"], "instance_id": inst["id"], "definition_key": inst["definition_key"],
-            "stage": task["stage"], "stage_index": task["stage_index"], "assignees": assignees,
-            "scope": task["scope"], "due_at": _iso(task["due_at"]), "decision": task["decision"],
-            "actor": task["actor"],
-        }, inst.get("correlation_id"))
+        await self.rt.outbox.add(
+            s,
+            f"workflow.task.{what}",
+            task["id"],
+            {
+                "task_id": task["id"],
+                "instance_id": inst["id"],
+                "definition_key": inst["definition_key"],
+                "stage": task["stage"],
+                "stage_index": task["stage_index"],
+                "assignees": assignees,
+                "scope": task["scope"],
+                "due_at": _iso(task["due_at"]),
+                "decision": task["decision"],
+                "actor": task["actor"],
+            },
+            inst.get("correlation_id"),
+        )
 
     async def _publish_sla(self, s: AsyncSession, inst: dict, task: dict, what: str, escalation: dict) -> None:
-        await self.rt.outbox.add(s, f"workflow.sla.{what}", task["id"], {
-            "task_id": task["id"], "instance_id": inst["id"], "definition_key": inst["definition_key"],
-            "stage": task["stage"], "due_at": _iso(task["due_at"]), "escalation": escalation,
-            "context": inst["context"], "subject": _subject(inst),
-        }, inst.get("correlation_id"))
+        await self.rt.outbox.add(
+            s,
+            f"workflow.sla.{what}",
+            task["id"],
+            {
+                "task_id": task["id"],
+                "instance_id": inst["id"],
+                "definition_key": inst["definition_key"],
+                "stage": task["stage"],
+                "due_at": _iso(task["due_at"]),
+                "escalation": escalation,
+                "context": inst["context"],
+                "subject": _subject(inst),
+            },
+            inst.get("correlation_id"),
+        )
 
 
 # ---------------------------------------------------------------------- pure helpers
+
 
 def _validate_stage(st: dict[str, Any], where: str, known_calendars: set[str], errors: Errors) -> None:
     a = st.get("assignees") or {}
@@ -946,8 +1331,11 @@ def _normalise_stage(st: dict[str, Any], calendar: str) -> dict[str, Any]:
     a = st.get("assignees") or {}
     out: dict[str, Any] = {
         "name": st["name"],
-        "assignees": {"roles": list(a.get("roles") or []), "users": list(a.get("users") or []),
-                      "scope_from_context": list(a.get("scope_from_context") or [])},
+        "assignees": {
+            "roles": list(a.get("roles") or []),
+            "users": list(a.get("users") or []),
+            "scope_from_context": list(a.get("scope_from_context") or []),
+        },
         "mode": st.get("mode", "any"),
         "quorum": st.get("quorum"),
         "sla": None,
@@ -991,8 +1379,10 @@ def _stored_config(where: str) -> Iterator[None]:
     try:
         yield
     except CalendarError as exc:
-        raise Conflict(f"{where}: {exc}; publish a definition version or calendar that fits.",
-                       errors=[FieldError(where, str(exc), "unsatisfiable")]) from exc
+        raise Conflict(
+            f"{where}: {exc}; publish a definition version or calendar that fits.",
+            errors=[FieldError(where, str(exc), "unsatisfiable")],
+        ) from exc
 
 
 def _deadline(raw: Any, cal: BusinessCalendar, where: str, now: dt.datetime) -> dt.datetime:
@@ -1003,8 +1393,9 @@ def _deadline(raw: Any, cal: BusinessCalendar, where: str, now: dt.datetime) -> 
         raise Invalid.on(where, "is required by this definition's SLA (a date or datetime)")
     text = str(raw)
     try:
-        value: dt.date = (dt.date.fromisoformat(text) if len(text) == 10
-                          else dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        value: dt.date = (
+            dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        )
     except ValueError as exc:
         raise Invalid.on(where, f"{text!r} is not an ISO date or datetime") from exc
     try:
@@ -1042,28 +1433,48 @@ def _subject(inst: dict[str, Any]) -> dict[str, str]:
 def _instance_summary(inst: dict[str, Any]) -> dict[str, Any]:
     b, w = inst["cycle_time_business_seconds"], inst["cycle_time_seconds"]
     return {
-        "id": inst["id"], "status": inst["status"], "definition_key": inst["definition_key"],
-        "definition_version": inst["definition_version"], "subject": _subject(inst), "context": inst["context"],
-        "requester": inst["requester"], "current_stage": inst["current_stage"], "sla_met": bool(inst["sla_met"]),
-        "started_at": _iso(inst["started_at"]), "finished_at": _iso(inst["finished_at"]),
+        "id": inst["id"],
+        "status": inst["status"],
+        "definition_key": inst["definition_key"],
+        "definition_version": inst["definition_version"],
+        "subject": _subject(inst),
+        "context": inst["context"],
+        "requester": inst["requester"],
+        "current_stage": inst["current_stage"],
+        "sla_met": bool(inst["sla_met"]),
+        "started_at": _iso(inst["started_at"]),
+        "finished_at": _iso(inst["finished_at"]),
         "cycle_time_business_hours": round(b / 3600, 4) if b is not None else None,
-        "cycle_time_hours": round(w / 3600, 4) if w is not None else None, "version": inst["version"],
+        "cycle_time_hours": round(w / 3600, 4) if w is not None else None,
+        "version": inst["version"],
     }
 
 
 def _calendar_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "key": row["key"], "timezone": row["timezone"], "hours": row["hours"],
-        "holidays": row["holidays"], "closed_dates": row["closed_dates"], "version": row["version"],
+        "id": row["id"],
+        "key": row["key"],
+        "timezone": row["timezone"],
+        "hours": row["hours"],
+        "holidays": row["holidays"],
+        "closed_dates": row["closed_dates"],
+        "version": row["version"],
         "created_at": _iso(row["created_at"]),
     }
 
 
 def _definition_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "key": row["key"], "version": row["version"], "name": row["name"],
-        "description": row["description"], "trigger": row["trigger"], "calendar": row["calendar"],
-        "stages": row["stages"], "created_at": _iso(row["created_at"]), "created_by": row["created_by"],
+        "id": row["id"],
+        "key": row["key"],
+        "version": row["version"],
+        "name": row["name"],
+        "description": row["description"],
+        "trigger": row["trigger"],
+        "calendar": row["calendar"],
+        "stages": row["stages"],
+        "created_at": _iso(row["created_at"]),
+        "created_by": row["created_by"],
     }
 
 

@@ -25,8 +25,9 @@ ID_MAX = 200  # instances.subject_id is VARCHAR(200); requester is SUBJECT_MAX w
 CORRELATION_MAX = 100  # instances.correlation_id is VARCHAR(100)
 
 
-def event_data(env: Envelope, *, objects: tuple[str, ...] = (), texts: tuple[str, ...] = (),
-               ids: tuple[str, ...] = ()) -> dict[str, Any]:
+def event_data(
+    env: Envelope, *, objects: tuple[str, ...] = (), texts: tuple[str, ...] = (), ids: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The event's data, or Invalid naming each bad field (data.<path>): an object of JSON the
     context can hold (schemas.json_problems: nesting, numbers finite and below 2**53, storable
     text), `objects` absent/null or objects, `texts` absent/null/empty or 1-200 printable
@@ -53,10 +54,13 @@ def event_data(env: Envelope, *, objects: tuple[str, ...] = (), texts: tuple[str
     if all(data.get(name) in (None, "") for name in ids) and not _printable(env.subject_id, ID_MAX):
         errors.add("subject_id", f"must be 1 to {ID_MAX} printable characters")
     if not _printable(env.correlation_id or env.id, CORRELATION_MAX):
-        errors.add("correlation_id" if env.correlation_id else "id",
-                   f"must be 1 to {CORRELATION_MAX} printable characters")
-    errors.raise_if_any(f"{env.type} event {env.id[:CORRELATION_MAX]!r} cannot apply: "
-                        + "; ".join(f"{e.field}: {e.message}" for e in errors.items[:5]))
+        errors.add(
+            "correlation_id" if env.correlation_id else "id", f"must be 1 to {CORRELATION_MAX} printable characters"
+        )
+    errors.raise_if_any(
+        f"{env.type} event {env.id[:CORRELATION_MAX]!r} cannot apply: "
+        + "; ".join(f"{e.field}: {e.message}" for e in errors.items[:5])
+    )
     return data
 
 
@@ -74,8 +78,9 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
     """Subject -> handler for the events this service consumes."""
     engine = engine_of(runtime)
 
-    async def start_for(s: AsyncSession, env: Envelope, context: dict[str, Any], subject: dict[str, str],
-                        requester: str) -> None:
+    async def start_for(
+        s: AsyncSession, env: Envelope, context: dict[str, Any], subject: dict[str, str], requester: str
+    ) -> None:
         definition = await engine.match_definition(s, env.type, context)
         if definition is None:
             definition = await engine.get_definition(s, FALLBACK[env.type])
@@ -84,7 +89,9 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
     async def commitment_requested(s: AsyncSession, env: Envelope) -> None:
         data = event_data(env, objects=("dimensions",), texts=("requested_by",), ids=("commitment_id",))
         await start_for(
-            s, env, commitment_context(data),
+            s,
+            env,
+            commitment_context(data),
             {"type": "commitment", "id": str(data.get("commitment_id") or env.subject_id), "service": "budget"},
             str(data.get("requested_by") or "service:budget"),
         )
@@ -92,7 +99,9 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
     async def renewal_due(s: AsyncSession, env: Envelope) -> None:
         data = event_data(env, ids=("contract_id",))
         await start_for(
-            s, env, dict(data),
+            s,
+            env,
+            dict(data),
             {"type": "contract", "id": str(data.get("contract_id") or env.subject_id), "service": "registry"},
             "service:registry",
         )

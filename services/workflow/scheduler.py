@@ -33,9 +33,7 @@ class BatchedTimerScheduler(TimerScheduler):
     async def _fire_batch(self, now: dt.datetime | None) -> int:
         now = now or self.clock()
         t = self.table
-        query = (
-            select(t).where(t.c.status == "pending", t.c.due_at <= now).order_by(t.c.due_at).limit(self.batch)
-        )
+        query = select(t).where(t.c.status == "pending", t.c.due_at <= now).order_by(t.c.due_at).limit(self.batch)
         if not self.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         try:
@@ -65,6 +63,12 @@ async def use_batched_scheduler(runtime: Runtime, poll_seconds: float) -> None:
         return
     await old.stop()
     runtime.scheduler = BatchedTimerScheduler(
-        old.service, old.db, old.table, old.handlers, poll_seconds=poll_seconds, batch=old.batch, clock=old.clock,
+        old.service,
+        old.db,
+        old.table,
+        old.handlers,
+        poll_seconds=poll_seconds,
+        batch=old.batch,
+        clock=old.clock,
     )
     runtime.scheduler.start()

@@ -57,12 +57,22 @@ def json_problems(value: Any, max_depth: int = MAX_DEPTH) -> list[tuple[tuple[st
             continue
         elif isinstance(item, int):
             if not -MAX_JSON_NUMBER < item < MAX_JSON_NUMBER:
-                out.append((path, "must be a number of magnitude below 2^53 (9007199254740992); "
-                                  "send larger or exact amounts as text"))
+                out.append(
+                    (
+                        path,
+                        "must be a number of magnitude below 2^53 (9007199254740992); "
+                        "send larger or exact amounts as text",
+                    )
+                )
         elif isinstance(item, float):
             if not math.isfinite(item) or not -MAX_JSON_NUMBER < item < MAX_JSON_NUMBER:
-                out.append((path, "must be a finite number of magnitude below 2^53 (9007199254740992); "
-                                  "send larger or exact amounts as text"))
+                out.append(
+                    (
+                        path,
+                        "must be a finite number of magnitude below 2^53 (9007199254740992); "
+                        "send larger or exact amounts as text",
+                    )
+                )
         else:
             out.append((path, f"is not a JSON value ({type(item).__name__})"))
     return out
@@ -90,10 +100,13 @@ def _shallow(value: Any) -> Any:
     the 422 names e.g. context.n."""
     problems = json_problems(value)
     if problems:
-        raise ValidationError.from_exception_data("json", [
-            InitErrorDetails(type=PydanticCustomError("json_value", message), loc=path, input=value)
-            for path, message in problems
-        ])
+        raise ValidationError.from_exception_data(
+            "json",
+            [
+                InitErrorDetails(type=PydanticCustomError("json_value", message), loc=path, input=value)
+                for path, message in problems
+            ],
+        )
     return value
 
 
@@ -123,7 +136,8 @@ class AssigneesIn(Strict):
     roles: list[str] = Field(default_factory=list, max_length=20)
     users: list[User] = Field(default_factory=list, max_length=50)
     scope_from_context: list[str] = Field(
-        default_factory=list, max_length=5,
+        default_factory=list,
+        max_length=5,
         description="Context fields (e.g. region) narrowing role assignees to holders of that scope",
     )
 

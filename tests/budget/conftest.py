@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
+from pitcrew.migrations import upgrade_async
 from services.budget.main import create_app
 from services.budget.settings import Settings
 from shared.identity import HEADER, Principal, mint
-from shared.migrations import upgrade_async
 from shared.settings import DEV_IDENTITY_SECRET
 
 
@@ -43,8 +43,15 @@ class Budget:
         assert r.status_code == status, r.text
         return r.json()
 
-    async def plan(self, *, policy: str = "block", threshold: str | None = None, currency: str = "EUR",
-                   activate: bool = True, year: int = 2027) -> dict:
+    async def plan(
+        self,
+        *,
+        policy: str = "block",
+        threshold: str | None = None,
+        currency: str = "EUR",
+        activate: bool = True,
+        year: int = 2027,
+    ) -> dict:
         body = {"name": "FY27 Global", "fiscal_year": year, "currency": currency, "overspend_policy": policy}
         if threshold is not None:
             body["approval_threshold"] = threshold
@@ -60,16 +67,25 @@ class Budget:
         return await self.ok("POST", f"/v1/plans/{plan_id}/lines", 201, json=body)
 
     async def allocate(self, line_id: str, amount: str, period: str = "2027-03", currency: str = "EUR") -> dict:
-        return await self.ok("POST", "/v1/allocations", 201,
-                             json={"line_id": line_id, "period": period, "amount": amount, "currency": currency})
+        return await self.ok(
+            "POST",
+            "/v1/allocations",
+            201,
+            json={"line_id": line_id, "period": period, "amount": amount, "currency": currency},
+        )
 
-    async def commit(self, line_id: str, amount: str, period: str = "2027-03", headers: dict | None = None,
-                     **extra: Any) -> httpx.Response:
-        return await self.c.post("/v1/commitments", headers=headers or ADMIN, json={
-            "line_id": line_id, "period": period, "amount": amount, "currency": "EUR", **extra})
+    async def commit(
+        self, line_id: str, amount: str, period: str = "2027-03", headers: dict | None = None, **extra: Any
+    ) -> httpx.Response:
+        return await self.c.post(
+            "/v1/commitments",
+            headers=headers or ADMIN,
+            json={"line_id": line_id, "period": period, "amount": amount, "currency": "EUR", **extra},
+        )
 
-    async def balance(self, line_id: str, frm: str = "2027-01", to: str = "2027-12",
-                      headers: dict | None = None) -> dict:
+    async def balance(
+        self, line_id: str, frm: str = "2027-01", to: str = "2027-12", headers: dict | None = None
+    ) -> dict:
         return await self.ok("GET", f"/v1/lines/{line_id}/balance?from={frm}&to={to}", headers=headers)
 
 

@@ -40,8 +40,14 @@ async def test_region_scope_narrows_posting_and_reading(budget):
     export = (await budget.c.get(f"/v1/plans/{plan['id']}/export", headers=EMEA_ANALYST)).text
     assert "EMEA" in export and "APAC" not in export
     # A scoped planner cannot create a line outside its scope.
-    problem(await budget.c.post(f"/v1/plans/{plan['id']}/lines", headers=who("mops", scopes=("region:EMEA",)),
-                                json={"code": "APAC-X", "name": "x", "parent_code": "APAC"}), 403)
+    problem(
+        await budget.c.post(
+            f"/v1/plans/{plan['id']}/lines",
+            headers=who("mops", scopes=("region:EMEA",)),
+            json={"code": "APAC-X", "name": "x", "parent_code": "APAC"},
+        ),
+        403,
+    )
 
 
 async def test_roles(budget):
@@ -56,10 +62,19 @@ async def test_roles(budget):
         ("POST", f"/v1/plans/{plan['id']}/periods/2027-01/close", None),
     ):
         problem(await budget.c.request(method, url, json=body, headers=analyst), 403)
-    problem(await budget.c.post("/v1/allocations", headers=who("marketer"), json={
-        "line_id": emea["id"], "period": "2027-03", "amount": "1", "currency": "EUR"}), 403)
-    r = await budget.c.post("/v1/actuals", headers=who("partner", subject="erp-sync"), json={
-        "line_id": emea["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"})
+    problem(
+        await budget.c.post(
+            "/v1/allocations",
+            headers=who("marketer"),
+            json={"line_id": emea["id"], "period": "2027-03", "amount": "1", "currency": "EUR"},
+        ),
+        403,
+    )
+    r = await budget.c.post(
+        "/v1/actuals",
+        headers=who("partner", subject="erp-sync"),
+        json={"line_id": emea["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"},
+    )
     assert r.status_code == 201 and r.json()["author"] == "erp-sync"
     assert (await budget.ok("GET", f"/v1/plans/{plan['id']}", headers=analyst))["id"] == plan["id"]
     problem(await budget.c.get(f"/v1/plans/{plan['id']}"), 401)

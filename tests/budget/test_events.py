@@ -33,8 +33,9 @@ async def live(new_db, nats_url):
 
 
 async def requested_events(js, commitment_id: str) -> list[Envelope]:
-    sub = await js.pull_subscribe("budget.commitment.requested", stream="BUDGET",
-                                  config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    sub = await js.pull_subscribe(
+        "budget.commitment.requested", stream="BUDGET", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
     found: list[Envelope] = []
     try:
         for _ in range(20):
@@ -78,16 +79,28 @@ async def test_workflow_approval_and_rejection_commit_and_release_pending_commit
     assert data["requested_by"] == "dana" and data["external_ref"] == "PO-1"
 
     def decision(cid: str, status: str) -> dict:
-        return {"instance_id": str(uuid.uuid4()), "definition_key": "budget-approval", "definition_version": 1,
-                "subject": {"type": "commitment", "id": cid, "service": "budget"}, "context": {},
-                "requester": "dana", "status": status}
+        return {
+            "instance_id": str(uuid.uuid4()),
+            "definition_key": "budget-approval",
+            "definition_version": 1,
+            "subject": {"type": "commitment", "id": cid, "service": "budget"},
+            "context": {},
+            "requester": "dana",
+            "status": status,
+        }
 
-    approved = await publish(js, "workflow.instance.approved", "workflow", str(uuid.uuid4()),
-                             decision(first["id"], "approved"))
+    approved = await publish(
+        js, "workflow.instance.approved", "workflow", str(uuid.uuid4()), decision(first["id"], "approved")
+    )
     await publish(js, "workflow.instance.rejected", "workflow", str(uuid.uuid4()), decision(second["id"], "rejected"))
     # Another service's approval is none of budget's business.
-    await publish(js, "workflow.instance.approved", "workflow", str(uuid.uuid4()),
-                  {"subject": {"type": "contract", "id": first["id"], "service": "registry"}})
+    await publish(
+        js,
+        "workflow.instance.approved",
+        "workflow",
+        str(uuid.uuid4()),
+        {"subject": {"type": "contract", "id": first["id"], "service": "registry"}},
+    )
     await eventually(lambda: _is(budget, first["id"], "committed"))
     await eventually(lambda: _is(budget, second["id"], "released"))
     bal = await budget.balance(ln["id"])
@@ -115,10 +128,25 @@ async def test_registry_contracts_commit_and_cancel_against_the_martech_line(liv
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "MARTECH", channel="martech")
     await budget.allocate(ln["id"], "20000.00", period="2027-01")
-    contract = {"contract_id": "c-1", "tool_id": "t-1", "tool_name": "Acme CRM", "term": 1, "start": "2027-01-01",
-                "end": "2027-12-31", "billing_period": "annual", "cost": "12000.00", "currency": "EUR",
-                "annual_cost": "12000.00", "commit_amount": "12000.00", "budget_line_code": "MARTECH",
-                "fiscal_year": 2027, "period": "2027-01", "seats": 50, "auto_renew": True, "notice_days": 60}
+    contract = {
+        "contract_id": "c-1",
+        "tool_id": "t-1",
+        "tool_name": "Acme CRM",
+        "term": 1,
+        "start": "2027-01-01",
+        "end": "2027-12-31",
+        "billing_period": "annual",
+        "cost": "12000.00",
+        "currency": "EUR",
+        "annual_cost": "12000.00",
+        "commit_amount": "12000.00",
+        "budget_line_code": "MARTECH",
+        "fiscal_year": 2027,
+        "period": "2027-01",
+        "seats": 50,
+        "auto_renew": True,
+        "notice_days": 60,
+    }
     await publish(js, "registry.contract.created", "registry", "c-1", contract)
     await publish(js, "registry.contract.created", "registry", "c-1", contract)  # a second copy: one commitment
 
@@ -143,20 +171,43 @@ async def test_threshold_crossed_events_at_80_and_100_percent(budget):
         assert r.status_code == 201
     outbox = budget.runtime.infra.outbox
     async with budget.runtime.transaction(readonly=True) as s:
-        rows = (await s.execute(select(outbox.c.payload).where(
-            outbox.c.subject == "budget.line.threshold_crossed").order_by(outbox.c.seq))).scalars().all()
+        rows = (
+            (
+                await s.execute(
+                    select(outbox.c.payload)
+                    .where(outbox.c.subject == "budget.line.threshold_crossed")
+                    .order_by(outbox.c.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
     got = [json.loads(p)["data"] for p in rows]
-    assert [(d["threshold"], d["consumed"], d["allocated"]) for d in got] == [(80, "850.00", "1000.00"),
-                                                                          (100, "1000.00", "1000.00")]
+    assert [(d["threshold"], d["consumed"], d["allocated"]) for d in got] == [
+        (80, "850.00", "1000.00"),
+        (100, "1000.00", "1000.00"),
+    ]
 
 
 async def test_actual_posted_event_carries_dimensions_and_date(budget):
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "SEARCH", region="NA", channel="search", campaign="spring")
     await budget.allocate(ln["id"], "1000.00")
-    e = await budget.ok("POST", "/v1/actuals", 201, headers=ADMIN, json={
-        "line_id": ln["id"], "period": "2027-03", "date": "2027-03-04", "amount": "120.00", "currency": "EUR",
-        "external_ref": "INV-1", "vendor": "Google"})
+    e = await budget.ok(
+        "POST",
+        "/v1/actuals",
+        201,
+        headers=ADMIN,
+        json={
+            "line_id": ln["id"],
+            "period": "2027-03",
+            "date": "2027-03-04",
+            "amount": "120.00",
+            "currency": "EUR",
+            "external_ref": "INV-1",
+            "vendor": "Google",
+        },
+    )
     outbox = budget.runtime.infra.outbox
     async with budget.runtime.transaction(readonly=True) as s:
         payload = await s.scalar(select(outbox.c.payload).where(outbox.c.subject == "budget.actual.posted"))
@@ -172,9 +223,18 @@ async def test_plan_line_allocation_transfer_and_release_events_are_in_the_outbo
     a = await budget.line(plan["id"], "A", region="EMEA")
     b = await budget.line(plan["id"], "B", region="NA")
     alloc = await budget.allocate(a["id"], "500.00")
-    tr = await budget.ok("POST", "/v1/transfers", 201, json={"from_line_id": a["id"], "to_line_id": b["id"],
-                                                            "period": "2027-03", "amount": "100.00",
-                                                            "currency": "EUR"})
+    tr = await budget.ok(
+        "POST",
+        "/v1/transfers",
+        201,
+        json={
+            "from_line_id": a["id"],
+            "to_line_id": b["id"],
+            "period": "2027-03",
+            "amount": "100.00",
+            "currency": "EUR",
+        },
+    )
     c = (await budget.commit(a["id"], "50.00")).json()
     await budget.ok("POST", f"/v1/commitments/{c['id']}/release", headers=FINANCE)
     outbox = budget.runtime.infra.outbox
@@ -191,8 +251,7 @@ async def test_plan_line_allocation_transfer_and_release_events_are_in_the_outbo
     (allocated,) = events["budget.allocation.posted"]
     assert allocated.data["entry_id"] == alloc["id"] and allocated.data["amount"] == "500.00"
     (moved,) = events["budget.transfer.posted"]
-    assert (moved.data["from_line_id"], moved.data["to_line_id"], moved.data["amount"]) == (a["id"], b["id"],
-                                                                                            "100.00")
+    assert (moved.data["from_line_id"], moved.data["to_line_id"], moved.data["amount"]) == (a["id"], b["id"], "100.00")
     assert moved.data["transfer_id"] == tr["id"]
     (released,) = events["budget.commitment.released"]
     assert released.subject_id == c["id"] and released.data["status"] == "released"

@@ -7,11 +7,11 @@ import json
 import httpx
 import pytest
 
+from pitcrew.migrations import upgrade_async
 from services.budget import api
 from services.budget.main import create_app
 from services.budget.settings import Settings
 from shared.fastlane import lane_for
-from shared.migrations import upgrade_async
 from tests.budget.conftest import ADMIN, Budget, who
 
 pytestmark = pytest.mark.db

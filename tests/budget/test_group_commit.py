@@ -68,13 +68,21 @@ async def test_concurrent_commitments_are_batched_and_each_gets_its_own_answer(b
 
 def test_merged_parameters_sum_deltas_per_line_and_period_and_watch_each_once():
     def params(amount: int, check: bool = True) -> dict:
-        return {"entries": [{"id": f"e{amount}"}], "commitments": [{"id": f"c{amount}"}], "events": [],
-                "guard": [{"line_id": "L"}],
-                "deltas": [dict(line_id="L", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=amount,
-                                op=0, os=0),
-                           dict(line_id="R", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=0, op=0, os=0)],
-                "watch": [{"line_id": "L", "period": "2027-03", "tpl": {"n": amount}}], "thresholds": [80, 100],
-                "now": amount, "scale": 2, "check": check}
+        return {
+            "entries": [{"id": f"e{amount}"}],
+            "commitments": [{"id": f"c{amount}"}],
+            "events": [],
+            "guard": [{"line_id": "L"}],
+            "deltas": [
+                dict(line_id="L", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=amount, op=0, os=0),
+                dict(line_id="R", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=0, op=0, os=0),
+            ],
+            "watch": [{"line_id": "L", "period": "2027-03", "tpl": {"n": amount}}],
+            "thresholds": [80, 100],
+            "now": amount,
+            "scale": 2,
+            "check": check,
+        }
 
     merged = posting._merge([params(3), params(4)])
     assert [e["id"] for e in merged["entries"]] == ["e3", "e4"] and len(merged["commitments"]) == 2
@@ -107,9 +115,18 @@ async def test_when_a_batch_gets_no_connection_its_other_postings_run_alone_inst
         raise RanAlone()
 
     def params(n: int) -> dict:
-        return {"entries": [], "commitments": [], "events": [], "guard": [], "watch": [], "thresholds": [80, 100],
-                "deltas": [dict(line_id="L", period="2027-03", da=0, dc=n, dp=0, ds=0, oa=0, oc=n, op=0, os=0)],
-                "now": n, "scale": 2, "check": True}
+        return {
+            "entries": [],
+            "commitments": [],
+            "events": [],
+            "guard": [],
+            "watch": [],
+            "thresholds": [80, 100],
+            "deltas": [dict(line_id="L", period="2027-03", da=0, dc=n, dp=0, ds=0, oa=0, oc=n, op=0, os=0)],
+            "now": n,
+            "scale": 2,
+            "check": True,
+        }
 
     batcher = posting.Batcher(parallel=1)
     blocker = asyncio.create_task(batcher.post(NoConnection(), params(1), own_connection))

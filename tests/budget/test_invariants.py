@@ -43,8 +43,15 @@ ops = st.one_of(
 
 
 async def build_plan(ledger, s, policy: str) -> tuple[dict, dict[str, dict]]:
-    plan = await ledger.create_plan(s, ADMIN, name=f"prop-{policy}", fiscal_year=2027, currency="EUR",
-                                    overspend_policy=policy, approval_threshold=Decimal("300"))
+    plan = await ledger.create_plan(
+        s,
+        ADMIN,
+        name=f"prop-{policy}",
+        fiscal_year=2027,
+        currency="EUR",
+        overspend_policy=policy,
+        approval_threshold=Decimal("300"),
+    )
     await ledger.activate_plan(s, ADMIN, plan["id"])
     made: dict[str, dict] = {}
     for code, parent in (("R", None), ("A", "R"), ("B", "R"), ("A1", "A")):
@@ -65,12 +72,30 @@ async def apply(ledger, s, op, made, cids: list[str], entry_ids: list[str]) -> N
             entry_ids.append((await ledger.post_actual(s, ADMIN, **args))["id"])
     elif kind == "actual_on_commitment" and cids:
         c = await ledger.get_commitment(s, ADMIN, cids[op[1] % len(cids)])
-        entry_ids.append((await ledger.post_actual(s, ADMIN, line_id=c["line_id"], period=c["period"],
-                                                   amount=op[2], currency="EUR", commitment_id=c["id"]))["id"])
+        entry_ids.append(
+            (
+                await ledger.post_actual(
+                    s,
+                    ADMIN,
+                    line_id=c["line_id"],
+                    period=c["period"],
+                    amount=op[2],
+                    currency="EUR",
+                    commitment_id=c["id"],
+                )
+            )["id"]
+        )
     elif kind == "transfer":
         _, a, b, pi, amount = op
-        t = await ledger.transfer(s, ADMIN, from_line_id=made[LINES[a]]["id"], to_line_id=made[LINES[b]]["id"],
-                                  period=PERIODS[pi], amount=amount, currency="EUR")
+        t = await ledger.transfer(
+            s,
+            ADMIN,
+            from_line_id=made[LINES[a]]["id"],
+            to_line_id=made[LINES[b]]["id"],
+            period=PERIODS[pi],
+            amount=amount,
+            currency="EUR",
+        )
         entry_ids.append(t["entries"][0]["id"])
     elif kind in ("approve", "release") and cids:
         cid = cids[op[1] % len(cids)]
@@ -113,8 +138,11 @@ async def check_invariants(rt, plan_id: str, policy: str) -> None:
 
 
 @pytest.mark.db
-@settings(max_examples=int(os.environ.get("BUDGET_PROPERTY_EXAMPLES", "25")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("BUDGET_PROPERTY_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(policy=st.sampled_from(["block", "require_approval"]), sequence=st.lists(ops, min_size=1, max_size=25))
 async def test_random_operations_keep_balances_equal_to_the_ledger(budget, policy, sequence):
     ledger, rt = budget.ledger, budget.runtime
@@ -131,8 +159,10 @@ async def test_random_operations_keep_balances_equal_to_the_ledger(budget, polic
     await check_invariants(rt, plan["id"], policy)
 
 
-postgres_only = pytest.mark.skipif(os.environ.get("PITCREW_TEST_BACKEND", "sqlite") != "postgres",
-                                   reason="row locks under real concurrency need PostgreSQL")
+postgres_only = pytest.mark.skipif(
+    os.environ.get("PITCREW_TEST_BACKEND", "sqlite") != "postgres",
+    reason="row locks under real concurrency need PostgreSQL",
+)
 
 
 @pytest.mark.postgres_only
@@ -190,20 +220,37 @@ async def test_crossing_postings_under_two_roots_never_deadlock(budget):
     pending, held = [c["id"] for c in pending], [c["id"] for c in held]
 
     def transfer(a: str, b: str, per: str):
-        return budget.c.post("/v1/transfers", headers=ADMIN_H, json={
-            "from_line_id": a, "to_line_id": b, "period": per, "amount": "5.00", "currency": "EUR"})
+        return budget.c.post(
+            "/v1/transfers",
+            headers=ADMIN_H,
+            json={"from_line_id": a, "to_line_id": b, "period": per, "amount": "5.00", "currency": "EUR"},
+        )
 
     calls = []
     for i in range(12):
         a, b = leaves[i % 4], leaves[(i + 2) % 4]  # always across the two roots, both directions
-        calls += [transfer(a, b, "2027-03"), transfer(b, a, "2027-04"), transfer(a, b, "2027-04"),
-                  budget.commit(leaves[(i + 1) % 4], "7.00", period=("2027-03", "2027-04")[i % 2])]
+        calls += [
+            transfer(a, b, "2027-03"),
+            transfer(b, a, "2027-04"),
+            transfer(a, b, "2027-04"),
+            budget.commit(leaves[(i + 1) % 4], "7.00", period=("2027-03", "2027-04")[i % 2]),
+        ]
     for i, cid in enumerate(pending):
         calls.append(budget.c.post(f"/v1/commitments/{cid}/{('approve', 'release')[i % 2]}", headers=ADMIN_H))
     for i, cid in enumerate(held):
-        calls.append(budget.c.post("/v1/actuals", headers=ADMIN_H, json={
-            "line_id": leaves[(i + 3) % 4], "period": "2027-04", "amount": "4.00", "currency": "EUR",
-            "commitment_id": cid}))
+        calls.append(
+            budget.c.post(
+                "/v1/actuals",
+                headers=ADMIN_H,
+                json={
+                    "line_id": leaves[(i + 3) % 4],
+                    "period": "2027-04",
+                    "amount": "4.00",
+                    "currency": "EUR",
+                    "commitment_id": cid,
+                },
+            )
+        )
     results = await asyncio.gather(*calls)
     bad = [r.text for r in results if r.status_code not in (200, 201, 409)]
     assert not bad, bad
@@ -216,7 +263,9 @@ async def terminate_backends(dbname: str) -> int:
     try:
         return await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> "
-            "pg_backend_pid()", dbname)
+            "pg_backend_pid()",
+            dbname,
+        )
     finally:
         await conn.close()
 

@@ -24,14 +24,32 @@ async def test_plan_lines_allocation_commitment_actual_and_subtree_balances(budg
     assert r.status_code == 201, r.text
     po = r.json()
     assert po["status"] == "committed" and po["remaining"] == "8000.00"
-    actual = await budget.ok("POST", "/v1/actuals", 201, json={
-        "line_id": events["id"], "period": "2027-03", "amount": "3000.00", "currency": "EUR",
-        "commitment_id": po["id"], "external_ref": "INV-77"})
+    actual = await budget.ok(
+        "POST",
+        "/v1/actuals",
+        201,
+        json={
+            "line_id": events["id"],
+            "period": "2027-03",
+            "amount": "3000.00",
+            "currency": "EUR",
+            "commitment_id": po["id"],
+            "external_ref": "INV-77",
+        },
+    )
     assert actual["commitment_status"] == "committed" and actual["consumed"] == "3000.00"
     assert await budget.balance(events["id"]) == {
-        "line_id": events["id"], "line_code": "EMEA-EVENTS", "from": "2027-01", "to": "2027-12",
-        "allocated": "50000.00", "committed": "5000.00", "pending": "0.00", "spent": "3000.00",
-        "available": "42000.00", "currency": "EUR"}
+        "line_id": events["id"],
+        "line_code": "EMEA-EVENTS",
+        "from": "2027-01",
+        "to": "2027-12",
+        "allocated": "50000.00",
+        "committed": "5000.00",
+        "pending": "0.00",
+        "spent": "3000.00",
+        "available": "42000.00",
+        "currency": "EUR",
+    }
     parent = await budget.balance(emea["id"])
     assert parent["allocated"] == "51000.00" and parent["available"] == "43000.00"
     # Another period range sees nothing.
@@ -94,20 +112,52 @@ async def test_transfer_moves_money_inside_one_plan_only(budget):
     a = await budget.line(plan["id"], "A")
     b = await budget.line(plan["id"], "B")
     await budget.allocate(a["id"], "500.00")
-    t = await budget.ok("POST", "/v1/transfers", 201, json={
-        "from_line_id": a["id"], "to_line_id": b["id"], "period": "2027-03", "amount": "200.00", "currency": "EUR"})
+    t = await budget.ok(
+        "POST",
+        "/v1/transfers",
+        201,
+        json={
+            "from_line_id": a["id"],
+            "to_line_id": b["id"],
+            "period": "2027-03",
+            "amount": "200.00",
+            "currency": "EUR",
+        },
+    )
     assert [e["kind"] for e in t["entries"]] == ["transfer_out", "transfer_in"]
     assert (await budget.balance(a["id"]))["allocated"] == "300.00"
     assert (await budget.balance(b["id"]))["allocated"] == "200.00"
-    body = problem(await budget.c.post("/v1/transfers", headers=ADMIN, json={
-        "from_line_id": a["id"], "to_line_id": b["id"], "period": "2027-03", "amount": "400.00",
-        "currency": "EUR"}), 409)
+    body = problem(
+        await budget.c.post(
+            "/v1/transfers",
+            headers=ADMIN,
+            json={
+                "from_line_id": a["id"],
+                "to_line_id": b["id"],
+                "period": "2027-03",
+                "amount": "400.00",
+                "currency": "EUR",
+            },
+        ),
+        409,
+    )
     assert "short by 100.00 EUR" in body["detail"]
     other = await budget.plan()
     c = await budget.line(other["id"], "C")
-    body = problem(await budget.c.post("/v1/transfers", headers=ADMIN, json={
-        "from_line_id": a["id"], "to_line_id": c["id"], "period": "2027-03", "amount": "1.00",
-        "currency": "EUR"}), 422)
+    body = problem(
+        await budget.c.post(
+            "/v1/transfers",
+            headers=ADMIN,
+            json={
+                "from_line_id": a["id"],
+                "to_line_id": c["id"],
+                "period": "2027-03",
+                "amount": "1.00",
+                "currency": "EUR",
+            },
+        ),
+        422,
+    )
     assert body["errors"][0]["field"] == "to_line_id"
 
 
@@ -116,8 +166,18 @@ async def test_reversal_undoes_an_actual_and_restores_its_commitment(budget):
     ln = await budget.line(plan["id"], "PRINT")
     alloc = await budget.allocate(ln["id"], "1000.00")
     po = (await budget.commit(ln["id"], "400.00")).json()
-    act = await budget.ok("POST", "/v1/actuals", 201, json={
-        "line_id": ln["id"], "period": "2027-03", "amount": "400.00", "currency": "EUR", "commitment_id": po["id"]})
+    act = await budget.ok(
+        "POST",
+        "/v1/actuals",
+        201,
+        json={
+            "line_id": ln["id"],
+            "period": "2027-03",
+            "amount": "400.00",
+            "currency": "EUR",
+            "commitment_id": po["id"],
+        },
+    )
     assert act["commitment_status"] == "closed"
     rev = await budget.ok("POST", f"/v1/entries/{act['id']}/reverse", 201, json={"memo": "wrong invoice"})
     assert {e["kind"] for e in rev["entries"]} == {"reversal"} and len(rev["entries"]) == 2
@@ -149,19 +209,35 @@ async def test_entries_are_cursor_paginated_in_order(budget):
 async def test_fx_rate_on_or_before_the_entry_date_and_missing_rate_is_422(budget):
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "US")
-    body = problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
-        "line_id": ln["id"], "period": "2027-03", "amount": "100.00", "currency": "USD"}), 422)
+    body = problem(
+        await budget.c.post(
+            "/v1/allocations",
+            headers=ADMIN,
+            json={"line_id": ln["id"], "period": "2027-03", "amount": "100.00", "currency": "USD"},
+        ),
+        422,
+    )
     assert "USD/EUR" in body["detail"] and "2027-03-01" in body["detail"]
     assert body["errors"][0]["field"] == "currency"
-    await budget.ok("POST", "/v1/fx-rates", 201, json={"base": "USD", "quote": "EUR", "date": "2027-02-15",
-                                                       "rate": "0.90"})
-    await budget.ok("POST", "/v1/fx-rates", 201, json={"base": "USD", "quote": "EUR", "date": "2027-03-10",
-                                                       "rate": "0.95"})
-    e = await budget.ok("POST", "/v1/allocations", 201, json={
-        "line_id": ln["id"], "period": "2027-03", "amount": "100.00", "currency": "USD", "date": "2027-03-05"})
+    await budget.ok(
+        "POST", "/v1/fx-rates", 201, json={"base": "USD", "quote": "EUR", "date": "2027-02-15", "rate": "0.90"}
+    )
+    await budget.ok(
+        "POST", "/v1/fx-rates", 201, json={"base": "USD", "quote": "EUR", "date": "2027-03-10", "rate": "0.95"}
+    )
+    e = await budget.ok(
+        "POST",
+        "/v1/allocations",
+        201,
+        json={"line_id": ln["id"], "period": "2027-03", "amount": "100.00", "currency": "USD", "date": "2027-03-05"},
+    )
     assert e["amount"] == "90.00" and e["original_amount"] == "100.00" and e["fx_rate"] == "0.90"
-    e = await budget.ok("POST", "/v1/allocations", 201, json={
-        "line_id": ln["id"], "period": "2027-03", "amount": "100.00", "currency": "USD", "date": "2027-03-20"})
+    e = await budget.ok(
+        "POST",
+        "/v1/allocations",
+        201,
+        json={"line_id": ln["id"], "period": "2027-03", "amount": "100.00", "currency": "USD", "date": "2027-03-20"},
+    )
     assert e["amount"] == "95.00"
     rates = await budget.ok("GET", "/v1/fx-rates?base=USD&limit=1")
     assert len(rates["items"]) == 1 and rates["next_cursor"]
@@ -172,25 +248,42 @@ async def test_patch_plan_needs_the_current_version(budget):
     r = await budget.c.get(f"/v1/plans/{plan['id']}", headers=ADMIN)
     assert r.headers["etag"] == '"1"'
     problem(await budget.c.patch(f"/v1/plans/{plan['id']}", headers=ADMIN, json={"name": "x"}), 428)
-    ok = await budget.c.patch(f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"1"'},
-                              json={"name": "FY27 EMEA", "approval_threshold": "500.00"})
+    ok = await budget.c.patch(
+        f"/v1/plans/{plan['id']}",
+        headers={**ADMIN, "If-Match": '"1"'},
+        json={"name": "FY27 EMEA", "approval_threshold": "500.00"},
+    )
     assert ok.status_code == 200 and ok.json()["version"] == 2 and ok.json()["approval_threshold"] == "500.00"
-    problem(await budget.c.patch(f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"1"'},
-                                 json={"name": "stale"}), 412)
+    problem(
+        await budget.c.patch(f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"1"'}, json={"name": "stale"}),
+        412,
+    )
 
 
 async def test_closed_period_refuses_entries_and_names_the_period(budget):
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "TV")
     await budget.ok("POST", f"/v1/plans/{plan['id']}/periods/2027-03/close")
-    body = problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
-        "line_id": ln["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"}), 409)
+    body = problem(
+        await budget.c.post(
+            "/v1/allocations",
+            headers=ADMIN,
+            json={"line_id": ln["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"},
+        ),
+        409,
+    )
     assert "2027-03" in body["detail"] and "closed" in body["detail"]
     await budget.allocate(ln["id"], "1.00", period="2027-04")
     closed = await budget.ok("POST", f"/v1/plans/{plan['id']}/close")
     assert closed["status"] == "closed"
-    body = problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
-        "line_id": ln["id"], "period": "2027-04", "amount": "1.00", "currency": "EUR"}), 409)
+    body = problem(
+        await budget.c.post(
+            "/v1/allocations",
+            headers=ADMIN,
+            json={"line_id": ln["id"], "period": "2027-04", "amount": "1.00", "currency": "EUR"},
+        ),
+        409,
+    )
     assert "closed" in body["detail"]
 
 
@@ -201,9 +294,20 @@ async def test_an_actual_cannot_consume_a_commitment_dated_in_a_closed_period(bu
     po = (await budget.commit(ln["id"], "300.00")).json()
     await budget.ok("POST", f"/v1/plans/{plan['id']}/periods/2027-03/close")
     await budget.allocate(ln["id"], "1000.00", period="2027-04")
-    body = problem(await budget.c.post("/v1/actuals", headers=ADMIN, json={
-        "line_id": ln["id"], "period": "2027-04", "amount": "100.00", "currency": "EUR",
-        "commitment_id": po["id"]}), 409)
+    body = problem(
+        await budget.c.post(
+            "/v1/actuals",
+            headers=ADMIN,
+            json={
+                "line_id": ln["id"],
+                "period": "2027-04",
+                "amount": "100.00",
+                "currency": "EUR",
+                "commitment_id": po["id"],
+            },
+        ),
+        409,
+    )
     assert "2027-03" in body["detail"]
     problem(await budget.c.post(f"/v1/commitments/{po['id']}/release", headers=ADMIN), 409)
     assert (await budget.balance(ln["id"]))["spent"] == "0.00"
@@ -219,8 +323,12 @@ async def test_free_text_survives_the_posting_statement_unchanged(budget):
     c = r.json()
     assert (c["memo"], c["vendor"], c["external_ref"]) == (memo, "Ä&B <GmbH>", 'PO-"7"')
     got = await budget.ok("GET", f"/v1/commitments/{c['id']}")
-    assert (got["memo"], got["vendor"], got["external_ref"], got["date"]) == (memo, "Ä&B <GmbH>", 'PO-"7"',
-                                                                               "2027-03-01")
+    assert (got["memo"], got["vendor"], got["external_ref"], got["date"]) == (
+        memo,
+        "Ä&B <GmbH>",
+        'PO-"7"',
+        "2027-03-01",
+    )
     page = await budget.ok("GET", f"/v1/lines/{ln['id']}/entries")
     assert page["items"][-1]["memo"] == memo and page["items"][-1]["vendor"] == "Ä&B <GmbH>"
 
@@ -234,21 +342,29 @@ async def test_postings_follow_plan_and_line_changes_made_after_an_earlier_posti
     first = await budget.commit(ln["id"], "100.00")
     assert first.status_code == 201 and first.json()["status"] == "committed"
     # A threshold set afterwards applies to the next commitment.
-    await budget.ok("PATCH", f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"2"'},
-                    json={"approval_threshold": "50.00"})
+    await budget.ok(
+        "PATCH", f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"2"'}, json={"approval_threshold": "50.00"}
+    )
     c = (await budget.commit(ln["id"], "60.00")).json()
     assert (c["status"], c["reason"]) == ("pending_approval", "threshold")
     # Under block 5000.00 does not fit; under require_approval it is held for approval instead.
     assert (await budget.commit(ln["id"], "5000.00")).status_code == 409
-    await budget.ok("PATCH", f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": '"3"'},
-                    json={"overspend_policy": "require_approval", "approval_threshold": None})
+    await budget.ok(
+        "PATCH",
+        f"/v1/plans/{plan['id']}",
+        headers={**ADMIN, "If-Match": '"3"'},
+        json={"overspend_policy": "require_approval", "approval_threshold": None},
+    )
     c = (await budget.commit(ln["id"], "5000.00")).json()
     assert (c["status"], c["reason"]) == ("pending_approval", "over_available")
     # The line moves to another region by CSV import: a caller scoped to the old one is refused.
     emea = who("marketer", scopes=("region:EMEA",))
     assert (await budget.commit(ln["id"], "1.00", headers=emea)).status_code == 201
-    r = await budget.c.post(f"/v1/plans/{plan['id']}/import", headers={**ADMIN, "Content-Type": "text/csv"},
-                            content="code,region\nEVENTS,APAC\n")
+    r = await budget.c.post(
+        f"/v1/plans/{plan['id']}/import",
+        headers={**ADMIN, "Content-Type": "text/csv"},
+        content="code,region\nEVENTS,APAC\n",
+    )
     assert r.status_code == 200, r.text
     problem(await budget.commit(ln["id"], "1.00", headers=emea), 403)
     # A closed period and a closed plan refuse the next posting.
@@ -256,6 +372,15 @@ async def test_postings_follow_plan_and_line_changes_made_after_an_earlier_posti
     assert "2027-03" in problem(await budget.commit(ln["id"], "1.00"), 409)["detail"]
     await budget.allocate(ln["id"], "1.00", period="2027-04")
     await budget.ok("POST", f"/v1/plans/{plan['id']}/close")
-    assert "closed" in problem(await budget.c.post("/v1/allocations", headers=ADMIN, json={
-        "line_id": ln["id"], "period": "2027-04", "amount": "1.00", "currency": "EUR"}), 409)["detail"]
+    assert (
+        "closed"
+        in problem(
+            await budget.c.post(
+                "/v1/allocations",
+                headers=ADMIN,
+                json={"line_id": ln["id"], "period": "2027-04", "amount": "1.00", "currency": "EUR"},
+            ),
+            409,
+        )["detail"]
+    )
     assert "closed" in problem(await budget.commit(ln["id"], "1.00", period="2027-04"), 409)["detail"]

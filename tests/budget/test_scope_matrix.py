@@ -44,16 +44,22 @@ class World:
         pending = await b.commit(self.apac["id"], "900.00")
         self.apac_pending = pending.json()
         assert pending.json()["status"] == "pending_approval"
-        self.apac_actual = await b.ok("POST", "/v1/actuals", 201, json={
-            "line_id": self.apac["id"], "period": "2027-03", "amount": "10.00", "currency": "EUR"})
+        self.apac_actual = await b.ok(
+            "POST",
+            "/v1/actuals",
+            201,
+            json={"line_id": self.apac["id"], "period": "2027-03", "amount": "10.00", "currency": "EUR"},
+        )
         return self
 
     async def snapshot(self) -> list:
         """Everything a write could change: the tree with its figures, every line's entries, the plan."""
         b = self.b
         tree = await b.ok("GET", f"/v1/plans/{self.plan['id']}/lines?from=2027-01&to=2027-12")
-        entries = [await b.ok("GET", f"/v1/lines/{ln['id']}/entries?limit=200")
-                   for ln in (self.emea, self.emea2, self.apac, self.apac_x, self.noreg)]
+        entries = [
+            await b.ok("GET", f"/v1/lines/{ln['id']}/entries?limit=200")
+            for ln in (self.emea, self.emea2, self.apac, self.apac_x, self.noreg)
+        ]
         plan = await b.ok("GET", f"/v1/plans/{self.plan['id']}")
         rates = await b.ok("GET", "/v1/fx-rates")
         return [tree, entries, plan, rates]
@@ -70,46 +76,97 @@ Request = Callable[["World"], Awaitable[object]]
 def post(url: Callable[[World], str], body: Callable[[World], dict], headers: dict = EMEA) -> Request:
     async def go(w: World):
         return await w.b.c.post(url(w), json=body(w), headers=headers)
+
     return go
 
 
 def money(line: str, **extra) -> Callable[[World], dict]:
-    return lambda w: {"line_id": getattr(w, line)["id"], "period": "2027-03", "amount": "10.00", "currency": "EUR",
-                      **extra}
+    return lambda w: {
+        "line_id": getattr(w, line)["id"],
+        "period": "2027-03",
+        "amount": "10.00",
+        "currency": "EUR",
+        **extra,
+    }
 
 
 PLAN_LINES = lambda w: f"/v1/plans/{w.plan['id']}/lines"  # noqa: E731
 OUT_OF_SCOPE: list[tuple[str, Request, int]] = [
-    ("line under an APAC parent, itself EMEA", post(PLAN_LINES, lambda w: {
-        "code": "SNEAK", "name": "x", "parent_code": "APAC", "dimensions": {"region": "EMEA"}}), 403),
+    (
+        "line under an APAC parent, itself EMEA",
+        post(
+            PLAN_LINES,
+            lambda w: {"code": "SNEAK", "name": "x", "parent_code": "APAC", "dimensions": {"region": "EMEA"}},
+        ),
+        403,
+    ),
     ("line with no region", post(PLAN_LINES, lambda w: {"code": "NOREG2", "name": "x"}), 403),
     ("allocation to APAC", post(lambda w: "/v1/allocations", money("apac")), 403),
     ("allocation to the line without a region", post(lambda w: "/v1/allocations", money("noreg")), 403),
-    ("transfer out of APAC", post(lambda w: "/v1/transfers", lambda w: {
-        "from_line_id": w.apac["id"], "to_line_id": w.emea["id"], "period": "2027-03", "amount": "10.00",
-        "currency": "EUR"}), 403),
-    ("transfer into APAC", post(lambda w: "/v1/transfers", lambda w: {
-        "from_line_id": w.emea["id"], "to_line_id": w.apac["id"], "period": "2027-03", "amount": "10.00",
-        "currency": "EUR"}), 403),
+    (
+        "transfer out of APAC",
+        post(
+            lambda w: "/v1/transfers",
+            lambda w: {
+                "from_line_id": w.apac["id"],
+                "to_line_id": w.emea["id"],
+                "period": "2027-03",
+                "amount": "10.00",
+                "currency": "EUR",
+            },
+        ),
+        403,
+    ),
+    (
+        "transfer into APAC",
+        post(
+            lambda w: "/v1/transfers",
+            lambda w: {
+                "from_line_id": w.emea["id"],
+                "to_line_id": w.apac["id"],
+                "period": "2027-03",
+                "amount": "10.00",
+                "currency": "EUR",
+            },
+        ),
+        403,
+    ),
     ("commitment on APAC", post(lambda w: "/v1/commitments", money("apac")), 403),
-    ("approval of an APAC commitment", post(lambda w: f"/v1/commitments/{w.apac_pending['id']}/approve",
-                                            lambda w: {}), 403),
-    ("release of an APAC commitment", post(lambda w: f"/v1/commitments/{w.apac_commitment['id']}/release",
-                                           lambda w: {}), 403),
+    (
+        "approval of an APAC commitment",
+        post(lambda w: f"/v1/commitments/{w.apac_pending['id']}/approve", lambda w: {}),
+        403,
+    ),
+    (
+        "release of an APAC commitment",
+        post(lambda w: f"/v1/commitments/{w.apac_commitment['id']}/release", lambda w: {}),
+        403,
+    ),
     ("actual on APAC", post(lambda w: "/v1/actuals", money("apac")), 403),
-    ("actual on EMEA consuming an APAC commitment", post(lambda w: "/v1/actuals", lambda w: {
-        **money("emea")(w), "commitment_id": w.apac_commitment["id"]}), 403),
+    (
+        "actual on EMEA consuming an APAC commitment",
+        post(lambda w: "/v1/actuals", lambda w: {**money("emea")(w), "commitment_id": w.apac_commitment["id"]}),
+        403,
+    ),
     ("reversal of an APAC actual", post(lambda w: f"/v1/entries/{w.apac_actual['id']}/reverse", lambda w: {}), 403),
-    ("a new plan", post(lambda w: "/v1/plans", lambda w: {"name": "x", "fiscal_year": 2028, "currency": "EUR"}),
-     403),
+    ("a new plan", post(lambda w: "/v1/plans", lambda w: {"name": "x", "fiscal_year": 2028, "currency": "EUR"}), 403),
     ("activating the plan", post(lambda w: f"/v1/plans/{w.plan['id']}/activate", lambda w: {}), 403),
     ("closing the plan", post(lambda w: f"/v1/plans/{w.plan['id']}/close", lambda w: {}), 403),
-    ("closing a month of every line", post(lambda w: f"/v1/plans/{w.plan['id']}/periods/2027-01/close",
-                                           lambda w: {}), 403),
-    ("an FX rate every line converts with", post(lambda w: "/v1/fx-rates", lambda w: {
-        "base": "USD", "quote": "EUR", "date": "2027-01-01", "rate": "0.9"}), 403),
-    ("region:None on the line without a region", post(lambda w: "/v1/allocations", money("noreg"),
-                                                       headers=NONE_SCOPE), 403),
+    (
+        "closing a month of every line",
+        post(lambda w: f"/v1/plans/{w.plan['id']}/periods/2027-01/close", lambda w: {}),
+        403,
+    ),
+    (
+        "an FX rate every line converts with",
+        post(lambda w: "/v1/fx-rates", lambda w: {"base": "USD", "quote": "EUR", "date": "2027-01-01", "rate": "0.9"}),
+        403,
+    ),
+    (
+        "region:None on the line without a region",
+        post(lambda w: "/v1/allocations", money("noreg"), headers=NONE_SCOPE),
+        403,
+    ),
 ]
 
 
@@ -125,19 +182,32 @@ async def test_out_of_scope_writes_are_refused_and_write_nothing(budget, name, r
 async def test_patching_a_plan_needs_an_unscoped_principal(budget):
     w = await World(budget).build()
     before = await w.snapshot()
-    r = await budget.c.patch(f"/v1/plans/{w.plan['id']}", json={"approval_threshold": "1.00"},
-                             headers={**EMEA, "If-Match": str(w.plan["version"])})
+    r = await budget.c.patch(
+        f"/v1/plans/{w.plan['id']}",
+        json={"approval_threshold": "1.00"},
+        headers={**EMEA, "If-Match": str(w.plan["version"])},
+    )
     assert "scope" in problem(r, 403)["detail"]
     assert await w.snapshot() == before
 
 
 IN_SCOPE: list[tuple[str, Request, int]] = [
-    ("line under EMEA", post(PLAN_LINES, lambda w: {"code": "EMEA-WEB", "name": "Web", "parent_code": "EMEA"}),
-     201),
+    ("line under EMEA", post(PLAN_LINES, lambda w: {"code": "EMEA-WEB", "name": "Web", "parent_code": "EMEA"}), 201),
     ("allocation to EMEA", post(lambda w: "/v1/allocations", money("emea")), 201),
-    ("transfer inside EMEA", post(lambda w: "/v1/transfers", lambda w: {
-        "from_line_id": w.emea["id"], "to_line_id": w.emea2["id"], "period": "2027-03", "amount": "10.00",
-        "currency": "EUR"}), 201),
+    (
+        "transfer inside EMEA",
+        post(
+            lambda w: "/v1/transfers",
+            lambda w: {
+                "from_line_id": w.emea["id"],
+                "to_line_id": w.emea2["id"],
+                "period": "2027-03",
+                "amount": "10.00",
+                "currency": "EUR",
+            },
+        ),
+        201,
+    ),
     ("commitment on EMEA", post(lambda w: "/v1/commitments", money("emea")), 201),
     ("actual on EMEA", post(lambda w: "/v1/actuals", money("emea2")), 201),
 ]
@@ -157,20 +227,24 @@ async def test_the_csv_import_cannot_take_over_an_apac_line(budget):
     url = f"/v1/plans/{w.plan['id']}/import"
     r = await budget.c.post(url, **csv("code,name,region\nAPAC-x,hijacked,EMEA\n"))
     body = problem(r, 422)
-    assert body["rows"] == [{"row": 2, "errors": [{"field": "code", "message": "line 'APAC-x' is outside your "
-                                                                                 "scopes"}]}]
+    assert body["rows"] == [
+        {"row": 2, "errors": [{"field": "code", "message": "line 'APAC-x' is outside your scopes"}]}
+    ]
     # Without the region column it was refused before too; it still is.
     problem(await budget.c.post(url, **csv("code,name\nAPAC-x,hijacked\n")), 422)
     assert await w.snapshot() == before
 
 
-@pytest.mark.parametrize(("text", "field"), [
-    ("code,name,parent_code\nSNEAK,x,APAC\n", "parent_code"),            # a new line under APAC
-    ("code,name,parent_code,region\nSNEAK,x,APAC,EMEA\n", "parent_code"),  # ... even one marked EMEA
-    ("code,region\nEMEA-EVENTS,APAC\n", "dimensions"),                  # moving an EMEA line to APAC
-    ("code,name\nSHARED,renamed\n", "code"),                            # the line without a region
-    ("code,period,amount\nAPAC-x,2027-03,5.00\n", "code"),              # money onto an APAC line
-])
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("code,name,parent_code\nSNEAK,x,APAC\n", "parent_code"),  # a new line under APAC
+        ("code,name,parent_code,region\nSNEAK,x,APAC,EMEA\n", "parent_code"),  # ... even one marked EMEA
+        ("code,region\nEMEA-EVENTS,APAC\n", "dimensions"),  # moving an EMEA line to APAC
+        ("code,name\nSHARED,renamed\n", "code"),  # the line without a region
+        ("code,period,amount\nAPAC-x,2027-03,5.00\n", "code"),  # money onto an APAC line
+    ],
+)
 async def test_csv_import_rows_out_of_scope_are_named_and_nothing_is_written(budget, text, field):
     w = await World(budget).build()
     before = await w.snapshot()
@@ -181,20 +255,36 @@ async def test_csv_import_rows_out_of_scope_are_named_and_nothing_is_written(bud
 
 async def test_csv_import_in_scope_works(budget):
     w = await World(budget).build()
-    r = await budget.c.post(f"/v1/plans/{w.plan['id']}/import", **csv(
-        "code,name,parent_code,period,amount\nEMEA-EVENTS,Events,,2027-04,5.00\nEMEA-WEB,Web,EMEA,2027-04,7.00\n"))
+    r = await budget.c.post(
+        f"/v1/plans/{w.plan['id']}/import",
+        **csv(
+            "code,name,parent_code,period,amount\nEMEA-EVENTS,Events,,2027-04,5.00\nEMEA-WEB,Web,EMEA,2027-04,7.00\n"
+        ),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["lines_created"] == 1 and r.json()["lines_updated"] == 1 and r.json()["allocations_posted"] == 2
 
 
 async def test_an_erp_change_cannot_move_an_apac_order_onto_an_emea_line_for_an_emea_partner(budget):
     w = await World(budget).build()
-    po = {"po_number": "PO-9", "revision": 1, "fiscal_year": 2027, "budget_line": "APAC", "period": "2027-03",
-          "amount": "50.00", "currency": "EUR", "vendor": "Acme", "action": "created"}
+    po = {
+        "po_number": "PO-9",
+        "revision": 1,
+        "fiscal_year": 2027,
+        "budget_line": "APAC",
+        "period": "2027-03",
+        "amount": "50.00",
+        "currency": "EUR",
+        "vendor": "Acme",
+        "action": "created",
+    }
     assert (await budget.c.post("/v1/erp/purchase-orders", json=po, headers=ADMIN)).status_code in (200, 201)
     before = await w.snapshot()
     partner = who("partner", scopes=("region:EMEA",), subject="erp-emea")
-    r = await budget.c.post("/v1/erp/purchase-orders", headers=partner, json={
-        **po, "revision": 2, "budget_line": "EMEA", "action": "changed"})
+    r = await budget.c.post(
+        "/v1/erp/purchase-orders",
+        headers=partner,
+        json={**po, "revision": 2, "budget_line": "EMEA", "action": "changed"},
+    )
     assert "scope" in problem(r, 403)["detail"]
     assert await w.snapshot() == before

@@ -29,19 +29,28 @@ async def test_csv_import_builds_the_tree_and_posts_allocations_then_exports(bud
     )
     r = await budget.c.post(f"/v1/plans/{plan['id']}/import", content=body, headers={**ADMIN, "content-type": CSV})
     assert r.status_code == 200, r.text
-    assert r.json() | {"rows": 4} == {"plan_id": plan["id"], "rows": 4, "lines_created": 3, "lines_updated": 0,
-                                      "allocations_posted": 3}
+    assert r.json() | {"rows": 4} == {
+        "plan_id": plan["id"],
+        "rows": 4,
+        "lines_created": 3,
+        "lines_updated": 0,
+        "allocations_posted": 3,
+    }
     tree = await budget.ok("GET", f"/v1/plans/{plan['id']}/lines")
     (emea,) = tree["items"]
     assert emea["balance"]["allocated"] == "76000.50"
     assert {c["code"]: c["dimensions"] for c in emea["children"]} == {
-        "EMEA-EVENTS": {"region": "EMEA", "channel": "events"}, "EMEA-SEARCH": {"region": "EMEA", "channel": "search"}}
+        "EMEA-EVENTS": {"region": "EMEA", "channel": "events"},
+        "EMEA-SEARCH": {"region": "EMEA", "channel": "search"},
+    }
     summary = await budget.ok("GET", f"/v1/plans/{plan['id']}/summary?group_by=channel&from=2027-03&to=2027-03")
-    assert {g["group"]["channel"]: g["allocated"] for g in summary["groups"]} == {"events": "50000.00",
-                                                                                  "search": "1000.50"}
+    assert {g["group"]["channel"]: g["allocated"] for g in summary["groups"]} == {
+        "events": "50000.00",
+        "search": "1000.50",
+    }
     pacing = summary["total"]["pacing"]
     assert pacing["spent_share"] == "0.0000" and "elapsed_share" in pacing
-    export = (await budget.c.get(f"/v1/plans/{plan['id']}/export", headers=ADMIN))
+    export = await budget.c.get(f"/v1/plans/{plan['id']}/export", headers=ADMIN)
     assert export.headers["content-type"].startswith("text/csv")
     rows = export.text.splitlines()
     assert rows[0].startswith("code,parent_code,name,region,channel")
@@ -70,9 +79,19 @@ async def test_one_bad_row_rejects_the_whole_file_and_every_bad_row_is_reported(
     report = problem(r, 422)
     assert [row["row"] for row in report["rows"]] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     fields = {e["field"] for e in report["errors"]}
-    assert {"rows[3].amount", "rows[4].currency", "rows[5].amount", "rows[6].parent_code", "rows[7].period",
-            "rows[8].code", "rows[9].currency", "rows[10].name", "rows[11].code", "rows[12].channel",
-            "rows[13].amount"} <= fields
+    assert {
+        "rows[3].amount",
+        "rows[4].currency",
+        "rows[5].amount",
+        "rows[6].parent_code",
+        "rows[7].period",
+        "rows[8].code",
+        "rows[9].currency",
+        "rows[10].name",
+        "rows[11].code",
+        "rows[12].channel",
+        "rows[13].amount",
+    } <= fields
     assert "nothing was imported" in report["detail"]
     async with budget.runtime.transaction(readonly=True) as s:
         assert await s.scalar(select(func.count()).select_from(lines).where(lines.c.plan_id == plan["id"])) == 0
@@ -83,22 +102,47 @@ async def test_summary_pacing_compares_elapsed_time_with_spend(budget):
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "SOCIAL", channel="social")
     await budget.allocate(ln["id"], "1000.00", period="2027-01")
-    await budget.ok("POST", "/v1/actuals", 201, json={"line_id": ln["id"], "period": "2027-01", "amount": "900.00",
-                                                     "currency": "EUR"})
+    await budget.ok(
+        "POST",
+        "/v1/actuals",
+        201,
+        json={"line_id": ln["id"], "period": "2027-01", "amount": "900.00", "currency": "EUR"},
+    )
     async with budget.runtime.transaction(readonly=True) as s:
-        result = await budget.ledger.summary(s, Principal("x", frozenset({"admin"})), plan["id"], "channel",
-                                             "2027-01", "2027-01", today=dt.date(2027, 1, 16))
+        result = await budget.ledger.summary(
+            s,
+            Principal("x", frozenset({"admin"})),
+            plan["id"],
+            "channel",
+            "2027-01",
+            "2027-01",
+            today=dt.date(2027, 1, 16),
+        )
     pacing = result["groups"][0]["pacing"]
-    assert pacing == {"elapsed_share": "0.5161", "spent_share": "0.9000", "consumed_share": "0.9000",
-                      "status": "overspending"}
+    assert pacing == {
+        "elapsed_share": "0.5161",
+        "spent_share": "0.9000",
+        "consumed_share": "0.9000",
+        "status": "overspending",
+    }
 
 
 async def test_erp_purchase_orders_upsert_commitments_idempotently_and_invoices_consume_them(budget):
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "MARTECH")
     await budget.allocate(ln["id"], "10000.00")
-    po = {"action": "created", "po_number": "PO-9", "revision": 1, "fiscal_year": 2027, "budget_line": "MARTECH",
-          "period": "2027-03", "amount": "4000.00", "currency": "EUR", "vendor": "Acme", "description": "licences"}
+    po = {
+        "action": "created",
+        "po_number": "PO-9",
+        "revision": 1,
+        "fiscal_year": 2027,
+        "budget_line": "MARTECH",
+        "period": "2027-03",
+        "amount": "4000.00",
+        "currency": "EUR",
+        "vendor": "Acme",
+        "description": "licences",
+    }
     r = await budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP)
     assert r.status_code == 201, r.text
     cid = r.json()["id"]
@@ -106,23 +150,40 @@ async def test_erp_purchase_orders_upsert_commitments_idempotently_and_invoices_
     again = await budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP)
     assert again.status_code == 200 and again.json()["id"] == cid
     assert (await budget.balance(ln["id"]))["committed"] == "4000.00"
-    changed = await budget.ok("POST", "/v1/erp/purchase-orders", headers=ERP,
-                              json={**po, "action": "changed", "revision": 2, "amount": "5000.00"})
+    changed = await budget.ok(
+        "POST",
+        "/v1/erp/purchase-orders",
+        headers=ERP,
+        json={**po, "action": "changed", "revision": 2, "amount": "5000.00"},
+    )
     assert changed["id"] == cid and changed["amount"] == "5000.00" and changed["external_revision"] == 2
     assert (await budget.balance(ln["id"]))["committed"] == "5000.00"
-    inv = {"invoice_number": "INV-1", "po_number": "PO-9", "fiscal_year": 2027, "budget_line": "MARTECH",
-           "period": "2027-03", "amount": "2000.00", "currency": "EUR", "vendor": "Acme"}
+    inv = {
+        "invoice_number": "INV-1",
+        "po_number": "PO-9",
+        "fiscal_year": 2027,
+        "budget_line": "MARTECH",
+        "period": "2027-03",
+        "amount": "2000.00",
+        "currency": "EUR",
+        "vendor": "Acme",
+    }
     r = await budget.c.post("/v1/erp/invoices", json=inv, headers=ERP)
     assert r.status_code == 201 and r.json()["commitment_id"] == cid
     assert (await budget.c.post("/v1/erp/invoices", json=inv, headers=ERP)).status_code == 200
     bal = await budget.balance(ln["id"])
     assert bal["committed"] == "3000.00" and bal["spent"] == "2000.00" and bal["available"] == "5000.00"
-    cancelled = await budget.ok("POST", "/v1/erp/purchase-orders", headers=ERP,
-                                json={"action": "cancelled", "po_number": "PO-9", "revision": 3})
+    cancelled = await budget.ok(
+        "POST", "/v1/erp/purchase-orders", headers=ERP, json={"action": "cancelled", "po_number": "PO-9", "revision": 3}
+    )
     assert cancelled["status"] == "released"
     assert (await budget.balance(ln["id"]))["committed"] == "0.00"
-    body = problem(await budget.c.post("/v1/erp/invoices", headers=ERP, json={**inv, "invoice_number": "INV-2",
-                                                                             "budget_line": "NOPE"}), 422)
+    body = problem(
+        await budget.c.post(
+            "/v1/erp/invoices", headers=ERP, json={**inv, "invoice_number": "INV-2", "budget_line": "NOPE"}
+        ),
+        422,
+    )
     assert body["errors"][0]["field"] == "budget_line"
     problem(await budget.c.post("/v1/erp/purchase-orders", headers=who("marketer"), json=po), 403)
 
@@ -133,14 +194,30 @@ async def test_the_same_erp_document_delivered_several_times_at_once_is_written_
     plan = await budget.plan()
     ln = await budget.line(plan["id"], "MARTECH")
     await budget.allocate(ln["id"], "10000.00")
-    po = {"action": "created", "po_number": "PO-77", "revision": 1, "fiscal_year": 2027, "budget_line": "MARTECH",
-          "period": "2027-03", "amount": "4000.00", "currency": "EUR", "vendor": "Acme"}
-    answers = await asyncio.gather(*(budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP)
-                                     for _ in range(4)))
+    po = {
+        "action": "created",
+        "po_number": "PO-77",
+        "revision": 1,
+        "fiscal_year": 2027,
+        "budget_line": "MARTECH",
+        "period": "2027-03",
+        "amount": "4000.00",
+        "currency": "EUR",
+        "vendor": "Acme",
+    }
+    answers = await asyncio.gather(*(budget.c.post("/v1/erp/purchase-orders", json=po, headers=ERP) for _ in range(4)))
     assert sorted(r.status_code for r in answers) == [200, 200, 200, 201], [r.text for r in answers]
     assert len({r.json()["id"] for r in answers}) == 1
-    inv = {"invoice_number": "INV-77", "po_number": "PO-77", "fiscal_year": 2027, "budget_line": "MARTECH",
-           "period": "2027-03", "amount": "1000.00", "currency": "EUR", "vendor": "Acme"}
+    inv = {
+        "invoice_number": "INV-77",
+        "po_number": "PO-77",
+        "fiscal_year": 2027,
+        "budget_line": "MARTECH",
+        "period": "2027-03",
+        "amount": "1000.00",
+        "currency": "EUR",
+        "vendor": "Acme",
+    }
     answers = await asyncio.gather(*(budget.c.post("/v1/erp/invoices", json=inv, headers=ERP) for _ in range(4)))
     assert sorted(r.status_code for r in answers) == [200, 200, 200, 201], [r.text for r in answers]
     bal = await budget.balance(ln["id"])
@@ -164,11 +241,23 @@ async def test_two_commitments_racing_for_one_external_ref_are_201_and_409_never
 async def _held_matches_open_commitments(budget) -> None:
     """Every line's own committed money is exactly the open remainder of its committed commitments."""
     async with budget.runtime.transaction(readonly=True) as s:
-        held = dict((await s.execute(select(balances.c.line_id, func.sum(balances.c.own_committed))
-                                     .group_by(balances.c.line_id))).all())
+        held = dict(
+            (
+                await s.execute(
+                    select(balances.c.line_id, func.sum(balances.c.own_committed)).group_by(balances.c.line_id)
+                )
+            ).all()
+        )
         c = commitments.c
-        open_ = dict((await s.execute(select(c.line_id, func.sum(c.amount_minor - c.consumed_minor))
-                                      .where(c.status == "committed").group_by(c.line_id))).all())
+        open_ = dict(
+            (
+                await s.execute(
+                    select(c.line_id, func.sum(c.amount_minor - c.consumed_minor))
+                    .where(c.status == "committed")
+                    .group_by(c.line_id)
+                )
+            ).all()
+        )
     assert {k: int(v) for k, v in held.items() if v} == {k: int(v) for k, v in open_.items() if v}
 
 
@@ -180,13 +269,29 @@ async def test_erp_changes_racing_a_release_or_each_other_keep_balances_true(bud
     await budget.allocate((await budget.line(plan["id"], "MARTECH"))["id"], "100000.00")
     await budget.allocate((await budget.line(plan["id"], "EVENTS"))["id"], "100000.00")
     for i in range(6):
-        po = {"action": "created", "po_number": f"PO-R{i}", "revision": 1, "fiscal_year": 2027,
-              "budget_line": "MARTECH", "period": "2027-03", "amount": "10.00", "currency": "EUR"}
+        po = {
+            "action": "created",
+            "po_number": f"PO-R{i}",
+            "revision": 1,
+            "fiscal_year": 2027,
+            "budget_line": "MARTECH",
+            "period": "2027-03",
+            "amount": "10.00",
+            "currency": "EUR",
+        }
         cid = (await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json=po))["id"]
-        moved = {**po, "action": "changed", "revision": 9, "amount": "50.00",
-                 "budget_line": "EVENTS" if i % 2 else "MARTECH", "period": "2027-04" if i % 3 else "2027-03"}
-        release, change = await asyncio.gather(budget.c.post(f"/v1/commitments/{cid}/release", headers=ADMIN),
-                                               budget.c.post("/v1/erp/purchase-orders", headers=ERP, json=moved))
+        moved = {
+            **po,
+            "action": "changed",
+            "revision": 9,
+            "amount": "50.00",
+            "budget_line": "EVENTS" if i % 2 else "MARTECH",
+            "period": "2027-04" if i % 3 else "2027-03",
+        }
+        release, change = await asyncio.gather(
+            budget.c.post(f"/v1/commitments/{cid}/release", headers=ADMIN),
+            budget.c.post("/v1/erp/purchase-orders", headers=ERP, json=moved),
+        )
         assert release.status_code in (200, 409) and change.status_code in (200, 409), (release.text, change.text)
         await _held_matches_open_commitments(budget)
 
@@ -195,7 +300,8 @@ async def test_erp_changes_racing_a_release_or_each_other_keep_balances_true(bud
         await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json={**po, "po_number": f"PO-S{i}"})
         answers = await asyncio.gather(
             budget.c.post("/v1/erp/purchase-orders", headers=ERP, json={**newer, "po_number": f"PO-S{i}"}),
-            budget.c.post("/v1/erp/purchase-orders", headers=ERP, json=older))
+            budget.c.post("/v1/erp/purchase-orders", headers=ERP, json=older),
+        )
         assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
         async with budget.runtime.transaction(readonly=True) as s:
             row = (await s.execute(select(commitments).where(commitments.c.external_ref == f"PO-S{i}"))).one()
@@ -208,18 +314,36 @@ async def test_an_erp_change_cannot_move_an_order_to_another_plan_and_a_cancel_r
     await budget.allocate((await budget.line(fy27["id"], "MARTECH"))["id"], "1000.00")
     fy28 = await budget.plan(year=2028)
     await budget.line(fy28["id"], "MARTECH")
-    po = {"action": "created", "po_number": "PO-X", "revision": 1, "fiscal_year": 2027, "budget_line": "MARTECH",
-          "period": "2027-03", "amount": "10.00", "currency": "EUR"}
+    po = {
+        "action": "created",
+        "po_number": "PO-X",
+        "revision": 1,
+        "fiscal_year": 2027,
+        "budget_line": "MARTECH",
+        "period": "2027-03",
+        "amount": "10.00",
+        "currency": "EUR",
+    }
     cid = (await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json=po))["id"]
     before = await budget.ok("GET", f"/v1/commitments/{cid}")
-    body = problem(await budget.c.post("/v1/erp/purchase-orders", headers=ERP, json={
-        **po, "action": "changed", "revision": 2, "fiscal_year": 2028, "period": "2028-03"}), 422)
+    body = problem(
+        await budget.c.post(
+            "/v1/erp/purchase-orders",
+            headers=ERP,
+            json={**po, "action": "changed", "revision": 2, "fiscal_year": 2028, "period": "2028-03"},
+        ),
+        422,
+    )
     assert body["errors"][0]["field"] == "budget_line" and "another plan" in body["detail"]
     assert await budget.ok("GET", f"/v1/commitments/{cid}") == before
 
     await budget.ok("POST", f"/v1/plans/{fy27['id']}/periods/2027-03/close")
-    body = problem(await budget.c.post("/v1/erp/purchase-orders", headers=ERP, json={
-        "action": "cancelled", "po_number": "PO-X", "revision": 3}), 409)
+    body = problem(
+        await budget.c.post(
+            "/v1/erp/purchase-orders", headers=ERP, json={"action": "cancelled", "po_number": "PO-X", "revision": 3}
+        ),
+        409,
+    )
     assert "2027-03" in body["detail"]
     assert (await budget.ok("GET", f"/v1/commitments/{cid}"))["status"] == "committed"
     await _held_matches_open_commitments(budget)

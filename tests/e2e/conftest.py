@@ -18,8 +18,8 @@ import pytest
 
 from gateway.devtokens import mint_dev_token
 from gateway.settings import Settings as GatewaySettings
-from shared.launcher import Stack, free_port, start_stack
-from shared.topology import APPS
+from pitcrew.launcher import Stack, free_port, start_stack
+from pitcrew.topology import APPS
 from tests.conftest import NatsServer
 
 WEBHOOK_SECRETS = {"erp": "erp-e2e-secret-0123456789abcdef", "crm": "crm-e2e-secret-0123456789abcdef"}
@@ -90,8 +90,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, own_nats: NatsServer) -> I
     env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in APPS})
     env["PITCREW_GATEWAY_WEBHOOK_SECRETS"] = json.dumps(WEBHOOK_SECRETS)
     env["PITCREW_VAR_DIR"] = str(var)
-    stack, urls, _ = start_stack(var_dir=Path(var), env=env, nats_url=nats_server.url, echo=lambda *_: None,
-                                     ready_timeout=180)
+    stack, urls, _ = start_stack(
+        var_dir=Path(var), env=env, nats_url=nats_server.url, echo=lambda *_: None, ready_timeout=180
+    )
     try:
         yield Cluster(stack, urls, nats_server)
     finally:

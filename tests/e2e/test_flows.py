@@ -15,9 +15,16 @@ pytestmark = pytest.mark.e2e
 
 def setup_plan(admin, year: int, lines: list[dict], allocations: dict[str, str], period: str) -> dict[str, str]:
     """An active plan with lines and allocations; returns code -> line id."""
-    plan = admin.post("/budget/v1/plans", json={
-        "name": f"FY{year} e2e {uuid.uuid4().hex[:6]}", "fiscal_year": year, "currency": "EUR",
-        "overspend_policy": "block", "approval_threshold": "10000.00"})
+    plan = admin.post(
+        "/budget/v1/plans",
+        json={
+            "name": f"FY{year} e2e {uuid.uuid4().hex[:6]}",
+            "fiscal_year": year,
+            "currency": "EUR",
+            "overspend_policy": "block",
+            "approval_threshold": "10000.00",
+        },
+    )
     assert plan.status_code == 201, plan.text
     plan_id = plan.json()["id"]
     ids: dict[str, str] = {}
@@ -28,8 +35,9 @@ def setup_plan(admin, year: int, lines: list[dict], allocations: dict[str, str],
     r = admin.post(f"/budget/v1/plans/{plan_id}/activate")
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
     for code, amount in allocations.items():
-        r = admin.post("/budget/v1/allocations", json={
-            "line_id": ids[code], "period": period, "amount": amount, "currency": "EUR"})
+        r = admin.post(
+            "/budget/v1/allocations", json={"line_id": ids[code], "period": period, "amount": amount, "currency": "EUR"}
+        )
         assert r.status_code == 201, r.text
     ids["_plan"] = plan_id
     return ids
@@ -52,8 +60,7 @@ def task_for(client, commitment_id: str) -> dict | None:
 
 
 def series_total(client, metric: str, start: str, end: str, **params) -> Decimal | None:
-    r = client.get(f"/kpi/v1/metrics/{metric}/series",
-                   params={"from": start, "to": end, "grain": "month", **params})
+    r = client.get(f"/kpi/v1/metrics/{metric}/series", params={"from": start, "to": end, "grain": "month", **params})
     assert r.status_code == 200, r.text
     values = [p["value"] for s in r.json()["series"] for p in s["points"] if p["value"] is not None]
     return sum((Decimal(v) for v in values), Decimal(0)) if values else None
@@ -61,19 +68,37 @@ def series_total(client, metric: str, start: str, end: str, **params) -> Decimal
 
 def test_spend_over_the_threshold_needs_approval_and_rejection_releases_the_hold(cluster: Cluster):
     admin = cluster.client("ada", "admin")
-    ids = setup_plan(admin, 2031, [
-        {"code": "EMEA", "name": "EMEA", "dimensions": {"region": "EMEA"}},
-        {"code": "EMEA-EVENTS", "name": "EMEA events", "parent_code": "EMEA",
-         "dimensions": {"region": "EMEA", "channel": "events"}},
-    ], {"EMEA-EVENTS": "50000.00"}, "2031-03")
+    ids = setup_plan(
+        admin,
+        2031,
+        [
+            {"code": "EMEA", "name": "EMEA", "dimensions": {"region": "EMEA"}},
+            {
+                "code": "EMEA-EVENTS",
+                "name": "EMEA events",
+                "parent_code": "EMEA",
+                "dimensions": {"region": "EMEA", "channel": "events"},
+            },
+        ],
+        {"EMEA-EVENTS": "50000.00"},
+        "2031-03",
+    )
     line = ids["EMEA-EVENTS"]
     marketer = cluster.client("maria", "marketer", scopes=("region:EMEA",))
     approver = cluster.client("erik", "approver", scopes=("region:EMEA",))
     other_region = cluster.client("akira", "approver", scopes=("region:APAC",))
 
-    r = marketer.post("/budget/v1/commitments", json={
-        "line_id": line, "period": "2031-03", "amount": "25000.00", "currency": "EUR",
-        "external_ref": "PO-E2E-1", "memo": "Trade fair booth"})
+    r = marketer.post(
+        "/budget/v1/commitments",
+        json={
+            "line_id": line,
+            "period": "2031-03",
+            "amount": "25000.00",
+            "currency": "EUR",
+            "external_ref": "PO-E2E-1",
+            "memo": "Trade fair booth",
+        },
+    )
     assert r.status_code == 201, r.text
     commitment = r.json()
     assert commitment["status"] == "pending_approval"
@@ -87,92 +112,181 @@ def test_spend_over_the_threshold_needs_approval_and_rejection_releases_the_hold
 
     r = approver.post(f"/workflow/v1/tasks/{task['id']}/approve", json={"comment": "Budgeted in Q1 plan"})
     assert r.status_code == 200, r.text
-    done = wait_for(lambda: balance(marketer, line, "2031-03")["committed"] == "25000.00" and
-                    balance(marketer, line, "2031-03"), what="commitment committed")
+    done = wait_for(
+        lambda: balance(marketer, line, "2031-03")["committed"] == "25000.00" and balance(marketer, line, "2031-03"),
+        what="commitment committed",
+    )
     assert (done["pending"], done["available"]) == ("0.00", "25000.00")
 
-    r = marketer.post("/budget/v1/commitments", json={
-        "line_id": line, "period": "2031-03", "amount": "15000.00", "currency": "EUR", "external_ref": "PO-E2E-2"})
+    r = marketer.post(
+        "/budget/v1/commitments",
+        json={
+            "line_id": line,
+            "period": "2031-03",
+            "amount": "15000.00",
+            "currency": "EUR",
+            "external_ref": "PO-E2E-2",
+        },
+    )
     assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
     second = r.json()["id"]
     assert balance(marketer, line, "2031-03")["available"] == "10000.00"
     task = wait_for(lambda: task_for(approver, second), what="second task")
     assert approver.post(f"/workflow/v1/tasks/{task['id']}/reject", json={"comment": "No"}).status_code == 200
-    released = wait_for(lambda: balance(marketer, line, "2031-03")["pending"] == "0.00" and
-                        balance(marketer, line, "2031-03"), what="hold released")
+    released = wait_for(
+        lambda: balance(marketer, line, "2031-03")["pending"] == "0.00" and balance(marketer, line, "2031-03"),
+        what="hold released",
+    )
     assert (released["committed"], released["available"]) == ("25000.00", "25000.00")
 
     # A marketer scoped to EMEA cannot touch an APAC line.
-    apac = admin.post(f"/budget/v1/plans/{ids['_plan']}/lines", json={
-        "code": "APAC", "name": "APAC", "dimensions": {"region": "APAC"}})
+    apac = admin.post(
+        f"/budget/v1/plans/{ids['_plan']}/lines",
+        json={"code": "APAC", "name": "APAC", "dimensions": {"region": "APAC"}},
+    )
     assert apac.status_code == 201, apac.text
-    r = marketer.post("/budget/v1/commitments", json={
-        "line_id": apac.json()["id"], "period": "2031-03", "amount": "10.00", "currency": "EUR"})
+    r = marketer.post(
+        "/budget/v1/commitments",
+        json={"line_id": apac.json()["id"], "period": "2031-03", "amount": "10.00", "currency": "EUR"},
+    )
     assert r.status_code == 403, r.text
 
 
 def test_erp_invoices_and_crm_revenue_become_spend_cost_per_lead_and_roi(cluster: Cluster):
     admin = cluster.client("ada", "admin")
-    ids = setup_plan(admin, 2032, [
-        {"code": "NA-SEARCH", "name": "NA search", "dimensions": {"region": "NA", "channel": "search"}},
-    ], {"NA-SEARCH": "90000.00"}, "2032-04")
-    po = {"po_number": "PO-7001", "revision": 1, "fiscal_year": 2032, "budget_line": "NA-SEARCH",
-          "period": "2032-04", "amount": "5000.00", "currency": "EUR", "vendor": "Searchy",
-          "description": "April search"}
+    ids = setup_plan(
+        admin,
+        2032,
+        [
+            {"code": "NA-SEARCH", "name": "NA search", "dimensions": {"region": "NA", "channel": "search"}},
+        ],
+        {"NA-SEARCH": "90000.00"},
+        "2032-04",
+    )
+    po = {
+        "po_number": "PO-7001",
+        "revision": 1,
+        "fiscal_year": 2032,
+        "budget_line": "NA-SEARCH",
+        "period": "2032-04",
+        "amount": "5000.00",
+        "currency": "EUR",
+        "vendor": "Searchy",
+        "description": "April search",
+    }
     r = cluster.webhook("erp", "purchase_order.created", po, delivery="erp-d-1")
     assert r.status_code == 202, r.text
     assert cluster.webhook("erp", "purchase_order.created", po, delivery="erp-d-1").json()["duplicate"] is True
     wait_for(lambda: balance(admin, ids["NA-SEARCH"], "2032-04")["committed"] == "5000.00", what="PO committed")
 
-    invoice = {"invoice_number": "INV-9001", "po_number": "PO-7001", "fiscal_year": 2032,
-               "budget_line": "NA-SEARCH", "period": "2032-04", "amount": "1200.00", "currency": "EUR",
-               "vendor": "Searchy"}
+    invoice = {
+        "invoice_number": "INV-9001",
+        "po_number": "PO-7001",
+        "fiscal_year": 2032,
+        "budget_line": "NA-SEARCH",
+        "period": "2032-04",
+        "amount": "1200.00",
+        "currency": "EUR",
+        "vendor": "Searchy",
+    }
     assert cluster.webhook("erp", "invoice.posted", invoice).status_code == 202
-    b = wait_for(lambda: balance(admin, ids["NA-SEARCH"], "2032-04")["spent"] == "1200.00" and
-                 balance(admin, ids["NA-SEARCH"], "2032-04"), timeout=5, what="invoice spent")
+    b = wait_for(
+        lambda: (
+            balance(admin, ids["NA-SEARCH"], "2032-04")["spent"] == "1200.00"
+            and balance(admin, ids["NA-SEARCH"], "2032-04")
+        ),
+        timeout=5,
+        what="invoice spent",
+    )
     assert b["committed"] == "3800.00"
-    assert wait_for(lambda: series_total(admin, "spend", "2032-04-01", "2032-04-30", filter="region:NA")
-                    == Decimal("1200.00"), timeout=5, what="spend in KPI")
+    assert wait_for(
+        lambda: series_total(admin, "spend", "2032-04-01", "2032-04-30", filter="region:NA") == Decimal("1200.00"),
+        timeout=5,
+        what="spend in KPI",
+    )
 
     for i in range(3):
-        lead = {"id": f"L-{i}", "time": "2032-04-10T10:00:00Z", "channel": "search", "campaign": "spring",
-                "region": "NA"}
+        lead = {
+            "id": f"L-{i}",
+            "time": "2032-04-10T10:00:00Z",
+            "channel": "search",
+            "campaign": "spring",
+            "region": "NA",
+        }
         assert cluster.webhook("crm", "lead.created", lead).status_code == 202
-    won = {"id": "O-1", "time": "2032-04-20T10:00:00Z", "channel": "search", "campaign": "spring",
-           "region": "NA", "amount": "3000.00"}
+    won = {
+        "id": "O-1",
+        "time": "2032-04-20T10:00:00Z",
+        "channel": "search",
+        "campaign": "spring",
+        "region": "NA",
+        "amount": "3000.00",
+    }
     assert cluster.webhook("crm", "opportunity.won", won).status_code == 202
-    assert wait_for(lambda: series_total(admin, "cpl", "2032-04-01", "2032-04-30", filter="region:NA")
-                    == Decimal("400"), what="cost per lead = 1200 / 3")
+    assert wait_for(
+        lambda: series_total(admin, "cpl", "2032-04-01", "2032-04-30", filter="region:NA") == Decimal("400"),
+        what="cost per lead = 1200 / 3",
+    )
     # ROI = (3000 - 1200) / 1200, from real spend and real revenue.
-    assert wait_for(lambda: series_total(admin, "roi", "2032-04-01", "2032-04-30", filter="region:NA")
-                    == Decimal("1.5"), what="roi from revenue and spend")
+    assert wait_for(
+        lambda: series_total(admin, "roi", "2032-04-01", "2032-04-30", filter="region:NA") == Decimal("1.5"),
+        what="roi from revenue and spend",
+    )
 
 
 def test_contracts_commit_their_cost_and_a_renewal_coming_due_starts_a_review_with_the_notice_deadline(
-        cluster: Cluster):
+    cluster: Cluster,
+):
     admin = cluster.client("ada", "admin")
     today = dt.date.today()
-    ids = setup_plan(admin, today.year, [
-        {"code": "MARTECH", "name": "Martech", "dimensions": {"region": "GLOBAL", "channel": "martech"}},
-    ], {"MARTECH": "60000.00"}, f"{today.year}-{today.month:02d}")
-    tool = admin.post("/registry/v1/tools", json={
-        "name": f"Acme CRM {uuid.uuid4().hex[:4]}", "vendor": "Acme", "category": "social_relationships",
-        "capabilities": ["crm", "email"], "owner": {"team": "mops", "person": "dana"}, "lifecycle": "active"})
+    ids = setup_plan(
+        admin,
+        today.year,
+        [
+            {"code": "MARTECH", "name": "Martech", "dimensions": {"region": "GLOBAL", "channel": "martech"}},
+        ],
+        {"MARTECH": "60000.00"},
+        f"{today.year}-{today.month:02d}",
+    )
+    tool = admin.post(
+        "/registry/v1/tools",
+        json={
+            "name": f"Acme CRM {uuid.uuid4().hex[:4]}",
+            "vendor": "Acme",
+            "category": "social_relationships",
+            "capabilities": ["crm", "email"],
+            "owner": {"team": "mops", "person": "dana"},
+            "lifecycle": "active",
+        },
+    )
     assert tool.status_code == 201, tool.text
     # Ends so soon that the notice deadline is inside the renewal lead time: the review starts now.
     start, end = today.replace(day=1), today + dt.timedelta(days=60 + 10)
-    contract = admin.post("/registry/v1/contracts", json={
-        "tool_id": tool.json()["id"], "start": start.isoformat(), "end": end.isoformat(),
-        "billing_period": "annual", "cost": "9000.00", "currency": "EUR", "seats": 50, "auto_renew": True,
-        "notice_days": 60, "budget_line_code": "MARTECH"})
+    contract = admin.post(
+        "/registry/v1/contracts",
+        json={
+            "tool_id": tool.json()["id"],
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "billing_period": "annual",
+            "cost": "9000.00",
+            "currency": "EUR",
+            "seats": 50,
+            "auto_renew": True,
+            "notice_days": 60,
+            "budget_line_code": "MARTECH",
+        },
+    )
     assert contract.status_code == 201, contract.text
     contract_id = contract.json()["id"]
     period = f"{start.year}-{start.month:02d}"
     terms = admin.get(f"/registry/v1/contracts/{contract_id}").json()["terms"]
     expected = terms[0]["commit_amount"]  # the whole (short) term, prorated by the registry
     assert Decimal(expected) < Decimal("9000.00")
-    wait_for(lambda: balance(admin, ids["MARTECH"], period)["committed"] == expected,
-             what="contract cost committed on MARTECH")
+    wait_for(
+        lambda: balance(admin, ids["MARTECH"], period)["committed"] == expected,
+        what="contract cost committed on MARTECH",
+    )
 
     mops = cluster.client("mo", "mops")
 
@@ -193,25 +307,58 @@ def test_contracts_commit_their_cost_and_a_renewal_coming_due_starts_a_review_wi
 def test_an_sla_breach_escalates_to_the_configured_role_and_counts_in_sla_attainment(cluster: Cluster):
     admin = cluster.client("ada", "admin")
     key = f"social-{uuid.uuid4().hex[:6]}"
-    assert admin.post("/workflow/v1/calendars", json={
-        "key": f"always-{key}", "timezone": "UTC",
-        "hours": {d: ["00:00", "24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-    ).status_code == 201
-    r = admin.post("/workflow/v1/definitions", json={
-        "key": key, "name": "Social fast track",
-        "trigger": {"event": "budget.commitment.requested", "priority": 10,
-                    "conditions": [{"field": "campaign", "op": "eq", "value": key}]},
-        "stages": [{"name": "Social approval", "assignees": {"roles": ["approver"], "users": []}, "mode": "any",
+    assert (
+        admin.post(
+            "/workflow/v1/calendars",
+            json={
+                "key": f"always-{key}",
+                "timezone": "UTC",
+                "hours": {d: ["00:00", "24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+            },
+        ).status_code
+        == 201
+    )
+    r = admin.post(
+        "/workflow/v1/definitions",
+        json={
+            "key": key,
+            "name": "Social fast track",
+            "trigger": {
+                "event": "budget.commitment.requested",
+                "priority": 10,
+                "conditions": [{"field": "campaign", "op": "eq", "value": key}],
+            },
+            "stages": [
+                {
+                    "name": "Social approval",
+                    "assignees": {"roles": ["approver"], "users": []},
+                    "mode": "any",
                     "sla": {"business_hours": "0.001", "calendar": f"always-{key}", "warn_at": 0.5},
-                    "escalation": {"reassign_to_role": "mops"}}]})
+                    "escalation": {"reassign_to_role": "mops"},
+                }
+            ],
+        },
+    )
     assert r.status_code == 201, r.text
     today = dt.date.today()
     period = f"{today.year + 10}-01"
-    ids = setup_plan(admin, today.year + 10, [
-        {"code": "SOCIAL", "name": "Social", "dimensions": {"region": "EMEA", "channel": "social", "campaign": key}},
-    ], {"SOCIAL": "50000.00"}, period)
-    c = admin.post("/budget/v1/commitments", json={
-        "line_id": ids["SOCIAL"], "period": period, "amount": "12000.00", "currency": "EUR"})
+    ids = setup_plan(
+        admin,
+        today.year + 10,
+        [
+            {
+                "code": "SOCIAL",
+                "name": "Social",
+                "dimensions": {"region": "EMEA", "channel": "social", "campaign": key},
+            },
+        ],
+        {"SOCIAL": "50000.00"},
+        period,
+    )
+    c = admin.post(
+        "/budget/v1/commitments",
+        json={"line_id": ids["SOCIAL"], "period": period, "amount": "12000.00", "currency": "EUR"},
+    )
     assert c.status_code == 201 and c.json()["status"] == "pending_approval", c.text
     mops = cluster.client("mo", "mops")
     task = wait_for(lambda: task_for(mops, c.json()["id"]), timeout=20, what="escalated task in the mops inbox")
@@ -219,7 +366,11 @@ def test_an_sla_breach_escalates_to_the_configured_role_and_counts_in_sla_attain
     assert mops.post(f"/workflow/v1/tasks/{task['id']}/approve", json={"comment": "late, but fine"}).status_code == 200
     wait_for(lambda: balance(admin, ids["SOCIAL"], period)["committed"] == "12000.00", what="committed")
     day = today.isoformat()
-    assert wait_for(lambda: series_total(admin, "sla_breaches", day, day, filter=f"definition:{key}") == 1,
-                    what="breach counted in KPI")
-    assert wait_for(lambda: series_total(admin, "sla_attainment", day, day, filter=f"definition:{key}") == 0,
-                    what="SLA attainment 0 for this definition")
+    assert wait_for(
+        lambda: series_total(admin, "sla_breaches", day, day, filter=f"definition:{key}") == 1,
+        what="breach counted in KPI",
+    )
+    assert wait_for(
+        lambda: series_total(admin, "sla_attainment", day, day, filter=f"definition:{key}") == 0,
+        what="SLA attainment 0 for this definition",
+    )

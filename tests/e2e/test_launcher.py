@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.launcher import free_port
-from shared.topology import APPS
+from pitcrew.launcher import free_port
+from pitcrew.topology import APPS
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +30,13 @@ def test_pitcrew_up_starts_everything_and_sigterm_stops_everything(tmp_path: Pat
     env["PITCREW_NATS_URL"] = f"nats://127.0.0.1:{free_port()}"
     env["PITCREW_VAR_DIR"] = str(tmp_path / "var")
     pitcrew = Path(sys.executable).parent / "pitcrew"
-    proc = subprocess.Popen([str(pitcrew), "up", "--var-dir", str(tmp_path / "var")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(pitcrew), "up", "--var-dir", str(tmp_path / "var")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 90
@@ -54,8 +59,11 @@ def test_pitcrew_up_starts_everything_and_sigterm_stops_everything(tmp_path: Pat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         time.sleep(0.2)
-        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and
-                 "zombie" not in open(f"/proc/{pid}/status").read()]
+        alive = [
+            pid
+            for pid in children
+            if os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read()
+        ]
         assert alive == []
     finally:
         if proc.poll() is None:

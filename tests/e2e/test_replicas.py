@@ -19,8 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.launcher import free_port, start_stack
-from shared.topology import APPS
+from pitcrew.launcher import free_port, start_stack
+from pitcrew.topology import APPS
 from tests.conftest import BACKEND, POSTGRES_URL
 from tests.e2e.conftest import WEBHOOK_SECRETS, Cluster, wait_for
 from tests.e2e.test_flows import balance, setup_plan
@@ -62,8 +62,14 @@ def replicated(tmp_path_factory: pytest.TempPathFactory, own_nats) -> Iterator[C
     env["PITCREW_GATEWAY_WEBHOOK_SECRETS"] = json.dumps(WEBHOOK_SECRETS)
     env["PITCREW_GATEWAY_RATE_LIMIT_WRITE"] = "100000/minute"
     env["PITCREW_GATEWAY_RATE_LIMIT_READ"] = "100000/minute"
-    stack, urls, _ = start_stack(var_dir=Path(var), env=env, nats_url=nats_server.url, echo=lambda *_: None,
-                                 replicas={"budget": 2, "workflow": 2}, ready_timeout=180)
+    stack, urls, _ = start_stack(
+        var_dir=Path(var),
+        env=env,
+        nats_url=nats_server.url,
+        echo=lambda *_: None,
+        replicas={"budget": 2, "workflow": 2},
+        ready_timeout=180,
+    )
     try:
         yield Cluster(stack, urls, nats_server)
     finally:
@@ -89,28 +95,68 @@ def test_replicas_share_the_work_without_doing_it_twice(replicated: Cluster):
     cluster = replicated
     admin = cluster.client("ada", "admin")
     key = f"rep-{uuid.uuid4().hex[:6]}"
-    assert admin.post("/workflow/v1/calendars", json={
-        "key": f"always-{key}", "timezone": "UTC",
-        "hours": {d: ["00:00", "24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-    ).status_code == 201
-    assert admin.post("/workflow/v1/definitions", json={
-        "key": key, "name": "Replica approvals",
-        "trigger": {"event": "budget.commitment.requested", "priority": 10,
-                    "conditions": [{"field": "campaign", "op": "eq", "value": key}]},
-        "stages": [{"name": "Approve", "assignees": {"roles": ["approver"], "users": []}, "mode": "any",
-                    "sla": {"business_hours": "0.0008", "calendar": f"always-{key}", "warn_at": 0.5},
-                    "escalation": {"reassign_to_role": "mops"}}]}).status_code == 201
-    ids = setup_plan(admin, 2051, [
-        {"code": "BULK", "name": "Bulk", "dimensions": {"region": "EMEA", "channel": "search"}},
-        {"code": "APPROVE", "name": "Approvals", "dimensions": {"region": "EMEA", "channel": "social",
-                                                                 "campaign": key}},
-    ], {"BULK": "600000.00", "APPROVE": "500000.00"}, "2051-01")
+    assert (
+        admin.post(
+            "/workflow/v1/calendars",
+            json={
+                "key": f"always-{key}",
+                "timezone": "UTC",
+                "hours": {d: ["00:00", "24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+            },
+        ).status_code
+        == 201
+    )
+    assert (
+        admin.post(
+            "/workflow/v1/definitions",
+            json={
+                "key": key,
+                "name": "Replica approvals",
+                "trigger": {
+                    "event": "budget.commitment.requested",
+                    "priority": 10,
+                    "conditions": [{"field": "campaign", "op": "eq", "value": key}],
+                },
+                "stages": [
+                    {
+                        "name": "Approve",
+                        "assignees": {"roles": ["approver"], "users": []},
+                        "mode": "any",
+                        "sla": {"business_hours": "0.0008", "calendar": f"always-{key}", "warn_at": 0.5},
+                        "escalation": {"reassign_to_role": "mops"},
+                    }
+                ],
+            },
+        ).status_code
+        == 201
+    )
+    ids = setup_plan(
+        admin,
+        2051,
+        [
+            {"code": "BULK", "name": "Bulk", "dimensions": {"region": "EMEA", "channel": "search"}},
+            {
+                "code": "APPROVE",
+                "name": "Approvals",
+                "dimensions": {"region": "EMEA", "channel": "social", "campaign": key},
+            },
+        ],
+        {"BULK": "600000.00", "APPROVE": "500000.00"},
+        "2051-01",
+    )
 
     # 1,000 concurrent commitments of 1,000.00 against 600,000.00: exactly 600 fit.
     def commit(i: int) -> int:
-        return admin.post("/budget/v1/commitments", json={
-            "line_id": ids["BULK"], "period": "2051-01", "amount": "1000.00", "currency": "EUR",
-            "external_ref": f"BULK-{i}"}).status_code
+        return admin.post(
+            "/budget/v1/commitments",
+            json={
+                "line_id": ids["BULK"],
+                "period": "2051-01",
+                "amount": "1000.00",
+                "currency": "EUR",
+                "external_ref": f"BULK-{i}",
+            },
+        ).status_code
 
     with ThreadPoolExecutor(32) as pool:
         codes = list(pool.map(commit, range(1000)))
@@ -121,9 +167,16 @@ def test_replicas_share_the_work_without_doing_it_twice(replicated: Cluster):
     # 20 approvals: each SLA breaches (timers on two workflow replicas), then each is approved.
     requested = []
     for i in range(20):
-        r = admin.post("/budget/v1/commitments", json={
-            "line_id": ids["APPROVE"], "period": "2051-01", "amount": "12000.00", "currency": "EUR",
-            "external_ref": f"APP-{i}"})
+        r = admin.post(
+            "/budget/v1/commitments",
+            json={
+                "line_id": ids["APPROVE"],
+                "period": "2051-01",
+                "amount": "12000.00",
+                "currency": "EUR",
+                "external_ref": f"APP-{i}",
+            },
+        )
         assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
         requested.append(r.json()["id"])
     mops = cluster.client("mo", "mops")
@@ -135,16 +188,23 @@ def test_replicas_share_the_work_without_doing_it_twice(replicated: Cluster):
     wait_for(lambda: len(breached_tasks()) >= 20, timeout=60, what="20 breached, escalated tasks")
     for task in breached_tasks():
         assert mops.post(f"/workflow/v1/tasks/{task['id']}/approve", json={"comment": "ok"}).status_code == 200
-    wait_for(lambda: balance(admin, ids["APPROVE"], "2051-01")["committed"] == "240000.00", timeout=60,
-             what="all 20 committed")
+    wait_for(
+        lambda: balance(admin, ids["APPROVE"], "2051-01")["committed"] == "240000.00",
+        timeout=60,
+        what="all 20 committed",
+    )
 
     budget_urls, workflow_urls = replicas(cluster, "budget"), replicas(cluster, "workflow")
     assert len(budget_urls) == 2 and len(workflow_urls) == 2
-    applied = sum(metric_sum(u, "pitcrew_events_handled_total", subject="workflow.instance.approved",
-                             outcome="applied") for u in budget_urls)
+    applied = sum(
+        metric_sum(u, "pitcrew_events_handled_total", subject="workflow.instance.approved", outcome="applied")
+        for u in budget_urls
+    )
     assert applied == 20  # once per service, not once per replica
-    started = sum(metric_sum(u, "pitcrew_events_handled_total", subject="budget.commitment.requested",
-                             outcome="applied") for u in workflow_urls)
+    started = sum(
+        metric_sum(u, "pitcrew_events_handled_total", subject="budget.commitment.requested", outcome="applied")
+        for u in workflow_urls
+    )
     assert started == 20
     fired = sum(metric_sum(u, "pitcrew_timers_fired_total") for u in workflow_urls)
     assert fired == 40  # a warning and a breach per task, each fired once across both replicas

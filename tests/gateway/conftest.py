@@ -14,7 +14,7 @@ import pytest
 from gateway.devtokens import mint_dev_token
 from gateway.main import create_app
 from gateway.settings import SERVICE_NAMES, Settings
-from shared.migrations import upgrade_async
+from pitcrew.migrations import upgrade_async
 from tests.gateway.network import Network, ServiceHost
 from tests.gateway.upstream import make_upstream
 
@@ -76,10 +76,17 @@ def service_url(host: str) -> str:
 def gateway_settings(database_url: str, **overrides) -> Settings:
     values = dict(
         database_url=database_url,
-        budget_url=service_url("budget.test"), workflow_url=service_url("workflow.test"),
-        kpi_url=service_url("kpi.test"), registry_url=service_url("registry.test"), webhook_secrets=WEBHOOK_SECRETS,
-        rate_limit_read="100000/minute", rate_limit_write="100000/minute", rate_limit_webhook="100000/minute",
-        webhook_poll_seconds=0.05, webhook_retry_base_seconds=0.05, webhook_retry_max_seconds=0.2,
+        budget_url=service_url("budget.test"),
+        workflow_url=service_url("workflow.test"),
+        kpi_url=service_url("kpi.test"),
+        registry_url=service_url("registry.test"),
+        webhook_secrets=WEBHOOK_SECRETS,
+        rate_limit_read="100000/minute",
+        rate_limit_write="100000/minute",
+        rate_limit_webhook="100000/minute",
+        webhook_poll_seconds=0.05,
+        webhook_retry_base_seconds=0.05,
+        webhook_retry_max_seconds=0.2,
         upstream_timeout_seconds=5.0,
     )
     values.update(overrides)
@@ -98,7 +105,7 @@ async def migrate(url: str) -> None:
         template = Path(tempfile.mkdtemp(prefix="pitcrew-gw-")) / "template.db"
         await upgrade_async("gateway", f"sqlite:///{template}")
         _template["path"] = template
-    target = Path(url[len("sqlite:///"):])
+    target = Path(url[len("sqlite:///") :])
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_template["path"], target)
 
@@ -109,8 +116,9 @@ async def running_gateway(settings: Settings, *, run_forwarder: bool = True):
     await migrate(settings.database_url)
     app = create_app(settings, run_forwarder=run_forwarder)
     async with app.router.lifespan_context(app):
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                                   base_url="http://gateway.test")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://gateway.test"
+        )
         async with client:
             client.app = app  # type: ignore[attr-defined]
             yield client

@@ -127,8 +127,9 @@ class ServiceHost:
         sock.bind(("127.0.0.1", 0))
         self._sock = sock
         self.service_port = sock.getsockname()[1]
-        config = uvicorn.Config(_Counting(app, hits, name), lifespan="off", log_config=None, access_log=False,
-                                log_level="warning")
+        config = uvicorn.Config(
+            _Counting(app, hits, name), lifespan="off", log_config=None, access_log=False, log_level="warning"
+        )
         self.server = _Server(config)
         self.door = FrontDoor(self.service_port)
         self._task: asyncio.Task | None = None

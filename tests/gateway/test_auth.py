@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.settings import Settings
-from shared.launcher import free_port
+from pitcrew.launcher import free_port
 from shared.settings import DEV_JWT_SECRET
 from tests.gateway.conftest import assert_problem, bearer, gateway_settings, running_gateway
 
@@ -29,8 +29,16 @@ AUDIENCE = "pitcrew-api"
 
 def claims(**overrides) -> dict:
     now = dt.datetime.now(dt.UTC)
-    base = {"iss": "pitcrew-dev", "aud": "pitcrew", "sub": "dana", "roles": ["admin"], "scopes": [],
-            "iat": now, "nbf": now, "exp": now + dt.timedelta(minutes=5)}
+    base = {
+        "iss": "pitcrew-dev",
+        "aud": "pitcrew",
+        "sub": "dana",
+        "roles": ["admin"],
+        "scopes": [],
+        "iat": now,
+        "nbf": now,
+        "exp": now + dt.timedelta(minutes=5),
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -125,8 +133,9 @@ class FakeOIDC:
     def rotate(self) -> None:
         """A new RSA key replaces every RSA key (the old one is no longer published)."""
         self.keys = [k for k in self.keys if k[2] != "RS256"]
-        self.keys.append((uuid.uuid4().hex[:12], rsa.generate_private_key(public_exponent=65537, key_size=2048),
-                          "RS256"))
+        self.keys.append(
+            (uuid.uuid4().hex[:12], rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256")
+        )
 
     def add_ec(self) -> None:
         self.keys.append((uuid.uuid4().hex[:12], ec.generate_private_key(ec.SECP256R1()), "ES256"))
@@ -156,19 +165,29 @@ def oidc():
 
 async def test_jwks_tokens_with_nested_role_claims_and_key_rotation(new_db, net, oidc):
     settings = gateway_settings(
-        await new_db("gateway"), jwks_url=oidc.url, oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
-        roles_claim="realm_access.roles", scopes_claim="scope", jwks_min_refresh_seconds=0.0,
+        await new_db("gateway"),
+        jwks_url=oidc.url,
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        roles_claim="realm_access.roles",
+        scopes_claim="scope",
+        jwks_min_refresh_seconds=0.0,
     )
     async with running_gateway(settings) as gw:
         old_key = next(k for k in oidc.keys if k[2] == "RS256")
-        tok = oidc.token(sub="oidc-user", realm_access={"roles": ["finance", "offline_access"]},
-                         scope="region:EMEA region:APAC")
+        tok = oidc.token(
+            sub="oidc-user", realm_access={"roles": ["finance", "offline_access"]}, scope="region:EMEA region:APAC"
+        )
         r = await gw.get("/budget/v1/items", headers=bearer(tok))
         assert r.status_code == 200, r.text
         r = await gw.post("/budget/v1/echo", json={}, headers=bearer(tok))
-        assert r.json()["principal"] == {"subject": "oidc-user", "roles": ["finance"],
-                                         "scopes": ["region:APAC", "region:EMEA"], "kind": "user",
-                                         "request_id": r.headers["x-request-id"]}
+        assert r.json()["principal"] == {
+            "subject": "oidc-user",
+            "roles": ["finance"],
+            "scopes": ["region:APAC", "region:EMEA"],
+            "kind": "user",
+            "request_id": r.headers["x-request-id"],
+        }
         ec_key = next(k for k in oidc.keys if k[2] == "ES256")
         r = await gw.get("/budget/v1/items", headers=bearer(oidc.token(ec_key, realm_access={"roles": ["analyst"]})))
         assert r.status_code == 200, r.text
@@ -192,21 +211,30 @@ async def test_jwks_tokens_with_nested_role_claims_and_key_rotation(new_db, net,
         impostor = (current[0], rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256")
         assert_problem(await gw.get("/kpi/v1/items", headers=bearer(oidc.token(impostor))), 401)
         # An HS256 token made with the RSA public key as secret (algorithm confusion) is refused.
-        pem = current[1].public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = (
+            current[1]
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
         confused = _hs256_by_hand(claims(iss=ISSUER, aud=AUDIENCE), pem, kid=current[0])
         assert_problem(await gw.get("/kpi/v1/items", headers=bearer(confused)), 401)
 
 
 async def test_unknown_kid_refetches_are_rate_limited(new_db, net, oidc):
-    settings = gateway_settings(await new_db("gateway"), jwks_url=oidc.url, oidc_issuer=ISSUER,
-                                oidc_audience=AUDIENCE, jwks_min_refresh_seconds=60.0)
+    settings = gateway_settings(
+        await new_db("gateway"),
+        jwks_url=oidc.url,
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        jwks_min_refresh_seconds=60.0,
+    )
     async with running_gateway(settings) as gw:
         assert (await gw.get("/kpi/v1/items", headers=bearer(oidc.token(roles=["admin"])))).status_code == 200
         fetches = oidc.requests
         for i in range(5):
-            fake = jwt.encode(claims(iss=ISSUER, aud=AUDIENCE), oidc.keys[0][1], algorithm="RS256",
-                              headers={"kid": f"made-up-{i}"})
+            fake = jwt.encode(
+                claims(iss=ISSUER, aud=AUDIENCE), oidc.keys[0][1], algorithm="RS256", headers={"kid": f"made-up-{i}"}
+            )
             assert_problem(await gw.get("/kpi/v1/items", headers=bearer(fake)), 401)
         assert oidc.requests == fetches  # no refetch within the interval
 

@@ -46,13 +46,23 @@ TASKS_AND_INSTANCES = {"workflow.start", "workflow.cancel", "workflow.resubmit",
 EXPECTED = {
     "admin": set(ROUTES),
     "mops": SERVICE_ROUTES,
-    "finance": READS | {k for k in ROUTES if k.startswith("budget.")} | TASKS_AND_INSTANCES
-               | {"registry.contract", "registry.contract_edit", "registry.fx"},
+    "finance": READS
+    | {k for k in ROUTES if k.startswith("budget.")}
+    | TASKS_AND_INSTANCES
+    | {"registry.contract", "registry.contract_edit", "registry.fx"},
     "approver": READS | TASKS_AND_INSTANCES,
     "marketer": READS | {"budget.commit", "budget.actual", "workflow.start", "workflow.cancel", "workflow.resubmit"},
     "analyst": READS,
-    "partner": {"budget.read", "kpi.read", "registry.read", "budget.erp", "kpi.measure", "kpi.touch",
-                "kpi.convert", "registry.usage"},
+    "partner": {
+        "budget.read",
+        "kpi.read",
+        "registry.read",
+        "budget.erp",
+        "kpi.measure",
+        "kpi.touch",
+        "kpi.convert",
+        "registry.usage",
+    },
 }
 
 
@@ -89,25 +99,38 @@ def test_the_shipped_policy_loads_and_analyst_can_never_write():
     with pytest.raises(PolicyError, match="read-only"):
         Policy.from_dict({"roles": {"analyst": [{"service": "kpi", "methods": ["POST"], "paths": ["/v1/x"]}]}})
     with pytest.raises(PolicyError, match="read-only"):
-        Policy.from_dict({"roles": {"partner": {"read_only": True, "rules": [
-            {"service": "kpi", "methods": ["*"], "paths": ["/**"]}]}}})
+        Policy.from_dict(
+            {
+                "roles": {
+                    "partner": {"read_only": True, "rules": [{"service": "kpi", "methods": ["*"], "paths": ["/**"]}]}
+                }
+            }
+        )
 
 
-@pytest.mark.parametrize("doc, match", [
-    ({"roles": {"wizard": []}}, "unknown role"),
-    ({"roles": {"mops": [{"service": "billing", "methods": ["GET"], "paths": ["/**"]}]}}, "unknown service"),
-    ({"roles": {"mops": [{"service": "kpi", "methods": ["FETCH"], "paths": ["/**"]}]}}, "unknown method"),
-    ({"roles": {"mops": [{"service": "kpi", "methods": ["GET"], "paths": ["v1/x"]}]}}, "must start"),
-    ({"rules": []}, "'roles'"),
-])
+@pytest.mark.parametrize(
+    "doc, match",
+    [
+        ({"roles": {"wizard": []}}, "unknown role"),
+        ({"roles": {"mops": [{"service": "billing", "methods": ["GET"], "paths": ["/**"]}]}}, "unknown service"),
+        ({"roles": {"mops": [{"service": "kpi", "methods": ["FETCH"], "paths": ["/**"]}]}}, "unknown method"),
+        ({"roles": {"mops": [{"service": "kpi", "methods": ["GET"], "paths": ["v1/x"]}]}}, "must start"),
+        ({"rules": []}, "'roles'"),
+    ],
+)
 def test_malformed_policies_are_refused(doc, match):
     with pytest.raises(PolicyError, match=match):
         Policy.from_dict(doc)
 
 
 def test_path_patterns():
-    policy = Policy.from_dict({"roles": {"mops": [
-        {"service": "budget", "methods": ["POST"], "paths": ["/v1/tasks/*/approve", "/v1/erp/**"]}]}})
+    policy = Policy.from_dict(
+        {
+            "roles": {
+                "mops": [{"service": "budget", "methods": ["POST"], "paths": ["/v1/tasks/*/approve", "/v1/erp/**"]}]
+            }
+        }
+    )
     allows = lambda path: policy.allows({"mops"}, "budget", "POST", path)  # noqa: E731
     assert allows("/v1/tasks/t1/approve") and allows("/v1/tasks/t1/approve/")
     assert not allows("/v1/tasks/t1/x/approve") and not allows("/v1/tasks//approve")

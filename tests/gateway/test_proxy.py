@@ -19,9 +19,15 @@ pytestmark = pytest.mark.db
 async def test_forwards_path_query_body_and_a_fresh_identity(gw, token, upstreams):
     forged = mint(Principal("mallory", frozenset({"admin"})), DEV_IDENTITY_SECRET)
     r = await gw.post(
-        "/budget/v1/commitments?dry_run=1", json={"amount": "10.00"},
-        headers={**bearer(token("marketer", sub="mia", scopes=("region:EMEA",))), HEADER: forged,
-                 "X-Request-ID": "req-abc", "X-Api-Key": "should-not-leak", "Connection": "keep-alive"},
+        "/budget/v1/commitments?dry_run=1",
+        json={"amount": "10.00"},
+        headers={
+            **bearer(token("marketer", sub="mia", scopes=("region:EMEA",))),
+            HEADER: forged,
+            "X-Request-ID": "req-abc",
+            "X-Api-Key": "should-not-leak",
+            "Connection": "keep-alive",
+        },
     )
     assert r.status_code == 200, r.text
     seen = r.json()
@@ -29,8 +35,13 @@ async def test_forwards_path_query_body_and_a_fresh_identity(gw, token, upstream
     assert seen["path"] == "/v1/commitments" and seen["query"] == "dry_run=1"
     assert seen["body"] == '{"amount":"10.00"}'
     # The client's forged identity was stripped; the service saw the gateway's, for the token's subject.
-    assert seen["principal"] == {"subject": "mia", "roles": ["marketer"], "scopes": ["region:EMEA"],
-                                 "kind": "user", "request_id": "req-abc"}
+    assert seen["principal"] == {
+        "subject": "mia",
+        "roles": ["marketer"],
+        "scopes": ["region:EMEA"],
+        "kind": "user",
+        "request_id": "req-abc",
+    }
     fwd = seen["headers"]
     assert "authorization" not in fwd and "x-api-key" not in fwd
     assert verify(fwd["x-pitcrew-identity"], DEV_IDENTITY_SECRET).subject == "mia"
@@ -145,9 +156,18 @@ async def test_streamed_answers_and_hop_by_hop_headers(gw, token, net):
     assert r.headers["x-request-id"] and r.headers.get_list("x-request-id") == [r.headers["x-request-id"]]
     # A client body is forwarded whole; the hop-by-hop headers it sent are not.
     payload = "x" * 200_000
-    r = await gw.post("/kpi/v1/bulk", content=payload.encode(), headers={
-        **bearer(token("admin")), "Content-Type": "text/plain", "TE": "trailers", "Upgrade": "h2c",
-        "Keep-Alive": "timeout=5", "Proxy-Authorization": "Basic eDp5"})
+    r = await gw.post(
+        "/kpi/v1/bulk",
+        content=payload.encode(),
+        headers={
+            **bearer(token("admin")),
+            "Content-Type": "text/plain",
+            "TE": "trailers",
+            "Upgrade": "h2c",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Authorization": "Basic eDp5",
+        },
+    )
     seen = r.json()
     assert r.status_code == 200 and seen["body"] == payload
     fwd = seen["headers"]
@@ -195,7 +215,11 @@ async def test_health_reports_each_service(gw, net):
     body = r.json()
     assert r.status_code == 200 and body["status"] == "ok"
     assert {s: v["status"] for s, v in body["services"].items()} == {
-        "budget": "ready", "workflow": "ready", "kpi": "ready", "registry": "ready"}
+        "budget": "ready",
+        "workflow": "ready",
+        "kpi": "ready",
+        "registry": "ready",
+    }
     await net.down("registry.test")
     body = (await gw.get("/health")).json()
     assert body["status"] == "degraded" and body["services"]["registry"]["status"] == "down"
@@ -255,12 +279,16 @@ def test_the_minted_identity_is_what_the_services_verify_and_is_reused_per_princ
     from gateway import identity
 
     minter = identity.IdentityMinter(DEV_IDENTITY_SECRET, 60)
-    p = Principal("ana", frozenset({"finance", "analyst"}), frozenset({"region:EMEA", 'quote" \\ ünï'}),
-                  kind="api_key")
+    p = Principal("ana", frozenset({"finance", "analyst"}), frozenset({"region:EMEA", 'quote" \\ ünï'}), kind="api_key")
     token = minter.mint(p)
     seen = verify(token, DEV_IDENTITY_SECRET)
     assert (seen.subject, seen.roles, seen.scopes, seen.kind, seen.request_id) == (
-        "ana", p.roles, p.scopes, "api_key", None)
+        "ana",
+        p.roles,
+        p.scopes,
+        "api_key",
+        None,
+    )
     assert minter.mint(p) == token  # reused: the service verifies it once
     other = Principal("ana", frozenset({"admin"}))  # same subject, other roles: a new token at once
     assert verify(minter.mint(other), DEV_IDENTITY_SECRET).roles == {"admin"}
@@ -270,6 +298,7 @@ def test_the_minted_identity_is_what_the_services_verify_and_is_reused_per_princ
     monkeypatch.setattr(identity.time, "time", lambda: later)
     fresh = minter.mint(p)
     import jwt
+
     assert fresh != token and jwt.decode(fresh, options={"verify_signature": False})["iat"] == int(later)
 
 

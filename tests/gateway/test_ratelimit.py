@@ -14,8 +14,9 @@ pytestmark = pytest.mark.db
 
 
 async def test_429_with_retry_after_per_principal_and_class(new_db, net, token):
-    settings = gateway_settings(await new_db("gateway"), rate_limit_read="3/minute", rate_limit_write="2/minute",
-                                rate_limit_webhook="1/minute")
+    settings = gateway_settings(
+        await new_db("gateway"), rate_limit_read="3/minute", rate_limit_write="2/minute", rate_limit_webhook="1/minute"
+    )
     async with running_gateway(settings) as gw:
         dana, omar = bearer(token("admin", sub="dana")), bearer(token("admin", sub="omar"))
         for _ in range(3):
@@ -37,8 +38,14 @@ async def test_429_with_retry_after_per_principal_and_class(new_db, net, token):
         for i, expected in enumerate((202, 429)):
             raw = json.dumps({"type": "lead.created", "data": {"id": str(i), "time": "2027-01-01T00:00:00Z"}}).encode()
             ts = str(int(time.time()))
-            r = await gw.post("/webhooks/crm", content=raw, headers={
-                "X-Pitcrew-Timestamp": ts, "X-Pitcrew-Delivery": f"rl-{i}",
-                "X-Pitcrew-Signature": sign(WEBHOOK_SECRETS["crm"], ts, raw)})
+            r = await gw.post(
+                "/webhooks/crm",
+                content=raw,
+                headers={
+                    "X-Pitcrew-Timestamp": ts,
+                    "X-Pitcrew-Delivery": f"rl-{i}",
+                    "X-Pitcrew-Signature": sign(WEBHOOK_SECRETS["crm"], ts, raw),
+                },
+            )
             assert r.status_code == expected, r.text
         assert "retry-after" in r.headers

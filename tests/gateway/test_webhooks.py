@@ -20,15 +20,36 @@ pytestmark = pytest.mark.db
 def signed(source: str, doc: dict, delivery: str, *, ts: int | None = None, secret: str | None = None):
     body = json.dumps(doc).encode()
     ts = int(time.time()) if ts is None else ts
-    headers = {"Content-Type": "application/json", "X-Pitcrew-Timestamp": str(ts), "X-Pitcrew-Delivery": delivery,
-               "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], ts, body)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Pitcrew-Timestamp": str(ts),
+        "X-Pitcrew-Delivery": delivery,
+        "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], ts, body),
+    }
     return body, headers
 
 
-PO = {"po_number": "PO-1001", "revision": 2, "fiscal_year": 2027, "budget_line": "EMEA-EVENTS", "period": "2027-03",
-      "amount": "12500.00", "currency": "EUR", "vendor": "Eventco", "description": "Booth at Expo"}
-INVOICE = {"invoice_number": "INV-77", "po_number": "PO-1001", "fiscal_year": 2027, "budget_line": "EMEA-EVENTS",
-           "period": "2027-03", "amount": "5000.00", "currency": "EUR", "vendor": "Eventco"}
+PO = {
+    "po_number": "PO-1001",
+    "revision": 2,
+    "fiscal_year": 2027,
+    "budget_line": "EMEA-EVENTS",
+    "period": "2027-03",
+    "amount": "12500.00",
+    "currency": "EUR",
+    "vendor": "Eventco",
+    "description": "Booth at Expo",
+}
+INVOICE = {
+    "invoice_number": "INV-77",
+    "po_number": "PO-1001",
+    "fiscal_year": 2027,
+    "budget_line": "EMEA-EVENTS",
+    "period": "2027-03",
+    "amount": "5000.00",
+    "currency": "EUR",
+    "vendor": "Eventco",
+}
 CRM = {"id": "006A", "time": "2027-03-04T10:00:00Z", "channel": "search", "campaign": "spring", "region": "EMEA"}
 
 CASES = [
@@ -36,24 +57,76 @@ CASES = [
     ("erp", "purchase_order.changed", PO, "budget", "/v1/erp/purchase-orders", {"action": "changed", **PO}),
     ("erp", "purchase_order.cancelled", PO, "budget", "/v1/erp/purchase-orders", {"action": "cancelled", **PO}),
     ("erp", "invoice.posted", INVOICE, "budget", "/v1/erp/invoices", INVOICE),
-    ("crm", "lead.created", CRM, "kpi", "/v1/measurements", {"items": [
-        {"type": "leads", "value": "1", "time": CRM["time"], "source": "crm", "external_id": "lead:006A",
-         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}}]}),
-    ("crm", "opportunity.created", CRM, "kpi", "/v1/measurements", {"items": [
-        {"type": "opportunities", "value": "1", "time": CRM["time"], "source": "crm", "external_id": "opportunity:006A",
-         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}}]}),
-    ("crm", "opportunity.won", {**CRM, "amount": "48000.00"}, "kpi", "/v1/measurements", {"items": [
-        {"type": "won_deals", "value": "1", "time": CRM["time"], "source": "crm", "external_id": "won:006A",
-         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}},
-        {"type": "revenue", "value": "48000.00", "time": CRM["time"], "source": "crm", "external_id": "revenue:006A",
-         "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"}}]}),
+    (
+        "crm",
+        "lead.created",
+        CRM,
+        "kpi",
+        "/v1/measurements",
+        {
+            "items": [
+                {
+                    "type": "leads",
+                    "value": "1",
+                    "time": CRM["time"],
+                    "source": "crm",
+                    "external_id": "lead:006A",
+                    "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"},
+                }
+            ]
+        },
+    ),
+    (
+        "crm",
+        "opportunity.created",
+        CRM,
+        "kpi",
+        "/v1/measurements",
+        {
+            "items": [
+                {
+                    "type": "opportunities",
+                    "value": "1",
+                    "time": CRM["time"],
+                    "source": "crm",
+                    "external_id": "opportunity:006A",
+                    "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"},
+                }
+            ]
+        },
+    ),
+    (
+        "crm",
+        "opportunity.won",
+        {**CRM, "amount": "48000.00"},
+        "kpi",
+        "/v1/measurements",
+        {
+            "items": [
+                {
+                    "type": "won_deals",
+                    "value": "1",
+                    "time": CRM["time"],
+                    "source": "crm",
+                    "external_id": "won:006A",
+                    "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"},
+                },
+                {
+                    "type": "revenue",
+                    "value": "48000.00",
+                    "time": CRM["time"],
+                    "source": "crm",
+                    "external_id": "revenue:006A",
+                    "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"},
+                },
+            ]
+        },
+    ),
 ]
 
 
-@pytest.mark.parametrize("source, event_type, data, service, path, expected", CASES,
-                         ids=[c[1] for c in CASES])
-async def test_translation_reaches_the_owning_service(gw, upstreams, source, event_type, data, service, path,
-                                                      expected):
+@pytest.mark.parametrize("source, event_type, data, service, path, expected", CASES, ids=[c[1] for c in CASES])
+async def test_translation_reaches_the_owning_service(gw, upstreams, source, event_type, data, service, path, expected):
     body, headers = signed(source, {"type": event_type, "data": data}, f"d-{event_type}")
     r = await gw.post(f"/webhooks/{source}", content=body, headers=headers)
     assert r.status_code == 202, r.text
@@ -121,8 +194,10 @@ async def test_replay_is_a_duplicate_and_does_nothing(gw, upstreams):
 async def test_invalid_payloads_are_422_naming_the_field(gw):
     cases = [
         ({"type": "invoice.posted", "data": {**INVOICE, "amount": 12.5}}, "data.amount"),
-        ({"type": "invoice.posted", "data": {k: v for k, v in INVOICE.items() if k != "invoice_number"}},
-         "data.invoice_number"),
+        (
+            {"type": "invoice.posted", "data": {k: v for k, v in INVOICE.items() if k != "invoice_number"}},
+            "data.invoice_number",
+        ),
         ({"type": "purchase_order.created", "data": {**PO, "amount": "12,5"}}, "data.amount"),
         ({"type": "opportunity.won", "data": CRM}, "data.amount"),
         ({"type": "lead.converted", "data": CRM}, "type"),
@@ -138,6 +213,7 @@ async def test_invalid_payloads_are_422_naming_the_field(gw):
     body, headers = signed("erp", {}, "bad-json")
     body = b"{nope"
     from gateway.webhooks import sign as _sign
+
     headers["X-Pitcrew-Signature"] = _sign(WEBHOOK_SECRETS["erp"], headers["X-Pitcrew-Timestamp"], body)
     assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 422)
 
@@ -161,8 +237,9 @@ async def test_a_service_that_is_down_gets_the_delivery_later(gw, upstreams, net
     row = await attempts()
     await eventually(lambda: _status(attempts, "delivered"))
     assert len(budget.state.received) == 1
-    listed = (await gw.get("/gateway/v1/webhook-deliveries?status=delivered",
-                           headers=bearer(token("admin")))).json()["items"]
+    listed = (await gw.get("/gateway/v1/webhook-deliveries?status=delivered", headers=bearer(token("admin")))).json()[
+        "items"
+    ]
     assert [d["delivery_id"] for d in listed] == ["inv-down"] and listed[0]["attempts"] >= 4
     assert row.requests[0]["path"] == "/v1/erp/invoices"
 

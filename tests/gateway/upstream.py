@@ -54,16 +54,25 @@ def make_upstream(name: str, database_url: str) -> FastAPI:
         return PlainTextResponse("flowchart LR\n  a --> b\n")
 
     @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    async def echo(path: str, request: Request, p: Principal = Depends(current_principal),
-                   rt=Depends(get_runtime)) -> JSONResponse:
+    async def echo(
+        path: str, request: Request, p: Principal = Depends(current_principal), rt=Depends(get_runtime)
+    ) -> JSONResponse:
         if control["fail_next"] > 0:
             control["fail_next"] -= 1
             return JSONResponse({"title": "down"}, status_code=control["fail_status"])
         body = await request.body()
         record = {
-            "service": name, "method": request.method, "path": request.url.path, "query": request.url.query,
-            "principal": {"subject": p.subject, "roles": sorted(p.roles), "scopes": sorted(p.scopes),
-                          "kind": p.kind, "request_id": p.request_id},
+            "service": name,
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "principal": {
+                "subject": p.subject,
+                "roles": sorted(p.roles),
+                "scopes": sorted(p.scopes),
+                "kind": p.kind,
+                "request_id": p.request_id,
+            },
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body.decode() if body else None,
         }
@@ -78,8 +87,15 @@ def make_upstream(name: str, database_url: str) -> FastAPI:
         return JSONResponse(record)
 
     settings = BaseServiceSettings(service_name=name, database_url=database_url, nats_enabled=False)
-    spec = ServiceSpec(name=name, title=f"Fake {name}", description=f"stand-in for {name}", infra=infra,
-                       routers=[router], uses_nats=False, on_startup=_create_schema)
+    spec = ServiceSpec(
+        name=name,
+        title=f"Fake {name}",
+        description=f"stand-in for {name}",
+        infra=infra,
+        routers=[router],
+        uses_nats=False,
+        on_startup=_create_schema,
+    )
     app = create_service_app(spec, settings)
     app.state.received = received
     app.state.control = control

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from pitcrew.migrations import upgrade_async
 from services.kpi.main import create_app
 from services.kpi.settings import Settings
 from shared.identity import HEADER, Principal, mint
-from shared.migrations import upgrade_async
 from shared.settings import DEV_IDENTITY_SECRET
 
 
@@ -33,7 +33,8 @@ class Kpi:
 
     def as_(self, subject: str, *roles: str, scopes: tuple[str, ...] = ()) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://kpi",
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://kpi",
             headers=identity(subject, *roles, scopes=scopes),
         )
 
@@ -46,12 +47,15 @@ async def kpi_db(new_db) -> str:
 
 
 async def start_kpi(url: str, nats_url: str, **overrides: Any) -> AsyncIterator[Kpi]:
-    settings = Settings(database_url=url, nats_url=nats_url, outbox_poll_seconds=0.1,
-                        target_check_seconds=0, **overrides)
+    settings = Settings(
+        database_url=url, nats_url=nats_url, outbox_poll_seconds=0.1, target_check_seconds=0, **overrides
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://kpi", headers=identity("dana", "admin"),
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://kpi",
+            headers=identity("dana", "admin"),
         ) as client:
             yield Kpi(app, client, url)
 

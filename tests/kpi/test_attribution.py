@@ -16,8 +16,12 @@ T = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(value=st.integers(0, 10**15), offsets=st.lists(st.integers(0, 90 * 86400), min_size=1, max_size=30),
-       model=st.sampled_from(attribution.MODELS), half_life=st.floats(0.01, 365))
+@given(
+    value=st.integers(0, 10**15),
+    offsets=st.lists(st.integers(0, 90 * 86400), min_size=1, max_size=30),
+    model=st.sampled_from(attribution.MODELS),
+    half_life=st.floats(0.01, 365),
+)
 def test_every_models_credits_add_up_to_the_conversion_value_exactly(value, offsets, model, half_life):
     times = sorted(T - dt.timedelta(seconds=o) for o in offsets)
     w = attribution.weights(model, times, T, half_life)

@@ -26,8 +26,12 @@ CHANNELS = ("search", "social", "email", "events")
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(value=st.integers(0, 10**15), offsets=st.lists(st.integers(0, 90 * 86400), min_size=1, max_size=40),
-       model=st.sampled_from(attribution.MODELS), half_life=st.floats(0.01, 365))
+@given(
+    value=st.integers(0, 10**15),
+    offsets=st.lists(st.integers(0, 90 * 86400), min_size=1, max_size=40),
+    model=st.sampled_from(attribution.MODELS),
+    half_life=st.floats(0.01, 365),
+)
 def test_integer_weights_split_exactly_as_the_exact_fractions_do(value, offsets, model, half_life):
     times = sorted(T - dt.timedelta(seconds=o) for o in offsets)
     exact = attribution.split(value, attribution.weights(model, times, T, half_life))
@@ -36,10 +40,14 @@ def test_integer_weights_split_exactly_as_the_exact_fractions_do(value, offsets,
 
 def long_journey() -> tuple[list[dict], list[dict]]:
     rnd = random.Random(7)
-    tps = [{"journey_id": "long", "time": (T + dt.timedelta(minutes=4 * i)).isoformat(),
-            "channel": rnd.choice(CHANNELS)} for i in range(10_000)]
-    convs = [{"journey_id": "long", "time": (T + dt.timedelta(days=20, hours=i)).isoformat(),
-              "value": f"{900 + i}.00"} for i in range(60)]
+    tps = [
+        {"journey_id": "long", "time": (T + dt.timedelta(minutes=4 * i)).isoformat(), "channel": rnd.choice(CHANNELS)}
+        for i in range(10_000)
+    ]
+    convs = [
+        {"journey_id": "long", "time": (T + dt.timedelta(days=20, hours=i)).isoformat(), "value": f"{900 + i}.00"}
+        for i in range(60)
+    ]
     return tps, convs
 
 
@@ -80,10 +88,13 @@ async def test_the_long_journey_is_attributed_while_health_keeps_answering(kpi):
 
 
 @pytest.mark.db
-@pytest.mark.parametrize(("setting", "value", "field"), [
-    ("attribution_max_touchpoints", 5_000, "query.lookback_days"),
-    ("attribution_max_conversions", 10, "query.from"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "field"),
+    [
+        ("attribution_max_touchpoints", 5_000, "query.lookback_days"),
+        ("attribution_max_conversions", 10, "query.from"),
+    ],
+)
 async def test_beyond_the_row_limits_attribution_is_a_422_naming_what_to_narrow(kpi_db, setting, value, field):
     async for k in start_kpi(kpi_db, "nats://127.0.0.1:1", nats_enabled=False, **{setting: value}):
         await load_long_journey(k.client)
@@ -96,10 +107,13 @@ async def test_beyond_the_row_limits_attribution_is_a_422_naming_what_to_narrow(
 
 
 @pytest.mark.db
-@pytest.mark.parametrize(("setting", "value", "words"), [
-    ("attribution_max_steps", 100_000, "steps"),
-    ("attribution_seconds", 0.001, "longer than"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        ("attribution_max_steps", 100_000, "steps"),
+        ("attribution_seconds", 0.001, "longer than"),
+    ],
+)
 async def test_beyond_the_work_limits_attribution_is_a_422(kpi_db, setting, value, words):
     async for k in start_kpi(kpi_db, "nats://127.0.0.1:1", nats_enabled=False, **{setting: value}):
         await load_long_journey(k.client)

@@ -9,16 +9,40 @@ from shared.errors import Invalid
 
 pytestmark = pytest.mark.db
 
-LEADS_PER_DOLLAR = {"key": "leads_per_dollar", "name": "Leads per dollar", "kind": "derived",
-                    "formula": "leads / spend", "unit": "count", "direction": "higher_is_better"}
+LEADS_PER_DOLLAR = {
+    "key": "leads_per_dollar",
+    "name": "Leads per dollar",
+    "kind": "derived",
+    "formula": "leads / spend",
+    "unit": "count",
+    "direction": "higher_is_better",
+}
 
 
 async def test_the_catalog_is_seeded_once_even_when_seeding_runs_again(kpi):
     r = await kpi.client.get("/v1/metrics", params={"limit": 500})
     keys = [m["key"] for m in r.json()["items"]]
-    expected = {"spend", "leads", "mqls", "sqls", "opportunities", "won_deals", "revenue", "cpl", "cac", "roi",
-                "roas", "lead_to_mql_rate", "mql_to_sql_rate", "sql_to_opportunity_rate", "win_rate",
-                "approval_cycle_time", "sla_attainment", "budget_utilization", "sla_breaches"}
+    expected = {
+        "spend",
+        "leads",
+        "mqls",
+        "sqls",
+        "opportunities",
+        "won_deals",
+        "revenue",
+        "cpl",
+        "cac",
+        "roi",
+        "roas",
+        "lead_to_mql_rate",
+        "mql_to_sql_rate",
+        "sql_to_opportunity_rate",
+        "win_rate",
+        "approval_cycle_time",
+        "sla_attainment",
+        "budget_utilization",
+        "sla_breaches",
+    }
     assert expected <= set(keys)
     assert await metrics.seed_catalog(kpi.runtime.db) == 0  # a second replica's seeding inserts nothing
     r2 = await kpi.client.get("/v1/metrics", params={"limit": 500})
@@ -46,8 +70,11 @@ async def test_create_update_versions_and_if_match(kpi):
     again = await kpi.client.post("/v1/metrics", json=LEADS_PER_DOLLAR)
     assert again.status_code == 409
 
-    r = await kpi.client.put("/v1/metrics/leads_per_dollar", headers={"If-Match": '"1"'},
-                             json={**LEADS_PER_DOLLAR, "formula": "leads / spend * 1000", "name": "Leads per k$"})
+    r = await kpi.client.put(
+        "/v1/metrics/leads_per_dollar",
+        headers={"If-Match": '"1"'},
+        json={**LEADS_PER_DOLLAR, "formula": "leads / spend * 1000", "name": "Leads per k$"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2 and r.headers["ETag"] == '"2"'
     stale = await kpi.client.put("/v1/metrics/leads_per_dollar", headers={"If-Match": '"1"'}, json=LEADS_PER_DOLLAR)
@@ -62,8 +89,10 @@ async def test_create_update_versions_and_if_match(kpi):
 async def test_a_pinned_version_answers_with_its_own_formula(kpi):
     await kpi.client.post("/v1/metrics", json=LEADS_PER_DOLLAR)
     await kpi.client.put("/v1/metrics/leads_per_dollar", json={**LEADS_PER_DOLLAR, "formula": "leads / spend * 1000"})
-    items = [{"type": "spend", "value": "200", "time": "2027-01-03T00:00:00Z"},
-             {"type": "leads", "value": "4", "time": "2027-01-04T00:00:00Z"}]
+    items = [
+        {"type": "spend", "value": "200", "time": "2027-01-03T00:00:00Z"},
+        {"type": "leads", "value": "4", "time": "2027-01-04T00:00:00Z"},
+    ]
     assert (await kpi.client.post("/v1/measurements", json={"items": items})).json()["accepted"] == 2
     params = {"from": "2027-01-01", "to": "2027-01-31", "grain": "month"}
     latest = (await kpi.client.get("/v1/metrics/leads_per_dollar/series", params=params)).json()
@@ -74,8 +103,14 @@ async def test_a_pinned_version_answers_with_its_own_formula(kpi):
 
 
 async def test_a_cycle_is_refused_and_nothing_is_written(kpi):
-    a = {"key": "a_metric", "name": "A", "kind": "derived", "formula": "spend * 2", "unit": "currency",
-         "direction": "lower_is_better"}
+    a = {
+        "key": "a_metric",
+        "name": "A",
+        "kind": "derived",
+        "formula": "spend * 2",
+        "unit": "currency",
+        "direction": "lower_is_better",
+    }
     b = {**a, "key": "b_metric", "formula": "a_metric + 1"}
     assert (await kpi.client.post("/v1/metrics", json=a)).status_code == 201
     assert (await kpi.client.post("/v1/metrics", json=b)).status_code == 201
@@ -118,10 +153,21 @@ async def test_analysts_read_but_never_write(kpi):
     assert anonymous.status_code == 401
 
 
-@pytest.mark.parametrize(("text", "column"), [
-    ("spend +", 8), ("spend ** 2", 8), ("1e3 * spend", 2), ("spend.x", 6), ("f(spend)", 1),
-    ("spend if leads else 1", 7), ("(spend / leads", 15), ("SPEND / 2", 1), ("spend $ 2", 7), ("", 1),
-])
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("spend +", 8),
+        ("spend ** 2", 8),
+        ("1e3 * spend", 2),
+        ("spend.x", 6),
+        ("f(spend)", 1),
+        ("spend if leads else 1", 7),
+        ("(spend / leads", 15),
+        ("SPEND / 2", 1),
+        ("spend $ 2", 7),
+        ("", 1),
+    ],
+)
 def test_formula_parser_refuses_everything_but_arithmetic(text, column):
     with pytest.raises(Invalid) as err:
         formula.parse(text)

@@ -12,25 +12,50 @@ pytestmark = pytest.mark.db
 
 
 async def value(kpi, key: str, **params) -> str | None:
-    r = await kpi.client.get(f"/v1/metrics/{key}/series",
-                             params={"from": "2027-03-01", "to": "2027-03-31", "grain": "month", **params})
+    r = await kpi.client.get(
+        f"/v1/metrics/{key}/series", params={"from": "2027-03-01", "to": "2027-03-31", "grain": "month", **params}
+    )
     series = r.json()["series"]
     return series[0]["points"][0]["value"] if series else None
 
 
 def actual_posted(entry_id: str, amount: str) -> object:
-    return new_event("budget.actual.posted", "budget", entry_id, {
-        "entry_id": entry_id, "plan_id": "p1", "line_id": "l1", "line_code": "EMEA-SEARCH", "period": "2027-03",
-        "date": "2027-03-04T10:00:00+00:00", "amount": amount, "currency": "EUR", "original_amount": amount,
-        "original_currency": "EUR", "commitment_id": None, "external_ref": "INV-77", "vendor": "Acme",
-        "dimensions": {"region": "EMEA", "channel": "search", "campaign": "spring", "cost_center": None},
-    })
+    return new_event(
+        "budget.actual.posted",
+        "budget",
+        entry_id,
+        {
+            "entry_id": entry_id,
+            "plan_id": "p1",
+            "line_id": "l1",
+            "line_code": "EMEA-SEARCH",
+            "period": "2027-03",
+            "date": "2027-03-04T10:00:00+00:00",
+            "amount": amount,
+            "currency": "EUR",
+            "original_amount": amount,
+            "original_currency": "EUR",
+            "commitment_id": None,
+            "external_ref": "INV-77",
+            "vendor": "Acme",
+            "dimensions": {"region": "EMEA", "channel": "search", "campaign": "spring", "cost_center": None},
+        },
+    )
 
 
 async def test_spend_from_the_budget_service_shows_up_in_cost_per_lead(kpi_nats):
     kpi = kpi_nats
-    leads = [{"type": "leads", "value": "1", "time": f"2027-03-0{d}T09:00:00Z", "source": "crm",
-              "external_id": f"lead:{d}", "dimensions": {"channel": "search", "region": "EMEA"}} for d in range(1, 5)]
+    leads = [
+        {
+            "type": "leads",
+            "value": "1",
+            "time": f"2027-03-0{d}T09:00:00Z",
+            "source": "crm",
+            "external_id": f"lead:{d}",
+            "dimensions": {"channel": "search", "region": "EMEA"},
+        }
+        for d in range(1, 5)
+    ]
     assert (await kpi.client.post("/v1/measurements", json={"items": leads})).json()["accepted"] == 4
     assert await value(kpi, "cpl") == "0.00"
     await eventually(lambda: kpi.runtime.bus.connected)
@@ -59,18 +84,42 @@ async def test_finished_workflows_and_breaches_become_sla_metrics(kpi_nats):
     kpi = kpi_nats
     await eventually(lambda: kpi.runtime.bus.connected)
     js = kpi.runtime.bus.js
-    for i, (verb, met, hours) in enumerate([("approved", True, 4.5), ("rejected", False, 10),
-                                            ("approved", True, 3.3333333333)]):
-        env = new_event(f"workflow.instance.{verb}", "workflow", f"i{i}", {
-            "instance_id": f"i{i}", "definition_key": "budget-approval", "definition_version": 1,
-            "subject": {"type": "commitment", "id": "c", "service": "budget"}, "context": {"region": "EMEA"},
-            "requester": "dana", "status": verb, "finished_at": "2027-03-10T10:00:00+00:00",
-            "cycle_time_business_hours": hours, "cycle_time_hours": hours * 2, "sla_met": met,
-        })
+    for i, (verb, met, hours) in enumerate(
+        [("approved", True, 4.5), ("rejected", False, 10), ("approved", True, 3.3333333333)]
+    ):
+        env = new_event(
+            f"workflow.instance.{verb}",
+            "workflow",
+            f"i{i}",
+            {
+                "instance_id": f"i{i}",
+                "definition_key": "budget-approval",
+                "definition_version": 1,
+                "subject": {"type": "commitment", "id": "c", "service": "budget"},
+                "context": {"region": "EMEA"},
+                "requester": "dana",
+                "status": verb,
+                "finished_at": "2027-03-10T10:00:00+00:00",
+                "cycle_time_business_hours": hours,
+                "cycle_time_hours": hours * 2,
+                "sla_met": met,
+            },
+        )
         await js.publish(env.type, env.to_json().encode(), headers={"Nats-Msg-Id": env.id})
-    breach = new_event("workflow.sla.breached", "workflow", "t1", {
-        "task_id": "t1", "instance_id": "i1", "definition_key": "budget-approval", "stage": "Regional approval",
-        "due_at": "2027-03-09T17:00:00+00:00", "escalation": {}, "context": {"region": "EMEA"}})
+    breach = new_event(
+        "workflow.sla.breached",
+        "workflow",
+        "t1",
+        {
+            "task_id": "t1",
+            "instance_id": "i1",
+            "definition_key": "budget-approval",
+            "stage": "Regional approval",
+            "due_at": "2027-03-09T17:00:00+00:00",
+            "escalation": {},
+            "context": {"region": "EMEA"},
+        },
+    )
     await js.publish(breach.type, breach.to_json().encode(), headers={"Nats-Msg-Id": breach.id})
 
     async def settled() -> bool:
@@ -79,9 +128,14 @@ async def test_finished_workflows_and_breaches_become_sla_metrics(kpi_nats):
     await eventually(settled, timeout=20)
     assert await value(kpi, "sla_attainment") == "0.666667"
     assert await value(kpi, "approval_cycle_time") == "5.944444"  # (4.5 + 10 + 3.333333) / 3
-    by_outcome = (await kpi.client.get("/v1/metrics/workflows_completed/series", params={
-        "from": "2027-03-01", "to": "2027-03-31", "group_by": "outcome"})).json()["series"]
+    by_outcome = (
+        await kpi.client.get(
+            "/v1/metrics/workflows_completed/series",
+            params={"from": "2027-03-01", "to": "2027-03-31", "group_by": "outcome"},
+        )
+    ).json()["series"]
     assert {s["group"]["outcome"]: s["points"][0]["value"] for s in by_outcome} == {"approved": "2", "rejected": "1"}
     async with kpi.runtime.transaction(readonly=True) as s:
         from sqlalchemy import func, select
+
         assert await s.scalar(select(func.count()).select_from(measurements)) == 10  # noqa: PLR2004

@@ -57,8 +57,12 @@ async def test_a_batch_reports_each_rejected_item_and_accepts_the_rest(kpi):
 
 
 async def test_duplicates_by_source_and_external_id_are_dropped_within_and_across_batches(kpi):
-    items = [m("leads", "1", "2027-01-05T10:00:00Z", "lead:1"), m("leads", "1", "2027-01-05T10:00:00Z", "lead:1"),
-             m("leads", "1", "2027-01-05T10:00:00Z", "lead:1", source="other"), m("leads", "1", "2027-01-05T10:00:00Z")]
+    items = [
+        m("leads", "1", "2027-01-05T10:00:00Z", "lead:1"),
+        m("leads", "1", "2027-01-05T10:00:00Z", "lead:1"),
+        m("leads", "1", "2027-01-05T10:00:00Z", "lead:1", source="other"),
+        m("leads", "1", "2027-01-05T10:00:00Z"),
+    ]
     first = (await kpi.client.post("/v1/measurements", json={"items": items})).json()
     assert (first["accepted"], first["duplicates"]) == (3, 1)
     second = (await kpi.client.post("/v1/measurements", json={"items": items[:3]})).json()
@@ -87,15 +91,18 @@ async def test_more_than_10000_items_is_refused_whole(kpi):
 
 
 async def test_csv_import_maps_extra_columns_to_dimensions(kpi):
-    csv = ("type,value,time,external_id,channel,region\n"
-           "spend,100.00,2027-02-01T00:00:00Z,inv-1,search,EMEA\n"
-           "leads,4,2027-02-02T00:00:00Z,lead-1,search,EMEA\n"
-           "leads,oops,2027-02-02T00:00:00Z,lead-2,search,EMEA\n")
+    csv = (
+        "type,value,time,external_id,channel,region\n"
+        "spend,100.00,2027-02-01T00:00:00Z,inv-1,search,EMEA\n"
+        "leads,4,2027-02-02T00:00:00Z,lead-1,search,EMEA\n"
+        "leads,oops,2027-02-02T00:00:00Z,lead-2,search,EMEA\n"
+    )
     r = await kpi.client.post("/v1/measurements/import", content=csv, headers={"Content-Type": "text/csv"})
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 2 and r.json()["rejected"][0]["index"] == 2
-    s = await kpi.client.get("/v1/metrics/cpl/series", params={"from": "2027-02-01", "to": "2027-02-28",
-                                                               "group_by": "region"})
+    s = await kpi.client.get(
+        "/v1/metrics/cpl/series", params={"from": "2027-02-01", "to": "2027-02-28", "group_by": "region"}
+    )
     assert s.json()["series"] == [{"group": {"region": "EMEA"}, "points": [{"bucket": "2027-02-01", "value": "25.00"}]}]
     bad = await kpi.client.post("/v1/measurements/import", content="a,b\n1,2\n", headers={"Content-Type": "text/csv"})
     assert bad.status_code == 422 and "type" in bad.json()["detail"]
@@ -108,15 +115,18 @@ async def test_roles_and_scopes_on_writes(kpi):
     async with kpi.as_("ann", "analyst") as analyst:
         assert (await analyst.post("/v1/measurements", json={"items": [item]})).status_code == 403
     async with kpi.as_("erp", "partner", scopes=("region:EMEA",)) as partner:
-        r = await partner.post("/v1/measurements", json={"items": [item, {**item, "external_id": "b",
-                                                                          "dimensions": {"region": "EMEA"}}]})
+        r = await partner.post(
+            "/v1/measurements", json={"items": [item, {**item, "external_id": "b", "dimensions": {"region": "EMEA"}}]}
+        )
         assert r.status_code == 200
         assert r.json()["accepted"] == 1 and "outside your scopes" in r.json()["rejected"][0]["reason"]
 
 
 async def test_a_scoped_reader_sees_only_its_region(kpi):
-    items = [m("spend", "100", "2027-01-05T10:00:00Z", "e", region="EMEA", channel="search"),
-             m("spend", "900", "2027-01-05T10:00:00Z", "n", region="NA", channel="search")]
+    items = [
+        m("spend", "100", "2027-01-05T10:00:00Z", "e", region="EMEA", channel="search"),
+        m("spend", "900", "2027-01-05T10:00:00Z", "n", region="NA", channel="search"),
+    ]
     await kpi.client.post("/v1/measurements", json={"items": items})
     params = {"from": "2027-01-01", "to": "2027-01-31", "group_by": "channel"}
     everyone = (await kpi.client.get("/v1/metrics/spend/series", params=params)).json()
@@ -129,14 +139,18 @@ async def test_a_scoped_reader_sees_only_its_region(kpi):
 
 
 async def test_quality_shows_rejections_duplicates_late_data_and_new_spellings(kpi):
-    await kpi.client.post("/v1/measurements", json={"items": [m("leads", "1", "2027-01-05T10:00:00Z", "q1",
-                                                                channel="paid_social")]})
+    await kpi.client.post(
+        "/v1/measurements", json={"items": [m("leads", "1", "2027-01-05T10:00:00Z", "q1", channel="paid_social")]}
+    )
     async with kpi.runtime.transaction() as s:  # make the first sighting old, so "Paid-Social" is the new one
         from services.kpi.models import seen_values
+
         await s.execute(seen_values.update().values(first_seen_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)))
-    items = [m("leads", "1", "2027-01-05T10:00:00Z", "q1", channel="paid_social"),
-             m("leads", "x", "2027-01-05T10:00:00Z", "q2"),
-             m("leadz", "1", "2020-01-05T10:00:00Z", "q3", channel="Paid-Social")]
+    items = [
+        m("leads", "1", "2027-01-05T10:00:00Z", "q1", channel="paid_social"),
+        m("leads", "x", "2027-01-05T10:00:00Z", "q2"),
+        m("leadz", "1", "2020-01-05T10:00:00Z", "q3", channel="Paid-Social"),
+    ]
     r = (await kpi.client.post("/v1/measurements", json={"items": items})).json()
     assert (r["accepted"], r["duplicates"], len(r["rejected"])) == (1, 1, 1)
     q = (await kpi.client.get("/v1/quality")).json()
@@ -153,8 +167,16 @@ async def test_quality_shows_rejections_duplicates_late_data_and_new_spellings(k
 
 
 async def test_rebuild_recomputes_exactly_what_incremental_rollups_hold(kpi):
-    items = [m("spend", f"{i}.25", f"2027-0{1 + i % 3}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z", f"s{i}",
-               channel=["search", "social"][i % 2]) for i in range(300)]
+    items = [
+        m(
+            "spend",
+            f"{i}.25",
+            f"2027-0{1 + i % 3}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+            f"s{i}",
+            channel=["search", "social"][i % 2],
+        )
+        for i in range(300)
+    ]
     for lo in range(0, 300, 70):  # several batches, so rows are upserted repeatedly
         await kpi.client.post("/v1/measurements", json={"items": items[lo : lo + 70]})
     daily, monthly = await snapshot(kpi, rollups_daily), await snapshot(kpi, rollups_monthly)
@@ -163,8 +185,11 @@ async def test_rebuild_recomputes_exactly_what_incremental_rollups_hold(kpi):
     assert await snapshot(kpi, rollups_daily) == daily
     assert await snapshot(kpi, rollups_monthly) == monthly
     async with kpi.runtime.transaction() as s:  # damage one range, rebuild only that range
-        await s.execute(rollups_daily.delete().where(rollups_daily.c.day < ingest.day_number(
-            dt.datetime(2027, 2, 10, tzinfo=dt.UTC))))
+        await s.execute(
+            rollups_daily.delete().where(
+                rollups_daily.c.day < ingest.day_number(dt.datetime(2027, 2, 10, tzinfo=dt.UTC))
+            )
+        )
     await kpi.client.post("/v1/rollups/rebuild", json={"from": "2027-02-03", "to": "2027-02-04", "types": ["spend"]})
     assert await snapshot(kpi, rollups_daily) != daily  # January is still missing ...
     await kpi.client.post("/v1/rollups/rebuild", json={"from": "2027-01-01", "to": "2027-02-01"})
@@ -182,8 +207,16 @@ async def test_a_large_batch_with_stored_and_repeated_ids_counts_each_item_once(
     items = []
     for i in range(2600):
         day = 1 + i % 28
-        items.append(m("spend" if i % 3 else "leads", f"{i % 50}.5", f"2027-03-{day:02d}T{i % 24:02d}:30:00.250Z",
-                       f"e{i}", channel=["search", "social"][i % 2], region=["EMEA", "NA"][i % 5 == 0]))
+        items.append(
+            m(
+                "spend" if i % 3 else "leads",
+                f"{i % 50}.5",
+                f"2027-03-{day:02d}T{i % 24:02d}:30:00.250Z",
+                f"e{i}",
+                channel=["search", "social"][i % 2],
+                region=["EMEA", "NA"][i % 5 == 0],
+            )
+        )
     items += [m("spend", "2.25", "2027-03-02T00:00:00Z", f"e{i}", channel="search") for i in range(2000, 2010)]
     items += [m("spend", "3", "2027-03-02T00:00:00+00:00", f"e{i}", source="erp") for i in range(5)]
     items += [m("leads", "1", "2027-03-03T00:00:00Z", None, channel="email") for _ in range(3)]
@@ -194,8 +227,12 @@ async def test_a_large_batch_with_stored_and_repeated_ids_counts_each_item_once(
     assert await count(kpi, measurements) == len(first) + r["accepted"]
     async with kpi.runtime.transaction(readonly=True) as s:
         total = await s.scalar(select(func.sum(measurements.c.value)).where(measurements.c.source == "crm"))
-        times = {t for (t,) in await s.execute(select(measurements.c.time).where(
-            measurements.c.source == "crm", measurements.c.external_id == "e1"))}
+        times = {
+            t
+            for (t,) in await s.execute(
+                select(measurements.c.time).where(measurements.c.source == "crm", measurements.c.external_id == "e1")
+            )
+        }
     expected = len(first) * 1_000_000 + sum(((i % 50) * 1_000_000 + 500_000) for i in range(2600) if i % 7) + 3_000_000
     assert total == expected  # the first occurrence of e2000..e2009 counts, not the repeats
     assert times == {dt.datetime(2027, 3, 2, 1, 30, 0, 250_000, tzinfo=dt.UTC)}
@@ -209,12 +246,16 @@ async def test_a_large_batch_with_stored_and_repeated_ids_counts_each_item_once(
     assert sum(row[3] for row in monthly) == len(first) + r["accepted"]
 
 
-
 async def test_rejections_in_a_large_batch_keep_their_indexes_and_reasons_across_statements(kpi):
     """Items judged chunk by chunk (1,000 per INSERT) are reported with their own index and reason, in order."""
     items = [m("leads", "1", f"2027-04-{1 + i % 30:02d}T08:00:00Z", f"r{i}", channel="search") for i in range(2500)]
-    bad = {5: ("value", "1.1234567"), 999: ("time", "2027-04-01T08:00:00"), 1000: ("type", "Leads"),
-           1999: ("value", 1.5), 2001: ("time", "yesterday")}
+    bad = {
+        5: ("value", "1.1234567"),
+        999: ("time", "2027-04-01T08:00:00"),
+        1000: ("type", "Leads"),
+        1999: ("value", 1.5),
+        2001: ("time", "yesterday"),
+    }
     for i, (name, value) in bad.items():
         items[i][name] = value
     items[2400]["external_id"] = "r2300"  # a repeat of an item in the same statement
@@ -230,6 +271,7 @@ async def test_rejections_in_a_large_batch_keep_their_indexes_and_reasons_across
     assert sum(row[3] for row in daily) == r["accepted"]
     await kpi.client.post("/v1/rollups/rebuild", json={})
     assert await snapshot(kpi, rollups_daily) == daily
+
 
 @pytest.mark.sqlite_only
 async def test_the_service_applies_its_sqlite_settings_to_its_connections(kpi):

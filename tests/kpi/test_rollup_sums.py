@@ -24,8 +24,16 @@ from services.kpi.models import (
 
 pytestmark = pytest.mark.db
 
-TABLES = (measurements, rollups_daily, rollups_monthly, dimension_sets, seen_values, quality_issues, infra.outbox,
-          infra.idempotency)
+TABLES = (
+    measurements,
+    rollups_daily,
+    rollups_monthly,
+    dimension_sets,
+    seen_values,
+    quality_issues,
+    infra.outbox,
+    infra.idempotency,
+)
 TOP = "9999999999.999999"  # the largest value one measurement may have
 TOP_MICRO = 9_999_999_999_999_999
 
@@ -40,8 +48,7 @@ async def snapshot(kpi) -> dict:
 
 
 def item(value: str, day: str = "2027-03-10", channel: str = "search", **extra) -> dict:
-    return {"type": "revenue", "value": value, "time": f"{day}T12:00:00Z", "dimensions": {"channel": channel},
-            **extra}
+    return {"type": "revenue", "value": value, "time": f"{day}T12:00:00Z", "dimensions": {"channel": channel}, **extra}
 
 
 def refused(r) -> dict:
@@ -92,8 +99,9 @@ async def test_the_bound_is_exact_for_days_and_months_and_checked_by_the_databas
         r = await kpi.client.post("/v1/measurements", json={"items": [item("-" + TOP)] * 100})
         assert r.status_code == 200 and r.json()["accepted"] == 100, r.text
     refused(await kpi.client.post("/v1/measurements", json={"items": [item("-1")]}))
-    r = await kpi.client.get("/v1/metrics/revenue/series",
-                             params={"from": "2027-03-01", "to": "2027-03-31", "grain": "month"})
+    r = await kpi.client.get(
+        "/v1/metrics/revenue/series", params={"from": "2027-03-01", "to": "2027-03-31", "grain": "month"}
+    )
     assert r.json()["series"][0]["points"][0]["value"] == "-999999999999.999801", r.text
     # A rebuild from the raw rows gives the same rollups.
     rows = await snapshot(kpi)
@@ -116,14 +124,17 @@ async def test_reads_over_many_large_rollups_are_exact(kpi):
     assert card.status_code == 200, card.text
     assert card.json()["items"][0]["actual"] == money(12_000) == "119999999999999.988"
     for extra in ({"read_from": "rollup"}, {"read_from": "raw"}, {"tz": "Europe/Berlin"}):
-        r = await kpi.client.get("/v1/metrics/revenue/series",
-                                 params={"from": "2026-01-01", "to": "2026-12-31", "grain": "quarter", **extra})
+        r = await kpi.client.get(
+            "/v1/metrics/revenue/series", params={"from": "2026-01-01", "to": "2026-12-31", "grain": "quarter", **extra}
+        )
         assert r.status_code == 200, (extra, r.text)
         assert [p["value"] for p in r.json()["series"][0]["points"]] == [money(3000)] * 4, extra
     # A day: ten daily rollups; ragged month edges: daily and monthly rollups in one bucket.
-    for params, want in (({"from": "2026-01-15", "to": "2026-01-15", "grain": "day"}, [money(1000)]),
-                         ({"from": "2026-01-02", "to": "2026-12-30", "grain": "quarter"}, [money(3000)] * 4),
-                         ({"from": "2026-01-10", "to": "2026-02-20", "grain": "week"}, None)):
+    for params, want in (
+        ({"from": "2026-01-15", "to": "2026-01-15", "grain": "day"}, [money(1000)]),
+        ({"from": "2026-01-02", "to": "2026-12-30", "grain": "quarter"}, [money(3000)] * 4),
+        ({"from": "2026-01-10", "to": "2026-02-20", "grain": "week"}, None),
+    ):
         r = await kpi.client.get("/v1/metrics/revenue/series", params=params)
         assert r.status_code == 200, (params, r.text)
         values = [p["value"] for p in r.json()["series"][0]["points"]]
@@ -132,10 +143,23 @@ async def test_reads_over_many_large_rollups_are_exact(kpi):
         else:
             assert values == want, params
     # Averages and counts over the same rows, and a derived metric that divides the huge sums.
-    avg = {"key": "revenue_avg", "name": "Average revenue", "kind": "base", "measurement_type": "revenue",
-           "aggregation": "avg", "unit": "currency", "direction": "higher_is_better"}
-    ratio = {"key": "revenue_share", "name": "Share", "kind": "derived", "formula": "revenue / (revenue * 2)",
-             "unit": "percent", "direction": "higher_is_better"}
+    avg = {
+        "key": "revenue_avg",
+        "name": "Average revenue",
+        "kind": "base",
+        "measurement_type": "revenue",
+        "aggregation": "avg",
+        "unit": "currency",
+        "direction": "higher_is_better",
+    }
+    ratio = {
+        "key": "revenue_share",
+        "name": "Share",
+        "kind": "derived",
+        "formula": "revenue / (revenue * 2)",
+        "unit": "percent",
+        "direction": "higher_is_better",
+    }
     for spec in (avg, ratio):
         assert (await kpi.client.post("/v1/metrics", json=spec)).status_code == 201
     card = await kpi.client.get("/v1/scorecard", params={"metrics": "revenue_avg,revenue_share", "period": "2026"})
@@ -149,15 +173,30 @@ async def test_a_consumed_event_that_would_break_the_bound_rolls_back_with_its_i
     from shared.errors import Conflict
     from shared.events import new_event
 
-    spend = {"type": "spend", "value": TOP, "time": "2027-03-04T10:00:00Z", "source": "budget",
-             "dimensions": {"currency": "EUR", "line_code": "EMEA-SEARCH", "region": "EMEA"}}
+    spend = {
+        "type": "spend",
+        "value": TOP,
+        "time": "2027-03-04T10:00:00Z",
+        "source": "budget",
+        "dimensions": {"currency": "EUR", "line_code": "EMEA-SEARCH", "region": "EMEA"},
+    }
     r = await kpi.client.post("/v1/measurements", json={"items": [spend] * 100})
     assert r.status_code == 200 and r.json()["accepted"] == 100, r.text
     rt = kpi.runtime
     consumer = Consumer("kpi", rt.db, infra.inbox, rt.bus, events.handlers(rt))
-    env = new_event("budget.actual.posted", "budget", "e-9", {
-        "entry_id": "e-9", "line_code": "EMEA-SEARCH", "date": "2027-03-04T10:00:00+00:00", "amount": "0.01",
-        "currency": "EUR", "dimensions": {"region": "EMEA"}})
+    env = new_event(
+        "budget.actual.posted",
+        "budget",
+        "e-9",
+        {
+            "entry_id": "e-9",
+            "line_code": "EMEA-SEARCH",
+            "date": "2027-03-04T10:00:00+00:00",
+            "amount": "0.01",
+            "currency": "EUR",
+            "dimensions": {"region": "EMEA"},
+        },
+    )
     before = {**await snapshot(kpi), "inbox": await _count(kpi, infra.inbox)}
     with pytest.raises(Conflict):
         await consumer.handle(env, consumer.handlers[env.type])
@@ -172,8 +211,9 @@ async def _count(kpi, table) -> int:
 async def test_a_sum_that_passes_64_bits_on_the_way_is_exact_in_raw_scans_and_rebuilds(kpi):
     # 1,000 of the largest value and 1,000 of its negative in one batch: a sum of 0 (and a rollup of 0), but
     # SQLite's sum() over the raw rows in order passes 2**63 on the way ("integer overflow", a 500 before).
-    items = [item(TOP, external_id=f"p{i}") for i in range(1000)] + [item("-" + TOP, external_id=f"n{i}")
-                                                                      for i in range(1000)]
+    items = [item(TOP, external_id=f"p{i}") for i in range(1000)] + [
+        item("-" + TOP, external_id=f"n{i}") for i in range(1000)
+    ]
     r = await kpi.client.post("/v1/measurements", json={"items": items})
     assert r.status_code == 200 and r.json()["accepted"] == 2000, r.text
     params = {"from": "2027-03-01", "to": "2027-03-31", "grain": "month"}

@@ -18,8 +18,10 @@ FEB_14 = dt.datetime(2027, 2, 14, 12, tzinfo=dt.UTC)  # about half of 2027-Q1
 
 
 async def feed(client, n_leads: int, spend: str, region: str = "EMEA") -> None:
-    items = [{"type": "leads", "value": "1", "time": f"2027-01-{1 + i % 28:02d}T10:00:00Z",
-              "dimensions": {"region": region}} for i in range(n_leads)]
+    items = [
+        {"type": "leads", "value": "1", "time": f"2027-01-{1 + i % 28:02d}T10:00:00Z", "dimensions": {"region": region}}
+        for i in range(n_leads)
+    ]
     items.append({"type": "spend", "value": spend, "time": "2027-01-10T10:00:00Z", "dimensions": {"region": region}})
     r = await client.post("/v1/measurements", json={"items": items})
     assert r.json()["accepted"] == len(items)
@@ -43,8 +45,9 @@ async def test_targets_validate_and_refuse_duplicates(kpi):
     async with kpi.as_("eve", "mops", scopes=("region:EMEA",)) as eve:
         outside = await eve.post("/v1/targets", json={"metric": "leads", "period": "2027", "value": "1"})
         assert outside.status_code == 403
-        inside = await eve.post("/v1/targets", json={"metric": "leads", "period": "2027", "value": "1",
-                                                     "filter": {"region": "EMEA"}})
+        inside = await eve.post(
+            "/v1/targets", json={"metric": "leads", "period": "2027", "value": "1", "filter": {"region": "EMEA"}}
+        )
         assert inside.status_code == 201
         listed = (await eve.get("/v1/targets")).json()["items"]
         assert [t["id"] for t in listed] == [inside.json()["id"]]  # the global cpl target is not hers
@@ -54,8 +57,10 @@ async def test_targets_validate_and_refuse_duplicates(kpi):
 
 async def test_scorecard_shows_actual_target_variance_attainment_and_projection(kpi):
     await feed(kpi.client, n_leads=40, spend="1000.00")
-    for body in ({"metric": "cpl", "period": "2027-Q1", "value": "20"},
-                 {"metric": "leads", "period": "2027-Q1", "value": "100"}):
+    for body in (
+        {"metric": "cpl", "period": "2027-Q1", "value": "20"},
+        {"metric": "leads", "period": "2027-Q1", "value": "100"},
+    ):
         assert (await kpi.client.post("/v1/targets", json=body)).status_code == 201
     async with kpi.runtime.transaction(readonly=True) as s:
         card = await metrics.scorecard(s, ["cpl", "leads", "roi"], "2027-Q1", {}, None, FEB_14)
@@ -71,10 +76,18 @@ async def test_scorecard_shows_actual_target_variance_attainment_and_projection(
     assert r.status_code == 200 and [i["metric"] for i in r.json()["items"]] == ["cpl", "roi"]
     assert (await kpi.client.get("/v1/scorecard", params={"metrics": "cpl", "period": "Q1"})).status_code == 422
     assert (await kpi.client.get("/v1/scorecard", params={"metrics": "nope", "period": "2027"})).status_code == 404
-    series = (await kpi.client.get("/v1/metrics/cpl/series",
-                                   params={"from": "2027-01-01", "to": "2027-03-31", "grain": "quarter"})).json()
-    assert series["series"][0]["points"][0] == {"bucket": "2027-01-01", "value": "25.00", "target": "20.00",
-                                                "variance": "5.00", "attainment": "0.8"}
+    series = (
+        await kpi.client.get(
+            "/v1/metrics/cpl/series", params={"from": "2027-01-01", "to": "2027-03-31", "grain": "quarter"}
+        )
+    ).json()
+    assert series["series"][0]["points"][0] == {
+        "bucket": "2027-01-01",
+        "value": "25.00",
+        "target": "20.00",
+        "variance": "5.00",
+        "attainment": "0.8",
+    }
 
 
 def test_projection_paces_additive_bases_linearly():
@@ -86,20 +99,27 @@ async def test_at_risk_is_published_once_per_target_over_nats(kpi_nats):
     kpi = kpi_nats
     await feed(kpi.client, n_leads=10, spend="500.00")
     await feed(kpi.client, n_leads=1, spend="1.00", region="NA")
-    risky = (await kpi.client.post("/v1/targets", json={"metric": "leads", "period": "2027-Q1", "value": "100",
-                                                        "filter": {"region": "EMEA"}})).json()
-    fine = (await kpi.client.post("/v1/targets", json={"metric": "leads", "period": "2027-Q1", "value": "2",
-                                                       "filter": {"region": "NA"}})).json()  # 1 by mid-Q1: on pace
-    future = (await kpi.client.post("/v1/targets", json={"metric": "leads", "period": "2027-Q3",
-                                                         "value": "1000"})).json()
+    risky = (
+        await kpi.client.post(
+            "/v1/targets", json={"metric": "leads", "period": "2027-Q1", "value": "100", "filter": {"region": "EMEA"}}
+        )
+    ).json()
+    fine = (
+        await kpi.client.post(
+            "/v1/targets", json={"metric": "leads", "period": "2027-Q1", "value": "2", "filter": {"region": "NA"}}
+        )
+    ).json()  # 1 by mid-Q1: on pace
+    future = (
+        await kpi.client.post("/v1/targets", json={"metric": "leads", "period": "2027-Q3", "value": "1000"})
+    ).json()
     rt = kpi.runtime
     first = await metrics.evaluate_targets(rt.db, rt.outbox, FEB_14)
-    again = await asyncio.gather(*(metrics.evaluate_targets(rt.db, rt.outbox, FEB_14)
-                                   for _ in range(3)))
+    again = await asyncio.gather(*(metrics.evaluate_targets(rt.db, rt.outbox, FEB_14) for _ in range(3)))
     assert first == [risky["id"]] and again == [[], [], []]
     await eventually(lambda: rt.bus.connected)
-    sub = await rt.bus.js.pull_subscribe("kpi.target.at_risk", stream="KPI",
-                                         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    sub = await rt.bus.js.pull_subscribe(
+        "kpi.target.at_risk", stream="KPI", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
 
     async def mine() -> list[dict]:
         try:

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from nats.js.api import DeliverPolicy
 from sqlalchemy import select
 
+from pitcrew.migrations import upgrade_async
 from services.registry.main import create_app
 from services.registry.settings import Settings
 from shared.events import Envelope
 from shared.identity import HEADER, Principal, mint
-from shared.migrations import upgrade_async
 from shared.settings import DEV_IDENTITY_SECRET
 
 
@@ -46,8 +46,9 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 def client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                             base_url="http://registry", headers=ADMIN)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://registry", headers=ADMIN
+    )
 
 
 @pytest.fixture()
@@ -82,17 +83,33 @@ def fields_of(problem: dict[str, Any]) -> set[str]:
 
 
 async def make_tool(c: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, Any]:
-    body = {"name": name, "vendor": extra.pop("vendor", name.split()[0]), "category": "data",
-            "owner": {"team": "mops", "person": "dana"}, "lifecycle": "active", **extra}
+    body = {
+        "name": name,
+        "vendor": extra.pop("vendor", name.split()[0]),
+        "category": "data",
+        "owner": {"team": "mops", "person": "dana"},
+        "lifecycle": "active",
+        **extra,
+    }
     r = await c.post("/v1/tools", json=body)
     assert r.status_code == 201, r.text
     return r.json()
 
 
 async def make_contract(c: httpx.AsyncClient, tool_id: str, **extra: Any) -> dict[str, Any]:
-    body = {"tool_id": tool_id, "start": "2027-01-01", "end": "2027-12-31", "billing_period": "annual",
-            "cost": "12000.00", "currency": "EUR", "seats": 50, "auto_renew": True, "notice_days": 60,
-            "budget_line_code": "MARTECH", **extra}
+    body = {
+        "tool_id": tool_id,
+        "start": "2027-01-01",
+        "end": "2027-12-31",
+        "billing_period": "annual",
+        "cost": "12000.00",
+        "currency": "EUR",
+        "seats": 50,
+        "auto_renew": True,
+        "notice_days": 60,
+        "budget_line_code": "MARTECH",
+        **extra,
+    }
     r = await c.post("/v1/contracts", json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -102,8 +119,7 @@ def days(n: int) -> str:
     return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=n)).isoformat()
 
 
-async def published(nats_url: str, subject: str, subject_id: str | None = None,
-                    quiet: float = 0.5) -> list[Envelope]:
+async def published(nats_url: str, subject: str, subject_id: str | None = None, quiet: float = 0.5) -> list[Envelope]:
     """Every event on `subject` in the REGISTRY stream (optionally of one entity), read from NATS itself."""
     nc = await nats.connect(nats_url)
     try:

@@ -21,8 +21,9 @@ INT32_MAX = 2**31 - 1
 async def written(app: FastAPI) -> dict[str, int]:
     """Row counts of everything a write could leave behind."""
     rt = app.state.runtime
-    tables: dict[str, Any] = {m.__tablename__: m.__table__ for m in (Contract, ContractTerm, FxRate, Tool,
-                                                                     ToolHistory, UtilizationSnapshot)}
+    tables: dict[str, Any] = {
+        m.__tablename__: m.__table__ for m in (Contract, ContractTerm, FxRate, Tool, ToolHistory, UtilizationSnapshot)
+    }
     tables |= {"timers": rt.infra.timers, "outbox": rt.infra.outbox}
     async with rt.transaction(readonly=True) as s:
         return {name: await s.scalar(select(func.count()).select_from(t)) for name, t in tables.items()}
@@ -32,8 +33,10 @@ def catalogue(**contract: str) -> str:
     """One tool with one contract; `contract` overrides the usual term (values as YAML text)."""
     fields = {"start": "2027-01-01", "end": "2027-12-31", "cost": '"100.00"', "currency": "EUR", **contract}
     term = ", ".join(f"{k}: {v}" for k, v in fields.items())
-    return ("apiVersion: pitcrew.dev/v1\nkind: Tool\nmetadata: {name: Edge CRM}\n"
-            f"spec:\n  category: data\n  contracts:\n    - {{{term}}}\n")
+    return (
+        "apiVersion: pitcrew.dev/v1\nkind: Tool\nmetadata: {name: Edge CRM}\n"
+        f"spec:\n  category: data\n  contracts:\n    - {{{term}}}\n"
+    )
 
 
 async def test_contract_dates_outside_the_bounds_are_422_naming_the_field(api, app):
@@ -54,8 +57,9 @@ async def test_contract_dates_outside_the_bounds_are_422_naming_the_field(api, a
         body = assert_problem(await api.post("/v1/import", content=catalogue(**contract), headers=YAML), 422)
         assert "documents[0].spec.contracts[0].end" in fields_of(body), body
     assert await written(app) == before
-    ok = await make_contract(api, tool["id"], start="1900-01-01", end="2999-12-31", notice_days=3650,
-                             billing_period="monthly", cost="1.00")
+    ok = await make_contract(
+        api, tool["id"], start="1900-01-01", end="2999-12-31", notice_days=3650, billing_period="monthly", cost="1.00"
+    )
     assert ok["notice_deadline"] == "2990-01-02" and ok["commit_amount"] == "13200.00"
 
 
@@ -96,9 +100,12 @@ async def test_seats_and_user_counts_must_fit_an_integer_column(api, app):
         r = await api.post("/v1/import", content=catalogue(seats=seats), headers=YAML)
         assert fields_of(assert_problem(r, 422)) == {"documents[0].spec.contracts[0].seats"}
     usage = {"tool_id": tool["id"], "date": days(-1), "source": "sso", "active_users": 3}
-    for change, field in (({"active_users": 2**63}, "active_users"), ({"active_users": INT32_MAX + 1}, "active_users"),
-                          ({"seats_purchased": INT32_MAX + 1}, "seats_purchased"),
-                          ({"date": "0001-01-01"}, "date")):
+    for change, field in (
+        ({"active_users": 2**63}, "active_users"),
+        ({"active_users": INT32_MAX + 1}, "active_users"),
+        ({"seats_purchased": INT32_MAX + 1}, "seats_purchased"),
+        ({"date": "0001-01-01"}, "date"),
+    ):
         body = assert_problem(await api.post("/v1/utilization", json={**usage, **change}), 422)
         assert fields_of(body) == {field}, body
     assert await written(app) == before
@@ -114,15 +121,22 @@ async def test_a_term_whose_cost_exceeds_max_minor_is_422_on_cost(api, app):
     base = {"tool_id": tool["id"], "cost": "99999999999999.99", "currency": "EUR", "billing_period": "monthly"}
     contract = await make_contract(api, tool["id"], cost="1.00", billing_period="annual")
     before = await written(app)
-    for change in ({"start": "1900-01-01", "end": "2999-12-30"},  # the whole term: 1.3e20 minor units
-                   {"start": "2027-01-01", "end": "2027-01-31"}):  # one month, but 1.2e17 a year
+    for change in (
+        {"start": "1900-01-01", "end": "2999-12-30"},  # the whole term: 1.3e20 minor units
+        {"start": "2027-01-01", "end": "2027-01-31"},
+    ):  # one month, but 1.2e17 a year
         body = assert_problem(await api.post("/v1/contracts", json={**base, **change}), 422)
         assert fields_of(body) == {"cost"}, body
-    body = assert_problem(await api.post(f"/v1/contracts/{contract['id']}/renew",
-                                         json={"cost": "99999999999999.99", "billing_period": "monthly"}), 422)
+    body = assert_problem(
+        await api.post(
+            f"/v1/contracts/{contract['id']}/renew", json={"cost": "99999999999999.99", "billing_period": "monthly"}
+        ),
+        422,
+    )
     assert fields_of(body) == {"cost"}, body
-    r = await api.post("/v1/import", content=catalogue(billing_period="monthly", cost='"99999999999999.99"'),
-                       headers=YAML)
+    r = await api.post(
+        "/v1/import", content=catalogue(billing_period="monthly", cost='"99999999999999.99"'), headers=YAML
+    )
     assert fields_of(assert_problem(r, 422)) == {"documents[0].spec.contracts[0].cost"}
     assert await written(app) == before
 
@@ -166,8 +180,9 @@ async def test_patch_refuses_null_for_fields_that_cannot_be_empty(api, app):
 async def test_edited_cursors_are_422_naming_the_cursor(api, app):
     tool = await make_tool(api, "Tool")
     for _ in range(2):
-        assert (await api.patch(f"/v1/tools/{tool['id']}", json={"notes": str(_)},
-                                headers={"If-Match": f'"{_ + 1}"'})).status_code == 200
+        assert (
+            await api.patch(f"/v1/tools/{tool['id']}", json={"notes": str(_)}, headers={"If-Match": f'"{_ + 1}"'})
+        ).status_code == 200
     page = (await api.get(f"/v1/tools/{tool['id']}/history", params={"limit": 1})).json()
     nxt = (await api.get(f"/v1/tools/{tool['id']}/history", params={"cursor": page["next_cursor"]})).json()
     assert [h["version"] for h in page["items"] + nxt["items"]] == [1, 2, 3]

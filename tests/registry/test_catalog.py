@@ -83,7 +83,10 @@ async def test_yaml_import_then_export_round_trips_into_a_fresh_registry(api, ap
     r = await api.post("/v1/import", content=CATALOGUE, headers=YAML)
     assert r.status_code == 201, r.text
     assert {k: r.json()[k] for k in ("tools", "contracts", "integrations")} == {
-        "tools": 3, "contracts": 2, "integrations": 2}
+        "tools": 3,
+        "contracts": 2,
+        "integrations": 2,
+    }
     tools = {t["name"]: t for t in (await api.get("/v1/tools")).json()["items"]}
     assert tools["Acme CRM"]["notes"] == "The CRM of record" and tools["Insight BI"]["lifecycle"] == "pilot"
     contracts = (await api.get("/v1/contracts")).json()["items"]
@@ -93,7 +96,7 @@ async def test_yaml_import_then_export_round_trips_into_a_fresh_registry(api, ap
     exported = (await api.get("/v1/export", params={"format": "yaml"})).text
     csv_text = (await api.get("/v1/export", params={"format": "csv"})).text
     assert csv_text.splitlines()[0].startswith("name,vendor,category,capabilities")
-    from shared.migrations import upgrade_async
+    from pitcrew.migrations import upgrade_async
 
     fresh_url = await new_db("registry")
     await upgrade_async("registry", fresh_url)
@@ -153,23 +156,28 @@ async def test_a_malformed_document_is_422_naming_document_and_field_and_nothing
 
 
 async def test_csv_import_and_its_row_errors(api):
-    csv_body = ("name,vendor,category,capabilities,owner_team,owner_person,lifecycle,personal_data,sso\n"
-                "Ads Pro,AdCo,advertising_promotion,ads;retargeting,growth,gil,active,false,true\n"
-                "Plan It,PlanCo,management,project,mops,,evaluating,,\n")
+    csv_body = (
+        "name,vendor,category,capabilities,owner_team,owner_person,lifecycle,personal_data,sso\n"
+        "Ads Pro,AdCo,advertising_promotion,ads;retargeting,growth,gil,active,false,true\n"
+        "Plan It,PlanCo,management,project,mops,,evaluating,,\n"
+    )
     r = await api.post("/v1/import", content=csv_body, headers={"content-type": "text/csv"})
     assert r.status_code == 201 and r.json()["tools"] == 2, r.text
     tools = {t["name"]: t for t in (await api.get("/v1/tools")).json()["items"]}
     assert tools["Ads Pro"]["capabilities"] == ["ads", "retargeting"] and tools["Ads Pro"]["sso"] is True
     assert tools["Plan It"]["owner"] == {"team": "mops", "person": None}
-    bad = ("name,category,lifecycle,sso\n"
-           "One,data,active,true\n"
-           "Two,data,zombie,maybe\n")
+    bad = "name,category,lifecycle,sso\nOne,data,active,true\nTwo,data,zombie,maybe\n"
     body = assert_problem(await api.post("/v1/import", content=bad, headers={"content-type": "text/csv"}), 422)
     assert fields_of(body) == {"rows[1].lifecycle", "rows[1].sso"}
-    body = assert_problem(await api.post("/v1/import", content="name,category\nNew,gadgets\n",
-                                         headers={"content-type": "text/csv"}), 422)
+    body = assert_problem(
+        await api.post("/v1/import", content="name,category\nNew,gadgets\n", headers={"content-type": "text/csv"}), 422
+    )
     assert fields_of(body) == {"rows[0].category"}
-    body = assert_problem(await api.post("/v1/import", content="name,category,colour\nx,data,red\n",
-                                         headers={"content-type": "text/csv"}), 422)
+    body = assert_problem(
+        await api.post(
+            "/v1/import", content="name,category,colour\nx,data,red\n", headers={"content-type": "text/csv"}
+        ),
+        422,
+    )
     assert "colour" in body["detail"]
     assert len((await api.get("/v1/tools")).json()["items"]) == 2

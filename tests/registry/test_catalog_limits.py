@@ -22,12 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.db
-@pytest.mark.parametrize("nested", [
-    "[" * 100 + "]" * 100,
-    "- " * 100 + "x",
-    "{a: " * 100 + "x" + "}" * 100,
-    "kind: Tool\nmetadata: {name: Deep}\nspec:\n  category: data\n  notes: " + "[" * 65 + "]" * 65 + "\n",
-])
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "[" * 100 + "]" * 100,
+        "- " * 100 + "x",
+        "{a: " * 100 + "x" + "}" * 100,
+        "kind: Tool\nmetadata: {name: Deep}\nspec:\n  category: data\n  notes: " + "[" * 65 + "]" * 65 + "\n",
+    ],
+)
 async def test_collections_nested_deeper_than_the_limit_are_a_422_on_the_body(api, app, nested):
     # Far below the depth that crashes libyaml (30,000) so a regression fails here instead of killing pytest.
     before = await counts(app)
@@ -144,8 +147,9 @@ async def test_a_copied_value_the_api_model_refuses_is_a_422_naming_the_document
 async def test_a_big_import_writes_every_tool_its_history_and_events_in_a_few_statements(api, app):
     rt = app.state.runtime
     n = 300
-    yaml_body = "".join(f"---\nkind: Tool\nmetadata: {{name: 'Bulk {k:03}'}}\nspec: {{category: data}}\n"
-                        for k in range(n))
+    yaml_body = "".join(
+        f"---\nkind: Tool\nmetadata: {{name: 'Bulk {k:03}'}}\nspec: {{category: data}}\n" for k in range(n)
+    )
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args):
@@ -176,12 +180,16 @@ async def test_a_big_import_writes_every_tool_its_history_and_events_in_a_few_st
 
     # Taken names and unknown categories are still found per document, and nothing is written.
     before = await counts(app)
-    clash = "".join(f"---\nkind: Tool\nmetadata: {{name: '{name}'}}\nspec: {{category: data}}\n"
-                    for name in ["Fresh 1", "Fresh 2", "Bulk 299", "Bulk 000"])
+    clash = "".join(
+        f"---\nkind: Tool\nmetadata: {{name: '{name}'}}\nspec: {{category: data}}\n"
+        for name in ["Fresh 1", "Fresh 2", "Bulk 299", "Bulk 000"]
+    )
     body = assert_problem(await api.post("/v1/import", content=clash, headers=YAML), 409)
     assert "documents[2]" in body["detail"] and body["tool_id"] == ids["Bulk 299"]
-    unknown = "".join(f"---\nkind: Tool\nmetadata: {{name: 'New {k}'}}\nspec: {{category: {c}}}\n"
-                      for k, c in enumerate(["data", "data", "gadgets"]))
+    unknown = "".join(
+        f"---\nkind: Tool\nmetadata: {{name: 'New {k}'}}\nspec: {{category: {c}}}\n"
+        for k, c in enumerate(["data", "data", "gadgets"])
+    )
     body = assert_problem(await api.post("/v1/import", content=unknown, headers=YAML), 422)
     assert fields_of(body) == {"documents[2].spec.category"}
     assert await counts(app) == before

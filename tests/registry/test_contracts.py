@@ -21,13 +21,33 @@ from tests.registry.conftest import (
     published,
 )
 
-DOCUMENTED = {"contract_id", "tool_id", "tool_name", "term", "start", "end", "billing_period", "cost", "currency",
-              "annual_cost", "commit_amount", "budget_line_code", "fiscal_year", "period", "seats", "auto_renew",
-              "notice_days"}
+DOCUMENTED = {
+    "contract_id",
+    "tool_id",
+    "tool_name",
+    "term",
+    "start",
+    "end",
+    "billing_period",
+    "cost",
+    "currency",
+    "annual_cost",
+    "commit_amount",
+    "budget_line_code",
+    "fiscal_year",
+    "period",
+    "seats",
+    "auto_renew",
+    "notice_days",
+}
 
 
-@given(start=st.dates(dt.date(2020, 1, 1), dt.date(2040, 12, 31)), months=st.integers(1, 60),
-       cost=st.integers(0, 10**9), period=st.sampled_from(["monthly", "quarterly", "annual"]))
+@given(
+    start=st.dates(dt.date(2020, 1, 1), dt.date(2040, 12, 31)),
+    months=st.integers(1, 60),
+    cost=st.integers(0, 10**9),
+    period=st.sampled_from(["monthly", "quarterly", "annual"]),
+)
 def test_a_whole_month_term_costs_its_months_at_the_period_rate(start, months, cost, period):
     end = add_months(start, months) - dt.timedelta(days=1)
     per = {"monthly": 1, "quarterly": 3, "annual": 12}[period]
@@ -47,8 +67,16 @@ def test_leftover_days_are_prorated_on_a_365_day_year_and_rounded_half_to_even()
 @pytest.mark.db
 async def test_contract_created_reaches_nats_with_the_documented_fields(api, app, nats_url):
     tool = await make_tool(api, "Acme CRM")
-    contract = await make_contract(api, tool["id"], start="2027-03-01", end="2028-02-29", billing_period="monthly",
-                                   cost="1000.00", seats=40, notice_days=45)
+    contract = await make_contract(
+        api,
+        tool["id"],
+        start="2027-03-01",
+        end="2028-02-29",
+        billing_period="monthly",
+        cost="1000.00",
+        seats=40,
+        notice_days=45,
+    )
     assert contract["annual_cost"] == "12000.00" and contract["commit_amount"] == "12000.00"
     assert contract["notice_deadline"] == "2028-01-15" and contract["term"] == 1 and contract["status"] == "active"
     events = await eventually(lambda: published(nats_url, "registry.contract.created", contract["id"]))
@@ -57,10 +85,24 @@ async def test_contract_created_reaches_nats_with_the_documented_fields(api, app
     assert env.type == "registry.contract.created" and env.source == "registry" and env.subject_id == contract["id"]
     assert DOCUMENTED <= set(env.data)
     assert {k: env.data[k] for k in DOCUMENTED} == {
-        "contract_id": contract["id"], "tool_id": tool["id"], "tool_name": "Acme CRM", "term": 1,
-        "start": "2027-03-01", "end": "2028-02-29", "billing_period": "monthly", "cost": "1000.00",
-        "currency": "EUR", "annual_cost": "12000.00", "commit_amount": "12000.00", "budget_line_code": "MARTECH",
-        "fiscal_year": 2027, "period": "2027-03", "seats": 40, "auto_renew": True, "notice_days": 45}
+        "contract_id": contract["id"],
+        "tool_id": tool["id"],
+        "tool_name": "Acme CRM",
+        "term": 1,
+        "start": "2027-03-01",
+        "end": "2028-02-29",
+        "billing_period": "monthly",
+        "cost": "1000.00",
+        "currency": "EUR",
+        "annual_cost": "12000.00",
+        "commit_amount": "12000.00",
+        "budget_line_code": "MARTECH",
+        "fiscal_year": 2027,
+        "period": "2027-03",
+        "seats": 40,
+        "auto_renew": True,
+        "notice_days": 45,
+    }
     assert env.data["external_ref"] == f"contract:{contract['id']}:1"
 
 
@@ -84,11 +126,14 @@ async def test_renew_starts_the_next_term_and_cancel_ends_it_each_with_its_event
     assert_problem(await api.post(f"/v1/contracts/{c['id']}/renew"), 409)
     detail = (await api.get(f"/v1/contracts/{c['id']}")).json()
     assert [(t["term"], t["outcome"], t["commit_amount"]) for t in detail["terms"]] == [
-        (1, "renewed", "10000.00"), (2, "cancelled", "11000.00")]
+        (1, "renewed", "10000.00"),
+        (2, "cancelled", "11000.00"),
+    ]
 
     renewed_events = await eventually(lambda: published(nats_url, "registry.contract.renewed", c["id"]))
-    assert [(e.data["term"], e.data["commit_amount"], e.data["fiscal_year"], e.data["period"])
-            for e in renewed_events] == [(2, "11000.00", 2028, "2028-01")]
+    assert [
+        (e.data["term"], e.data["commit_amount"], e.data["fiscal_year"], e.data["period"]) for e in renewed_events
+    ] == [(2, "11000.00", 2028, "2028-01")]
     cancelled = await eventually(lambda: published(nats_url, "registry.contract.cancelled", c["id"]))
     assert len(cancelled) == 1 and cancelled[0].data["term"] == 2
     assert DOCUMENTED <= set(cancelled[0].data)
@@ -122,8 +167,14 @@ async def test_bad_contracts_are_422_naming_the_field_and_write_nothing(api, app
     rt = app.state.runtime
     async with rt.transaction(readonly=True) as s:
         assert await s.scalar(select(func.count()).select_from(rt.infra.timers)) == 0
-        assert await s.scalar(select(func.count()).select_from(rt.infra.outbox)
-                              .where(rt.infra.outbox.c.subject.like("registry.contract%"))) == 0
+        assert (
+            await s.scalar(
+                select(func.count())
+                .select_from(rt.infra.outbox)
+                .where(rt.infra.outbox.c.subject.like("registry.contract%"))
+            )
+            == 0
+        )
 
 
 @pytest.mark.db

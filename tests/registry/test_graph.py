@@ -12,12 +12,12 @@ from tests.registry.conftest import ANALYST, assert_problem, fields_of, make_too
 
 KNOWN = [
     # (edges, expected single points of failure)
-    ([("a", "b"), ("b", "c"), ("c", "d")], {"b", "c"}),                       # a path
-    ([("x", "a"), ("x", "b"), ("x", "c")], {"x"}),                             # a star
-    ([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")], {"c"}),                 # a triangle with a tail
+    ([("a", "b"), ("b", "c"), ("c", "d")], {"b", "c"}),  # a path
+    ([("x", "a"), ("x", "b"), ("x", "c")], {"x"}),  # a star
+    ([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")], {"c"}),  # a triangle with a tail
     ([("a", "b"), ("b", "c"), ("c", "a"), ("d", "e"), ("e", "f"), ("f", "d"), ("c", "d")], {"c", "d"}),
-    ([("a", "b"), ("b", "c"), ("c", "d"), ("d", "a")], set()),                 # a ring has none
-    ([("a", "b")], set()),                                                     # two tools, no middle
+    ([("a", "b"), ("b", "c"), ("c", "d"), ("d", "a")], set()),  # a ring has none
+    ([("a", "b")], set()),  # two tools, no middle
 ]
 
 
@@ -45,8 +45,10 @@ def test_a_spof_is_exactly_a_tool_whose_removal_disconnects_others(edges):
 
 
 async def link(c, a, b, **extra):
-    r = await c.post("/v1/integrations", json={"from_tool_id": a["id"], "to_tool_id": b["id"], "method": "api",
-                                               "data_objects": ["leads"], **extra})
+    r = await c.post(
+        "/v1/integrations",
+        json={"from_tool_id": a["id"], "to_tool_id": b["id"], "method": "api", "data_objects": ["leads"], **extra},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -93,7 +95,8 @@ async def test_bad_integrations_are_422_and_write_nothing(api):
     assert fields_of(assert_problem(r, 422)) == {"method"}
     r = await api.post("/v1/integrations", json={"from_tool_id": a["id"], "to_tool_id": "ghost", "method": "api"})
     assert fields_of(assert_problem(r, 422)) == {"to_tool_id"}
-    r = await api.post("/v1/integrations", headers=ANALYST,
-                       json={"from_tool_id": a["id"], "to_tool_id": "x", "method": "api"})
+    r = await api.post(
+        "/v1/integrations", headers=ANALYST, json={"from_tool_id": a["id"], "to_tool_id": "x", "method": "api"}
+    )
     assert_problem(r, 403)
     assert (await api.get("/v1/integrations")).json()["items"] == []

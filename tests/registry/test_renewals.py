@@ -22,8 +22,20 @@ from tests.registry.conftest import (
 
 pytestmark = pytest.mark.db
 
-RENEWAL_DUE = {"contract_id", "tool_id", "tool_name", "term", "end", "notice_days", "notice_deadline", "auto_renew",
-               "annual_cost", "currency", "owner", "utilization"}
+RENEWAL_DUE = {
+    "contract_id",
+    "tool_id",
+    "tool_name",
+    "term",
+    "end",
+    "notice_days",
+    "notice_deadline",
+    "auto_renew",
+    "annual_cost",
+    "currency",
+    "owner",
+    "utilization",
+}
 
 
 async def timer_rows(app, contract_id: str) -> list[tuple[str, int, dt.datetime]]:
@@ -42,8 +54,9 @@ async def test_fires_once_per_term_across_a_restart(db_url, nats_url):
     end = due.date() + dt.timedelta(days=30 + 60)
     async with running(settings) as first, client(first) as c:
         tool = await make_tool(c, "Acme CRM")
-        contract = await make_contract(c, tool["id"], start=(end - dt.timedelta(days=364)).isoformat(),
-                                       end=end.isoformat(), notice_days=60)
+        contract = await make_contract(
+            c, tool["id"], start=(end - dt.timedelta(days=364)).isoformat(), end=end.isoformat(), notice_days=60
+        )
         assert (await c.get(f"/v1/contracts/{contract['id']}")).json()["renewal_due_at"] == due.isoformat()
         assert await timer_rows(first, contract["id"]) == [("pending", 1, due)]
     # The first app stopped before the due time: nothing fired.
@@ -73,8 +86,9 @@ async def test_fires_once_per_term_across_a_restart(db_url, nats_url):
 
 async def test_a_reminder_already_due_at_creation_fires_at_once_with_utilization(api, app, nats_url):
     tool = await make_tool(api, "Late Tool")
-    r = await api.post("/v1/utilization", json={"tool_id": tool["id"], "date": days(-2), "active_users": 20,
-                                                "source": "sso"})
+    r = await api.post(
+        "/v1/utilization", json={"tool_id": tool["id"], "date": days(-2), "active_users": 20, "source": "sso"}
+    )
     assert r.status_code == 201, r.text
     contract = await make_contract(api, tool["id"], start=days(-300), end=days(40), notice_days=30, seats=50)
     events = await eventually(lambda: published(nats_url, "registry.renewal.due", contract["id"]))
@@ -99,8 +113,10 @@ async def test_renewing_or_cancelling_cancels_the_pending_reminder_of_the_old_te
 async def test_renewal_calendar_lists_notice_deadlines_in_the_window_with_utilization(api):
     soon = await make_tool(api, "Soon")
     later = await make_tool(api, "Later")
-    await api.post("/v1/utilization", json={"tool_id": soon["id"], "date": days(0), "active_users": 0,
-                                            "seats_purchased": 10, "source": "scim"})
+    await api.post(
+        "/v1/utilization",
+        json={"tool_id": soon["id"], "date": days(0), "active_users": 0, "seats_purchased": 10, "source": "scim"},
+    )
     c1 = await make_contract(api, soon["id"], start=days(-300), end=days(80), notice_days=60)
     await make_contract(api, later["id"], start=days(-100), end=days(300), notice_days=30)
     past = await make_contract(api, later["id"], start=days(-300), end=days(5), notice_days=30)

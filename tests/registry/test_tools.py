@@ -21,15 +21,32 @@ pytestmark = pytest.mark.db
 async def test_categories_are_seeded_by_the_migration(api):
     r = await api.get("/v1/categories")
     assert [c["key"] for c in r.json()["items"]] == [
-        "advertising_promotion", "commerce_sales", "content_experience", "data", "management",
-        "social_relationships"]
+        "advertising_promotion",
+        "commerce_sales",
+        "content_experience",
+        "data",
+        "management",
+        "social_relationships",
+    ]
 
 
 async def test_create_read_patch_with_if_match_and_history(api):
-    r = await api.post("/v1/tools", headers=MOPS, json={
-        "name": "Acme CRM", "vendor": "Acme", "category": "social_relationships", "capabilities": ["CRM", "email"],
-        "owner": {"team": "mops", "person": "dana"}, "lifecycle": "active", "time_class": "invest",
-        "personal_data": True, "sso": True, "url": "https://acme.example"})
+    r = await api.post(
+        "/v1/tools",
+        headers=MOPS,
+        json={
+            "name": "Acme CRM",
+            "vendor": "Acme",
+            "category": "social_relationships",
+            "capabilities": ["CRM", "email"],
+            "owner": {"team": "mops", "person": "dana"},
+            "lifecycle": "active",
+            "time_class": "invest",
+            "personal_data": True,
+            "sso": True,
+            "url": "https://acme.example",
+        },
+    )
     assert r.status_code == 201, r.text
     tool = r.json()
     assert tool["capabilities"] == ["crm", "email"] and tool["version"] == 1 and tool["status"] == "active"
@@ -37,14 +54,18 @@ async def test_create_read_patch_with_if_match_and_history(api):
     assert r.headers["etag"] == '"1"' and r.json()["name"] == "Acme CRM"
 
     assert_problem(await api.patch(f"/v1/tools/{tool['id']}", json={"notes": "x"}), 428)
-    r = await api.patch(f"/v1/tools/{tool['id']}", headers={**MOPS, "If-Match": '"1"'},
-                        json={"notes": "main CRM", "owner": {"team": "sales", "person": "sam"}})
+    r = await api.patch(
+        f"/v1/tools/{tool['id']}",
+        headers={**MOPS, "If-Match": '"1"'},
+        json={"notes": "main CRM", "owner": {"team": "sales", "person": "sam"}},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2 and r.headers["etag"] == '"2"' and r.json()["owner"]["team"] == "sales"
     stale = await api.patch(f"/v1/tools/{tool['id']}", headers={"If-Match": '"1"'}, json={"notes": "lost update"})
     assert assert_problem(stale, 412)["current_version"] == 2
-    body = assert_problem(await api.patch(f"/v1/tools/{tool['id']}", headers={"If-Match": '"2"'},
-                                          json={"lifecycle": "retired"}), 422)
+    body = assert_problem(
+        await api.patch(f"/v1/tools/{tool['id']}", headers={"If-Match": '"2"'}, json={"lifecycle": "retired"}), 422
+    )
     assert fields_of(body) == {"lifecycle"}
     assert (await api.get(f"/v1/tools/{tool['id']}")).json()["notes"] == "main CRM"
 
@@ -53,10 +74,14 @@ async def test_create_read_patch_with_if_match_and_history(api):
 
     history = (await api.get(f"/v1/tools/{tool['id']}/history")).json()["items"]
     assert [(h["version"], h["action"], h["actor"]) for h in history] == [
-        (1, "created", "maria"), (2, "updated", "maria"), (3, "lifecycle_changed", "dana")]
+        (1, "created", "maria"),
+        (2, "updated", "maria"),
+        (3, "lifecycle_changed", "dana"),
+    ]
     assert history[1]["changes"] == {
         "notes": {"from": None, "to": "main CRM"},
-        "owner": {"from": {"team": "mops", "person": "dana"}, "to": {"team": "sales", "person": "sam"}}}
+        "owner": {"from": {"team": "mops", "person": "dana"}, "to": {"team": "sales", "person": "sam"}},
+    }
     assert history[2]["changes"] == {"lifecycle": {"from": "active", "to": "sunsetting"}}
     assert history[2]["reason"] == "dup"
 
@@ -76,8 +101,10 @@ async def test_illegal_lifecycle_transitions_are_409_and_change_nothing(api):
 
 
 async def test_bad_tool_input_names_the_fields(api):
-    body = assert_problem(await api.post("/v1/tools", json={"name": "", "category": "nope", "lifecycle": "live",
-                                                            "time_class": "keep"}), 422)
+    body = assert_problem(
+        await api.post("/v1/tools", json={"name": "", "category": "nope", "lifecycle": "live", "time_class": "keep"}),
+        422,
+    )
     assert fields_of(body) == {"name", "lifecycle", "time_class"}
     body = assert_problem(await api.post("/v1/tools", json={"name": "X", "category": "nope"}), 422)
     assert fields_of(body) == {"category"} and "social_relationships" in body["detail"]
@@ -100,8 +127,9 @@ async def test_roles_analyst_and_partner_cannot_write_the_catalogue(api):
 
 async def test_list_filters_and_cursor_pagination(api):
     for i in range(5):
-        await make_tool(api, f"Tool {i}", capabilities=["email"] if i % 2 else ["ads"],
-                        category="data" if i < 3 else "management")
+        await make_tool(
+            api, f"Tool {i}", capabilities=["email"] if i % 2 else ["ads"], category="data" if i < 3 else "management"
+        )
     seen, cursor = [], None
     while True:
         page = (await api.get("/v1/tools", params={"limit": 2, **({"cursor": cursor} if cursor else {})})).json()

@@ -19,12 +19,14 @@ from shared.tables import attach
 metadata = make_metadata()
 infra = attach(metadata)
 things = Table(
-    "things", metadata,
+    "things",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False),
 )
 effects = Table(
-    "effects", metadata,
+    "effects",
+    metadata,
     Column("event_id", String(36), primary_key=True),
     Column("name", String(100), nullable=False),
 )
@@ -39,8 +41,9 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
 
 
 @router.post("/things", status_code=201)
-async def create_thing(body: ThingIn, request: Request, p: Principal = Depends(current_principal),
-                       rt: Runtime = Depends(get_runtime)):
+async def create_thing(
+    body: ThingIn, request: Request, p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
+):
     async def action(s: AsyncSession) -> dict:
         await s.execute(insert(things).values(name=body.name))
         count = await s.scalar(select(things.c.id).order_by(things.c.id.desc()).limit(1))
@@ -61,10 +64,12 @@ async def boom():
 
 
 def make_app(database_url: str, nats_url: str, handlers=None) -> FastAPI:
-    settings = BaseServiceSettings(service_name="sample", database_url=database_url, nats_url=nats_url,
-                                   outbox_poll_seconds=0.1)
-    spec = ServiceSpec(name="sample", title="Sample", description="test", infra=infra, routers=[router],
-                       handlers=handlers)
+    settings = BaseServiceSettings(
+        service_name="sample", database_url=database_url, nats_url=nats_url, outbox_poll_seconds=0.1
+    )
+    spec = ServiceSpec(
+        name="sample", title="Sample", description="test", infra=infra, routers=[router], handlers=handlers
+    )
     return create_service_app(spec, settings)
 
 

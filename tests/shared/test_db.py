@@ -12,8 +12,12 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.db import Database
 
-pytestmark = [pytest.mark.postgres_only, pytest.mark.skipif(
-    os.environ.get("PITCREW_TEST_BACKEND", "sqlite") != "postgres", reason="needs PostgreSQL (make test-postgres)")]
+pytestmark = [
+    pytest.mark.postgres_only,
+    pytest.mark.skipif(
+        os.environ.get("PITCREW_TEST_BACKEND", "sqlite") != "postgres", reason="needs PostgreSQL (make test-postgres)"
+    ),
+]
 
 
 async def backend_pid(db: Database) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import func, insert, select, update
 
 from shared.app import Runtime
 from shared.consumer import Consumer
-from shared.events import STREAMS
+from shared.events import STREAMS, new_event
 from shared.settings import BaseServiceSettings
 from tests.conftest import eventually
 from tests.shared.sample import create_schema, effects, infra, recording_handler, things
@@ -27,8 +28,7 @@ def prefix() -> str:
 
 
 async def runtime(name: str, db_url: str, nats_url: str) -> Runtime:
-    settings = BaseServiceSettings(service_name=name, database_url=db_url, nats_url=nats_url,
-                                   outbox_poll_seconds=0.1)
+    settings = BaseServiceSettings(service_name=name, database_url=db_url, nats_url=nats_url, outbox_poll_seconds=0.1)
     rt = Runtime(settings, infra)
     await create_schema(rt)
     rt.bus.start()
@@ -53,8 +53,9 @@ async def stop(*rts: Runtime, consumers: tuple[Consumer, ...] = ()) -> None:
 async def test_events_committed_while_nats_is_down_arrive_once_after_restart(new_db, nats_server, prefix):
     producer = await runtime(f"{prefix}p", await new_db("prod"), nats_server.url)
     receiver = await runtime(f"{prefix}c", await new_db("cons"), nats_server.url)
-    consumer = Consumer(receiver.name, receiver.db, infra.inbox, receiver.bus,
-                        {f"{prefix}.thing.created": recording_handler()})
+    consumer = Consumer(
+        receiver.name, receiver.db, infra.inbox, receiver.bus, {f"{prefix}.thing.created": recording_handler()}
+    )
     consumer.start()
     producer.relay.start()
     try:
@@ -117,8 +118,14 @@ async def test_a_consumer_that_crashes_mid_handler_applies_the_effect_once(new_d
     producer = await runtime(f"{prefix}p", await new_db("prod"), nats_server.url)
     receiver = await runtime(f"{prefix}c", await new_db("cons"), nats_server.url)
     crashes: dict[str, int] = {"times": 2}
-    consumer = Consumer(receiver.name, receiver.db, infra.inbox, receiver.bus,
-                        {f"{prefix}.thing.created": recording_handler(crashes)}, max_deliver=5)
+    consumer = Consumer(
+        receiver.name,
+        receiver.db,
+        infra.inbox,
+        receiver.bus,
+        {f"{prefix}.thing.created": recording_handler(crashes)},
+        max_deliver=5,
+    )
     consumer.start()
     producer.relay.start()
     try:
@@ -138,8 +145,14 @@ async def test_a_consumer_that_crashes_mid_handler_applies_the_effect_once(new_d
 async def test_a_message_that_keeps_failing_goes_to_the_dead_letter_subject(new_db, nats_server, prefix):
     producer = await runtime(f"{prefix}p", await new_db("prod"), nats_server.url)
     receiver = await runtime(f"{prefix}c", await new_db("cons"), nats_server.url)
-    consumer = Consumer(receiver.name, receiver.db, infra.inbox, receiver.bus,
-                        {f"{prefix}.thing.created": recording_handler({"times": 99})}, max_deliver=3)
+    consumer = Consumer(
+        receiver.name,
+        receiver.db,
+        infra.inbox,
+        receiver.bus,
+        {f"{prefix}.thing.created": recording_handler({"times": 99})},
+        max_deliver=3,
+    )
     consumer.start()
     producer.relay.start()
     try:
@@ -153,5 +166,37 @@ async def test_a_message_that_keeps_failing_goes_to_the_dead_letter_subject(new_
         assert "crash after writing the effect" in msgs[0].headers["Pitcrew-Reason"]
         assert env.id in msgs[0].data.decode()
         assert await count(receiver, effects) == 0
+    finally:
+        await stop(producer, receiver, consumers=(consumer,))
+
+
+async def test_a_schema_version_the_consumer_does_not_read_is_dead_lettered_with_the_reason(
+    new_db, nats_server, prefix
+):
+    producer = await runtime(f"{prefix}p", await new_db("prod"), nats_server.url)
+    receiver = await runtime(f"{prefix}c", await new_db("cons"), nats_server.url)
+    consumer = Consumer(
+        receiver.name,
+        receiver.db,
+        infra.inbox,
+        receiver.bus,
+        {f"{prefix}.thing.created": recording_handler()},
+        majors=lambda subject: frozenset({1}),
+    )
+    consumer.start()
+    producer.relay.start()
+    try:
+        async with producer.transaction() as s:
+            env = new_event(f"{prefix}.thing.created", producer.name, "2", {"name": "from the future"})
+            future = dataclasses.replace(env, schema_version=2)
+            await producer.outbox.add_envelope(s, future)
+            await producer.outbox.add(s, f"{prefix}.thing.created", "1", {"name": "today"})
+        sub = await receiver.bus.js.pull_subscribe(
+            f"dlq.{receiver.name}", stream="DLQ", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        msgs = await sub.fetch(1, timeout=20)
+        assert "schema_version 2" in msgs[0].headers["Pitcrew-Reason"]
+        assert future.id in msgs[0].data.decode()
+        await eventually(lambda: _equals(count(receiver, effects), 1))
     finally:
         await stop(producer, receiver, consumers=(consumer,))

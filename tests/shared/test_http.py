@@ -25,8 +25,9 @@ async def app(new_db, nats_url):
 
 
 def client(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                             base_url="http://sample")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://sample"
+    )
 
 
 def identity(*roles: str, subject: str = "dana", secret: str = DEV_IDENTITY_SECRET, ttl: int = 60) -> dict:
@@ -45,9 +46,19 @@ async def test_missing_expired_forged_identity_is_401(app):
     async with client(app) as c:
         body = assert_problem(await c.get("/v1/admin-only"), 401)
         assert "gateway" in body["detail"]
-        expired = {HEADER: jwt.encode(
-            {"iss": "pitcrew-gateway", "aud": "pitcrew-services", "sub": "x", "roles": ["admin"],
-             "exp": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)}, DEV_IDENTITY_SECRET, algorithm="HS256")}
+        expired = {
+            HEADER: jwt.encode(
+                {
+                    "iss": "pitcrew-gateway",
+                    "aud": "pitcrew-services",
+                    "sub": "x",
+                    "roles": ["admin"],
+                    "exp": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+                },
+                DEV_IDENTITY_SECRET,
+                algorithm="HS256",
+            )
+        }
         assert "expired" in assert_problem(await c.get("/v1/admin-only", headers=expired), 401)["detail"]
         forged = identity("admin", secret="not-the-internal-key-but-long-enough-0123456789")
         assert_problem(await c.get("/v1/admin-only", headers=forged), 401)
@@ -68,8 +79,9 @@ async def test_validation_errors_name_every_bad_field(app):
         body = assert_problem(r, 422)
         fields = {e["field"] for e in body["errors"]}
         assert fields == {"name", "amount"}
-        r = await c.post("/v1/things", content=b"{not json", headers={**identity("admin"),
-                                                                       "content-type": "application/json"})
+        r = await c.post(
+            "/v1/things", content=b"{not json", headers={**identity("admin"), "content-type": "application/json"}
+        )
         assert_problem(r, 422)
 
 
@@ -91,8 +103,9 @@ async def test_idempotency_key_replays_the_first_answer_and_refuses_a_different_
         assert again.headers["idempotent-replayed"] == "true"
         other = await c.post("/v1/things", json={"name": "b", "amount": "1.50"}, headers=h)
         assert_problem(other, 409)
-        fresh = await c.post("/v1/things", json={"name": "a", "amount": "1.50"},
-                             headers={**identity("admin"), "Idempotency-Key": "k-2"})
+        fresh = await c.post(
+            "/v1/things", json={"name": "a", "amount": "1.50"}, headers={**identity("admin"), "Idempotency-Key": "k-2"}
+        )
         assert fresh.json()["id"] == first.json()["id"] + 1
 
 

@@ -9,8 +9,9 @@ from shared.errors import Invalid
 from shared.http import MAX_VERSION, parse_if_match
 
 
-@pytest.mark.parametrize(("value", "version"), [('"3"', 3), ('W/"3"', 3), ("3", 3), (None, None),
-                                                (f'"{MAX_VERSION}"', MAX_VERSION)])
+@pytest.mark.parametrize(
+    ("value", "version"), [('"3"', 3), ('W/"3"', 3), ("3", 3), (None, None), (f'"{MAX_VERSION}"', MAX_VERSION)]
+)
 def test_a_version_this_api_issued_is_read(value: str | None, version: int | None) -> None:
     assert parse_if_match(value) == version
 

@@ -18,14 +18,17 @@ def test_a_cursor_decodes_to_its_key_converted_part_by_part() -> None:
     assert decode_cursor(None, int) is None and decode_cursor("", int) is None
 
 
-@pytest.mark.parametrize("cursor", [
-    encode_cursor("x"),                      # not an int
-    encode_cursor(1, 2),                     # one part too many
-    encode_cursor(),                         # none at all
-    encode_cursor(None),                     # null
-    "not base64 at all %%%",
-    "eyJhIjoxfQ",                            # {"a":1}: JSON, not a list
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        encode_cursor("x"),  # not an int
+        encode_cursor(1, 2),  # one part too many
+        encode_cursor(),  # none at all
+        encode_cursor(None),  # null
+        "not base64 at all %%%",
+        "eyJhIjoxfQ",  # {"a":1}: JSON, not a list
+    ],
+)
 def test_a_hand_made_cursor_is_a_422_naming_the_cursor(cursor: str) -> None:
     with pytest.raises(Invalid) as caught:
         decode_cursor(cursor, int)
@@ -37,15 +40,18 @@ def test_a_cursor_whose_date_does_not_parse_is_a_422() -> None:
         decode_cursor(encode_cursor("2027-13-45", "id"), dt.datetime.fromisoformat, str)
 
 
-@pytest.mark.parametrize("cursor", [
-    encode_cursor(10**30),                   # beyond BIGINT: PostgreSQL would refuse the comparison
-    encode_cursor(2**63),
-    encode_cursor(1e308),                    # a float that converts to a 309-digit int
-    encode_cursor(float("inf")),
-    encode_cursor(True),                     # a bool is an int to Python, never to this API
-    encode_cursor(-(2**63) - 1),             # parsed as a float that rounds into range: refused, not rounded
-    "W" * 5000,                              # longer than any cursor this API issues
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        encode_cursor(10**30),  # beyond BIGINT: PostgreSQL would refuse the comparison
+        encode_cursor(2**63),
+        encode_cursor(1e308),  # a float that converts to a 309-digit int
+        encode_cursor(float("inf")),
+        encode_cursor(True),  # a bool is an int to Python, never to this API
+        encode_cursor(-(2**63) - 1),  # parsed as a float that rounds into range: refused, not rounded
+        "W" * 5000,  # longer than any cursor this API issues
+    ],
+)
 def test_a_cursor_out_of_bigint_range_or_too_long_is_a_422(cursor: str) -> None:
     with pytest.raises(Invalid) as caught:
         decode_cursor(cursor, int)

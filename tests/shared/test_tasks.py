@@ -46,4 +46,3 @@ async def test_a_task_that_already_failed_is_awaited_without_raising():
     await asyncio.sleep(0)
     await cancel_and_wait(task)
     assert isinstance(task.exception(), RuntimeError)
-

@@ -16,12 +16,15 @@ async def test_duplicate_keys_are_unique_violations_and_other_integrity_errors_a
     db = Database(await new_db("unique"), pool_size=1)
     try:
         async with db.transaction() as s:
-            await s.execute(text("CREATE TABLE t (id VARCHAR(10) PRIMARY KEY, code VARCHAR(10) UNIQUE, "
-                                 "name VARCHAR(10) NOT NULL)"))
+            await s.execute(
+                text("CREATE TABLE t (id VARCHAR(10) PRIMARY KEY, code VARCHAR(10) UNIQUE, name VARCHAR(10) NOT NULL)")
+            )
             await s.execute(text("INSERT INTO t VALUES ('a', 'x', 'n')"))
-        for sql, unique in (("INSERT INTO t VALUES ('a', 'y', 'n')", True),   # primary key
-                            ("INSERT INTO t VALUES ('b', 'x', 'n')", True),   # unique column
-                            ("INSERT INTO t VALUES ('c', 'z', NULL)", False)):  # NOT NULL
+        for sql, unique in (
+            ("INSERT INTO t VALUES ('a', 'y', 'n')", True),  # primary key
+            ("INSERT INTO t VALUES ('b', 'x', 'n')", True),  # unique column
+            ("INSERT INTO t VALUES ('c', 'z', NULL)", False),
+        ):  # NOT NULL
             with pytest.raises(IntegrityError) as caught:
                 async with db.transaction() as s:
                     await s.execute(text(sql))

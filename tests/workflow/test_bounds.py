@@ -47,11 +47,19 @@ def problem(r, status: int, field: str) -> dict[str, Any]:
 
 
 async def deadline_definition(wf, key: str = "renewal") -> None:
-    await wf.ok("POST", "/v1/definitions", ADMIN, {
-        "key": key, "name": key,
-        "stages": [{"name": "Review", "assignees": {"roles": ["approver"]},
-                    "sla": {"deadline_from_context": "due"}}],
-    }, status=201)
+    await wf.ok(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": key,
+            "name": key,
+            "stages": [
+                {"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"deadline_from_context": "due"}}
+            ],
+        },
+        status=201,
+    )
 
 
 def start_body(key: str, context: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -68,11 +76,20 @@ def nest(levels: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ 1. context deadlines
 
-@pytest.mark.parametrize("due", [
-    "9999-12-31", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-01:00",  # overflowed
-    "3000-01-01", "0001-01-01",  # outside shared.bounds (walked centuries)
-    "2999-12-31", "1900-01-01", "2999-12-31T23:59:59-01:00",  # inside the bounds, but decades away
-])
+
+@pytest.mark.parametrize(
+    "due",
+    [
+        "9999-12-31",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-01:00",  # overflowed
+        "3000-01-01",
+        "0001-01-01",  # outside shared.bounds (walked centuries)
+        "2999-12-31",
+        "1900-01-01",
+        "2999-12-31T23:59:59-01:00",  # inside the bounds, but decades away
+    ],
+)
 async def test_a_context_deadline_out_of_range_or_decades_away_is_a_422(wf, due):
     await deadline_definition(wf)
     before = await counts(wf)
@@ -110,18 +127,30 @@ async def test_resubmitting_a_deadline_out_of_range_is_a_422_and_changes_nothing
 
 # --------------------------------------------------- 2. business time a calendar cannot give
 
+
 async def sparse_calendar(wf) -> None:
-    await wf.ok("POST", "/v1/calendars", ADMIN,
-                {"key": "sparse", "timezone": "UTC", "hours": {"mon": ["00:00", "00:01"]}}, status=201)
+    await wf.ok(
+        "POST",
+        "/v1/calendars",
+        ADMIN,
+        {"key": "sparse", "timezone": "UTC", "hours": {"mon": ["00:00", "00:01"]}},
+        status=201,
+    )
 
 
 @pytest.mark.parametrize("hours", ["100000", "5E+4", "1e5", 8761])
 async def test_business_hours_above_a_year_are_a_422(wf, hours):
     before = await counts(wf)
-    r = await wf.call("POST", "/v1/definitions", ADMIN, {
-        "key": "slow", "name": "slow",
-        "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"business_hours": hours}}],
-    })
+    r = await wf.call(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "slow",
+            "name": "slow",
+            "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"business_hours": hours}}],
+        },
+    )
     problem(r, 422, "stages.0.sla.business_hours")
     assert await counts(wf) == before
 
@@ -129,31 +158,50 @@ async def test_business_hours_above_a_year_are_a_422(wf, hours):
 async def test_an_sla_the_calendar_cannot_give_within_ten_years_is_refused_at_definition_time(wf):
     await sparse_calendar(wf)  # one minute a week: 100 hours take 115 years
     before = await counts(wf)
-    r = await wf.call("POST", "/v1/definitions", ADMIN, {
-        "key": "slow", "name": "slow", "calendar": "sparse",
-        "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"business_hours": "100"}}],
-    })
+    r = await wf.call(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "slow",
+            "name": "slow",
+            "calendar": "sparse",
+            "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"business_hours": "100"}}],
+        },
+    )
     body = problem(r, 422, "stages[0].sla.business_hours")
     assert "10 years" in body["detail"]
     assert await counts(wf) == before
     # One that fits is fine.
-    await wf.ok("POST", "/v1/definitions", ADMIN, {
-        "key": "slow", "name": "slow", "calendar": "sparse",
-        "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"business_hours": "1"}}],
-    }, status=201)
+    await wf.ok(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "slow",
+            "name": "slow",
+            "calendar": "sparse",
+            "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}, "sla": {"business_hours": "1"}}],
+        },
+        status=201,
+    )
 
 
 async def test_a_calendar_closed_for_years_is_a_422(wf):
     first_sunday = dt.date(2027, 1, 3)
-    body = {"key": "sundays", "timezone": "UTC", "hours": {"sun": ["09:00", "17:00"]},
-            "closed_dates": [(first_sunday + dt.timedelta(weeks=i)).isoformat() for i in range(1000)]}
+    body = {
+        "key": "sundays",
+        "timezone": "UTC",
+        "hours": {"sun": ["09:00", "17:00"]},
+        "closed_dates": [(first_sunday + dt.timedelta(weeks=i)).isoformat() for i in range(1000)],
+    }
     before = await counts(wf)
     r = await wf.call("POST", "/v1/calendars", ADMIN, body)
     assert "from 2026-12-28 to 2046-03-03" in problem(r, 422, "closed_dates")["detail"]  # Monday to Saturday
-    r = await wf.call("POST", "/v1/calendars", ADMIN, {**body, "closed_dates": ["0001-01-01", "2027-01-03",
-                                                                              "9999-12-31"]})
-    assert {e["field"] for e in problem(r, 422, "closed_dates[0]")["errors"]} == {"closed_dates[0]",
-                                                                                 "closed_dates[2]"}
+    r = await wf.call(
+        "POST", "/v1/calendars", ADMIN, {**body, "closed_dates": ["0001-01-01", "2027-01-03", "9999-12-31"]}
+    )
+    assert {e["field"] for e in problem(r, 422, "closed_dates[0]")["errors"]} == {"closed_dates[0]", "closed_dates[2]"}
     fullwidth = {**body, "closed_dates": [], "hours": {"sun": ["０９:00", "17:00"]}}
     problem(await wf.call("POST", "/v1/calendars", ADMIN, fullwidth), 422, "hours.sun[0]")
     assert await counts(wf) == before
@@ -167,17 +215,51 @@ async def test_a_stored_definition_its_calendar_cannot_serve_is_a_409_and_writes
     async with wf.runtime.transaction() as s:
         this_sunday = dt.date.today() + dt.timedelta(days=6 - dt.date.today().weekday())
         sundays = [(this_sunday + dt.timedelta(weeks=i)).isoformat() for i in range(1000)]
-        await s.execute(insert(calendars).values(
-            id=str(uuid.uuid4()), key="sundays", timezone="UTC", hours={"sun": ["09:00", "17:00"]}, holidays={},
-            closed_dates=sundays, version=1, created_at=utcnow(), created_by="legacy"))
+        await s.execute(
+            insert(calendars).values(
+                id=str(uuid.uuid4()),
+                key="sundays",
+                timezone="UTC",
+                hours={"sun": ["09:00", "17:00"]},
+                holidays={},
+                closed_dates=sundays,
+                version=1,
+                created_at=utcnow(),
+                created_by="legacy",
+            )
+        )
         for key, cal, hours in (("legacy-sparse", "sparse", "100000"), ("legacy-sundays", "sundays", "8")):
-            await s.execute(insert(definitions).values(
-                id=str(uuid.uuid4()), key=key, version=1, name=key, description=None, trigger=None,
-                trigger_event=None, priority=0, calendar=cal, created_at=utcnow(), created_by="legacy",
-                stages=[{"name": "Review", "mode": "any", "quorum": None, "escalation": None, "auto_approve": None,
-                         "assignees": {"roles": ["approver"], "users": [], "scope_from_context": []},
-                         "sla": {"business_hours": hours, "deadline_from_context": None, "calendar": cal,
-                                 "warn_at": "0.75"}}]))
+            await s.execute(
+                insert(definitions).values(
+                    id=str(uuid.uuid4()),
+                    key=key,
+                    version=1,
+                    name=key,
+                    description=None,
+                    trigger=None,
+                    trigger_event=None,
+                    priority=0,
+                    calendar=cal,
+                    created_at=utcnow(),
+                    created_by="legacy",
+                    stages=[
+                        {
+                            "name": "Review",
+                            "mode": "any",
+                            "quorum": None,
+                            "escalation": None,
+                            "auto_approve": None,
+                            "assignees": {"roles": ["approver"], "users": [], "scope_from_context": []},
+                            "sla": {
+                                "business_hours": hours,
+                                "deadline_from_context": None,
+                                "calendar": cal,
+                                "warn_at": "0.75",
+                            },
+                        }
+                    ],
+                )
+            )
     before = await counts(wf)
     for key in ("legacy-sparse", "legacy-sundays"):
         r = await wf.call("POST", "/v1/instances", MARKETER, start_body(key, {"region": "EMEA"}))
@@ -187,20 +269,40 @@ async def test_a_stored_definition_its_calendar_cannot_serve_is_a_409_and_writes
 
 # ------------------------------------------------------------------------ 3. deep context
 
+
 async def test_deeply_nested_json_is_a_422_naming_the_field(wf):
     before = await counts(wf)
     for levels in (33, 500):
         r = await wf.call("POST", "/v1/instances", MARKETER, start_body("budget-approval", nest(levels)))
         problem(r, 422, "context")
-    r = await wf.call("POST", "/v1/definitions", ADMIN, {
-        "key": "deep", "name": "deep", "stages": [{"name": "A", "assignees": {"roles": ["approver"]},
-                                                  "auto_approve": {"field": "x", "op": "eq", "value": nest(300)}}],
-    })
+    r = await wf.call(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "deep",
+            "name": "deep",
+            "stages": [
+                {
+                    "name": "A",
+                    "assignees": {"roles": ["approver"]},
+                    "auto_approve": {"field": "x", "op": "eq", "value": nest(300)},
+                }
+            ],
+        },
+    )
     problem(r, 422, "stages.0.auto_approve")
-    r = await wf.call("POST", "/v1/definitions", ADMIN, {
-        "key": "deep", "name": "deep", "stages": [{"name": "A", "assignees": {"roles": ["approver"]}}],
-        "trigger": {"event": "e", "conditions": [{"field": "x", "op": "in", "value": [nest(300)]}]},
-    })
+    r = await wf.call(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "deep",
+            "name": "deep",
+            "stages": [{"name": "A", "assignees": {"roles": ["approver"]}}],
+            "trigger": {"event": "e", "conditions": [{"field": "x", "op": "in", "value": [nest(300)]}]},
+        },
+    )
     problem(r, 422, "trigger.conditions")
     assert await counts(wf) == before
     # 32 levels is allowed, and published with the instance.
@@ -215,20 +317,25 @@ async def test_deeply_nested_json_is_a_422_naming_the_field(wf):
 
 # ------------------------------------------------------------------------- 4. report window
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"to": "9999-12-31"}, "query.to"),
-    ({"from": "0001-01-01T00:00:00+01:00"}, "query.from"),
-    ({"from": "9999-12-31T23:59:59-01:00"}, "query.from"),
-    ({"from": "1899-12-31"}, "query.from"),
-    ({"to": "3000-01-01T00:00:00"}, "query.to"),
-])
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"to": "9999-12-31"}, "query.to"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "query.from"),
+        ({"from": "9999-12-31T23:59:59-01:00"}, "query.from"),
+        ({"from": "1899-12-31"}, "query.from"),
+        ({"to": "3000-01-01T00:00:00"}, "query.to"),
+    ],
+)
 async def test_a_report_window_outside_the_date_range_is_a_422(wf, params, field):
     problem(await wf.call("GET", "/v1/reports/sla", MOPS, params=params), 422, field)
 
 
 async def test_a_report_window_at_the_edges_of_the_range_works(wf):
-    report = await wf.ok("GET", "/v1/reports/sla", MOPS,
-                         params={"from": "1900-01-01T00:00:00+14:00", "to": "2999-12-31"})
+    report = await wf.ok(
+        "GET", "/v1/reports/sla", MOPS, params={"from": "1900-01-01T00:00:00+14:00", "to": "2999-12-31"}
+    )
     assert report["count"] == 0 and report["to"] == "3000-01-01T00:00:00+00:00"
     report = await wf.ok("GET", "/v1/reports/sla", MOPS, params={"to": "2999-12-31T23:59:59-01:00"})
     assert report["count"] == 0 and report["to"] == "2999-12-31T23:59:59-01:00"
@@ -236,13 +343,15 @@ async def test_a_report_window_at_the_edges_of_the_range_works(wf):
 
 # ------------------------------------------------------------------------------ 5. versions
 
+
 @pytest.mark.parametrize("version", [2**31, 9223372036854775808, 2**64, 10**30])
 async def test_oversized_versions_are_a_422(wf, version):
     r = await wf.call("GET", "/v1/definitions/budget-approval", MOPS, params={"version": version})
     problem(r, 422, "query.version")
     before = await counts(wf)
-    r = await wf.call("POST", "/v1/instances", MARKETER,
-                      start_body("budget-approval", {"region": "EMEA"}, definition_version=version))
+    r = await wf.call(
+        "POST", "/v1/instances", MARKETER, start_body("budget-approval", {"region": "EMEA"}, definition_version=version)
+    )
     problem(r, 422, "definition_version")
     assert await counts(wf) == before
 
@@ -250,23 +359,37 @@ async def test_oversized_versions_are_a_422(wf, version):
 async def test_the_largest_version_is_simply_not_found(wf):
     r = await wf.call("GET", "/v1/definitions/budget-approval", MOPS, params={"version": 2**31 - 1})
     assert r.status_code == 404
-    r = await wf.call("POST", "/v1/instances", MARKETER,
-                      start_body("budget-approval", {"region": "EMEA"}, definition_version=2**31 - 1))
+    r = await wf.call(
+        "POST",
+        "/v1/instances",
+        MARKETER,
+        start_body("budget-approval", {"region": "EMEA"}, definition_version=2**31 - 1),
+    )
     problem(r, 422, "definition_key")
 
 
 # ------------------------------------------------------------------------- the inbox cursor
 
+
 async def test_the_inbox_pages_past_tasks_without_an_sla(wf):
     """Tasks without an SLA sort last under a sentinel due time; its cursor must pass the bounds."""
-    await wf.ok("POST", "/v1/definitions", ADMIN, {
-        "key": "plain", "name": "plain", "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}}],
-    }, status=201)
+    await wf.ok(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "plain",
+            "name": "plain",
+            "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}}],
+        },
+        status=201,
+    )
     ids = {(await wf.start("plain", subject_id=f"c-{i}"))["tasks"][0]["id"] for i in range(3)}
     seen, cursor = set(), None
     for _ in range(3):
-        page = await wf.ok("GET", "/v1/tasks", APPROVER_ALL, params={"limit": 1, **({"cursor": cursor} if cursor
-                                                                                   else {})})
+        page = await wf.ok(
+            "GET", "/v1/tasks", APPROVER_ALL, params={"limit": 1, **({"cursor": cursor} if cursor else {})}
+        )
         seen |= {t["id"] for t in page["items"]}
         cursor = page["next_cursor"]
     assert seen == ids and cursor is None
@@ -275,28 +398,54 @@ async def test_the_inbox_pages_past_tasks_without_an_sla(wf):
 async def test_a_user_longer_than_its_column_is_a_422(wf):
     """task_seats.value is VARCHAR(200): PostgreSQL refused a longer user only when an instance started."""
     before = await counts(wf)
-    r = await wf.call("POST", "/v1/definitions", ADMIN, {
-        "key": "long", "name": "long", "stages": [{"name": "A", "assignees": {"users": ["u" * 201]}}],
-    })
+    r = await wf.call(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "long",
+            "name": "long",
+            "stages": [{"name": "A", "assignees": {"users": ["u" * 201]}}],
+        },
+    )
     problem(r, 422, "stages.0.assignees.users.0")
     assert await counts(wf) == before
 
 
 # ----------------------------------------------- 6. numbers JSON cannot carry exactly (round 2)
 
+
 @pytest.mark.parametrize("raw", [b"1e20", b"123456789012345678901234567890", b"-9007199254740992", b"1.5e300"])
 async def test_a_context_number_beyond_2_53_is_a_422_naming_it(wf, raw):
     """orjson reads 1e20 as a float, JSONB kept it exact and handed back an int orjson cannot encode (a 500)."""
     before = await counts(wf)
-    body = b'{"definition_key":"budget-approval","subject":{"type":"t","id":"i","service":"s"},' \
-           b'"context":{"region":"EMEA","n":' + raw + b',"deep":[1,{"m":' + raw + b'}]}}'
-    r = await wf.client.post("/v1/instances", content=body, headers={
-        "content-type": "application/json", HEADER: mint(MARKETER, DEV_IDENTITY_SECRET)})
+    body = (
+        b'{"definition_key":"budget-approval","subject":{"type":"t","id":"i","service":"s"},'
+        b'"context":{"region":"EMEA","n":' + raw + b',"deep":[1,{"m":' + raw + b"}]}}"
+    )
+    r = await wf.client.post(
+        "/v1/instances",
+        content=body,
+        headers={"content-type": "application/json", HEADER: mint(MARKETER, DEV_IDENTITY_SECRET)},
+    )
     fields = {e["field"] for e in problem(r, 422, "context.n")["errors"]}
     assert fields == {"context.n", "context.deep.1.m"}
-    r = await wf.call("POST", "/v1/definitions", ADMIN, {
-        "key": "big", "name": "big", "stages": [{"name": "A", "assignees": {"roles": ["approver"]},
-                                                "auto_approve": {"field": "x", "op": "eq", "value": 1e20}}]})
+    r = await wf.call(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "big",
+            "name": "big",
+            "stages": [
+                {
+                    "name": "A",
+                    "assignees": {"roles": ["approver"]},
+                    "auto_approve": {"field": "x", "op": "eq", "value": 1e20},
+                }
+            ],
+        },
+    )
     problem(r, 422, "stages.0.auto_approve.value")
     assert await counts(wf) == before
     # Up to 2**53 - 1 (and any fraction below it) is stored and read back as sent.
@@ -322,30 +471,45 @@ def test_non_finite_numbers_order_nothing_in_conditions():
 
 # ------------------------------------------- 7. event data the handlers cannot use: dead-lettered
 
-GOOD = {"commitment_id": "c1", "amount": "25000.00", "currency": "EUR", "requested_by": "mia",
-        "dimensions": {"region": "EMEA", "channel": "events"}}
+GOOD = {
+    "commitment_id": "c1",
+    "amount": "25000.00",
+    "currency": "EUR",
+    "requested_by": "mia",
+    "dimensions": {"region": "EMEA", "channel": "events"},
+}
 
 
 def commitment(data: Any, **env: Any) -> Envelope:
-    return Envelope(**{"type": "budget.commitment.requested", "source": "budget", "subject_id": "c1", **env},
-                    data=data)
+    return Envelope(**{"type": "budget.commitment.requested", "source": "budget", "subject_id": "c1", **env}, data=data)
 
 
-@pytest.mark.parametrize(("data", "field"), [
-    ([1], "data"), ("s", "data"), (None, "data"),
-    ({**GOOD, "dimensions": [1, 2]}, "data.dimensions"), ({**GOOD, "dimensions": "EMEA"}, "data.dimensions"),
-    ({**GOOD, "dimensions": 5}, "data.dimensions"),
-    ({**GOOD, "amount": float("nan")}, "data.amount"), ({**GOOD, "amount": float("inf")}, "data.amount"),
-    ({**GOOD, "amount": 10**30}, "data.amount"), ({**GOOD, "amount": 10**4000}, "data.amount"),
-    ({**GOOD, "dimensions": {"region": "EMEA", "weight": 1e20}}, "data.dimensions.weight"),
-    ({**GOOD, "n": nest(300)}, "data"), ({**GOOD, "n": nest(33)}, "data"),
-    ({**GOOD, "requested_by": "\ud800"}, "data.requested_by"),
-    ({**GOOD, "requested_by": "x" * 201}, "data.requested_by"),
-    ({**GOOD, "requested_by": "a\nb"}, "data.requested_by"), ({**GOOD, "requested_by": {"a": 1}}, "data.requested_by"),
-    ({**GOOD, "commitment_id": "x" * 500}, "data.commitment_id"),
-    ({**GOOD, "commitment_id": ["a"]}, "data.commitment_id"),
-    ({**GOOD, "memo": "\u0000"}, "data.memo"), ({**GOOD, "dimensions": {"\u0000": "x"}}, "data.dimensions"),
-])
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ([1], "data"),
+        ("s", "data"),
+        (None, "data"),
+        ({**GOOD, "dimensions": [1, 2]}, "data.dimensions"),
+        ({**GOOD, "dimensions": "EMEA"}, "data.dimensions"),
+        ({**GOOD, "dimensions": 5}, "data.dimensions"),
+        ({**GOOD, "amount": float("nan")}, "data.amount"),
+        ({**GOOD, "amount": float("inf")}, "data.amount"),
+        ({**GOOD, "amount": 10**30}, "data.amount"),
+        ({**GOOD, "amount": 10**4000}, "data.amount"),
+        ({**GOOD, "dimensions": {"region": "EMEA", "weight": 1e20}}, "data.dimensions.weight"),
+        ({**GOOD, "n": nest(300)}, "data"),
+        ({**GOOD, "n": nest(33)}, "data"),
+        ({**GOOD, "requested_by": "\ud800"}, "data.requested_by"),
+        ({**GOOD, "requested_by": "x" * 201}, "data.requested_by"),
+        ({**GOOD, "requested_by": "a\nb"}, "data.requested_by"),
+        ({**GOOD, "requested_by": {"a": 1}}, "data.requested_by"),
+        ({**GOOD, "commitment_id": "x" * 500}, "data.commitment_id"),
+        ({**GOOD, "commitment_id": ["a"]}, "data.commitment_id"),
+        ({**GOOD, "memo": "\u0000"}, "data.memo"),
+        ({**GOOD, "dimensions": {"\u0000": "x"}}, "data.dimensions"),
+    ],
+)
 async def test_event_data_a_handler_cannot_use_is_refused_at_once(wf, data, field):
     """Each was an AttributeError, TypeError, InvalidOperation or database error: retried, then dead-lettered."""
     rt = wf.runtime
@@ -396,23 +560,34 @@ async def test_a_bad_event_goes_to_the_dead_letter_queue_on_its_first_delivery(w
 
 # ---------------------------------------------------- 8. calendars with many short periods
 
+
 async def test_a_weekday_with_more_than_eight_periods_is_a_422(wf):
     """1,440 one-minute periods a day made a 10-year span walk 5 million intervals (31 s, 1 GB)."""
     minutes = [[f"{h:02d}:{m:02d}", f"{h:02d}:{m + 1:02d}"] for h in range(24) for m in range(0, 59, 2)]
     before = await counts(wf)
     for spans in (minutes, minutes[:9]):
-        r = await wf.call("POST", "/v1/calendars", ADMIN,
-                          {"key": "tiny", "timezone": "UTC", "hours": {"mon": ["09:00", "17:00"], "tue": spans}})
+        r = await wf.call(
+            "POST",
+            "/v1/calendars",
+            ADMIN,
+            {"key": "tiny", "timezone": "UTC", "hours": {"mon": ["09:00", "17:00"], "tue": spans}},
+        )
         assert "at most 8" in problem(r, 422, "hours.tue")["detail"]
     assert await counts(wf) == before
-    created = await wf.ok("POST", "/v1/calendars", ADMIN,
-                          {"key": "tiny", "timezone": "UTC", "hours": {"tue": minutes[:8]}}, status=201)
+    created = await wf.ok(
+        "POST", "/v1/calendars", ADMIN, {"key": "tiny", "timezone": "UTC", "hours": {"tue": minutes[:8]}}, status=201
+    )
     assert created["hours"]["tue"] == minutes[:8]
 
 
 def test_touching_and_overlapping_periods_are_merged():
-    cal = BusinessCalendar.build("UTC", {"mon": [["13:00", "17:00"], ["09:00", "12:00"], ["12:00", "13:30"]],
-                                         "tue": [["09:00", "12:00"], ["10:00", "11:00"], ["11:30", "14:00"]]})
+    cal = BusinessCalendar.build(
+        "UTC",
+        {
+            "mon": [["13:00", "17:00"], ["09:00", "12:00"], ["12:00", "13:30"]],
+            "tue": [["09:00", "12:00"], ["10:00", "11:00"], ["11:30", "14:00"]],
+        },
+    )
     assert cal.hours == {0: [(9 * H, 17 * H)], 1: [(9 * H, 14 * H)]}
     monday = dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
     assert len(cal.intervals_on(monday.date())) == 1

@@ -104,8 +104,9 @@ def test_split_shifts_and_negative_spans():
 
 def test_every_bad_part_of_a_calendar_is_reported_at_once():
     with pytest.raises(Invalid) as err:
-        BusinessCalendar.build("Mars/Olympus", {"mon": ["17:00", "09:00"], "funday": ["09:00", "10:00"]},
-                               "DE", "ZZ", ["2027-13-01"])
+        BusinessCalendar.build(
+            "Mars/Olympus", {"mon": ["17:00", "09:00"], "funday": ["09:00", "10:00"]}, "DE", "ZZ", ["2027-13-01"]
+        )
     fields = {e.field for e in err.value.errors}
     assert fields == {"timezone", "hours.mon[0]", "hours.funday", "holidays.subdivision", "closed_dates[0]"}
     with pytest.raises(Invalid) as err:

@@ -19,12 +19,33 @@ pytestmark = pytest.mark.db
 
 def commitment_requested(amount: str, channel: str) -> tuple[str, object]:
     cid = str(uuid.uuid4())
-    return cid, new_event("budget.commitment.requested", "budget", cid, {
-        "commitment_id": cid, "plan_id": "p1", "line_id": "l1", "line_code": "EMEA-EVENTS", "period": "2027-03",
-        "amount": amount, "currency": "EUR", "original_amount": amount, "original_currency": "EUR",
-        "external_ref": "PO-1001", "memo": "booth", "requested_by": "mia", "reason": "threshold",
-        "dimensions": {"region": "EMEA", "channel": channel, "campaign": "spring", "cost_center": None, "owner": None},
-    })
+    return cid, new_event(
+        "budget.commitment.requested",
+        "budget",
+        cid,
+        {
+            "commitment_id": cid,
+            "plan_id": "p1",
+            "line_id": "l1",
+            "line_code": "EMEA-EVENTS",
+            "period": "2027-03",
+            "amount": amount,
+            "currency": "EUR",
+            "original_amount": amount,
+            "original_currency": "EUR",
+            "external_ref": "PO-1001",
+            "memo": "booth",
+            "requested_by": "mia",
+            "reason": "threshold",
+            "dimensions": {
+                "region": "EMEA",
+                "channel": channel,
+                "campaign": "spring",
+                "cost_center": None,
+                "owner": None,
+            },
+        },
+    )
 
 
 async def instance_for(h: Harness, subject_id: str) -> dict | None:
@@ -37,13 +58,26 @@ async def test_commitment_requested_starts_the_best_definition_and_approval_is_p
     async with app.router.lifespan_context(app):
         h = Harness(app, db_url)
         assert await h.runtime.bus.wait_connected(10)
-        await h.ok("POST", "/v1/definitions", MOPS, {
-            "key": "big-events", "name": "Big event spend",
-            "trigger": {"event": "budget.commitment.requested", "conditions": [
-                {"field": "amount", "op": "gte", "value": "10000"},
-                {"field": "channel", "op": "eq", "value": "events"}]},
-            "stages": [{"name": "Events lead", "assignees": {"roles": ["approver"], "scope_from_context": ["region"]}}],
-        }, status=201)
+        await h.ok(
+            "POST",
+            "/v1/definitions",
+            MOPS,
+            {
+                "key": "big-events",
+                "name": "Big event spend",
+                "trigger": {
+                    "event": "budget.commitment.requested",
+                    "conditions": [
+                        {"field": "amount", "op": "gte", "value": "10000"},
+                        {"field": "channel", "op": "eq", "value": "events"},
+                    ],
+                },
+                "stages": [
+                    {"name": "Events lead", "assignees": {"roles": ["approver"], "scope_from_context": ["region"]}}
+                ],
+            },
+            status=201,
+        )
         nc = await nats.connect(nats_url)
         try:
             js = nc.jetstream()
@@ -67,8 +101,9 @@ async def test_commitment_requested_starts_the_best_definition_and_approval_is_p
             done = await h.ok("POST", f"/v1/tasks/{task['id']}/approve", APPROVER_EMEA, {"comment": "go"})
             assert done["status"] == "approved"
 
-            sub = await js.pull_subscribe("workflow.instance.approved", stream="WORKFLOW",
-                                          config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+            sub = await js.pull_subscribe(
+                "workflow.instance.approved", stream="WORKFLOW", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            )
 
             async def approved_event() -> dict | None:
                 try:
@@ -93,11 +128,25 @@ async def test_commitment_requested_starts_the_best_definition_and_approval_is_p
 
             # A renewal falling due starts the shipped tool-renewal review, due at the notice deadline.
             contract_id = str(uuid.uuid4())
-            renewal = new_event("registry.renewal.due", "registry", contract_id, {
-                "contract_id": contract_id, "tool_id": "t1", "tool_name": "Acme CRM", "term": 1, "end": "2031-12-31",
-                "notice_days": 60, "notice_deadline": "2031-11-01", "auto_renew": True, "annual_cost": "12000.00",
-                "currency": "EUR", "owner": {"team": "mops", "person": "dana"}, "utilization": 0.4,
-            })
+            renewal = new_event(
+                "registry.renewal.due",
+                "registry",
+                contract_id,
+                {
+                    "contract_id": contract_id,
+                    "tool_id": "t1",
+                    "tool_name": "Acme CRM",
+                    "term": 1,
+                    "end": "2031-12-31",
+                    "notice_days": 60,
+                    "notice_deadline": "2031-11-01",
+                    "auto_renew": True,
+                    "annual_cost": "12000.00",
+                    "currency": "EUR",
+                    "owner": {"team": "mops", "person": "dana"},
+                    "utilization": 0.4,
+                },
+            )
             await js.publish(renewal.type, renewal.to_json().encode(), headers={"Nats-Msg-Id": renewal.id})
             review = await eventually(lambda: instance_for(h, contract_id), timeout=15)
             assert review["definition_key"] == "tool-renewal"

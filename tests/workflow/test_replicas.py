@@ -34,6 +34,7 @@ async def test_two_replicas_fire_each_of_1000_timers_exactly_once(db_url):
         async def wrapped(s, row):
             s.info.setdefault("fired_timers", []).append((name, row.id))
             await handler(s, row)
+
         return wrapped
 
     def on_commit(session) -> None:
@@ -56,8 +57,13 @@ async def test_two_replicas_fire_each_of_1000_timers_exactly_once(db_url):
         for start in range(0, INSTANCES, 100):
             async with rt_a.transaction() as s:
                 for i in range(start, start + 100):
-                    await engine.start(s, definition, {"type": "contract", "id": f"k{i}", "service": "registry"},
-                                       {"notice_deadline": far}, "service:registry")
+                    await engine.start(
+                        s,
+                        definition,
+                        {"type": "contract", "id": f"k{i}", "service": "registry"},
+                        {"notice_deadline": far},
+                        "service:registry",
+                    )
         for name, rt in (("a", rt_a), ("b", rt_b)):
             assert type(rt.scheduler).__name__ == "BatchedTimerScheduler"
             rt.scheduler.batch = 25
@@ -77,9 +83,9 @@ async def test_two_replicas_fire_each_of_1000_timers_exactly_once(db_url):
         await asyncio.sleep(0.5)
         async with rt_a.transaction(readonly=True) as s:
             fired = await s.scalar(select(func.count()).select_from(t).where(t.c.status == "fired"))
-            subjects = dict((await s.execute(
-                select(infra.outbox.c.subject, func.count()).group_by(infra.outbox.c.subject)
-            )).all())
+            subjects = dict(
+                (await s.execute(select(infra.outbox.c.subject, func.count()).group_by(infra.outbox.c.subject))).all()
+            )
     event.remove(Session, "after_commit", on_commit)
     event.remove(Session, "after_rollback", on_rollback)
     assert fired == 2 * INSTANCES

@@ -46,8 +46,9 @@ async def test_an_effect_the_database_refuses_leaves_no_trace_and_the_timer_pend
 
     async def handler(s, row) -> None:
         # history.instance_id references instances: this insert breaks the foreign key.
-        await s.execute(history.insert().values(instance_id="no-such-instance", at=utcnow(), actor="t",
-                                                action="x", detail={}))
+        await s.execute(
+            history.insert().values(instance_id="no-such-instance", at=utcnow(), actor="t", action="x", detail={})
+        )
 
     async with db.transaction() as s:
         await timers.schedule(s, infra.timers, "k", "a", utcnow() - dt.timedelta(seconds=1), {})

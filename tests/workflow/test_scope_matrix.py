@@ -20,9 +20,17 @@ EMEA_MOPS = who("emma", "mops", scopes=("region:EMEA",))
 
 async def unscoped_definition(wf) -> None:
     """A stage whose seats are the approver role, not narrowed by the context's region."""
-    await wf.ok("POST", "/v1/definitions", ADMIN, {
-        "key": "open-review", "name": "Open review",
-        "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}}]}, status=201)
+    await wf.ok(
+        "POST",
+        "/v1/definitions",
+        ADMIN,
+        {
+            "key": "open-review",
+            "name": "Open review",
+            "stages": [{"name": "Review", "assignees": {"roles": ["approver"]}}],
+        },
+        status=201,
+    )
 
 
 async def snapshot(wf, inst_id: str) -> dict:
@@ -76,17 +84,27 @@ async def test_a_resubmission_cannot_move_a_request_out_of_scope(wf):
 async def test_starting_a_request_outside_ones_scope_or_without_its_dimension_is_refused(wf):
     await unscoped_definition(wf)
     for context in ({"region": "NA"}, {"amount": "1.00"}, {"region": None}):
-        r = await wf.call("POST", "/v1/instances", MARKETER, {
-            "definition_key": "open-review", "subject": {"type": "x", "id": "1", "service": "budget"},
-            "context": context})
+        r = await wf.call(
+            "POST",
+            "/v1/instances",
+            MARKETER,
+            {
+                "definition_key": "open-review",
+                "subject": {"type": "x", "id": "1", "service": "budget"},
+                "context": context,
+            },
+        )
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "context", (context, r.text)
     assert (await wf.ok("GET", "/v1/instances", ADMIN))["items"] == []
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/definitions", {"key": "d", "name": "d", "stages": [{"name": "s", "assignees": {"roles": ["approver"]}}]}),
-    ("/v1/calendars", {"key": "c", "timezone": "UTC", "hours": {"mon": ["09:00", "17:00"]}}),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/definitions", {"key": "d", "name": "d", "stages": [{"name": "s", "assignees": {"roles": ["approver"]}}]}),
+        ("/v1/calendars", {"key": "c", "timezone": "UTC", "hours": {"mon": ["09:00", "17:00"]}}),
+    ],
+)
 async def test_definitions_and_calendars_need_a_principal_no_scope_narrows(wf, path, body):
     r = await wf.call("POST", path, EMEA_MOPS, body)
     assert r.status_code == 403 and "scope" in r.json()["detail"], r.text

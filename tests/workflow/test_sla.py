@@ -122,8 +122,11 @@ async def test_a_restart_mid_sla_loses_no_timer_and_fires_none_twice(db_url):
 
 async def test_tool_renewal_sla_ends_at_the_notice_deadline(wf):
     deadline = (utcnow() + dt.timedelta(seconds=1.5)).isoformat()
-    body = {"definition_key": "tool-renewal", "subject": {"type": "contract", "id": "k-1", "service": "registry"},
-            "context": {"tool_name": "Acme", "notice_deadline": deadline}}
+    body = {
+        "definition_key": "tool-renewal",
+        "subject": {"type": "contract", "id": "k-1", "service": "registry"},
+        "context": {"tool_name": "Acme", "notice_deadline": deadline},
+    }
     inst = await wf.ok("POST", "/v1/instances", MOPS, body, status=201)
     assert dt.datetime.fromisoformat(inst["tasks"][0]["due_at"]) == dt.datetime.fromisoformat(deadline)
     assert inst["tasks"][0]["assignees"] == {"roles": ["mops"], "users": []}
@@ -151,9 +154,9 @@ async def test_decisions_racing_with_firing_timers_never_fail(wf):
         await asyncio.sleep(max(0.0, at + 2.0 + jitter - loop.time()))
         return await wf.call("POST", f"/v1/tasks/{task_id}/approve", APPROVER_EMEA, {"comment": "ok"})
 
-    answers = await asyncio.gather(*(
-        approve_when_warning_fires(t, at, (i % 6) * 0.05 - 0.1) for i, (t, at) in enumerate(created)
-    ))
+    answers = await asyncio.gather(
+        *(approve_when_warning_fires(t, at, (i % 6) * 0.05 - 0.1) for i, (t, at) in enumerate(created))
+    )
     assert [r.status_code for r in answers] == [200] * len(created), [r.text for r in answers if r.status_code != 200]
     assert len(await wf.events("workflow.instance.approved")) == len(created)
     assert await n_events(wf, "workflow.sla.breached") == 0

@@ -21,9 +21,9 @@ from urllib.parse import urlparse
 
 import httpx
 
-from shared.migrations import upgrade
+from pitcrew.migrations import upgrade
+from pitcrew.topology import APPS, SERVICES
 from shared.settings import DEV_WEBHOOK_SECRETS
-from shared.topology import APPS, SERVICES
 
 
 def nats_server_binary() -> str:
@@ -79,13 +79,24 @@ class Child:
     restart: Callable[[], subprocess.Popen] | None = None
 
 
-def start_app(
-    name: str, host: str, port: int, env: dict[str, str], log_dir: Path, label: str | None = None
-) -> Child:
+def start_app(name: str, host: str, port: int, env: dict[str, str], log_dir: Path, label: str | None = None) -> Child:
     """One app as a uvicorn child process; the Child can start it again the same way."""
     label = label or name
-    cmd = [sys.executable, "-m", "uvicorn", APPS[name].module, "--host", host, "--port", str(port),
-           "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        APPS[name].module,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
 
     def spawn() -> subprocess.Popen:
         log = open(log_dir / f"{label.replace('#', '-')}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -172,9 +183,16 @@ def wait_ready(stack: Stack, timeout: float = 60.0) -> None:
 
 
 def start_stack(
-    *, host: str = "127.0.0.1", var_dir: Path = Path("var"), env: dict[str, str] | None = None,
-    ports: dict[str, int] | None = None, nats_url: str | None = None, log_dir: Path | None = None,
-    echo=print, replicas: dict[str, int] | None = None, ready_timeout: float = 60.0,
+    *,
+    host: str = "127.0.0.1",
+    var_dir: Path = Path("var"),
+    env: dict[str, str] | None = None,
+    ports: dict[str, int] | None = None,
+    nats_url: str | None = None,
+    log_dir: Path | None = None,
+    echo=print,
+    replicas: dict[str, int] | None = None,
+    ready_timeout: float = 60.0,
 ) -> tuple[Stack, dict[str, str], str]:
     """Start NATS (unless `nats_url` is given), migrate, start the five apps; returns the URLs.
 
@@ -206,9 +224,7 @@ def start_stack(
                 raise RuntimeError(f"port {port} for {name} is already in use (set PITCREW_{name.upper()}_PORT)")
         extra = {name: [free_port(host) for _ in range(n - 1)] for name, n in (replicas or {}).items() if n > 1}
         for name, more in extra.items():
-            env[f"PITCREW_GATEWAY_{name.upper()}_URL"] = ",".join(
-                [urls[name]] + [f"http://{host}:{p}" for p in more]
-            )
+            env[f"PITCREW_GATEWAY_{name.upper()}_URL"] = ",".join([urls[name]] + [f"http://{host}:{p}" for p in more])
         child_env = app_env(env, nats_url, urls, var_dir)
         for name in APPS:
             upgrade(name, database_url(name, child_env, var_dir))
@@ -236,8 +252,9 @@ def run_until_signal(stack: Stack) -> int:
     code = 0
     while stopping["signal"] is None:
         if (dead := stack.dead()) is not None:
-            print(f"{dead.name} exited unexpectedly (code {dead.proc.returncode}); stopping everything",
-                  file=sys.stderr)
+            print(
+                f"{dead.name} exited unexpectedly (code {dead.proc.returncode}); stopping everything", file=sys.stderr
+            )
             code = 1
             break
         time.sleep(0.2)

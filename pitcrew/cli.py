@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from shared.topology import APPS
+from pitcrew.topology import APPS
 
 app = typer.Typer(help="Pitcrew: the marketing-operations platform.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def up(
     """Start NATS, migrate every database, start the four services and the gateway."""
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
-    from shared.launcher import run_until_signal, start_stack
+    from pitcrew.launcher import run_until_signal, start_stack
 
     def _interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -41,7 +41,7 @@ def up(
         typer.echo(f"\n  API docs  {urls['gateway']}/docs")
         typer.echo(f"  Logs      {var_dir.resolve() / 'log'}")
         if demo:
-            from shared.demo import load_demo
+            from pitcrew.demo import load_demo
 
             typer.echo("\nloading demo data ...")
             load_demo(urls["gateway"], token, echo=typer.echo)
@@ -60,8 +60,8 @@ def migrate(
     service: str | None = typer.Argument(None, help="One of: " + ", ".join(APPS) + " (default: all)."),
 ) -> None:
     """Upgrade a database (or all of them) to the latest migration."""
-    from shared.launcher import database_url
-    from shared.migrations import upgrade
+    from pitcrew.launcher import database_url
+    from pitcrew.migrations import upgrade
 
     names = [service] if service else list(APPS)
     var_dir = Path(os.environ.get("PITCREW_VAR_DIR", "var"))
@@ -117,7 +117,7 @@ def makemigration(
     """Developer tool: autogenerate a migration against a scratch SQLite database."""
     import tempfile
 
-    from shared.migrations import revision
+    from pitcrew.migrations import revision
 
     with tempfile.TemporaryDirectory() as tmp:
         revision(service, f"sqlite:///{tmp}/{service}.db", message)
