@@ -5,7 +5,8 @@ Never a float. Rounding is banker's rounding and happens once, at conversion.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+import re
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -96,20 +97,35 @@ def convert(minor: int, from_currency: str, to_currency: str, rate: Decimal) -> 
         return int(value.scaleb(exp).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+# The one grammar of a decimal in the API, money included: ASCII digits, an optional leading minus,
+# an optional decimal point with digits on both sides. Python's Decimal() alone also takes "１００",
+# "٣", "1_000", " 100.00", "+5", ".5", "5.", "1e5", "NaN": each a different way for two systems to
+# disagree about an amount.
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+GRAMMAR = 'a decimal string of ASCII digits with an optional "-" and decimal point, e.g. "1250.00"'
+
+
+def parse_decimal_text(text: str) -> Decimal:
+    """`text` as a Decimal when it follows DECIMAL_TEXT exactly, else ValueError naming the grammar."""
+    if len(text) > 100:
+        raise ValueError("is longer than 100 characters")
+    if DECIMAL_TEXT.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not {GRAMMAR}")
+    return Decimal(text)
+
+
 def parse_decimal(value: Any) -> Decimal:
-    """A decimal string (or an int) as a Decimal; floats are refused, and so is anything outside
-    MAX_INTEGER_DIGITS / MAX_DECIMAL_PLACES. Raises ValueError with the reason."""
+    """A decimal string in the API's one grammar (DECIMAL_TEXT) as a Decimal; floats and JSON numbers
+    are refused, and so is anything outside MAX_INTEGER_DIGITS / MAX_DECIMAL_PLACES. Raises ValueError
+    with the reason."""
     if isinstance(value, bool) or isinstance(value, float):
         raise ValueError('send amounts as decimal strings such as "1250.00", never as floating-point numbers')
-    if isinstance(value, int | Decimal):
-        parsed = Decimal(value)
+    if isinstance(value, Decimal):
+        parsed = value
+    elif isinstance(value, int):
+        raise ValueError(f'send amounts as decimal strings such as "{value}", not as JSON numbers')
     elif isinstance(value, str):
-        if len(value) > 100:
-            raise ValueError("is longer than 100 characters")
-        try:
-            parsed = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a decimal number") from None
+        parsed = parse_decimal_text(value)
     else:
         raise ValueError("must be a decimal string")
     if not parsed.is_finite():
@@ -122,9 +138,11 @@ def parse_decimal(value: Any) -> Decimal:
 
 
 def _parse_currency(value: Any) -> str:
-    if not isinstance(value, str) or value.upper() not in EXPONENTS:
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-    return value.upper()
+    """An ISO 4217 code exactly as the standard writes it ("EUR"; "eur" is refused, not guessed)."""
+    if not isinstance(value, str) or value not in EXPONENTS:
+        hint = f'; did you mean "{value.upper()}"?' if isinstance(value, str) and value.upper() in EXPONENTS else ""
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code{hint}")
+    return value
 
 
 # Pydantic field types: a decimal string in, a decimal string out.

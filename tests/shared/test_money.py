@@ -19,7 +19,7 @@ class Body(BaseModel):
 
 
 def test_decimal_strings_in_and_out_floats_refused():
-    assert Body(amount="1250.00", currency="eur").model_dump(mode="json") == {"amount": "1250.00", "currency": "EUR"}
+    assert Body(amount="1250.00", currency="EUR").model_dump(mode="json") == {"amount": "1250.00", "currency": "EUR"}
     with pytest.raises(ValidationError, match="never as floating-point"):
         Body(amount=12.5, currency="EUR")
     with pytest.raises(ValidationError, match="ISO 4217"):
@@ -49,3 +49,28 @@ def test_conversion_rounds_half_to_even_once():
 @given(st.integers(min_value=-(10**15), max_value=10**15), st.sampled_from(["EUR", "JPY", "KWD", "CLF"]))
 def test_minor_units_round_trip(minor, currency):
     assert money.to_minor(Decimal(money.fmt(minor, currency)), currency) == minor
+
+
+@pytest.mark.parametrize("text", ["１００", "٣", "1_000", " 100.00", "100.00 ", "+5", ".5", "5.", "1e5", "1E5", "NaN",
+                                  "Infinity", "--5", "-", "", "0x10", "1,000.00", "5.0.0"])
+def test_one_grammar_for_amounts_refuses_every_other_spelling(text):
+    with pytest.raises(ValidationError, match="ASCII digits"):
+        Body(amount=text, currency="EUR")
+
+
+@pytest.mark.parametrize("value", [5, 0, -3, True])
+def test_json_numbers_are_refused_as_amounts(value):
+    with pytest.raises(ValidationError, match="decimal strings"):
+        Body(amount=value, currency="EUR")
+
+
+@pytest.mark.parametrize("code", ["eur", "Eur", " EUR", "EUR ", "XXX1"])
+def test_currency_codes_as_iso_4217_writes_them(code):
+    with pytest.raises(ValidationError, match="ISO 4217"):
+        Body(amount="1.00", currency=code)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**12), max_value=10**12))
+def test_every_plain_decimal_round_trips_through_the_grammar(value):
+    text = format(value, "f")
+    assert money.parse_decimal(text) == value
