@@ -110,7 +110,8 @@ class ServiceSpec:
 
 async def get_runtime(request: Request) -> Runtime:
     """FastAPI dependency: the service's runtime."""
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 async def _db_check(request: Request) -> tuple[bool, str]:

@@ -34,7 +34,8 @@ def check_instant(value: dt.datetime) -> dt.datetime:
     """An aware datetime within the bounds; naive ones are refused (whose clock would they be on?)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("needs a UTC offset, e.g. 2027-03-01T09:00:00Z")
-    return check_date(value)
+    check_date(value)
+    return value
 
 
 def within(value: dt.date, field: str) -> dt.date:

@@ -31,7 +31,7 @@ class Bus:
         self.nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._ready = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:

@@ -63,7 +63,7 @@ class Consumer:
         self.outbox = outbox
         # subject -> the envelope schema_version majors its handler understands (default: 1)
         self.majors = majors or (lambda subject: frozenset({1}))
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         by_stream: dict[str, list[str]] = {}

@@ -50,7 +50,9 @@ class EventSpec(Generic[M]):
             return data.model_dump(mode="json")
         unknown = set(data) - set(self.model.model_fields)
         if unknown:
-            raise TypeError(f"{self.subject}: {self.model.__name__} has no field(s) {', '.join(sorted(unknown))}")
+            raise TypeError(
+                f"{self.subject}: {self.model.__name__} has no field(s) {', '.join(sorted(str(k) for k in unknown))}"
+            )
         try:
             return self.model.model_validate(data).model_dump(mode="json")
         except ValidationError as exc:  # a bug in the publisher: the change rolls back whole

@@ -32,7 +32,7 @@ NAMING_CONVENTION = {
 }
 
 
-class JSONType(TypeDecorator):
+class JSONType(TypeDecorator[Any]):
     """JSON documents: JSONB on PostgreSQL, JSON text on SQLite."""
 
     impl = JSON
@@ -46,7 +46,7 @@ def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[dt.datetime]):
     """Timezone-aware UTC datetimes on both backends (SQLite keeps no offset)."""
 
     impl = DateTime

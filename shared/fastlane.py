@@ -69,8 +69,10 @@ class _Lane:
         kwargs: dict[str, Any] = {self.body_name: value}
         if self.request_name:
             kwargs[self.request_name] = request
-        solved: dict[Callable, Any] = {}
+        solved: dict[Callable[..., Any], Any] = {}
         for name, call in self.dependencies:
+            if call is None:
+                return None
             if call not in solved:
                 try:
                     solved[call] = await call(request)
@@ -139,7 +141,7 @@ class FastLaneMiddleware:
                 for route in router.routes:
                     lane = lane_for(route)
                     if lane is not None:
-                        self._lanes.setdefault(route.path, lane)
+                        self._lanes.setdefault(lane.route.path, lane)
         return self._lanes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -191,7 +193,7 @@ class FastLaneMiddleware:
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
     return False
 
 

@@ -19,7 +19,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, utcnow
 from shared.errors import Conflict, Invalid
@@ -79,8 +78,8 @@ async def run(
         if key is None:
             raise
         # Another request with the same key committed first: answer as it did.
-        async with db.transaction(readonly=True) as s:
-            replay = await _stored(s, table, scope, key, fingerprint)
+        async with db.transaction(readonly=True) as session:
+            replay = await _stored(UnitOfWork(session), table, scope, key, fingerprint)
         if replay is None:
             raise
         return replay
@@ -104,7 +103,7 @@ def _fallback(value: Any) -> Any:
     return jsonable_encoder(value, custom_encoder={Decimal: str})
 
 
-async def _stored(s: AsyncSession, table: Table, scope: str, key: str, fingerprint: str) -> Response | None:
+async def _stored(s: UnitOfWork, table: Table, scope: str, key: str, fingerprint: str) -> Response | None:
     row = (await s.execute(select(table).where(table.c.scope == scope, table.c.key == key))).first()
     if row is None:
         return None

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
 from fastapi import Request
@@ -106,7 +107,7 @@ def verify(token: str, secret: str, *, leeway: float = 5.0) -> Principal:
     return _principal(_claims(token, secret, leeway))
 
 
-def _claims(token: str, secret: str, leeway: float) -> dict:
+def _claims(token: str, secret: str, leeway: float) -> dict[str, Any]:
     try:
         return jwt.decode(
             token,
@@ -131,7 +132,7 @@ def storable(text: str, what: str) -> str:
     return text
 
 
-def _principal(claims: dict) -> Principal:
+def _principal(claims: dict[str, Any]) -> Principal:
     return Principal(
         subject=storable(str(claims["sub"]), "sub"),
         roles=frozenset(claims.get("roles") or ()),
@@ -173,7 +174,7 @@ def service_principal(service: str) -> Principal:
 
 async def current_principal(request: Request) -> Principal:
     """FastAPI dependency: the verified caller, or a 401 problem."""
-    cached = getattr(request.state, "principal", None)
+    cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     token = request.headers.get(HEADER)
@@ -181,7 +182,7 @@ async def current_principal(request: Request) -> Principal:
         raise Unauthorized(
             f"Missing {HEADER}: services are reached only through the Pitcrew gateway.",
         )
-    principal = request.app.state.identity(token)
+    principal: Principal = request.app.state.identity(token)
     if principal.request_id is None:  # the gateway's token is per principal; the request id rides beside it
         principal = dataclasses.replace(principal, request_id=request_id_var.get())
     request.state.principal = principal

@@ -17,6 +17,8 @@ def run_env(target_metadata: MetaData) -> None:
     """Body of every app's `migrations/env.py`."""
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic config has no sqlalchemy.url (run migrations through pitcrew.migrations)")
     if context.is_offline_mode():
         context.configure(
             url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=url.startswith("sqlite")

@@ -63,7 +63,9 @@ def exponent(currency: str, field: str = "currency") -> int:
 def to_minor(amount: Decimal, currency: str, field: str = "amount") -> int:
     """Exact conversion to minor units; more decimals than the currency has is an error, not a rounding."""
     exp = exponent(currency)
-    if -amount.as_tuple().exponent > MAX_DECIMAL_PLACES or amount.adjusted() >= MAX_INTEGER_DIGITS:
+    if not amount.is_finite():
+        raise Invalid.on(field, f"{amount} is not a finite number")
+    if -int(amount.as_tuple().exponent) > MAX_DECIMAL_PLACES or amount.adjusted() >= MAX_INTEGER_DIGITS:
         raise Invalid.on(field, f"{amount} is out of range")  # before scaleb, which could over- or underflow
     scaled = amount.scaleb(exp)
     if scaled != scaled.to_integral_value():
@@ -130,7 +132,7 @@ def parse_decimal(value: Any) -> Decimal:
         raise ValueError("must be a decimal string")
     if not parsed.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
-    if -parsed.as_tuple().exponent > MAX_DECIMAL_PLACES:
+    if -int(parsed.as_tuple().exponent) > MAX_DECIMAL_PLACES:
         raise ValueError(f"{value!r} has more than {MAX_DECIMAL_PLACES} decimal places")
     if parsed and parsed.adjusted() >= MAX_INTEGER_DIGITS:
         raise ValueError(f"{value!r} has more than {MAX_INTEGER_DIGITS} digits before the decimal point")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -96,7 +97,7 @@ class OutboxRelay:
         self.batch = batch
         self.service = outbox.source
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         outbox.relay = self
 
     def notify(self) -> None:
@@ -156,7 +157,7 @@ class OutboxRelay:
             raise error
         return len(published)
 
-    async def _publish(self, rows: list[Any]) -> tuple[list[int], Exception | None]:
+    async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], Exception | None]:
         published: list[int] = []
         for row in rows:
             try:
@@ -167,7 +168,7 @@ class OutboxRelay:
         PUBLISHED.labels(self.service).inc(len(published))
         return published, None
 
-    async def _mark(self, s: AsyncSession, published: list[int], rows: list[Any], error: Exception | None) -> None:
+    async def _mark(self, s: AsyncSession, published: list[int], rows: Sequence[Any], error: Exception | None) -> None:
         t = self.table
         if published:
             await s.execute(update(t).where(t.c.seq.in_(published)).values(sent_at=utcnow()))

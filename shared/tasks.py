@@ -10,13 +10,14 @@ the task has ended.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 
 log = structlog.get_logger("pitcrew.tasks")
 
 
-async def cancel_and_wait(task: asyncio.Task | None, *, retry_every: float = 0.1) -> None:
+async def cancel_and_wait(task: asyncio.Task[Any] | None, *, retry_every: float = 0.1) -> None:
     """Cancel `task` and return once it has ended, repeating the cancel while it still runs."""
     if task is None:
         return

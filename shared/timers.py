@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, utcnow
@@ -67,7 +68,7 @@ async def cancel(session: AsyncSession, table: Table, subject_id: str, kinds: li
     stmt = update(table).where(table.c.subject_id == str(subject_id), table.c.status == "pending")
     if kinds:
         stmt = stmt.where(table.c.kind.in_(kinds))
-    result = await session.execute(stmt.values(status="cancelled"))
+    result: CursorResult[Any] = await session.execute(stmt.values(status="cancelled"))  # type: ignore[assignment]
     return result.rowcount or 0
 
 
@@ -92,7 +93,7 @@ class TimerScheduler:
         self.batch = batch
         self.clock = clock
         self.outbox = outbox
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"{self.service}-timers")

@@ -40,7 +40,8 @@ class UnitOfWork:
     # -- reading and writing: the session's own calls, so use cases read like SQLAlchemy Core
 
     async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Result[Any]:
-        return await self.session.execute(statement, params, **kw)
+        result: Result[Any] = await self.session.execute(statement, params, **kw)
+        return result
 
     async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
         return await self.session.scalar(statement, params, **kw)
