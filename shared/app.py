@@ -44,7 +44,11 @@ class Runtime:
         self.settings = settings
         self.name = settings.service_name
         self.infra = infra
-        self.db = Database(settings.database_url, server_settings=settings.database_server_settings)
+        self.db = Database(
+            settings.database_url,
+            server_settings=settings.database_server_settings,
+            write_queue=settings.sqlite_write_queue,
+        )
         self.bus = Bus(
             settings.nats_url,
             settings.service_name,

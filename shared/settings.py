@@ -35,6 +35,8 @@ class BaseServiceSettings(BaseSettings):
     database_url: str = ""
     # PostgreSQL run-time parameters set on every pooled connection (asyncpg server_settings).
     database_server_settings: dict[str, str] = {}
+    # SQLite only: the process's writes wait in one fair queue instead of SQLite's busy handler.
+    sqlite_write_queue: bool = True
     nats_url: str = Field(default_factory=lambda: _env("PITCREW_NATS_URL", "nats://127.0.0.1:4222"))
     nats_enabled: bool = True
     nats_stream_replicas: int = Field(
