@@ -11,12 +11,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 PITCREW_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export PITCREW_TEST_POSTGRES_URL
 
-.PHONY: help up venv test test-postgres bench lint fmt clean
+.PHONY: help up venv test test-postgres test-chaos fuzz bench lint fmt clean
 
 help:
 	@echo "make up             start NATS, migrate, start the four services and the gateway (Ctrl-C stops)"
 	@echo "make test           the whole suite on SQLite and a NATS server the tests start"
 	@echo "make test-postgres  the database-facing suite on PostgreSQL (PITCREW_TEST_POSTGRES_URL)"
+	@echo "make test-chaos     NATS, services and database connections killed mid-stream (PostgreSQL)"
+	@echo "make fuzz           schemathesis through the gateway of a running stack (seeded, time-bounded)"
 	@echo "make bench          the benchmarks in bench/ (figures and ratios)"
 	@echo "make lint           ruff, compose file, Kubernetes manifests, Dockerfile"
 
@@ -34,10 +36,16 @@ up: venv
 	$(VENV)/bin/pitcrew up $(ARGS)
 
 test: venv
-	$(PY) -m pytest -m "not postgres_only" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not postgres_only and not chaos" $(PYTEST_ARGS)
 
 test-postgres: venv
-	PITCREW_TEST_BACKEND=postgres $(PY) -m pytest $(PYTEST_ARGS)
+	PITCREW_TEST_BACKEND=postgres $(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+test-chaos: venv
+	PITCREW_TEST_BACKEND=postgres $(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
+fuzz: venv
+	$(PY) tests/fuzz/run_fuzz.py $(FUZZ_ARGS)
 
 bench: venv
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
