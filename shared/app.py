@@ -20,7 +20,7 @@ from shared import idempotency, openapi, ops, problems
 from shared.bus import Bus
 from shared.consumer import Consumer, Handler
 from shared.contracts import Catalogue
-from shared.db import Database
+from shared.db import Database, utcnow
 from shared.fastlane import FastLaneMiddleware
 from shared.identity import Principal, Verifier
 from shared.observability import LoopLagMonitor, RequestContextMiddleware, configure_logging
@@ -128,9 +128,17 @@ async def _db_check(request: Request) -> tuple[bool, str]:
 
 async def _nats_check(request: Request) -> tuple[bool, str]:
     bus: Bus = request.app.state.runtime.bus
-    if not bus.enabled:
-        return True, "disabled"
-    return (True, "connected") if bus.connected else (False, "not connected")
+    return await bus.ping(timeout=ops.CHECK_TIMEOUT / 2)
+
+
+async def _outbox_check(request: Request) -> tuple[bool, str]:
+    """Events waiting to be published, and for how long: a backlog that only grows means NATS or the relay is stuck."""
+    runtime: Runtime = request.app.state.runtime
+    pending, oldest = await runtime.outbox.backlog(runtime.db)
+    if not pending:
+        return True, "empty"
+    age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+    return age < 60, f"{pending} waiting, oldest {age:.0f} s"
 
 
 def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> FastAPI:
@@ -161,10 +169,11 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         runtime.domain = spec.build(runtime)
     problems.install(app)
     openapi.install(app)
-    checks: dict[str, ops.ReadinessCheck] = {"database": _db_check}
+    checks: dict[str, ops.Dependency] = {"database": ops.Dependency(_db_check)}
     if spec.uses_nats:
-        checks["nats"] = _nats_check
-    checks.update(spec.extra_checks)
+        checks["nats"] = ops.Dependency(_nats_check, required=False)
+        checks["outbox"] = ops.Dependency(_outbox_check, required=False)
+    checks.update({name: ops.Dependency(check) for name, check in spec.extra_checks.items()})
     app.include_router(ops.router(checks, spec.catalogue))
     for r in spec.routers:
         app.include_router(r)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import nats
 import structlog
@@ -91,6 +92,21 @@ class Bus:
                     self.nc = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def ping(self, timeout: float = 1.0) -> tuple[bool, str]:
+        """A PING/PONG round trip: a frozen server keeps the TCP connection (and `connected`) for a while,
+        only an answer within `timeout` shows it is there."""
+        if not self.enabled:
+            return True, "disabled"
+        nc = self.nc
+        if nc is None or not self.connected:
+            return False, "not connected"
+        started = time.perf_counter()
+        try:
+            await nc.flush(timeout=timeout)  # type: ignore[arg-type]  # a float works (asyncio.wait_for)
+        except Exception as exc:  # noqa: BLE001 - a failed round trip is the answer
+            return False, f"no PONG within {timeout:g} s ({type(exc).__name__})"
+        return True, f"round trip {(time.perf_counter() - started) * 1000:.1f} ms"
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats_error", error=str(exc))

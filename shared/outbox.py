@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -79,6 +80,13 @@ class Outbox:
     def row(env: Envelope, now: Any) -> dict[str, Any]:
         """The outbox row of an event, for a caller that writes rows in its own statement."""
         return {"id": env.id, "subject": env.type, "payload": env.to_json(), "created_at": now, "attempts": 0}
+
+    async def backlog(self, db: Database) -> tuple[int, dt.datetime | None]:
+        """How many events wait to be published, and since when the oldest."""
+        t = self.table
+        async with db.transaction(readonly=True) as s:
+            row = (await s.execute(select(func.count(), func.min(t.c.created_at)).where(t.c.sent_at.is_(None)))).one()
+        return int(row[0]), row[1]
 
     def wake_after_commit(self, session: AsyncSession) -> None:
         """Have the relay publish as soon as `session` commits (a caller writing rows itself calls this)."""
