@@ -16,11 +16,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import idempotency, openapi, ops, problems
+from shared import audit, deadletters, idempotency, openapi, ops, problems
 from shared.bus import Bus
 from shared.consumer import Consumer, Handler
 from shared.contracts import Catalogue
 from shared.db import Database, utcnow
+from shared.deadletters import DeadLetters
 from shared.fastlane import FastLaneMiddleware
 from shared.identity import Principal, Verifier
 from shared.observability import LoopLagMonitor, RequestContextMiddleware, configure_logging
@@ -55,7 +56,7 @@ class Runtime:
             enabled=uses_nats and settings.nats_enabled,
             stream_replicas=settings.nats_stream_replicas,
         )
-        self.outbox = Outbox(infra.outbox, settings.service_name, catalogue)
+        self.outbox = Outbox(infra.outbox, settings.service_name, catalogue, audit=infra.audit)
         self.relay = OutboxRelay(
             self.db,
             self.outbox,
@@ -64,6 +65,7 @@ class Runtime:
             batch=settings.outbox_batch_size,
         )
         self.consumer: Consumer | None = None
+        self.dead_letters: DeadLetters | None = None
         self.scheduler: TimerScheduler | None = None
         self.extras: dict[str, Any] = {}
         self.domain: Any = None  # the service's typed container, set from ServiceSpec.build
@@ -177,6 +179,9 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
     app.include_router(ops.router(checks, spec.catalogue))
     for r in spec.routers:
         app.include_router(r)
+    if spec.handlers is not None:
+        app.include_router(deadletters.router())
+    app.include_router(audit.router())
     if spec.configure:
         spec.configure(app, runtime)
     if settings.fast_lane:
@@ -188,22 +193,26 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
 async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
     runtime.loop_lag.start()
     runtime.bus.start()
+    handlers = spec.handlers(runtime) if spec.handlers else {}
+    if handlers:
+        s = runtime.settings
+        runtime.consumer = Consumer(
+            runtime.name,
+            runtime.db,
+            runtime.infra.inbox,
+            runtime.bus,
+            handlers,
+            max_deliver=s.consumer_max_deliver,
+            ack_wait=s.consumer_ack_wait_seconds,
+            outbox=runtime.outbox,
+            majors=spec.catalogue.majors_for if spec.catalogue else None,
+            dead_letters=runtime.infra.dead_letters,
+        )
+    # Replays of dead letters work even while this process does not consume (NATS disabled).
+    runtime.dead_letters = DeadLetters(runtime.name, runtime.db, runtime.infra.dead_letters, runtime.consumer)
     if runtime.bus.enabled:
         runtime.relay.start()
-        handlers = spec.handlers(runtime) if spec.handlers else {}
-        if handlers:
-            s = runtime.settings
-            runtime.consumer = Consumer(
-                runtime.name,
-                runtime.db,
-                runtime.infra.inbox,
-                runtime.bus,
-                handlers,
-                max_deliver=s.consumer_max_deliver,
-                ack_wait=s.consumer_ack_wait_seconds,
-                outbox=runtime.outbox,
-                majors=spec.catalogue.majors_for if spec.catalogue else None,
-            )
+        if runtime.consumer is not None:
             runtime.consumer.start()
     if spec.timers:
         runtime.scheduler = TimerScheduler(

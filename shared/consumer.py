@@ -22,7 +22,9 @@ from prometheus_client import Counter
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from shared import deadletters
 from shared.bus import Bus
+from shared.context import Actor, actor_var
 from shared.db import Database, utcnow
 from shared.errors import DomainError
 from shared.events import Envelope, stream_for
@@ -51,6 +53,7 @@ class Consumer:
         batch: int = 50,
         outbox: Outbox | None = None,
         majors: Callable[[str], frozenset[int]] | None = None,
+        dead_letters: Table | None = None,
     ):
         self.service = service
         self.db = db
@@ -61,6 +64,8 @@ class Consumer:
         self.ack_wait = ack_wait
         self.batch = batch
         self.outbox = outbox
+        # Where dead letters are recorded (shared.deadletters); without it they only go to the DLQ stream.
+        self.dead_letters = dead_letters
         # subject -> the envelope schema_version majors its handler understands (default: 1)
         self.majors = majors or (lambda subject: frozenset({1}))
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,7 +126,7 @@ class Consumer:
         except (ValueError, json.JSONDecodeError, TypeError) as exc:
             await self._dead_letter(msg, None, f"unreadable envelope: {exc}")
             return
-        handler = self._handler_for(env.type)
+        handler = self.handler_for(env.type)
         if handler is None:
             await msg.ack()
             return
@@ -156,7 +161,10 @@ class Consumer:
                 HANDLED.labels(self.service, env.type, "retry").inc()
                 await msg.nak(delay=min(0.2 * 2**delivered, 10.0))
 
-    def _handler_for(self, subject: str) -> Handler | None:
+    def _handler_for(self, subject: str) -> Handler | None:  # TRANSITIONAL: tests written before handler_for
+        return self.handler_for(subject)
+
+    def handler_for(self, subject: str) -> Handler | None:
         if subject in self.handlers:
             return self.handlers[subject]
         for pattern, handler in self.handlers.items():
@@ -168,6 +176,9 @@ class Consumer:
         """Apply `handler` once: returns False when this event was handled before."""
         t = self.inbox
         try:
+            # What the handler changes is recorded as the publishing service's doing, tied to the event.
+            actor = Actor(f"service:{env.source}"[:200], "service", env.correlation_id or env.id, "EVENT", env.type)
+            actor_var.set(actor)
             async with self.db.transaction() as session:
                 s = UnitOfWork(session, self.outbox)
                 seen = await s.scalar(select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id == env.id))
@@ -189,7 +200,24 @@ class Consumer:
 
     async def _dead_letter(self, msg: Any, env: Envelope | None, reason: str) -> None:
         subject = env.type if env else msg.subject
+        if self.dead_letters is not None:
+            try:
+                await deadletters.record(
+                    self.db,
+                    self.dead_letters,
+                    event_id=env.id if env else f"unreadable:{msg.subject}:{msg.metadata.sequence.stream}",
+                    subject=subject[:200],
+                    source=env.source[:100] if env else None,
+                    envelope=msg.data.decode("utf-8", errors="replace"),
+                    reason=reason,
+                    attempts=msg.metadata.num_delivered,
+                )
+            except Exception as exc:  # noqa: BLE001 - not recorded: keep the message, never lose it
+                log.warning("dead_letter_not_recorded", service=self.service, subject=subject, error=repr(exc))
+                await msg.nak(delay=5.0)
+                return
         log.error("event_dead_lettered", service=self.service, subject=subject, reason=reason)
+        deadletters.DEAD.labels(self.service, subject).inc()
         HANDLED.labels(self.service, subject, "dead_letter").inc()
         headers = {"Pitcrew-Original-Subject": msg.subject, "Pitcrew-Reason": reason[:500]}
         if env is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 from fastapi import Request
 
-from shared.context import request_id_var
+from shared.context import Actor, actor_var, request_id_var
 from shared.errors import Forbidden, Unauthorized
 
 HEADER = "X-Pitcrew-Identity"
@@ -186,6 +186,9 @@ async def current_principal(request: Request) -> Principal:
     if principal.request_id is None:  # the gateway's token is per principal; the request id rides beside it
         principal = dataclasses.replace(principal, request_id=request_id_var.get())
     request.state.principal = principal
+    # The author of whatever this request changes (shared.audit), with the id the request travels under.
+    rid = request_id_var.get() or principal.request_id
+    actor_var.set(Actor(principal.subject, principal.kind, rid, request.method, request.url.path[:300]))
     return principal
 
 

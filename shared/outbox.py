@@ -21,6 +21,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from shared import audit
 from shared.bus import Bus
 from shared.contracts import Catalogue
 from shared.db import Database, utcnow
@@ -50,8 +51,10 @@ def _forget_after_rollback(session: Session) -> None:
 class Outbox:
     """Writes events into the service's outbox table inside the caller's transaction."""
 
-    def __init__(self, table: Table, source: str, catalogue: Catalogue | None = None):
+    def __init__(self, table: Table, source: str, catalogue: Catalogue | None = None, audit: Table | None = None):
         self.table = table
+        # With an audit table, each event also writes its audit entry (shared.audit), in the same transaction.
+        self.audit = audit
         self.source = source
         # With a catalogue, every event is checked against it: an unknown subject or data that does
         # not match its model is a bug, and the change rolls back instead of publishing it.
@@ -73,8 +76,16 @@ class Outbox:
         return env
 
     async def add_envelope(self, session: AsyncSession, env: Envelope) -> None:
-        await session.execute(insert(self.table).values(**self.row(env, utcnow())))
+        now = utcnow()
+        await session.execute(insert(self.table).values(**self.row(env, now)))
+        if self.audit is not None:
+            await session.execute(insert(self.audit).values(**self.audit_row(env, now)))
         self.wake_after_commit(session)
+
+    @staticmethod
+    def audit_row(env: Envelope, now: Any) -> dict[str, Any]:
+        """The audit entry of an event, for a caller that writes rows in its own statement."""
+        return audit.row(env.type, audit.entity_of(env.type), env.subject_id, None, env.data, now)
 
     @staticmethod
     def row(env: Envelope, now: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Tables every service keeps in its own database: outbox, inbox, idempotency keys, timers.
+"""Tables every service keeps in its own database: outbox, inbox, idempotency keys, timers,
+dead letters (events its consumers could not apply) and the audit log (every change, who and when).
 
 They are attached to the service's own MetaData so its Alembic migrations own
 them like any other table.
@@ -30,6 +31,8 @@ class InfraTables:
     inbox: Table
     idempotency: Table
     timers: Table
+    dead_letters: Table
+    audit: Table
 
 
 def attach(metadata: MetaData) -> InfraTables:
@@ -78,4 +81,43 @@ def attach(metadata: MetaData) -> InfraTables:
     )
     Index("ix_timers_pending_due", timers.c.status, timers.c.due_at)
     Index("ix_timers_subject", timers.c.subject_id, timers.c.kind)
-    return InfraTables(outbox=outbox, inbox=inbox, idempotency=idempotency, timers=timers)
+    dead_letters = Table(
+        "dead_letters",
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("event_id", String(100), nullable=False, unique=True),
+        Column("subject", String(200), nullable=False),
+        Column("source", String(100), nullable=True),
+        Column("envelope", Text, nullable=False),  # the message exactly as delivered
+        Column("reason", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("status", String(20), nullable=False),  # open | replayed | discarded
+        Column("first_failed_at", UTCDateTime, nullable=False),
+        Column("last_failed_at", UTCDateTime, nullable=False),
+        Column("resolved_at", UTCDateTime, nullable=True),
+        Column("resolved_by", String(200), nullable=True),
+        Column("note", Text, nullable=True),
+    )
+    Index("ix_dead_letters_status", dead_letters.c.status, dead_letters.c.last_failed_at)
+    audit = Table(
+        "audit_log",
+        metadata,
+        Column("seq", BigId, primary_key=True, autoincrement=True),
+        Column("id", String(36), nullable=False, unique=True),
+        Column("at", UTCDateTime, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("actor_kind", String(20), nullable=False),  # user | api_key | service
+        Column("request_id", String(100), nullable=True),
+        Column("method", String(10), nullable=True),
+        Column("path", String(300), nullable=True),
+        Column("action", String(200), nullable=False),  # the event's subject, or what the use case names
+        Column("entity", String(100), nullable=False),
+        Column("entity_id", String(200), nullable=False),
+        Column("before", JSONType(), nullable=True),
+        Column("after", JSONType(), nullable=True),
+    )
+    Index("ix_audit_log_entity", audit.c.entity, audit.c.entity_id, audit.c.seq)
+    Index("ix_audit_log_at", audit.c.at)
+    return InfraTables(
+        outbox=outbox, inbox=inbox, idempotency=idempotency, timers=timers, dead_letters=dead_letters, audit=audit
+    )

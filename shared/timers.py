@@ -21,6 +21,7 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.context import Actor, actor_var
 from shared.db import Database, utcnow
 from shared.tasks import cancel_and_wait
 from shared.uow import UnitOfWork
@@ -127,6 +128,7 @@ class TimerScheduler:
             fired_ids, retry_ids = [], []
             for row in rows:
                 handler = self.handlers.get(row.kind)
+                actor_var.set(Actor(f"service:{self.service}", "service", None, "TIMER", row.kind))
                 try:
                     async with s.begin_nested():
                         if handler is not None:

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from shared import audit
+
 if TYPE_CHECKING:
     from shared.contracts import EventSpec
     from shared.events import Envelope
@@ -88,6 +90,22 @@ class UnitOfWork:
         # TRANSITIONAL: while the services move their use cases onto the unit of work, anything else a
         # session offers is reached through it. Removed once no service relies on it (grep TRANSITIONAL).
         return getattr(self.session, name)
+
+    # -- the audit trail
+
+    async def audit(self, entity: str, entity_id: str, *, action: str, before: Any = None, after: Any = None) -> None:
+        """Record a change that publishes no event (an event records its own audit entry)."""
+        if self.outbox is None or self.outbox.audit is None:
+            return
+        await audit.record(
+            self.session,
+            self.outbox.audit,
+            action=action,
+            entity=entity,
+            entity_id=entity_id,
+            before=before,
+            after=after,
+        )
 
     # -- events
 
