@@ -19,14 +19,19 @@ def principal(subject: str = "dana", *roles: str, scopes: tuple[str, ...] | list
     return Principal(subject=subject, roles=frozenset(roles or ("admin",)), scopes=frozenset(scopes))
 
 
+# Long enough for a whole suite on a slow machine: headers minted when a test module is imported
+# must still be valid when its last test runs (300 s were not, under load).
+TTL = 6 * 3600
+
+
 def identity(
-    subject: str = "dana", *roles: str, scopes: tuple[str, ...] | list[str] = (), ttl: int = 600
+    subject: str = "dana", *roles: str, scopes: tuple[str, ...] | list[str] = (), ttl: int = TTL
 ) -> dict[str, str]:
     """The `X-Pitcrew-Identity` header of `principal(subject, *roles, scopes=scopes)`."""
     return {HEADER: mint(principal(subject, *roles, scopes=scopes), DEV_IDENTITY_SECRET, ttl_seconds=ttl)}
 
 
-def header_of(p: Principal, ttl: int = 600) -> dict[str, str]:
+def header_of(p: Principal, ttl: int = TTL) -> dict[str, str]:
     return {HEADER: mint(p, DEV_IDENTITY_SECRET, ttl_seconds=ttl)}
 
 
