@@ -24,7 +24,7 @@ from sqlalchemy import or_, select, update
 from gateway import webhooks
 from gateway.models import WebhookDelivery
 from gateway.settings import Settings
-from gateway.upstream import UpstreamError, Upstreams
+from gateway.upstream import Buffered, UpstreamError, Upstreams
 from shared.db import Database, utcnow
 from shared.identity import HEADER, mint
 from shared.tasks import cancel_and_wait
@@ -134,20 +134,19 @@ class Forwarder:
                 "Content-Type": "application/json",
             }
             try:
-                r = await self.upstreams.send(
-                    call["service"],
-                    "POST",
-                    call["path"],
-                    list(headers.items()),
-                    content=_json(call["body"]),
-                    stream=False,
+                r = await self.upstreams.fetch(
+                    call["service"], "POST", call["path"], list(headers.items()), content=_json(call["body"])
                 )
             except UpstreamError as exc:
                 outcome, error = "retry", f"{type(exc).__name__}: {exc}"
                 break
             status = r.status_code
             if r.is_success:
-                continue
+                refused = refused_items(r)
+                if refused is None:
+                    continue
+                outcome, error = "rejected", refused
+                break
             error = r.text[:2000]
             outcome = "retry" if status >= 500 or status in RETRYABLE else "rejected"
             break
@@ -180,6 +179,20 @@ class Forwarder:
             attempts=attempts,
             upstream_status=status,
         )
+
+
+def refused_items(r: Buffered) -> str | None:
+    """The answer's text when a service took the call but refused items of it (KPI's ingest answers 200
+    with `rejected`: [{index, reason}]): the delivery did not land whole, so it is not `delivered`."""
+    if not r.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        answer = r.json()
+    except ValueError:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("rejected"), list) and answer["rejected"]:
+        return r.text[:2000]
+    return None
 
 
 def _json(body: object) -> bytes:

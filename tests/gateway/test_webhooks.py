@@ -24,7 +24,7 @@ def signed(source: str, doc: dict, delivery: str, *, ts: int | None = None, secr
         "Content-Type": "application/json",
         "X-Pitcrew-Timestamp": str(ts),
         "X-Pitcrew-Delivery": delivery,
-        "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], ts, body),
+        "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], delivery, ts, body),
     }
     return body, headers
 
@@ -214,7 +214,7 @@ async def test_invalid_payloads_are_422_naming_the_field(gw):
     body = b"{nope"
     from gateway.webhooks import sign as _sign
 
-    headers["X-Pitcrew-Signature"] = _sign(WEBHOOK_SECRETS["erp"], headers["X-Pitcrew-Timestamp"], body)
+    headers["X-Pitcrew-Signature"] = _sign(WEBHOOK_SECRETS["erp"], "bad-json", headers["X-Pitcrew-Timestamp"], body)
     assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 422)
 
 
@@ -250,7 +250,7 @@ async def test_a_lost_answer_is_replayed_not_applied_twice(gw, upstreams):
     body, headers = signed("crm", {"type": "lead.created", "data": CRM}, "lead-once")
     assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
     await eventually(lambda: kpi.state.received)
-    forwarder = gw.app.state.gateway_ref["gateway"].forwarder
+    forwarder = gw.app.state.gateway.get().forwarder
     async with gw.app.state.runtime.db.transaction() as s:
         row = (await s.scalars(select(WebhookDelivery))).one()
         row.status, row.attempts = "pending", 0  # as if the 2xx had been lost
