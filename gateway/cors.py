@@ -5,18 +5,19 @@ Access-Control-Request-Method) is answered here for every path, the service pref
 included, without a token, as browsers send none with it. Off unless origins are
 configured: then no request meets this layer and no CORS header is ever sent.
 
-A preflight from an origin that is not allowed is refused as a 403 problem with no
-Access-Control-* header at all (Starlette's own refusal still lists the allowed methods
-and headers); one from an allowed origin asking for a method or header that is not
-allowed is Starlette's 400.
+An origin that is not allowed gets no Access-Control-* header at all (Starlette would
+still send the exposed headers, and list the allowed methods and headers in its refusal
+of a preflight): its preflight is a 403 problem, its other requests are answered as if
+CORS were off (with `Vary: Origin`, for caches).  A preflight from an allowed origin
+asking for a method or header that is not allowed is Starlette's 400.
 """
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.settings import Settings
 from shared import problems
@@ -36,6 +37,19 @@ class GatewayCORS(CORSMiddleware):
                 headers={"Vary": "Origin"},
             )
         return super().preflight_response(request_headers)
+
+    async def simple_response(self, scope: Scope, receive: Receive, send: Send, request_headers: Headers) -> None:
+        origin = request_headers.get("origin")
+        if origin is None or self.is_allowed_origin(origin):
+            await super().simple_response(scope, receive, send, request_headers)
+            return
+
+        async def vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).add_vary_header("Origin")
+            await send(message)
+
+        await self.app(scope, receive, vary)
 
 
 def cors_layer(app: ASGIApp, settings: Settings) -> ASGIApp:

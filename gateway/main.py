@@ -18,6 +18,7 @@ The layers a request meets, outermost first:
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from gateway import api, public
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
         # A trailing slash is a 404, not a redirect to an address built from the Host header.
         app.router.redirect_slashes = False
         app.include_router(public.router)
-        app.router.routes.insert(0, app.router.routes.pop())  # ahead of the shared /health
+        app.router.routes.insert(0, app.router.routes.pop())  # ahead of the shared /health ...
+        _hide_from_schema(app, "/health", keep=public.health)  # ... which leaves the document to it
         app.add_middleware(GuardMiddleware, slot=slot)
 
     spec = ServiceSpec(
@@ -83,6 +85,16 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
 
     app.build_middleware_stack = build_with_proxy  # type: ignore[method-assign]
     return app
+
+
+def _hide_from_schema(app: FastAPI, path: str, keep: object) -> None:
+    """Leave `path` out of the document except for the route whose endpoint is `keep` (routers included
+    in the app are looked into: FastAPI keeps them as one entry each)."""
+    for entry in app.router.routes:
+        router = getattr(entry, "original_router", None)
+        for route in router.routes if router is not None else [entry]:
+            if isinstance(route, APIRoute) and route.path == path and route.endpoint is not keep:
+                route.include_in_schema = False
 
 
 def __getattr__(name: str) -> FastAPI:

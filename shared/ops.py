@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import asyncapi
@@ -42,7 +42,7 @@ def router(checks: dict[str, ReadinessCheck], catalogue: Catalogue | None = None
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @r.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @r.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)  # documented as text/plain
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
