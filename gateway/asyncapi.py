@@ -83,6 +83,26 @@ def channels(doc: dict[str, Any]) -> list[Channel]:
     return out
 
 
+@dataclass(frozen=True)
+class Shape:
+    """A named type that payload fields refer to (a nested model, an enum)."""
+
+    name: str
+    description: str
+    fields: list[Field]
+    values: list[Any]  # an enum's values
+
+
+def shapes(doc: dict[str, Any]) -> list[Shape]:
+    """The schemas of a document that are not a channel's payload, by name."""
+    payloads = {c.payload for c in channels(doc)}
+    return [
+        Shape(name, schema.get("description", ""), fields_of(schema), list(schema.get("enum", [])))
+        for name, schema in sorted(doc.get("components", {}).get("schemas", {}).items())
+        if name not in payloads
+    ]
+
+
 def fields_of(schema: dict[str, Any]) -> list[Field]:
     required = set(schema.get("required", []))
     return [
@@ -119,6 +139,7 @@ def page(doc: dict[str, Any]) -> str:
     return _templates.get_template("asyncapi.html").render(
         info=doc.get("info", {}),
         channels=channels(doc),
+        shapes=shapes(doc),
         unavailable=doc.get("x-pitcrew-unavailable", []),
         servers=doc.get("servers", {}),
     )
