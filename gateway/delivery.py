@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from gateway import webhooks
 from gateway.models import WebhookDelivery
@@ -104,14 +105,17 @@ class Forwarder:
     async def _claim(self, row_id: str) -> WebhookDelivery | None:
         now = utcnow()
         async with self.db.transaction() as s:
-            claimed = await s.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == row_id,
-                    WebhookDelivery.status == "pending",
-                    or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
-                )
-                .values(locked_until=now + LEASE)
+            claimed = cast(  # an UPDATE's result is a CursorResult (it has a rowcount)
+                CursorResult[Any],
+                await s.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == row_id,
+                        WebhookDelivery.status == "pending",
+                        or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
+                    )
+                    .values(locked_until=now + LEASE)
+                ),
             )
             if claimed.rowcount != 1:
                 return None
