@@ -4,7 +4,8 @@ Each call carries `Idempotency-Key: <delivery id>`, so a retry after a lost
 answer is a replay at the service, not a second effect. A service that is down
 (connection refused, 5xx, 408/425/429, timeout) is retried with exponential
 backoff; a 4xx means the service will never take this payload and the delivery
-is marked `rejected` with the service's answer for an operator to read. After
+is marked `rejected` with the service's answer for an operator to read, and so
+is a 2xx that lists refused items (KPI's ingest: `rejected: [...]`). After
 `webhook_max_attempts` a delivery is `dead` (still in the table, never dropped).
 
 Several gateway replicas can run this loop: a delivery is leased (`locked_until`)
