@@ -304,12 +304,14 @@ class ProxyMiddleware:
                     ),
                 )
             waited = time.perf_counter() - sent_at
-            out = [(k, v) for k, v in response.raw_headers if k.lower() not in DROP_RESPONSE]
-            if "location" in response.headers or "content-location" in response.headers:
-                out = [
-                    (k, public_location(v, service, gw.upstreams.services_at) if k.lower() in LOCATIONS else v)
-                    for k, v in out
-                ]
+            out = []
+            for k, v in response.raw_headers:
+                name = k.lower()
+                if name in DROP_RESPONSE:
+                    continue
+                if name in LOCATIONS:
+                    v = public_location(v, service, gw.upstreams.services_at)
+                out.append((k, v))
             out.append((b"x-request-id", request_id.encode("latin-1")))
             own_ms = (time.perf_counter() - started - waited) * 1000
             out.append((b"x-gateway-latency", b"%.3f" % own_ms))
