@@ -1,48 +1,41 @@
-"""The gateway's own routes: API key management (admin), webhook ingress, delivery status."""
+"""The gateway's own routes: API key management (admin), webhook ingress, delivery status.
+
+The caller of a `/gateway/v1` route has been admitted by gateway.guard before FastAPI
+read anything (authenticated, allowed by the policy as service `gateway`, rate-limited);
+`authorized` hands the route that principal. Every route declares its answer model and
+the problems it can answer.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from starlette.exceptions import HTTPException
 
 from gateway import keys, webhooks
+from gateway.access import RateLimited, admit
 from gateway.models import WebhookDelivery
 from gateway.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut, DeliveryList, DeliveryOut, WebhookAccepted
+from gateway.state import Gateway, gateway_of
 from shared.db import utcnow
 from shared.errors import FieldError, Forbidden
 from shared.http import JsonRoute
 from shared.identity import Principal
+from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, instant, page_of
-
-if TYPE_CHECKING:
-    from gateway.main import Gateway
-
-
-def gateway_of(request: Request) -> Gateway:
-    return request.app.state.gateway_ref["gateway"]
 
 
 async def authorized(request: Request) -> Principal:
-    """The caller of a /gateway/v1 route: authenticated, allowed by the policy (service `gateway`), rate-limited."""
-    gw = gateway_of(request)
-    principal = await gw.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    path = request.url.path[len("/gateway") :]
-    if not gw.policy.allows(principal.roles, "gateway", request.method, path):
-        raise Forbidden(
-            f"Your roles ({', '.join(sorted(principal.roles)) or 'none'}) may not "
-            f"{request.method} {request.url.path}; managing the gateway is for admins."
-        )
-    route_class = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
-    retry_after = await gw.limiter.check(route_class, principal.subject)
-    if retry_after is not None:
-        raise HTTPException(
-            429,
-            f"Rate limit for {route_class} requests exceeded; retry in {int(retry_after)} s.",
-            headers={"Retry-After": str(int(retry_after))},
+    """The caller of a /gateway/v1 route, as gateway.guard admitted it (admitted here only if the app
+    runs without the guard)."""
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        h = request.headers
+        path = request.url.path[len("/gateway") :]
+        principal = await admit(
+            gateway_of(request), h.get("authorization"), h.get("x-api-key"), "gateway", request.method, path
         )
     return principal
 
@@ -55,6 +48,7 @@ router = APIRouter(prefix="/gateway/v1", tags=["gateway"], dependencies=[Depends
     status_code=201,
     response_model=ApiKeyCreated,
     summary="Issue an API key (the secret is in this answer only)",
+    responses=problems(413, 429),
 )
 async def create_api_key(body: ApiKeyIn, request: Request, p: Principal = Depends(authorized)) -> ApiKeyCreated:
     if not p.delegates(body.scopes):
@@ -75,7 +69,9 @@ async def create_api_key(body: ApiKeyIn, request: Request, p: Principal = Depend
     return ApiKeyCreated(**ApiKeyOut.of(row, utcnow()).model_dump(), key=secret)
 
 
-@router.get("/api-keys", response_model=ApiKeyList, summary="List API keys (never their secrets)")
+@router.get(
+    "/api-keys", response_model=ApiKeyList, summary="List API keys (never their secrets)", responses=problems(429)
+)
 async def list_api_keys(
     request: Request,
     include_revoked: bool = False,
@@ -89,19 +85,28 @@ async def list_api_keys(
     return ApiKeyList(items=[ApiKeyOut.of(r, now) for r in page], next_cursor=next_cursor)
 
 
-@router.get("/api-keys/{key_id}", response_model=ApiKeyOut, summary="One API key")
+@router.get("/api-keys/{key_id}", response_model=ApiKeyOut, summary="One API key", responses=problems(404, 429))
 async def get_api_key(key_id: str, request: Request) -> ApiKeyOut:
     return ApiKeyOut.of(await keys.get(gateway_of(request).db, key_id), utcnow())
 
 
-@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke an API key (refused from its next request)")
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke an API key (refused from its next request)",
+    responses=problems(404, 429),
+)
 async def revoke_api_key(key_id: str, request: Request) -> Response:
     await keys.revoke(gateway_of(request).db, key_id)
     return Response(status_code=204)
 
 
 @router.get(
-    "/webhook-deliveries", response_model=DeliveryList, summary="Recorded webhook deliveries and their forwarding state"
+    "/webhook-deliveries",
+    response_model=DeliveryList,
+    summary="Recorded webhook deliveries and their forwarding state",
+    responses=problems(429),
 )
 async def list_deliveries(
     request: Request,
@@ -129,7 +134,15 @@ async def list_deliveries(
 
 webhook_router = APIRouter(tags=["webhooks"])
 
-_WEBHOOK_BODY = {
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": description}
+
+
+_WEBHOOK_DOC = {
+    "description": "Sign with Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`) or with "
+    "the X-Pitcrew-* headers; either way the signature covers the delivery id, the timestamp and the raw body. "
+    "A payload the owning service would refuse is a 422 naming the field (`data.time`, `data.amount`, ...).",
     "requestBody": {
         "required": True,
         "content": {
@@ -143,27 +156,19 @@ _WEBHOOK_BODY = {
         },
     },
     "parameters": [
-        {
-            "name": webhooks.TIMESTAMP_HEADER,
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string"},
-            "description": "Unix seconds; refused when more than 5 minutes off.",
-        },
-        {
-            "name": webhooks.DELIVERY_HEADER,
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string"},
-            "description": "Unique per delivery; a repeat answers 200 with duplicate=true and does nothing.",
-        },
-        {
-            "name": webhooks.SIGNATURE_HEADER,
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string"},
-            "description": 'sha256=<hex HMAC-SHA256 of "{timestamp}.{raw body}"> with the source\'s secret.',
-        },
+        _header(webhooks.SW_ID_HEADER, "Standard Webhooks: the delivery's unique id (a repeat is a duplicate)."),
+        _header(webhooks.SW_TIMESTAMP_HEADER, "Standard Webhooks: unix seconds; refused when over 5 minutes off."),
+        _header(
+            webhooks.SW_SIGNATURE_HEADER,
+            'Standard Webhooks: v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{raw body}"> '
+            "(several, space-separated, while a secret is rotated).",
+        ),
+        _header(webhooks.DELIVERY_HEADER, "Unique per delivery; a repeat answers 200 with duplicate=true."),
+        _header(webhooks.TIMESTAMP_HEADER, "Unix seconds; refused when more than 5 minutes off."),
+        _header(
+            webhooks.SIGNATURE_HEADER,
+            'sha256=<hex HMAC-SHA256 of "{delivery}.{timestamp}.{raw body}"> with the source\'s secret.',
+        ),
     ],
 }
 
@@ -172,32 +177,25 @@ _WEBHOOK_BODY = {
     "/webhooks/{source}",
     status_code=202,
     response_model=WebhookAccepted,
-    openapi_extra=_WEBHOOK_BODY,
+    openapi_extra=_WEBHOOK_DOC,
     summary="Signed ERP/CRM webhook ingress",
+    responses={
+        200: {"model": WebhookAccepted, "description": "A delivery id seen before: nothing was done"},
+        **problems(404, 413, 429),
+    },
 )
-async def receive_webhook(source: str, request: Request) -> JSONResponse:
-    gw = gateway_of(request)
+async def receive_webhook(source: str, request: Request, gw: Gateway = Depends(gateway_of)) -> JSONResponse:
     s = gw.settings
-    body = await request.body()
-    h = request.headers
-    delivery_id = h.get(webhooks.DELIVERY_HEADER)
-    webhooks.verify(
-        s.webhook_secrets,
-        source,
-        body,
-        h.get(webhooks.TIMESTAMP_HEADER),
-        delivery_id,
-        h.get(webhooks.SIGNATURE_HEADER),
-        tolerance_seconds=s.webhook_tolerance_seconds,
+    # Everything the headers can prove is checked before a byte of the body is read.
+    signed = webhooks.signed_headers(
+        request.headers, s.webhook_secrets, source, tolerance_seconds=s.webhook_tolerance_seconds
     )
+    body = await request.body()  # bounded by gateway.guard (webhook_max_body_bytes: 413 beyond)
+    webhooks.verify(s.webhook_secrets[source], signed, body)
     retry_after = await gw.limiter.check("webhook", f"webhook:{source}")
     if retry_after is not None:
-        raise HTTPException(
-            429,
-            f"Rate limit for {source} webhooks exceeded; retry in {int(retry_after)} s.",
-            headers={"Retry-After": str(int(retry_after))},
-        )
-    assert delivery_id is not None  # verify() refused it otherwise
+        raise RateLimited(f"{source} webhook", gw.limiter.describe("webhook"), retry_after)
+    delivery_id = signed.delivery_id
     duplicate = {"delivery_id": delivery_id, "status": "duplicate", "duplicate": True}
     async with gw.db.transaction(readonly=True) as session:
         seen = await session.scalar(

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import jwt
 import structlog
+from jwt.types import Options
 
 from gateway import keys
 from gateway.settings import Settings
@@ -144,7 +145,7 @@ class Authenticator:
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"The bearer token is not a JWT: {exc}.") from exc
         alg = header.get("alg")
-        options = {"require": ["exp", "iss", "aud", "sub"]}
+        options: Options = {"require": ["exp", "iss", "aud", "sub"]}
         try:
             if alg == "HS256" and s.jwt_secret:
                 return jwt.decode(

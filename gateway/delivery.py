@@ -4,7 +4,8 @@ Each call carries `Idempotency-Key: <delivery id>`, so a retry after a lost
 answer is a replay at the service, not a second effect. A service that is down
 (connection refused, 5xx, 408/425/429, timeout) is retried with exponential
 backoff; a 4xx means the service will never take this payload and the delivery
-is marked `rejected` with the service's answer for an operator to read. After
+is marked `rejected` with the service's answer for an operator to read, and so
+is a 2xx that lists refused items (KPI's ingest: `rejected: [...]`). After
 `webhook_max_attempts` a delivery is `dead` (still in the table, never dropped).
 
 Several gateway replicas can run this loop: a delivery is leased (`locked_until`)
@@ -17,14 +18,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from gateway import webhooks
 from gateway.models import WebhookDelivery
 from gateway.settings import Settings
-from gateway.upstream import UpstreamError, Upstreams
+from gateway.upstream import Buffered, UpstreamError, Upstreams
 from shared.db import Database, utcnow
 from shared.identity import HEADER, mint
 from shared.tasks import cancel_and_wait
@@ -104,14 +106,17 @@ class Forwarder:
     async def _claim(self, row_id: str) -> WebhookDelivery | None:
         now = utcnow()
         async with self.db.transaction() as s:
-            claimed = await s.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == row_id,
-                    WebhookDelivery.status == "pending",
-                    or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
-                )
-                .values(locked_until=now + LEASE)
+            claimed = cast(  # an UPDATE's result is a CursorResult (it has a rowcount)
+                CursorResult[Any],
+                await s.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == row_id,
+                        WebhookDelivery.status == "pending",
+                        or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
+                    )
+                    .values(locked_until=now + LEASE)
+                ),
             )
             if claimed.rowcount != 1:
                 return None
@@ -134,20 +139,19 @@ class Forwarder:
                 "Content-Type": "application/json",
             }
             try:
-                r = await self.upstreams.send(
-                    call["service"],
-                    "POST",
-                    call["path"],
-                    list(headers.items()),
-                    content=_json(call["body"]),
-                    stream=False,
+                r = await self.upstreams.fetch(
+                    call["service"], "POST", call["path"], list(headers.items()), content=_json(call["body"])
                 )
             except UpstreamError as exc:
                 outcome, error = "retry", f"{type(exc).__name__}: {exc}"
                 break
             status = r.status_code
             if r.is_success:
-                continue
+                refused = refused_items(r)
+                if refused is None:
+                    continue
+                outcome, error = "rejected", refused
+                break
             error = r.text[:2000]
             outcome = "retry" if status >= 500 or status in RETRYABLE else "rejected"
             break
@@ -180,6 +184,20 @@ class Forwarder:
             attempts=attempts,
             upstream_status=status,
         )
+
+
+def refused_items(r: Buffered) -> str | None:
+    """The answer's text when a service took the call but refused items of it (KPI's ingest answers 200
+    with `rejected`: [{index, reason}]): the delivery did not land whole, so it is not `delivered`."""
+    if not r.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        answer = r.json()
+    except ValueError:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("rejected"), list) and answer["rejected"]:
+        return r.text[:2000]
+    return None
 
 
 def _json(body: object) -> bytes:

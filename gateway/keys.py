@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
@@ -74,7 +75,7 @@ async def list_keys(
     *,
     include_revoked: bool = False,
     limit: int = 50,
-    after: list | None = None,
+    after: list[Any] | None = None,
 ) -> list[ApiKey]:
     """Up to limit+1 keys, oldest first, after the (created_at, id) key of a cursor."""
     q = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)

@@ -1,114 +1,72 @@
 """The gateway app: `create_app(settings)`, and `app` for uvicorn.
 
-The proxy is a pure ASGI middleware (gateway.proxy), the outermost of ours, so
-forwarded requests skip FastAPI's routing and every other middleware layer; the
-gateway's own routes (API keys, webhooks, /health, /openapi.json, /docs) are
-ordinary FastAPI routes behind it, with the shared request-context middleware.
+The layers a request meets, outermost first:
+
+- CORS (only when `PITCREW_GATEWAY_CORS_ORIGINS` lists origins): a preflight is answered
+  here, before authentication, for every path;
+- the proxy (gateway.proxy), a pure ASGI layer: `/budget/*`, `/workflow/*`, `/kpi/*` and
+  `/registry/*` are authenticated, authorized, forwarded and answered without meeting
+  FastAPI's routing or any other middleware;
+- the shared stack Starlette and FastAPI build (error handler, request context: request
+  id, metrics, access log);
+- the guard (gateway.guard): `/gateway/...` is admitted before a byte of its body is read,
+  and every body is bounded by its route class;
+- FastAPI's router: the gateway's own routes (gateway.api, gateway.public). A path none of
+  them knows falls through to FastAPI's 404 problem.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
-from gateway import api
-from gateway.auth import Authenticator
-from gateway.delivery import Forwarder
-from gateway.identity import IdentityMinter
+from gateway import api, public
+from gateway.cors import cors_layer
+from gateway.guard import GuardMiddleware
 from gateway.models import infra
-from gateway.openapi import OpenAPIMerger, services_health
 from gateway.policy import Policy
 from gateway.proxy import ProxyMiddleware
-from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
-from gateway.upstream import Upstreams
+from gateway.state import Gateway, Slot
 from shared.app import Runtime, ServiceSpec, create_service_app
-from shared.db import Database
 
-
-@dataclass
-class Gateway:
-    """What a running gateway holds, built at start-up and shared by the proxy and the routes."""
-
-    settings: Settings
-    db: Database
-    policy: Policy
-    upstreams: Upstreams
-    auth: Authenticator
-    limiter: RateLimiter
-    forwarder: Forwarder
-    minter: IdentityMinter
-    openapi: OpenAPIMerger | None = None
+# FastAPI's own documentation routes load Swagger UI and ReDoc from a CDN; gateway.public serves
+# /docs from here, and the suite-wide /health and /openapi.json replace the plain ones.
+REPLACED = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/health"})
 
 
 def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) -> FastAPI:
     settings = settings or Settings()
     policy = Policy.load(settings.policy_path)  # a broken policy stops the start, not the first request
-    ref: dict = {}
+    slot = Slot()
 
     async def on_startup(runtime: Runtime) -> None:
-        upstreams = Upstreams(settings)
-        gw = Gateway(
-            settings=settings,
-            db=runtime.db,
-            policy=policy,
-            upstreams=upstreams,
-            auth=Authenticator(settings, runtime.db),
-            limiter=RateLimiter(settings),
-            forwarder=Forwarder(settings, runtime.db, upstreams),
-            minter=IdentityMinter(settings.identity_secret, settings.identity_ttl_seconds),
-        )
-        gw.openapi = OpenAPIMerger(gw)
-        ref["gateway"] = gw
+        slot.current = Gateway.build(settings, runtime.db, policy)
         if run_forwarder:
-            gw.forwarder.start()
+            slot.current.forwarder.start()
 
     async def on_shutdown(runtime: Runtime) -> None:
-        gw: Gateway | None = ref.pop("gateway", None)
+        gw, slot.current = slot.current, None
         if gw is not None:
-            await gw.forwarder.stop()
-            await gw.upstreams.aclose()
-            await gw.auth.aclose()
+            await gw.aclose()
 
     def configure(app: FastAPI, runtime: Runtime) -> None:
-        app.state.gateway_ref = ref
-        # The suite-wide /health and /openapi.json go first, ahead of the plain ones.
-        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/openapi.json"]
-
-        @app.get(
-            "/health",
-            tags=["operations"],
-            summary="The gateway and each service's /ready",
-            operation_id="gateway_health",
-        )
-        async def health(request: Request) -> JSONResponse:
-            services = await services_health(ref["gateway"])
-            ok = all(v["status"] == "ready" for v in services.values())
-            return JSONResponse(
-                {
-                    "status": "ok" if ok else "degraded",
-                    "service": "gateway",
-                    "gateway": {"status": "ok"},
-                    "services": services,
-                }
-            )
-
-        @app.get("/openapi.json", include_in_schema=False)
-        async def openapi(request: Request) -> JSONResponse:
-            return JSONResponse(await ref["gateway"].openapi.document(app.openapi()))
-
-        ours = app.router.routes[-2:]
-        del app.router.routes[-2:]
-        app.router.routes[:0] = ours
+        app.state.gateway = slot
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in REPLACED]
+        # A trailing slash is a 404, not a redirect to an address built from the Host header.
+        app.router.redirect_slashes = False
+        app.include_router(public.router)
+        app.router.routes.insert(0, app.router.routes.pop())  # ahead of the shared /health ...
+        _hide_from_schema(app, "/health", keep=public.health)  # ... which leaves the document to it
+        app.add_middleware(GuardMiddleware, slot=slot)
 
     spec = ServiceSpec(
         name="gateway",
         title="Pitcrew API",
         description="The one front door: authentication, access control, rate limits, webhooks. "
-        "Service APIs are under /budget, /workflow, /kpi and /registry.",
+        "Service APIs are under /budget, /workflow, /kpi and /registry; their events are described "
+        "at /asyncapi.json (and readable at /asyncapi).",
         infra=infra,
         routers=[api.router, api.webhook_router],
         uses_nats=False,
@@ -117,16 +75,26 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
         configure=configure,
     )
     app = create_service_app(spec, settings)
-    # The proxy wraps the whole middleware stack Starlette/FastAPI build (error handler, telemetry,
-    # body limit, request context, ...): proxied requests meet none of those layers; it does their
-    # request id, metrics, access log and 500 problem itself.
+    # The proxy (and CORS, when configured) wrap the whole middleware stack Starlette/FastAPI build:
+    # proxied requests meet none of those layers; the proxy does their request id, metrics, access
+    # log and 500 problem itself.
     build_stack = app.build_middleware_stack
 
     def build_with_proxy() -> ASGIApp:
-        return ProxyMiddleware(build_stack(), gateway_ref=ref, service="gateway")
+        return cors_layer(ProxyMiddleware(build_stack(), slot=slot, service="gateway"), settings)
 
     app.build_middleware_stack = build_with_proxy  # type: ignore[method-assign]
     return app
+
+
+def _hide_from_schema(app: FastAPI, path: str, keep: object) -> None:
+    """Leave `path` out of the document except for the route whose endpoint is `keep` (routers included
+    in the app are looked into: FastAPI keeps them as one entry each)."""
+    for entry in app.router.routes:
+        router = getattr(entry, "original_router", None)
+        for route in router.routes if router is not None else [entry]:
+            if isinstance(route, APIRoute) and route.path == path and route.endpoint is not keep:
+                route.include_in_schema = False
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -1,55 +1,29 @@
-"""One OpenAPI document for the whole suite, and a health view of every service.
+"""One OpenAPI document for the whole suite: the gateway's own routes and every service's, merged.
 
-Each service's spec is fetched from the service, its paths prefixed with the
-service name (as the gateway exposes them), its schema names prefixed too so two
-services' `PlanIn`s cannot collide. A service that is down is left out and named
-in `x-pitcrew-unavailable`; the document is cached briefly.
+Each service's spec (fetched by gateway.merged) has its paths prefixed with the service
+name, as the gateway exposes them, and its schema names prefixed too so two services'
+`PlanIn`s cannot collide. Every proxied operation also lists what the gateway itself can
+answer in front of the service (401, 403, 413, 429, 502, 503, 504, as problem+json). A
+service that is down is left out and named in `x-pitcrew-unavailable`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.settings import SERVICE_NAMES
-from gateway.upstream import UpstreamError
+from gateway.merged import Part
+from shared.openapi import DESCRIPTIONS, MEDIA_TYPE
 
-if TYPE_CHECKING:
-    from gateway.main import Gateway
-
-OPS_PATHS = {"/health", "/ready", "/metrics"}
+OPS_PATHS = {"/health", "/ready", "/metrics", "/asyncapi.json"}
 REF_PREFIX = "#/components/schemas/"
+# What the gateway answers itself in front of any service (authentication, policy, path and body
+# checks, rate limits, the upstream failing); the service's own statuses come with its spec.
+GATEWAY_STATUSES = (400, 401, 403, 413, 429, 502, 503, 504)
+GATEWAY_DESCRIPTIONS = {400: "The path cannot be routed as written (an encoded slash)"}
 
 
-class OpenAPIMerger:
-    def __init__(self, gateway: Gateway):
-        self.gw = gateway
-        self._cached: tuple[float, dict[str, Any]] | None = None
-        self._lock = asyncio.Lock()
-
-    async def document(self, own: dict[str, Any]) -> dict[str, Any]:
-        async with self._lock:
-            if self._cached and self._cached[0] > time.monotonic():
-                return self._cached[1]
-            specs = await asyncio.gather(*(self._fetch(svc) for svc in SERVICE_NAMES))
-            doc = merge(own, dict(zip(SERVICE_NAMES, specs, strict=True)))
-            cache = self.gw.settings.openapi_cache_seconds
-            ttl = cache if all(specs) else min(5.0, cache)
-            self._cached = (time.monotonic() + ttl, doc)
-            return doc
-
-    async def _fetch(self, service: str) -> dict[str, Any] | None:
-        try:
-            async with asyncio.timeout(self.gw.settings.health_timeout_seconds):
-                r = await self.gw.upstreams.send(service, "GET", "/openapi.json", [], stream=False)
-            return r.json() if r.status_code == 200 else None
-        except (UpstreamError, TimeoutError, ValueError):
-            return None
-
-
-def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+def merge(own: dict[str, Any], parts: list[Part]) -> dict[str, Any]:
     doc = copy.deepcopy(own)
     doc.setdefault("paths", {})
     components = doc.setdefault("components", {})
@@ -61,10 +35,12 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
     doc["security"] = [{"bearer": []}, {"apiKey": []}]
     tags = doc.setdefault("tags", [])
     unavailable = []
-    for service, spec in services.items():
-        if not spec:
-            unavailable.append(service)
+    for part in parts:
+        if part.state != "ok":
+            if part.state == "unavailable":
+                unavailable.append(part.service)
             continue
+        service, spec = part.service, part.doc
         prefix = service.capitalize() + "_"
         names = {name: prefix + name for name in (spec.get("components", {}).get("schemas") or {})}
         spec = _rename_refs(spec, names)
@@ -78,11 +54,23 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
                     op["tags"] = [service] + [t for t in op.get("tags", []) if t != service]
                     if "operationId" in op:
                         op["operationId"] = f"{service}_{op['operationId']}"
+                    _gateway_statuses(op["responses"])
             doc["paths"][f"/{service}{path}"] = item
         tags.append({"name": service, "description": spec.get("info", {}).get("description", "")})
     if unavailable:
         doc["x-pitcrew-unavailable"] = unavailable
     return doc
+
+
+def _gateway_statuses(responses: dict[str, Any]) -> None:
+    for status in GATEWAY_STATUSES:
+        responses.setdefault(
+            str(status),
+            {
+                "description": GATEWAY_DESCRIPTIONS.get(status) or DESCRIPTIONS[status],
+                "content": {MEDIA_TYPE: {"schema": {"$ref": f"{REF_PREFIX}Problem"}}},
+            },
+        )
 
 
 def _rename_refs(node: Any, names: dict[str, str]) -> Any:
@@ -98,34 +86,3 @@ def _rename_refs(node: Any, names: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [_rename_refs(v, names) for v in node]
     return node
-
-
-async def services_health(gw: Gateway) -> dict[str, Any]:
-    """Each replica's /ready, checked concurrently with a short timeout."""
-
-    async def probe(url: str) -> dict[str, Any]:
-        try:
-            r = await gw.upstreams.get_url(url + "/ready", timeout=gw.settings.health_timeout_seconds)
-            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-            return {
-                "url": url,
-                "status": "ready" if r.status_code == 200 else "not_ready",
-                "checks": body.get("checks"),
-            }
-        except UpstreamError as exc:
-            cause = exc.__cause__ or exc
-            return {"url": url, "status": "down", "detail": type(cause).__name__}
-
-    pools = gw.upstreams.pools
-    results = await asyncio.gather(*(probe(url) for svc in SERVICE_NAMES for url in pools[svc].urls))
-    out: dict[str, Any] = {}
-    i = 0
-    for svc in SERVICE_NAMES:
-        replicas = results[i : i + len(pools[svc].urls)]
-        i += len(replicas)
-        ready = sum(r["status"] == "ready" for r in replicas)
-        out[svc] = {
-            "status": "ready" if ready == len(replicas) else "degraded" if ready else "down",
-            "replicas": replicas,
-        }
-    return out

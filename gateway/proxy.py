@@ -15,28 +15,27 @@ is returned in `X-Gateway-Latency` (milliseconds).
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import TYPE_CHECKING
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import structlog
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.access import RateLimited, RouteLabel, admit, refusal, route_class
 from gateway.settings import SERVICE_NAMES
+from gateway.state import Gateway, Slot
 from gateway.upstream import ServiceDown, UpstreamBroken, UpstreamTimeout
 from shared import problems
 from shared.context import request_id_var
-from shared.errors import DomainError, Forbidden, Unauthorized
+from shared.errors import DomainError
 from shared.observability import LATENCY, REQUESTS, bind_request_id
-
-if TYPE_CHECKING:
-    from gateway.main import Gateway
 
 log = structlog.get_logger("pitcrew.gateway.proxy")
 access_log = structlog.get_logger("pitcrew.access")
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Request headers never forwarded: hop-by-hop ones, the client's credentials, any
 # identity it tries to assert, and those the gateway sets itself.
 DROP_REQUEST = frozenset(
@@ -80,26 +79,20 @@ DROP_RESPONSE = frozenset(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class RouteLabel:
-    """What the metrics read as the route: service + route class, never the raw path."""
-
-    path: str
-
-
+LOCATIONS = frozenset({b"location", b"content-location"})
 LABELS = {(svc, cls): RouteLabel(f"/{svc}/* ({cls})") for svc in SERVICE_NAMES for cls in ("read", "write")}
 PREFIXES = {svc: len(svc) + 1 for svc in SERVICE_NAMES}
 FORWARDED_PREFIX = {svc: f"/{svc}" for svc in SERVICE_NAMES}
 
 
 class ProxyMiddleware:
-    def __init__(self, app: ASGIApp, gateway_ref: dict, service: str = "gateway", access_log: bool = True):
+    def __init__(self, app: ASGIApp, slot: Slot, service: str = "gateway", access_log: bool = True):
         self.app = app
-        self.gateway_ref = gateway_ref  # {"gateway": Gateway} once the app has started
+        self.slot = slot
         self.service = service
         self.access_log = access_log
         # The labelled metric children, looked up once per (method, route, status).
-        self._metrics: dict[tuple[str, str, int], tuple] = {}
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,19 +107,16 @@ class ProxyMiddleware:
         started = time.perf_counter()
         request_id, token = bind_request_id(scope)
         method: str = scope["method"]
-        route_class = "read" if method in READ_METHODS else "write"
-        label = LABELS[(service, route_class)]
+        label = LABELS[(service, route_class(method))]
         scope["route"] = label
         sub = path[cut:] if cut > 0 else "/"
         status = 500
         head_sent = [False]
         try:
             try:
-                status = await self._proxy(
-                    scope, receive, send, service, sub, method, route_class, request_id, started, head_sent
-                )
-            except DomainError as exc:
-                status = await self._problem(scope, receive, send, exc, request_id)
+                status = await self._proxy(scope, receive, send, service, sub, method, request_id, started, head_sent)
+            except (DomainError, RateLimited) as exc:
+                status = await self._respond(scope, receive, send, refusal(exc, path, request_id))
             except Exception as exc:
                 if head_sent[0]:
                     raise  # the answer is half sent: the server drops the connection
@@ -170,16 +160,16 @@ class ProxyMiddleware:
         service: str,
         sub: str,
         method: str,
-        route_class: str,
         request_id: str,
         started: float,
         head_sent: list[bool],
     ) -> int:
-        gw: Gateway = self.gateway_ref["gateway"]
+        gw: Gateway = self.slot.get()
         authorization = api_key = None
         host = ""
         forwarded_for = ""
         has_body = False
+        length = -1
         headers: list[tuple[str, str]] = []
         for name, value in scope["headers"]:
             if name in DROP_REQUEST:
@@ -191,43 +181,44 @@ class ProxyMiddleware:
                     host = value.decode("latin-1")
                 elif name == b"x-forwarded-for":
                     forwarded_for = value.decode("latin-1")
-                elif name == b"content-length" or name == b"transfer-encoding":
+                elif name == b"content-length":
+                    has_body = True
+                    length = int(value) if value.isdigit() else -1
+                elif name == b"transfer-encoding":
                     has_body = True
                 continue
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
-        principal = await gw.auth.authenticate(authorization, api_key)
-        if "/." in sub and any(seg in (".", "..") for seg in sub.split("/")):
-            raise Forbidden("Paths with '.' or '..' segments are not forwarded.")
-        if not gw.policy.allows(principal.roles, service, method, sub):
-            raise Forbidden(
-                f"Your roles ({', '.join(sorted(principal.roles)) or 'none'}) may not {method} {service} {sub}."
-            )
-        retry_after = await gw.limiter.check(route_class, principal.subject)
-        if retry_after is not None:
+        principal = await admit(gw, authorization, api_key, service, method, sub)
+        # The path as the service will read it: the raw path after its first segment (which decodes
+        # to the service's name). An encoded slash would make the service see other segments than
+        # the policy judged, so it is refused rather than guessed at.
+        raw_path: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+        if b"%" in raw_path and (b"%2f" in raw_path or b"%2F" in raw_path):
             return await self._respond(
                 scope,
                 receive,
                 send,
                 problems.problem(
-                    429,
-                    f"Rate limit for {route_class} requests ({gw.limiter.describe(route_class)}) exceeded; "
-                    f"retry in {int(retry_after)} s.",
+                    400,
+                    "Encoded slashes (%2F) are not accepted in a path: write each segment plainly.",
                     instance=scope["path"],
-                    headers={"Retry-After": str(int(retry_after)), "X-Request-ID": request_id},
+                    headers={"X-Request-ID": request_id},
                 ),
             )
 
         # A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
-        body = await _read_body(receive, gw.settings.max_request_body_bytes) if has_body else b""
-        if body is None:
+        limit = gw.settings.max_request_body_bytes
+        body = await _read_body(receive, limit) if has_body and length <= limit else b""
+        if body is None or length > limit:
             return await self._respond(
                 scope,
                 receive,
                 send,
                 problems.problem(
                     413,
-                    f"The request body is larger than {gw.settings.max_request_body_bytes} bytes.",
+                    f"The request body is larger than {limit:,} bytes, the most a request through the gateway "
+                    "may carry.",
                     instance=scope["path"],
                     headers={"X-Request-ID": request_id},
                 ),
@@ -243,8 +234,8 @@ class ProxyMiddleware:
             headers.append(("x-forwarded-host", host))
         headers.append(("x-forwarded-prefix", FORWARDED_PREFIX[service]))
 
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = raw_path[PREFIXES[service] :].decode("latin-1") or "/"
+        cut = raw_path.find(b"/", 1)
+        target = raw_path[cut:].decode("latin-1") if cut > 0 else "/"
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
 
@@ -313,7 +304,14 @@ class ProxyMiddleware:
                     ),
                 )
             waited = time.perf_counter() - sent_at
-            out = [(k, v) for k, v in response.raw_headers if k.lower() not in DROP_RESPONSE]
+            out = []
+            for k, v in response.raw_headers:
+                name = k.lower()
+                if name in DROP_RESPONSE:
+                    continue
+                if name in LOCATIONS:
+                    v = public_location(v, service, gw.upstreams.services_at)
+                out.append((k, v))
             out.append((b"x-request-id", request_id.encode("latin-1")))
             own_ms = (time.perf_counter() - started - waited) * 1000
             out.append((b"x-gateway-latency", b"%.3f" % own_ms))
@@ -334,25 +332,9 @@ class ProxyMiddleware:
         response.release()
         return response.status
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send, response) -> int:
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, response: Response) -> int:
         await response(scope, receive, send)
         return response.status_code
-
-    async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: DomainError, request_id: str) -> int:
-        status = next((st for cls, st in problems.STATUS_OF.items() if isinstance(exc, cls)), 400)
-        headers = {"X-Request-ID": request_id}
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = 'Bearer realm="pitcrew"'
-        response = problems.problem(
-            status,
-            exc.detail,
-            title=exc.title,
-            kind=exc.kind,
-            errors_=[e.as_dict() for e in exc.errors] or None,
-            instance=scope["path"],
-            headers=headers,
-        )
-        return await self._respond(scope, receive, send, response)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -372,3 +354,27 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def public_location(value: bytes, service: str, services_at: dict[str, str]) -> bytes:
+    """A service's Location (or Content-Location) as the client must see it: an absolute URL on a
+    service's own address (a trailing-slash redirect builds one from the Host it was sent) or a path
+    in the service's own space becomes the path under that service's prefix; no internal address
+    leaves the gateway. Other URLs (another site's) pass unchanged."""
+    text = value.decode("latin-1")
+    url = urlsplit(text)
+    if url.netloc:
+        owner = services_at.get(url.netloc.lower())
+        if owner is None:
+            return value
+        service, text = owner, url.path or "/"
+        if url.query:
+            text += "?" + url.query
+        if url.fragment:
+            text += "#" + url.fragment
+    elif not text.startswith("/") or text.startswith("//"):
+        return value  # relative to the request's own path: right as it is
+    prefix = FORWARDED_PREFIX[service]
+    if text == prefix or text.startswith(prefix + "/"):
+        return text.encode("latin-1")
+    return (prefix + text).encode("latin-1")

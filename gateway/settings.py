@@ -44,7 +44,11 @@ class Settings(BaseServiceSettings):
     connect_timeout_seconds: float = 2.0
     upstream_timeout_seconds: float = 30.0
     max_connections: int = 400  # open connections to all services together (aiohttp's pool limit)
+    # Request bodies, by route class (413 beyond): proxied to a service; the gateway's own API and
+    # every other route of its own; a webhook delivery.
     max_request_body_bytes: int = 10 * 1024 * 1024
+    api_max_body_bytes: int = 64 * 1024
+    webhook_max_body_bytes: int = 1024 * 1024
     unhealthy_seconds: float = 2.0  # skip an upstream that refused a connection for this long
     # Idle pooled connections are dropped after this long: below the services' own keep-alive
     # timeout (uvicorn: 5 s), so the gateway never sends on a connection the service is closing.
@@ -67,6 +71,13 @@ class Settings(BaseServiceSettings):
     webhook_retry_base_seconds: float = 1.0
     webhook_retry_max_seconds: float = 300.0
 
+    # CORS: the browser origins allowed to call the API (JSON list, e.g. ["https://app.example.com"]);
+    # none by default, and then no CORS header is ever sent. Credentials (cookies, TLS client
+    # certificates) only when switched on, and never with "*".
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    cors_max_age_seconds: int = 600
+
     # Health and merged OpenAPI.
     openapi_cache_seconds: float = 30.0
     health_timeout_seconds: float = 2.0
@@ -84,6 +95,11 @@ class Settings(BaseServiceSettings):
     def _refuse_dev_jwt_secret(self) -> Settings:
         if self.environment == "production" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("PITCREW_GATEWAY_JWT_SECRET is the development secret; refusing to start in production")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "PITCREW_GATEWAY_CORS_ALLOW_CREDENTIALS with the origin '*' would let any site call the API "
+                "with a visitor's credentials; list the origins"
+            )
         return self
 
     def service_urls(self) -> dict[str, str]:

@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -105,6 +106,8 @@ class Upstreams:
     def __init__(self, settings: Settings):
         self.timeout = settings.upstream_timeout_seconds
         self.pools = {name: Pool(name, urls, settings.unhealthy_seconds) for name, urls in settings.upstreams().items()}
+        # host:port of every replica -> its service (to recognise a service's own address in an answer)
+        self.services_at = {urlsplit(u).netloc.lower(): name for name, pool in self.pools.items() for u in pool.urls}
         connector = aiohttp.TCPConnector(
             limit=max(1, settings.max_connections),
             limit_per_host=0,
@@ -132,24 +135,42 @@ class Upstreams:
         self,
         service: str,
         method: str,
-        target: str | bytes,
-        headers: Sequence[tuple[bytes, bytes]] | Sequence[tuple[str, str]],
+        target: str,
+        headers: Sequence[tuple[str, str]],
         content: bytes | None = None,
-        *,
-        stream: bool = True,
-    ) -> aiohttp.ClientResponse | Buffered:
+    ) -> aiohttp.ClientResponse:
         """Send to one replica of `service`; `target` is the raw path (and query) as the service sees it.
 
-        With stream=True the answer's head has been read and the caller must `release()` the
-        response once it has read the body (or `close()` it when it gives up half way).
+        The answer's head has been read; the caller must `release()` the response once it has
+        read the body (or `close()` it when it gives up half way).
         """
+        return await self._send(service, method, target, headers, content)
+
+    async def fetch(
+        self,
+        service: str,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        content: bytes | None = None,
+    ) -> Buffered:
+        """`send`, with the whole answer read into memory (within the same timeout)."""
+        response = await self._send(service, method, target, headers, content, read=True)
+        assert isinstance(response, Buffered)
+        return response
+
+    async def _send(
+        self,
+        service: str,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        content: bytes | None,
+        *,
+        read: bool = False,
+    ) -> Any:
         pool = self.pools[service]
-        if isinstance(target, bytes):
-            target = target.decode("latin-1")
-        hdrs = [
-            (k.decode("latin-1"), v.decode("latin-1")) if isinstance(k, bytes) else (k, v)  # type: ignore[union-attr]
-            for k, v in headers
-        ]
+        hdrs = list(headers)
         last: Exception | None = None
         for index in pool.candidates():
             url = URL(pool.urls[index] + target, encoded=True)
@@ -169,12 +190,12 @@ class Upstreams:
                         response = await self.session.request(
                             method, url, headers=hdrs, data=content, allow_redirects=False
                         )
-                    if not stream:
+                    if read:
                         try:
                             body = await response.read()
                         finally:
                             response.release()
-                        response = Buffered(response.status, response.headers, body)
+                        return self._up(pool, index, Buffered(response.status, response.headers, body))
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 pool.mark_down(index)
                 last = exc
@@ -183,10 +204,14 @@ class Upstreams:
                 raise UpstreamTimeout(f"{service} did not answer within {self.timeout} s") from exc
             except aiohttp.ClientError as exc:
                 raise UpstreamBroken(f"{service}: {type(exc).__name__}: {exc}") from exc
-            if pool._down_until[index]:
-                pool.mark_up(index)
-            return response
+            return self._up(pool, index, response)
         raise ServiceDown(f"{service} is not reachable ({type(last).__name__})") from last
+
+    @staticmethod
+    def _up(pool: Pool, index: int, response: Any) -> Any:
+        if pool._down_until[index]:
+            pool.mark_up(index)
+        return response
 
     async def get_url(self, url: str, timeout: float) -> Buffered:
         """A plain GET of a full URL (a replica's /ready), read whole."""

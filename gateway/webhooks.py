@@ -1,34 +1,59 @@
 """Signed webhooks from ERP and CRM systems: verification, translation, recording.
 
-A delivery is verified (HMAC-SHA256 over "{timestamp}.{raw body}" with the
-source's secret, timestamp within the tolerance), translated into calls of the
-owning service's ingest endpoints (docs/events.md), and recorded in the same
-transaction that claims its delivery id. The forwarder (gateway.delivery) then
-hands it to the service, retrying until it lands, so nothing is lost and
-nothing is applied twice.
+A delivery is signed over its delivery id, its timestamp and its raw body with the
+source's secret, so neither can be changed without the secret: two header sets are
+accepted (docs/gateway.md),
+
+- Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
+  HMAC-SHA256 of "{id}.{timestamp}.{body}">` (several space-separated during a rotation);
+- Pitcrew's: `X-Pitcrew-Delivery`, `X-Pitcrew-Timestamp`, `X-Pitcrew-Signature:
+  sha256=<hex HMAC-SHA256 of "{delivery}.{timestamp}.{body}">`.
+
+The headers are checked for presence, shape and time window before the body is read
+(`signed_headers`), the signature once it has been (`verify`). A secret written as
+`whsec_<base64>` (Standard Webhooks' form) is used as the bytes it encodes, any other as
+its UTF-8 text. A verified delivery is translated into calls of the owning service's
+ingest endpoints (docs/events.md), each checked against that service's own input rules
+first (a payload the service would refuse is a 422 here, naming the field), and recorded
+in the same transaction that claims its delivery id. The forwarder (gateway.delivery)
+then hands it to the service, retrying until it lands, so nothing is lost and nothing is
+applied twice.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
 import time
 import uuid
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from gateway.models import WebhookDelivery
+from services.budget.schemas import InvoiceIn, PurchaseOrderIn
+from shared.bounds import Instant
 from shared.db import Database, utcnow
-from shared.errors import Errors, Invalid, NotFound, Unauthorized
+from shared.errors import Errors, FieldError, Invalid, NotFound, Unauthorized
 from shared.identity import Principal
+from shared.money import DecimalStr
 
 TIMESTAMP_HEADER = "X-Pitcrew-Timestamp"
 DELIVERY_HEADER = "X-Pitcrew-Delivery"
 SIGNATURE_HEADER = "X-Pitcrew-Signature"
+SW_ID_HEADER = "webhook-id"
+SW_TIMESTAMP_HEADER = "webhook-timestamp"
+SW_SIGNATURE_HEADER = "webhook-signature"
+SW_SECRET_PREFIX = "whsec_"
+MAX_SIGNATURES = 8  # entries in one webhook-signature header (a rotation needs two)
+DELIVERY_ID_MAX = 200  # the width of webhook_deliveries.delivery_id
 
 PO_FIELDS = (
     "po_number",
@@ -51,6 +76,24 @@ TYPES = {
     "erp": ("purchase_order.created", "purchase_order.changed", "purchase_order.cancelled", "invoice.posted"),
     "crm": tuple(CRM_MEASUREMENTS),
 }
+# A measurement's external_id is at most 200 characters (KPI's rule): "<prefix>:<CRM id>".
+CRM_ID_MAX = 200 - 1 - max(len(prefix) for pairs in CRM_MEASUREMENTS.values() for _t, prefix in pairs)
+M = TypeVar("M", bound=BaseModel)
+Dimension = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class CrmData(BaseModel):
+    """What a CRM event's data must hold to become KPI measurements: the API's own bounds on an
+    instant (shared.bounds) and on money (shared.money), KPI's on an external id and a dimension."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=CRM_ID_MAX)
+    time: Instant
+    channel: Dimension | None = None
+    campaign: Dimension | None = None
+    region: Dimension | None = None
+    amount: DecimalStr | None = None
 
 
 def principal_for(source: str, request_id: str | None = None) -> Principal:
@@ -58,49 +101,124 @@ def principal_for(source: str, request_id: str | None = None) -> Principal:
     return Principal(subject=f"webhook:{source}", roles=frozenset({"partner"}), kind="service", request_id=request_id)
 
 
-def sign(secret: str, timestamp: str | int, body: bytes) -> str:
-    """The X-Pitcrew-Signature value for a body: what senders compute (and the tests)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+def key_of(secret: str) -> bytes:
+    """The HMAC key of a configured secret: `whsec_<base64>` is the bytes it encodes, anything else its text."""
+    if secret.startswith(SW_SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SW_SECRET_PREFIX) :], validate=True)
+        except binascii.Error:
+            pass
+    return secret.encode()
 
 
-def verify(
-    secrets: dict[str, str],
+def _mac(secret: str, delivery_id: str, timestamp: str | int, body: bytes) -> bytes:
+    message = f"{delivery_id}.{timestamp}.".encode() + body
+    return hmac.new(key_of(secret), message, hashlib.sha256).digest()
+
+
+def sign(secret: str, delivery_id: str, timestamp: str | int, body: bytes) -> str:
+    """The X-Pitcrew-Signature value: what senders compute (and the tests, the demo)."""
+    return "sha256=" + _mac(secret, delivery_id, timestamp, body).hex()
+
+
+def sign_standard(secret: str, delivery_id: str, timestamp: str | int, body: bytes) -> str:
+    """The webhook-signature value (Standard Webhooks, version v1)."""
+    return "v1," + base64.b64encode(_mac(secret, delivery_id, timestamp, body)).decode()
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A delivery's signature headers, present and well formed, its timestamp within the window."""
+
+    scheme: Literal["standard", "pitcrew"]
+    delivery_id: str
+    timestamp: str
+    signatures: tuple[bytes, ...]  # the MACs the sender claims (one per accepted entry)
+
+
+def signed_headers(
+    headers: Mapping[str, str],
+    secrets: Mapping[str, str],
     source: str,
-    body: bytes,
-    timestamp: str | None,
-    delivery_id: str | None,
-    signature: str | None,
     *,
     tolerance_seconds: int,
     now: float | None = None,
-) -> None:
-    """Raise NotFound for an unknown source and Unauthorized for anything not provably from it."""
-    secret = secrets.get(source)
-    if not secret:
+) -> Signed:
+    """What can be checked before the body is read: NotFound for an unknown source, Unauthorized for
+    missing, malformed or stale signature headers."""
+    if not secrets.get(source):
         raise NotFound(f"No webhook source {source!r} is configured.")
-    if not timestamp or not signature or not delivery_id:
-        missing = [
-            h
-            for h, v in ((TIMESTAMP_HEADER, timestamp), (DELIVERY_HEADER, delivery_id), (SIGNATURE_HEADER, signature))
-            if not v
-        ]
-        raise Unauthorized(f"Missing webhook header(s): {', '.join(missing)}.")
-    if not 1 <= len(delivery_id) <= 200:
-        raise Unauthorized(f"{DELIVERY_HEADER} must be 1 to 200 characters.")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        raise Unauthorized(f"{TIMESTAMP_HEADER} must be unix seconds.")  # (a huge one overflowed a float)
-    ts = int(timestamp)
-    now = time.time() if now is None else now
-    if abs(now - ts) > tolerance_seconds:
+    standard = any(h in headers for h in (SW_ID_HEADER, SW_TIMESTAMP_HEADER, SW_SIGNATURE_HEADER))
+    names = (
+        (SW_ID_HEADER, SW_TIMESTAMP_HEADER, SW_SIGNATURE_HEADER)
+        if standard
+        else (DELIVERY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
+    )
+    delivery_id, timestamp, signature = (headers.get(h) or "" for h in names)
+    missing = [h for h, v in zip(names, (delivery_id, timestamp, signature), strict=True) if not v]
+    if missing:
         raise Unauthorized(
-            f"{TIMESTAMP_HEADER} is {int(now - ts)} s away from the gateway's clock; "
+            f"Missing webhook header(s): {', '.join(missing)}. Sign with Standard Webhooks ({SW_ID_HEADER}, "
+            f"{SW_TIMESTAMP_HEADER}, {SW_SIGNATURE_HEADER}) or with {DELIVERY_HEADER}, {TIMESTAMP_HEADER}, "
+            f"{SIGNATURE_HEADER}."
+        )
+    if len(delivery_id) > DELIVERY_ID_MAX or not delivery_id.isprintable():
+        raise Unauthorized(f"{names[0]} must be 1 to {DELIVERY_ID_MAX} printable characters.")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise Unauthorized(f"{names[1]} must be unix seconds.")  # (a huge one overflowed a float)
+    now = time.time() if now is None else now
+    if abs(now - int(timestamp)) > tolerance_seconds:
+        raise Unauthorized(
+            f"{names[1]} is {int(now - int(timestamp))} s away from the gateway's clock; "
             f"at most {tolerance_seconds} s is accepted (replayed or delayed delivery?)."
         )
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
+    macs = _standard_macs(signature) if standard else _pitcrew_mac(signature)
+    if not macs:
+        expected = (
+            'v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">'
+            if standard
+            else 'sha256=<hex HMAC-SHA256 of "{delivery}.{timestamp}.{body}">'
+        )
+        raise Unauthorized(f"{names[2]} is not of the form {expected}.")
+    return Signed("standard" if standard else "pitcrew", delivery_id, timestamp, macs)
+
+
+def _standard_macs(value: str) -> tuple[bytes, ...]:
+    entries = value.split()
+    if len(entries) > MAX_SIGNATURES:
+        return ()
+    macs = []
+    for entry in entries:
+        version, _, encoded = entry.partition(",")
+        if version != "v1":
+            continue  # another scheme (v1a: asymmetric) this gateway does not verify
+        try:
+            mac = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            return ()
+        if len(mac) == hashlib.sha256().digest_size:
+            macs.append(mac)
+    return tuple(macs)
+
+
+def _pitcrew_mac(value: str) -> tuple[bytes, ...]:
+    hexdigest = value.strip().removeprefix("sha256=")
+    if not value.strip().startswith("sha256=") or len(hexdigest) != 64:
+        return ()
+    try:
+        return (bytes.fromhex(hexdigest),)
+    except ValueError:
+        return ()
+
+
+def verify(secret: str, signed: Signed, body: bytes) -> None:
+    """Unauthorized unless one of the claimed signatures is the body's, with this delivery id and timestamp."""
+    expected = _mac(secret, signed.delivery_id, signed.timestamp, body)
+    if not any(hmac.compare_digest(expected, mac) for mac in signed.signatures):
+        header = SW_SIGNATURE_HEADER if signed.scheme == "standard" else SIGNATURE_HEADER
         raise Unauthorized(
-            f"{SIGNATURE_HEADER} does not match the body (expected sha256=<hex HMAC-SHA256 of "
-            '"{timestamp}.{raw body}"> with the source\'s secret).'
+            f"{header} does not match: it must be the HMAC-SHA256 of "
+            '"{delivery id}.{timestamp}.{raw body}" with the source\'s secret.'
         )
 
 
@@ -121,66 +239,65 @@ def parse(body: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The service calls ([{service, path, body}]) a webhook becomes, as docs/events.md defines them."""
+    """The service calls ([{service, path, body}]) a webhook becomes, as docs/events.md defines them;
+    Invalid (422, naming `data.<field>`) when the owning service would refuse one."""
     known = TYPES.get(source)
     if known is None:
         raise NotFound(f"The gateway does not know how to translate webhooks from {source!r}.")
     if event_type not in known:
         raise Invalid.on("type", f"unknown {source} event type {event_type!r}; expected one of {', '.join(known)}")
-    errors = Errors()
     if event_type.startswith("purchase_order."):
-        _require(errors, data, "po_number", "revision", "fiscal_year", "budget_line")
-        if event_type != "purchase_order.cancelled":
-            _require(errors, data, "period", "amount", "currency")
-        _decimal(errors, data, "amount")
-        errors.raise_if_any()
         body = {"action": event_type.split(".", 1)[1], **{f: data.get(f) for f in PO_FIELDS}}
+        po = _valid(PurchaseOrderIn, body)
+        missing = po.missing_for_upsert()  # budget's own rule for what a change needs
+        if missing:
+            raise Invalid(
+                "; ".join(f"data.{m}: is required for {event_type}" for m in missing),
+                errors=[FieldError(f"data.{m}", f"is required for {event_type}", "missing") for m in missing],
+            )
         return [{"service": "budget", "path": "/v1/erp/purchase-orders", "body": body}]
     if event_type == "invoice.posted":
-        _require(errors, data, "invoice_number", "fiscal_year", "budget_line", "period", "amount", "currency")
-        _decimal(errors, data, "amount")
-        errors.raise_if_any()
-        return [{"service": "budget", "path": "/v1/erp/invoices", "body": {f: data.get(f) for f in INVOICE_FIELDS}}]
-    # CRM
-    _require(errors, data, "id", "time")
-    if event_type == "opportunity.won":
-        _require(errors, data, "amount")
-        _decimal(errors, data, "amount")
-    errors.raise_if_any()
-    dimensions = {k: data[k] for k in ("channel", "campaign", "region") if data.get(k) is not None}
+        body = {f: data.get(f) for f in INVOICE_FIELDS}
+        _valid(InvoiceIn, body)
+        return [{"service": "budget", "path": "/v1/erp/invoices", "body": body}]
+    crm = _valid(CrmData, data)
+    if event_type == "opportunity.won" and crm.amount is None:
+        raise Invalid.on("data.amount", f"is required for {event_type} (the revenue)", "missing")
+    dimensions = {k: v for k in ("channel", "campaign", "region") if (v := getattr(crm, k)) is not None}
     items = [
         {
             "type": mtype,
             "value": str(data["amount"]) if mtype == "revenue" else "1",
-            "time": data["time"],
+            "time": _iso(crm.time),
             "dimensions": dimensions,
             "source": "crm",
-            "external_id": f"{prefix}:{data['id']}",
+            "external_id": f"{prefix}:{crm.id}",
         }
         for mtype, prefix in CRM_MEASUREMENTS[event_type]
     ]
     return [{"service": "kpi", "path": "/v1/measurements", "body": {"items": items}}]
 
 
-def _require(errors: Errors, data: dict[str, Any], *fields: str) -> None:
-    for f in fields:
-        if data.get(f) in (None, ""):
-            errors.add(f"data.{f}", "required")
-
-
-def _decimal(errors: Errors, data: dict[str, Any], field: str) -> None:
-    value = data.get(field)
-    if value is None:
-        return
-    if isinstance(value, float) or isinstance(value, bool):
-        errors.add(f"data.{field}", 'must be a decimal string such as "1250.00" (never a float)')
-        return
+def _valid(model: type[M], body: dict[str, Any]) -> M:
+    """`body` validated by `model` (an absent field as absent, not as null); Invalid naming `data.<field>`."""
     try:
-        ok = Decimal(str(value)).is_finite()
-    except InvalidOperation:
-        ok = False
-    if not ok:
-        errors.add(f"data.{field}", 'must be a decimal string such as "1250.00"')
+        return model.model_validate({k: v for k, v in body.items() if v is not None})
+    except ValidationError as exc:
+        errors = [
+            FieldError(
+                ".".join(["data", *(str(p) for p in e["loc"])]),
+                e["msg"].removeprefix("Value error, "),
+                "missing" if e["type"] == "missing" else "invalid",
+            )
+            for e in exc.errors()
+        ]
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+
+
+def _iso(t: dt.datetime) -> str:
+    """An instant as ISO 8601, UTC written as Z: what KPI reads."""
+    text = t.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 async def record(

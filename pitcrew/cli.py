@@ -1,4 +1,4 @@
-"""The `pitcrew` command: up, migrate, token, status."""
+"""The `pitcrew` command: up, migrate, token, status, events-doc."""
 
 from __future__ import annotations
 
@@ -107,6 +107,27 @@ def status() -> None:
                 state, failed = "down", True
             typer.echo(f"{name:<9} {url:<24} {state}")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("events-doc")
+def events_doc(
+    output: Path | None = typer.Option(None, "--output", help="Where to write (default: docs/events.md)."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if the file differs."),
+) -> None:
+    """Render docs/events.md from every service's event catalogue (and the webhook contract)."""
+    from pitcrew.eventsdoc import OUTPUT, render
+
+    target = output or OUTPUT
+    text = render()
+    if check:
+        current = target.read_text() if target.exists() else ""
+        if current != text:
+            typer.echo(f"{target} is out of date: run `pitcrew events-doc`.", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{target} is up to date.")
+        return
+    target.write_text(text)
+    typer.echo(f"wrote {target}")
 
 
 @app.command()

@@ -71,7 +71,8 @@ def _webhook_secrets() -> dict[str, str]:
 def _send_webhook(base: str, secrets: dict[str, str], source: str, type_: str, data: dict, delivery: str) -> None:
     body = json.dumps({"type": type_, "data": data}).encode()
     ts = str(int(time.time()))
-    sig = hmac.new(secrets[source].encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    # Signed over the delivery id, the timestamp and the body (docs/gateway.md).
+    sig = hmac.new(secrets[source].encode(), f"{delivery}.{ts}.".encode() + body, hashlib.sha256).hexdigest()
     r = httpx.post(
         f"{base}/webhooks/{source}",
         content=body,

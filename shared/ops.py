@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import asyncapi
@@ -88,7 +88,7 @@ def router(checks: dict[str, Dependency], catalogue: Catalogue | None = None) ->
             "dependencies": detail,
         }
 
-    @r.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @r.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)  # documented as text/plain
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -57,11 +57,14 @@ class Cluster:
     def webhook(self, source: str, type_: str, data: dict[str, Any], delivery: str | None = None) -> httpx.Response:
         body = json.dumps({"type": type_, "data": data}).encode()
         ts = str(int(time.time()))
-        sig = hmac.new(WEBHOOK_SECRETS[source].encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+        delivery = delivery or uuid.uuid4().hex
+        # Signed over the delivery id, the timestamp and the body (docs/gateway.md).
+        signed = f"{delivery}.{ts}.".encode() + body
+        sig = hmac.new(WEBHOOK_SECRETS[source].encode(), signed, hashlib.sha256).hexdigest()
         headers = {
             "Content-Type": "application/json",
             "X-Pitcrew-Timestamp": ts,
-            "X-Pitcrew-Delivery": delivery or uuid.uuid4().hex,
+            "X-Pitcrew-Delivery": delivery,
             "X-Pitcrew-Signature": f"sha256={sig}",
         }
         return httpx.post(f"{self.gateway}/webhooks/{source}", content=body, headers=headers, timeout=30)

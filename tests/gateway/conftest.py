@@ -17,6 +17,7 @@ from gateway.settings import SERVICE_NAMES, Settings
 from pitcrew.migrations import upgrade_async
 from tests.gateway.network import Network, ServiceHost
 from tests.gateway.upstream import make_upstream
+from tests.harness import assert_problem  # noqa: F401 - the one problem assertion, re-exported for the tests here
 
 WEBHOOK_SECRETS = {"erp": "erp-secret-0123456789abcdef", "crm": "crm-secret-0123456789abcdef"}
 
@@ -54,7 +55,7 @@ async def network(upstreams) -> AsyncIterator[Network]:
 def clear_upstreams(upstreams):
     for app in upstreams.values():
         app.state.received.clear()
-        app.state.control.update(fail_next=0, fail_status=503)
+        app.state.control.update(fail_next=0, fail_status=503, answer=None)
     return upstreams
 
 
@@ -143,11 +144,3 @@ def token() -> Callable[..., str]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def assert_problem(r: httpx.Response, status: int) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
-    return body

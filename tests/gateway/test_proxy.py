@@ -261,7 +261,7 @@ async def test_concurrent_requests_through_one_pool(gw, token):
 
 
 async def test_an_unexpected_error_on_the_proxy_path_is_a_500_problem_with_the_request_id(gw, token, monkeypatch):
-    limiter = gw.app.state.gateway_ref["gateway"].limiter
+    limiter = gw.app.state.gateway.get().limiter
 
     async def broken(route_class, key):
         raise RuntimeError("storage exploded")

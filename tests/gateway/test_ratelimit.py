@@ -44,7 +44,7 @@ async def test_429_with_retry_after_per_principal_and_class(new_db, net, token):
                 headers={
                     "X-Pitcrew-Timestamp": ts,
                     "X-Pitcrew-Delivery": f"rl-{i}",
-                    "X-Pitcrew-Signature": sign(WEBHOOK_SECRETS["crm"], ts, raw),
+                    "X-Pitcrew-Signature": sign(WEBHOOK_SECRETS["crm"], f"rl-{i}", ts, raw),
                 },
             )
             assert r.status_code == expected, r.text

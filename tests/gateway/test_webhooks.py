@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -10,9 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from gateway.models import WebhookDelivery
-from gateway.webhooks import sign
+from gateway.webhooks import sign, sign_standard, signed_headers, verify
+from shared.errors import Unauthorized
 from tests.conftest import eventually
-from tests.gateway.conftest import WEBHOOK_SECRETS, assert_problem, bearer
+from tests.gateway.conftest import WEBHOOK_SECRETS, bearer, gateway_settings, running_gateway
+from tests.harness import assert_problem
 
 pytestmark = pytest.mark.db
 
@@ -24,7 +29,7 @@ def signed(source: str, doc: dict, delivery: str, *, ts: int | None = None, secr
         "Content-Type": "application/json",
         "X-Pitcrew-Timestamp": str(ts),
         "X-Pitcrew-Delivery": delivery,
-        "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], ts, body),
+        "X-Pitcrew-Signature": sign(secret or WEBHOOK_SECRETS[source], delivery, ts, body),
     }
     return body, headers
 
@@ -214,7 +219,7 @@ async def test_invalid_payloads_are_422_naming_the_field(gw):
     body = b"{nope"
     from gateway.webhooks import sign as _sign
 
-    headers["X-Pitcrew-Signature"] = _sign(WEBHOOK_SECRETS["erp"], headers["X-Pitcrew-Timestamp"], body)
+    headers["X-Pitcrew-Signature"] = _sign(WEBHOOK_SECRETS["erp"], "bad-json", headers["X-Pitcrew-Timestamp"], body)
     assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 422)
 
 
@@ -250,7 +255,7 @@ async def test_a_lost_answer_is_replayed_not_applied_twice(gw, upstreams):
     body, headers = signed("crm", {"type": "lead.created", "data": CRM}, "lead-once")
     assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
     await eventually(lambda: kpi.state.received)
-    forwarder = gw.app.state.gateway_ref["gateway"].forwarder
+    forwarder = gw.app.state.gateway.get().forwarder
     async with gw.app.state.runtime.db.transaction() as s:
         row = (await s.scalars(select(WebhookDelivery))).one()
         row.status, row.attempts = "pending", 0  # as if the 2xx had been lost
@@ -284,3 +289,130 @@ async def _attempted(fetch, n):
 
 async def _status(fetch, status):
     return (await fetch()).status == status
+
+
+def standard(source: str, doc: dict, delivery: str, *, ts: int | None = None, secret: str | None = None):
+    body = json.dumps(doc).encode()
+    ts = int(time.time()) if ts is None else ts
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": delivery,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign_standard(secret or WEBHOOK_SECRETS[source], delivery, ts, body),
+    }
+    return body, headers
+
+
+def test_the_standard_webhooks_signature_is_the_specifications():
+    """The example of the Standard Webhooks specification, computed independently of gateway.webhooks."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    msg_id, ts, body = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    expected = "v1," + base64.b64encode(mac).decode()
+    assert expected == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert sign_standard(secret, msg_id, ts, body) == expected
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": f"v1a,xyz {expected}"}
+    signed = signed_headers(headers, {"erp": secret}, "erp", tolerance_seconds=300, now=ts + 10)
+    verify(secret, signed, body)
+    with pytest.raises(Unauthorized):
+        verify(secret, signed, body + b" ")
+
+
+async def test_standard_webhooks_headers_are_accepted_and_deduplicated(gw, upstreams):
+    body, headers = standard("crm", {"type": "lead.created", "data": CRM}, "msg_1")
+    r = await gw.post("/webhooks/crm", content=body, headers=headers)
+    assert r.status_code == 202 and r.json()["delivery_id"] == "msg_1", r.text
+    await eventually(lambda: upstreams["kpi.test"].state.received)
+    assert upstreams["kpi.test"].state.received[0]["headers"]["idempotency-key"] == "msg_1"
+    r = await gw.post("/webhooks/crm", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["duplicate"] is True
+    # A secret being rotated: the sender signs with both, either one verifies.
+    body, headers = standard("crm", {"type": "lead.created", "data": {**CRM, "id": "L9"}}, "msg_2")
+    old = sign_standard("the-old-secret", "msg_2", headers["webhook-timestamp"], body)
+    headers["webhook-signature"] = f"{old} {headers['webhook-signature']}"
+    assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+
+
+@pytest.mark.parametrize("scheme", ["standard", "pitcrew"])
+async def test_a_signed_webhook_resent_with_a_new_delivery_id_is_refused(gw, upstreams, scheme):
+    make = standard if scheme == "standard" else signed
+    body, headers = make("erp", {"type": "invoice.posted", "data": INVOICE}, "first")
+    assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+    id_header = "webhook-id" if scheme == "standard" else "X-Pitcrew-Delivery"
+    replay = {**headers, id_header: "second"}  # same body, timestamp and signature, within the window
+    body_ = assert_problem(await gw.post("/webhooks/erp", content=body, headers=replay), 401)
+    assert "delivery id" in body_["detail"]
+    async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+        assert (await s.scalars(select(WebhookDelivery.delivery_id))).all() == ["first"]
+
+
+async def test_the_old_signature_without_the_delivery_id_is_refused(gw):
+    body = json.dumps({"type": "invoice.posted", "data": INVOICE}).encode()
+    ts = str(int(time.time()))
+    old = hmac.new(WEBHOOK_SECRETS["erp"].encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    headers = {"X-Pitcrew-Timestamp": ts, "X-Pitcrew-Delivery": "d-old", "X-Pitcrew-Signature": f"sha256={old}"}
+    assert_problem(await gw.post("/webhooks/erp", content=body, headers=headers), 401)
+
+
+async def test_a_whsec_secret_is_used_as_the_bytes_it_encodes(new_db, net, upstreams):
+    secret = "whsec_" + base64.b64encode(b"\x00\xff" * 16).decode()
+    settings = gateway_settings(await new_db("gateway"), webhook_secrets={"crm": secret})
+    async with running_gateway(settings) as gw:
+        body, headers = standard("crm", {"type": "lead.created", "data": CRM}, "w-1", secret=secret)
+        assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+        body, headers = signed("crm", {"type": "lead.created", "data": CRM}, "w-2", secret=secret)
+        assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+
+
+BAD_ITEMS = [
+    # What KPI would refuse: before, 202 and shown as delivered.
+    ("crm", "lead.created", {**CRM, "time": "yesterday"}, "data.time"),
+    ("crm", "lead.created", {**CRM, "time": "2027-03-04T10:00:00"}, "data.time"),  # no UTC offset
+    ("crm", "lead.created", {**CRM, "time": "0001-01-01T00:00:00Z"}, "data.time"),  # outside the bounds
+    ("crm", "lead.created", {k: v for k, v in CRM.items() if k != "time"}, "data.time"),
+    ("crm", "lead.created", {**CRM, "id": "x" * 200}, "data.id"),  # external_id over 200 characters
+    ("crm", "lead.created", {**CRM, "channel": "   "}, "data.channel"),
+    ("crm", "lead.created", {**CRM, "region": ["EMEA"]}, "data.region"),
+    ("crm", "opportunity.won", {**CRM, "amount": "lots"}, "data.amount"),
+    ("crm", "opportunity.won", {**CRM, "amount": 48000.5}, "data.amount"),
+    # What budget would refuse (its own input models).
+    ("erp", "invoice.posted", {**INVOICE, "period": "2027-3"}, "data.period"),
+    ("erp", "invoice.posted", {**INVOICE, "currency": "XXQ"}, "data.currency"),
+    ("erp", "invoice.posted", {**INVOICE, "fiscal_year": 1999}, "data.fiscal_year"),
+    ("erp", "purchase_order.created", {**PO, "revision": -1}, "data.revision"),
+    ("erp", "purchase_order.changed", {k: v for k, v in PO.items() if k != "amount"}, "data.amount"),
+]
+
+
+@pytest.mark.parametrize("source, event_type, data, field", BAD_ITEMS, ids=[f"{c[1]}-{c[3]}" for c in BAD_ITEMS])
+async def test_an_item_the_service_would_refuse_is_422_at_the_gateway(gw, upstreams, source, event_type, data, field):
+    body, headers = signed(source, {"type": event_type, "data": data}, f"bad-{event_type}")
+    r = await gw.post(f"/webhooks/{source}", content=body, headers=headers)
+    assert field in {e["field"] for e in assert_problem(r, 422)["errors"]}, r.text
+    async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+        assert (await s.scalars(select(WebhookDelivery))).all() == []
+
+
+async def test_the_translated_time_is_what_kpi_reads(gw, upstreams):
+    data = {**CRM, "time": "2027-03-04T12:00:00+02:00", "channel": " search "}
+    body, headers = signed("crm", {"type": "lead.created", "data": data}, "t-1")
+    assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+    await eventually(lambda: upstreams["kpi.test"].state.received)
+    item = json.loads(upstreams["kpi.test"].state.received[0]["body"])["items"][0]
+    assert item["time"] == "2027-03-04T12:00:00+02:00" and item["dimensions"]["channel"] == "search"
+
+
+async def test_a_delivery_whose_items_the_service_refused_is_not_shown_as_delivered(gw, upstreams, token):
+    """KPI answers 200 with `rejected` items: the delivery did not land, and an operator sees why."""
+    upstreams["kpi.test"].state.control["answer"] = (
+        200,
+        {"accepted": 0, "duplicates": 0, "rejected": [{"index": 0, "reason": "type is unknown"}]},
+    )
+    body, headers = signed("crm", {"type": "lead.created", "data": CRM}, "lead-refused")
+    assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+    await eventually(lambda: _status(lambda: _one(gw), "rejected"))
+    row = await _one(gw)
+    assert row.last_status == 200 and "type is unknown" in row.last_error and row.delivered_at is None
+    listed = (await gw.get("/gateway/v1/webhook-deliveries?status=rejected", headers=bearer(token("admin")))).json()
+    assert [d["delivery_id"] for d in listed["items"]] == ["lead-refused"]

@@ -4,7 +4,10 @@ It enforces X-Pitcrew-Identity exactly like the real services (the shared
 `current_principal` dependency) and echoes the request, so a test can see the
 identity, path, query, headers and body the gateway forwarded. It also honours
 Idempotency-Key through the shared idempotency table, like budget and KPI will.
-`fail_next` makes it answer `fail_status` (503: a service that is down) that many times.
+`fail_next` makes it answer `fail_status` (503: a service that is down) that many times;
+`answer` (status, body) makes every echo answer that instead (KPI's 200 with refused items).
+Budget, KPI and registry have a small event catalogue (served at /asyncapi.json, merged by
+the gateway); workflow has none, as a service without events.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import asyncio
 import os
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from pydantic import Field
 
 from shared.app import ServiceSpec, create_service_app, get_runtime
+from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 from shared.db import make_metadata
 from shared.identity import Principal, current_principal
 from shared.settings import BaseServiceSettings
@@ -25,9 +30,33 @@ metadata = make_metadata()
 infra = attach(metadata)
 
 
+class ThingHappened(EventData):
+    thing_id: str = Field(description="The thing")
+    amount: str
+    region: str | None = None
+
+
+class ToolAdded(EventData):
+    tool_id: str
+    seats: int
+
+
+CATALOGUES = {
+    "budget": Catalogue(
+        "budget",
+        publishes=(EventSpec("budget.thing.happened", ThingHappened, "A thing happened in the budget"),),
+        consumes=(Consumed("registry.tool.added", "Reserve money for the new tool"),),
+    ),
+    "kpi": Catalogue("kpi", publishes=(), consumes=(Consumed("budget.>", "Every budget event becomes measurements"),)),
+    "registry": Catalogue(
+        "registry", publishes=(EventSpec("registry.tool.added", ToolAdded, "A tool joined the stack", major=2),)
+    ),
+}
+
+
 def make_upstream(name: str, database_url: str) -> FastAPI:
     received: list[dict] = []
-    control = {"fail_next": 0, "fail_status": 503}
+    control: dict = {"fail_next": 0, "fail_status": 503, "answer": None}
     router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
 
     @router.get("/items", summary="A cheap list (what the benchmark reads)")
@@ -53,6 +82,11 @@ def make_upstream(name: str, database_url: str) -> FastAPI:
     async def text() -> PlainTextResponse:
         return PlainTextResponse("flowchart LR\n  a --> b\n")
 
+    @router.get("/moved")
+    async def moved(to: str) -> RedirectResponse:
+        """A redirect to `to` as given (a path in the service's own space, or an absolute URL)."""
+        return RedirectResponse(to, status_code=303)
+
     @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     async def echo(
         path: str, request: Request, p: Principal = Depends(current_principal), rt=Depends(get_runtime)
@@ -60,6 +94,8 @@ def make_upstream(name: str, database_url: str) -> FastAPI:
         if control["fail_next"] > 0:
             control["fail_next"] -= 1
             return JSONResponse({"title": "down"}, status_code=control["fail_status"])
+        if control["answer"] is not None:
+            return JSONResponse(control["answer"][1], status_code=control["answer"][0])
         body = await request.body()
         record = {
             "service": name,
@@ -86,15 +122,24 @@ def make_upstream(name: str, database_url: str) -> FastAPI:
         received.append(record)
         return JSONResponse(record)
 
+    # No catch-all here: `/v2/items/` matches nothing, so the app redirects it to `/v2/items`
+    # (Starlette's redirect_slashes, with an absolute URL on the address it was called at).
+    plain = APIRouter(prefix="/v2", dependencies=[Depends(current_principal)])
+
+    @plain.get("/items")
+    async def plain_items() -> dict:
+        return {"items": []}
+
     settings = BaseServiceSettings(service_name=name, database_url=database_url, nats_enabled=False)
     spec = ServiceSpec(
         name=name,
         title=f"Fake {name}",
         description=f"stand-in for {name}",
         infra=infra,
-        routers=[router],
+        routers=[router, plain],
         uses_nats=False,
         on_startup=_create_schema,
+        catalogue=CATALOGUES.get(name),
     )
     app = create_service_app(spec, settings)
     app.state.received = received
