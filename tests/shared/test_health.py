@@ -41,10 +41,8 @@ async def test_a_frozen_nats_is_reported_degraded_while_the_service_stays_ready_
                     "detail": deps["dependencies"]["nats"]["detail"],
                     "required": False,
                 }
-                assert (
-                    "PONG" in deps["dependencies"]["nats"]["detail"]
-                    or "no answer" in deps["dependencies"]["nats"]["detail"]
-                )
+                detail = deps["dependencies"]["nats"]["detail"]
+                assert any(w in detail for w in ("PONG", "no answer", "not connected")), detail
                 ready = await c.get("/ready")
                 assert ready.status_code == 200, ready.text
                 assert ready.json()["checks"]["database"]["ok"] is True
