@@ -7,7 +7,6 @@ outbox events commit together or not at all.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import datetime as dt
 import uuid
@@ -22,7 +21,8 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry import schemas
+from services.registry import cursors, schemas
+from services.registry.lifecycle import check_move
 from services.registry.models import (
     Category,
     Contract,
@@ -34,24 +34,15 @@ from services.registry.models import (
     UtilizationSnapshot,
 )
 from services.registry.settings import Settings
+from services.registry.terms import annual_minor, check_term, commit_minor, next_term, notice_deadline
 from shared import timers
-from shared.bounds import MAX_DATE, MIN_DATE, RANGE_TEXT, check_date
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, Invalid, NotFound, PreconditionFailed
 from shared.events import new_event
-from shared.money import MAX_MINOR, convert, fmt, to_minor
+from shared.money import MAX_MINOR, convert, fmt
 from shared.outbox import Outbox
 from shared.pagination import decode_cursor, page_of
 
-# Allowed lifecycle moves. Creation may start anywhere (an existing stack is catalogued as it is).
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "evaluating": frozenset({"pilot", "active", "retired"}),
-    "pilot": frozenset({"evaluating", "active", "retired"}),
-    "active": frozenset({"sunsetting"}),
-    "sunsetting": frozenset({"active", "retired"}),
-    "retired": frozenset(),
-}
-PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
 RENEWAL_TIMER = "renewal_due"
 NAMES_PER_QUERY = 500  # names per `IN (...)` when checking which are taken (well under SQLite's 999 variables)
 # The tool fields the audit history compares.
@@ -73,43 +64,6 @@ TRACKED = (
 
 def today() -> dt.date:
     return utcnow().date()
-
-
-# --- dates and money of a contract term -----------------------------------------------------------
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """`day` plus whole months, clamped to the month's last day (Jan 31 + 1 month = Feb 28/29)."""
-    years, month0 = divmod(day.month - 1 + months, 12)
-    year, month = day.year + years, month0 + 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def term_span(start: dt.date, end: dt.date) -> tuple[int, int]:
-    """The inclusive term start..end as whole months plus leftover days."""
-    stop = end + dt.timedelta(days=1)
-    months = (stop.year - start.year) * 12 + stop.month - start.month
-    while months > 0 and add_months(start, months) > stop:
-        months -= 1
-    return months, (stop - add_months(start, months)).days
-
-
-def annual_minor(cost_minor: int, billing_period: str) -> int:
-    """Cost per billing period -> cost per year (exact: 12 is a multiple of every period)."""
-    return cost_minor * 12 // PERIOD_MONTHS[billing_period]
-
-
-def commit_minor(cost_minor: int, billing_period: str, start: dt.date, end: dt.date) -> int:
-    """The cost of the whole term: whole months at the period rate, leftover days pro rata (365-day
-    year), computed as an exact fraction and rounded once, half to even."""
-    months, days = term_span(start, end)
-    period = PERIOD_MONTHS[billing_period]
-    exact = Fraction(cost_minor * months, period) + Fraction(cost_minor * 12 * days, period * 365)
-    return round(exact)
-
-
-def notice_deadline(c: Contract) -> dt.date:
-    return c.end - dt.timedelta(days=c.notice_days)
 
 
 class Stack:
@@ -261,16 +215,7 @@ class Stack:
         self, s: AsyncSession, tool_id: str, body: schemas.LifecycleIn, expected_version: int | None, actor: str
     ) -> dict[str, Any]:
         tool = await self._locked_tool(s, tool_id, expected_version)
-        allowed = TRANSITIONS[tool.lifecycle]
-        if body.lifecycle not in allowed:
-            options = ", ".join(sorted(allowed)) or "none: retired is final"
-            raise Conflict(
-                f"A tool cannot move from {tool.lifecycle} to {body.lifecycle}; from {tool.lifecycle} it may "
-                f"move to: {options}.",
-                errors=[],
-                current=tool.lifecycle,
-                allowed=sorted(allowed),
-            )
+        check_move(tool.lifecycle, body.lifecycle)
         before = tool.lifecycle
         tool.lifecycle = body.lifecycle
         tool.version += 1
@@ -339,7 +284,7 @@ class Stack:
             query = query.where(Tool.lifecycle == lifecycle)
         if team:
             query = query.where(Tool.owner_team == team)
-        key = decode_cursor(cursor, _text, _text)
+        key = decode_cursor(cursor, cursors.text, cursors.text)
         if key:
             name, last_id = key
             query = query.where((Tool.name > name) | ((Tool.name == name) & (Tool.id > last_id)))
@@ -383,8 +328,14 @@ class Stack:
             errors.add("tool_id", f"no tool with id {body.tool_id!r}", "unknown_tool")
         elif tool.lifecycle == "retired":
             errors.add("tool_id", f"{tool.name} is retired; a retired tool takes no new contracts", "retired_tool")
-        cost_minor = self._validate_terms(
-            body.start, body.end, body.billing_period, body.cost, body.currency, body.notice_days, errors
+        cost_minor = check_term(
+            errors,
+            start=body.start,
+            end=body.end,
+            billing_period=body.billing_period,
+            cost=body.cost,
+            currency=body.currency,
+            notice_days=body.notice_days,
         )
         errors.raise_if_any()
         assert tool is not None and cost_minor is not None
@@ -413,51 +364,6 @@ class Stack:
         await self._start_term(s, contract, tool, "registry.contract.created")
         return contract_view(contract, tool)
 
-    def _validate_terms(
-        self,
-        start: dt.date,
-        end: dt.date,
-        billing_period: str,
-        cost: Decimal,
-        currency: str,
-        notice_days: int,
-        errors: Errors,
-    ) -> int | None:
-        """Check a term (also one a renewal computed) and return its cost in minor units. Its dates stay
-        within shared.bounds, so the deadline and the next term can be computed; its amounts stay below
-        MAX_MINOR, so they fit their BIGINT columns and budget can commit them."""
-        dates_ok = True
-        for field, day in (("start", start), ("end", end)):
-            if not MIN_DATE <= day <= MAX_DATE:
-                errors.add(field, f"{day.isoformat()} is out of range: a term must lie {RANGE_TEXT}", "out_of_range")
-                dates_ok = False
-        if end <= start:
-            errors.add("end", f"{end.isoformat()} is not after the start {start.isoformat()}", "end_before_start")
-            dates_ok = False
-        elif dates_ok and end - dt.timedelta(days=notice_days) < MIN_DATE:
-            errors.add(
-                "notice_days",
-                f"the notice deadline, {notice_days} days before the end, would fall before {MIN_DATE.isoformat()}",
-                "out_of_range",
-            )
-        try:
-            cost_minor = to_minor(cost, currency, "cost")
-        except Invalid as exc:
-            errors.items.extend(exc.errors)
-            return None
-        if (
-            dates_ok
-            and max(annual_minor(cost_minor, billing_period), commit_minor(cost_minor, billing_period, start, end))
-            >= MAX_MINOR
-        ):
-            errors.add(
-                "cost",
-                f"the term's annual or total cost would be more than one amount may be (less than "
-                f"{fmt(MAX_MINOR, currency)} {currency})",
-                "out_of_range",
-            )
-        return cost_minor
-
     async def _start_term(self, s: AsyncSession, c: Contract, tool: Tool, event: str) -> None:
         """Record the term, schedule its renewal reminder and publish the event budget commits from."""
         s.add(
@@ -481,7 +387,7 @@ class Stack:
     def renewal_due_at(self, c: Contract) -> dt.datetime:
         """When `registry.renewal.due` fires for this term: lead days before the notice deadline, at the
         configured time of day; a moment already past means as soon as possible."""
-        day = notice_deadline(c) - dt.timedelta(days=self.settings.renewal_lead_days)
+        day = notice_deadline(c.end, c.notice_days) - dt.timedelta(days=self.settings.renewal_lead_days)
         due = dt.datetime.combine(day, self.settings.renewal_fire_time, tzinfo=dt.UTC)
         return max(due, utcnow())
 
@@ -503,12 +409,7 @@ class Stack:
     ) -> dict[str, Any]:
         c, tool = await self._contract_for_change(s, contract_id)
         _check_version(c.version, expected_version, "contract")
-        start = body.start or c.end + dt.timedelta(days=1)
-        if body.end is not None:
-            end = body.end
-        else:
-            months, days = term_span(c.start, c.end)
-            end = (add_months(start, months) - dt.timedelta(days=1)) if days == 0 else start + (c.end - c.start)
+        start, end = next_term(c.start, c.end, new_start=body.start, new_end=body.end)
         currency = body.currency or c.currency
         cost = body.cost if body.cost is not None else Decimal(fmt(c.cost_minor, c.currency))
         billing_period = body.billing_period or c.billing_period
@@ -521,7 +422,15 @@ class Stack:
                 "overlapping_term",
             )
         # The carried-over dates are checked like given ones: a term ending near MAX_DATE has no next term.
-        cost_minor = self._validate_terms(start, end, billing_period, cost, currency, notice_days, errors)
+        cost_minor = check_term(
+            errors,
+            start=start,
+            end=end,
+            billing_period=billing_period,
+            cost=cost,
+            currency=currency,
+            notice_days=notice_days,
+        )
         errors.raise_if_any()
         assert cost_minor is not None
         await self._close_term(s, c, "renewed")
@@ -604,7 +513,7 @@ class Stack:
             query = query.where(Contract.tool_id == tool_id)
         if status:
             query = query.where(Contract.status == status)
-        key = decode_cursor(cursor, _day, _text)
+        key = decode_cursor(cursor, cursors.day, cursors.text)
         if key:
             end_day, last_id = key
             query = query.where((Contract.end > end_day) | ((Contract.end == end_day) & (Contract.id > last_id)))
@@ -632,7 +541,7 @@ class Stack:
                 "start": c.start.isoformat(),
                 "end": c.end.isoformat(),
                 "notice_days": c.notice_days,
-                "notice_deadline": notice_deadline(c).isoformat(),
+                "notice_deadline": notice_deadline(c.end, c.notice_days).isoformat(),
                 "auto_renew": c.auto_renew,
                 "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
                 "currency": c.currency,
@@ -653,10 +562,10 @@ class Stack:
                 .where(Contract.status == "active", Contract.end >= first)
             )
         ).all()
-        due = [c for c in rows if first <= notice_deadline(c) <= last]
+        due = [c for c in rows if first <= notice_deadline(c.end, c.notice_days) <= last]
         usage = await self.utilization(s, {c.tool_id for c in due})
         items = []
-        for c in sorted(due, key=lambda r: (notice_deadline(r), r.tool_name)):
+        for c in sorted(due, key=lambda r: (notice_deadline(r.end, r.notice_days), r.tool_name)):
             u = usage.get(c.tool_id, {})
             items.append(
                 {
@@ -666,8 +575,8 @@ class Stack:
                     "term": c.term,
                     "end": c.end,
                     "notice_days": c.notice_days,
-                    "notice_deadline": notice_deadline(c),
-                    "days_left": (notice_deadline(c) - first).days,
+                    "notice_deadline": notice_deadline(c.end, c.notice_days),
+                    "days_left": (notice_deadline(c.end, c.notice_days) - first).days,
                     "auto_renew": c.auto_renew,
                     "annual_cost": fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
                     "currency": c.currency,
@@ -790,7 +699,7 @@ class Stack:
         query = select(Integration).order_by(Integration.id)
         if tool_id:
             query = query.where((Integration.from_tool_id == tool_id) | (Integration.to_tool_id == tool_id))
-        key = decode_cursor(cursor, _text)
+        key = decode_cursor(cursor, cursors.text)
         if key:
             query = query.where(Integration.id > key[0])
         rows = list((await s.scalars(query.limit(limit + 1))).all())
@@ -1005,7 +914,7 @@ def contract_view(c: Contract, tool: Tool | None) -> dict[str, Any]:
         "seats": c.seats,
         "auto_renew": c.auto_renew,
         "notice_days": c.notice_days,
-        "notice_deadline": notice_deadline(c),
+        "notice_deadline": notice_deadline(c.end, c.notice_days),
         "budget_line_code": c.budget_line_code,
         "external_ref": c.external_ref,
         "status": c.status,
@@ -1103,17 +1012,3 @@ def _check_version(current: int, expected: int | None, what: str) -> None:
         raise PreconditionFailed(
             f"The {what} is at version {current}, not {expected}: reload it and try again.", current_version=current
         )
-
-
-# Converters of cursor parts for decode_cursor: strict, so that an edited cursor is a 422, never a
-# value coerced into a different key (`int` would take true, 1.5 or "7").
-
-
-def _text(part: Any) -> str:
-    if not isinstance(part, str):
-        raise TypeError("not a string")
-    return part
-
-
-def _day(part: Any) -> dt.date:
-    return check_date(dt.date.fromisoformat(_text(part)))
