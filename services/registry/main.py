@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registry import api, events
+from services.registry import api, handlers
+from services.registry.events import CATALOGUE
 from services.registry.models import infra
 from services.registry.settings import Settings
 from services.registry.stack import Stack
@@ -19,8 +20,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="The martech stack: tools, owners, contracts, renewals, usage and integrations.",
         infra=infra,
         routers=[api.router],
-        handlers=events.handlers,
-        timers=events.timer_handlers,
+        handlers=handlers.handlers,
+        timers=handlers.timer_handlers,
+        catalogue=CATALOGUE,
     )
     app = create_service_app(spec, settings)
     runtime = app.state.runtime

@@ -21,7 +21,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry import cursors, schemas
+from services.registry import cursors, events, schemas
 from services.registry.lifecycle import check_move
 from services.registry.models import (
     Category,
@@ -169,7 +169,9 @@ class Stack:
             ],
         )
         rows = [
-            self.outbox.row(new_event("registry.tool.created", self.outbox.source, t.id, v), now)
+            self.outbox.row(
+                new_event(events.TOOL_CREATED.subject, self.outbox.source, t.id, events.TOOL_CREATED.dump(v)), now
+            )
             for t, v in zip(tools, views, strict=True)
         ]
         await s.execute(insert(self.outbox.table), rows)  # one statement; the seq keeps their order
@@ -208,7 +210,7 @@ class Stack:
         await _flush_unique_name(s, tool.name)
         view = tool_view(tool)
         await self._record(s, tool, "updated", actor, diff)
-        await self.outbox.add(s, "registry.tool.updated", tool.id, view)
+        await self.outbox.add(s, events.TOOL_UPDATED.subject, tool.id, view)
         return view
 
     async def change_lifecycle(
@@ -226,7 +228,10 @@ class Stack:
             s, tool, "lifecycle_changed", actor, {"lifecycle": {"from": before, "to": body.lifecycle}}, body.reason
         )
         await self.outbox.add(
-            s, "registry.tool.lifecycle_changed", tool.id, {**view, "previous_lifecycle": before, "reason": body.reason}
+            s,
+            events.TOOL_LIFECYCLE_CHANGED.subject,
+            tool.id,
+            {**view, "previous_lifecycle": before, "reason": body.reason},
         )
         return view
 
@@ -361,7 +366,7 @@ class Stack:
         )
         s.add(contract)
         await s.flush()
-        await self._start_term(s, contract, tool, "registry.contract.created")
+        await self._start_term(s, contract, tool, events.CONTRACT_CREATED.subject)
         return contract_view(contract, tool)
 
     async def _start_term(self, s: AsyncSession, c: Contract, tool: Tool, event: str) -> None:
@@ -443,7 +448,7 @@ class Stack:
         c.version += 1
         c.updated_at = utcnow()
         await s.flush()
-        await self._start_term(s, c, tool, "registry.contract.renewed")
+        await self._start_term(s, c, tool, events.CONTRACT_RENEWED.subject)
         return contract_view(c, tool)
 
     async def cancel_contract(
@@ -457,7 +462,7 @@ class Stack:
         c.version += 1
         await s.flush()
         await self.outbox.add(
-            s, "registry.contract.cancelled", c.id, {**contract_event(c, tool), "reason": body.reason}
+            s, events.CONTRACT_CANCELLED.subject, c.id, {**contract_event(c, tool), "reason": body.reason}
         )
         return contract_view(c, tool)
 
@@ -531,7 +536,7 @@ class Stack:
         usage = (await self.utilization(s, [tool.id])).get(tool.id, {})
         await self.outbox.add(
             s,
-            "registry.renewal.due",
+            events.RENEWAL_DUE.subject,
             c.id,
             {
                 "contract_id": c.id,
