@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pitcrew.migrations import upgrade_async  # noqa: E402
-from services.registry import schemas  # noqa: E402
+from services.registry import integrations, schemas, tools  # noqa: E402
 from services.registry.main import create_app  # noqa: E402
 from services.registry.settings import Settings  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
@@ -47,16 +47,18 @@ CATEGORIES = [
 CAPS = [f"cap{i}" for i in range(60)]
 
 
-async def seed(rt, tools: int, edges: int, contracts: int) -> None:
-    stack = rt.extras["stack"]
+async def seed(rt, n_tools: int, edges: int, contracts: int) -> None:
+    registry = rt.domain
+    who = Principal("bench", frozenset({"admin"}))
     rng = random.Random(7)
     today = dt.date.today()
     ids = []
-    async with rt.transaction() as s:
-        for i in range(tools):
-            view = await stack.create_tool(
-                s,
-                schemas.ToolIn(
+    async with rt.unit_of_work() as uow:
+        for i in range(n_tools):
+            view = await tools.create_tool(
+                uow,
+                who,
+                body=schemas.ToolIn(
                     name=f"Tool {i:05d}",
                     vendor=f"Vendor {i % 97}",
                     category=CATEGORIES[i % 6],
@@ -64,15 +66,15 @@ async def seed(rt, tools: int, edges: int, contracts: int) -> None:
                     owner=schemas.Owner(team=f"team{i % 12}", person=f"p{i}"),
                     lifecycle="active" if i % 10 else "pilot",
                 ),
-                "bench",
             )
-            ids.append(view["id"])
+            ids.append(view.id)
         for i in range(contracts):
             start = today - dt.timedelta(days=rng.randint(0, 300))
-            await stack.create_contract(
-                s,
-                schemas.ContractIn(
-                    tool_id=ids[i % tools],
+            await registry.contracts.create(
+                uow,
+                who,
+                body=schemas.ContractIn(
+                    tool_id=ids[i % n_tools],
                     start=start,
                     end=start + dt.timedelta(days=364),
                     billing_period=rng.choice(["monthly", "quarterly", "annual"]),
@@ -85,13 +87,16 @@ async def seed(rt, tools: int, edges: int, contracts: int) -> None:
             )
         seen = set()
         while len(seen) < edges:
-            a, b = rng.sample(range(tools), 2)
+            a, b = rng.sample(range(n_tools), 2)
             if (a, b) in seen:
                 continue
             seen.add((a, b))
-            await stack.create_integration(
-                s,
-                schemas.IntegrationIn(from_tool_id=ids[a], to_tool_id=ids[b], method="api", data_objects=["contacts"]),
+            await integrations.create_integration(
+                uow,
+                who,
+                body=schemas.IntegrationIn(
+                    from_tool_id=ids[a], to_tool_id=ids[b], method="api", data_objects=["contacts"]
+                ),
             )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.registry.stack import RENEWAL_TIMER, Stack
+from services.registry import renewals
+from services.registry.container import Registry
 from shared.app import Runtime
 from shared.consumer import Handler
 from shared.timers import TimerHandler
@@ -19,9 +20,9 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
 
 def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:
     """Timer kind -> handler; each runs in the transaction that marks the timer fired (once per term)."""
-    stack: Stack = runtime.extras["stack"]
+    registry: Registry = runtime.domain
 
     async def renewal_due(uow: UnitOfWork, timer: Any) -> None:
-        await stack.fire_renewal_due(uow, timer)
+        await renewals.publish_due(uow, timer, usage=registry.usage)
 
-    return {RENEWAL_TIMER: renewal_due}
+    return {renewals.RENEWAL_TIMER: renewal_due}

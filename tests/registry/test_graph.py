@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.registry.stack import single_points_of_failure
+from services.registry.graph import single_points_of_failure
 from tests.registry.conftest import ANALYST, assert_problem, fields_of, make_tool
 
 KNOWN = [
