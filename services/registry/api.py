@@ -16,7 +16,7 @@ from shared.app import Runtime, get_runtime
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.problems import problem
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
@@ -58,7 +58,7 @@ async def create_tool(
     return await rt.idempotent(request, p, lambda uow: tools.create_tool(uow, p, body=body))
 
 
-@router.get("/tools", response_model=Page[schemas.ToolOut], responses=problems())
+@router.get("/tools", response_model=schemas.ToolPage, responses=problems())
 async def list_tools(
     rt: Runtime = Depends(get_runtime),
     limit: int = Limit,
@@ -67,7 +67,7 @@ async def list_tools(
     lifecycle: Lifecycle | None = None,
     team: str | None = None,
     capability: str | None = None,
-) -> Page[schemas.ToolOut]:
+) -> schemas.ToolPage:
     async with rt.unit_of_work(readonly=True) as uow:
         return await tools.list_tools(
             uow, limit=limit, cursor=cursor, category=category, lifecycle=lifecycle, team=team, capability=capability
@@ -110,10 +110,10 @@ async def change_lifecycle(
     return with_etag(tool, tool.version)
 
 
-@router.get("/tools/{tool_id}/history", response_model=Page[schemas.HistoryEntry], responses=problems(404))
+@router.get("/tools/{tool_id}/history", response_model=schemas.HistoryPage, responses=problems(404))
 async def tool_history(
     tool_id: str, rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None
-) -> Page[schemas.HistoryEntry]:
+) -> schemas.HistoryPage:
     async with rt.unit_of_work(readonly=True) as uow:
         return await history.list_history(uow, tool_id=tool_id, limit=limit, cursor=cursor)
 
@@ -141,14 +141,14 @@ async def create_contract(
     return await rt.idempotent(request, p, lambda uow: reg.contracts.create(uow, p, body=body))
 
 
-@router.get("/contracts", response_model=Page[schemas.ContractOut], responses=problems())
+@router.get("/contracts", response_model=schemas.ContractPage, responses=problems())
 async def list_contracts(
     rt: Runtime = Depends(get_runtime),
     limit: int = Limit,
     cursor: str | None = None,
     tool_id: str | None = None,
     status: Literal["active", "cancelled"] | None = None,
-) -> Page[schemas.ContractOut]:
+) -> schemas.ContractPage:
     async with rt.unit_of_work(readonly=True) as uow:
         return await contracts.list_contracts(uow, limit=limit, cursor=cursor, tool_id=tool_id, status=status)
 
@@ -247,10 +247,10 @@ async def create_integration(
     return await rt.idempotent(request, p, lambda uow: integrations.create_integration(uow, p, body=body))
 
 
-@router.get("/integrations", response_model=Page[schemas.IntegrationOut], responses=problems())
+@router.get("/integrations", response_model=schemas.IntegrationPage, responses=problems())
 async def list_integrations(
     rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None, tool_id: str | None = None
-) -> Page[schemas.IntegrationOut]:
+) -> schemas.IntegrationPage:
     async with rt.unit_of_work(readonly=True) as uow:
         return await integrations.list_integrations(uow, limit=limit, cursor=cursor, tool_id=tool_id)
 
@@ -267,10 +267,9 @@ async def get_graph(
     rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain), format: Literal["json", "mermaid"] = "json"
 ) -> Any:
     async with rt.unit_of_work(readonly=True) as uow:
-        g = await graph.graph(uow, limits=reg.graph_limits)
-    if format == "mermaid":
-        return PlainTextResponse(graph.mermaid(g))
-    return g
+        if format == "mermaid":
+            return PlainTextResponse(await graph.flowchart(uow, limits=reg.graph_limits))
+        return await graph.graph(uow, limits=reg.graph_limits)
 
 
 @router.get("/analysis", response_model=schemas.Analysis, responses=problems(499))

@@ -23,7 +23,7 @@ from shared.db import utcnow
 from shared.errors import Conflict, Errors, NotFound, PreconditionFailed
 from shared.identity import Principal, ensure_unscoped
 from shared.money import fmt, from_minor
-from shared.pagination import Page, decode_cursor, page_of
+from shared.pagination import decode_cursor, page_of
 from shared.uow import UnitOfWork
 
 WHAT = "A tool contract"  # what a scoped principal may not change
@@ -280,7 +280,7 @@ async def list_contracts(
     cursor: str | None,
     tool_id: str | None = None,
     status: str | None = None,
-) -> Page[schemas.ContractOut]:
+) -> schemas.ContractPage:
     query = select(Contract, Tool.name).join(Tool, Tool.id == Contract.tool_id).order_by(Contract.end, Contract.id)
     if tool_id:
         query = query.where(Contract.tool_id == tool_id)
@@ -292,4 +292,4 @@ async def list_contracts(
         query = query.where((Contract.end > end_day) | ((Contract.end == end_day) & (Contract.id > last_id)))
     rows = list((await uow.execute(query.limit(limit + 1))).all())
     page, next_cursor = page_of(rows, limit, lambda r: (r[0].end.isoformat(), r[0].id))
-    return Page[schemas.ContractOut](items=[record(c, name) for c, name in page], next_cursor=next_cursor)
+    return schemas.ContractPage(items=[record(c, name) for c, name in page], next_cursor=next_cursor)

@@ -38,18 +38,20 @@ class Limits:
 @dataclass(frozen=True)
 class Flows:
     """What the analysis computes on: live tools (id, name, team, person, lifecycle, in name order)
-    and the integrations that are not retired (from, to, status)."""
+    and the live integrations between them (from, to, status)."""
 
     tools: Sequence[Any]
     edges: Sequence[Any]
 
 
-async def graph(uow: UnitOfWork, *, limits: Limits) -> schemas.Graph:
+async def _live(
+    uow: UnitOfWork, limits: Limits, tool_columns: Sequence[Any], edge_columns: Sequence[Any]
+) -> tuple[list[Any], list[Any]]:
+    """Tools that are not retired (by name) and the integrations between them that are not retired
+    (oldest first), with the columns asked for (`id`, and `from_tool_id` and `to_tool_id`, among them)."""
     tools = await at_most(
         uow,
-        select(Tool.id, Tool.name, Tool.category, Tool.lifecycle, Tool.owner_team, Tool.owner_person)
-        .where(Tool.lifecycle != "retired")
-        .order_by(Tool.name),
+        select(*tool_columns).where(Tool.lifecycle != "retired").order_by(Tool.name),
         limits.max_tools,
         "tools that are not retired",
         HINT,
@@ -57,36 +59,54 @@ async def graph(uow: UnitOfWork, *, limits: Limits) -> schemas.Graph:
     live = {t.id for t in tools}
     edges = await at_most(
         uow,
-        select(Integration.__table__)
-        .where(Integration.status != "retired")
-        .order_by(Integration.created_at, Integration.id),
+        select(*edge_columns).where(Integration.status != "retired").order_by(Integration.created_at, Integration.id),
         limits.max_integrations,
         "integrations that are not retired",
         HINT,
     )
-    # Rows come from the database as written through the API's models: built without validating again.
-    return schemas.Graph.model_construct(
-        nodes=[
-            schemas.GraphNode.model_construct(
-                id=t.id,
-                name=t.name,
-                category=t.category,
-                lifecycle=t.lifecycle,
-                owner=schemas.OwnerOut.model_construct(team=t.owner_team, person=t.owner_person),
-            )
-            for t in tools
-        ],
-        edges=[integrations.record(e) for e in edges if e.from_tool_id in live and e.to_tool_id in live],
+    return tools, [e for e in edges if e.from_tool_id in live and e.to_tool_id in live]
+
+
+async def graph(uow: UnitOfWork, *, limits: Limits) -> schemas.Graph:
+    tools, edges = await _live(
+        uow,
+        limits,
+        (Tool.id, Tool.name, Tool.category, Tool.lifecycle, Tool.owner_team, Tool.owner_person),
+        tuple(Integration.__table__.c),
     )
+    nodes = [
+        schemas.GraphNode(
+            id=t.id,
+            name=t.name,
+            category=t.category,
+            lifecycle=t.lifecycle,
+            owner=schemas.OwnerOut(team=t.owner_team, person=t.owner_person),
+        )
+        for t in tools
+    ]
+    return schemas.Graph(nodes=nodes, edges=[integrations.record(e) for e in edges])
 
 
-def mermaid(g: schemas.Graph) -> str:
-    """The graph as a Mermaid flowchart (dotted arrows for integrations that are not active)."""
-    ids = {n.id: f"t{i}" for i, n in enumerate(g.nodes)}
+async def flowchart(uow: UnitOfWork, *, limits: Limits) -> str:
+    """The graph as Mermaid, from only the columns the chart shows."""
+    i = Integration
+    tools, edges = await _live(
+        uow,
+        limits,
+        (Tool.id, Tool.name),
+        (i.from_tool_id, i.to_tool_id, i.direction, i.status, i.data_objects, i.method),
+    )
+    return mermaid(tools, edges)
+
+
+def mermaid(tools: Sequence[Any], edges: Sequence[Any]) -> str:
+    """A Mermaid flowchart of tools (`id`, `name`) and integrations between them (dotted arrows for
+    those that are not active; labelled with their data objects, or their method)."""
+    ids = {t.id: f"t{n}" for n, t in enumerate(tools)}
     lines = ["flowchart LR"]
-    for n in g.nodes:
-        lines.append(f'    {ids[n.id]}["{_mermaid_text(n.name)}"]')
-    for e in g.edges:
+    for t in tools:
+        lines.append(f'    {ids[t.id]}["{_mermaid_text(t.name)}"]')
+    for e in edges:
         two_way = e.direction == "two_way"
         if e.status != "active":
             arrow = "<-.->" if two_way else "-.->"
@@ -103,23 +123,12 @@ def _mermaid_text(text: str) -> str:
 
 async def load_flows(uow: UnitOfWork, *, limits: Limits) -> Flows:
     """Only the columns the analysis needs (no JSON to decode), within the limits."""
-    tools = await at_most(
+    i = Integration
+    tools, edges = await _live(
         uow,
-        select(Tool.id, Tool.name, Tool.owner_team, Tool.owner_person, Tool.lifecycle)
-        .where(Tool.lifecycle != "retired")
-        .order_by(Tool.name),
-        limits.max_tools,
-        "tools that are not retired",
-        HINT,
-    )
-    edges = await at_most(
-        uow,
-        select(Integration.from_tool_id, Integration.to_tool_id, Integration.status).where(
-            Integration.status != "retired"
-        ),
-        limits.max_integrations,
-        "integrations that are not retired",
-        HINT,
+        limits,
+        (Tool.id, Tool.name, Tool.owner_team, Tool.owner_person, Tool.lifecycle),
+        (i.from_tool_id, i.to_tool_id, i.status),
     )
     return Flows(tools, edges)
 
@@ -136,10 +145,8 @@ async def analysis(
 def analyse(budget: Budget, flows: Flows) -> schemas.Analysis:
     """Orphans (no owning team or person), islands (no integration) and single points of failure
     (articulation points of the undirected graph of active integrations between active tools)."""
-    live = {t.id for t in flows.tools}
-    budget.charge(len(flows.tools))
-    edges = [e for e in flows.edges if e.from_tool_id in live and e.to_tool_id in live]
-    budget.charge(len(flows.edges))
+    budget.charge(len(flows.tools) + len(flows.edges))
+    edges = flows.edges
     orphans = [t.id for t in flows.tools if not t.owner_team and not t.owner_person]
     touched = {e.from_tool_id for e in edges} | {e.to_tool_id for e in edges}
     islands = [t.id for t in flows.tools if t.id not in touched]

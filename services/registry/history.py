@@ -12,7 +12,7 @@ from services.registry import schemas
 from services.registry.models import Tool, ToolHistory
 from shared.db import utcnow
 from shared.errors import NotFound
-from shared.pagination import Page, decode_cursor, page_of
+from shared.pagination import decode_cursor, page_of
 from shared.uow import UnitOfWork
 
 # The tool fields the history compares.
@@ -85,7 +85,7 @@ async def record_created(uow: UnitOfWork, tools: Sequence[schemas.ToolOut], acto
     await uow.execute(insert(ToolHistory), rows)
 
 
-async def list_history(uow: UnitOfWork, *, tool_id: str, limit: int, cursor: str | None) -> Page[schemas.HistoryEntry]:
+async def list_history(uow: UnitOfWork, *, tool_id: str, limit: int, cursor: str | None) -> schemas.HistoryPage:
     if await uow.get(Tool, tool_id) is None:
         raise NotFound(f"No tool with id {tool_id!r}.")
     query = select(ToolHistory).where(ToolHistory.tool_id == tool_id).order_by(ToolHistory.seq)
@@ -100,4 +100,4 @@ async def list_history(uow: UnitOfWork, *, tool_id: str, limit: int, cursor: str
         )
         for h in page
     ]
-    return Page[schemas.HistoryEntry](items=items, next_cursor=next_cursor)
+    return schemas.HistoryPage(items=items, next_cursor=next_cursor)

@@ -12,7 +12,7 @@ from services.registry.models import Integration, Tool
 from shared.db import utcnow
 from shared.errors import Errors
 from shared.identity import Principal, ensure_unscoped
-from shared.pagination import Page, decode_cursor, page_of
+from shared.pagination import decode_cursor, page_of
 from shared.uow import UnitOfWork
 
 WHAT = "The tool catalogue"  # integrations are part of it: a scoped principal may not change them
@@ -62,7 +62,7 @@ async def create_integration(uow: UnitOfWork, who: Principal, *, body: schemas.I
 
 async def list_integrations(
     uow: UnitOfWork, *, limit: int, cursor: str | None, tool_id: str | None = None
-) -> Page[schemas.IntegrationOut]:
+) -> schemas.IntegrationPage:
     query = select(Integration).order_by(Integration.id)
     if tool_id:
         query = query.where((Integration.from_tool_id == tool_id) | (Integration.to_tool_id == tool_id))
@@ -71,4 +71,4 @@ async def list_integrations(
         query = query.where(Integration.id > key[0])
     rows = list((await uow.scalars(query.limit(limit + 1))).all())
     page, next_cursor = page_of(rows, limit, lambda e: (e.id,))
-    return Page[schemas.IntegrationOut](items=[record(e) for e in page], next_cursor=next_cursor)
+    return schemas.IntegrationPage(items=[record(e) for e in page], next_cursor=next_cursor)

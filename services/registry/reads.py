@@ -14,9 +14,7 @@ from shared.uow import UnitOfWork
 PARTITION = 2_000  # rows handed to the event loop at a time
 
 
-async def at_most(
-    uow: UnitOfWork, query: Select[*tuple[Any, ...]], most: int, what: str, hint: str
-) -> list[Any]:
+async def at_most(uow: UnitOfWork, query: Select[*tuple[Any, ...]], most: int, what: str, hint: str) -> list[Any]:
     """The rows of `query`, at most `most` of them, or a 422 saying there are more `what`."""
     result = await uow.session.stream(query.limit(most + 1))
     rows: list[Any] = []

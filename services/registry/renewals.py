@@ -90,7 +90,21 @@ async def calendar(uow: UnitOfWork, *, within_days: int, usage: Usage) -> schema
     # notice deadline = end - notice_days <= end, so `end >= first` is a safe pre-filter in SQL.
     rows = (
         await uow.execute(
-            select(Contract.__table__, Tool.name.label("tool_name"), Tool.owner_team, Tool.owner_person)
+            select(
+                Contract.id,
+                Contract.tool_id,
+                Contract.term,
+                Contract.end,
+                Contract.notice_days,
+                Contract.auto_renew,
+                Contract.cost_minor,
+                Contract.billing_period,
+                Contract.currency,
+                Contract.seats,
+                Tool.name.label("tool_name"),
+                Tool.owner_team,
+                Tool.owner_person,
+            )
             .join(Tool, Tool.id == Contract.tool_id)
             .where(Contract.status == "active", Contract.end >= first)
         )

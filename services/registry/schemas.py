@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.registry.events import BillingPeriod, Lifecycle, TimeClass, Timestamp
 from shared.bounds import Day, Int32
 from shared.money import CurrencyCode, DecimalStr, check_rate
+from shared.pagination import Page
 
 Direction = Literal["one_way", "two_way"]
 Method = Literal["api", "file", "webhook", "manual"]
@@ -396,6 +397,13 @@ class ImportResult(BaseModel):
     contracts: int
     integrations: int
     tool_ids: dict[str, str] = Field(description="name -> id of every tool the import created, in its order")
+
+
+# The pages of the lists (`items` + `next_cursor`), parametrized once.
+ToolPage = Page[ToolOut]
+HistoryPage = Page[HistoryEntry]
+ContractPage = Page[ContractOut]
+IntegrationPage = Page[IntegrationOut]
 
 
 class FxRateIn(Strict):

@@ -22,7 +22,7 @@ from shared.db import utcnow
 from shared.errors import Conflict, Errors, NotFound, PreconditionFailed
 from shared.events import new_event
 from shared.identity import Principal, ensure_unscoped
-from shared.pagination import Page, decode_cursor, page_of
+from shared.pagination import decode_cursor, page_of
 from shared.uow import UnitOfWork
 
 WHAT = "The tool catalogue"  # what a scoped principal may not change
@@ -244,7 +244,7 @@ async def list_tools(
     lifecycle: str | None = None,
     team: str | None = None,
     capability: str | None = None,
-) -> Page[schemas.ToolOut]:
+) -> schemas.ToolPage:
     query = select(Tool).order_by(Tool.name, Tool.id)
     if category:
         query = query.where(Tool.category == category)
@@ -263,4 +263,4 @@ async def list_tools(
     else:
         rows = list((await uow.scalars(query.limit(limit + 1))).all())
     page, next_cursor = page_of(rows, limit, lambda t: (t.name, t.id))
-    return Page[schemas.ToolOut](items=[record(t) for t in page], next_cursor=next_cursor)
+    return schemas.ToolPage(items=[record(t) for t in page], next_cursor=next_cursor)
