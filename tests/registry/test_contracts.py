@@ -6,15 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import eventually
-from tests.registry.conftest import (
-    ANALYST,
-    FINANCE,
-    assert_problem,
-    fields_of,
-    make_contract,
-    make_tool,
-    published,
-)
+from tests.harness import assert_problem, fields_of
+from tests.registry.conftest import ANALYST, FINANCE, make_contract, make_tool, published
 
 DOCUMENTED = {
     "contract_id",
