@@ -9,7 +9,18 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
-from services.registry import catalog, contracts, export, graph, history, integrations, renewals, schemas, tools
+from services.registry import (
+    catalog,
+    contracts,
+    export,
+    graph,
+    history,
+    integrations,
+    renewals,
+    schemas,
+    tools,
+    utilization,
+)
 from services.registry.container import Registry, domain
 from services.registry.events import Lifecycle
 from shared.app import Runtime, get_runtime
@@ -28,7 +39,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], rout
 # checks it again on every path that writes).
 catalog_writer = require_roles("mops", unscoped=tools.WHAT)
 contract_writer = require_roles("mops", "finance", unscoped=contracts.WHAT)
-usage_writer = require_roles("mops", "partner", unscoped="Tool usage")
+usage_writer = require_roles("mops", "partner", unscoped=utilization.WHAT)
 
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 IfMatch = Header(None, alias="If-Match")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Literal
 
 from sqlalchemy import select
 
@@ -38,7 +39,7 @@ def record(c: Contract, tool_name: str) -> schemas.ContractOut:
         term=c.term,
         start=c.start,
         end=c.end,
-        billing_period=c.billing_period,  # type: ignore[arg-type]  # the column holds only BillingPeriod values
+        billing_period=c.billing_period,
         cost=fmt(c.cost_minor, c.currency),
         currency=c.currency,
         annual_cost=fmt(annual_minor(c.cost_minor, c.billing_period), c.currency),
@@ -49,7 +50,7 @@ def record(c: Contract, tool_name: str) -> schemas.ContractOut:
         notice_deadline=notice_deadline(c.end, c.notice_days),
         budget_line_code=c.budget_line_code,
         external_ref=c.external_ref,
-        status=c.status,  # type: ignore[arg-type]
+        status=c.status,
         version=c.version,
         created_at=c.created_at,
         updated_at=c.updated_at,
@@ -65,7 +66,7 @@ def term_event(c: Contract, tool: Tool) -> events.RegistryContractTerm:
         term=c.term,
         start=c.start,
         end=c.end,
-        billing_period=c.billing_period,  # type: ignore[arg-type]
+        billing_period=c.billing_period,
         cost=from_minor(c.cost_minor, c.currency),
         currency=c.currency,
         annual_cost=from_minor(annual_minor(c.cost_minor, c.billing_period), c.currency),
@@ -246,7 +247,7 @@ class Contracts:
         await self.clock.schedule(uow, c)
         await uow.publish(spec, c.id, term_event(c, tool))
 
-    async def _close_term(self, uow: UnitOfWork, c: Contract, outcome: str) -> None:
+    async def _close_term(self, uow: UnitOfWork, c: Contract, outcome: Literal["renewed", "cancelled"]) -> None:
         await self.clock.cancel(uow, c.id)
         term = await uow.get(ContractTerm, (c.id, c.term))
         if term is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 
@@ -103,7 +103,7 @@ class StackCosts:
         ]
         return schemas.Overlaps(currency=self.base, items=items)
 
-    async def by_group(self, uow: UnitOfWork, *, group_by: str) -> schemas.Costs:
+    async def by_group(self, uow: UnitOfWork, *, group_by: Literal["category", "team"]) -> schemas.Costs:
         """Annualized cost of the live stack (tools not retired, active contracts) by category or team."""
         query = select(Tool.id, Tool.category, Tool.owner_team).where(Tool.lifecycle != "retired")
         tools = (await uow.execute(query)).all()
@@ -116,7 +116,7 @@ class StackCosts:
             count[key] += 1
         ordered = sorted(minor, key=lambda g: (-minor[g], g or ""))
         return schemas.Costs(
-            group_by=group_by,  # type: ignore[arg-type]  # the route takes only category or team
+            group_by=group_by,
             currency=self.base,
             items=[schemas.CostGroup(group=g, annual_cost=fmt(minor[g], self.base), tools=count[g]) for g in ordered],
             total=fmt(sum(costs.values()), self.base),

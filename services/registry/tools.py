@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from services.registry import cursors, events, history, schemas
@@ -31,8 +31,8 @@ NAMES_PER_QUERY = 500  # names per `IN (...)` when checking which are taken (wel
 Located = Callable[[int], contextlib.AbstractContextManager[Any]]
 
 
-def record(t: Tool) -> schemas.ToolOut:
-    """The tool as the API and its events show it."""
+def record(t: Tool | Row[Any]) -> schemas.ToolOut:
+    """The tool (an ORM object, or a row of its table) as the API and its events show it."""
     return schemas.ToolOut(
         id=t.id,
         name=t.name,
@@ -41,9 +41,9 @@ def record(t: Tool) -> schemas.ToolOut:
         capabilities=list(t.capabilities),
         owner=schemas.OwnerOut(team=t.owner_team, person=t.owner_person),
         business_owner=t.business_owner,
-        lifecycle=t.lifecycle,  # type: ignore[arg-type]  # the column holds only Lifecycle values
-        status=t.lifecycle,  # type: ignore[arg-type]
-        time_class=t.time_class,  # type: ignore[arg-type]
+        lifecycle=t.lifecycle,
+        status=t.lifecycle,
+        time_class=t.time_class,
         personal_data=t.personal_data,
         sso=t.sso,
         url=t.url,
@@ -245,7 +245,8 @@ async def list_tools(
     team: str | None = None,
     capability: str | None = None,
 ) -> schemas.ToolPage:
-    query = select(Tool).order_by(Tool.name, Tool.id)
+    # Plain rows, not ORM objects: a page is read, never changed.
+    query = select(Tool.__table__).order_by(Tool.name, Tool.id)
     if category:
         query = query.where(Tool.category == category)
     if lifecycle:
@@ -259,8 +260,8 @@ async def list_tools(
     if capability:
         # Capabilities live in a JSON list; filter in Python so both backends agree.
         tag = capability.lower()
-        rows = [t for t in (await uow.scalars(query)).all() if tag in t.capabilities][: limit + 1]
+        rows = [t for t in (await uow.execute(query)).all() if tag in t.capabilities][: limit + 1]
     else:
-        rows = list((await uow.scalars(query.limit(limit + 1))).all())
+        rows = list((await uow.execute(query.limit(limit + 1))).all())
     page, next_cursor = page_of(rows, limit, lambda t: (t.name, t.id))
     return schemas.ToolPage(items=[record(t) for t in page], next_cursor=next_cursor)
