@@ -5,16 +5,28 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import HTTPException
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel
 
-from services.registry import catalog, schemas
-from services.registry.stack import Stack, mermaid, tool_view
+from services.registry import (
+    catalog,
+    contracts,
+    export,
+    graph,
+    history,
+    integrations,
+    renewals,
+    schemas,
+    tools,
+    utilization,
+)
+from services.registry.container import Registry, domain
+from services.registry.events import Lifecycle
 from shared.app import Runtime, get_runtime
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
+from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.problems import problem
 
@@ -23,290 +35,321 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], rout
 # Who may write what (admin always may): the catalogue is marketing operations' job, contracts are
 # finance's too, and partners (SSO/SCIM exports) may post usage. Everyone else reads.
 # The catalogue's rows (tools, contracts, integrations, usage) carry no dimensions: they reach every
-# scope, so a principal narrowed by one (region:EMEA) reads them but does not change them.
-catalog_writer = require_roles("mops", unscoped="The tool catalogue")
-contract_writer = require_roles("mops", "finance", unscoped="A tool contract")
-usage_writer = require_roles("mops", "partner", unscoped="Tool usage")
+# scope, so a principal narrowed by one (region:EMEA) reads them but does not change them (the domain
+# checks it again on every path that writes).
+catalog_writer = require_roles("mops", unscoped=tools.WHAT)
+contract_writer = require_roles("mops", "finance", unscoped=contracts.WHAT)
+usage_writer = require_roles("mops", "partner", unscoped=utilization.WHAT)
 
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+IfMatch = Header(None, alias="If-Match")
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+TEXT = {"schema": {"type": "string"}}
 
 
-def stack_of(rt: Runtime) -> Stack:
-    return rt.extras["stack"]
-
-
-def with_etag(body: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(body), status_code=status_code, headers={"ETag": f'"{body["version"]}"'})
+def with_etag(body: BaseModel, version: int, status_code: int = 200) -> Response:
+    return Response(
+        body.model_dump_json(), status_code=status_code, media_type="application/json", headers={"ETag": f'"{version}"'}
+    )
 
 
 # --- taxonomy and tools ---------------------------------------------------------------------------
 
 
-@router.get("/categories")
-async def list_categories(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return {"items": await stack_of(rt).categories(s)}
+@router.get("/categories", response_model=schemas.Categories, responses=problems())
+async def list_categories(rt: Runtime = Depends(get_runtime)) -> schemas.Categories:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return schemas.Categories(items=await tools.categories(uow))
 
 
-@router.post("/tools", status_code=201, response_model=schemas.ToolOut)
+@router.post("/tools", status_code=201, response_model=schemas.ToolOut, responses=problems(409))
 async def create_tool(
     body: schemas.ToolIn, request: Request, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
 ) -> Response:
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await stack_of(rt).create_tool(s, body, p.subject)
-
-    return await rt.idempotent(request, p, action)
+    return await rt.idempotent(request, p, lambda uow: tools.create_tool(uow, p, body=body))
 
 
-@router.get("/tools")
+@router.get("/tools", response_model=schemas.ToolPage, responses=problems())
 async def list_tools(
     rt: Runtime = Depends(get_runtime),
     limit: int = Limit,
     cursor: str | None = None,
     category: str | None = None,
-    lifecycle: schemas.Lifecycle | None = None,
+    lifecycle: Lifecycle | None = None,
     team: str | None = None,
     capability: str | None = None,
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, next_cursor = await stack_of(rt).list_tools(
-            s, limit=limit, cursor=cursor, category=category, lifecycle=lifecycle, team=team, capability=capability
+) -> schemas.ToolPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await tools.list_tools(
+            uow, limit=limit, cursor=cursor, category=category, lifecycle=lifecycle, team=team, capability=capability
         )
-    return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/tools/{tool_id}", response_model=schemas.ToolOut)
+@router.get("/tools/{tool_id}", response_model=schemas.ToolOut, responses=problems(404))
 async def get_tool(tool_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
-    async with rt.transaction(readonly=True) as s:
-        return with_etag(tool_view(await stack_of(rt).get_tool(s, tool_id)))
+    async with rt.unit_of_work(readonly=True) as uow:
+        tool = tools.record(await tools.get_tool(uow, tool_id))
+    return with_etag(tool, tool.version)
 
 
-@router.patch("/tools/{tool_id}", response_model=schemas.ToolOut)
+@router.patch("/tools/{tool_id}", response_model=schemas.ToolOut, responses=problems(404, 409, 412, 428))
 async def update_tool(
     tool_id: str,
     body: schemas.ToolPatch,
     p: Principal = Depends(catalog_writer),
     rt: Runtime = Depends(get_runtime),
-    if_match: str | None = Header(None, alias="If-Match"),
+    if_match: str | None = IfMatch,
 ) -> Response:
     version = parse_if_match(if_match, required=True, what="tool")
-    async with rt.transaction() as s:
-        view = await stack_of(rt).update_tool(s, tool_id, body, version, p.subject)  # type: ignore[arg-type]
-    return with_etag(view)
+    assert version is not None
+    async with rt.unit_of_work() as uow:
+        tool = await tools.update_tool(uow, p, tool_id=tool_id, patch=body, expected_version=version)
+    return with_etag(tool, tool.version)
 
 
-@router.post("/tools/{tool_id}/lifecycle", response_model=schemas.ToolOut)
+@router.post("/tools/{tool_id}/lifecycle", response_model=schemas.ToolOut, responses=problems(404, 409, 412))
 async def change_lifecycle(
     tool_id: str,
     body: schemas.LifecycleIn,
     p: Principal = Depends(catalog_writer),
     rt: Runtime = Depends(get_runtime),
-    if_match: str | None = Header(None, alias="If-Match"),
+    if_match: str | None = IfMatch,
 ) -> Response:
     version = parse_if_match(if_match, required=False)
-    async with rt.transaction() as s:
-        view = await stack_of(rt).change_lifecycle(s, tool_id, body, version, p.subject)
-    return with_etag(view)
+    async with rt.unit_of_work() as uow:
+        tool = await tools.change_lifecycle(uow, p, tool_id=tool_id, body=body, expected_version=version)
+    return with_etag(tool, tool.version)
 
 
-@router.get("/tools/{tool_id}/history")
+@router.get("/tools/{tool_id}/history", response_model=schemas.HistoryPage, responses=problems(404))
 async def tool_history(
     tool_id: str, rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, next_cursor = await stack_of(rt).history(s, tool_id, limit=limit, cursor=cursor)
-    return {"items": items, "next_cursor": next_cursor}
+) -> schemas.HistoryPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await history.list_history(uow, tool_id=tool_id, limit=limit, cursor=cursor)
 
 
-@router.get("/tools/{tool_id}/utilization")
-async def tool_utilization(tool_id: str, rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        await stack_of(rt).get_tool(s, tool_id)
-        return (await stack_of(rt).utilization(s, [tool_id]))[tool_id]
+@router.get("/tools/{tool_id}/utilization", response_model=schemas.Utilization, responses=problems(404))
+async def tool_utilization(
+    tool_id: str, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> schemas.Utilization:
+    async with rt.unit_of_work(readonly=True) as uow:
+        await tools.get_tool(uow, tool_id)
+        return (await reg.usage.of_tools(uow, [tool_id]))[tool_id]
 
 
 # --- contracts ------------------------------------------------------------------------------------
 
 
-@router.post("/contracts", status_code=201, response_model=schemas.ContractOut)
+@router.post("/contracts", status_code=201, response_model=schemas.ContractOut, responses=problems(409))
 async def create_contract(
     body: schemas.ContractIn,
     request: Request,
     p: Principal = Depends(contract_writer),
     rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
 ) -> Response:
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await stack_of(rt).create_contract(s, body)
-
-    return await rt.idempotent(request, p, action)
+    return await rt.idempotent(request, p, lambda uow: reg.contracts.create(uow, p, body=body))
 
 
-@router.get("/contracts")
+@router.get("/contracts", response_model=schemas.ContractPage, responses=problems())
 async def list_contracts(
     rt: Runtime = Depends(get_runtime),
     limit: int = Limit,
     cursor: str | None = None,
     tool_id: str | None = None,
     status: Literal["active", "cancelled"] | None = None,
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, next_cursor = await stack_of(rt).list_contracts(
-            s, limit=limit, cursor=cursor, tool_id=tool_id, status=status
-        )
-    return {"items": items, "next_cursor": next_cursor}
+) -> schemas.ContractPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await contracts.list_contracts(uow, limit=limit, cursor=cursor, tool_id=tool_id, status=status)
 
 
-@router.get("/contracts/{contract_id}")
-async def get_contract(contract_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
-    async with rt.transaction(readonly=True) as s:
-        return with_etag(await stack_of(rt).get_contract(s, contract_id))
+@router.get("/contracts/{contract_id}", response_model=schemas.ContractDetail, responses=problems(404))
+async def get_contract(
+    contract_id: str, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        contract = await reg.contracts.get(uow, contract_id=contract_id)
+    return with_etag(contract, contract.version)
 
 
-@router.post("/contracts/{contract_id}/renew", response_model=schemas.ContractOut)
+@router.post("/contracts/{contract_id}/renew", response_model=schemas.ContractOut, responses=problems(404, 409, 412))
 async def renew_contract(
     contract_id: str,
     request: Request,
     body: schemas.RenewIn | None = None,
     p: Principal = Depends(contract_writer),
     rt: Runtime = Depends(get_runtime),
-    if_match: str | None = Header(None, alias="If-Match"),
+    reg: Registry = Depends(domain),
+    if_match: str | None = IfMatch,
 ) -> Response:
     version = parse_if_match(if_match, required=False)
+    renewal = body or schemas.RenewIn()
+    return await rt.idempotent(
+        request,
+        p,
+        lambda uow: reg.contracts.renew(uow, p, contract_id=contract_id, body=renewal, expected_version=version),
+        status_code=200,
+    )
 
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await stack_of(rt).renew_contract(s, contract_id, body or schemas.RenewIn(), version)
 
-    return await rt.idempotent(request, p, action, status_code=200)
-
-
-@router.post("/contracts/{contract_id}/cancel", response_model=schemas.ContractOut)
+@router.post("/contracts/{contract_id}/cancel", response_model=schemas.ContractOut, responses=problems(404, 409, 412))
 async def cancel_contract(
     contract_id: str,
     body: schemas.CancelIn | None = None,
     p: Principal = Depends(contract_writer),
     rt: Runtime = Depends(get_runtime),
-    if_match: str | None = Header(None, alias="If-Match"),
+    reg: Registry = Depends(domain),
+    if_match: str | None = IfMatch,
 ) -> Response:
     version = parse_if_match(if_match, required=False)
-    async with rt.transaction() as s:
-        view = await stack_of(rt).cancel_contract(s, contract_id, body or schemas.CancelIn(), version)
-    return with_etag(view)
+    async with rt.unit_of_work() as uow:
+        contract = await reg.contracts.cancel(
+            uow, p, contract_id=contract_id, body=body or schemas.CancelIn(), expected_version=version
+        )
+    return with_etag(contract, contract.version)
 
 
-@router.get("/renewals")
-async def renewals(rt: Runtime = Depends(get_runtime), within_days: int = Query(90, ge=0, le=3650)) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return {"within_days": within_days, "items": await stack_of(rt).renewals(s, within_days)}
+@router.get("/renewals", response_model=schemas.Renewals, responses=problems())
+async def renewal_calendar(
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+    within_days: int = Query(90, ge=0, le=3650),
+) -> schemas.Renewals:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await renewals.calendar(uow, within_days=within_days, usage=reg.usage)
 
 
 # --- usage ----------------------------------------------------------------------------------------
 
 
-@router.post("/utilization", status_code=201)
+@router.post("/utilization", status_code=201, response_model=schemas.SnapshotOut, responses=problems(409))
 async def post_utilization(
     body: schemas.UtilizationIn,
     request: Request,
     p: Principal = Depends(usage_writer),
     rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
 ) -> Response:
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await stack_of(rt).record_utilization(s, body)
-
-    return await rt.idempotent(request, p, action)
+    return await rt.idempotent(request, p, lambda uow: reg.usage.record(uow, p, body=body))
 
 
-@router.get("/utilization")
+@router.get("/utilization", response_model=schemas.Utilizations, responses=problems())
 async def get_utilization(
     rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
     tool_id: str | None = None,
     flag: Literal["underused", "shelfware"] | None = None,
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        rows = await stack_of(rt).utilization(s, [tool_id] if tool_id else None)
-    items = [r for r in rows.values() if flag is None or r[flag]]
-    return {"items": sorted(items, key=lambda r: (r["utilization"] is None, r["utilization"] or 0, r["tool_id"]))}
+) -> schemas.Utilizations:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reg.usage.listing(uow, tool_id=tool_id, flag=flag)
 
 
 # --- integrations and the graph -------------------------------------------------------------------
 
 
-@router.post("/integrations", status_code=201)
+@router.post("/integrations", status_code=201, response_model=schemas.IntegrationOut, responses=problems(409))
 async def create_integration(
     body: schemas.IntegrationIn,
     request: Request,
     p: Principal = Depends(catalog_writer),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await stack_of(rt).create_integration(s, body)
-
-    return await rt.idempotent(request, p, action)
+    return await rt.idempotent(request, p, lambda uow: integrations.create_integration(uow, p, body=body))
 
 
-@router.get("/integrations")
+@router.get("/integrations", response_model=schemas.IntegrationPage, responses=problems())
 async def list_integrations(
     rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None, tool_id: str | None = None
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, next_cursor = await stack_of(rt).list_integrations(s, limit=limit, cursor=cursor, tool_id=tool_id)
-    return {"items": items, "next_cursor": next_cursor}
+) -> schemas.IntegrationPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await integrations.list_integrations(uow, limit=limit, cursor=cursor, tool_id=tool_id)
 
 
-@router.get("/graph", response_model=None)
-async def graph(
-    rt: Runtime = Depends(get_runtime), format: Literal["json", "mermaid"] = "json"
-) -> dict[str, Any] | PlainTextResponse:
-    async with rt.transaction(readonly=True) as s:
-        g = await stack_of(rt).graph(s)
-    if format == "mermaid":
-        return PlainTextResponse(mermaid(g))
-    return g
+@router.get(
+    "/graph",
+    response_model=schemas.Graph,
+    responses={
+        **problems(),
+        200: {"description": "The graph; a Mermaid flowchart with format=mermaid", "content": {"text/plain": TEXT}},
+    },
+)
+async def get_graph(
+    rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain), format: Literal["json", "mermaid"] = "json"
+) -> Any:
+    async with rt.unit_of_work(readonly=True) as uow:
+        if format == "mermaid":
+            return PlainTextResponse(await graph.flowchart(uow, limits=reg.graph_limits))
+        return await graph.graph(uow, limits=reg.graph_limits)
 
 
-@router.get("/analysis")
-async def analysis(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await stack_of(rt).analysis(s)
+@router.get("/analysis", response_model=schemas.Analysis, responses=problems(499))
+async def analysis(
+    request: Request, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> schemas.Analysis:
+    """Orphans, islands and single points of failure, computed off the event loop within the graph's limits."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        flows = await graph.load_flows(uow, limits=reg.graph_limits)
+    return await graph.analysis(flows, limits=reg.graph_limits, caller=request)
 
 
 # --- money across the stack -----------------------------------------------------------------------
 
 
-@router.get("/overlaps")
-async def overlaps(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await stack_of(rt).overlaps(s)
+@router.get("/overlaps", response_model=schemas.Overlaps, responses=problems(409))
+async def overlaps(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.Overlaps:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reg.costs.overlaps(uow)
 
 
-@router.get("/costs")
+@router.get("/costs", response_model=schemas.Costs, responses=problems(409))
 async def costs(
-    rt: Runtime = Depends(get_runtime), group_by: Literal["category", "team"] = "category"
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await stack_of(rt).costs(s, group_by)
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+    group_by: Literal["category", "team"] = "category",
+) -> schemas.Costs:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reg.costs.by_group(uow, group_by=group_by)
 
 
-@router.post("/fx-rates", status_code=200)
+@router.post("/fx-rates", status_code=200, response_model=schemas.FxRateOut, responses=problems())
 async def set_fx_rate(
-    body: schemas.FxRateIn, p: Principal = Depends(contract_writer), rt: Runtime = Depends(get_runtime)
-) -> dict[str, Any]:
-    async with rt.transaction() as s:
-        return await stack_of(rt).set_fx_rate(s, body)
+    body: schemas.FxRateIn,
+    p: Principal = Depends(contract_writer),
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+) -> schemas.FxRateOut:
+    async with rt.unit_of_work() as uow:
+        return await reg.costs.set_rate(uow, p, body=body)
 
 
-@router.get("/fx-rates")
-async def list_fx_rates(rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return {"base_currency": rt.settings.base_currency, "items": await stack_of(rt).fx_rates(s)}
+@router.get("/fx-rates", response_model=schemas.FxRates, responses=problems())
+async def list_fx_rates(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.FxRates:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reg.costs.rates(uow)
 
 
 # --- import and export ----------------------------------------------------------------------------
 
 
-@router.post("/import", status_code=201)
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=schemas.ImportResult,
+    responses=problems(409, 413, 415),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": TEXT, "text/csv": TEXT},
+            "description": "YAML catalogue documents (one per tool) or a CSV of tools, at most 16 MiB",
+        }
+    },
+)
 async def import_catalogue(
-    request: Request, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
+    request: Request,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
 ) -> Response:
     """YAML (one document per tool) or CSV (one row per tool), chosen by Content-Type; all or nothing."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -325,11 +368,9 @@ async def import_catalogue(
         docs, label = catalog.parse_csv(raw), "rows"
     else:
         raise HTTPException(415, f"Send the catalogue as application/yaml or text/csv, not {media or 'nothing'}.")
-
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await catalog.import_catalogue(s, stack_of(rt), docs, p.subject, label)
-
-    return await rt.idempotent(request, p, action)
+    return await rt.idempotent(
+        request, p, lambda uow: catalog.import_catalogue(uow, p, docs=docs, contracts=reg.contracts, label=label)
+    )
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes | None:
@@ -348,12 +389,25 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return raw
 
 
-@router.get("/export", response_model=None)
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={
+        **problems(499),
+        200: {
+            "description": "The catalogue: YAML documents, or a CSV of tools with format=csv",
+            "content": {"application/yaml": TEXT, "text/csv": TEXT},
+        },
+    },
+)
 async def export_catalogue(
-    rt: Runtime = Depends(get_runtime), format: Literal["yaml", "csv"] = "yaml"
+    request: Request,
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+    format: Literal["yaml", "csv"] = "yaml",
 ) -> PlainTextResponse:
-    async with rt.transaction(readonly=True) as s:
-        docs = await catalog.export_documents(s)
-    if format == "csv":
-        return PlainTextResponse(catalog.to_csv(docs), media_type="text/csv")
-    return PlainTextResponse(catalog.to_yaml(docs), media_type="application/yaml")
+    """Written off the event loop within the export's limits."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        stack = await export.load(uow, limits=reg.export_limits)
+    text = await export.render(stack, format, limits=reg.export_limits, caller=request)
+    return PlainTextResponse(text, media_type="text/csv" if format == "csv" else "application/yaml")

@@ -1,5 +1,5 @@
-"""Import and export of the stack: a YAML catalogue (one document per tool, in the spirit of
-Backstage's catalog-info files) and a flat CSV of tools. No HTTP here.
+"""Import of the stack: a YAML catalogue (one document per tool, in the spirit of Backstage's
+catalog-info files) or a flat CSV of tools (`export.py` writes both). No HTTP here.
 
 An import is all or nothing: every document is validated first (a bad one is reported
 by its 0-based index and field), then everything is written in the caller's transaction.
@@ -7,25 +7,22 @@ by its 0-based index and field), then everything is written in the caller's tran
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.registry import schemas
-from services.registry.models import Contract, Integration, Tool
-from services.registry.stack import Stack
+from services.registry import integrations, schemas, tools
+from services.registry.contracts import Contracts
+from services.registry.models import Tool
 from shared.csvtext import read_csv
 from shared.errors import Conflict, Errors, FieldError, Invalid
-from shared.money import fmt
+from shared.identity import Principal
+from shared.uow import UnitOfWork
 
-# libyaml's C loader and dumper when PyYAML was built with it (it is in our wheels), pure Python otherwise.
+# libyaml's C loader when PyYAML was built with it (it is in our wheels), pure Python otherwise.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 CSV_COLUMNS = [
     "name",
@@ -192,30 +189,23 @@ def _build(model: type[Any], data: dict[str, Any], label: str, index: int, where
 
 
 async def import_catalogue(
-    s: AsyncSession, stack: Stack, docs: list[schemas.CatalogDocument], actor: str, label: str = "documents"
-) -> dict[str, Any]:
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    docs: list[schemas.CatalogDocument],
+    contracts: Contracts,
+    label: str = "documents",
+) -> schemas.ImportResult:
     """Create every tool, then its contracts, then the integrations (which name tools) in one transaction."""
-    counts = {"tools": 0, "contracts": 0, "integrations": 0}
-    bodies = []
-    for index, doc in enumerate(docs):
-        fields = doc.spec.model_dump(exclude={"contracts", "integrations"})
-        notes_from = "spec.notes"
-        if doc.metadata.description and not fields.get("notes"):
-            fields["notes"], notes_from = doc.metadata.description, "metadata.description"
-
-        def tool_field(loc: str, notes_from: str = notes_from) -> str:
-            top = loc.split(".")[0].split("[")[0]
-            return {"name": "metadata.name", "notes": notes_from}.get(top, f"spec.{loc}")
-
-        bodies.append(_build(schemas.ToolIn, {"name": doc.metadata.name, **fields}, label, index, tool_field))
+    bodies = [_tool_body(doc, label, index) for index, doc in enumerate(docs)]
 
     def located(index: int) -> _located:
         return _located(f"{label}[{index}]" + (".spec" if label == "documents" else ""), f"{label}[{index}]")
 
     # All the tools in a few statements (one by one, 5,000 of them took half a minute).
-    views = await stack.create_tools(s, bodies, actor, located)
-    ids = {view["name"]: view["id"] for view in views}
-    counts["tools"] = len(views)
+    views = await tools.create_tools(uow, who, bodies=bodies, located=located)
+    ids = {view.name: view.id for view in views}
+    made = {"contracts": 0, "integrations": 0}
     for index, doc in enumerate(docs):
         tool_id = ids[doc.metadata.name]
         for ci, contract in enumerate(doc.spec.contracts):
@@ -227,26 +217,53 @@ async def import_catalogue(
                 lambda loc, ci=ci: f"spec.contracts[{ci}].{loc}",
             )
             with _located(f"{label}[{index}].spec.contracts[{ci}]", f"{label}[{index}]"):
-                await stack.create_contract(s, terms)
-            counts["contracts"] += 1
+                await contracts.create(uow, who, body=terms)
+            made["contracts"] += 1
         for ii, edge in enumerate(doc.spec.integrations):
-            where = f"{label}[{index}].spec.integrations[{ii}]"
-            to_id = ids.get(edge.to) or await s.scalar(select(Tool.id).where(Tool.name == edge.to))
-            if to_id is None:
-                raise Invalid.on(
-                    f"{where}.to", f"no tool named {edge.to!r} in the catalogue or the registry", "unknown_tool"
-                )
-            edge_in = _build(
-                schemas.IntegrationIn,
-                {"from_tool_id": tool_id, "to_tool_id": to_id, **edge.model_dump(exclude={"to"})},
-                label,
-                index,
-                lambda loc, ii=ii: f"spec.integrations[{ii}].{loc}",
-            )
-            with _located(where, f"{label}[{index}]"):
-                await stack.create_integration(s, edge_in)
-            counts["integrations"] += 1
-    return {**counts, "tool_ids": ids}
+            await _integrate(uow, who, edge, tool_id, ids, label, index, ii)
+            made["integrations"] += 1
+    return schemas.ImportResult(tools=len(views), **made, tool_ids=ids)
+
+
+def _tool_body(doc: schemas.CatalogDocument, label: str, index: int) -> schemas.ToolIn:
+    """The ToolIn a document describes; its notes come from metadata.description when spec.notes is empty."""
+    fields = doc.spec.model_dump(exclude={"contracts", "integrations"})
+    notes_from = "spec.notes"
+    if doc.metadata.description and not fields.get("notes"):
+        fields["notes"], notes_from = doc.metadata.description, "metadata.description"
+
+    def tool_field(loc: str) -> str:
+        top = loc.split(".")[0].split("[")[0]
+        return {"name": "metadata.name", "notes": notes_from}.get(top, f"spec.{loc}")
+
+    body: schemas.ToolIn = _build(schemas.ToolIn, {"name": doc.metadata.name, **fields}, label, index, tool_field)
+    return body
+
+
+async def _integrate(
+    uow: UnitOfWork,
+    who: Principal,
+    edge: schemas.CatalogIntegration,
+    tool_id: str,
+    ids: dict[str, str],
+    label: str,
+    index: int,
+    ii: int,
+) -> None:
+    """The document's integration `ii`: its `to` names a tool of the catalogue or of the registry."""
+    where = f"{label}[{index}].spec.integrations[{ii}]"
+    to_id = ids.get(edge.to) or await uow.scalar(select(Tool.id).where(Tool.name == edge.to))
+    if to_id is None:
+        raise Invalid.on(f"{where}.to", f"no tool named {edge.to!r} in the catalogue or the registry", "unknown_tool")
+    edge_in = _build(
+        schemas.IntegrationIn,
+        {"from_tool_id": tool_id, "to_tool_id": to_id, **edge.model_dump(exclude={"to"})},
+        label,
+        index,
+        lambda loc: f"spec.integrations[{ii}].{loc}",
+    )
+    with _located(where, f"{label}[{index}]"):
+        await integrations.create_integration(uow, who, body=edge_in)
 
 
 class _located:
@@ -265,89 +282,3 @@ class _located:
             raise Invalid(f"nothing was imported; {detail}", errors=errs) from exc
         if isinstance(exc, Conflict):
             raise Conflict(f"nothing was imported; {self.doc}: {exc.detail}", **exc.extra) from exc
-
-
-async def export_documents(s: AsyncSession) -> list[dict[str, Any]]:
-    """Every tool as a catalogue document, with its active contracts and outgoing integrations."""
-    tools = (await s.scalars(select(Tool).order_by(Tool.name))).all()
-    names = {t.id: t.name for t in tools}
-    contracts: dict[str, list[Contract]] = {}
-    for c in await s.scalars(select(Contract).where(Contract.status == "active").order_by(Contract.start)):
-        contracts.setdefault(c.tool_id, []).append(c)
-    edges: dict[str, list[Integration]] = {}
-    for e in await s.scalars(select(Integration).order_by(Integration.created_at, Integration.id)):
-        edges.setdefault(e.from_tool_id, []).append(e)
-    docs = []
-    for t in tools:
-        spec: dict[str, Any] = {
-            "vendor": t.vendor,
-            "category": t.category,
-            "capabilities": list(t.capabilities),
-            "owner": {"team": t.owner_team, "person": t.owner_person},
-            "business_owner": t.business_owner,
-            "lifecycle": t.lifecycle,
-            "time_class": t.time_class,
-            "personal_data": t.personal_data,
-            "sso": t.sso,
-            "url": t.url,
-            "notes": t.notes,
-        }
-        spec["contracts"] = [
-            {
-                "start": c.start.isoformat(),
-                "end": c.end.isoformat(),
-                "billing_period": c.billing_period,
-                "cost": fmt(c.cost_minor, c.currency),
-                "currency": c.currency,
-                "seats": c.seats,
-                "auto_renew": c.auto_renew,
-                "notice_days": c.notice_days,
-                "budget_line_code": c.budget_line_code,
-                "external_ref": c.external_ref,
-            }
-            for c in contracts.get(t.id, [])
-        ]
-        spec["integrations"] = [
-            {
-                "to": names[e.to_tool_id],
-                "data_objects": list(e.data_objects),
-                "direction": e.direction,
-                "method": e.method,
-                "owner": e.owner,
-                "status": e.status,
-                "notes": e.notes,
-            }
-            for e in edges.get(t.id, [])
-        ]
-        docs.append({"apiVersion": "pitcrew.dev/v1", "kind": "Tool", "metadata": {"name": t.name}, "spec": spec})
-    return docs
-
-
-def to_yaml(docs: list[dict[str, Any]]) -> str:
-    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True, explicit_start=True)
-
-
-def to_csv(docs: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for d in docs:
-        spec = d["spec"]
-        writer.writerow(
-            {
-                "name": d["metadata"]["name"],
-                "vendor": spec["vendor"],
-                "category": spec["category"],
-                "capabilities": ";".join(spec["capabilities"]),
-                "owner_team": spec["owner"]["team"] or "",
-                "owner_person": spec["owner"]["person"] or "",
-                "business_owner": spec["business_owner"] or "",
-                "lifecycle": spec["lifecycle"],
-                "time_class": spec["time_class"] or "",
-                "personal_data": str(spec["personal_data"]).lower(),
-                "sso": str(spec["sso"]).lower(),
-                "url": spec["url"] or "",
-                "notes": spec["notes"] or "",
-            }
-        )
-    return out.getvalue()

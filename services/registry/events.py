@@ -1,32 +1,147 @@
-"""What the registry service publishes and consumes.
+"""The registry's event contract: every subject it publishes, the model of each event's `data`,
+and what it consumes (nothing: tools and contracts are entered here, not derived).
 
-Publishes (through the outbox, in the transaction of the change): registry.tool.created|updated|
-lifecycle_changed, registry.contract.created|renewed|cancelled, and registry.renewal.due from the
-durable renewal timer. Consumes nothing: tools and contracts are entered here, not derived.
+Other services import this module to read registry events (budget commits contract terms,
+workflow starts the renewal review), so it imports only pydantic and shared. Model names
+carry the service's name: the gateway merges every service's schemas into one AsyncAPI
+document.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import Field, PlainSerializer, WithJsonSchema
 
-from services.registry.stack import RENEWAL_TIMER, Stack
-from shared.app import Runtime
-from shared.consumer import Handler
-from shared.timers import TimerHandler
+from shared.contracts import Catalogue, EventData, EventSpec
+from shared.money import DecimalStr
 
-
-def handlers(runtime: Runtime) -> dict[str, Handler]:
-    """Subject -> handler for the events this service consumes."""
-    return {}
+Lifecycle = Literal["evaluating", "pilot", "active", "sunsetting", "retired"]
+TimeClass = Literal["tolerate", "invest", "migrate", "eliminate"]
+BillingPeriod = Literal["monthly", "quarterly", "annual"]
 
 
-def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:
-    """Timer kind -> handler; each runs in the transaction that marks the timer fired (once per term)."""
-    stack: Stack = runtime.extras["stack"]
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat()
 
-    async def renewal_due(session: AsyncSession, timer: Any) -> None:
-        await stack.fire_renewal_due(session, timer)
 
-    return {RENEWAL_TIMER: renewal_due}
+# An instant as the registry has always written it: ISO 8601 with its offset (`+00:00`, not `Z`).
+Timestamp = Annotated[
+    dt.datetime,
+    PlainSerializer(_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+
+
+class RegistryOwner(EventData):
+    team: str | None
+    person: str | None
+
+
+class RegistryTool(EventData):
+    """A tool as the API shows it."""
+
+    id: str
+    name: str
+    vendor: str
+    category: str
+    capabilities: list[str] = Field(description="lower-case tags, each once")
+    owner: RegistryOwner
+    business_owner: str | None
+    lifecycle: Lifecycle
+    status: Lifecycle = Field(description="the lifecycle again, as every Pitcrew resource has a status")
+    time_class: TimeClass | None
+    personal_data: bool
+    sso: bool
+    url: str | None
+    notes: str | None
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class RegistryToolLifecycleChanged(RegistryTool):
+    previous_lifecycle: Lifecycle
+    reason: str | None
+
+
+class RegistryContractTerm(EventData):
+    """A contract's current term: what budget commits (`commit_amount` on `budget_line_code`)."""
+
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int = Field(ge=1, description="1 for the first term, one more for each renewal")
+    start: dt.date
+    end: dt.date
+    billing_period: BillingPeriod
+    cost: DecimalStr = Field(description="per billing period")
+    currency: str
+    annual_cost: DecimalStr
+    commit_amount: DecimalStr = Field(description="the cost of the whole term")
+    budget_line_code: str | None
+    fiscal_year: int = Field(description="the year of start")
+    period: str = Field(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM of start")
+    seats: int | None
+    auto_renew: bool
+    notice_days: int
+    external_ref: str = Field(description="contract:<contract_id>:<term>, the commitment's reference in budget")
+
+
+class RegistryContractCancelled(RegistryContractTerm):
+    reason: str | None
+
+
+class RegistryRenewalDue(EventData):
+    """A term's notice deadline is near: the renewal review starts (workflow's `tool-renewal`)."""
+
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int
+    start: dt.date
+    end: dt.date
+    notice_days: int
+    notice_deadline: dt.date
+    auto_renew: bool
+    annual_cost: DecimalStr
+    currency: str
+    owner: RegistryOwner
+    utilization: float | None = Field(description="active users / seats (0-1, 4 decimals), null without usage")
+    seats: int | None
+    budget_line_code: str | None
+
+
+TOOL_CREATED = EventSpec("registry.tool.created", RegistryTool, "A tool was catalogued")
+TOOL_UPDATED = EventSpec("registry.tool.updated", RegistryTool, "A tool's fields changed")
+TOOL_LIFECYCLE_CHANGED = EventSpec(
+    "registry.tool.lifecycle_changed", RegistryToolLifecycleChanged, "A tool moved to another lifecycle state"
+)
+CONTRACT_CREATED = EventSpec(
+    "registry.contract.created", RegistryContractTerm, "A contract's first term started: budget commits its cost"
+)
+CONTRACT_RENEWED = EventSpec(
+    "registry.contract.renewed", RegistryContractTerm, "A contract's next term started: budget commits its cost"
+)
+CONTRACT_CANCELLED = EventSpec(
+    "registry.contract.cancelled", RegistryContractCancelled, "A contract ended: budget releases the term's commitment"
+)
+RENEWAL_DUE = EventSpec(
+    "registry.renewal.due", RegistryRenewalDue, "A term's notice deadline is near: review the renewal"
+)
+
+CATALOGUE = Catalogue(
+    "registry",
+    publishes=(
+        TOOL_CREATED,
+        TOOL_UPDATED,
+        TOOL_LIFECYCLE_CHANGED,
+        CONTRACT_CREATED,
+        CONTRACT_RENEWED,
+        CONTRACT_CANCELLED,
+        RENEWAL_DUE,
+    ),
+    consumes=(),
+    title="Registry",
+)

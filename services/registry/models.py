@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.registry.events import BillingPeriod, Lifecycle, TimeClass
 from shared.db import JSONType, UTCDateTime, make_metadata
 from shared.tables import attach
 
@@ -55,8 +56,8 @@ class Tool(Base):
     owner_team: Mapped[str | None] = mapped_column(String(100), nullable=True)
     owner_person: Mapped[str | None] = mapped_column(String(100), nullable=True)
     business_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    lifecycle: Mapped[str] = mapped_column(String(20), nullable=False)
-    time_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    lifecycle: Mapped[Lifecycle] = mapped_column(String(20), nullable=False)
+    time_class: Mapped[TimeClass | None] = mapped_column(String(20), nullable=True)
     personal_data: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     sso: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     url: Mapped[str | None] = mapped_column(String(500), nullable=True)
@@ -95,7 +96,7 @@ class Contract(Base):
     term: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     start: Mapped[dt.date] = mapped_column(Date, nullable=False)
     end: Mapped[dt.date] = mapped_column(Date, nullable=False)
-    billing_period: Mapped[str] = mapped_column(String(20), nullable=False)
+    billing_period: Mapped[BillingPeriod] = mapped_column(String(20), nullable=False)
     cost_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     seats: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -103,7 +104,7 @@ class Contract(Base):
     notice_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     budget_line_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
     external_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    status: Mapped[str] = mapped_column(String(20), nullable=False, default="active")
+    status: Mapped[Literal["active", "cancelled"]] = mapped_column(String(20), nullable=False, default="active")
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
@@ -127,12 +128,14 @@ class ContractTerm(Base):
     term: Mapped[int] = mapped_column(Integer, primary_key=True)
     start: Mapped[dt.date] = mapped_column(Date, nullable=False)
     end: Mapped[dt.date] = mapped_column(Date, nullable=False)
-    billing_period: Mapped[str] = mapped_column(String(20), nullable=False)
+    billing_period: Mapped[BillingPeriod] = mapped_column(String(20), nullable=False)
     cost_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     commit_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     seats: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(20), nullable=False, default="current")
+    outcome: Mapped[Literal["current", "renewed", "cancelled"]] = mapped_column(
+        String(20), nullable=False, default="current"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 

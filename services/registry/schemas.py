@@ -1,4 +1,7 @@
-"""Request and response models of the registry API."""
+"""Request and response models of the registry API: the typed records the domain returns, too.
+
+Instants are written as the API always wrote them (ISO 8601 with `+00:00`), money as decimal strings.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.registry.events import BillingPeriod, Lifecycle, TimeClass, Timestamp
 from shared.bounds import Day, Int32
 from shared.money import CurrencyCode, DecimalStr, check_rate
+from shared.pagination import Page
 
-Lifecycle = Literal["evaluating", "pilot", "active", "sunsetting", "retired"]
-TimeClass = Literal["tolerate", "invest", "migrate", "eliminate"]
-BillingPeriod = Literal["monthly", "quarterly", "annual"]
 Direction = Literal["one_way", "two_way"]
 Method = Literal["api", "file", "webhook", "manual"]
 IntegrationStatus = Literal["active", "planned", "broken", "retired"]
@@ -131,8 +133,28 @@ class ToolOut(BaseModel):
     url: str | None
     notes: str | None
     version: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class CategoryOut(BaseModel):
+    key: str
+    name: str
+    description: str
+
+
+class Categories(BaseModel):
+    items: list[CategoryOut]
+
+
+class HistoryEntry(BaseModel):
+    seq: int
+    version: int
+    action: Literal["created", "updated", "lifecycle_changed"]
+    actor: str
+    at: Timestamp
+    changes: dict[str, Any] = Field(description="{field: {from, to}}")
+    reason: str | None
 
 
 class ContractTermsIn(Strict):
@@ -192,8 +214,79 @@ class ContractOut(BaseModel):
     external_ref: str | None
     status: Literal["active", "cancelled"]
     version: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TermOut(BaseModel):
+    """A term a contract has had, as it was when it started, and how it ended."""
+
+    term: int
+    start: dt.date
+    end: dt.date
+    billing_period: BillingPeriod
+    cost: str
+    currency: str
+    commit_amount: str
+    seats: int | None
+    outcome: Literal["current", "renewed", "cancelled"]
+
+
+class ContractDetail(ContractOut):
+    renewal_due_at: Timestamp | None = Field(description="when registry.renewal.due fires for the current term")
+    terms: list[TermOut]
+
+
+class Utilization(BaseModel):
+    """A tool's latest usage in the window: active users over seats."""
+
+    tool_id: str
+    as_of: dt.date | None
+    source: Source | None
+    active_users: int | None
+    seats: int | None
+    utilization: float | None = Field(description="active_users / seats, 0-1 with 4 decimals; null without either")
+    underused: bool
+    shelfware: bool
+
+
+class Utilizations(BaseModel):
+    items: list[Utilization]
+
+
+class SnapshotOut(BaseModel):
+    id: str
+    tool_id: str
+    date: dt.date
+    seats_purchased: int | None
+    active_users: int
+    source: Source
+    utilization: Utilization
+
+
+class RenewalItem(BaseModel):
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int
+    end: dt.date
+    notice_days: int
+    notice_deadline: dt.date
+    days_left: int
+    auto_renew: bool
+    annual_cost: str
+    currency: str
+    seats: int | None
+    owner: OwnerOut
+    utilization: float | None
+    active_users: int | None
+    underused: bool
+    shelfware: bool
+
+
+class Renewals(BaseModel):
+    within_days: int
+    items: list[RenewalItem]
 
 
 class UtilizationIn(Strict):
@@ -221,6 +314,96 @@ class IntegrationFields(Strict):
 class IntegrationIn(IntegrationFields):
     from_tool_id: str = Field(min_length=1, max_length=36)
     to_tool_id: str = Field(min_length=1, max_length=36)
+
+
+class IntegrationOut(BaseModel):
+    id: str
+    from_tool_id: str
+    to_tool_id: str
+    data_objects: list[str]
+    direction: Direction
+    method: Method
+    owner: str | None
+    status: IntegrationStatus
+    notes: str | None
+    created_at: Timestamp
+
+
+class GraphNode(BaseModel):
+    id: str
+    name: str
+    category: str
+    lifecycle: Lifecycle
+    owner: OwnerOut
+
+
+class Graph(BaseModel):
+    """Tools that are not retired and the integrations between them that are not retired."""
+
+    nodes: list[GraphNode]
+    edges: list[IntegrationOut]
+
+
+class Analysis(BaseModel):
+    """Tool ids: the data flow's weak spots."""
+
+    orphans: list[str] = Field(description="no owning team and no owning person")
+    islands: list[str] = Field(description="no integration at all")
+    single_points_of_failure: list[str] = Field(
+        description="articulation points of the undirected graph of active integrations between active tools"
+    )
+
+
+class Overlap(BaseModel):
+    capability: str
+    tools: list[str]
+    tool_names: list[str]
+    annual_cost: str
+    currency: str
+
+
+class Overlaps(BaseModel):
+    currency: str
+    items: list[Overlap]
+
+
+class CostGroup(BaseModel):
+    group: str | None
+    annual_cost: str
+    tools: int
+
+
+class Costs(BaseModel):
+    group_by: Literal["category", "team"]
+    currency: str
+    items: list[CostGroup]
+    total: str
+
+
+class FxRateOut(BaseModel):
+    base_currency: str
+    currency: str
+    rate: str
+    updated_at: Timestamp
+
+
+class FxRates(BaseModel):
+    base_currency: str
+    items: list[FxRateOut]
+
+
+class ImportResult(BaseModel):
+    tools: int
+    contracts: int
+    integrations: int
+    tool_ids: dict[str, str] = Field(description="name -> id of every tool the import created, in its order")
+
+
+# The pages of the lists (`items` + `next_cursor`), parametrized once.
+ToolPage = Page[ToolOut]
+HistoryPage = Page[HistoryEntry]
+ContractPage = Page[ContractOut]
+IntegrationPage = Page[IntegrationOut]
 
 
 class FxRateIn(Strict):

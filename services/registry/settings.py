@@ -25,6 +25,14 @@ class Settings(BaseServiceSettings):
     # Utilization counts snapshots from this many days back; below `underused_below` a tool is underused.
     utilization_window_days: int = Field(default=30, ge=1)
     underused_below: float = Field(default=0.5, ge=0, le=1)
+    # One graph request (`/v1/graph`, `/v1/analysis`) reads at most this many tools and integrations that
+    # are not retired (a 422 beyond them); the analysis runs off the event loop for at most this long.
+    graph_max_tools: int = Field(default=20_000, ge=1)
+    graph_max_integrations: int = Field(default=100_000, ge=1)
+    analysis_seconds: float = Field(default=20.0, gt=0)
+    # An export writes at most this many tools, off the event loop, for at most this long (a 422 beyond).
+    export_max_tools: int = Field(default=20_000, ge=1)
+    export_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("base_currency")
     @classmethod

@@ -1,4 +1,5 @@
-"""Fixtures of the registry tests: a migrated database, the app in process, clients per role."""
+"""Fixtures of the registry tests: a migrated database, the app in process, clients per role (identities
+and problem assertions come from tests/harness.py)."""
 
 from __future__ import annotations
 
@@ -19,19 +20,13 @@ from pitcrew.migrations import upgrade_async
 from services.registry.main import create_app
 from services.registry.settings import Settings
 from shared.events import Envelope
-from shared.identity import HEADER, Principal, mint
-from shared.settings import DEV_IDENTITY_SECRET
+from tests.harness import identity
 
-
-def identity(*roles: str, subject: str = "dana") -> dict[str, str]:
-    return {HEADER: mint(Principal(subject, frozenset(roles)), DEV_IDENTITY_SECRET, 300)}
-
-
-ADMIN = identity("admin")
-MOPS = identity("mops", subject="maria")
-FINANCE = identity("finance", subject="fin")
-ANALYST = identity("analyst", subject="ana")
-PARTNER = identity("partner", subject="okta-sync")
+ADMIN = identity("dana", "admin")
+MOPS = identity("maria", "mops")
+FINANCE = identity("fin", "finance")
+ANALYST = identity("ana", "analyst")
+PARTNER = identity("okta-sync", "partner")
 
 
 def make_settings(url: str, nats_url: str, **overrides: Any) -> Settings:
@@ -68,18 +63,6 @@ async def app(db_url, nats_url) -> AsyncIterator[FastAPI]:
 async def api(app) -> AsyncIterator[httpx.AsyncClient]:
     async with client(app) as c:
         yield c
-
-
-def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json"), r.headers["content-type"]
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
-
-
-def fields_of(problem: dict[str, Any]) -> set[str]:
-    return {e["field"] for e in problem.get("errors", [])}
 
 
 async def make_tool(c: httpx.AsyncClient, name: str, **extra: Any) -> dict[str, Any]:

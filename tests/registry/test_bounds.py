@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from services.registry.models import Contract, ContractTerm, FxRate, Tool, ToolHistory, UtilizationSnapshot
 from shared.pagination import encode_cursor
-from tests.registry.conftest import assert_problem, days, fields_of, make_contract, make_tool
+from tests.harness import assert_problem, fields_of
+from tests.registry.conftest import days, make_contract, make_tool
 
 pytestmark = pytest.mark.db
 

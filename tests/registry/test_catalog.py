@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from tests.registry.conftest import ANALYST, assert_problem, client, fields_of, make_settings, running
+from tests.harness import assert_problem, fields_of
+from tests.registry.conftest import ANALYST, client, make_settings, running
 
 pytestmark = pytest.mark.db
 

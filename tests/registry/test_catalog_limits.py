@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, select
 
 from services.registry import catalog, schemas
-from tests.registry.conftest import assert_problem, fields_of
+from tests.harness import assert_problem, fields_of
 from tests.registry.test_catalog import YAML, counts
 
 ROOT = Path(__file__).resolve().parents[2]

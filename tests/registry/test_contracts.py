@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from services.registry.stack import add_months, commit_minor
 from tests.conftest import eventually
-from tests.registry.conftest import (
-    ANALYST,
-    FINANCE,
-    assert_problem,
-    fields_of,
-    make_contract,
-    make_tool,
-    published,
-)
+from tests.harness import assert_problem, fields_of
+from tests.registry.conftest import ANALYST, FINANCE, make_contract, make_tool, published
 
 DOCUMENTED = {
     "contract_id",
@@ -40,28 +28,6 @@ DOCUMENTED = {
     "auto_renew",
     "notice_days",
 }
-
-
-@given(
-    start=st.dates(dt.date(2020, 1, 1), dt.date(2040, 12, 31)),
-    months=st.integers(1, 60),
-    cost=st.integers(0, 10**9),
-    period=st.sampled_from(["monthly", "quarterly", "annual"]),
-)
-def test_a_whole_month_term_costs_its_months_at_the_period_rate(start, months, cost, period):
-    end = add_months(start, months) - dt.timedelta(days=1)
-    per = {"monthly": 1, "quarterly": 3, "annual": 12}[period]
-    got = commit_minor(cost, period, start, end)
-    assert got * per == cost * months or abs(got * per - cost * months) * 2 <= per  # one rounding, at the end
-    if months % per == 0:
-        assert got == cost * months // per
-
-
-def test_leftover_days_are_prorated_on_a_365_day_year_and_rounded_half_to_even():
-    # 1 Jan - 15 Jan 2027: 15 days of a 36500.00 annual contract = 1500.00 exactly.
-    assert commit_minor(3_650_000, "annual", dt.date(2027, 1, 1), dt.date(2027, 1, 15)) == 150_000
-    # 1 month + 1 day of a 100.00 monthly: 100.00 + 12 * 100.00 / 365 = 103.287... -> 103.29
-    assert commit_minor(10_000, "monthly", dt.date(2027, 1, 1), dt.date(2027, 2, 1)) == 10_329
 
 
 @pytest.mark.db

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.conftest import ANALYST, FINANCE, PARTNER, assert_problem, days, make_contract, make_tool
+from tests.harness import assert_problem
+from tests.registry.conftest import ANALYST, FINANCE, PARTNER, days, make_contract, make_tool
 
 pytestmark = pytest.mark.db
 

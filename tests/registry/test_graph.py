@@ -2,46 +2,10 @@
 
 from __future__ import annotations
 
-import networkx as nx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from services.registry.stack import single_points_of_failure
-from tests.registry.conftest import ANALYST, assert_problem, fields_of, make_tool
-
-KNOWN = [
-    # (edges, expected single points of failure)
-    ([("a", "b"), ("b", "c"), ("c", "d")], {"b", "c"}),  # a path
-    ([("x", "a"), ("x", "b"), ("x", "c")], {"x"}),  # a star
-    ([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")], {"c"}),  # a triangle with a tail
-    ([("a", "b"), ("b", "c"), ("c", "a"), ("d", "e"), ("e", "f"), ("f", "d"), ("c", "d")], {"c", "d"}),
-    ([("a", "b"), ("b", "c"), ("c", "d"), ("d", "a")], set()),  # a ring has none
-    ([("a", "b")], set()),  # two tools, no middle
-]
-
-
-@pytest.mark.parametrize(("edges", "expected"), KNOWN)
-def test_single_points_of_failure_on_known_graphs(edges, expected):
-    nodes = {n for e in edges for n in e}
-    assert single_points_of_failure(nodes, edges) == expected
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=25))
-def test_a_spof_is_exactly_a_tool_whose_removal_disconnects_others(edges):
-    edges = [(str(a), str(b)) for a, b in edges]
-    nodes = {str(i) for i in range(10)}
-    g = nx.Graph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from((a, b) for a, b in edges if a != b)
-    brute = set()
-    for n in nodes:
-        h = g.copy()
-        h.remove_node(n)
-        if nx.number_connected_components(h) > nx.number_connected_components(g) and g.degree(n) > 0:
-            brute.add(n)
-    assert single_points_of_failure(nodes, edges) == brute
+from tests.harness import assert_problem, fields_of
+from tests.registry.conftest import ANALYST, make_tool
 
 
 async def link(c, a, b, **extra):

@@ -2,46 +2,45 @@
 
 A mops user narrowed to `region:EMEA` may read the catalogue but not change it: a contract it
 created would commit money on any budget line, APAC's included, through the budget's consumer.
+The routes refuse it, and so does the domain on every path that writes (the catalogue import
+reaches tools, contracts and integrations through the same use cases), so a path added later
+cannot forget it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 import pytest
 
-from shared.identity import HEADER, Principal, mint
-from shared.settings import DEV_IDENTITY_SECRET
-from tests.registry.conftest import MOPS, assert_problem, make_contract, make_tool
+from services.registry import catalog, integrations, schemas, tools
+from shared.errors import Forbidden
+from tests.harness import assert_problem, identity, principal
+from tests.registry.conftest import MOPS, make_contract, make_tool
 
 pytestmark = pytest.mark.db
 
-
-def scoped(*roles: str) -> dict[str, str]:
-    return {HEADER: mint(Principal("emma", frozenset(roles), frozenset({"region:EMEA"})), DEV_IDENTITY_SECRET, 300)}
-
-
-EMEA_MOPS = scoped("mops")
-EMEA_FINANCE = scoped("finance")
-EMEA_PARTNER = scoped("partner")
+EMEA_MOPS = identity("emma", "mops", scopes=["region:EMEA"])
+EMEA_FINANCE = identity("emma", "finance", scopes=["region:EMEA"])
+EMEA_PARTNER = identity("emma", "partner", scopes=["region:EMEA"])
+READS = ("/v1/tools", "/v1/contracts", "/v1/integrations", "/v1/fx-rates", "/v1/utilization")
 
 
-async def test_every_write_is_refused_to_a_scoped_principal_and_changes_nothing(api):
+async def snapshot(api, *paths: str) -> list[dict]:
+    return [(await api.get(p)).json() for p in (*READS, *paths)]
+
+
+async def test_every_write_route_is_refused_to_a_scoped_principal_and_changes_nothing(api):
     tool = await make_tool(api, "Acme")
     other = await make_tool(api, "Beta")
     contract = await make_contract(api, tool["id"])
-    before = [
-        (await api.get(p)).json()
-        for p in (
-            f"/v1/tools/{tool['id']}",
-            f"/v1/contracts/{contract['id']}",
-            "/v1/tools",
-            "/v1/integrations",
-            "/v1/fx-rates",
-        )
-    ]
+    before = await snapshot(api, f"/v1/tools/{tool['id']}", f"/v1/contracts/{contract['id']}")
+    # Every body is valid: the refusal is about the scope, nothing else.
     writes = [
         ("POST", "/v1/tools", EMEA_MOPS, {"name": "X", "vendor": "X", "category": "data"}, {}),
         ("PATCH", f"/v1/tools/{tool['id']}", EMEA_MOPS, {"notes": "x"}, {"If-Match": '"1"'}),
-        ("POST", f"/v1/tools/{tool['id']}/lifecycle", EMEA_MOPS, {"lifecycle": "retiring"}, {}),
+        ("POST", f"/v1/tools/{tool['id']}/lifecycle", EMEA_MOPS, {"lifecycle": "sunsetting"}, {}),
         (
             "POST",
             "/v1/contracts",
@@ -55,36 +54,85 @@ async def test_every_write_is_refused_to_a_scoped_principal_and_changes_nothing(
             "POST",
             "/v1/integrations",
             EMEA_MOPS,
-            {"from_tool_id": tool["id"], "to_tool_id": other["id"], "data_objects": ["leads"]},
+            {"from_tool_id": tool["id"], "to_tool_id": other["id"], "method": "api", "data_objects": ["leads"]},
             {},
         ),
-        ("POST", "/v1/utilization", EMEA_PARTNER, {"tool_id": tool["id"], "date": "2027-01-01", "active_users": 1}, {}),
         (
             "POST",
-            "/v1/fx-rates",
-            EMEA_FINANCE,
-            {"base": "USD", "quote": "EUR", "date": "2027-01-01", "rate": "0.9"},
+            "/v1/utilization",
+            EMEA_PARTNER,
+            {"tool_id": tool["id"], "date": "2026-01-01", "active_users": 1, "source": "sso"},
             {},
         ),
+        ("POST", "/v1/fx-rates", EMEA_FINANCE, {"currency": "USD", "rate": "0.9"}, {}),
     ]
     for method, path, headers, body, extra in writes:
         r = await api.request(method, path, json=body, headers={**headers, **extra})
         assert "scope" in assert_problem(r, 403)["detail"], (method, path)
-    r = await api.post("/v1/import", content=b"tools: []\n", headers={**EMEA_MOPS, "Content-Type": "application/yaml"})
+    catalogue = b"kind: Tool\nmetadata: {name: Imported}\nspec: {category: data}\n"
+    r = await api.post("/v1/import", content=catalogue, headers={**EMEA_MOPS, "Content-Type": "application/yaml"})
     assert_problem(r, 403)
-    after = [
-        (await api.get(p)).json()
-        for p in (
-            f"/v1/tools/{tool['id']}",
-            f"/v1/contracts/{contract['id']}",
-            "/v1/tools",
-            "/v1/integrations",
-            "/v1/fx-rates",
-        )
-    ]
-    assert after == before
+    assert await snapshot(api, f"/v1/tools/{tool['id']}", f"/v1/contracts/{contract['id']}") == before
     # Reading stays open to them, and the same writes work for an unscoped mops.
     assert (await api.get("/v1/tools", headers=EMEA_MOPS)).status_code == 200
     assert (
         await api.post("/v1/tools", headers=MOPS, json={"name": "X", "vendor": "X", "category": "data"})
     ).status_code == 201
+
+
+async def test_every_write_use_case_refuses_a_scoped_principal_whatever_path_calls_it(app, api):
+    """The domain's own check, below the routes: what a route, the import or a future event handler
+    calls refuses a principal narrowed by a dimension scope, before writing anything."""
+    tool = await make_tool(api, "Acme")
+    other = await make_tool(api, "Beta")
+    contract = await make_contract(api, tool["id"])
+    before = await snapshot(api)
+    rt, registry = app.state.runtime, app.state.runtime.domain
+    emea = principal("emma", "admin", scopes=["region:EMEA"])
+    doc = schemas.CatalogDocument.model_validate(
+        {"kind": "Tool", "metadata": {"name": "Imported"}, "spec": {"category": "data"}}
+    )
+    terms = schemas.ContractIn(
+        tool_id=tool["id"], start=dt.date(2027, 1, 1), end=dt.date(2027, 12, 31), cost=Decimal(1), currency="EUR"
+    )
+    use_cases = {
+        "create_tool": lambda uow: tools.create_tool(uow, emea, body=schemas.ToolIn(name="X", category="data")),
+        "update_tool": lambda uow: tools.update_tool(
+            uow, emea, tool_id=tool["id"], patch=schemas.ToolPatch(notes="x"), expected_version=1
+        ),
+        "change_lifecycle": lambda uow: tools.change_lifecycle(
+            uow, emea, tool_id=tool["id"], body=schemas.LifecycleIn(lifecycle="sunsetting"), expected_version=None
+        ),
+        "create_contract": lambda uow: registry.contracts.create(uow, emea, body=terms),
+        "renew_contract": lambda uow: registry.contracts.renew(
+            uow, emea, contract_id=contract["id"], body=schemas.RenewIn(), expected_version=None
+        ),
+        "cancel_contract": lambda uow: registry.contracts.cancel(
+            uow, emea, contract_id=contract["id"], body=schemas.CancelIn(), expected_version=None
+        ),
+        "create_integration": lambda uow: integrations.create_integration(
+            uow,
+            emea,
+            body=schemas.IntegrationIn(from_tool_id=tool["id"], to_tool_id=other["id"], method="api"),
+        ),
+        "record_usage": lambda uow: registry.usage.record(
+            uow,
+            emea,
+            body=schemas.UtilizationIn(tool_id=tool["id"], date=dt.date(2026, 1, 1), active_users=1, source="sso"),
+        ),
+        "set_fx_rate": lambda uow: registry.costs.set_rate(
+            uow, emea, body=schemas.FxRateIn(currency="USD", rate=Decimal("0.9"))
+        ),
+        "import_catalogue": lambda uow: catalog.import_catalogue(uow, emea, docs=[doc], contracts=registry.contracts),
+    }
+    for name, use_case in use_cases.items():
+        with pytest.raises(Forbidden, match="scope"):
+            async with rt.unit_of_work() as uow:
+                await use_case(uow)
+        assert await snapshot(api) == before, name
+    # The same use cases go through for an unscoped principal (the refusal is the scope, not the call).
+    async with rt.unit_of_work() as uow:
+        created = await tools.create_tool(
+            uow, principal("dana", "mops"), body=schemas.ToolIn(name="X", category="data")
+        )
+    assert created.name == "X"

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.conftest import (
-    ANALYST,
-    FINANCE,
-    MOPS,
-    PARTNER,
-    assert_problem,
-    fields_of,
-    make_tool,
-    outbox_rows,
-)
+from tests.harness import assert_problem, fields_of
+from tests.registry.conftest import ANALYST, FINANCE, MOPS, PARTNER, make_tool, outbox_rows
 
 pytestmark = pytest.mark.db
 

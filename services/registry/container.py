@@ -1,0 +1,51 @@
+"""The registry's domain objects, built once per process from its settings (`ServiceSpec.build`).
+
+Routes reach them through the `domain` dependency, the timer handler through `runtime.domain`.
+The tool catalogue, its history and integrations need no configuration: they are plain functions
+of `tools`, `history` and `integrations`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from services.registry import graph
+from services.registry.contracts import Contracts
+from services.registry.costs import StackCosts
+from services.registry.export import ExportLimits
+from services.registry.renewals import RenewalClock
+from services.registry.settings import Settings
+from services.registry.utilization import Usage
+from shared.app import Runtime
+
+
+@dataclass(frozen=True)
+class Registry:
+    clock: RenewalClock
+    contracts: Contracts
+    usage: Usage
+    costs: StackCosts
+    graph_limits: graph.Limits
+    export_limits: ExportLimits
+
+
+def build(runtime: Runtime) -> Registry:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    clock = RenewalClock(runtime.infra.timers, settings.renewal_lead_days, settings.renewal_fire_time)
+    return Registry(
+        clock=clock,
+        contracts=Contracts(clock),
+        usage=Usage(settings.utilization_window_days, settings.underused_below),
+        costs=StackCosts(settings.base_currency),
+        graph_limits=graph.Limits(settings.graph_max_tools, settings.graph_max_integrations, settings.analysis_seconds),
+        export_limits=ExportLimits(settings.export_max_tools, settings.export_seconds),
+    )
+
+
+async def domain(request: Request) -> Registry:
+    """FastAPI dependency: the registry's domain objects (async and request-only, as the fast lane needs)."""
+    registry: Registry = request.app.state.runtime.domain
+    return registry
