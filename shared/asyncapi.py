@@ -57,6 +57,29 @@ def _message(spec: EventSpec[Any], schemas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _namespaced(schemas: dict[str, Any], service: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The schemas renamed `<Service><Name>` (unless already so), with every `$ref` between them rewritten:
+    two services' models may share a name, and merged documents must not overwrite one with the other."""
+    prefix = service[:1].upper() + service[1:]
+    names = {n: n if n.startswith(prefix) else prefix + n for n in schemas}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/components/schemas/"):
+                    name = value.rsplit("/", 1)[1]
+                    out[key] = f"#/components/schemas/{names.get(name, name)}"
+                else:
+                    out[key] = rewrite(value)
+            return out
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    return {names[n]: rewrite(s) for n, s in schemas.items()}, names
+
+
 def part(catalogue: Catalogue) -> dict[str, Any]:
     """One service's channels (what it publishes) and operations (what it publishes and consumes)."""
     channels: dict[str, Any] = {}
@@ -80,6 +103,10 @@ def part(catalogue: Catalogue) -> dict[str, Any]:
             "summary": f"{catalogue.service} publishes {spec.subject}",
             "x-pitcrew-service": catalogue.service,
         }
+    schemas, names = _namespaced(schemas, catalogue.service)
+    for message in messages.values():
+        data = message["payload"]["properties"]["data"]
+        data["$ref"] = "#/components/schemas/" + names[data["$ref"].rsplit("/", 1)[1]]
     return {
         "service": catalogue.service,
         "channels": channels,

@@ -200,7 +200,10 @@ def router() -> APIRouter:
     @r.get(
         "",
         response_model=EntryList,
-        responses={**problems(), 200: {"content": {"text/csv": {}}, "description": "the trail (JSON or CSV)"}},
+        responses={
+            **problems(),
+            200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the trail (JSON or CSV)"},
+        },
         summary="The audit trail of this service, newest first (format=csv to export)",
     )
     async def audit_trail(

@@ -114,6 +114,10 @@ class Outcome(BaseModel):
     detail: str
 
 
+class Outcomes(BaseModel):
+    items: list[Outcome]
+
+
 class ReplayRange(BaseModel):
     ids: list[str] | None = Field(default=None, max_length=1000, description="these dead letters")
     subject: str | None = Field(default=None, max_length=200, description="or every open one of this subject")
@@ -271,12 +275,12 @@ def router() -> APIRouter:
 
     @r.post(
         "/replay",
-        response_model=list[Outcome],
+        response_model=Outcomes,
         responses=problems(409),
         summary="Replay the open dead letters named by ids, subject or time range, oldest first, each once",
     )
-    async def replay_range(body: ReplayRange, request: Request, who: Principal = Depends(admin)) -> list[Outcome]:
-        return await of(request).replay_range(who, body)
+    async def replay_range(body: ReplayRange, request: Request, who: Principal = Depends(admin)) -> Outcomes:
+        return Outcomes(items=await of(request).replay_range(who, body))
 
     @r.post(
         "/{dead_letter_id}/replay",

@@ -60,7 +60,7 @@ async def test_asyncapi_merges_every_services_part(gw, net):
     assert thing["x-pitcrew-stream"] == "BUDGET" and thing["x-pitcrew-publisher"] == "budget"
     assert thing["x-pitcrew-consumers"] == ["kpi"]  # kpi consumes budget.>
     assert doc["channels"]["registry.tool.added"]["x-pitcrew-consumers"] == ["budget"]
-    assert {"ThingHappened", "ToolAdded"} <= set(doc["components"]["schemas"])
+    assert {"BudgetThingHappened", "RegistryToolAdded"} <= set(doc["components"]["schemas"])  # namespaced
     # Workflow has no events (its /asyncapi.json is a 404): absent, not unavailable.
     assert "x-pitcrew-unavailable" not in doc
 

@@ -48,5 +48,21 @@ def test_asyncapi_lists_every_channel_with_its_publisher_consumers_and_schema():
     assert ops["budget.send.budget.money.moved"]["action"] == "send"
     assert ops["workflow.receive.budget.money.moved"]["x-pitcrew-schema-versions"] == [1, 2]
     message = doc["components"]["messages"]["BudgetMoneyMoved"]
-    assert message["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/Moved"}
-    assert doc["components"]["schemas"]["Moved"]["required"] == ["line_id", "amount"]
+    assert message["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/BudgetMoved"}
+    assert doc["components"]["schemas"]["BudgetMoved"]["required"] == ["line_id", "amount"]
+
+
+class Inner(EventData):
+    n: int
+
+
+class Outer(EventData):
+    inner: Inner
+
+
+def test_two_services_may_name_their_models_alike_without_overwriting_each_other():
+    a = Catalogue("budget", (EventSpec("budget.a.happened", Outer, "a"),))
+    b = Catalogue("kpi", (EventSpec("kpi.b.happened", Outer, "b"),))
+    schemas = asyncapi.document([a, b])["components"]["schemas"]
+    assert {"BudgetOuter", "BudgetInner", "KpiOuter", "KpiInner"} <= set(schemas)
+    assert schemas["KpiOuter"]["properties"]["inner"] == {"$ref": "#/components/schemas/KpiInner"}

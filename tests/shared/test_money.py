@@ -51,8 +51,29 @@ def test_minor_units_round_trip(minor, currency):
     assert money.to_minor(Decimal(money.fmt(minor, currency)), currency) == minor
 
 
-@pytest.mark.parametrize("text", ["１００", "٣", "1_000", " 100.00", "100.00 ", "+5", ".5", "5.", "1e5", "1E5", "NaN",
-                                  "Infinity", "--5", "-", "", "0x10", "1,000.00", "5.0.0"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "１００",
+        "٣",
+        "1_000",
+        " 100.00",
+        "100.00 ",
+        "+5",
+        ".5",
+        "5.",
+        "1e5",
+        "1E5",
+        "NaN",
+        "Infinity",
+        "--5",
+        "-",
+        "",
+        "0x10",
+        "1,000.00",
+        "5.0.0",
+    ],
+)
 def test_one_grammar_for_amounts_refuses_every_other_spelling(text):
     with pytest.raises(ValidationError, match="ASCII digits"):
         Body(amount=text, currency="EUR")
