@@ -42,9 +42,8 @@ async def authorized(request: Request) -> Principal:
             gateway_of(request), h.get("authorization"), h.get("x-api-key"), "gateway", request.method, path
         )
     # The author of what the route changes (its audit entries).
-    actor_var.set(
-        Actor(principal.subject, principal.kind, principal.request_id, request.method, request.url.path[:300])
-    )
+    rid = request_id_var.get() or principal.request_id
+    actor_var.set(Actor(principal.subject, principal.kind, rid, request.method, request.url.path[:300]))
     return principal
 
 
