@@ -57,9 +57,8 @@ async def approve(
     now: dt.datetime,
 ) -> None:
     """Fill the caller's first free seat; the task completes at its required count and the next stage opens."""
-    filled = dict(
-        (await uow.execute(select(approvals.c.seat, approvals.c.actor).where(approvals.c.task_id == task.id))).all()
-    )
+    rows = (await uow.execute(select(approvals.c.seat, approvals.c.actor).where(approvals.c.task_id == task.id))).all()
+    filled = {int(r.seat): str(r.actor) for r in rows}
     if who.subject in filled.values():
         raise Conflict("You have already approved this task.")
     free = [n for n in seats if n not in filled]

@@ -51,7 +51,7 @@ class Definition:
     created_by: str
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Definition:
+    def from_row(cls, row: Mapping[Any, Any]) -> Definition:
         return cls(**{k: row[k] for k in cls.__slots__})
 
     def view(self) -> DefinitionOut:

@@ -60,7 +60,7 @@ class Instance:
     correlation_id: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Instance:
+    def from_row(cls, row: Mapping[Any, Any]) -> Instance:
         return cls(**{f: row[f] for f in _INSTANCE_FIELDS})
 
     def row(self) -> dict[str, Any]:
@@ -102,7 +102,7 @@ class Task:
     paused_warn_seconds: int | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Task:
+    def from_row(cls, row: Mapping[Any, Any]) -> Task:
         return cls(**{f: row[f] for f in _TASK_FIELDS})
 
     def row(self) -> dict[str, Any]:

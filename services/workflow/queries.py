@@ -257,19 +257,21 @@ async def sla_report(
     by_outcome: dict[str, int] = {}
     for r in rows:
         by_outcome[r.status] = by_outcome.get(r.status, 0) + 1
-    return SlaReport(
-        definition=definition_key,
-        from_=start,
-        to=end,
-        count=len(rows),
-        outcomes=by_outcome,
-        cycle_time_business_hours=Percentiles(median=percentile(business, 50), p90=percentile(business, 90)),
-        cycle_time_hours=Percentiles(median=percentile(wall, 50), p90=percentile(wall, 90)),
-        sla_attainment_pct=round(100 * met / len(rows), 2) if rows else None,
-        breaches_per_stage=[
-            StageBreaches(stage=k, tasks=v[0], breaches=v[1])
-            for k, v in sorted(per_stage.items(), key=lambda kv: (-kv[1][1], kv[0]))
-        ],
+    return SlaReport.model_validate(
+        {
+            "definition": definition_key,
+            "from": start,
+            "to": end,
+            "count": len(rows),
+            "outcomes": by_outcome,
+            "cycle_time_business_hours": Percentiles(median=percentile(business, 50), p90=percentile(business, 90)),
+            "cycle_time_hours": Percentiles(median=percentile(wall, 50), p90=percentile(wall, 90)),
+            "sla_attainment_pct": round(100 * met / len(rows), 2) if rows else None,
+            "breaches_per_stage": [
+                StageBreaches(stage=k, tasks=v[0], breaches=v[1])
+                for k, v in sorted(per_stage.items(), key=lambda kv: (-kv[1][1], kv[0]))
+            ],
+        }
     )
 
 
@@ -278,11 +280,14 @@ async def _breaches(uow: UnitOfWork, ids: list[str]) -> dict[str, tuple[int, int
     per_stage: dict[str, tuple[int, int]] = {}
     for i in range(0, len(ids), 500):
         stmt = (
-            select(tasks.c.stage, func.count(), func.sum(cast(tasks.c.breached, Integer)))
+            select(
+                tasks.c.stage, func.count().label("total"), func.sum(cast(tasks.c.breached, Integer)).label("breached")
+            )
             .where(tasks.c.instance_id.in_(ids[i : i + 500]))
             .group_by(tasks.c.stage)
         )
-        for stage, total, breached in (await uow.execute(stmt)).all():
+        for row in (await uow.execute(stmt)).mappings().all():
+            stage, total, breached = row["stage"], row["total"], row["breached"]
             seen = per_stage.get(stage, (0, 0))
             per_stage[stage] = (seen[0] + int(total), seen[1] + int(breached or 0))
     return per_stage

@@ -52,8 +52,9 @@ def json_problems(value: Any, max_depth: int = MAX_DEPTH) -> list[tuple[tuple[st
             else:
                 stack.extend((child, (*path, i)) for i, child in enumerate(item))
         elif isinstance(item, str):
-            if _bad_text(item):
-                out.append((path, _bad_text(item)))
+            why = _bad_text(item)
+            if why:
+                out.append((path, why))
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):

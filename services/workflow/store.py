@@ -134,7 +134,7 @@ async def active_seats(uow: UnitOfWork, task_id: str) -> list[tuple[int, str, st
             .order_by(task_seats.c.seat)
         )
     ).all()
-    return [(int(seat), str(kind), str(value)) for seat, kind, value in rows]
+    return [(int(r.seat), str(r.kind), str(r.value)) for r in rows]
 
 
 async def seats_for(uow: UnitOfWork, task: Task, who: Principal) -> list[int]:
