@@ -176,12 +176,11 @@ def pause(inst: Instance) -> Instance:
 
 def rework(inst: Instance, who: Principal, patch: Mapping[str, Any] | None) -> Instance:
     """The requester (or an admin) reworks a paused request, optionally changing its context within
-    their scopes as it is and as it will be."""
+    their scopes as it is and as it will be (a change of context is a version of its own)."""
     if inst.status != "changes_requested":
         raise Conflict(f"Only an instance with changes requested can be resubmitted; this one is {inst.status}.")
     if who.subject != inst.requester and not who.has_role("admin"):
         raise Forbidden("Only the requester may resubmit.")
-    context = inst.context
     if patch:
         context = {**inst.context, **patch}
         if not who.may_change(inst.context, context):
@@ -189,7 +188,8 @@ def rework(inst: Instance, who: Principal, patch: Mapping[str, Any] | None) -> I
                 f"Your scopes ({', '.join(sorted(who.scopes))}) do not cover the request as it is "
                 "or as this change would make it."
             )
-    return changed(inst, context=context, status="running")
+        inst = changed(inst, context=context)
+    return changed(inst, status="running")
 
 
 def check_cancel(inst: Instance, who: Principal) -> None:
