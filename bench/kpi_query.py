@@ -39,20 +39,16 @@ import httpx  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from pitcrew.migrations import upgrade_async  # noqa: E402
-from services.kpi.ingest import (  # noqa: E402
-    INSERT_RAW,
-    Ingestor,
-    day_number,
-    dims_hash,
-    month_number,
-    rebuild_rollups,
-    tune_sqlite,
-)  # noqa: E402
+from services.kpi.ingest import Ingestor  # noqa: E402
 from services.kpi.main import create_app  # noqa: E402
+from services.kpi.raw import INSERT_RAW, tune_sqlite  # noqa: E402
+from services.kpi.rollups import rebuild_rollups  # noqa: E402
 from services.kpi.settings import Settings  # noqa: E402
+from services.kpi.values import day_number, dims_hash, month_number  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
 from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
+from shared.uow import UnitOfWork  # noqa: E402
 
 CHANNELS = ["search", "social", "display", "email", "events", "video", "affiliate", "partner"]
 REGIONS = ["EMEA", "NA", "APAC", "LATAM"]
@@ -96,7 +92,7 @@ async def ingest_phase(db: Database, n_ingest: int, n_total: int) -> float:
     for start in range(0, n_ingest, BATCH):
         batch = [item(i, n_total, rnd) for i in range(start, min(n_ingest, start + BATCH))]
         t0 = time.perf_counter()
-        result = await ing.ingest(db, batch, None, "bench")
+        result = await ing.ingest(db, None, items=batch, default_source="bench")
         elapsed += time.perf_counter() - t0
         assert result.accepted == len(batch), result.rejected[:3]
     return n_ingest / elapsed
@@ -156,7 +152,7 @@ async def bulk_fill(db: Database, start: int, n_total: int) -> float:
     print()
     t0 = time.perf_counter()
     async with db.transaction() as s:
-        await rebuild_rollups(s)
+        await rebuild_rollups(UnitOfWork(s))
     return time.perf_counter() - t0
 
 
@@ -182,7 +178,7 @@ async def run_size(url: str, n: int, n_ingest: int, runs: int, raw_runs: int) ->
     print(f"\n== {n:,} measurements on {label} ==")
     await upgrade_async("kpi", url)
     db = Database(url)
-    tune_sqlite(db)  # the per-connection settings the service applies to its database (main._configure)
+    tune_sqlite(db)  # the per-connection settings the service applies to its database (container.build)
     try:
         rate = await ingest_phase(db, min(n_ingest, n), n)
         print(
