@@ -104,7 +104,7 @@ def split(value: int, shares: Sequence[Fraction] | Sequence[int]) -> list[int]:
             for i in sorted(range(len(rems)), key=rems.__getitem__, reverse=True)[:rest]:
                 parts[i] += 1
         return parts
-    exact = [value * w / total for w in shares]
+    exact = [Fraction(value) * w / total for w in shares]
     parts = [q.numerator // q.denominator for q in exact]
     rest = value - sum(parts)
     order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - parts[i]), i))
@@ -286,7 +286,7 @@ async def report(
                 "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
             }
         )
-    items.sort(key=lambda x: (-credit[model].get(x["channel"], 0), x["channel"]))
+    items.sort(key=lambda x: (-credit[model].get(str(x["channel"]), 0), str(x["channel"])))
     return {
         "model": model,
         "from": start.isoformat(),

@@ -17,6 +17,7 @@ import networkx as nx
 from sqlalchemy import func, select
 
 from services.kpi import formula as formulas
+from services.kpi.events import Direction
 from services.kpi.models import metric_definitions
 from services.kpi.values import canonical_dims
 from shared.db import insert_ignore, utcnow
@@ -58,7 +59,7 @@ class Definition:
     description: str
     owner: str | None
     unit: str
-    direction: str
+    direction: Direction
     kind: str
     measurement_type: str | None
     aggregation: str | None

@@ -62,6 +62,7 @@ class _Parser:
             if m is None or m.end() == pos:
                 col = pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1
                 self.fail(f"unexpected {text[col - 1]!r} at column {col}")
+            assert m is not None  # fail() raises
             kind = m.lastgroup or ""
             self.tokens.append((kind, m.group(kind), m.start(kind) + 1))
             pos = m.end()

@@ -136,7 +136,7 @@ class Ingestor:
                 value = values.get(v) if type(v) is str else None
                 if value is None:
                     value = fast_micro(v)
-                    if value is not None and len(values) < 100_000:
+                    if value is not None and type(v) is str and len(values) < 100_000:
                         values[v] = value
                 if value is None or type(t) is not str or type(mtype) is not str or mtype not in types:
                     append(slow(i, item, principal, default_source))
@@ -245,6 +245,7 @@ class Ingestor:
         """
         now = utcnow()
         driver = (await (await uow.connection()).get_raw_connection()).driver_connection
+        assert driver is not None
         received = time_text(now)
         rejected: list[dict[str, Any]] = []
         fresh: list[Row] = []
@@ -313,9 +314,8 @@ class Ingestor:
                 [{"hash": h, "dims": dims} for h, dims in missing.items()],
             )
             for chunk in chunks(list(missing), 900):
-                for h, i in await uow.execute(select(d.hash, d.id).where(d.hash.in_(chunk))):
-                    ids[h] = i
-                    new[h] = i
+                for r in await uow.execute(select(d.hash, d.id).where(d.hash.in_(chunk))):
+                    ids[r.hash] = new[r.hash] = r.id
 
 
 def csv_items(text: str) -> list[dict[str, Any]]:

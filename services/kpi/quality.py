@@ -88,7 +88,7 @@ async def first_sightings(
     known: set[tuple[str, str]] = set()
     for chunk in chunks(list(values), 400):
         cond = tuple_(v.dimension, v.value).in_(chunk)
-        known.update((a, b) for a, b in await uow.execute(select(v.dimension, v.value).where(cond)))
+        known.update((r.dimension, r.value) for r in await uow.execute(select(v.dimension, v.value).where(cond)))
     unseen = [k for k in values if k not in known]
     if unseen:
         await uow.execute(
@@ -105,18 +105,20 @@ def _norm(value: str) -> str:
 async def _issues(uow: UnitOfWork, since: dt.datetime, limit: int) -> dict[str, Any]:
     """The rejected, duplicate and late records since `since`: totals, and the newest `limit` of each."""
     q = quality_issues.c
-    rows = (await uow.execute(select(quality_issues).where(q.at >= since).order_by(q.at.desc(), q.id.desc()))).all()
+    query = select(quality_issues).where(q.at >= since).order_by(q.at.desc(), q.id.desc())
+    rows = (await uow.execute(query)).mappings().all()
     rejected: list[dict[str, Any]] = []
     totals = {"rejected": 0, "duplicate": 0, "late": 0}
     batches: dict[str, list[dict[str, Any]]] = {"duplicate": [], "late": []}
     for r in rows:
-        totals[r.kind] += r.count
-        if r.kind == "rejected":
-            for item in r.detail.get("items", []):
+        kind, at, count, detail = r["kind"], r["at"].isoformat(), r["count"], r["detail"]
+        totals[kind] += count
+        if kind == "rejected":
+            for item in detail.get("items", []):
                 if len(rejected) < limit:
-                    rejected.append({"at": r.at.isoformat(), **item})
-        elif len(batches[r.kind]) < limit:
-            batches[r.kind].append({"at": r.at.isoformat(), "source": r.source, "count": r.count, **r.detail})
+                    rejected.append({"at": at, **item})
+        elif len(batches[kind]) < limit:
+            batches[kind].append({"at": at, "source": r["source"], "count": count, **detail})
     return {
         "rejected": {"count": totals["rejected"], "items": rejected},
         "duplicates_dropped": {"count": totals["duplicate"], "batches": batches["duplicate"]},

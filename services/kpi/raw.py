@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import event
 
@@ -24,7 +24,17 @@ from shared.uow import UnitOfWork
 # (index, type, value, time, dims, hash, source, external_id, day, month, time_text): dims are the
 # sorted (name, value) pairs, time_text the time as SQLite stores it (`values.time_text`).
 Row = tuple[int, str, int, dt.datetime, tuple[tuple[str, str], ...], str, str, "str | None", int, int, str]
-INDEX, TYPE, VALUE, TIME, DIMS, HASH, SOURCE, EXTERNAL_ID, DAY, MONTH, TIME_TEXT = range(11)
+INDEX: Final = 0
+TYPE: Final = 1
+VALUE: Final = 2
+TIME: Final = 3
+DIMS: Final = 4
+HASH: Final = 5
+SOURCE: Final = 6
+EXTERNAL_ID: Final = 7
+DAY: Final = 8
+MONTH: Final = 9
+TIME_TEXT: Final = 10
 index_of = itemgetter(INDEX)
 _source_of = itemgetter(SOURCE)
 _external_id_of = itemgetter(EXTERNAL_ID)
@@ -159,11 +169,12 @@ async def insert_raw(
             )
         )
         sql = driver_sql(conn.dialect.paramstyle, _UNNEST_INSERT)
-        returned = (await conn.exec_driver_sql(sql, (now, *cols))).all()
+        returned: list[Any] = list((await conn.exec_driver_sql(sql, (now, *cols))).all())
         if len(returned) == len(rows):
             return rows, []
         return split_inserted(rows, {(r[0], r[1]) for r in returned})
     driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
     received = time_text(now)
     inserts = SqliteInserts(driver)
     fresh: list[Row] = []

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Integer, and_, delete, func, insert, literal_column, select
+from sqlalchemy import ColumnElement, Integer, and_, delete, func, insert, literal_column, select
 
 from services.kpi.models import MAX_ROLLUP_SUM, ROLLUP_SUM_RULE, measurements, rollups_daily, rollups_monthly
 from services.kpi.raw import Row
@@ -178,7 +178,8 @@ async def rebuild_rollups(
     written = 0
     for table, period in ((rollups_daily, "day"), (rollups_monthly, "month")):
         r = table.c
-        cond_r, cond_m = [], []
+        cond_r: list[ColumnElement[bool]] = []
+        cond_m: list[ColumnElement[bool]] = []
         if types:
             cond_r.append(r.type.in_(types))
             cond_m.append(m.type.in_(types))

@@ -45,7 +45,7 @@ async def _targets_by_label(uow: UnitOfWork, key: str, flt: dict[str, set[str]],
         return {}
     t = targets.c
     rows = await uow.execute(select(t.period, t.value).where(t.metric == key, t.filter_hash == dims_hash(single)))
-    return {p: from_micro(v) for p, v in rows}
+    return {r.period: from_micro(r.value) for r in rows}
 
 
 async def series(
