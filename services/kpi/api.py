@@ -174,7 +174,7 @@ async def import_measurements(
     return await _ingest(request, p, rt, kpi, items)
 
 
-@router.post("/rollups/rebuild", response_model=schemas.RebuildOut, responses=problems(409))
+@router.post("/rollups/rebuild", response_model=schemas.RebuildOut, responses=problems())
 async def rebuild(
     body: schemas.RebuildIn | None = None,
     p: Principal = Depends(require_roles(unscoped="A rollup rebuild")),
@@ -272,7 +272,7 @@ async def scorecard(
 # ---------------------------------------------------------------- attribution
 
 
-@router.post("/touchpoints", status_code=201, response_model=schemas.AcceptedOut, responses=problems())
+@router.post("/touchpoints", status_code=201, response_model=schemas.AcceptedOut, responses=problems(409))
 async def post_touchpoints(
     body: schemas.TouchpointsIn,
     request: Request,
@@ -285,7 +285,7 @@ async def post_touchpoints(
     return await rt.idempotent(request, p, action)
 
 
-@router.post("/conversions", status_code=201, response_model=schemas.AcceptedOut, responses=problems())
+@router.post("/conversions", status_code=201, response_model=schemas.AcceptedOut, responses=problems(409))
 async def post_conversions(
     body: schemas.ConversionsIn, request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)
 ) -> Response:
