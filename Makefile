@@ -20,7 +20,7 @@ help:
 	@echo "make test-chaos     NATS, services and database connections killed mid-stream (PostgreSQL)"
 	@echo "make fuzz           schemathesis through the gateway of a running stack (seeded, time-bounded)"
 	@echo "make bench          the benchmarks in bench/ (figures and ratios)"
-	@echo "make lint           ruff, compose file, Kubernetes manifests, Dockerfile"
+	@echo "make lint           ruff, ruff format, mypy, compose file, Kubernetes manifests, Dockerfile"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -53,6 +53,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check shared gateway services pitcrew tests bench deploy
 	$(VENV)/bin/ruff format --check shared gateway services pitcrew tests bench deploy
+	$(VENV)/bin/mypy shared gateway services pitcrew
 	@if [ -x deploy/lint.sh ]; then deploy/lint.sh; fi
 
 fmt: venv
