@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from pitcrew.launcher import free_port, start_stack
-from pitcrew.topology import APPS
+from pitcrew.topology import APPS, PROCESSES
 from tests.conftest import BACKEND, POSTGRES_URL
 from tests.e2e.conftest import WEBHOOK_SECRETS, Cluster, wait_for
 from tests.e2e.test_flows import balance, setup_plan
@@ -57,7 +57,7 @@ def replicated(tmp_path_factory: pytest.TempPathFactory, own_nats) -> Iterator[C
     base = POSTGRES_URL.rpartition("/")[0]
     var = tmp_path_factory.mktemp("replicas")
     env = dict(os.environ)
-    env.update({f"PITCREW_{app.upper()}_PORT": str(free_port()) for app in APPS})
+    env.update({f"PITCREW_{app.upper()}_PORT": str(free_port()) for app in PROCESSES})
     env.update({f"PITCREW_{app.upper()}_DATABASE_URL": f"{base}/{db}" for app, db in names.items()})
     env["PITCREW_GATEWAY_WEBHOOK_SECRETS"] = json.dumps(WEBHOOK_SECRETS)
     env["PITCREW_GATEWAY_RATE_LIMIT_WRITE"] = "100000/minute"
