@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         total = (time.perf_counter() - started) * 1000
         api = timing.seconds * 1000 if timing else 0.0
         # Server time of the page beside the API time it spent (what bench/console_pages.py reads).
-        response.headers["Server-Timing"] = f"page;dur={total:.2f}, api;dur={api:.2f}"
+        calls = timing.calls if timing else 0
+        response.headers["Server-Timing"] = f'page;dur={total:.2f}, api;dur={api:.2f};desc="{calls} calls"'
         return response
 
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
