@@ -115,5 +115,5 @@ async def kpis(
         bars=bars(attribution.get("credits", [])) if "credits" in attribution else [],
         quality=quality,
         chart_json=json.dumps(chart) if chart else None,
-        currency="EUR",
+        currency=page.settings.reporting_currency,
     )

@@ -27,6 +27,7 @@ class Settings(BaseServiceSettings):
     policy_path: str = DEFAULT_POLICY
     default_timezone: str = "Europe/Berlin"
     default_locale: str = "en"
+    reporting_currency: str = "EUR"  # the currency KPI money figures are kept in (the KPI service's)
     # OIDC authorization code + PKCE; off unless an issuer is configured.
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None

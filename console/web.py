@@ -94,6 +94,15 @@ class Page:
     def money(self, value: object, currency: str | None) -> str:
         return formatting.money(value, currency, self.locale)
 
+    def number(self, value: object) -> str:
+        """Counts without decimals, other figures with up to two."""
+        amount = formatting.decimal(value)
+        digits = 0 if amount is not None and amount == amount.to_integral_value() else 2
+        return formatting.number(value, self.locale, digits)
+
+    def percent(self, share: object) -> str:
+        return formatting.percent(share, self.locale)
+
     def when(self, value: str | None) -> str:
         return formatting.when(value, self.person.tz if self.person else self.settings.default_timezone, self.locale)
 

@@ -9,7 +9,8 @@ document.addEventListener("DOMContentLoaded", function () {
   var series = [{}].concat(chart.series.map(function (s, i) {
     return { label: s.name, stroke: colors[i % colors.length], width: 2 };
   }));
-  var opts = { width: Math.max(300, holder.clientWidth), height: 260, series: series };
+  var opts = { width: Math.max(300, holder.clientWidth), height: 260, series: series,
+    axes: [{}, { size: 80 }] };
   var plot = new uPlot(opts, [xs].concat(chart.series.map(function (s) { return s.values; })), holder);
   holder.setAttribute("data-drawn", "1");
   window.addEventListener("resize", function () { plot.setSize({ width: Math.max(300, holder.clientWidth), height: 260 }); });

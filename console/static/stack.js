@@ -17,4 +17,5 @@ document.addEventListener("DOMContentLoaded", function () {
     ]
   });
   holder.setAttribute("data-drawn", String(cy.nodes().length));
+  window.addEventListener("resize", function () { cy.resize(); cy.fit(undefined, 20); });
 });
