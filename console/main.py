@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
@@ -118,7 +119,7 @@ def _errors(app: FastAPI) -> None:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         page = _page(request, current_person(request))
         detail = "There is no page at this address." if exc.status_code == 404 else str(exc.detail)
-        problem = {
+        problem: dict[str, Any] = {
             "status": exc.status_code,
             "title": "Not found" if exc.status_code == 404 else "Error",
             "detail": detail,
