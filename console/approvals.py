@@ -37,20 +37,29 @@ async def _instance(api: Api, instance_id: str) -> dict[str, Any] | None:
     return found
 
 
+async def _report(api: Api) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = await api.get("/workflow/v1/reports/sla")
+    except ApiProblem:
+        return None
+    return found
+
+
+async def _no_report() -> None:
+    return None
+
+
 @router.get("/approvals")
 async def inbox(page: Page = Depends(signed_in), fragment: bool = False) -> Response:
-    tasks = await page.api.items("/workflow/v1/tasks", limit=100, pages=5, assignee="me")
+    tasks, report = await asyncio.gather(
+        page.api.items("/workflow/v1/tasks", limit=100, pages=5, assignee="me"),
+        _report(page.api) if not fragment else _no_report(),
+    )
     instances = await asyncio.gather(*(_instance(page.api, t["instance_id"]) for t in tasks[:INBOX_CONTEXT]))
     for task, inst in zip(tasks, instances, strict=False):
         task["context"] = (inst or {}).get("context") or {}
     for task in tasks:
         task["countdown"] = countdown(task.get("remaining_business_minutes"))
-    report = None
-    if page.request.headers.get("hx-request") is None:
-        try:
-            report = await page.api.get("/workflow/v1/reports/sla")
-        except ApiProblem:
-            report = None
     return page.render("approvals_rows.html" if fragment else "approvals.html", tasks=tasks, report=report)
 
 

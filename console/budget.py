@@ -3,6 +3,7 @@ entries, and the actions the person's role allows (commitment, allocation, trans
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -62,6 +63,10 @@ def flatten(nodes: list[dict[str, Any]], out: list[dict[str, Any]] | None = None
     return out
 
 
+async def _nothing() -> dict[str, Any]:
+    return {"items": []}
+
+
 @router.get("/plans")
 async def plans(page: Page = Depends(signed_in)) -> Response:
     items = await page.api.items("/budget/v1/plans")
@@ -81,10 +86,11 @@ async def plan(
 ) -> Response:
     start, end = (start or None), (end or None)
     group_by = group_by if group_by in GROUPS else None
-    info = await page.api.get(f"/budget/v1/plans/{plan_id}")
-    tree = await page.api.get(f"/budget/v1/plans/{plan_id}/lines", **{"from": start, "to": end})
-    summary = await page.api.get(
-        f"/budget/v1/plans/{plan_id}/summary", group_by=group_by, **{"from": tree["from"], "to": tree["to"]}
+    # At once: the three answers do not depend on each other (no range given: the API's default, the same).
+    info, tree, summary = await asyncio.gather(
+        page.api.get(f"/budget/v1/plans/{plan_id}"),
+        page.api.get(f"/budget/v1/plans/{plan_id}/lines", **{"from": start, "to": end}),
+        page.api.get(f"/budget/v1/plans/{plan_id}/summary", group_by=group_by, **{"from": start, "to": end}),
     )
     elapsed = decimal(summary["total"]["pacing"]["elapsed_share"]) or Decimal(0)
     rows = flatten(tree["items"])
@@ -159,15 +165,17 @@ async def line(
     end: str | None = None,
     cursor: str | None = None,
 ) -> Response:
-    detail = await page.api.get(f"/budget/v1/lines/{line_id}")
-    plan_info = await page.api.get(f"/budget/v1/plans/{detail['plan_id']}")
-    balance = await page.api.get(f"/budget/v1/lines/{line_id}/balance", **{"from": start or None, "to": end or None})
-    entries = await page.api.get(f"/budget/v1/lines/{line_id}/entries", limit=100, cursor=cursor)
+    detail, balance, entries = await asyncio.gather(
+        page.api.get(f"/budget/v1/lines/{line_id}"),
+        page.api.get(f"/budget/v1/lines/{line_id}/balance", **{"from": start or None, "to": end or None}),
+        page.api.get(f"/budget/v1/lines/{line_id}/entries", limit=100, cursor=cursor),
+    )
     may_plan = page.may("budget", "POST", "/v1/allocations")
-    siblings: list[dict[str, Any]] = []
-    if may_plan:
-        tree = await page.api.get(f"/budget/v1/plans/{detail['plan_id']}/lines")
-        siblings = [n for n in flatten(tree["items"]) if n["id"] != line_id]
+    plan_info, tree = await asyncio.gather(
+        page.api.get(f"/budget/v1/plans/{detail['plan_id']}"),
+        page.api.get(f"/budget/v1/plans/{detail['plan_id']}/lines") if may_plan else _nothing(),
+    )
+    siblings = [n for n in flatten(tree["items"]) if n["id"] != line_id] if may_plan else []
     return page.render(
         "line.html",
         line=detail,
