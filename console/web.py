@@ -7,6 +7,7 @@ actions only), `await page.form()` (CSRF checked) and `page.render(...)`.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from console.api import Api, ApiProblem, Timing
 from console.settings import Settings
 from gateway.policy import Policy
 
+ROW_FIELD = re.compile(r"^rows\[(\d+)\]\.(.+)$")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 SERVICE_OF_PATH = ("budget", "workflow", "kpi", "registry", "gateway")
 
@@ -198,7 +200,9 @@ WHAT_TO_DO = {
 def explain(problem: ApiProblem) -> dict[str, Any]:
     fields = []
     for err in problem.errors:
-        where = err.get("field") or ".".join(str(p) for p in err.get("loc", []) if p != "body") or "request"
+        where = str(err.get("field") or ".".join(str(p) for p in err.get("loc", []) if p != "body") or "request")
+        row = ROW_FIELD.match(where)  # a spreadsheet's rows[7].amount reads as "row 7, amount"
+        where = f"row {row.group(1)}, {row.group(2)}" if row else where.removeprefix("query.").removeprefix("body.")
         fields.append({"field": where, "message": err.get("message") or err.get("msg") or ""})
     status = problem.status if problem.status in WHAT_TO_DO else (503 if problem.status >= 500 else 400)
     return {

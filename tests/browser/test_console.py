@@ -218,3 +218,37 @@ def test_an_admin_issues_a_key_and_sees_its_secret_once(browser: Browser, demo: 
     check_page(page, "admin-new-key")
     page.goto(f"{demo.url}/admin")
     assert secret not in page.content() and "crm-sync" in page.inner_text("#api-keys")
+
+
+def test_a_csv_import_with_bad_rows_lists_every_one_and_imports_nothing(browser: Browser, demo: Demo, tmp_path):
+    page = sign_in(browser, demo, "olga", ["mops"])
+    page.goto(f"{demo.url}/plans/{demo.ids['plan_id']}")
+    before = figures(page, "#plan-totals")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "code,parent_code,name,period,amount,currency\n"
+        "NEW-1,,New line,2026-13,100.00,EUR\n"
+        "NEW-2,,Another,2026-01,ten euros,EUR\n"
+        "NEW-3,,Fine,2026-01,5.00,EUR\n"
+    )
+    page.set_input_files("#file", str(bad))
+    page.click("form[action$='/import'] button[type=submit]")
+    alert = page.inner_text(".flash-error")
+    assert "Nothing was imported from bad.csv" in alert
+    assert "row 2" in alert.lower() and "row 3" in alert.lower(), alert
+    assert figures(page, "#plan-totals") == before
+    check_page(page, "plan-import-refused")
+
+
+def test_an_approver_of_another_region_is_told_why_not(browser: Browser, demo: Demo):
+    api = demo.api("akira", "approver", scopes=("region:APAC",))
+    emea = demo.api("erik", "approver", scopes=("region:EMEA",))
+    task = wait_until(lambda: next(iter(emea.get("/workflow/v1/tasks").json()["items"]), None))
+    assert all(t["id"] != task["id"] for t in api.get("/workflow/v1/tasks").json()["items"])
+    page = sign_in(browser, demo, "akira", ["approver"], "region:APAC")
+    response = page.goto(f"{demo.url}/approvals/{task['id']}")
+    assert response is not None and response.status in (403, 404)
+    text = page.inner_text("main")
+    assert "scope" in text.lower() or "not found" in text.lower(), text
+    assert "Traceback" not in page.content()
+    check_page(page, "approval-refused")
