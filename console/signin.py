@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse, Response
@@ -82,7 +83,7 @@ async def signin_dev(page: Page = Depends(anyone)) -> Response:
         problems.append("Time zone: choose one from the list.")
     if problems:
         page.flash("error", " ".join(problems))
-        return page.back(f"/signin?next={form.get('next', '/')}")
+        return page.back(f"/signin?next={quote(safe_next(form.get('next')), safe='')}")
     ttl = page.settings.session_max_age_seconds
     token = mint_dev_token(GatewaySettings(), user, roles, scopes, ttl=ttl)
     remember(page.request, Person(user, sorted(roles), scopes, token, time.time() + ttl - 60, "development", tz))

@@ -63,7 +63,10 @@ class ConsoleLayer:
             await _answer(send, 413, b"The request is too large.", b"text/plain; charset=utf-8")
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        forwarded = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+        # The client's own X-Forwarded-* are dropped: the console reads only what this gateway saw.
+        forwarded = [
+            (k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-forwarded-")
+        ]
         host = next((v for k, v in headers if k.lower() == "host"), "")
         client = scope.get("client") or ("", 0)
         forwarded += [

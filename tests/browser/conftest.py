@@ -120,7 +120,8 @@ def check_page(page: Page, name: str) -> None:
     size = page.viewport_size or {"width": 1366, "height": 900}
     for label, (w, h) in WIDTHS.items():
         page.set_viewport_size({"width": w, "height": h})
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        # Generous: on a loaded 2-core machine a long page at 375 px takes a while to paint in full.
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True, timeout=120_000)
     page.set_viewport_size(size)
 
 
