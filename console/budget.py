@@ -8,8 +8,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Depends, UploadFile
+from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from console.api import ApiProblem
 from console.formatting import decimal

@@ -93,3 +93,17 @@ async def test_an_unknown_page_is_a_plain_404(console):
     async with console() as client:
         r = await client.get("/no/such/page")
         assert r.status_code == 404 and "There is no page at this address." in r.text
+
+
+async def test_an_uploaded_csv_reaches_the_api_and_its_refusal_is_shown(console):
+    async with console() as client:  # the gateway is unreachable: the import is refused, in plain words
+        await sign_in(client, roles=("mops",))
+        token = csrf_of((await client.get("/signin")).text)
+        r = await client.post(
+            "/plans/p1/import", data={"csrf": token}, files={"file": ("lines.csv", b"code\nX\n", "text/csv")}
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/plans/p1"
+        page = await client.get("/signin")  # any page shows the flash
+        assert "Nothing was imported from lines.csv" in page.text and "budget" in page.text
+        r = await client.post("/plans/p1/import", data={"csrf": token})
+        assert "Choose a CSV file to import." in (await client.get("/signin")).text
