@@ -6,10 +6,12 @@ is a failure, never a skip: the Makefile installs `chromium` with apt-get before
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +71,32 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         try:
             token = mint_dev_token(GatewaySettings(), "dev-admin", ["admin"], (), ttl=3600)
             ids = load_demo(urls["gateway"], token, echo=lambda *_: None)
-            yield Demo(stack, urls["gateway"], ids)
+            demo = Demo(stack, urls["gateway"], ids)
+            settle(demo)
+            yield demo
         finally:
             stack.stop()
     finally:
         nats.stop()
+
+
+def settle(demo: Demo, timeout: float = 180.0) -> None:
+    """Wait until the demo's webhooks are all forwarded and the KPI figures stop moving, so a page and
+    the API read the same numbers (the ERP deliveries and the events behind them arrive after load_demo)."""
+    api = demo.api("dev-admin", "admin")
+    deadline = time.monotonic() + timeout
+    while api.get("/gateway/v1/webhook-deliveries", params={"status": "pending", "limit": 1}).json()["items"]:
+        assert time.monotonic() < deadline, "webhook deliveries still pending"
+        time.sleep(1)
+    year = dt.date.today().replace(month=1, day=1).isoformat()
+    params = {"from": year, "to": dt.date.today().isoformat(), "grain": "month"}
+    last, same = None, 0
+    while same < 3:
+        assert time.monotonic() < deadline, "KPI figures still moving"
+        now = api.get("/kpi/v1/metrics/spend/series", params=params).json()
+        same = same + 1 if now == last else 0
+        last = now
+        time.sleep(1)
 
 
 @pytest.fixture(scope="session")
