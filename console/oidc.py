@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import jwt
@@ -125,7 +126,7 @@ async def callback(
         access,
         expires - 30,
         "oidc",
-        page.settings.default_timezone,
+        _zone(claims.get("zoneinfo"), page.settings.default_timezone),  # the standard claim, when the provider has it
         claims.get("name") or claims.get("email"),
     )
     remember(page.request, person)
@@ -172,6 +173,15 @@ def _verify_id_token(settings: Settings, provider: Provider, token: str, nonce: 
     if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
         raise Refused("The sign-in could not be verified (nonce mismatch). Start again from the sign-in page.")
     return claims
+
+
+def _zone(value: object, default: str) -> str:
+    name = str(value or "")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return default
+    return name
 
 
 def _claim(claims: dict[str, Any], path: str) -> Any:

@@ -25,7 +25,13 @@ class FakeProvider:
         self.issuer = ""  # set once the server has its port
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "test-key-1"
-        self.user: dict[str, Any] = {"sub": "ada", "roles": ["finance"], "scopes": ["region:EMEA"], "name": "Ada"}
+        self.user: dict[str, Any] = {
+            "sub": "ada",
+            "roles": ["finance"],
+            "scopes": ["region:EMEA"],
+            "name": "Ada",
+            "zoneinfo": "Asia/Tokyo",
+        }
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests: list[dict[str, str]] = []
         self.nonce_override: str | None = None
@@ -79,7 +85,13 @@ class FakeProvider:
         now = int(time.time())
         base = {"iss": self.issuer, "sub": self.user["sub"], "iat": now, "exp": now + 600}
         id_token = self.sign(
-            {**base, "aud": self.client_id, "nonce": self.nonce_override or grant["nonce"], "name": self.user["name"]}
+            {
+                **base,
+                "aud": self.client_id,
+                "nonce": self.nonce_override or grant["nonce"],
+                "name": self.user["name"],
+                "zoneinfo": self.user["zoneinfo"],
+            }
         )
         access = self.sign({**base, "aud": self.audience, "roles": self.user["roles"], "scopes": self.user["scopes"]})
         return JSONResponse({"access_token": access, "id_token": id_token, "token_type": "Bearer", "expires_in": 600})

@@ -81,6 +81,7 @@ async def test_sign_in_with_code_and_pkce_and_the_gateway_accepts_the_token(cons
             # and answered: the console reached the gateway's own API with it.
             admin = await c.get("/admin")
             assert "Ada" in admin.text and "(finance; region:EMEA)" in admin.text
+            assert "Times in Asia/Tokyo." in admin.text  # the provider's zoneinfo claim
             assert "Your role may not see this part" in admin.text  # finance may not list keys: the gateway said 403
 
 
