@@ -71,6 +71,12 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def start_mail_sink(host: str, port: int, directory: Path, log_file: Path) -> subprocess.Popen:
+    """The local SMTP sink (pitcrew.mailsink) the notify service sends to in development."""
+    cmd = [sys.executable, "-m", "pitcrew.mailsink", "--host", host, "--port", str(port), "--dir", str(directory)]
+    return subprocess.Popen(cmd, stdout=open(log_file, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
 @dataclass
 class Child:
     name: str
@@ -157,6 +163,9 @@ def app_env(base: dict[str, str], nats_url: str, urls: dict[str, str], var_dir: 
         env.setdefault("PITCREW_GATEWAY_WEBHOOK_SECRETS", json.dumps(DEV_WEBHOOK_SECRETS))
     for name in SERVICES:
         env.setdefault(f"PITCREW_GATEWAY_{name.upper()}_URL", urls[name])
+    # Notify decides e-mailed approvals through workflow and writes links to the gateway.
+    env.setdefault("PITCREW_NOTIFY_WORKFLOW_URL", urls["workflow"])
+    env.setdefault("PITCREW_NOTIFY_PUBLIC_URL", urls["gateway"])
     return env
 
 
@@ -226,6 +235,12 @@ def start_stack(
         for name, more in extra.items():
             env[f"PITCREW_GATEWAY_{name.upper()}_URL"] = ",".join([urls[name]] + [f"http://{host}:{p}" for p in more])
         child_env = app_env(env, nats_url, urls, var_dir)
+        if "PITCREW_NOTIFY_SMTP_URL" not in child_env:
+            smtp_port = free_port(host)
+            stack.add(Child("mail", start_mail_sink(host, smtp_port, var_dir / "mail", log_dir / "mail.log")))
+            wait_for_port(host, smtp_port)
+            child_env["PITCREW_NOTIFY_SMTP_URL"] = f"smtp://{host}:{smtp_port}"
+            echo(f"mail sink on {host}:{smtp_port}, storing mail under {var_dir / 'mail'}")
         for name in APPS:
             upgrade(name, database_url(name, child_env, var_dir))
         for name in APPS:
