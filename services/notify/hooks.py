@@ -177,7 +177,7 @@ class Hooks:
                         error=o.error,
                     )
                 )
-                row = await uow.get(Delivery, delivery_id)
+                row = await uow.scalar(select(Delivery).where(Delivery.id == delivery_id))
                 if row is None:
                     continue
                 row.attempts += 1
