@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-import time
 
 import pytest
 
@@ -104,7 +104,7 @@ async def test_a_partner_receives_signed_events_in_order_once_even_after_failing
         await eventually(lambda: len(receiver.requests) >= 6, timeout=15)
         receiver.status = 204
         await eventually(lambda: len(receiver.accepted()) >= 5, timeout=20)
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)  # nothing more arrives
         got = receiver.accepted()
         assert len(got) == 5
         assert sorted(json.loads(g["body"])["id"] for g in got) == sorted(e.id for e in sent)
