@@ -47,7 +47,7 @@ class MailSink:
     def parsed(self) -> list[EmailMessage]:
         with self.lock:
             raw = list(self.messages)
-        return [email.message_from_bytes(m, policy=email.policy.default) for m in raw]  # type: ignore[misc]
+        return [email.message_from_bytes(m, policy=email.policy.default) for m in raw]
 
 
 def controller(sink: MailSink, host: str, port: int) -> Controller:

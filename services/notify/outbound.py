@@ -187,7 +187,7 @@ class Outbound:
             )
             items = [{"title": m.title, "link": m.link} for m in members]
             facts: list[Any] = []
-            unsubscribe = self.links.unsubscribe(r.person_id, "*")
+            unsubscribe: str | None = self.links.unsubscribe(r.person_id, "*")
         else:
             title, items, facts = r.title, [], r.facts
             unsubscribe = None if r.kind in REQUIRED else self.links.unsubscribe(r.person_id, r.kind)

@@ -51,8 +51,7 @@ async def get(uow: UnitOfWork, person_id: str) -> schemas.Preferences:
     ).all()
     return schemas.Preferences(
         items=[
-            schemas.PreferenceIn(kind=r.kind, channels=list(r.channels), mode=r.mode, enabled=r.enabled)  # type: ignore[arg-type]
-            for r in rows
+            schemas.PreferenceIn(kind=r.kind, channels=list(r.channels), mode=r.mode, enabled=r.enabled) for r in rows
         ]
     )
 

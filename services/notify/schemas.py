@@ -169,9 +169,13 @@ class TeamOut(TeamIn):
     name: str
 
 
+def _default_channels() -> list[Channel]:
+    return ["email", "in_app"]
+
+
 class PreferenceIn(Strict):
     kind: Kind
-    channels: list[Channel] = Field(default_factory=lambda: ["email", "in_app"], max_length=4)
+    channels: list[Channel] = Field(default_factory=_default_channels, max_length=4)
     mode: Mode = "immediate"
     enabled: bool = True
 
