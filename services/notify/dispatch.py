@@ -150,50 +150,63 @@ def _row(
     )
 
 
-async def _recent(uow: UnitOfWork, p: Person, channel: str, since: dt.datetime) -> int:
+async def _recent(uow: UnitOfWork, p: Person, channels: list[str], since: dt.datetime) -> dict[str, int]:
+    """Messages the person got (or will get) on each channel since `since`, bundles and in-app aside."""
+    if not channels:
+        return {}
     n = Notification
-    count = await uow.scalar(
-        select(func.count())
-        .select_from(n)
+    rows = await uow.execute(
+        select(n.channel, func.count())
         .where(
             n.person_id == p.id,
-            n.channel == channel,
+            n.channel.in_(channels),
             n.created_at >= since,
             n.kind.not_in(BUNDLE_KINDS),
             n.status.in_(("pending", "sent", "failed")),
         )
+        .group_by(n.channel)
     )
-    return int(count or 0)
+    return {str(c): int(k) for c, k in rows.all()}
 
 
 async def notify(
     uow: UnitOfWork, rules: Rules, p: Person, m: Message, *, event_id: str, dedupe_key: str | None = None
 ) -> list[Notification]:
-    """Queue `m` for `p` on each channel they chose for its kind; returns the rows written."""
+    """Queue `m` for `p` on each channel they chose for its kind; returns the rows written.
+
+    A handful of statements per person whatever the channels: preferences, the rows this event
+    already has, the recent count per channel, and the inserts (flushed together)."""
     choice = preferences.effective(await preferences.of_person(uow, p.id), m.kind)
     if not choice.enabled:
         return []
-    team = await uow.get(Team, p.team) if p.team else None
+    needs_team = p.team and any(c in ("slack", "teams") and not getattr(p, f"{c}_webhook_url") for c in choice.channels)
+    team = await uow.get(Team, p.team) if needs_team else None
+    channels = [c for c in dict.fromkeys(choice.channels) if reachable(p, team, c)]
+    if not channels:
+        return []
     key = dedupe_key or event_id
+    n = Notification
+    existing = {
+        r.channel: r
+        for r in (
+            await uow.scalars(select(n).where(n.dedupe_key == key, n.person_id == p.id, n.channel.in_(channels)))
+        ).all()
+    }
+    for row in existing.values():
+        if m.kind in FOLDED_KINDS and row.event_id != event_id:
+            row.repeats += 1  # another warning for the same task: one message says it
     now = utcnow()
+    fresh = [c for c in channels if c not in existing]
+    limited = [c for c in fresh if c != "in_app"] if choice.mode != "digest" else []
+    recent = await _recent(uow, p, limited, now - rules.rate_limit_window)
     written = []
-    for channel in choice.channels:
-        if not reachable(p, team, channel):
-            continue
-        n = Notification
-        existing = await uow.scalar(
-            select(n).where(n.dedupe_key == key, n.person_id == p.id, n.channel == channel).limit(1)
-        )
-        if existing is not None:
-            if m.kind in FOLDED_KINDS and existing.event_id != event_id:
-                existing.repeats += 1  # another warning for the same task: one message says it
-            continue
+    for channel in fresh:
         if channel == "in_app":
             row = _row(p.id, channel, m.kind, key, event_id, m, status="delivered", due_at=now)
         elif choice.mode == "digest":
             bundle = await _bundle(uow, p, channel, "digest", digest_time(p, now, rules.digest_hour))
             row = _row(p.id, channel, m.kind, key, event_id, m, status="bundled", due_at=now, bundle_id=bundle)
-        elif await _recent(uow, p, channel, now - rules.rate_limit_window) >= rules.rate_limit_count:
+        elif recent.get(channel, 0) >= rules.rate_limit_count:
             window = rules.rate_limit_window.total_seconds()
             end = dt.datetime.fromtimestamp((now.timestamp() // window + 1) * window, dt.UTC)
             bundle = await _bundle(uow, p, channel, "summary", send_time(p, end))
@@ -215,5 +228,6 @@ async def notify(
                         created_at=now,
                     )
                 )
-    await uow.flush()
+    if written or existing:
+        await uow.flush()
     return written

@@ -58,7 +58,14 @@ class SmtpTarget:
 
 
 def compose(
-    env: jinja2.Environment, *, sender: str, to: str, name: str, message_id: str, context: dict[str, Any]
+    env: jinja2.Environment,
+    *,
+    sender: str,
+    to: str,
+    name: str,
+    message_id: str,
+    context: dict[str, Any],
+    event_id: str | None = None,
 ) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
@@ -66,6 +73,8 @@ def compose(
     msg["Subject"] = context["title"]
     msg["Date"] = email.utils.formatdate(localtime=False)
     msg["Message-ID"] = f"<{message_id}@pitcrew.notify>"
+    if event_id:
+        msg["X-Pitcrew-Event-Id"] = event_id  # the event that caused it (a digest or summary has none)
     if context.get("unsubscribe"):
         msg["List-Unsubscribe"] = f"<{context['unsubscribe']}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

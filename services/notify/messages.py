@@ -146,7 +146,7 @@ async def sla(c: Composer, uow: UnitOfWork, env: Envelope, breached: bool) -> in
     if breached:
         e = d.escalation
         to += await people.holders(uow, [*e.notify, *([e.reassign_to_role] if e.reassign_to_role else [])], scope)
-        to += await people.people(uow, [e.add_approver] if e.add_approver else [])
+        to += await people.people(uow, [*e.notify, *([e.add_approver] if e.add_approver else [])])
     inst = await uow.get(KnownInstance, d.instance_id)
     what, facts = _about(inst, d.definition_key or "a request")
     facts = [("Stage", d.stage or ""), ("Due", d.due_at or "")] + facts

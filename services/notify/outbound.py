@@ -218,6 +218,7 @@ class Outbound:
                         name=o.person.name,
                         message_id=o.row.id,
                         context=o.context,
+                        event_id=o.row.event_id,
                     ),
                 )
             )

@@ -177,7 +177,9 @@ async def redeliver(
 
 async def fan_out(uow: UnitOfWork, env: Envelope) -> int:
     """A delivery row for each active subscription that wants this event (once per subscription)."""
-    subs = (await uow.scalars(select(Subscription).where(Subscription.status == "active"))).all()
+    subs = (
+        await uow.execute(select(Subscription.id, Subscription.event_types).where(Subscription.status == "active"))
+    ).all()
     wanted = [s for s in subs if any(matches(p, env.type) for p in s.event_types)]
     if not wanted:
         return 0
