@@ -21,7 +21,7 @@ def up(
     host: str = typer.Option("127.0.0.1", help="Address every process listens on."),
     ready_timeout: float = typer.Option(180.0, help="Seconds every app gets to become ready (a busy laptop is slow)."),
 ) -> None:
-    """Start NATS, migrate every database, start the four services and the gateway."""
+    """Start NATS, migrate every database, start the five services (and a local SMTP sink) and the gateway."""
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
     from pitcrew.launcher import run_until_signal, start_stack
@@ -31,7 +31,7 @@ def up(
 
     # Until the stack is up, SIGTERM unwinds like Ctrl-C so no child is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
-    typer.echo("starting NATS, migrating, starting the five apps ...")
+    typer.echo("starting NATS, migrating, starting the six apps ...")
     stack, urls, nats_url = start_stack(host=host, var_dir=var_dir.resolve(), ready_timeout=ready_timeout)
     try:
         token = mint_dev_token(GatewaySettings(), "dev-admin", ["admin"], ttl=12 * 3600)

@@ -1,4 +1,4 @@
-"""`pitcrew up`: NATS, migrations, the four services and the gateway, as child processes.
+"""`pitcrew up`: NATS, migrations, the five services, a local SMTP sink and the gateway, as child processes.
 
 A child that dies is started again after a backoff (1 s, doubling to 30 s) while the others keep
 running, and the launcher says so. Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then
@@ -205,7 +205,7 @@ def start_stack(
     replicas: dict[str, int] | None = None,
     ready_timeout: float = 60.0,
 ) -> tuple[Stack, dict[str, str], str]:
-    """Start NATS (unless `nats_url` is given), migrate, start the five apps; returns the URLs.
+    """Start NATS (unless `nats_url` is given), migrate, start the six apps and the SMTP sink; returns the URLs.
 
     `replicas` starts several processes of a service on free ports; the gateway is
     given all of their URLs and balances between them.
@@ -240,7 +240,10 @@ def start_stack(
         child_env = app_env(env, nats_url, urls, var_dir)
         if "PITCREW_NOTIFY_SMTP_URL" not in child_env:
             smtp_port = free_port(host)
-            stack.add(Child("mail", start_mail_sink(host, smtp_port, var_dir / "mail", log_dir / "mail.log")))
+            sink_args = (host, smtp_port, var_dir / "mail", log_dir / "mail.log")
+            stack.add(
+                Child("mail", start_mail_sink(*sink_args), restart=functools.partial(start_mail_sink, *sink_args))
+            )
             wait_for_port(host, smtp_port)
             child_env["PITCREW_NOTIFY_SMTP_URL"] = f"smtp://{host}:{smtp_port}"
             echo(f"mail sink on {host}:{smtp_port}, storing mail under {var_dir / 'mail'}")
