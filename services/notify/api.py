@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from services.notify import decisions, inbox, people, preferences, schemas, subscriptions
+from services.notify import decisions, inbox, people, preferences, schemas, subscriptions, urls
 from services.notify.container import Notify, domain
 from services.notify.mail import environment
 from shared.app import Runtime, get_runtime
-from shared.errors import Invalid
+from shared.errors import Forbidden, Invalid
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
@@ -114,13 +114,13 @@ async def put_team(
     rt: Runtime = Depends(get_runtime),
     n: Notify = Depends(domain),
 ) -> schemas.TeamOut:
-    from services.notify import urls
-
+    if len(name) > 100:
+        raise Invalid.on("path.name", "must be at most 100 characters")
     for field in ("slack_webhook_url", "teams_webhook_url"):
         if (value := getattr(body, field)) is not None:
             await urls.check(value, field, allow_private=n.settings.allow_private_urls)
     async with rt.unit_of_work() as uow:
-        return await people.put_team(uow, name=name[:100], body=body)
+        return await people.put_team(uow, name=name, body=body)
 
 
 @router.get("/people/{person_id}/preferences", response_model=schemas.Preferences, responses=problems(404))
@@ -141,8 +141,6 @@ async def put_preferences(
     rt: Runtime = Depends(get_runtime),
 ) -> schemas.Preferences:
     if p.subject != person_id and not p.is_admin:
-        from shared.errors import Forbidden
-
         raise Forbidden("Only the person themself (or an admin) sets their preferences.")
     async with rt.unit_of_work() as uow:
         await people.get_person(uow, person_id)

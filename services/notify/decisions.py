@@ -18,6 +18,7 @@ from services.notify import people
 from services.notify.links import Links
 from services.notify.models import ActionLink, Notification, Person
 from shared.db import utcnow
+from shared.errors import NotFound
 from shared.identity import HEADER, mint
 from shared.uow import UnitOfWork
 
@@ -60,8 +61,6 @@ class Decider:
 async def _load(uow: UnitOfWork, links: Links, token: str) -> tuple[ActionLink, Person, Notification | None]:
     link = await uow.get(ActionLink, links.action_id(token))
     if link is None:
-        from shared.errors import NotFound
-
         raise NotFound("This link is not one Pitcrew sent.")
     person = await people.get_person(uow, link.person_id)
     note = await uow.get(Notification, link.notification_id) if link.notification_id else None

@@ -166,7 +166,7 @@ async def _recent(uow: UnitOfWork, p: Person, channels: list[str], since: dt.dat
         )
         .group_by(n.channel)
     )
-    return {str(c): int(k) for c, k in rows.all()}
+    return {str(r[0]): int(r[1]) for r in rows.all()}
 
 
 async def notify(

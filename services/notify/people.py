@@ -7,7 +7,6 @@ with, so only an admin sets them; a person may change their own contact details.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -262,9 +261,3 @@ async def holders(uow: UnitOfWork, roles: Iterable[str], scope: dict[str, Any] |
 def principal_of(p: Person) -> Principal:
     """The identity a person's e-mail decision is made under (their directory roles and scopes)."""
     return Principal(p.id, roles=frozenset(p.roles), scopes=frozenset(p.scopes), kind="user")
-
-
-def local_now(p: Person, now: dt.datetime) -> dt.datetime:
-    import zoneinfo
-
-    return now.astimezone(zoneinfo.ZoneInfo(p.timezone))
