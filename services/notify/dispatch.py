@@ -14,6 +14,7 @@ import uuid
 import zoneinfo
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import cast
 
 import holidays
 from sqlalchemy import func, select
@@ -166,7 +167,7 @@ async def _recent(uow: UnitOfWork, p: Person, channels: list[str], since: dt.dat
         )
         .group_by(n.channel)
     )
-    return {str(r[0]): int(r[1]) for r in rows.all()}
+    return {str(channel): int(count) for channel, count in cast(list[tuple[str, int]], rows.all())}
 
 
 async def notify(
