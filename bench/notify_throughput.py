@@ -135,13 +135,15 @@ async def run(n: int, people: int) -> None:
         base = f"http://127.0.0.1:{http_port}"
         admin = {HEADER: mint(Principal("bench", frozenset({"admin"})), DEV_IDENTITY_SECRET, ttl_seconds=3600)}
         async with httpx.AsyncClient(base_url=base, headers=admin, timeout=30) as c:
-            for _ in range(200):
+            for _ in range(1200):
                 try:
                     if (await c.get("/ready")).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"notify did not become ready in 120 s; see {tmp / 'notify.log'}")
             csv = "id,name,email\n" + "".join(f"p{i},Person {i},p{i}@example.com\n" for i in range(people))
             r = await c.post("/v1/people/import", content=csv, headers={"content-type": "text/csv"})
             assert r.status_code == 200, r.text
