@@ -14,7 +14,7 @@ export PITCREW_TEST_POSTGRES_URL
 .PHONY: help up venv test test-postgres test-chaos test-browser fuzz bench lint fmt clean
 
 help:
-	@echo "make up             start NATS, migrate, start the four services and the gateway (Ctrl-C stops)"
+	@echo "make up             start NATS, migrate, start the five services and the gateway (Ctrl-C stops)"
 	@echo "make test           the whole suite on SQLite and a NATS server the tests start"
 	@echo "make test-postgres  the database-facing suite on PostgreSQL (PITCREW_TEST_POSTGRES_URL)"
 	@echo "make test-chaos     NATS, services and database connections killed mid-stream (PostgreSQL)"
