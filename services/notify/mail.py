@@ -56,7 +56,7 @@ class SmtpTarget:
             start_tls=None if starttls in ("", "auto") else starttls in ("1", "true", "yes", "required"),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            cafile=(query.get("cafile") or [None])[0],
+            cafile=(query.get("cafile") or [""])[0] or None,
         )
 
 
