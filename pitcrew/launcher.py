@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import httpx
 
 from pitcrew.migrations import upgrade
-from pitcrew.topology import APPS, SERVICES
+from pitcrew.topology import APPS, PROCESSES, SERVICES
 from shared.settings import DEV_WEBHOOK_SECRETS
 
 
@@ -94,7 +94,7 @@ def start_app(name: str, host: str, port: int, env: dict[str, str], log_dir: Pat
         sys.executable,
         "-m",
         "uvicorn",
-        APPS[name].module,
+        PROCESSES[name].module,
         "--host",
         host,
         "--port",
@@ -165,6 +165,9 @@ def app_env(base: dict[str, str], nats_url: str, urls: dict[str, str], var_dir: 
         env.setdefault("PITCREW_GATEWAY_WEBHOOK_SECRETS", json.dumps(DEV_WEBHOOK_SECRETS))
     for name in SERVICES:
         env.setdefault(f"PITCREW_GATEWAY_{name.upper()}_URL", urls[name])
+    if "console" in urls:
+        env.setdefault("PITCREW_GATEWAY_CONSOLE_URL", urls["console"])
+        env.setdefault("PITCREW_CONSOLE_GATEWAY_URL", urls["gateway"])
     # Notify decides e-mailed approvals through workflow and writes links to the gateway.
     env.setdefault("PITCREW_NOTIFY_WORKFLOW_URL", urls["workflow"])
     env.setdefault("PITCREW_NOTIFY_PUBLIC_URL", urls["gateway"])
@@ -215,7 +218,7 @@ def start_stack(
     log_dir = log_dir or var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack()
-    chosen = {name: int(env.get(f"PITCREW_{name.upper()}_PORT", info.default_port)) for name, info in APPS.items()}
+    chosen = {name: int(env.get(f"PITCREW_{name.upper()}_PORT", info.default_port)) for name, info in PROCESSES.items()}
     chosen.update(ports or {})
     ports = chosen
     try:
@@ -249,7 +252,7 @@ def start_stack(
             echo(f"mail sink on {host}:{smtp_port}, storing mail under {var_dir / 'mail'}")
         for name in APPS:
             upgrade(name, database_url(name, child_env, var_dir))
-        for name in APPS:
+        for name in PROCESSES:
             stack.add(start_app(name, host, ports[name], child_env, log_dir))
             for i, port in enumerate(extra.get(name, []), start=2):
                 child = start_app(name, host, port, child_env, log_dir, label=f"{name}#{i}")
