@@ -15,6 +15,7 @@ from services.registry import (
     export,
     graph,
     history,
+    impact,
     integrations,
     renewals,
     schemas,
@@ -260,10 +261,95 @@ async def create_integration(
 
 @router.get("/integrations", response_model=schemas.IntegrationPage, responses=problems())
 async def list_integrations(
-    rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None, tool_id: str | None = None
+    rt: Runtime = Depends(get_runtime),
+    limit: int = Limit,
+    cursor: str | None = None,
+    tool_id: str | None = None,
+    status: schemas.IntegrationStatus | None = None,
 ) -> schemas.IntegrationPage:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await integrations.list_integrations(uow, limit=limit, cursor=cursor, tool_id=tool_id)
+        return await integrations.list_integrations(uow, limit=limit, cursor=cursor, tool_id=tool_id, status=status)
+
+
+@router.get("/integrations/{integration_id}", response_model=schemas.IntegrationOut, responses=problems(404))
+async def get_integration(integration_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        edge = await integrations.get_integration(uow, integration_id)
+    return with_etag(edge, edge.version)
+
+
+@router.patch(
+    "/integrations/{integration_id}", response_model=schemas.IntegrationOut, responses=problems(404, 409, 412, 428)
+)
+async def update_integration(
+    integration_id: str,
+    body: schemas.IntegrationPatch,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = IfMatch,
+) -> Response:
+    version = parse_if_match(if_match, required=True, what="integration")
+    assert version is not None
+    async with rt.unit_of_work() as uow:
+        edge = await integrations.update_integration(
+            uow, p, integration_id=integration_id, patch=body, expected_version=version
+        )
+    return with_etag(edge, edge.version)
+
+
+@router.delete(
+    "/integrations/{integration_id}", response_model=schemas.IntegrationOut, responses=problems(404, 409, 412)
+)
+async def retire_integration(
+    integration_id: str,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = IfMatch,
+    reason: str | None = Query(None, max_length=2000),
+) -> Response:
+    """Retire the integration (kept, with its history, out of the graph and the reports)."""
+    version = parse_if_match(if_match, required=False)
+    async with rt.unit_of_work() as uow:
+        edge = await integrations.retire_integration(
+            uow, p, integration_id=integration_id, expected_version=version, reason=reason
+        )
+    return with_etag(edge, edge.version)
+
+
+@router.post(
+    "/integrations/{integration_id}/health", response_model=schemas.IntegrationOut, responses=problems(404, 409)
+)
+async def report_health(
+    integration_id: str,
+    body: schemas.HealthIn,
+    p: Principal = Depends(usage_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """A monitor or a person reports the flow working or failing; failing publishes registry.integration.broken."""
+    async with rt.unit_of_work() as uow:
+        edge = await integrations.report_health(uow, p, integration_id=integration_id, body=body)
+    return with_etag(edge, edge.version)
+
+
+@router.get(
+    "/integrations/{integration_id}/history", response_model=schemas.IntegrationHistoryPage, responses=problems(404)
+)
+async def integration_history(
+    integration_id: str, rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None
+) -> schemas.IntegrationHistoryPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await integrations.list_history(uow, integration_id=integration_id, limit=limit, cursor=cursor)
+
+
+@router.get("/tools/{tool_id}/impact", response_model=schemas.Impact, responses=problems(404, 499))
+async def tool_impact(
+    tool_id: str, request: Request, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> schemas.Impact:
+    """Everything that depends on the tool, the contracts involved, the single points of failure its
+    retirement would create; computed off the event loop within the graph's limits."""
+    return await impact.impact(
+        lambda: rt.unit_of_work(readonly=True), tool_id=tool_id, limits=reg.graph_limits, caller=request
+    )
 
 
 @router.get(

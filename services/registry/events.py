@@ -113,6 +113,23 @@ class RegistryRenewalDue(EventData):
     budget_line_code: str | None
 
 
+class RegistryIntegrationBroken(EventData):
+    """A data flow between two tools stopped working: its owner (or the tools' owners) should act."""
+
+    integration_id: str
+    from_tool_id: str
+    from_tool_name: str
+    to_tool_id: str
+    to_tool_name: str
+    data_objects: list[str]
+    method: str
+    owner: str | None = Field(description="who looks after the flow; null when nobody was named")
+    previous_status: str
+    last_seen_working_at: Timestamp | None
+    detail: str | None = Field(description="what the check or the person reported")
+    reported_by: str
+
+
 TOOL_CREATED = EventSpec("registry.tool.created", RegistryTool, "A tool was catalogued")
 TOOL_UPDATED = EventSpec("registry.tool.updated", RegistryTool, "A tool's fields changed")
 TOOL_LIFECYCLE_CHANGED = EventSpec(
@@ -130,6 +147,9 @@ CONTRACT_CANCELLED = EventSpec(
 RENEWAL_DUE = EventSpec(
     "registry.renewal.due", RegistryRenewalDue, "A term's notice deadline is near: review the renewal"
 )
+INTEGRATION_BROKEN = EventSpec(
+    "registry.integration.broken", RegistryIntegrationBroken, "An integration between two tools stopped working"
+)
 
 CATALOGUE = Catalogue(
     "registry",
@@ -141,6 +161,7 @@ CATALOGUE = Catalogue(
         CONTRACT_RENEWED,
         CONTRACT_CANCELLED,
         RENEWAL_DUE,
+        INTEGRATION_BROKEN,
     ),
     consumes=(),
     title="Registry",

@@ -173,12 +173,34 @@ class Integration(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="active")
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Health: the last moment a check (or a person) saw the flow working, and the last reported problem.
+    last_seen_working_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    health_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         CheckConstraint("from_tool_id <> to_tool_id", name="not_a_loop"),
         Index("ix_integrations_from", "from_tool_id"),
         Index("ix_integrations_to", "to_tool_id"),
     )
+
+
+class IntegrationHistory(Base):
+    """Append-only trail of an integration: one row per change (who, when, which fields from what to what)."""
+
+    __tablename__ = "integration_history"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    action: Mapped[str] = mapped_column(String(30), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONType(), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_integration_history_integration", "integration_id", "seq"),)
 
 
 class FxRate(Base):

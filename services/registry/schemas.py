@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.registry.events import BillingPeriod, Lifecycle, TimeClass, Timestamp
-from shared.bounds import Day, Int32
+from shared.bounds import Day, Instant, Int32
 from shared.money import CurrencyCode, DecimalStr, check_rate
 from shared.pagination import Page
 
@@ -327,6 +327,86 @@ class IntegrationOut(BaseModel):
     status: IntegrationStatus
     notes: str | None
     created_at: Timestamp
+    last_seen_working_at: Timestamp | None = Field(
+        default=None, description="the last time a health report saw the flow working"
+    )
+    health_detail: str | None = Field(default=None, description="what the last health report said")
+    version: int = 1
+    updated_at: Timestamp | None = None
+
+
+class IntegrationPatch(Strict):
+    """Fields to change; retire with DELETE, report health with POST .../health."""
+
+    data_objects: list[str] | None = Field(default=None, max_length=100)
+    direction: Direction | None = None
+    method: Method | None = None
+    owner: str | None = Field(default=None, max_length=100)
+    status: Literal["active", "planned", "broken"] | None = None
+    notes: str | None = Field(default=None, max_length=10_000)
+    reason: str | None = Field(default=None, max_length=2000, description="why (kept in the history)")
+
+    @field_validator("data_objects")
+    @classmethod
+    def _objects(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _tags(value)
+
+    @field_validator("data_objects", "direction", "method", "status")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class HealthIn(Strict):
+    """A health report of an integration, from a monitor or a person."""
+
+    working: bool
+    at: Instant | None = Field(default=None, description="when it was observed; now when left out")
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class IntegrationHistoryEntry(BaseModel):
+    seq: int
+    version: int
+    action: Literal["created", "updated", "health", "retired"]
+    actor: str
+    at: Timestamp
+    changes: dict[str, Any] = Field(description="{field: {from, to}}")
+    reason: str | None
+
+
+class ImpactedTool(BaseModel):
+    tool_id: str
+    name: str
+    lifecycle: Lifecycle
+    depth: int = Field(description="1 for a direct dependant, 2 for a dependant of one, ...")
+    via: str | None = Field(description="the tool it depends on through (the one a step closer)")
+
+
+class ImpactContract(BaseModel):
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    annual_cost: str
+    currency: str
+    end: dt.date
+    notice_deadline: dt.date
+    auto_renew: bool
+
+
+class Impact(BaseModel):
+    """What retiring (or losing) a tool would touch."""
+
+    tool_id: str
+    name: str
+    dependants: list[ImpactedTool] = Field(description="every tool that receives data from it, directly or not")
+    integrations: list[IntegrationOut] = Field(description="its own integrations that are not retired")
+    contracts: list[ImpactContract] = Field(description="active contracts of the tool and of its dependants")
+    new_single_points_of_failure: list[str] = Field(
+        description="tools that would become single points of failure if this one were retired"
+    )
 
 
 class GraphNode(BaseModel):
@@ -404,6 +484,7 @@ ToolPage = Page[ToolOut]
 HistoryPage = Page[HistoryEntry]
 ContractPage = Page[ContractOut]
 IntegrationPage = Page[IntegrationOut]
+IntegrationHistoryPage = Page[IntegrationHistoryEntry]
 
 
 class FxRateIn(Strict):
