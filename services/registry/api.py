@@ -17,8 +17,10 @@ from services.registry import (
     history,
     impact,
     integrations,
+    layers,
     renewals,
     schemas,
+    sunset,
     tools,
     utilization,
 )
@@ -379,7 +381,35 @@ async def analysis(
     return await graph.analysis(flows, limits=reg.graph_limits, caller=request)
 
 
+@router.get("/layers", response_model=schemas.Layers, responses=problems())
+async def get_layers(rt: Runtime = Depends(get_runtime)) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        config = await layers.get_layers(uow)
+    return with_etag(config, config.version)
+
+
+@router.put("/layers", response_model=schemas.Layers, responses=problems(409, 412))
+async def put_layers(
+    body: schemas.LayersIn,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = IfMatch,
+) -> Response:
+    """Replace the layers and their rules (If-Match honoured: the version of GET, 0 for the default)."""
+    version = parse_if_match(if_match, required=False)
+    async with rt.unit_of_work() as uow:
+        config = await layers.put_layers(uow, p, body=body, expected_version=version)
+    return with_etag(config, config.version)
+
+
 # --- money across the stack -----------------------------------------------------------------------
+
+
+@router.get("/reports/sunset", response_model=schemas.SunsetReport, responses=problems(409))
+async def sunset_report(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.SunsetReport:
+    """Tools to retire first: most annual cost at stake, least used, overlapping a tool that stays."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await sunset.report(uow, costs=reg.costs, usage=reg.usage)
 
 
 @router.get("/overlaps", response_model=schemas.Overlaps, responses=problems(409))

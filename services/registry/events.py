@@ -59,6 +59,7 @@ class RegistryTool(EventData):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    layer: str | None = Field(default=None, description="its layer of the stack (GET /v1/layers), null if none")
 
 
 class RegistryToolLifecycleChanged(RegistryTool):

@@ -65,8 +65,22 @@ class Tool(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    # The layer of the stack it sits in (a key of the layer configuration), null while unplaced.
+    layer: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
     __table_args__ = (Index("ix_tools_lifecycle", "lifecycle"),)
+
+
+class LayerConfig(Base):
+    """The layers of the stack and the rules between them: one versioned document (row `id` 1)."""
+
+    __tablename__ = "layer_config"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType(), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class ToolHistory(Base):

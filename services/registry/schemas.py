@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -62,6 +62,7 @@ class ToolFields(Strict):
     sso: bool = False
     url: str | None = Field(default=None, max_length=500)
     notes: str | None = Field(default=None, max_length=10_000)
+    layer: str | None = Field(default=None, min_length=1, max_length=50, description="a key of GET /v1/layers")
 
     @field_validator("capabilities")
     @classmethod
@@ -87,6 +88,7 @@ class ToolPatch(Strict):
     sso: bool | None = None
     url: str | None = Field(default=None, max_length=500)
     notes: str | None = Field(default=None, max_length=10_000)
+    layer: str | None = Field(default=None, min_length=1, max_length=50, description="null takes it out of its layer")
     lifecycle: Any = None
 
     @field_validator("lifecycle")
@@ -135,6 +137,7 @@ class ToolOut(BaseModel):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    layer: str | None = None
 
 
 class CategoryOut(BaseModel):
@@ -424,14 +427,96 @@ class Graph(BaseModel):
     edges: list[IntegrationOut]
 
 
+class Violation(BaseModel):
+    """An integration that breaks a layer rule."""
+
+    integration_id: str
+    from_tool_id: str
+    to_tool_id: str
+    from_layer: str
+    to_layer: str
+    rule: int = Field(description="the index of the rule in GET /v1/layers")
+    message: str
+
+
 class Analysis(BaseModel):
-    """Tool ids: the data flow's weak spots."""
+    """Tool ids: the data flow's weak spots, and the flows that break the layer rules."""
 
     orphans: list[str] = Field(description="no owning team and no owning person")
     islands: list[str] = Field(description="no integration at all")
     single_points_of_failure: list[str] = Field(
         description="articulation points of the undirected graph of active integrations between active tools"
     )
+    unlayered: list[str] = Field(default_factory=list, description="tools in no layer (rules cannot judge them)")
+    violations: list[Violation] = Field(
+        default_factory=list, description="integrations (not retired) between live tools that break a layer rule"
+    )
+
+
+LayerKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,49}$")]
+
+
+class LayerIn(Strict):
+    key: LayerKey
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=2000)
+
+
+class OnlyThrough(Strict):
+    """Tools of `layer` exchange data only with tools of `through` (e.g. engagement only through data)."""
+
+    kind: Literal["only_through"]
+    layer: LayerKey
+    through: LayerKey
+    description: str = Field(default="", max_length=2000)
+
+
+class Forbid(Strict):
+    """No data flows from tools of `from_layer` to tools of `to_layer` (a two-way flow goes both ways)."""
+
+    kind: Literal["forbid"]
+    from_layer: LayerKey
+    to_layer: LayerKey
+    description: str = Field(default="", max_length=2000)
+
+
+Rule = Annotated[OnlyThrough | Forbid, Field(discriminator="kind")]
+
+
+class LayersIn(Strict):
+    layers: list[LayerIn] = Field(max_length=50, description="in stack order, bottom first")
+    rules: list[Rule] = Field(default_factory=list, max_length=200)
+
+
+class Layers(LayersIn):
+    version: int = Field(description="0 while the shipped default is in use")
+    updated_by: str | None
+    updated_at: Timestamp | None
+    tools: dict[str, int] = Field(description="tools (not retired) per layer key")
+
+
+class SunsetItem(BaseModel):
+    tool_id: str
+    name: str
+    lifecycle: Lifecycle
+    time_class: TimeClass | None
+    layer: str | None
+    annual_cost: str
+    utilization: float | None
+    active_users: int | None
+    seats: int | None
+    reasons: list[Literal["sunsetting", "eliminate", "migrate", "underused", "shelfware", "overlap"]]
+    overlaps_with: list[str] = Field(description="tools that stay and share a capability with this one")
+    shared_capabilities: list[str]
+    integrations_to_move: list[str] = Field(description="its integrations that are not retired")
+
+
+class SunsetReport(BaseModel):
+    """Candidates to retire, most money at stake first."""
+
+    currency: str
+    total_annual_cost: str
+    items: list[SunsetItem]
 
 
 class Overlap(BaseModel):
