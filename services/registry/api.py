@@ -213,6 +213,27 @@ async def cancel_contract(
     return with_etag(contract, contract.version)
 
 
+@router.get("/contracts/{contract_id}/milestones", response_model=schemas.Milestones, responses=problems(404))
+async def get_milestones(
+    contract_id: str, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> schemas.Milestones:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reg.milestones.get(uow, contract_id=contract_id)
+
+
+@router.put("/contracts/{contract_id}/milestones", response_model=schemas.Milestones, responses=problems(404, 409))
+async def put_milestones(
+    contract_id: str,
+    body: schemas.MilestonesIn,
+    p: Principal = Depends(contract_writer),
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+) -> schemas.Milestones:
+    """The contract's own milestones (days before the notice deadline), or `null` for the default."""
+    async with rt.unit_of_work() as uow:
+        return await reg.milestones.put(uow, p, contract_id=contract_id, body=body)
+
+
 @router.get("/renewals", response_model=schemas.Renewals, responses=problems())
 async def renewal_calendar(
     rt: Runtime = Depends(get_runtime),

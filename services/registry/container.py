@@ -15,6 +15,7 @@ from services.registry import graph
 from services.registry.contracts import Contracts
 from services.registry.costs import StackCosts
 from services.registry.export import ExportLimits
+from services.registry.milestones import MilestonePlan
 from services.registry.renewals import RenewalClock
 from services.registry.settings import Settings
 from services.registry.utilization import Usage
@@ -24,6 +25,7 @@ from shared.app import Runtime
 @dataclass(frozen=True)
 class Registry:
     clock: RenewalClock
+    milestones: MilestonePlan
     contracts: Contracts
     usage: Usage
     costs: StackCosts
@@ -35,9 +37,13 @@ def build(runtime: Runtime) -> Registry:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     clock = RenewalClock(runtime.infra.timers, settings.renewal_lead_days, settings.renewal_fire_time)
+    milestones = MilestonePlan(
+        runtime.infra.timers, tuple(settings.renewal_milestones), settings.renewal_lead_days, settings.renewal_fire_time
+    )
     return Registry(
         clock=clock,
-        contracts=Contracts(clock),
+        milestones=milestones,
+        contracts=Contracts(clock, milestones),
         usage=Usage(settings.utilization_window_days, settings.underused_below),
         costs=StackCosts(settings.base_currency),
         graph_limits=graph.Limits(settings.graph_max_tools, settings.graph_max_integrations, settings.analysis_seconds),

@@ -16,6 +16,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from services.registry import cursors, events, schemas
+from services.registry.milestones import MilestonePlan
 from services.registry.models import Contract, ContractTerm, Tool
 from services.registry.renewals import RenewalClock
 from services.registry.terms import annual_minor, check_term, commit_minor, next_term, notice_deadline
@@ -83,9 +84,10 @@ def term_event(c: Contract, tool: Tool) -> events.RegistryContractTerm:
 
 @dataclass(frozen=True)
 class Contracts:
-    """Contract use cases; each term's reminder is set on `clock`."""
+    """Contract use cases; each term's reminder is set on `clock`, its milestones on `milestones`."""
 
     clock: RenewalClock
+    milestones: MilestonePlan
 
     async def create(self, uow: UnitOfWork, who: Principal, *, body: schemas.ContractIn) -> schemas.ContractOut:
         ensure_unscoped(who, WHAT)
@@ -245,10 +247,12 @@ class Contracts:
             )
         )
         await self.clock.schedule(uow, c)
+        await self.milestones.schedule(uow, c)
         await uow.publish(spec, c.id, term_event(c, tool))
 
     async def _close_term(self, uow: UnitOfWork, c: Contract, outcome: Literal["renewed", "cancelled"]) -> None:
         await self.clock.cancel(uow, c.id)
+        await self.milestones.cancel(uow, c.id)
         term = await uow.get(ContractTerm, (c.id, c.term))
         if term is not None:
             term.outcome = outcome

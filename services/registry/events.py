@@ -114,6 +114,25 @@ class RegistryRenewalDue(EventData):
     budget_line_code: str | None
 
 
+class RegistryRenewalMilestone(EventData):
+    """A term's notice deadline is `days_before` days away: one of its renewal milestones."""
+
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int
+    days_before: int = Field(description="days before the notice deadline (120, 90, 60, 30 by default)")
+    milestone_on: dt.date
+    notice_deadline: dt.date
+    end: dt.date
+    auto_renew: bool
+    annual_cost: DecimalStr
+    currency: str
+    owner: RegistryOwner
+    utilization: float | None
+    opens_review: bool = Field(description="this is the milestone the renewal review opens at (registry.renewal.due)")
+
+
 class RegistryIntegrationBroken(EventData):
     """A data flow between two tools stopped working: its owner (or the tools' owners) should act."""
 
@@ -148,6 +167,9 @@ CONTRACT_CANCELLED = EventSpec(
 RENEWAL_DUE = EventSpec(
     "registry.renewal.due", RegistryRenewalDue, "A term's notice deadline is near: review the renewal"
 )
+RENEWAL_MILESTONE = EventSpec(
+    "registry.renewal.milestone", RegistryRenewalMilestone, "A contract term reached a renewal milestone"
+)
 INTEGRATION_BROKEN = EventSpec(
     "registry.integration.broken", RegistryIntegrationBroken, "An integration between two tools stopped working"
 )
@@ -162,6 +184,7 @@ CATALOGUE = Catalogue(
         CONTRACT_RENEWED,
         CONTRACT_CANCELLED,
         RENEWAL_DUE,
+        RENEWAL_MILESTONE,
         INTEGRATION_BROKEN,
     ),
     consumes=(),

@@ -1,11 +1,11 @@
-"""What the registry does on events and timers: it consumes no events; one durable timer per
-contract term publishes `registry.renewal.due`."""
+"""What the registry does on events and timers: it consumes no events; durable timers per contract
+term publish `registry.renewal.due` and `registry.renewal.milestone`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.registry import renewals
+from services.registry import milestones, renewals
 from services.registry.container import Registry
 from shared.app import Runtime
 from shared.consumer import Handler
@@ -25,4 +25,7 @@ def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:
     async def renewal_due(uow: UnitOfWork, timer: Any) -> None:
         await renewals.publish_due(uow, timer, usage=registry.usage)
 
-    return {renewals.RENEWAL_TIMER: renewal_due}
+    async def milestone(uow: UnitOfWork, timer: Any) -> None:
+        await registry.milestones.publish(uow, timer, usage=registry.usage)
+
+    return {renewals.RENEWAL_TIMER: renewal_due, milestones.MILESTONE_TIMER: milestone}

@@ -123,6 +123,8 @@ class Contract(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Days before the notice deadline its renewal milestones fall on; null: the service's default.
+    milestone_days: Mapped[list[int] | None] = mapped_column(JSONType(), nullable=True)
 
     __table_args__ = (
         CheckConstraint('"end" >= start', name="end_after_start"),

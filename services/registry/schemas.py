@@ -235,6 +235,30 @@ class TermOut(BaseModel):
     outcome: Literal["current", "renewed", "cancelled"]
 
 
+class MilestonesIn(Strict):
+    days: list[Annotated[int, Field(ge=0, le=NOTICE_DAYS_MAX)]] | None = Field(
+        max_length=12, description="days before the notice deadline; null for the service's default"
+    )
+
+
+class MilestoneOut(BaseModel):
+    days: int
+    on: dt.date
+    due_at: Timestamp | None = Field(description="when it fires (null when its moment passed before it was set)")
+    status: Literal["pending", "fired", "passed"]
+    fired_at: Timestamp | None
+    opens_review: bool
+
+
+class Milestones(BaseModel):
+    contract_id: str
+    term: int
+    notice_deadline: dt.date
+    days: list[int]
+    default: bool = Field(description="the service's default milestones are in use")
+    items: list[MilestoneOut]
+
+
 class ContractDetail(ContractOut):
     renewal_due_at: Timestamp | None = Field(description="when registry.renewal.due fires for the current term")
     terms: list[TermOut]

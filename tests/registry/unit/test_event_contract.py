@@ -88,6 +88,7 @@ def test_the_catalogue_lists_every_subject_once_and_consumes_nothing():
         "registry.contract.renewed",
         "registry.contract.cancelled",
         "registry.renewal.due",
+        "registry.renewal.milestone",
         "registry.integration.broken",
     ]
     assert events.CATALOGUE.consumes == ()
