@@ -8,17 +8,21 @@ the problems it can answer.
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select
 
+from gateway import audit as trail
 from gateway import keys, webhooks
 from gateway.access import RateLimited, admit
 from gateway.models import WebhookDelivery
 from gateway.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut, DeliveryList, DeliveryOut, WebhookAccepted
 from gateway.state import Gateway, gateway_of
+from shared.audit import EntryList, to_csv
+from shared.context import Actor, actor_var, request_id_var
 from shared.db import utcnow
 from shared.errors import FieldError, Forbidden
 from shared.http import JsonRoute
@@ -37,6 +41,9 @@ async def authorized(request: Request) -> Principal:
         principal = await admit(
             gateway_of(request), h.get("authorization"), h.get("x-api-key"), "gateway", request.method, path
         )
+    # The author of what the route changes (its audit entries).
+    rid = request_id_var.get() or principal.request_id
+    actor_var.set(Actor(principal.subject, principal.kind, rid, request.method, request.url.path[:300]))
     return principal
 
 
@@ -130,6 +137,42 @@ async def list_deliveries(
         rows = list((await s.scalars(q.limit(limit + 1))).all())
     page, next_cursor = page_of(rows, limit, lambda r: (r.received_at.isoformat(), r.id))
     return DeliveryList(items=[DeliveryOut.of(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get(
+    "/audit",
+    response_model=EntryList,
+    responses={
+        **problems(429, 503),
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the trail (JSON or CSV)"},
+    },
+    summary="The whole suite's audit trail (every service's and the gateway's), newest first",
+)
+async def suite_audit(
+    request: Request,
+    service: Literal["gateway", "budget", "workflow", "kpi", "registry"] | None = None,
+    entity: str | None = Query(None, max_length=100),
+    entity_id: str | None = Query(None, max_length=200),
+    actor: str | None = Query(None, max_length=200),
+    action: str | None = Query(None, max_length=200, description="a prefix of the action, e.g. budget.commitment"),
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    cursor: str | None = None,
+    format: Literal["json", "csv"] = "json",
+    p: Principal = Depends(authorized),
+) -> Response | EntryList:
+    if not p.is_admin:
+        raise Forbidden("The audit trail is for admins.")
+    sources = [service] if service else list(trail.SOURCES)
+    filters = trail.Filters(entity, entity_id, actor, action, since, until)
+    result = await trail.page(gateway_of(request), p, sources, filters, limit, cursor)
+    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
+        headers = {"Content-Disposition": 'attachment; filename="pitcrew-audit.csv"'}
+        if result.next_cursor:
+            headers["X-Next-Cursor"] = result.next_cursor
+        return StreamingResponse(iter([to_csv(result.items)]), media_type="text/csv", headers=headers)
+    return result
 
 
 webhook_router = APIRouter(tags=["webhooks"])

@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from gateway.models import ApiKey
+from gateway.models import ApiKey, infra
+from shared import audit
 from shared.db import Database, utcnow
 from shared.errors import Errors, NotFound, Unauthorized
 from shared.identity import ROLES, Principal
@@ -67,6 +68,9 @@ async def create(
     )
     async with db.transaction() as s:
         s.add(row)
+        await audit.record(
+            s, infra.audit, action="gateway.api_key.created", entity="api_key", entity_id=row.id, after=_shown(row)
+        )
     return row, secret
 
 
@@ -102,7 +106,29 @@ async def revoke(db: Database, key_id: str) -> None:
         if row is None:
             raise NotFound(f"No API key {key_id}.")
         if row.revoked_at is None:
+            before = _shown(row)
             row.revoked_at = utcnow()
+            await audit.record(
+                s,
+                infra.audit,
+                action="gateway.api_key.revoked",
+                entity="api_key",
+                entity_id=row.id,
+                before=before,
+                after=_shown(row),
+            )
+
+
+def _shown(row: ApiKey) -> dict[str, Any]:
+    """What the trail keeps of a key: never its hash."""
+    return {
+        "name": row.name,
+        "prefix": row.prefix,
+        "roles": list(row.roles),
+        "scopes": list(row.scopes),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
 
 
 async def authenticate(db: Database, key: str) -> Principal:

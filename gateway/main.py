@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         configure=configure,
+        metrics_on_app_port=False,  # the edge serves metrics on PITCREW_GATEWAY_METRICS_PORT only
     )
     app = create_service_app(spec, settings)
     # The proxy (and CORS, when configured) wrap the whole middleware stack Starlette/FastAPI build:

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.identity import IdentityMinter
 from gateway.settings import SERVICE_NAMES, Settings
 from gateway.upstream import UpstreamError, Upstreams
+from shared.identity import HEADER, service_principal
 
 UNAVAILABLE_TTL_SECONDS = 5.0
 
@@ -32,8 +34,9 @@ Combine = Callable[[list[Part]], dict[str, Any]]
 
 
 class MergedDocument:
-    def __init__(self, upstreams: Upstreams, path: str, settings: Settings):
+    def __init__(self, upstreams: Upstreams, path: str, settings: Settings, minter: IdentityMinter):
         self.upstreams = upstreams
+        self.minter = minter  # a service's own documents answer only an internal identity
         self.path = path
         self.ttl = settings.openapi_cache_seconds
         self.timeout = settings.health_timeout_seconds
@@ -55,7 +58,8 @@ class MergedDocument:
     async def _fetch(self, service: str) -> Part:
         try:
             async with asyncio.timeout(self.timeout):
-                r = await self.upstreams.fetch(service, "GET", self.path, [])
+                own = [(HEADER, self.minter.mint(service_principal("gateway")))]
+                r = await self.upstreams.fetch(service, "GET", self.path, own)
             if r.status_code == 404:
                 return Part(service, "absent", {})
             doc = r.json() if r.status_code == 200 else None

@@ -38,6 +38,7 @@ class Gateway:
     @classmethod
     def build(cls, settings: Settings, db: Database, policy: Policy) -> Gateway:
         upstreams = Upstreams(settings)
+        minter = IdentityMinter(settings.identity_secret, settings.identity_ttl_seconds)
         return cls(
             settings=settings,
             db=db,
@@ -46,9 +47,9 @@ class Gateway:
             auth=Authenticator(settings, db),
             limiter=RateLimiter(settings),
             forwarder=Forwarder(settings, db, upstreams),
-            minter=IdentityMinter(settings.identity_secret, settings.identity_ttl_seconds),
-            openapi=MergedDocument(upstreams, "/openapi.json", settings),
-            asyncapi=MergedDocument(upstreams, "/asyncapi.json", settings),
+            minter=minter,
+            openapi=MergedDocument(upstreams, "/openapi.json", settings, minter),
+            asyncapi=MergedDocument(upstreams, "/asyncapi.json", settings, minter),
         )
 
     async def aclose(self) -> None:

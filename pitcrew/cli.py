@@ -19,6 +19,7 @@ def up(
     demo: bool = typer.Option(False, "--demo", help="Load a believable demo company after start-up."),
     var_dir: Path = typer.Option(Path(os.environ.get("PITCREW_VAR_DIR", "var")), help="Data folder."),
     host: str = typer.Option("127.0.0.1", help="Address every process listens on."),
+    ready_timeout: float = typer.Option(180.0, help="Seconds every app gets to become ready (a busy laptop is slow)."),
 ) -> None:
     """Start NATS, migrate every database, start the four services and the gateway."""
     from gateway.devtokens import mint_dev_token
@@ -31,7 +32,7 @@ def up(
     # Until the stack is up, SIGTERM unwinds like Ctrl-C so no child is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
     typer.echo("starting NATS, migrating, starting the five apps ...")
-    stack, urls, nats_url = start_stack(host=host, var_dir=var_dir.resolve())
+    stack, urls, nats_url = start_stack(host=host, var_dir=var_dir.resolve(), ready_timeout=ready_timeout)
     try:
         token = mint_dev_token(GatewaySettings(), "dev-admin", ["admin"], ttl=12 * 3600)
         typer.echo("\nPitcrew is up.")
@@ -51,7 +52,7 @@ def up(
     typer.echo("\nDevelopment admin token (12 h):")
     typer.echo(f"  export PITCREW_TOKEN={token}")
     typer.echo(f'  curl -H "Authorization: Bearer $PITCREW_TOKEN" {urls["gateway"]}/budget/v1/plans')
-    typer.echo("\nCtrl-C stops everything.")
+    typer.echo("\nA process that dies is started again; Ctrl-C stops everything.")
     raise typer.Exit(run_until_signal(stack))
 
 

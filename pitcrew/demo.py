@@ -397,12 +397,12 @@ def load_demo(
     touchpoints, conversions = [], []
     for j in range(300):
         jid = f"demo-journey-{j}"
-        start = dt.datetime(year, rnd.randint(1, max(1, today.month - 1)), rnd.randint(1, 28), tzinfo=dt.UTC)
+        journey_start = dt.datetime(year, rnd.randint(1, max(1, today.month - 1)), rnd.randint(1, 28), tzinfo=dt.UTC)
         for k in range(rnd.randint(1, 5)):
             touchpoints.append(
                 {
                     "journey_id": jid,
-                    "time": (start + dt.timedelta(days=3 * k)).isoformat(),
+                    "time": (journey_start + dt.timedelta(days=3 * k)).isoformat(),
                     "channel": rnd.choice(CHANNELS),
                     "campaign": "demo",
                 }
@@ -411,7 +411,7 @@ def load_demo(
             conversions.append(
                 {
                     "journey_id": jid,
-                    "time": (start + dt.timedelta(days=20)).isoformat(),
+                    "time": (journey_start + dt.timedelta(days=20)).isoformat(),
                     "value": _money(rnd.randint(500, 5000)),
                 }
             )
@@ -447,14 +447,14 @@ def load_demo(
             },
         )
     made = []
-    for code, amount, memo in requests:
+    for code, asked, memo in requests:
         made.append(
             marketer.post(
                 "/budget/v1/commitments",
                 {
                     "line_id": lines[code]["id"],
                     "period": current,
-                    "amount": amount,
+                    "amount": asked,
                     "currency": "EUR",
                     "external_ref": f"REQ-{uuid.uuid4().hex[:6].upper()}",
                     "memo": memo,

@@ -1,11 +1,13 @@
 """`pitcrew up`: NATS, migrations, the four services and the gateway, as child processes.
 
-Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then SIGKILL after a
-grace period), so nothing is left running.
+A child that dies is started again after a backoff (1 s, doubling to 30 s) while the others keep
+running, and the launcher says so. Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then
+SIGKILL after a grace period), so nothing is left running.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -216,7 +218,8 @@ def start_stack(
                 nats_port = free_port(host)
                 echo(f"port {parsed.port or 4222} is taken; starting NATS on {nats_port} instead")
             nats_url = f"nats://{host}:{nats_port}"
-            stack.add(Child("nats", start_nats(nats_port, var_dir / "nats", host, log_dir / "nats.log")))
+            nats_args = (nats_port, var_dir / "nats", host, log_dir / "nats.log")
+            stack.add(Child("nats", start_nats(*nats_args), restart=functools.partial(start_nats, *nats_args)))
             wait_for_port(host, nats_port)
         urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
         for name, port in ports.items():
@@ -240,23 +243,72 @@ def start_stack(
     return stack, urls, nats_url
 
 
+@dataclass
+class Backoff:
+    """When a crashed child may start again: 1 s, 2 s, 4 s ... at most `cap`; a child that then
+    stays up for `stable` seconds is forgiven its past crashes."""
+
+    base: float = 1.0
+    cap: float = 30.0
+    stable: float = 60.0
+    crashes: int = 0
+    started_at: float = 0.0
+    due: float | None = None  # when the pending restart happens
+
+    def crashed(self, now: float) -> float:
+        if now - self.started_at >= self.stable:
+            self.crashes = 0
+        delay = min(self.cap, self.base * 2**self.crashes)
+        self.crashes += 1
+        self.due = now + delay
+        return delay
+
+
+def supervise(
+    stack: Stack,
+    stopping: Callable[[], bool],
+    echo: Callable[[str], None] = print,
+    *,
+    backoff: Callable[[], Backoff] = Backoff,
+    clock: Callable[[], float] = time.monotonic,
+    tick: float = 0.2,
+) -> None:
+    """Until `stopping()`: a child that dies is started again after its backoff, the others keep
+    running. A child that cannot be restarted (no way to start it) is reported and left down."""
+    state = {c.name: backoff() for c in stack.children}
+    for b in state.values():
+        b.started_at = clock()
+    while not stopping():
+        now = clock()
+        for child in stack.children:
+            b = state.setdefault(child.name, backoff())
+            if child.proc.poll() is None:
+                continue
+            if b.due is None:
+                if child.restart is None:
+                    continue  # reported below once
+                delay = b.crashed(now)
+                echo(
+                    f"{child.name} exited unexpectedly (code {child.proc.returncode}); restarting it in "
+                    f"{delay:g} s (crash {b.crashes}); the others keep running"
+                )
+            elif now >= b.due:
+                assert child.restart is not None
+                child.proc = child.restart()
+                b.due, b.started_at = None, now
+                echo(f"{child.name} restarted (pid {child.proc.pid})")
+        time.sleep(tick)
+
+
 def run_until_signal(stack: Stack) -> int:
-    """Block until SIGINT/SIGTERM or a child dies; stop everything; exit code."""
-    stopping = {"signal": None}
+    """Block until SIGINT/SIGTERM, restarting a child that dies (with backoff); then stop everything."""
+    stopping: dict[str, int | None] = {"signal": None}
 
     def _handler(signum: int, _frame: object) -> None:
         stopping["signal"] = signum
 
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    code = 0
-    while stopping["signal"] is None:
-        if (dead := stack.dead()) is not None:
-            print(
-                f"{dead.name} exited unexpectedly (code {dead.proc.returncode}); stopping everything", file=sys.stderr
-            )
-            code = 1
-            break
-        time.sleep(0.2)
+    supervise(stack, lambda: stopping["signal"] is not None, lambda line: print(line, file=sys.stderr))
     stack.stop()
-    return code
+    return 0

@@ -70,6 +70,7 @@ class Runtime:
         self.extras: dict[str, Any] = {}
         self.domain: Any = None  # the service's typed container, set from ServiceSpec.build
         self.loop_lag = LoopLagMonitor(settings.service_name)
+        self.metrics_port = ops.MetricsPort(settings.metrics_port, settings.metrics_host)
 
     def transaction(self, *, readonly: bool = False) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         return self.db.transaction(readonly=readonly)
@@ -112,6 +113,9 @@ class ServiceSpec:
     build: Callable[[Runtime], Any] | None = None
     # What it publishes and consumes: consumers dead-letter a schema_version they do not read.
     catalogue: Catalogue | None = None
+    # /metrics on the app's port for an admin identity; the edge (the gateway) serves it only on
+    # its metrics port, since its own port faces the internet.
+    metrics_on_app_port: bool = True
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -163,6 +167,11 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         version="0.1.0",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # The service's own document is internal (the gateway publishes the merged one): served
+        # below to an admin identity only, and no documentation pages on a service's port.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.identity = Verifier(settings.identity_secret)
@@ -171,12 +180,17 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         runtime.domain = spec.build(runtime)
     problems.install(app)
     openapi.install(app)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=ops.INTERNAL)
+    async def document() -> dict[str, Any]:
+        return app.openapi()
+
     checks: dict[str, ops.Dependency] = {"database": ops.Dependency(_db_check)}
     if spec.uses_nats:
         checks["nats"] = ops.Dependency(_nats_check, required=False)
         checks["outbox"] = ops.Dependency(_outbox_check, required=False)
     checks.update({name: ops.Dependency(check) for name, check in spec.extra_checks.items()})
-    app.include_router(ops.router(checks, spec.catalogue))
+    app.include_router(ops.router(checks, spec.catalogue, metrics=spec.metrics_on_app_port))
     for r in spec.routers:
         app.include_router(r)
     if spec.handlers is not None:
@@ -191,6 +205,7 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
 
 
 async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
+    runtime.metrics_port.start()
     runtime.loop_lag.start()
     runtime.bus.start()
     handlers = spec.handlers(runtime) if spec.handlers else {}
@@ -237,3 +252,4 @@ async def stop_runtime(runtime: Runtime, spec: ServiceSpec) -> None:
     await runtime.bus.close()
     await runtime.db.dispose()
     await runtime.loop_lag.stop()
+    runtime.metrics_port.stop()

@@ -73,6 +73,13 @@ class TooMuchWork(DomainError):
     kind = "too-much-work"
 
 
+class Unavailable(DomainError):
+    """Something the answer needs cannot be reached now (503): try again later."""
+
+    title = "Service unavailable"
+    kind = "unavailable"
+
+
 class PreconditionFailed(DomainError):
     title = "Precondition failed"
     kind = "precondition-failed"

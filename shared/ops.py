@@ -15,13 +15,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
 from shared import asyncapi
 from shared.contracts import Catalogue
+from shared.identity import require_roles
+
+# What only an operator or another Pitcrew process reads on a service's own port: metrics name every
+# route and its traffic, the documents every field. The gateway fetches the documents with its own
+# identity and publishes the merged ones; Prometheus scrapes the metrics port (MetricsPort).
+INTERNAL = [Depends(require_roles())]
 
 ReadinessCheck = Callable[[Request], Awaitable[tuple[bool, str]]]
 CHECK_TIMEOUT = 2.0  # seconds a dependency gets to answer before it counts as down
@@ -51,13 +58,17 @@ async def _run(request: Request, deps: dict[str, Dependency]) -> dict[str, dict[
     }
 
 
-def router(checks: dict[str, Dependency], catalogue: Catalogue | None = None) -> APIRouter:
+def router(checks: dict[str, Dependency], catalogue: Catalogue | None = None, *, metrics: bool = True) -> APIRouter:
     r = APIRouter(tags=["operations"])
 
     if catalogue is not None:
         own = asyncapi.part(catalogue)
 
-        @r.get("/asyncapi.json", summary="This service's part of the AsyncAPI document (merged at the gateway)")
+        @r.get(
+            "/asyncapi.json",
+            summary="This service's part of the AsyncAPI document (merged at the gateway)",
+            dependencies=INTERNAL,
+        )
         async def asyncapi_part() -> dict[str, Any]:
             return own
 
@@ -88,8 +99,31 @@ def router(checks: dict[str, Dependency], catalogue: Catalogue | None = None) ->
             "dependencies": detail,
         }
 
-    @r.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)  # documented as text/plain
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @r.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, dependencies=INTERNAL)
+        async def metrics_text() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return r
+
+
+class MetricsPort:
+    """/metrics on a port of its own (prometheus-client's server, in a thread), for Prometheus.
+
+    The app's port answers /metrics only to an admin identity; this one answers anyone who can
+    reach it, so it binds where only the scraper can (the pod's network, never the Service)."""
+
+    def __init__(self, port: int | None, host: str):
+        self.port, self.host = port, host
+        self._server: WSGIServer | None = None
+
+    def start(self) -> None:
+        if self.port is not None and self._server is None:
+            self._server, _thread = start_http_server(self.port, addr=self.host)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

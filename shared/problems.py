@@ -30,6 +30,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.Forbidden: 403,
     errors.Unauthorized: 401,
     errors.PreconditionFailed: 412,
+    errors.Unavailable: 503,
 }
 
 _TITLES = {

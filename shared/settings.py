@@ -53,6 +53,10 @@ class BaseServiceSettings(BaseSettings):
     log_level: str = Field(default_factory=lambda: _env("PITCREW_LOG_LEVEL", "INFO"))
     log_json: bool = True
     var_dir: str = Field(default_factory=lambda: _env("PITCREW_VAR_DIR", "./var"))
+    # Prometheus scrapes /metrics here, a port of its own that the Service and the ingress never
+    # expose; on the app's port /metrics answers only an admin identity. None: no metrics port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _defaults_and_production_guard(self) -> BaseServiceSettings:

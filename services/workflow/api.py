@@ -1,51 +1,37 @@
 """Routes of the workflow service: parse, authorize, call the domain, shape the answer.
 
 Roles: calendars and definitions are written by admin and mops; any role but analyst
-may start instances and act on tasks, and the engine then checks that the caller holds
+may start instances and act on tasks, and the domain then checks that the caller holds
 a seat of the task (403 otherwise) and is not the requester (four eyes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
 
-from services.workflow.engine import Engine, definition_view
-from services.workflow.schemas import (
-    CalendarIn,
-    CommentIn,
-    CommentRequired,
-    DefinitionIn,
-    DelegateIn,
-    InstanceIn,
-    ResubmitIn,
-)
+from services.workflow import calendar_store, decisions, definitions, lifecycle, queries, schemas
+from services.workflow.container import Workflow, domain
+from services.workflow.decisions import Decision
+from services.workflow.instances import Instance
+from services.workflow.schemas import CommentIn, ResubmitIn
 from shared.app import Runtime, get_runtime
 from shared.bounds import INT32_MAX, within
-from shared.errors import Invalid, NotFound
+from shared.errors import Invalid
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import ROLES, Principal, current_principal, require_roles
+from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 configurers = require_roles("mops", unscoped="A calendar or definition")
 writers = require_roles(*(r for r in ROLES if r != "analyst"))
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-
-
-def engine_of(runtime: Runtime) -> Engine:
-    """The service's one Engine (its calendar cache lives as long as the process)."""
-    engine = runtime.extras.get("engine")
-    if engine is None:
-        engine = runtime.extras["engine"] = Engine(runtime)
-    return engine
-
-
-async def get_engine(rt: Runtime = Depends(get_runtime)) -> Engine:
-    return engine_of(rt)
+IfMatch = Header(None, alias="If-Match")
 
 
 def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
@@ -71,96 +57,76 @@ def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime
 # ----------------------------------------------------------------------------- calendars
 
 
-@router.post("/calendars", status_code=201)
+@router.post("/calendars", status_code=201, response_model=schemas.CalendarOut, responses=problems(409))
 async def create_calendar(
-    body: CalendarIn,
-    request: Request,
-    p: Principal = Depends(configurers),
-    rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    return await rt.idempotent(request, p, lambda s: engine.create_calendar(s, body.model_dump(), p.subject))
+    body: schemas.CalendarIn, request: Request, p: Principal = Depends(configurers), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    return await rt.idempotent(request, p, lambda uow: calendar_store.create_calendar(uow, p, body=body))
 
 
-@router.get("/calendars")
-async def list_calendars(rt: Runtime = Depends(get_runtime), engine: Engine = Depends(get_engine)):
-    async with rt.transaction(readonly=True) as s:
-        return {"items": await engine.list_calendars(s), "next_cursor": None}
+@router.get("/calendars", response_model=schemas.CalendarPage, responses=problems())
+async def list_calendars(rt: Runtime = Depends(get_runtime)) -> schemas.CalendarPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return schemas.CalendarPage(items=await calendar_store.list_calendars(uow), next_cursor=None)
 
 
-@router.get("/calendars/{key}")
-async def get_calendar(key: str, rt: Runtime = Depends(get_runtime), engine: Engine = Depends(get_engine)):
-    async with rt.transaction(readonly=True) as s:
-        return await engine.get_calendar_view(s, key)
+@router.get("/calendars/{key}", response_model=schemas.CalendarOut, responses=problems(404))
+async def get_calendar(key: str, rt: Runtime = Depends(get_runtime)) -> schemas.CalendarOut:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await calendar_store.get_calendar(uow, key)
 
 
 # --------------------------------------------------------------------------- definitions
 
 
-@router.post("/definitions", status_code=201)
+@router.post("/definitions", status_code=201, response_model=schemas.DefinitionOut, responses=problems(409))
 async def create_definition(
-    body: DefinitionIn,
+    body: schemas.DefinitionIn,
     request: Request,
     p: Principal = Depends(configurers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    doc = body.model_dump(mode="json")
-    return await rt.idempotent(request, p, lambda s: engine.create_definition(s, doc, p.subject))
+    wf: Workflow = Depends(domain),
+) -> Response:
+    return await rt.idempotent(
+        request, p, lambda uow: definitions.create_definition(uow, p, body=body, calendars=wf.calendars)
+    )
 
 
-@router.get("/definitions")
+@router.get("/definitions", response_model=schemas.DefinitionPage, responses=problems())
 async def list_definitions(
-    limit: int = Limit,
-    cursor: str | None = None,
-    rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await engine.list_definitions(s, limit, cursor)
-    return {"items": items, "next_cursor": nxt}
+    limit: int = Limit, cursor: str | None = None, rt: Runtime = Depends(get_runtime)
+) -> schemas.DefinitionPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await definitions.list_definitions(uow, limit=limit, cursor=cursor)
 
 
-@router.get("/definitions/{key}")
+@router.get("/definitions/{key}", response_model=schemas.DefinitionOut, responses=problems(404))
 async def get_definition(
-    key: str,
-    version: int | None = Query(None, ge=1, le=INT32_MAX),
-    rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction(readonly=True) as s:
-        return definition_view(await engine.get_definition(s, key, version))
+    key: str, version: int | None = Query(None, ge=1, le=INT32_MAX), rt: Runtime = Depends(get_runtime)
+) -> schemas.DefinitionOut:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return (await definitions.get_definition(uow, key, version)).view()
 
 
 # ----------------------------------------------------------------------------- instances
 
 
-@router.post("/instances", status_code=201)
+@router.post("/instances", status_code=201, response_model=schemas.InstanceOut, responses=problems(409))
 async def start_instance(
-    body: InstanceIn,
+    body: schemas.InstanceIn,
     request: Request,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async def action(s: Any) -> dict[str, Any]:
-        try:
-            definition = await engine.get_definition(s, body.definition_key, body.definition_version)
-        except NotFound as exc:  # an unknown key in the body is a 422 naming the field
-            raise Invalid.on(
-                "definition_key",
-                f"no definition {body.definition_key!r}"
-                + (f" version {body.definition_version}" if body.definition_version else ""),
-            ) from exc
-        if not p.may_see(body.context):
-            raise Invalid.on("context", "is outside your scopes")
-        inst = await engine.start(s, definition, body.subject.model_dump(), body.context, p.subject, p.request_id)
-        return await engine.instance_view(s, inst["id"])
+    wf: Workflow = Depends(domain),
+) -> Response:
+    async def action(uow: UnitOfWork) -> schemas.InstanceOut:
+        inst: Instance = await lifecycle.start_instance(uow, p, body=body, wf=wf)
+        return await queries.instance_view(uow, inst.id, wf=wf)
 
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/instances")
+@router.get("/instances", response_model=schemas.InstancePage, responses=problems())
 async def list_instances(
     status: str | None = None,
     definition: str | None = None,
@@ -169,163 +135,164 @@ async def list_instances(
     cursor: str | None = None,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await engine.list_instances(
-            s, p, status=status, definition_key=definition, subject_id=subject_id, limit=limit, cursor=cursor
+) -> schemas.InstancePage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await queries.list_instances(
+            uow, p, status=status, definition_key=definition, subject_id=subject_id, limit=limit, cursor=cursor
         )
-    return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/instances/{instance_id}")
+@router.get("/instances/{instance_id}", response_model=schemas.InstanceOut, responses=problems(404))
 async def get_instance(
     instance_id: str,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction(readonly=True) as s:
-        await engine.ensure_visible(s, await engine.get_instance_row(s, instance_id), p)
-        return await engine.instance_view(s, instance_id)
+    wf: Workflow = Depends(domain),
+) -> schemas.InstanceOut:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await queries.visible_instance(uow, p, instance_id=instance_id, wf=wf)
 
 
-@router.post("/instances/{instance_id}/resubmit")
+@router.post("/instances/{instance_id}/resubmit", response_model=schemas.InstanceOut, responses=problems(404, 409, 412))
 async def resubmit(
     instance_id: str,
     body: ResubmitIn | None = None,
-    if_match: str | None = Header(None),
+    if_match: str | None = IfMatch,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
+    wf: Workflow = Depends(domain),
+) -> schemas.InstanceOut:
     body = body or ResubmitIn()
-    async with rt.transaction() as s:
-        return await engine.resubmit(s, instance_id, p, body.context, body.comment, parse_if_match(if_match))
+    version = parse_if_match(if_match)
+    async with rt.unit_of_work() as uow:
+        return await decisions.resubmit(
+            uow, p, instance_id=instance_id, context_patch=body.context, comment=body.comment, if_match=version, wf=wf
+        )
 
 
-@router.post("/instances/{instance_id}/cancel")
+@router.post("/instances/{instance_id}/cancel", response_model=schemas.InstanceOut, responses=problems(404, 409, 412))
 async def cancel(
     instance_id: str,
     body: CommentIn | None = None,
-    if_match: str | None = Header(None),
+    if_match: str | None = IfMatch,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction() as s:
-        return await engine.cancel(s, instance_id, p, (body or CommentIn()).comment, parse_if_match(if_match))
+    wf: Workflow = Depends(domain),
+) -> schemas.InstanceOut:
+    comment, version = (body or CommentIn()).comment, parse_if_match(if_match)
+    async with rt.unit_of_work() as uow:
+        return await decisions.cancel(uow, p, instance_id=instance_id, comment=comment, if_match=version, wf=wf)
 
 
-@router.post("/instances/{instance_id}/comments", status_code=201)
+@router.post(
+    "/instances/{instance_id}/comments", status_code=201, response_model=schemas.CommentOut, responses=problems(404)
+)
 async def comment(
     instance_id: str,
-    body: CommentRequired,
+    body: schemas.CommentRequired,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction() as s:
-        return await engine.comment(s, instance_id, p, body.comment)
+    wf: Workflow = Depends(domain),
+) -> schemas.CommentOut:
+    async with rt.unit_of_work() as uow:
+        return await decisions.comment(uow, p, instance_id=instance_id, text=body.comment, wf=wf)
 
 
 # --------------------------------------------------------------------------------- tasks
 
 
-@router.get("/tasks")
+@router.get("/tasks", response_model=schemas.TaskPage, responses=problems())
 async def inbox(
     assignee: str = Query("me", description="only `me`: the caller's user, roles and scopes"),
     limit: int = Limit,
     cursor: str | None = None,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
+    wf: Workflow = Depends(domain),
+) -> schemas.TaskPage:
     if assignee != "me":
         raise Invalid.on("query.assignee", "only assignee=me is supported")
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await engine.inbox(s, p, limit, cursor)
-    return {"items": items, "next_cursor": nxt}
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await queries.inbox(uow, p, limit=limit, cursor=cursor, wf=wf)
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", response_model=schemas.TaskOut, responses=problems(404))
 async def get_task(
     task_id: str,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction(readonly=True) as s:
-        task, inst = await engine.get_task(s, task_id)
-        await engine.ensure_visible(s, inst, p)
-        return await engine.task_view(s, task, inst, dt.datetime.now(dt.UTC))
+    wf: Workflow = Depends(domain),
+) -> schemas.TaskOut:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await queries.visible_task(uow, p, task_id=task_id, wf=wf)
 
 
 async def _decide(
-    task_id: str, decision: str, body: CommentIn | None, p: Principal, rt: Runtime, engine: Engine
-) -> dict[str, Any]:
-    async with rt.transaction() as s:
-        return await engine.decide(s, task_id, p, decision, (body or CommentIn()).comment)
+    task_id: str, decision: Decision, body: CommentIn | None, p: Principal, rt: Runtime, wf: Workflow
+) -> schemas.InstanceOut:
+    async with rt.unit_of_work() as uow:
+        return await decisions.decide(
+            uow, p, task_id=task_id, decision=decision, comment=(body or CommentIn()).comment, wf=wf
+        )
 
 
-@router.post("/tasks/{task_id}/approve")
+@router.post("/tasks/{task_id}/approve", response_model=schemas.InstanceOut, responses=problems(404, 409))
 async def approve(
     task_id: str,
     body: CommentIn | None = None,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    return await _decide(task_id, "approve", body, p, rt, engine)
+    wf: Workflow = Depends(domain),
+) -> schemas.InstanceOut:
+    return await _decide(task_id, "approve", body, p, rt, wf)
 
 
-@router.post("/tasks/{task_id}/reject")
+@router.post("/tasks/{task_id}/reject", response_model=schemas.InstanceOut, responses=problems(404, 409))
 async def reject(
     task_id: str,
     body: CommentIn | None = None,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    return await _decide(task_id, "reject", body, p, rt, engine)
+    wf: Workflow = Depends(domain),
+) -> schemas.InstanceOut:
+    return await _decide(task_id, "reject", body, p, rt, wf)
 
 
-@router.post("/tasks/{task_id}/request-changes")
+@router.post("/tasks/{task_id}/request-changes", response_model=schemas.InstanceOut, responses=problems(404, 409))
 async def request_changes(
     task_id: str,
     body: CommentIn | None = None,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    return await _decide(task_id, "request_changes", body, p, rt, engine)
+    wf: Workflow = Depends(domain),
+) -> schemas.InstanceOut:
+    return await _decide(task_id, "request_changes", body, p, rt, wf)
 
 
-@router.post("/tasks/{task_id}/delegate")
+@router.post("/tasks/{task_id}/delegate", response_model=schemas.TaskOut, responses=problems(404, 409))
 async def delegate(
     task_id: str,
-    body: DelegateIn,
+    body: schemas.DelegateIn,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
-    async with rt.transaction() as s:
-        return await engine.delegate(s, task_id, p, body.to_user, body.comment)
+    wf: Workflow = Depends(domain),
+) -> schemas.TaskOut:
+    async with rt.unit_of_work() as uow:
+        return await decisions.delegate(uow, p, task_id=task_id, to_user=body.to_user, comment=body.comment, wf=wf)
 
 
 # ------------------------------------------------------------------------------- reports
 
 
-@router.get("/reports/sla")
+@router.get("/reports/sla", response_model=schemas.SlaReport, responses=problems())
 async def sla_report(
     definition: str | None = None,
     from_: str | None = Query(None, alias="from"),
     to: str | None = None,
     rt: Runtime = Depends(get_runtime),
-    engine: Engine = Depends(get_engine),
-):
+) -> schemas.SlaReport:
     start, end = _instant(from_, "from"), _instant(to, "to", end=True)
     if start and end and end <= start:
         raise Invalid.on("query.to", "must be after from")
-    async with rt.transaction(readonly=True) as s:
-        return await engine.sla_report(s, definition, start, end)
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await queries.sla_report(uow, definition_key=definition, start=start, end=end)

@@ -97,11 +97,15 @@ def evaluate(cond: Any, context: dict[str, Any]) -> bool:
             return str(expected) in actual
         return isinstance(actual, str) and str(expected) in actual
     a, b = _number(actual), _number(expected)
-    if a is None or b is None:
-        if not (isinstance(actual, str) and isinstance(expected, str)):
-            return False
-        a, b = actual, expected  # type: ignore[assignment] - strings order lexically (ISO dates)
-    return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[op]
+    if a is not None and b is not None:
+        return _ordered(op, a, b)
+    if isinstance(actual, str) and isinstance(expected, str):  # strings order lexically (ISO dates)
+        return _ordered(op, actual, expected)
+    return False
+
+
+def _ordered(op: str, a: Any, b: Any) -> bool:
+    return bool({"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[op])
 
 
 def specificity(cond: Any) -> int:

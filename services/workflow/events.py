@@ -1,117 +1,151 @@
-"""What the workflow service consumes (docs/events.md); it publishes through the engine's outbox calls.
+"""The workflow's event contract: every subject it publishes, the model of each event's `data`,
+and what it consumes (budget's commitment requests, registry's renewals due).
 
-Each handler runs inside the consumer's transaction with the inbox row, so a
-redelivered event starts no second instance. Each first checks what it takes from the
-event (`event_data`) and raises Invalid, which the consumer dead-letters at once: an
-event that can never apply must not crash and be redelivered.
+Consumers (KPI's SLA attainment, budget's decisions, a notifier) import this module to read
+workflow events, so it imports only pydantic and shared. Model names carry the service's name:
+the gateway merges every service's schemas into one AsyncAPI document. (Registry's events module,
+which names the renewal subject, imports only pydantic and shared as well.) The payloads are those
+the service has always published: an instance event carries its cycle times only once the
+instance has finished, so the finished outcomes have a model of their own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import Field, PlainSerializer, WithJsonSchema
 
-from services.workflow.api import engine_of
-from services.workflow.schemas import field_name, json_problems
-from shared.app import Runtime
-from shared.consumer import Handler
-from shared.errors import Errors, Invalid
-from shared.events import Envelope
-from shared.identity import SUBJECT_MAX
+from services.registry.events import RENEWAL_DUE as REGISTRY_RENEWAL_DUE
+from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
-FALLBACK = {"budget.commitment.requested": "budget-approval", "registry.renewal.due": "tool-renewal"}
-ID_MAX = 200  # instances.subject_id is VARCHAR(200); requester is SUBJECT_MAX wide
-CORRELATION_MAX = 100  # instances.correlation_id is VARCHAR(100)
+InstanceStatus = Literal["running", "changes_requested", "approved", "rejected", "cancelled"]
+FinalStatus = Literal["approved", "rejected", "cancelled"]
 
 
-def event_data(
-    env: Envelope, *, objects: tuple[str, ...] = (), texts: tuple[str, ...] = (), ids: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The event's data, or Invalid naming each bad field (data.<path>): an object of JSON the
-    context can hold (schemas.json_problems: nesting, numbers finite and below 2**53, storable
-    text), `objects` absent/null or objects, `texts` absent/null/empty or 1-200 printable
-    characters, `ids` the same or integers. The envelope's subject_id (the subject when no id is
-    given) and correlation (correlation_id, else id) must fit their columns."""
-    data = env.data
-    errors = Errors()
-    if not isinstance(data, dict):
-        raise Invalid.on("data", f"must be an object, not {type(data).__name__}")
-    for path, message in json_problems(data):
-        errors.add(field_name("data", path), message)
-    for name in objects:
-        if data.get(name) is not None and not isinstance(data[name], dict):
-            errors.add(f"data.{name}", f"must be an object, not {type(data[name]).__name__}")
-    for name in (*texts, *ids):
-        value = data.get(name)
-        limit = ID_MAX if name in ids else SUBJECT_MAX
-        if value in (None, "") or (name in ids and type(value) is int):
-            continue
-        if not isinstance(value, str):
-            errors.add(f"data.{name}", f"must be text, not {type(value).__name__}")
-        elif not _printable(value, limit):
-            errors.add(f"data.{name}", f"must be 1 to {limit} printable characters")
-    if all(data.get(name) in (None, "") for name in ids) and not _printable(env.subject_id, ID_MAX):
-        errors.add("subject_id", f"must be 1 to {ID_MAX} printable characters")
-    if not _printable(env.correlation_id or env.id, CORRELATION_MAX):
-        errors.add(
-            "correlation_id" if env.correlation_id else "id", f"must be 1 to {CORRELATION_MAX} printable characters"
-        )
-    errors.raise_if_any(
-        f"{env.type} event {env.id[:CORRELATION_MAX]!r} cannot apply: "
-        + "; ".join(f"{e.field}: {e.message}" for e in errors.items[:5])
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+# An instant as the workflow has always written it: ISO 8601 with its offset (`+00:00`, not `Z`).
+Timestamp = Annotated[
+    dt.datetime,
+    PlainSerializer(_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+
+
+class WorkflowSubject(EventData):
+    """What an instance decides on, in the service that owns it (e.g. a budget commitment)."""
+
+    type: str
+    id: str
+    service: str
+
+
+class WorkflowInstance(EventData):
+    instance_id: str
+    definition_key: str
+    definition_version: int
+    subject: WorkflowSubject
+    context: dict[str, Any] = Field(description="the request's facts (amount, region, ...) the conditions read")
+    requester: str
+    status: InstanceStatus
+
+
+class WorkflowInstanceFinished(WorkflowInstance):
+    status: FinalStatus
+    finished_at: Timestamp
+    cycle_time_business_hours: float = Field(description="business hours on the definition's calendar")
+    cycle_time_hours: float = Field(description="wall-clock hours")
+    sla_met: bool = Field(description="no stage breached its SLA")
+
+
+class WorkflowAssignees(EventData):
+    roles: list[str]
+    users: list[str]
+
+
+class WorkflowTask(EventData):
+    task_id: str
+    instance_id: str
+    definition_key: str
+    stage: str
+    stage_index: int
+    assignees: WorkflowAssignees = Field(description="who may decide now (active seats)")
+    scope: dict[str, str] = Field(description="the context's values narrowing role holders, e.g. region")
+    due_at: Timestamp | None
+    decision: str | None = Field(description="approved | rejected | changes_requested once completed")
+    actor: str | None
+
+
+class WorkflowSla(EventData):
+    task_id: str
+    instance_id: str
+    definition_key: str
+    stage: str
+    due_at: Timestamp | None
+    escalation: dict[str, Any] = Field(
+        description="the stage's escalation: reassign_to_role, add_approver, notify (a list of recipients)"
     )
-    return data
+    context: dict[str, Any]
+    subject: WorkflowSubject
 
 
-def _printable(value: Any, limit: int) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
+INSTANCE_STARTED = EventSpec("workflow.instance.started", WorkflowInstance, "An approval workflow started")
+INSTANCE_CHANGES_REQUESTED = EventSpec(
+    "workflow.instance.changes_requested", WorkflowInstance, "An assignee asked the requester to rework the request"
+)
+INSTANCE_RESUBMITTED = EventSpec(
+    "workflow.instance.resubmitted",
+    WorkflowInstance,
+    "The requester reworked the request: the stage that asked reopens",
+)
+INSTANCE_APPROVED = EventSpec(
+    "workflow.instance.approved", WorkflowInstanceFinished, "Every stage approved: the subject may proceed"
+)
+INSTANCE_REJECTED = EventSpec(
+    "workflow.instance.rejected", WorkflowInstanceFinished, "An assignee rejected the request"
+)
+INSTANCE_CANCELLED = EventSpec(
+    "workflow.instance.cancelled", WorkflowInstanceFinished, "The requester, mops or an admin withdrew the request"
+)
+TASK_ASSIGNED = EventSpec(
+    "workflow.task.assigned", WorkflowTask, "A stage's task opened, was delegated or was reassigned by an escalation"
+)
+TASK_COMPLETED = EventSpec("workflow.task.completed", WorkflowTask, "A task was decided (approved, rejected, paused)")
+SLA_WARNING = EventSpec("workflow.sla.warning", WorkflowSla, "A task reached its SLA's warning point")
+SLA_BREACHED = EventSpec("workflow.sla.breached", WorkflowSla, "A task missed its SLA: the escalation applied")
 
+# The instance event of each status an instance moves to.
+INSTANCE_EVENTS: dict[str, EventSpec[Any]] = {
+    "started": INSTANCE_STARTED,
+    "changes_requested": INSTANCE_CHANGES_REQUESTED,
+    "resubmitted": INSTANCE_RESUBMITTED,
+    "approved": INSTANCE_APPROVED,
+    "rejected": INSTANCE_REJECTED,
+    "cancelled": INSTANCE_CANCELLED,
+}
 
-def commitment_context(data: dict[str, Any]) -> dict[str, Any]:
-    """The event's data with the line's dimensions flattened in (region, channel, ...) and kept as well."""
-    dims = data.get("dimensions") or {}
-    return {**{k: v for k, v in dims.items() if v is not None}, **data}
+ON_COMMITMENT_REQUESTED = Consumed(
+    "budget.commitment.requested", "Starts the matching approval definition (shipped: budget-approval)"
+)
+ON_RENEWAL_DUE = Consumed(REGISTRY_RENEWAL_DUE.subject, "Starts the matching renewal review (shipped: tool-renewal)")
 
-
-def handlers(runtime: Runtime) -> dict[str, Handler]:
-    """Subject -> handler for the events this service consumes."""
-    engine = engine_of(runtime)
-
-    async def start_for(
-        s: AsyncSession, env: Envelope, context: dict[str, Any], subject: dict[str, str], requester: str
-    ) -> None:
-        definition = await engine.match_definition(s, env.type, context)
-        if definition is None:
-            definition = await engine.get_definition(s, FALLBACK[env.type])
-        await engine.start(s, definition, subject, context, requester, env.correlation_id or env.id)
-
-    async def commitment_requested(s: AsyncSession, env: Envelope) -> None:
-        data = event_data(env, objects=("dimensions",), texts=("requested_by",), ids=("commitment_id",))
-        await start_for(
-            s,
-            env,
-            commitment_context(data),
-            {"type": "commitment", "id": str(data.get("commitment_id") or env.subject_id), "service": "budget"},
-            str(data.get("requested_by") or "service:budget"),
-        )
-
-    async def renewal_due(s: AsyncSession, env: Envelope) -> None:
-        data = event_data(env, ids=("contract_id",))
-        await start_for(
-            s,
-            env,
-            dict(data),
-            {"type": "contract", "id": str(data.get("contract_id") or env.subject_id), "service": "registry"},
-            "service:registry",
-        )
-
-    return {"budget.commitment.requested": commitment_requested, "registry.renewal.due": renewal_due}
-
-
-def timer_handlers(runtime: Runtime) -> dict[str, Any]:
-    """Timer kind -> handler: SLA warning and breach, fired once in the scheduler's transaction."""
-    from services.workflow.engine import BREACH, WARNING
-
-    engine = engine_of(runtime)
-    return {WARNING: engine.on_warning, BREACH: engine.on_breach}
+CATALOGUE = Catalogue(
+    "workflow",
+    publishes=(
+        INSTANCE_STARTED,
+        INSTANCE_CHANGES_REQUESTED,
+        INSTANCE_RESUBMITTED,
+        INSTANCE_APPROVED,
+        INSTANCE_REJECTED,
+        INSTANCE_CANCELLED,
+        TASK_ASSIGNED,
+        TASK_COMPLETED,
+        SLA_WARNING,
+        SLA_BREACHED,
+    ),
+    consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),
+    title="Workflow",
+)

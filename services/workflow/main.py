@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.workflow import api, events
+from services.workflow import api, container, handlers
+from services.workflow.defaults import ensure_defaults
+from services.workflow.events import CATALOGUE
 from services.workflow.models import infra
 from services.workflow.scheduler import use_batched_scheduler
 from services.workflow.settings import Settings
@@ -13,8 +15,10 @@ from shared.app import Runtime, ServiceSpec, create_service_app
 
 async def on_startup(runtime: Runtime) -> None:
     """Shipped defaults (calendar `default`, `budget-approval`, `tool-renewal`) exist once, whatever the replicas."""
-    await use_batched_scheduler(runtime, runtime.settings.timer_poll_seconds)  # type: ignore[attr-defined]
-    await api.engine_of(runtime).ensure_defaults()
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    await use_batched_scheduler(runtime, settings.timer_poll_seconds)
+    await ensure_defaults(runtime, runtime.domain)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,9 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Approval workflows with business-hours SLAs that escalate on their own.",
         infra=infra,
         routers=[api.router],
-        handlers=events.handlers,
-        timers=events.timer_handlers,
+        handlers=handlers.handlers,
+        timers=handlers.timer_handlers,
         on_startup=on_startup,
+        build=container.build,
+        catalogue=CATALOGUE,
     )
     return create_service_app(spec, settings or Settings())
 

@@ -15,8 +15,10 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from shared.app import Runtime
+from shared.context import Actor, actor_var
 from shared.db import utcnow
 from shared.timers import FIRED, LAG, TimerScheduler
+from shared.uow import UnitOfWork
 
 
 class _BatchFailed(Exception):
@@ -37,11 +39,13 @@ class BatchedTimerScheduler(TimerScheduler):
         if not self.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         try:
-            async with self.db.transaction() as s:
+            async with self.db.transaction() as session:
+                s = UnitOfWork(session, self.outbox)
                 rows = (await s.execute(query)).all()
                 for row in rows:
                     handler = self.handlers.get(row.kind)
                     if handler is not None:
+                        actor_var.set(Actor(f"service:{self.service}", "service", None, "TIMER", row.kind))
                         await handler(s, row)
                 fired_at = utcnow()
                 if rows:
@@ -70,5 +74,6 @@ async def use_batched_scheduler(runtime: Runtime, poll_seconds: float) -> None:
         poll_seconds=poll_seconds,
         batch=old.batch,
         clock=old.clock,
+        outbox=old.outbox,
     )
     runtime.scheduler.start()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from services.workflow.events import InstanceStatus, Timestamp
 from shared.bounds import Version
 
 KEY = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -51,8 +52,9 @@ def json_problems(value: Any, max_depth: int = MAX_DEPTH) -> list[tuple[tuple[st
             else:
                 stack.extend((child, (*path, i)) for i, child in enumerate(item))
         elif isinstance(item, str):
-            if _bad_text(item):
-                out.append((path, _bad_text(item)))
+            why = _bad_text(item)
+            if why:
+                out.append((path, why))
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
@@ -209,3 +211,170 @@ class DelegateIn(Strict):
 class ResubmitIn(Strict):
     context: JsonObject | None = Field(default=None, description="Fields merged into the context")
     comment: str | None = Field(default=None, max_length=4000)
+
+
+# --- answers -----------------------------------------------------------------------------------
+# Instants are ISO 8601 with their offset (`+00:00`), as the service has always answered.
+
+
+class CalendarOut(BaseModel):
+    id: str
+    key: str
+    timezone: str
+    hours: dict[str, Any]
+    holidays: dict[str, Any] = Field(description="country and subdivision, when given")
+    closed_dates: list[str]
+    version: int
+    created_at: Timestamp
+
+
+class CalendarPage(BaseModel):
+    items: list[CalendarOut]
+    next_cursor: str | None
+
+
+class DefinitionOut(BaseModel):
+    id: str
+    key: str
+    version: int
+    name: str
+    description: str | None
+    trigger: dict[str, Any] | None = Field(description="event, conditions, priority")
+    calendar: str
+    stages: list[dict[str, Any]] = Field(
+        description="name, assignees, mode, quorum, sla, escalation, auto_approve (every key, normalised)"
+    )
+    created_at: Timestamp
+    created_by: str
+
+
+class DefinitionPage(BaseModel):
+    items: list[DefinitionOut]
+    next_cursor: str | None
+
+
+class SubjectOut(BaseModel):
+    type: str
+    id: str
+    service: str
+
+
+class InstanceSummary(BaseModel):
+    id: str
+    status: InstanceStatus
+    definition_key: str
+    definition_version: int
+    subject: SubjectOut
+    context: dict[str, Any]
+    requester: str
+    current_stage: int
+    sla_met: bool
+    started_at: Timestamp
+    finished_at: Timestamp | None
+    cycle_time_business_hours: float | None
+    cycle_time_hours: float | None
+    version: int = Field(description="send it back as If-Match to resubmit or cancel only this state")
+
+
+class ApprovalOut(BaseModel):
+    actor: str
+    at: Timestamp
+
+
+class AssigneesOut(BaseModel):
+    roles: list[str]
+    users: list[str]
+
+
+class TaskOut(BaseModel):
+    id: str
+    instance_id: str
+    definition_key: str
+    subject: SubjectOut
+    requester: str
+    stage: str
+    stage_index: int
+    status: str = Field(description="open | approved | rejected | changes_requested | cancelled")
+    mode: str
+    required_approvals: int
+    approvals: list[ApprovalOut]
+    assignees: AssigneesOut
+    scope: dict[str, str]
+    calendar: str
+    warn_at: Timestamp | None
+    due_at: Timestamp | None
+    remaining_business_minutes: int | None
+    sla_state: str | None = Field(description="on_track | at_risk | breached; closed: met | breached | paused")
+    escalated: bool
+    decision: str | None
+    actor: str | None
+    created_at: Timestamp
+    completed_at: Timestamp | None
+
+
+class StageOut(BaseModel):
+    index: int
+    name: str
+    mode: str
+    status: str = Field(description="the status of its latest task, else auto_approved | pending")
+    sla: dict[str, Any] | None
+    escalation: dict[str, Any] | None
+
+
+class HistoryOut(BaseModel):
+    seq: int
+    at: Timestamp
+    actor: str
+    action: str
+    task_id: str | None
+    stage: str | None
+    comment: str | None
+    detail: dict[str, Any]
+
+
+class InstanceOut(InstanceSummary):
+    tasks: list[TaskOut]
+    stages: list[StageOut]
+    history: list[HistoryOut]
+
+
+class InstancePage(BaseModel):
+    items: list[InstanceSummary]
+    next_cursor: str | None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+class CommentOut(BaseModel):
+    seq: int
+    instance_id: str
+    actor: str
+    comment: str
+
+
+class Percentiles(BaseModel):
+    median: float | None
+    p90: float | None
+
+
+class StageBreaches(BaseModel):
+    stage: str
+    tasks: int
+    breaches: int
+
+
+class SlaReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    definition: str | None
+    from_: Timestamp | None = Field(alias="from")
+    to: Timestamp | None
+    count: int
+    outcomes: dict[str, int]
+    cycle_time_business_hours: Percentiles
+    cycle_time_hours: Percentiles
+    sla_attainment_pct: float | None
+    breaches_per_stage: list[StageBreaches] = Field(description="most breaches first")

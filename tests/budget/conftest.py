@@ -31,8 +31,9 @@ class Budget:
         self.c = client
 
     @property
-    def ledger(self):
-        return self.app.state.runtime.extras["ledger"]
+    def domain(self):
+        """The service's domain objects (services.budget.container.Budget)."""
+        return self.app.state.runtime.domain
 
     @property
     def runtime(self):

@@ -146,6 +146,7 @@ async def test_registry_contracts_commit_and_cancel_against_the_martech_line(liv
         "seats": 50,
         "auto_renew": True,
         "notice_days": 60,
+        "external_ref": "contract:c-1:1",
     }
     await publish(js, "registry.contract.created", "registry", "c-1", contract)
     await publish(js, "registry.contract.created", "registry", "c-1", contract)  # a second copy: one commitment
@@ -154,7 +155,7 @@ async def test_registry_contracts_commit_and_cancel_against_the_martech_line(liv
         return (await budget.balance(ln["id"]))["committed"] == "12000.00"
 
     await eventually(committed)
-    await publish(js, "registry.contract.cancelled", "registry", "c-1", contract)
+    await publish(js, "registry.contract.cancelled", "registry", "c-1", {**contract, "reason": "replaced"})
 
     async def released() -> bool:
         return (await budget.balance(ln["id"]))["committed"] == "0.00"

@@ -106,7 +106,7 @@ async def test_the_lane_takes_what_it_can_and_hands_fastapi_the_rest(new_db, mon
         app.dependency_overrides[object] = object  # overrides switch the lane off
         assert (await budget.c.post("/v1/commitments", headers=ADMIN, json=good)).status_code == 500
         app.dependency_overrides.clear()
-        text = (await budget.c.get("/metrics")).text
+        text = (await budget.c.get("/metrics", headers=ADMIN)).text
         assert 'method="POST",route="/v1/commitments",service="budget",status="201"' in text
 
     await _run(app, check)

@@ -21,6 +21,8 @@ import pytest
 
 from pitcrew.launcher import free_port, start_stack
 from pitcrew.topology import APPS
+from shared.identity import HEADER, Principal, mint
+from shared.settings import DEV_IDENTITY_SECRET
 from tests.conftest import BACKEND, POSTGRES_URL
 from tests.e2e.conftest import WEBHOOK_SECRETS, Cluster, wait_for
 from tests.e2e.test_flows import balance, setup_plan
@@ -79,7 +81,8 @@ def replicated(tmp_path_factory: pytest.TempPathFactory, own_nats) -> Iterator[C
 
 def metric_sum(url: str, name: str, **labels: str) -> float:
     total = 0.0
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+    internal = {HEADER: mint(Principal("ops", frozenset({"admin"})), DEV_IDENTITY_SECRET)}
+    for line in httpx.get(f"{url}/metrics", headers=internal, timeout=10).text.splitlines():
         if not line.startswith(name + "{") and not line.startswith(name + " "):
             continue
         if all(f'{k}="{v}"' in line for k, v in labels.items()):

@@ -7,7 +7,9 @@ import time
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
+from pitcrew.launcher import free_port
 from shared.errors import Unauthorized
 from shared.identity import HEADER, Principal, mint, verify
 from shared.settings import DEV_IDENTITY_SECRET
@@ -201,11 +203,16 @@ async def test_round_robin_over_replicas_skips_one_that_refuses(new_db, net, tok
         assert_problem(await gw.get("/budget/v1/items", headers=bearer(token("admin"))), 503)
 
 
-async def test_metrics_label_proxied_routes_by_service_and_class(gw, token):
-    for i in range(3):
-        await gw.get(f"/kpi/v1/things/{i}", headers=bearer(token("admin")))
-    await gw.post("/kpi/v1/things", json={}, headers=bearer(token("admin")))
-    text = (await gw.get("/metrics")).text
+async def test_metrics_label_proxied_routes_by_service_and_class(new_db, net, token):
+    port = free_port()
+    async with running_gateway(gateway_settings(await new_db("gateway"), metrics_port=port)) as gw:
+        for i in range(3):
+            await gw.get(f"/kpi/v1/things/{i}", headers=bearer(token("admin")))
+        await gw.post("/kpi/v1/things", json={}, headers=bearer(token("admin")))
+        # The edge never serves its metrics to the internet: only on the metrics port.
+        assert_problem(await gw.get("/metrics", headers=bearer(token("admin"))), 404)
+        async with httpx.AsyncClient() as scraper:
+            text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
     assert 'route="/kpi/* (read)"' in text and 'route="/kpi/* (write)"' in text
     assert "/kpi/v1/things/1" not in text
 
@@ -271,7 +278,7 @@ async def test_an_unexpected_error_on_the_proxy_path_is_a_500_problem_with_the_r
     body = assert_problem(r, 500)
     assert body["request_id"] == "req-500" and r.headers["x-request-id"] == "req-500"
     assert "storage exploded" not in r.text
-    text = (await gw.get("/metrics")).text
+    text = generate_latest().decode()  # this process's registry: what the metrics port serves
     assert 'route="/kpi/* (read)",service="gateway",status="500"' in text
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import signal
 
+import httpx
 import pytest
 
+from pitcrew.launcher import free_port
+from shared.ops import MetricsPort
 from tests.conftest import NatsServer, eventually
 from tests.harness import identity
 from tests.shared.sample import create_schema, make_app
@@ -70,3 +73,20 @@ async def test_readiness_needs_the_database(nats_url):
         assert ready.json()["status"] == "not_ready" and ready.json()["checks"]["database"]["ok"] is False
         deps = (await c.get("/health/dependencies")).json()
         assert deps["status"] == "degraded" and deps["dependencies"]["database"]["required"] is True
+
+
+def test_the_metrics_port_serves_prometheus_to_the_scraper_only_while_running():
+    port = free_port()
+    server = MetricsPort(port, "127.0.0.1")
+    server.start()
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.status_code == 200 and "python_info" in r.text
+    finally:
+        server.stop()
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+        raise AssertionError("the metrics port still answers after stop")
+    except httpx.ConnectError:
+        pass
+    MetricsPort(None, "127.0.0.1").start()  # no port configured: nothing listens, nothing fails

@@ -117,5 +117,11 @@ async def test_health_ready_metrics(app):
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["nats"]["ok"] is True
         assert ready.json()["checks"]["database"]["ok"] is True
-        metrics = await c.get("/metrics")
+        assert (await c.get("/metrics")).status_code == 401  # only an internal identity reads them here
+        assert (await c.get("/openapi.json")).status_code == 401
+        admin = mint(Principal("ops", frozenset({"admin"})), DEV_IDENTITY_SECRET)
+        metrics = await c.get("/metrics", headers={HEADER: admin})
         assert "pitcrew_http_requests_total" in metrics.text
+        assert (await c.get("/openapi.json", headers={HEADER: admin})).json()["openapi"].startswith("3.")
+        for page in ("/docs", "/redoc"):
+            assert (await c.get(page)).status_code == 404  # documentation pages live at the gateway

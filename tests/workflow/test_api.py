@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from services.workflow.defaults import ensure_defaults
 from tests.workflow.conftest import (
     ANALYST,
     APPROVER_ALL,
@@ -34,7 +35,7 @@ async def test_shipped_defaults_exist_once_after_startup(wf):
     assert budget["stages"][0]["escalation"] == {"reassign_to_role": "mops"}
     renewal = await wf.ok("GET", "/v1/definitions/tool-renewal", ANALYST)
     assert renewal["stages"][0]["sla"]["deadline_from_context"] == "notice_deadline"
-    await wf.runtime.extras["engine"].ensure_defaults()  # a second replica starting: no duplicates
+    await ensure_defaults(wf.runtime, wf.runtime.domain)  # a second replica starting: no duplicates
     listed = await wf.ok("GET", "/v1/definitions", ANALYST)
     assert sorted((d["key"], d["version"]) for d in listed["items"]) == [("budget-approval", 1), ("tool-renewal", 1)]
 

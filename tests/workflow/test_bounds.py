@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from services.workflow import conditions
-from services.workflow import events as wf_events
+from services.workflow import handlers as wf_handlers
 from services.workflow.calendars import BusinessCalendar
 from services.workflow.models import calendars, definitions, history, infra, instances, tasks
 from shared.consumer import Consumer
@@ -513,11 +513,11 @@ def commitment(data: Any, **env: Any) -> Envelope:
 async def test_event_data_a_handler_cannot_use_is_refused_at_once(wf, data, field):
     """Each was an AttributeError, TypeError, InvalidOperation or database error: retried, then dead-lettered."""
     rt = wf.runtime
-    consumer = Consumer("workflow", rt.db, rt.infra.inbox, None, wf_events.handlers(rt))
+    consumer = Consumer("workflow", rt.db, rt.infra.inbox, None, wf_handlers.handlers(rt), outbox=rt.outbox)
     env = commitment(data)
     before = await counts(wf)
     with pytest.raises(Invalid) as err:
-        await consumer.handle(env, consumer._handler_for(env.type))
+        await consumer.handle(env, consumer.handler_for(env.type))
     assert field in {e.field for e in err.value.errors}, err.value.errors
     assert await counts(wf) == before
 
@@ -544,7 +544,9 @@ async def test_a_bad_event_goes_to_the_dead_letter_queue_on_its_first_delivery(w
         async def nak(self, delay: float = 0) -> None:
             self.naked = True
 
-    consumer = Consumer("workflow", rt.db, rt.infra.inbox, SimpleNamespace(js=Js()), wf_events.handlers(rt))
+    consumer = Consumer(
+        "workflow", rt.db, rt.infra.inbox, SimpleNamespace(js=Js()), wf_handlers.handlers(rt), outbox=rt.outbox
+    )
     msg = Msg(commitment({**GOOD, "dimensions": [1, 2]}).to_json().encode())
     await consumer._process(msg)
     assert msg.acked and not msg.naked
@@ -552,7 +554,7 @@ async def test_a_bad_event_goes_to_the_dead_letter_queue_on_its_first_delivery(w
     assert "data.dimensions" in published[0][1]["Pitcrew-Reason"]
     # A good one still starts an instance; empty requested_by and commitment_id fall back as before.
     env = commitment({**GOOD, "requested_by": "", "commitment_id": None, "n": 2**53 - 1}, subject_id="c2")
-    assert await consumer.handle(env, consumer._handler_for(env.type))
+    assert await consumer.handle(env, consumer.handler_for(env.type))
     async with rt.transaction(readonly=True) as s:
         row = (await s.execute(select(instances.c.subject_id, instances.c.requester))).one()
     assert tuple(row) == ("c2", "service:budget")

@@ -137,6 +137,7 @@ async def test_commitment_requested_starts_the_best_definition_and_approval_is_p
                     "tool_id": "t1",
                     "tool_name": "Acme CRM",
                     "term": 1,
+                    "start": "2031-01-01",
                     "end": "2031-12-31",
                     "notice_days": 60,
                     "notice_deadline": "2031-11-01",
@@ -145,6 +146,8 @@ async def test_commitment_requested_starts_the_best_definition_and_approval_is_p
                     "currency": "EUR",
                     "owner": {"team": "mops", "person": "dana"},
                     "utilization": 0.4,
+                    "seats": 25,
+                    "budget_line_code": "MARTECH",
                 },
             )
             await js.publish(renewal.type, renewal.to_json().encode(), headers={"Nats-Msg-Id": renewal.id})

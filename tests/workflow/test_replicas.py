@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from services.workflow.api import engine_of
-from services.workflow.engine import BREACH, WARNING
+from services.workflow import definitions, lifecycle
 from services.workflow.main import create_app
 from services.workflow.models import infra
+from services.workflow.sla import BREACH, WARNING
 from shared.db import utcnow
 from tests.conftest import eventually
 from tests.workflow.conftest import settings_for
@@ -50,19 +50,20 @@ async def test_two_replicas_fire_each_of_1000_timers_exactly_once(db_url):
 
     async with a.router.lifespan_context(a), b.router.lifespan_context(b):
         rt_a, rt_b = a.state.runtime, b.state.runtime
-        engine = engine_of(rt_a)
+        wf = rt_a.domain
         far = (utcnow() + dt.timedelta(days=30)).isoformat()
-        async with rt_a.transaction() as s:
-            definition = await engine.get_definition(s, "tool-renewal")
+        async with rt_a.unit_of_work() as uow:
+            definition = await definitions.get_definition(uow, "tool-renewal")
         for start in range(0, INSTANCES, 100):
-            async with rt_a.transaction() as s:
+            async with rt_a.unit_of_work() as uow:
                 for i in range(start, start + 100):
-                    await engine.start(
-                        s,
+                    await lifecycle.start(
+                        uow,
+                        wf,
                         definition,
-                        {"type": "contract", "id": f"k{i}", "service": "registry"},
-                        {"notice_deadline": far},
-                        "service:registry",
+                        subject={"type": "contract", "id": f"k{i}", "service": "registry"},
+                        context={"notice_deadline": far},
+                        requester="service:registry",
                     )
         for name, rt in (("a", rt_a), ("b", rt_b)):
             assert type(rt.scheduler).__name__ == "BatchedTimerScheduler"

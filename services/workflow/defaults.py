@@ -1,0 +1,89 @@
+"""What the service ships: the `default` calendar and the two definitions events start when no
+published definition matches them (`budget-approval`, `tool-renewal`). Created once, whatever the
+replicas: each is published as exactly version 1, and a racing replica's insert wins harmlessly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.workflow.calendar_store import create_calendar
+from services.workflow.container import Workflow
+from services.workflow.definitions import DEFAULT_CALENDAR, create_definition
+from services.workflow.events import ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE
+from services.workflow.instances import SYSTEM
+from services.workflow.models import calendars, definitions
+from services.workflow.schemas import CalendarIn, DefinitionIn
+from shared.app import Runtime
+from shared.errors import Conflict
+from shared.identity import Principal
+
+SYSTEM_PRINCIPAL = Principal(subject=SYSTEM, roles=frozenset({"admin"}), kind="service")
+
+DEFAULT_CALENDAR_DOC = CalendarIn(
+    key=DEFAULT_CALENDAR,
+    timezone="UTC",
+    hours={d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+)
+BUDGET_APPROVAL = "budget-approval"
+TOOL_RENEWAL = "tool-renewal"
+DEFAULT_DEFINITIONS: list[dict[str, Any]] = [
+    {
+        "key": BUDGET_APPROVAL,
+        "name": "Budget commitment approval",
+        "description": "Shipped default for commitments over threshold or over the money available.",
+        "trigger": {"event": ON_COMMITMENT_REQUESTED.subject, "conditions": [], "priority": -1000},
+        "stages": [
+            {
+                "name": "Regional approval",
+                "assignees": {"roles": ["approver"], "users": [], "scope_from_context": ["region"]},
+                "mode": "any",
+                "sla": {"business_hours": "8", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
+                "escalation": {"reassign_to_role": "mops"},
+            }
+        ],
+    },
+    {
+        "key": TOOL_RENEWAL,
+        "name": "Martech tool renewal review",
+        "description": "Shipped default: marketing ops decides before the contract's notice deadline.",
+        "trigger": {"event": ON_RENEWAL_DUE.subject, "conditions": [], "priority": -1000},
+        "stages": [
+            {
+                "name": "Renewal review",
+                "assignees": {"roles": ["mops"], "users": []},
+                "mode": "any",
+                "sla": {"deadline_from_context": "notice_deadline", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
+                "escalation": {"notify": ["admin", "mops"]},
+            }
+        ],
+    },
+]
+# The definition an event starts when no published one matches it.
+FALLBACK = {ON_COMMITMENT_REQUESTED.subject: BUDGET_APPROVAL, ON_RENEWAL_DUE.subject: TOOL_RENEWAL}
+
+
+async def ensure_defaults(runtime: Runtime, wf: Workflow) -> None:
+    """Create the shipped calendar and definitions if missing."""
+    async with runtime.unit_of_work() as uow:
+        exists = await uow.scalar(select(calendars.c.id).where(calendars.c.key == DEFAULT_CALENDAR))
+    if not exists:
+        try:
+            async with runtime.unit_of_work() as uow:
+                await create_calendar(uow, SYSTEM_PRINCIPAL, body=DEFAULT_CALENDAR_DOC)
+        except (IntegrityError, Conflict):
+            pass
+    for doc in DEFAULT_DEFINITIONS:
+        async with runtime.unit_of_work() as uow:
+            exists = await uow.scalar(select(definitions.c.id).where(definitions.c.key == doc["key"]))
+        if exists:
+            continue
+        try:
+            async with runtime.unit_of_work() as uow:
+                body = DefinitionIn.model_validate(doc)
+                await create_definition(uow, SYSTEM_PRINCIPAL, body=body, calendars=wf.calendars, version=1)
+        except (IntegrityError, Conflict):
+            pass

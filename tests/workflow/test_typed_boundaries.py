@@ -1,0 +1,72 @@
+"""The workflow's boundaries are typed: every answer documented with its problems, every event it
+publishes in its AsyncAPI part (validated on publish), and its plain JSON creates on the fast lane."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.workflow import api
+from services.workflow.events import CATALOGUE
+from shared.fastlane import lane_for
+
+pytestmark = pytest.mark.db
+
+PUBLISHED = {
+    "workflow.instance.started",
+    "workflow.instance.changes_requested",
+    "workflow.instance.resubmitted",
+    "workflow.instance.approved",
+    "workflow.instance.rejected",
+    "workflow.instance.cancelled",
+    "workflow.task.assigned",
+    "workflow.task.completed",
+    "workflow.sla.warning",
+    "workflow.sla.breached",
+}
+
+
+async def test_every_operation_documents_its_answer_and_its_problems(wf):
+    doc = (await wf.client.get("/openapi.json")).json()
+    ours = [
+        (path, method, op)
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if path.startswith("/v1/") and "operations" not in op.get("tags", [])
+    ]
+    assert len(ours) == 19
+    for path, method, op in ours:
+        responses = op["responses"]
+        ok = [status for status in responses if status.startswith("2")]
+        assert len(ok) == 1, (path, method)
+        assert "$ref" in responses[ok[0]]["content"]["application/json"]["schema"], (path, method)
+        for status in ("401", "403", "422", "500"):
+            assert "application/problem+json" in responses[status]["content"], (path, method, status)
+    by_path = {(path, method): op for path, method, op in ours}
+    assert {"404", "409", "412"} <= set(by_path["/v1/instances/{instance_id}/cancel", "post"]["responses"])
+    assert {"404", "409"} <= set(by_path["/v1/tasks/{task_id}/approve", "post"]["responses"])
+    report = doc["components"]["schemas"]["SlaReport"]["properties"]
+    assert {"from", "to", "breaches_per_stage", "sla_attainment_pct"} <= set(report)
+
+
+async def test_the_service_serves_its_part_of_the_asyncapi_document(wf):
+    part = (await wf.client.get("/asyncapi.json")).json()
+    assert part["service"] == "workflow"
+    assert set(part["channels"]) >= PUBLISHED
+    assert {c["subject"] for c in part["consumes"]} == {"budget.commitment.requested", "registry.renewal.due"}
+    finished = part["components"]["schemas"]["WorkflowInstanceFinished"]
+    assert {"cycle_time_business_hours", "cycle_time_hours", "sla_met", "finished_at"} <= set(finished["required"])
+
+
+def test_the_catalogue_lists_every_subject_the_service_publishes():
+    assert {spec.subject for spec in CATALOGUE.publishes} == PUBLISHED
+
+
+def test_publishing_a_field_the_catalogue_does_not_know_is_refused():
+    spec = CATALOGUE.spec("workflow.instance.resubmitted")
+    with pytest.raises(TypeError, match="no field"):
+        spec.dump({"instance_id": "i", "surprise": 1})
+
+
+def test_the_plain_json_creates_take_the_fast_lane():
+    lanes = {route.path for route in api.router.routes if lane_for(route) is not None}
+    assert lanes == {"/v1/calendars", "/v1/definitions", "/v1/instances"}
