@@ -19,6 +19,7 @@ from services.registry import (
     integrations,
     layers,
     renewals,
+    reviews,
     schemas,
     sunset,
     tools,
@@ -211,6 +212,19 @@ async def cancel_contract(
             uow, p, contract_id=contract_id, body=body or schemas.CancelIn(), expected_version=version
         )
     return with_etag(contract, contract.version)
+
+
+@router.get("/renewals/decisions", response_model=schemas.DecisionPage, responses=problems())
+async def renewal_decisions(
+    rt: Runtime = Depends(get_runtime),
+    limit: int = Limit,
+    cursor: str | None = None,
+    contract_id: str | None = None,
+    late: bool | None = None,
+) -> schemas.DecisionPage:
+    """What renewal reviews decided and what the registry did, latest first; `late=true` for the late ones."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reviews.list_decisions(uow, limit=limit, cursor=cursor, contract_id=contract_id, late=late)
 
 
 @router.get("/contracts/{contract_id}/milestones", response_model=schemas.Milestones, responses=problems(404))

@@ -17,6 +17,7 @@ from services.registry.costs import StackCosts
 from services.registry.export import ExportLimits
 from services.registry.milestones import MilestonePlan
 from services.registry.renewals import RenewalClock
+from services.registry.reviews import Reviews
 from services.registry.settings import Settings
 from services.registry.utilization import Usage
 from shared.app import Runtime
@@ -27,6 +28,7 @@ class Registry:
     clock: RenewalClock
     milestones: MilestonePlan
     contracts: Contracts
+    reviews: Reviews
     usage: Usage
     costs: StackCosts
     graph_limits: graph.Limits
@@ -40,10 +42,12 @@ def build(runtime: Runtime) -> Registry:
     milestones = MilestonePlan(
         runtime.infra.timers, tuple(settings.renewal_milestones), settings.renewal_lead_days, settings.renewal_fire_time
     )
+    contracts = Contracts(clock, milestones)
     return Registry(
         clock=clock,
         milestones=milestones,
-        contracts=Contracts(clock, milestones),
+        contracts=contracts,
+        reviews=Reviews(contracts, clock, milestones),
         usage=Usage(settings.utilization_window_days, settings.underused_below),
         costs=StackCosts(settings.base_currency),
         graph_limits=graph.Limits(settings.graph_max_tools, settings.graph_max_integrations, settings.analysis_seconds),

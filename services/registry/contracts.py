@@ -55,6 +55,7 @@ def record(c: Contract, tool_name: str) -> schemas.ContractOut:
         version=c.version,
         created_at=c.created_at,
         updated_at=c.updated_at,
+        notice_given_at=c.notice_given_at,
     )
 
 
@@ -176,6 +177,7 @@ class Contracts:
                 setattr(c, name, value)
         c.version += 1
         c.updated_at = utcnow()
+        c.notice_given_at = None  # a notice ended the old term's renewal; the new term starts afresh
         await uow.flush()
         await self._start_term(uow, c, tool, events.CONTRACT_RENEWED)
         return record(c, tool.name)

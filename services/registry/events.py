@@ -1,5 +1,6 @@
 """The registry's event contract: every subject it publishes, the model of each event's `data`,
-and what it consumes (nothing: tools and contracts are entered here, not derived).
+and what it consumes (the outcomes of the workflow's renewal reviews, read in `handlers.py` with a
+small tolerant model: the registry does not import the workflow).
 
 Other services import this module to read registry events (budget commits contract terms,
 workflow starts the renewal review), so it imports only pydantic and shared. Model names
@@ -14,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
-from shared.contracts import Catalogue, EventData, EventSpec
+from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 from shared.money import DecimalStr
 
 Lifecycle = Literal["evaluating", "pilot", "active", "sunsetting", "retired"]
@@ -133,6 +134,24 @@ class RegistryRenewalMilestone(EventData):
     opens_review: bool = Field(description="this is the milestone the renewal review opens at (registry.renewal.due)")
 
 
+class RegistryRenewalDecided(EventData):
+    """What a renewal review decided (or the auto-renewal did) for a term, and what the registry did."""
+
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int = Field(description="the term the review was about")
+    instance_id: str | None = Field(description="the workflow instance; null for an automatic renewal")
+    outcome: Literal["renew", "cancel", "renegotiate", "withdrawn", "auto_renewed"]
+    status: Literal["applied", "waiting", "no_effect"]
+    late: bool = Field(description="decided after the term's notice deadline")
+    notice_deadline: dt.date
+    decided_at: Timestamp
+    effect: str
+    next_term: int | None = Field(description="the term a renewal started")
+    auto_renewed_term: int | None = Field(description="the term an auto-renewal started before a late decision")
+
+
 class RegistryIntegrationBroken(EventData):
     """A data flow between two tools stopped working: its owner (or the tools' owners) should act."""
 
@@ -170,6 +189,9 @@ RENEWAL_DUE = EventSpec(
 RENEWAL_MILESTONE = EventSpec(
     "registry.renewal.milestone", RegistryRenewalMilestone, "A contract term reached a renewal milestone"
 )
+RENEWAL_DECIDED = EventSpec(
+    "registry.renewal.decided", RegistryRenewalDecided, "A renewal review's outcome was applied, or waits"
+)
 INTEGRATION_BROKEN = EventSpec(
     "registry.integration.broken", RegistryIntegrationBroken, "An integration between two tools stopped working"
 )
@@ -185,8 +207,18 @@ CATALOGUE = Catalogue(
         CONTRACT_CANCELLED,
         RENEWAL_DUE,
         RENEWAL_MILESTONE,
+        RENEWAL_DECIDED,
         INTEGRATION_BROKEN,
     ),
-    consumes=(),
+    consumes=tuple(
+        Consumed(f"workflow.instance.{what}", f"A renewal review {summary} (subject type contract, service registry)")
+        for what, summary in (
+            ("approved", "approved: the contract renews"),
+            ("rejected", "rejected: notice is given"),
+            ("changes_requested", "asks to renegotiate: the renewal waits"),
+            ("resubmitted", "received renegotiated terms"),
+            ("cancelled", "was withdrawn"),
+        )
+    ),
     title="Registry",
 )

@@ -125,6 +125,8 @@ class Contract(Base):
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Days before the notice deadline its renewal milestones fall on; null: the service's default.
     milestone_days: Mapped[list[int] | None] = mapped_column(JSONType(), nullable=True)
+    # When notice was given (a review decided to cancel): the current term runs out, nothing renews.
+    notice_given_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         CheckConstraint('"end" >= start', name="end_after_start"),
@@ -228,3 +230,29 @@ class FxRate(Base):
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     rate: Mapped[str] = mapped_column(String(40), nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class RenewalDecision(Base):
+    """What a renewal review decided for a contract's term, and what the registry did about it."""
+
+    __tablename__ = "renewal_decisions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), nullable=False)
+    term: Mapped[int] = mapped_column(Integer, nullable=False)
+    instance_id: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    outcome: Mapped[Literal["renew", "cancel", "renegotiate", "withdrawn", "auto_renewed"]] = mapped_column(
+        String(20), nullable=False
+    )
+    status: Mapped[Literal["applied", "waiting", "no_effect"]] = mapped_column(String(20), nullable=False)
+    late: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    notice_deadline: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    effect: Mapped[str] = mapped_column(Text, nullable=False)
+    new_terms: Mapped[dict[str, Any] | None] = mapped_column(JSONType(), nullable=True)
+    next_term: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    auto_renewed_term: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_renewal_decisions_contract", "contract_id", "term"),)

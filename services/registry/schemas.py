@@ -219,6 +219,9 @@ class ContractOut(BaseModel):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    notice_given_at: Timestamp | None = Field(
+        default=None, description="when notice was given: the term runs out and does not renew"
+    )
 
 
 class TermOut(BaseModel):
@@ -233,6 +236,26 @@ class TermOut(BaseModel):
     commit_amount: str
     seats: int | None
     outcome: Literal["current", "renewed", "cancelled"]
+
+
+class DecisionOut(BaseModel):
+    id: str
+    contract_id: str
+    term: int
+    instance_id: str | None
+    outcome: Literal["renew", "cancel", "renegotiate", "withdrawn", "auto_renewed"]
+    status: Literal["applied", "waiting", "no_effect"]
+    late: bool
+    notice_deadline: dt.date
+    decided_at: Timestamp
+    actor: str
+    effect: str
+    new_terms: dict[str, Any] | None
+    next_term: int | None
+    auto_renewed_term: int | None
+
+
+DecisionPage = Page[DecisionOut]
 
 
 class MilestonesIn(Strict):

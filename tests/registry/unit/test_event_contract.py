@@ -78,7 +78,7 @@ def test_publishing_a_field_the_contract_does_not_name_is_a_bug():
         events.CONTRACT_CREATED.dump(TERM | {"period": "March"})
 
 
-def test_the_catalogue_lists_every_subject_once_and_consumes_nothing():
+def test_the_catalogue_lists_every_subject_once_and_consumes_the_review_outcomes():
     subjects = [s.subject for s in events.CATALOGUE.publishes]
     assert subjects == [
         "registry.tool.created",
@@ -89,9 +89,12 @@ def test_the_catalogue_lists_every_subject_once_and_consumes_nothing():
         "registry.contract.cancelled",
         "registry.renewal.due",
         "registry.renewal.milestone",
+        "registry.renewal.decided",
         "registry.integration.broken",
     ]
-    assert events.CATALOGUE.consumes == ()
+    assert [c.subject for c in events.CATALOGUE.consumes] == [
+        f"workflow.instance.{k}" for k in ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
+    ]
     part = asyncapi.part(events.CATALOGUE)
     assert set(part["channels"]) == set(subjects)
     assert all(channel["x-pitcrew-stream"] == "REGISTRY" for channel in part["channels"].values())
