@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from services.registry import (
     catalog,
     contracts,
+    discovery,
     export,
     graph,
     history,
@@ -131,6 +132,13 @@ async def tool_history(
 ) -> schemas.HistoryPage:
     async with rt.unit_of_work(readonly=True) as uow:
         return await history.list_history(uow, tool_id=tool_id, limit=limit, cursor=cursor)
+
+
+@router.get("/tools/{tool_id}/spend", response_model=schemas.ToolSpendOut, responses=problems(404))
+async def tool_spend(tool_id: str, rt: Runtime = Depends(get_runtime)) -> schemas.ToolSpendOut:
+    """What the budget's actuals paid the tool's vendor (and its aliases)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await discovery.spend_of(uow, tool_id=tool_id)
 
 
 @router.get("/tools/{tool_id}/utilization", response_model=schemas.Utilization, responses=problems(404))
@@ -435,6 +443,49 @@ async def put_layers(
     async with rt.unit_of_work() as uow:
         config = await layers.put_layers(uow, p, body=body, expected_version=version)
     return with_etag(config, config.version)
+
+
+# --- discovery from spend -------------------------------------------------------------------------
+
+
+@router.get("/discovery", response_model=schemas.Candidates, responses=problems())
+async def list_candidates(
+    rt: Runtime = Depends(get_runtime),
+    status: Literal["open", "accepted", "merged", "ignored", "all"] = "open",
+) -> schemas.Candidates:
+    """Vendors the budget paid that no tool matches, with their spend (the discovery run)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await discovery.candidates(uow, status=None if status == "all" else status)
+
+
+@router.post("/discovery/{candidate_id}/accept", response_model=schemas.CandidateOut, responses=problems(404, 409))
+async def accept_candidate(
+    candidate_id: str,
+    body: schemas.AcceptIn,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> schemas.CandidateOut:
+    async with rt.unit_of_work() as uow:
+        return await discovery.accept(uow, p, candidate_id=candidate_id, body=body)
+
+
+@router.post("/discovery/{candidate_id}/merge", response_model=schemas.CandidateOut, responses=problems(404, 409))
+async def merge_candidate(
+    candidate_id: str, body: schemas.MergeIn, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
+) -> schemas.CandidateOut:
+    async with rt.unit_of_work() as uow:
+        return await discovery.merge(uow, p, candidate_id=candidate_id, body=body)
+
+
+@router.post("/discovery/{candidate_id}/ignore", response_model=schemas.CandidateOut, responses=problems(404, 409))
+async def ignore_candidate(
+    candidate_id: str,
+    body: schemas.IgnoreIn | None = None,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> schemas.CandidateOut:
+    async with rt.unit_of_work() as uow:
+        return await discovery.ignore(uow, p, candidate_id=candidate_id, body=body or schemas.IgnoreIn())
 
 
 # --- money across the stack -----------------------------------------------------------------------

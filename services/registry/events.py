@@ -219,6 +219,7 @@ CATALOGUE = Catalogue(
             ("resubmitted", "received renegotiated terms"),
             ("cancelled", "was withdrawn"),
         )
-    ),
+    )
+    + (Consumed("budget.actual.posted", "Spend with a vendor: attached to its tool, or a discovery candidate"),),
     title="Registry",
 )

@@ -10,11 +10,12 @@ adds or a subject that is not a registry contract changes nothing.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.registry import milestones, renewals
+from services.registry import discovery, milestones, renewals
 from services.registry.container import Registry
 from services.registry.reviews import Kind
 from shared.app import Runtime
@@ -25,6 +26,7 @@ from shared.identity import Principal
 from shared.timers import TimerHandler
 from shared.uow import UnitOfWork
 
+M = TypeVar("M", bound=BaseModel)
 REVIEWED = ("contract", "renewal")  # the subject types a renewal review decides on
 
 
@@ -47,17 +49,47 @@ class ReviewOutcome(_Tolerant):
     finished_at: dt.datetime | None = None
 
 
+class ActualPosted(_Tolerant):
+    """What the registry reads of `budget.actual.posted`: the vendor an actual paid, and how much."""
+
+    entry_id: str
+    amount: Decimal
+    currency: str
+    date: dt.datetime | dt.date
+    line_code: str | None = None
+    external_ref: str | None = None
+    vendor: str | None = None
+
+
+def _read(model: type[M], env: Envelope) -> M:
+    try:
+        return model.model_validate(env.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise Invalid.on("data." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+
+
 def handlers(runtime: Runtime) -> dict[str, Handler]:
-    """Subject -> handler: the outcomes of renewal reviews."""
+    """Subject -> handler: the outcomes of renewal reviews, and the budget's actuals (discovery)."""
     registry: Registry = runtime.domain
+
+    async def actual(uow: UnitOfWork, env: Envelope) -> None:
+        data = _read(ActualPosted, env)
+        day = data.date.date() if isinstance(data.date, dt.datetime) else data.date
+        await discovery.record_actual(
+            uow,
+            entry_id=data.entry_id,
+            vendor=data.vendor,
+            amount=data.amount,
+            currency=data.currency,
+            day=day,
+            line_code=data.line_code,
+            external_ref=data.external_ref,
+        )
 
     def outcome(kind: Kind) -> Handler:
         async def handle(uow: UnitOfWork, env: Envelope) -> None:
-            try:
-                data = ReviewOutcome.model_validate(env.data)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                raise Invalid.on("data." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+            data = _read(ReviewOutcome, env)
             if data.subject.service != "registry" or data.subject.type not in REVIEWED:
                 return  # another service's approval
             at = data.finished_at or dt.datetime.fromisoformat(env.time)
@@ -75,7 +107,7 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         return handle
 
     kinds: tuple[Kind, ...] = ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
-    return {f"workflow.instance.{kind}": outcome(kind) for kind in kinds}
+    return {**{f"workflow.instance.{kind}": outcome(kind) for kind in kinds}, "budget.actual.posted": actual}
 
 
 def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:

@@ -256,3 +256,51 @@ class RenewalDecision(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (Index("ix_renewal_decisions_contract", "contract_id", "term"),)
+
+
+class VendorAlias(Base):
+    """A vendor name (normalised) that means a tool: learned when a discovery candidate is merged."""
+
+    __tablename__ = "vendor_aliases"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(200), nullable=False)
+    tool_id: Mapped[str] = mapped_column(ForeignKey("tools.id"), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class DiscoveryCandidate(Base):
+    """A vendor the budget paid that no tool matches: accept it, merge it into a tool, or ignore it."""
+
+    __tablename__ = "discovery_candidates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    vendor_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    vendor: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[Literal["open", "accepted", "merged", "ignored"]] = mapped_column(String(20), nullable=False)
+    tool_id: Mapped[str | None] = mapped_column(ForeignKey("tools.id"), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ToolSpend(Base):
+    """One actual the budget posted with a vendor: attached to the tool it paid, or to a candidate."""
+
+    __tablename__ = "tool_spend"
+
+    entry_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    vendor_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    tool_id: Mapped[str | None] = mapped_column(ForeignKey("tools.id"), nullable=True)
+    candidate_id: Mapped[str | None] = mapped_column(ForeignKey("discovery_candidates.id"), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    day: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    line_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    external_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    __table_args__ = (
+        Index("ix_tool_spend_candidate", "candidate_id"),
+        Index("ix_tool_spend_tool", "tool_id", "day"),
+    )

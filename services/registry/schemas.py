@@ -653,3 +653,65 @@ class CatalogDocument(Strict):
     kind: Literal["Tool"]
     metadata: CatalogMetadata
     spec: CatalogSpec
+
+
+# --- discovery from spend -------------------------------------------------------------------------
+
+
+class SpendAmount(BaseModel):
+    currency: str
+    amount: str
+
+
+class SimilarTool(BaseModel):
+    tool_id: str
+    name: str
+
+
+class CandidateOut(BaseModel):
+    id: str
+    vendor: str
+    vendor_key: str = Field(description="the vendor name as matched: lower case, no punctuation or legal form")
+    status: Literal["open", "accepted", "merged", "ignored"]
+    spend: list[SpendAmount] = Field(description="spend to date per currency (the budget plan's)")
+    first_seen: dt.date | None
+    last_seen: dt.date | None
+    lines: int = Field(description="actuals that paid the vendor")
+    line_codes: list[str] = Field(description="budget lines that paid it")
+    tool_id: str | None = Field(description="the tool it became or was merged into")
+    similar_tools: list[SimilarTool] = Field(description="tools whose name or vendor is close: merge candidates")
+    decided_by: str | None
+    decided_at: Timestamp | None
+
+
+class Candidates(BaseModel):
+    items: list[CandidateOut]
+
+
+class AcceptIn(Strict):
+    """The tool a candidate becomes (its vendor is the candidate's)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="default: the vendor")
+    category: str = Field(min_length=1, max_length=50)
+    capabilities: list[str] = Field(default_factory=list, max_length=100)
+    owner: Owner | None = None
+    lifecycle: Lifecycle = "active"
+    layer: str | None = Field(default=None, min_length=1, max_length=50)
+
+
+class MergeIn(Strict):
+    tool_id: str = Field(min_length=1, max_length=36)
+
+
+class IgnoreIn(Strict):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ToolSpendOut(BaseModel):
+    """What the budget paid for a tool (actuals with its vendor, an alias, or a merged candidate's)."""
+
+    tool_id: str
+    spend: list[SpendAmount]
+    lines: int
+    first_seen: dt.date | None
+    last_seen: dt.date | None

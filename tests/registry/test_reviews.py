@@ -280,7 +280,7 @@ async def test_a_late_cancel_is_reported_with_the_auto_renewal_that_happened(new
 async def test_events_of_other_subjects_change_nothing_and_bad_ones_are_refused(api, app):
     handlers = app.state.runtime.consumer.handlers
     kinds = ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
-    assert set(handlers) == {f"workflow.instance.{k}" for k in kinds}
+    assert set(handlers) == {*(f"workflow.instance.{k}" for k in kinds), "budget.actual.posted"}
     other = {"instance_id": "i-1", "subject": {"type": "commitment", "id": "c-1", "service": "budget"}, "surprise": 1}
     env = Envelope(type="workflow.instance.approved", source="workflow", subject_id="i-1", data=other)
     async with app.state.runtime.unit_of_work() as uow:

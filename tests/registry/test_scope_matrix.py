@@ -73,6 +73,11 @@ async def test_every_write_route_is_refused_to_a_scoped_principal_and_changes_no
         ("PATCH", f"/v1/integrations/{edge['id']}", EMEA_MOPS, {"owner": "x"}, {"If-Match": '"1"'}),
         ("DELETE", f"/v1/integrations/{edge['id']}", EMEA_MOPS, None, {}),
         ("POST", f"/v1/integrations/{edge['id']}/health", EMEA_PARTNER, {"working": False}, {}),
+        ("PUT", "/v1/layers", EMEA_MOPS, {"layers": [{"key": "data", "name": "Data"}], "rules": []}, {}),
+        ("PUT", f"/v1/contracts/{contract['id']}/milestones", EMEA_FINANCE, {"days": [10]}, {}),
+        ("POST", "/v1/discovery/any/accept", EMEA_MOPS, {"category": "data"}, {}),
+        ("POST", "/v1/discovery/any/merge", EMEA_MOPS, {"tool_id": tool["id"]}, {}),
+        ("POST", "/v1/discovery/any/ignore", EMEA_MOPS, {}, {}),
     ]
     for method, path, headers, body, extra in writes:
         r = await api.request(method, path, json=body, headers={**headers, **extra})

@@ -93,7 +93,8 @@ def test_the_catalogue_lists_every_subject_once_and_consumes_the_review_outcomes
         "registry.integration.broken",
     ]
     assert [c.subject for c in events.CATALOGUE.consumes] == [
-        f"workflow.instance.{k}" for k in ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
+        *(f"workflow.instance.{k}" for k in ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")),
+        "budget.actual.posted",
     ]
     part = asyncapi.part(events.CATALOGUE)
     assert set(part["channels"]) == set(subjects)
