@@ -19,6 +19,7 @@ from services.registry import (
     impact,
     integrations,
     layers,
+    logins,
     renewals,
     reviews,
     schemas,
@@ -289,6 +290,49 @@ async def get_utilization(
 ) -> schemas.Utilizations:
     async with rt.unit_of_work(readonly=True) as uow:
         return await reg.usage.listing(uow, tool_id=tool_id, flag=flag)
+
+
+@router.post(
+    "/usage/import",
+    status_code=201,
+    response_model=schemas.UsageImportResult,
+    responses=problems(409, 413, 415),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": TEXT},
+            "description": "An SSO or app-login export: columns person, tool, last_login (ISO 8601), at most 16 MiB",
+        }
+    },
+)
+async def import_usage(
+    request: Request,
+    p: Principal = Depends(usage_writer),
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+) -> Response:
+    """Each person's last login per tool; all or nothing, unknown tools reported rather than refused."""
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media != "text/csv":
+        raise HTTPException(415, f"Send the export as text/csv, not {media or 'nothing'}.")
+    raw = await _bounded_body(request, catalog.MAX_BODY_BYTES)
+    if raw is None:
+        message = f"the export is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
+        return problem(
+            413,
+            f"body: {message}",
+            instance=request.url.path,
+            errors_=[{"field": "body", "message": message, "code": "too_large"}],
+        )
+    rows = logins.parse(raw)
+    return await rt.idempotent(request, p, lambda uow: logins.import_logins(uow, p, rows=rows, usage=reg.usage))
+
+
+@router.get("/rightsizing", response_model=schemas.Rightsizing, responses=problems(409))
+async def rightsizing(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.Rightsizing:
+    """Seats paid against people active in 30 and 90 days, and what the surplus seats cost a year."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await logins.rightsizing(uow, costs=reg.costs, headroom=reg.rightsizing_headroom)
 
 
 # --- integrations and the graph -------------------------------------------------------------------

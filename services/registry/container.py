@@ -33,6 +33,7 @@ class Registry:
     costs: StackCosts
     graph_limits: graph.Limits
     export_limits: ExportLimits
+    rightsizing_headroom: float
 
 
 def build(runtime: Runtime) -> Registry:
@@ -52,6 +53,7 @@ def build(runtime: Runtime) -> Registry:
         costs=StackCosts(settings.base_currency),
         graph_limits=graph.Limits(settings.graph_max_tools, settings.graph_max_integrations, settings.analysis_seconds),
         export_limits=ExportLimits(settings.export_max_tools, settings.export_seconds),
+        rightsizing_headroom=settings.rightsizing_headroom,
     )
 
 

@@ -304,3 +304,13 @@ class ToolSpend(Base):
         Index("ix_tool_spend_candidate", "candidate_id"),
         Index("ix_tool_spend_tool", "tool_id", "day"),
     )
+
+
+class ToolLogin(Base):
+    """A person's last login to a tool, from an SSO or app-login export (the latest one kept)."""
+
+    __tablename__ = "tool_logins"
+
+    tool_id: Mapped[str] = mapped_column(ForeignKey("tools.id"), primary_key=True)
+    person: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_login: Mapped[dt.date] = mapped_column(Date, nullable=False)

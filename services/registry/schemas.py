@@ -715,3 +715,28 @@ class ToolSpendOut(BaseModel):
     lines: int
     first_seen: dt.date | None
     last_seen: dt.date | None
+
+
+class UsageImportResult(BaseModel):
+    rows: int
+    tools: int = Field(description="tools the export named that the registry knows")
+    people: int
+    unknown_tools: dict[str, int] = Field(description="tool names no tool matches, with their rows (not imported)")
+
+
+class RightsizingItem(BaseModel):
+    tool_id: str
+    name: str
+    seats: int = Field(description="seats of its active contracts")
+    active_30: int = Field(description="people who logged in within the last 30 days")
+    active_90: int
+    recommended_seats: int = Field(description="active in 90 days plus the headroom, rounded up")
+    annual_cost: str
+    annual_saving: str = Field(description="what the seats above the recommendation cost a year")
+
+
+class Rightsizing(BaseModel):
+    currency: str
+    headroom: float
+    items: list[RightsizingItem]
+    total_annual_saving: str

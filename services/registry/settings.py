@@ -36,6 +36,8 @@ class Settings(BaseServiceSettings):
     # Utilization counts snapshots from this many days back; below `underused_below` a tool is underused.
     utilization_window_days: int = Field(default=30, ge=1)
     underused_below: float = Field(default=0.5, ge=0, le=1)
+    # Seat right-sizing keeps this share above the people active in the last 90 days.
+    rightsizing_headroom: float = Field(default=0.1, ge=0, le=10)
     # One graph request (`/v1/graph`, `/v1/analysis`) reads at most this many tools and integrations that
     # are not retired (a 422 beyond them); the analysis runs off the event loop for at most this long.
     graph_max_tools: int = Field(default=20_000, ge=1)

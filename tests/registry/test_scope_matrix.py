@@ -78,6 +78,7 @@ async def test_every_write_route_is_refused_to_a_scoped_principal_and_changes_no
         ("POST", "/v1/discovery/any/accept", EMEA_MOPS, {"category": "data"}, {}),
         ("POST", "/v1/discovery/any/merge", EMEA_MOPS, {"tool_id": tool["id"]}, {}),
         ("POST", "/v1/discovery/any/ignore", EMEA_MOPS, {}, {}),
+        ("POST", "/v1/usage/import", EMEA_PARTNER, {}, {}),
     ]
     for method, path, headers, body, extra in writes:
         r = await api.request(method, path, json=body, headers={**headers, **extra})
