@@ -22,6 +22,7 @@ from services.registry import (
     logins,
     renewals,
     reviews,
+    savings,
     schemas,
     sunset,
     tools,
@@ -533,6 +534,18 @@ async def ignore_candidate(
 
 
 # --- money across the stack -----------------------------------------------------------------------
+
+
+@router.get("/reports/savings", response_model=schemas.SavingsReport, responses=problems(409))
+async def savings_report(
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+    from_: str | None = Query(None, alias="from", pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+    to: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+) -> schemas.SavingsReport:
+    """What cancellations and cheaper renewals save per year, per period (YYYY-MM), and as KPI measurements."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await savings.report(uow, base=reg.costs.base, since=from_, until=to)
 
 
 @router.get("/reports/sunset", response_model=schemas.SunsetReport, responses=problems(409))

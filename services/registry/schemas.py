@@ -740,3 +740,40 @@ class Rightsizing(BaseModel):
     headroom: float
     items: list[RightsizingItem]
     total_annual_saving: str
+
+
+class Saving(BaseModel):
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    kind: Literal["cancellation", "seat_reduction", "renegotiation"]
+    period: str = Field(description="YYYY-MM the saving starts")
+    annual_saving: str
+    seats_before: int | None
+    seats_after: int | None
+
+
+class SavingsPeriod(BaseModel):
+    period: str
+    annual_saving: str
+    cancellations: int
+    reductions: int
+
+
+class KpiMeasurement(BaseModel):
+    """A period's saving in the shape of the KPI service's measurements (POST /kpi/v1/measurements)."""
+
+    type: Literal["tool_savings"]
+    value: str
+    time: str
+    dimensions: dict[str, str]
+    source: Literal["registry"]
+    external_id: str
+
+
+class SavingsReport(BaseModel):
+    currency: str
+    periods: list[SavingsPeriod]
+    items: list[Saving]
+    total_annual_saving: str
+    measurements: list[KpiMeasurement]
