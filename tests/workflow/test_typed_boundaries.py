@@ -8,6 +8,7 @@ import pytest
 from services.workflow import api
 from services.workflow.events import CATALOGUE
 from shared.fastlane import lane_for
+from tests.workflow.conftest import ADMIN
 
 pytestmark = pytest.mark.db
 
@@ -26,7 +27,7 @@ PUBLISHED = {
 
 
 async def test_every_operation_documents_its_answer_and_its_problems(wf):
-    doc = (await wf.client.get("/openapi.json")).json()
+    doc = await wf.ok("GET", "/openapi.json", ADMIN)
     ours = [
         (path, method, op)
         for path, ops in doc["paths"].items()
@@ -49,7 +50,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(wf):
 
 
 async def test_the_service_serves_its_part_of_the_asyncapi_document(wf):
-    part = (await wf.client.get("/asyncapi.json")).json()
+    part = await wf.ok("GET", "/asyncapi.json", ADMIN)
     assert part["service"] == "workflow"
     assert set(part["channels"]) >= PUBLISHED
     assert {c["subject"] for c in part["consumes"]} == {"budget.commitment.requested", "registry.renewal.due"}
