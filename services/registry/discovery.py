@@ -43,8 +43,27 @@ def normalise(vendor: str) -> str:
     return " ".join(words)[:200]
 
 
+# The last key map built per database, with the stamp it was built at: an actual's event reads the
+# stamp (two aggregates) instead of every tool, and rebuilds only after a tool or an alias changed.
+_KEYS: dict[str, tuple[tuple[Any, ...], dict[str, str]]] = {}
+
+
 async def tool_keys(uow: UnitOfWork) -> dict[str, str]:
     """Normalised vendor and name of every tool that is not retired, and every alias -> tool id."""
+    t: Any = (await uow.execute(select(func.count(), func.max(Tool.updated_at)).select_from(Tool))).one()
+    a: Any = (await uow.execute(select(func.count(), func.max(VendorAlias.created_at)).select_from(VendorAlias))).one()
+    where, stamp = str(uow.bind.url), (t[0], t[1], a[0], a[1])
+    cached = _KEYS.get(where)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    keys = await _build_keys(uow)
+    if len(_KEYS) >= 8:
+        _KEYS.pop(next(iter(_KEYS)))
+    _KEYS[where] = (stamp, keys)
+    return keys
+
+
+async def _build_keys(uow: UnitOfWork) -> dict[str, str]:
     keys: dict[str, str] = {}
     rows = await uow.execute(select(Tool.id, Tool.name, Tool.vendor).where(Tool.lifecycle != "retired"))
     for t in rows:
@@ -132,15 +151,47 @@ async def candidates(uow: UnitOfWork, *, status: str | None = "open") -> schemas
             codes[row[0]].add(row[1])
     keys = await tool_keys(uow)
     names: dict[str, str] = {r.id: r.name for r in await uow.execute(select(Tool.id, Tool.name))}
-    items = [_view(c, spend[c.id], sorted(codes[c.id]), keys, names) for c in found.values()]
+    words = _word_index(keys)
+    items = [_view(c, spend[c.id], sorted(codes[c.id]), keys, names, words) for c in found.values()]
     items.sort(key=lambda i: (i.last_seen is None, -(i.last_seen or dt.date.min).toordinal(), i.vendor_key))
     return schemas.Candidates(items=items)
 
 
+COMMON = 50  # a word more tool keys hold than this ("software", "media") says nothing about a match
+
+
+def _word_index(keys: dict[str, str]) -> dict[str, set[str]]:
+    """Each word (3 letters or more) of the tools' keys -> the keys holding it."""
+    index: dict[str, set[str]] = defaultdict(set)
+    for key in keys:
+        for word in key.split():
+            if len(word) >= 3:
+                index[word].add(key)
+    return index
+
+
+def _similar(key: str, words: dict[str, set[str]]) -> list[str]:
+    """Up to three tool keys sharing a word with `key` and close to it (difflib ratio 0.6 or more):
+    compared only with keys that share a word, so a run over thousands of candidates stays cheap."""
+    pool = set().union(*(words.get(w, set()) for w in key.split() if len(words.get(w, ())) <= COMMON))
+    matcher = difflib.SequenceMatcher(None, "", key)  # the candidate is seq2: difflib caches its analysis
+    scored = []
+    for other in pool:
+        matcher.set_seq1(other)
+        if matcher.real_quick_ratio() >= 0.6 and matcher.quick_ratio() >= 0.6 and (r := matcher.ratio()) >= 0.6:
+            scored.append((-r, other))
+    return [other for _, other in sorted(scored)[:3]]
+
+
 def _view(
-    c: DiscoveryCandidate, sums: list[Any], codes: list[str], keys: dict[str, str], names: dict[str, str]
+    c: DiscoveryCandidate,
+    sums: list[Any],
+    codes: list[str],
+    keys: dict[str, str],
+    names: dict[str, str],
+    words: dict[str, set[str]] | None = None,
 ) -> schemas.CandidateOut:
-    close = difflib.get_close_matches(c.vendor_key, list(keys), n=3, cutoff=0.75) if c.status == "open" else []
+    close = _similar(c.vendor_key, words) if words is not None and c.status == "open" else []
     similar = list(dict.fromkeys(keys[k] for k in close))
     return schemas.CandidateOut(
         id=c.id,
