@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from pitcrew.topology import APPS
+from pitcrew.topology import APPS, PROCESSES
 
 app = typer.Typer(help="Pitcrew: the marketing-operations platform.", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def up(
     host: str = typer.Option("127.0.0.1", help="Address every process listens on."),
     ready_timeout: float = typer.Option(180.0, help="Seconds every app gets to become ready (a busy laptop is slow)."),
 ) -> None:
-    """Start NATS, migrate every database, start the four services and the gateway."""
+    """Start NATS, migrate every database, start the five services, a local SMTP sink, the gateway and the console."""
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
     from pitcrew.launcher import run_until_signal, start_stack
@@ -31,7 +31,7 @@ def up(
 
     # Until the stack is up, SIGTERM unwinds like Ctrl-C so no child is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
-    typer.echo("starting NATS, migrating, starting the five apps ...")
+    typer.echo("starting NATS, migrating, starting the apps ...")
     stack, urls, nats_url = start_stack(host=host, var_dir=var_dir.resolve(), ready_timeout=ready_timeout)
     try:
         token = mint_dev_token(GatewaySettings(), "dev-admin", ["admin"], ttl=12 * 3600)
@@ -39,7 +39,8 @@ def up(
         typer.echo(f"  NATS      {nats_url}")
         for name, url in urls.items():
             typer.echo(f"  {name:<9} {url}")
-        typer.echo(f"\n  API docs  {urls['gateway']}/docs")
+        typer.echo(f"\n  Console   {urls['gateway']}/  (sign in as any user and role in development)")
+        typer.echo(f"  API docs  {urls['gateway']}/docs")
         typer.echo(f"  Logs      {var_dir.resolve() / 'log'}")
         if demo:
             from pitcrew.demo import load_demo
@@ -97,7 +98,7 @@ def status() -> None:
     """Show whether each app answers /ready."""
     failed = False
     with httpx.Client(timeout=2.0) as client:
-        for name, info in APPS.items():
+        for name, info in PROCESSES.items():
             port = int(os.environ.get(f"PITCREW_{name.upper()}_PORT", info.default_port))
             url = f"http://127.0.0.1:{port}"
             try:

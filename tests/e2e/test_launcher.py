@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pitcrew.launcher import Backoff, free_port
-from pitcrew.topology import APPS
+from pitcrew.topology import PROCESSES
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def _children(pid: int) -> set[int]:
 
 
 def test_pitcrew_up_starts_everything_and_sigterm_stops_everything(tmp_path: Path):
-    ports = {name: free_port() for name in APPS}
+    ports = {name: free_port() for name in PROCESSES}
     env = dict(os.environ)
     env.update({f"PITCREW_{name.upper()}_PORT": str(port) for name, port in ports.items()})
     env["PITCREW_NATS_URL"] = f"nats://127.0.0.1:{free_port()}"
@@ -55,7 +55,7 @@ def test_pitcrew_up_starts_everything_and_sigterm_stops_everything(tmp_path: Pat
         assert "Pitcrew is up." in output, output
         assert "export PITCREW_TOKEN=" in output
         children = _children(proc.pid)
-        assert len(children) == 6  # NATS and five apps
+        assert len(children) == 2 + len(PROCESSES)  # NATS, the local SMTP sink and every app (the console too)
         with httpx.Client(timeout=5) as client:
             for name, port in ports.items():
                 r = client.get(f"http://127.0.0.1:{port}/ready")
