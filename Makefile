@@ -14,14 +14,14 @@ export PITCREW_TEST_POSTGRES_URL
 .PHONY: help up venv test test-postgres test-chaos test-browser fuzz bench lint fmt clean
 
 help:
-	@echo "make up             start NATS, migrate, start the four services and the gateway (Ctrl-C stops)"
+	@echo "make up             start NATS, migrate, start the five services and the gateway (Ctrl-C stops)"
 	@echo "make test           the whole suite on SQLite and a NATS server the tests start"
 	@echo "make test-postgres  the database-facing suite on PostgreSQL (PITCREW_TEST_POSTGRES_URL)"
 	@echo "make test-chaos     NATS, services and database connections killed mid-stream (PostgreSQL)"
 	@echo "make test-browser   the web console in Chromium (Playwright, axe-core); screenshots in var/screenshots"
 	@echo "make fuzz           schemathesis through the gateway of a running stack (seeded, time-bounded)"
 	@echo "make bench          the benchmarks in bench/ (figures and ratios)"
-	@echo "make lint           ruff, compose file, Kubernetes manifests, Dockerfile"
+	@echo "make lint           ruff, ruff format, mypy, compose file, Kubernetes manifests, Dockerfile"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -64,6 +64,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check shared gateway services pitcrew console tests bench deploy
 	$(VENV)/bin/ruff format --check shared gateway services pitcrew console tests bench deploy
+	$(VENV)/bin/mypy shared gateway services pitcrew console
 	@if [ -x deploy/lint.sh ]; then deploy/lint.sh; fi
 
 fmt: venv

@@ -21,7 +21,7 @@ def up(
     host: str = typer.Option("127.0.0.1", help="Address every process listens on."),
     ready_timeout: float = typer.Option(180.0, help="Seconds every app gets to become ready (a busy laptop is slow)."),
 ) -> None:
-    """Start NATS, migrate every database, start the four services, the gateway and the web console."""
+    """Start NATS, migrate every database, start the five services, a local SMTP sink, the gateway and the console."""
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
     from pitcrew.launcher import run_until_signal, start_stack

@@ -1,4 +1,4 @@
-"""`pitcrew up`: NATS, migrations, the four services and the gateway, as child processes.
+"""`pitcrew up`: NATS, migrations, the five services, a local SMTP sink and the gateway, as child processes.
 
 A child that dies is started again after a backoff (1 s, doubling to 30 s) while the others keep
 running, and the launcher says so. Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then
@@ -71,6 +71,12 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def start_mail_sink(host: str, port: int, directory: Path, log_file: Path) -> subprocess.Popen:
+    """The local SMTP sink (pitcrew.mailsink) the notify service sends to in development."""
+    cmd = [sys.executable, "-m", "pitcrew.mailsink", "--host", host, "--port", str(port), "--dir", str(directory)]
+    return subprocess.Popen(cmd, stdout=open(log_file, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
 
 @dataclass
@@ -162,6 +168,9 @@ def app_env(base: dict[str, str], nats_url: str, urls: dict[str, str], var_dir: 
     if "console" in urls:
         env.setdefault("PITCREW_GATEWAY_CONSOLE_URL", urls["console"])
         env.setdefault("PITCREW_CONSOLE_GATEWAY_URL", urls["gateway"])
+    # Notify decides e-mailed approvals through workflow and writes links to the gateway.
+    env.setdefault("PITCREW_NOTIFY_WORKFLOW_URL", urls["workflow"])
+    env.setdefault("PITCREW_NOTIFY_PUBLIC_URL", urls["gateway"])
     return env
 
 
@@ -199,7 +208,7 @@ def start_stack(
     replicas: dict[str, int] | None = None,
     ready_timeout: float = 60.0,
 ) -> tuple[Stack, dict[str, str], str]:
-    """Start NATS (unless `nats_url` is given), migrate, start the five apps; returns the URLs.
+    """Start NATS (unless `nats_url` is given), migrate, start the six apps and the SMTP sink; returns the URLs.
 
     `replicas` starts several processes of a service on free ports; the gateway is
     given all of their URLs and balances between them.
@@ -232,6 +241,15 @@ def start_stack(
         for name, more in extra.items():
             env[f"PITCREW_GATEWAY_{name.upper()}_URL"] = ",".join([urls[name]] + [f"http://{host}:{p}" for p in more])
         child_env = app_env(env, nats_url, urls, var_dir)
+        if "PITCREW_NOTIFY_SMTP_URL" not in child_env:
+            smtp_port = free_port(host)
+            sink_args = (host, smtp_port, var_dir / "mail", log_dir / "mail.log")
+            stack.add(
+                Child("mail", start_mail_sink(*sink_args), restart=functools.partial(start_mail_sink, *sink_args))
+            )
+            wait_for_port(host, smtp_port)
+            child_env["PITCREW_NOTIFY_SMTP_URL"] = f"smtp://{host}:{smtp_port}"
+            echo(f"mail sink on {host}:{smtp_port}, storing mail under {var_dir / 'mail'}")
         for name in APPS:
             upgrade(name, database_url(name, child_env, var_dir))
         for name in PROCESSES:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from services.registry import events as registry
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
 Amount = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=["1250.00"])]
@@ -147,11 +148,12 @@ CATALOGUE = Catalogue(
         THRESHOLD_CROSSED,
     ),
     consumes=(
+        # Spelled out: workflow's events module reads budget's requests, and neither may import the other.
         Consumed("workflow.instance.approved", "Approves the budget commitment the instance was about"),
         Consumed("workflow.instance.rejected", "Releases the budget commitment the instance was about"),
-        Consumed("registry.contract.created", "Commits a contract term's cost against its budget line"),
-        Consumed("registry.contract.renewed", "Commits the next term's cost against its budget line"),
-        Consumed("registry.contract.cancelled", "Releases the term's commitment"),
+        Consumed(registry.CONTRACT_CREATED.subject, "Commits a contract term's cost against its budget line"),
+        Consumed(registry.CONTRACT_RENEWED.subject, "Commits the next term's cost against its budget line"),
+        Consumed(registry.CONTRACT_CANCELLED.subject, "Releases the term's commitment"),
     ),
     title="Budget",
 )

@@ -7,34 +7,15 @@ effect once; data that does not match its model is dead-lettered with the reason
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from services.budget import integrations
 from services.budget.container import Budget
 from services.registry import events as registry
+from services.workflow import events as workflow
 from shared.app import Runtime
 from shared.consumer import Handler
 from shared.events import Envelope
 from shared.identity import Principal
 from shared.uow import UnitOfWork
-
-
-class WorkflowSubject(BaseModel):
-    """What a workflow instance was about (workflow publishes no catalogue of its own yet)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    service: str | None = None
-    type: str | None = None
-    id: str | int | None = None
-
-
-class WorkflowDecision(BaseModel):
-    """The part of workflow.instance.approved|rejected the budget reads."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    subject: WorkflowSubject | None = None
 
 
 def actor(env: Envelope) -> Principal:
@@ -47,12 +28,14 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
     budget: Budget = runtime.domain
 
     def decided(approved: bool) -> Handler:
+        spec = workflow.INSTANCE_APPROVED if approved else workflow.INSTANCE_REJECTED
+
         async def handle(uow: UnitOfWork, env: Envelope) -> None:
-            subject = WorkflowDecision.model_validate(env.data).subject
-            if subject is None or subject.service != "budget" or subject.type != "commitment" or subject.id is None:
+            subject = spec.read(env.data).subject
+            if subject.service != "budget" or subject.type != "commitment":
                 return  # another service's approval
             await integrations.workflow_decided(
-                uow, actor(env), postings=budget.postings, commitment_id=str(subject.id), approved=approved
+                uow, actor(env), postings=budget.postings, commitment_id=subject.id, approved=approved
             )
 
         return handle
@@ -66,8 +49,8 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         await integrations.contract_cancelled(uow, actor(env), postings=budget.postings, term=term)
 
     return {
-        "workflow.instance.approved": decided(True),
-        "workflow.instance.rejected": decided(False),
+        workflow.INSTANCE_APPROVED.subject: decided(True),
+        workflow.INSTANCE_REJECTED.subject: decided(False),
         registry.CONTRACT_CREATED.subject: contract,
         registry.CONTRACT_RENEWED.subject: contract,
         registry.CONTRACT_CANCELLED.subject: contract_cancelled,

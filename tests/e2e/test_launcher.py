@@ -55,7 +55,7 @@ def test_pitcrew_up_starts_everything_and_sigterm_stops_everything(tmp_path: Pat
         assert "Pitcrew is up." in output, output
         assert "export PITCREW_TOKEN=" in output
         children = _children(proc.pid)
-        assert len(children) == 1 + len(PROCESSES)  # NATS and every app (the console too)
+        assert len(children) == 2 + len(PROCESSES)  # NATS, the local SMTP sink and every app (the console too)
         with httpx.Client(timeout=5) as client:
             for name, port in ports.items():
                 r = client.get(f"http://127.0.0.1:{port}/ready")
