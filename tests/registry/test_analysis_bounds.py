@@ -108,8 +108,9 @@ async def test_a_large_analysis_leaves_the_event_loop_free(app, api):
     assert body["single_points_of_failure"]  # a sparse random graph has many
     assert set(health) == {200} and len(gaps) > 5
     # On the event loop the whole request held it: 2.6 s to 5.2 s on the shared 2-core machine for this
-    # stack; now the worst gap is a few hundred ms, what a loaded machine costs any sleep.
-    assert max(gaps) < 1.0, f"the event loop was held for {max(gaps):.2f} s of the {took:.2f} s the analysis took"
+    # stack; now the worst gap is a few hundred ms, what a loaded machine costs any sleep (1.08 s seen at a
+    # load average of 17, so the bound is below the old behaviour's shortest hold, not at an idle machine's).
+    assert max(gaps) < 2.0, f"the event loop was held for {max(gaps):.2f} s of the {took:.2f} s the analysis took"
 
 
 @pytest.mark.parametrize(
