@@ -46,13 +46,18 @@ from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from pitcrew.launcher import free_port, wait_for_port  # noqa: E402
 from pitcrew.migrations import upgrade_async  # noqa: E402
-from services.budget.ledger import Ledger, ancestors, periods_of  # noqa: E402
+from services.budget import allocations, commitments, container, lines, plans, reports  # noqa: E402
+from services.budget.container import Budget  # noqa: E402
+from services.budget.events import CATALOGUE  # noqa: E402
+from services.budget.lines import ancestors  # noqa: E402
 from services.budget.models import infra  # noqa: E402
+from services.budget.periods import periods_of  # noqa: E402
 from services.budget.settings import Settings  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.identity import HEADER, Principal, mint  # noqa: E402
 from shared.outbox import Outbox  # noqa: E402
 from shared.settings import DEV_IDENTITY_SECRET  # noqa: E402
+from shared.uow import UnitOfWork  # noqa: E402
 
 PG_URL = os.environ.get("PITCREW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLIENTS = 8
@@ -160,23 +165,29 @@ async def raw_insert_workload(url: str):
 # ---------------------------------------------------------------- postings
 
 
-async def posting_plan(db: Database, ledger: Ledger) -> list[str]:
+def outbox() -> Outbox:
+    """The outbox as the service builds it: events checked against the catalogue, each with its audit entry."""
+    return Outbox(infra.outbox, "budget", CATALOGUE, audit=infra.audit)
+
+
+async def posting_plan(db: Database, budget: Budget, box: Outbox) -> list[str]:
     """A plan of 4 regions x 16 leaves with money in every leaf and month; returns the leaf ids."""
     async with db.transaction() as s:
-        plan = await ledger.create_plan(
-            s, WHO, name="bench", fiscal_year=2027, currency="EUR", overspend_policy="block", approval_threshold=None
+        uow = UnitOfWork(s, box)
+        plan = await plans.create_plan(
+            uow, WHO, name="bench", fiscal_year=2027, currency="EUR", overspend_policy="block", approval_threshold=None
         )
-        await ledger.activate_plan(s, WHO, plan["id"])
+        await plans.activate_plan(uow, WHO, plan_id=plan["id"])
         leaves = []
         for r in range(4):
-            await ledger.create_line(
-                s, WHO, plan["id"], code=f"R{r}", name=f"Region {r}", dimensions={"region": f"R{r}"}
+            await lines.create_line(
+                uow, WHO, plan_id=plan["id"], code=f"R{r}", name=f"Region {r}", dimensions={"region": f"R{r}"}
             )
             for k in range(16):
-                leaf = await ledger.create_line(
-                    s,
+                leaf = await lines.create_line(
+                    uow,
                     WHO,
-                    plan["id"],
+                    plan_id=plan["id"],
                     code=f"R{r}-{k}",
                     name=f"leaf {k}",
                     parent_code=f"R{r}",
@@ -185,14 +196,23 @@ async def posting_plan(db: Database, ledger: Ledger) -> list[str]:
                 leaves.append(leaf["id"])
         for leaf in leaves:
             for per in periods_of(2027):
-                await ledger.allocate(s, WHO, line_id=leaf, period=per, amount=Decimal("100000000"), currency="EUR")
+                await allocations.allocate(
+                    uow,
+                    WHO,
+                    postings=budget.postings,
+                    line_id=leaf,
+                    period=per,
+                    amount=Decimal("100000000"),
+                    currency="EUR",
+                )
     return leaves
 
 
 async def _leaves(url: str) -> list[str]:
     db = Database(url, pool_size=2)
     try:
-        return await posting_plan(db, Ledger(Outbox(infra.outbox, "budget")))
+        box = outbox()
+        return await posting_plan(db, container.for_database(db, box), box)
     finally:
         await db.dispose()
 
@@ -202,14 +222,16 @@ async def domain_workload(url: str):
     """8 clients calling the domain layer in this process, as the service's endpoint does."""
     leaves = await _leaves(url)
     db = Database(url, pool_size=CLIENTS, server_settings=Settings().database_server_settings)  # as the service
-    ledger = Ledger(Outbox(infra.outbox, "budget"))
+    box = outbox()
+    budget = container.for_database(db, box, group_commit=Settings().group_commit_statements)
     periods = periods_of(2027)
 
     async def work(i: int) -> None:
         async with db.transaction(single_action=True) as s:  # as a POST without Idempotency-Key
-            await ledger.create_commitment(
-                s,
+            await commitments.create_commitment(
+                UnitOfWork(s, box),
                 WHO,
+                postings=budget.postings,
                 line_id=random.choice(leaves),
                 period=random.choice(periods),
                 amount=Decimal("1.00"),
@@ -435,12 +457,12 @@ async def load_big_plan(url: str, n_entries: int) -> tuple[str, float]:
     Returns the plan id and how long re-summing the ledger for the plan took (the baseline a summary
     would pay without running balances)."""
     db = Database(url, pool_size=2)
-    ledger = Ledger(Outbox(infra.outbox, "budget"))
     async with db.transaction() as s:
-        plan = await ledger.create_plan(
-            s, WHO, name="big", fiscal_year=2027, currency="EUR", overspend_policy="block", approval_threshold=None
+        uow = UnitOfWork(s, outbox())
+        plan = await plans.create_plan(
+            uow, WHO, name="big", fiscal_year=2027, currency="EUR", overspend_policy="block", approval_threshold=None
         )
-        await ledger.activate_plan(s, WHO, plan["id"])
+        await plans.activate_plan(uow, WHO, plan_id=plan["id"])
     plan_id = plan["id"]
     # Lines and their balance rows straight in SQL (the domain path is measured above).
     line_rows, paths = [], {}
@@ -575,12 +597,11 @@ async def summary_latency(url: str, n_entries: int, runs: int) -> dict[str, floa
     plan_id, t_resum = await load_big_plan(url, n_entries)
     load_s = time.perf_counter() - t0
     db = Database(url, pool_size=2)
-    ledger = Ledger(Outbox(infra.outbox, "budget"))
     domain = []
     for _ in range(runs):
         t = time.perf_counter()
         async with db.transaction(readonly=True) as s:
-            out = await ledger.summary(s, WHO, plan_id, "channel", None, None)
+            out = await reports.summary(UnitOfWork(s), WHO, plan_id=plan_id, group_by="channel", start=None, end=None)
         domain.append(time.perf_counter() - t)
     assert len(out["groups"]) == len(CHANNELS), out["groups"]
     await db.dispose()

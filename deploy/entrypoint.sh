@@ -1,7 +1,7 @@
 #!/bin/sh
 # Container entrypoint: one image, the first argument picks what runs.
 #
-#   pitcrew-entrypoint <app>              serve gateway|budget|workflow|kpi|registry with uvicorn
+#   pitcrew-entrypoint <app>              serve gateway|budget|workflow|kpi|registry|notify|console with uvicorn
 #   pitcrew-entrypoint migrate [<app>]    upgrade one database (or all configured ones) and exit
 #   pitcrew-entrypoint wait-migrated <app> [seconds]
 #                                         exit 0 once the app's database is at the latest migration
@@ -14,7 +14,7 @@
 set -eu
 
 usage() {
-    echo "usage: pitcrew-entrypoint gateway|budget|workflow|kpi|registry | migrate [APP] | wait-migrated APP [SECONDS] | COMMAND..." >&2
+    echo "usage: pitcrew-entrypoint gateway|budget|workflow|kpi|registry|notify|console | migrate [APP] | wait-migrated APP [SECONDS] | COMMAND..." >&2
     exit 64
 }
 
@@ -31,13 +31,15 @@ case "$cmd" in
         [ "$#" -ge 1 ] || usage
         exec pitcrew-wait-migrated "$@"
         ;;
-    gateway|budget|workflow|kpi|registry)
+    gateway|budget|workflow|kpi|registry|notify|console)
         case "$cmd" in
             gateway)  module=gateway.main:app;           default_port=8000 ;;
             budget)   module=services.budget.main:app;   default_port=8001 ;;
             workflow) module=services.workflow.main:app; default_port=8002 ;;
             kpi)      module=services.kpi.main:app;      default_port=8003 ;;
             registry) module=services.registry.main:app; default_port=8004 ;;
+            console)  module=console.main:app;           default_port=8006 ;;
+            notify)   module=services.notify.main:app;   default_port=8005 ;;
         esac
         upper=$(echo "$cmd" | tr '[:lower:]' '[:upper:]')
         host=$(printenv "PITCREW_${upper}_HOST" || echo "0.0.0.0")

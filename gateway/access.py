@@ -18,6 +18,7 @@ from shared.errors import DomainError, Forbidden, Unauthorized
 from shared.identity import Principal
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ANONYMOUS = Principal(subject="anonymous", roles=frozenset(), kind="anonymous")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,15 @@ async def admit(
     gw: Gateway, authorization: str | None, api_key: str | None, service: str, method: str, path: str
 ) -> Principal:
     """The caller, allowed to `method` `path` (as `service` sees it) and within its rate; or raise
-    Unauthorized (401), Forbidden (403) or RateLimited (429)."""
+    Unauthorized (401), Forbidden (403) or RateLimited (429). A path the policy lists as public (a
+    signed link in an e-mail) is passed without a credential, as `anonymous` with no role."""
+    if authorization is None and api_key is None and gw.policy.is_public(service, method, path):
+        if has_dot_segment(path):
+            raise Forbidden("Paths with '.' or '..' segments are not forwarded.")
+        retry_after = await gw.limiter.check(route_class(method), ANONYMOUS.subject)
+        if retry_after is not None:
+            raise RateLimited(route_class(method), gw.limiter.describe(route_class(method)), retry_after)
+        return ANONYMOUS
     principal = await gw.auth.authenticate(authorization, api_key)
     if has_dot_segment(path):
         raise Forbidden("Paths with '.' or '..' segments are not forwarded.")

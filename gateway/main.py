@@ -7,6 +7,8 @@ The layers a request meets, outermost first:
 - the proxy (gateway.proxy), a pure ASGI layer: `/budget/*`, `/workflow/*`, `/kpi/*` and
   `/registry/*` are authenticated, authorized, forwarded and answered without meeting
   FastAPI's routing or any other middleware;
+- the console layer (gateway.console): a path that is none of the API's is forwarded to the web
+  console, so the browser sees one origin;
 - the shared stack Starlette and FastAPI build (error handler, request context: request
   id, metrics, access log);
 - the guard (gateway.guard): `/gateway/...` is admitted before a byte of its body is read,
@@ -22,6 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from gateway import api, public
+from gateway.console import ConsoleLayer
 from gateway.cors import cors_layer
 from gateway.guard import GuardMiddleware
 from gateway.models import infra
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
             slot.current.forwarder.start()
 
     async def on_shutdown(runtime: Runtime) -> None:
+        await console.aclose()
         gw, slot.current = slot.current, None
         if gw is not None:
             await gw.aclose()
@@ -76,13 +80,15 @@ def create_app(settings: Settings | None = None, *, run_forwarder: bool = True) 
         metrics_on_app_port=False,  # the edge serves metrics on PITCREW_GATEWAY_METRICS_PORT only
     )
     app = create_service_app(spec, settings)
+    console = ConsoleLayer(app, app.router.routes, settings.console_url, settings.max_request_body_bytes)
     # The proxy (and CORS, when configured) wrap the whole middleware stack Starlette/FastAPI build:
     # proxied requests meet none of those layers; the proxy does their request id, metrics, access
     # log and 500 problem itself.
     build_stack = app.build_middleware_stack
 
     def build_with_proxy() -> ASGIApp:
-        return cors_layer(ProxyMiddleware(build_stack(), slot=slot, service="gateway"), settings)
+        console.app = build_stack()  # the console layer: what is not the API goes to the web console
+        return cors_layer(ProxyMiddleware(console, slot=slot, service="gateway"), settings)
 
     app.build_middleware_stack = build_with_proxy  # type: ignore[method-assign]
     return app

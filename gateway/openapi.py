@@ -2,7 +2,9 @@
 
 Each service's spec (fetched by gateway.merged) has its paths prefixed with the service
 name, as the gateway exposes them, and its schema names prefixed too so two services'
-`PlanIn`s cannot collide. Every proxied operation also lists what the gateway itself can
+`PlanIn`s cannot collide (the title too, which client generators name their classes by). A schema
+every service shares word for word (`Problem`, the audit `Entry`, a `DeadLetter`) is kept once,
+under its own name. Every proxied operation also lists what the gateway itself can
 answer in front of the service (401, 403, 413, 429, 502, 503, 504, as problem+json). A
 service that is down is left out and named in `x-pitcrew-unavailable`.
 """
@@ -41,11 +43,14 @@ def merge(own: dict[str, Any], parts: list[Part]) -> dict[str, Any]:
                 unavailable.append(part.service)
             continue
         service, spec = part.service, part.doc
-        prefix = service.capitalize() + "_"
-        names = {name: prefix + name for name in (spec.get("components", {}).get("schemas") or {})}
+        theirs: dict[str, Any] = spec.get("components", {}).get("schemas") or {}
+        names = _names(theirs, schemas, service.capitalize() + "_")
         spec = _rename_refs(spec, names)
         for name, schema in (spec.get("components", {}).get("schemas") or {}).items():
-            schemas[names[name]] = schema
+            if names[name] == name:
+                schemas.setdefault(name, schema)
+            else:
+                schemas[names[name]] = {**schema, "title": names[name]}
         for path, item in (spec.get("paths") or {}).items():
             if path in OPS_PATHS:
                 continue
@@ -60,6 +65,38 @@ def merge(own: dict[str, Any], parts: list[Part]) -> dict[str, Any]:
     if unavailable:
         doc["x-pitcrew-unavailable"] = unavailable
     return doc
+
+
+def _names(theirs: dict[str, Any], ours: dict[str, Any], prefix: str) -> dict[str, str]:
+    """Each of a service's schema names as the merged document calls it: its own name when the
+    schema is already there word for word (its references shared as well), else prefixed. A name
+    not yet there is taken as shared when it is the first service's (a later one that differs is
+    prefixed)."""
+    shared = {n for n in theirs if n in ours or n in SHAREABLE}
+    while True:
+        names = {n: n if n in shared else prefix + n for n in theirs}
+        differs = {n for n in shared if n in ours and _rename_refs(theirs[n], names) != ours[n]}
+        differs |= {n for n in shared if n not in ours and _refs(theirs[n]) - shared}
+        if not differs:
+            return names
+        shared -= differs
+
+
+# The schemas of the routes every service shares (shared.ops, shared.audit, shared.deadletters):
+# one model each in a generated client, not one per service.
+SHAREABLE = frozenset(
+    {"Problem", "FieldProblem", "Entry", "EntryList", "DeadLetter", "DeadLetterList", "Discard", "ReplayRange"}
+    | {"Outcome", "Outcomes"}
+)
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"][len(REF_PREFIX) :]} if str(node.get("$ref", "")).startswith(REF_PREFIX) else set()
+        return found.union(*(_refs(v) for k, v in node.items() if k != "$ref"))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
 
 
 def _gateway_statuses(responses: dict[str, Any]) -> None:

@@ -55,8 +55,10 @@ _DECISIONS_MAX = 20_000
 
 
 class Policy:
-    def __init__(self, rules: dict[str, list[Rule]]):
+    def __init__(self, rules: dict[str, list[Rule]], public: list[Rule] | None = None):
         self.rules = rules
+        # Paths anyone may reach without a credential (the signed links in notify's e-mails).
+        self.public = public or []
         self._decisions: dict[tuple[frozenset[str], str, str, str], bool] = {}
 
     @classmethod
@@ -90,7 +92,17 @@ class Policy:
                             f"{', '.join(sorted(rule.methods - READ_METHODS))}"
                         )
             rules[role] = compiled
-        return cls(rules)
+        public = [_rule("public", i, r) for i, r in enumerate(doc.get("public") or [])]
+        for rule in public:
+            if "gateway" in rule.services:
+                raise PolicyError("public paths are for the services' own signed links, not the gateway's API")
+        return cls(rules, public)
+
+    def is_public(self, service: str, method: str, path: str) -> bool:
+        """True when `method path` of `service` is listed under `public:` (no credential needed)."""
+        return any(
+            service in rule.services and method in rule.methods and rule.pattern.fullmatch(path) for rule in self.public
+        )
 
     def allows(self, roles: Iterable[str], service: str, method: str, path: str) -> bool:
         key = (roles if isinstance(roles, frozenset) else frozenset(roles), service, method, path)

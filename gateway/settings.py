@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.settings import DEV_JWT_SECRET, BaseServiceSettings
 
-SERVICE_NAMES = ("budget", "workflow", "kpi", "registry")
+SERVICE_NAMES = ("budget", "workflow", "kpi", "registry", "notify")
 DEFAULT_POLICY = str(Path(__file__).with_name("policy.yaml"))
 
 
@@ -41,6 +41,9 @@ class Settings(BaseServiceSettings):
     workflow_url: str = "http://127.0.0.1:8002"
     kpi_url: str = "http://127.0.0.1:8003"
     registry_url: str = "http://127.0.0.1:8004"
+    # The web console, served at `/` (every path that is not the API); empty: none (`pitcrew up` sets it).
+    console_url: str = ""
+    notify_url: str = "http://127.0.0.1:8005"
     connect_timeout_seconds: float = 2.0
     upstream_timeout_seconds: float = 30.0
     max_connections: int = 400  # open connections to all services together (aiohttp's pool limit)

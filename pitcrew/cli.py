@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from pitcrew.topology import APPS
+from pitcrew.topology import APPS, PROCESSES
 
 app = typer.Typer(help="Pitcrew: the marketing-operations platform.", no_args_is_help=True)
 
@@ -19,8 +19,9 @@ def up(
     demo: bool = typer.Option(False, "--demo", help="Load a believable demo company after start-up."),
     var_dir: Path = typer.Option(Path(os.environ.get("PITCREW_VAR_DIR", "var")), help="Data folder."),
     host: str = typer.Option("127.0.0.1", help="Address every process listens on."),
+    ready_timeout: float = typer.Option(180.0, help="Seconds every app gets to become ready (a busy laptop is slow)."),
 ) -> None:
-    """Start NATS, migrate every database, start the four services and the gateway."""
+    """Start NATS, migrate every database, start the five services, a local SMTP sink, the gateway and the console."""
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
     from pitcrew.launcher import run_until_signal, start_stack
@@ -30,15 +31,16 @@ def up(
 
     # Until the stack is up, SIGTERM unwinds like Ctrl-C so no child is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
-    typer.echo("starting NATS, migrating, starting the five apps ...")
-    stack, urls, nats_url = start_stack(host=host, var_dir=var_dir.resolve())
+    typer.echo("starting NATS, migrating, starting the apps ...")
+    stack, urls, nats_url = start_stack(host=host, var_dir=var_dir.resolve(), ready_timeout=ready_timeout)
     try:
         token = mint_dev_token(GatewaySettings(), "dev-admin", ["admin"], ttl=12 * 3600)
         typer.echo("\nPitcrew is up.")
         typer.echo(f"  NATS      {nats_url}")
         for name, url in urls.items():
             typer.echo(f"  {name:<9} {url}")
-        typer.echo(f"\n  API docs  {urls['gateway']}/docs")
+        typer.echo(f"\n  Console   {urls['gateway']}/  (sign in as any user and role in development)")
+        typer.echo(f"  API docs  {urls['gateway']}/docs")
         typer.echo(f"  Logs      {var_dir.resolve() / 'log'}")
         if demo:
             from pitcrew.demo import load_demo
@@ -51,7 +53,7 @@ def up(
     typer.echo("\nDevelopment admin token (12 h):")
     typer.echo(f"  export PITCREW_TOKEN={token}")
     typer.echo(f'  curl -H "Authorization: Bearer $PITCREW_TOKEN" {urls["gateway"]}/budget/v1/plans')
-    typer.echo("\nCtrl-C stops everything.")
+    typer.echo("\nA process that dies is started again; Ctrl-C stops everything.")
     raise typer.Exit(run_until_signal(stack))
 
 
@@ -96,7 +98,7 @@ def status() -> None:
     """Show whether each app answers /ready."""
     failed = False
     with httpx.Client(timeout=2.0) as client:
-        for name, info in APPS.items():
+        for name, info in PROCESSES.items():
             port = int(os.environ.get(f"PITCREW_{name.upper()}_PORT", info.default_port))
             url = f"http://127.0.0.1:{port}"
             try:

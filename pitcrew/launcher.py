@@ -1,11 +1,13 @@
-"""`pitcrew up`: NATS, migrations, the four services and the gateway, as child processes.
+"""`pitcrew up`: NATS, migrations, the five services, a local SMTP sink and the gateway, as child processes.
 
-Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then SIGKILL after a
-grace period), so nothing is left running.
+A child that dies is started again after a backoff (1 s, doubling to 30 s) while the others keep
+running, and the launcher says so. Every child is stopped on Ctrl-C or SIGTERM (SIGTERM, then
+SIGKILL after a grace period), so nothing is left running.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ from urllib.parse import urlparse
 import httpx
 
 from pitcrew.migrations import upgrade
-from pitcrew.topology import APPS, SERVICES
+from pitcrew.topology import APPS, PROCESSES, SERVICES
 from shared.settings import DEV_WEBHOOK_SECRETS
 
 
@@ -71,6 +73,12 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def start_mail_sink(host: str, port: int, directory: Path, log_file: Path) -> subprocess.Popen:
+    """The local SMTP sink (pitcrew.mailsink) the notify service sends to in development."""
+    cmd = [sys.executable, "-m", "pitcrew.mailsink", "--host", host, "--port", str(port), "--dir", str(directory)]
+    return subprocess.Popen(cmd, stdout=open(log_file, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
 @dataclass
 class Child:
     name: str
@@ -86,7 +94,7 @@ def start_app(name: str, host: str, port: int, env: dict[str, str], log_dir: Pat
         sys.executable,
         "-m",
         "uvicorn",
-        APPS[name].module,
+        PROCESSES[name].module,
         "--host",
         host,
         "--port",
@@ -157,6 +165,12 @@ def app_env(base: dict[str, str], nats_url: str, urls: dict[str, str], var_dir: 
         env.setdefault("PITCREW_GATEWAY_WEBHOOK_SECRETS", json.dumps(DEV_WEBHOOK_SECRETS))
     for name in SERVICES:
         env.setdefault(f"PITCREW_GATEWAY_{name.upper()}_URL", urls[name])
+    if "console" in urls:
+        env.setdefault("PITCREW_GATEWAY_CONSOLE_URL", urls["console"])
+        env.setdefault("PITCREW_CONSOLE_GATEWAY_URL", urls["gateway"])
+    # Notify decides e-mailed approvals through workflow and writes links to the gateway.
+    env.setdefault("PITCREW_NOTIFY_WORKFLOW_URL", urls["workflow"])
+    env.setdefault("PITCREW_NOTIFY_PUBLIC_URL", urls["gateway"])
     return env
 
 
@@ -194,7 +208,7 @@ def start_stack(
     replicas: dict[str, int] | None = None,
     ready_timeout: float = 60.0,
 ) -> tuple[Stack, dict[str, str], str]:
-    """Start NATS (unless `nats_url` is given), migrate, start the five apps; returns the URLs.
+    """Start NATS (unless `nats_url` is given), migrate, start the six apps and the SMTP sink; returns the URLs.
 
     `replicas` starts several processes of a service on free ports; the gateway is
     given all of their URLs and balances between them.
@@ -204,7 +218,7 @@ def start_stack(
     log_dir = log_dir or var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack()
-    chosen = {name: int(env.get(f"PITCREW_{name.upper()}_PORT", info.default_port)) for name, info in APPS.items()}
+    chosen = {name: int(env.get(f"PITCREW_{name.upper()}_PORT", info.default_port)) for name, info in PROCESSES.items()}
     chosen.update(ports or {})
     ports = chosen
     try:
@@ -216,7 +230,8 @@ def start_stack(
                 nats_port = free_port(host)
                 echo(f"port {parsed.port or 4222} is taken; starting NATS on {nats_port} instead")
             nats_url = f"nats://{host}:{nats_port}"
-            stack.add(Child("nats", start_nats(nats_port, var_dir / "nats", host, log_dir / "nats.log")))
+            nats_args = (nats_port, var_dir / "nats", host, log_dir / "nats.log")
+            stack.add(Child("nats", start_nats(*nats_args), restart=functools.partial(start_nats, *nats_args)))
             wait_for_port(host, nats_port)
         urls = {name: f"http://{host}:{port}" for name, port in ports.items()}
         for name, port in ports.items():
@@ -226,9 +241,18 @@ def start_stack(
         for name, more in extra.items():
             env[f"PITCREW_GATEWAY_{name.upper()}_URL"] = ",".join([urls[name]] + [f"http://{host}:{p}" for p in more])
         child_env = app_env(env, nats_url, urls, var_dir)
+        if "PITCREW_NOTIFY_SMTP_URL" not in child_env:
+            smtp_port = free_port(host)
+            sink_args = (host, smtp_port, var_dir / "mail", log_dir / "mail.log")
+            stack.add(
+                Child("mail", start_mail_sink(*sink_args), restart=functools.partial(start_mail_sink, *sink_args))
+            )
+            wait_for_port(host, smtp_port)
+            child_env["PITCREW_NOTIFY_SMTP_URL"] = f"smtp://{host}:{smtp_port}"
+            echo(f"mail sink on {host}:{smtp_port}, storing mail under {var_dir / 'mail'}")
         for name in APPS:
             upgrade(name, database_url(name, child_env, var_dir))
-        for name in APPS:
+        for name in PROCESSES:
             stack.add(start_app(name, host, ports[name], child_env, log_dir))
             for i, port in enumerate(extra.get(name, []), start=2):
                 child = start_app(name, host, port, child_env, log_dir, label=f"{name}#{i}")
@@ -240,23 +264,72 @@ def start_stack(
     return stack, urls, nats_url
 
 
+@dataclass
+class Backoff:
+    """When a crashed child may start again: 1 s, 2 s, 4 s ... at most `cap`; a child that then
+    stays up for `stable` seconds is forgiven its past crashes."""
+
+    base: float = 1.0
+    cap: float = 30.0
+    stable: float = 60.0
+    crashes: int = 0
+    started_at: float = 0.0
+    due: float | None = None  # when the pending restart happens
+
+    def crashed(self, now: float) -> float:
+        if now - self.started_at >= self.stable:
+            self.crashes = 0
+        delay = min(self.cap, self.base * 2**self.crashes)
+        self.crashes += 1
+        self.due = now + delay
+        return delay
+
+
+def supervise(
+    stack: Stack,
+    stopping: Callable[[], bool],
+    echo: Callable[[str], None] = print,
+    *,
+    backoff: Callable[[], Backoff] = Backoff,
+    clock: Callable[[], float] = time.monotonic,
+    tick: float = 0.2,
+) -> None:
+    """Until `stopping()`: a child that dies is started again after its backoff, the others keep
+    running. A child that cannot be restarted (no way to start it) is reported and left down."""
+    state = {c.name: backoff() for c in stack.children}
+    for b in state.values():
+        b.started_at = clock()
+    while not stopping():
+        now = clock()
+        for child in stack.children:
+            b = state.setdefault(child.name, backoff())
+            if child.proc.poll() is None:
+                continue
+            if b.due is None:
+                if child.restart is None:
+                    continue  # reported below once
+                delay = b.crashed(now)
+                echo(
+                    f"{child.name} exited unexpectedly (code {child.proc.returncode}); restarting it in "
+                    f"{delay:g} s (crash {b.crashes}); the others keep running"
+                )
+            elif now >= b.due:
+                assert child.restart is not None
+                child.proc = child.restart()
+                b.due, b.started_at = None, now
+                echo(f"{child.name} restarted (pid {child.proc.pid})")
+        time.sleep(tick)
+
+
 def run_until_signal(stack: Stack) -> int:
-    """Block until SIGINT/SIGTERM or a child dies; stop everything; exit code."""
-    stopping = {"signal": None}
+    """Block until SIGINT/SIGTERM, restarting a child that dies (with backoff); then stop everything."""
+    stopping: dict[str, int | None] = {"signal": None}
 
     def _handler(signum: int, _frame: object) -> None:
         stopping["signal"] = signum
 
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    code = 0
-    while stopping["signal"] is None:
-        if (dead := stack.dead()) is not None:
-            print(
-                f"{dead.name} exited unexpectedly (code {dead.proc.returncode}); stopping everything", file=sys.stderr
-            )
-            code = 1
-            break
-        time.sleep(0.2)
+    supervise(stack, lambda: stopping["signal"] is not None, lambda line: print(line, file=sys.stderr))
     stack.stop()
-    return code
+    return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import audit, deadletters, idempotency, openapi, ops, problems
@@ -172,6 +173,9 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # operationId = the route's function name (create_plan, not create_plan_v1_plans_post): the
+        # name a generated client gives the call; the gateway prefixes the service's name.
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.identity = Verifier(settings.identity_secret)
@@ -202,6 +206,10 @@ def create_service_app(spec: ServiceSpec, settings: BaseServiceSettings) -> Fast
         app.add_middleware(FastLaneMiddleware, owner=app, routers=spec.routers)
     app.add_middleware(RequestContextMiddleware, service=spec.name)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 async def start_runtime(runtime: Runtime, spec: ServiceSpec) -> None:

@@ -161,9 +161,6 @@ class Consumer:
                 HANDLED.labels(self.service, env.type, "retry").inc()
                 await msg.nak(delay=min(0.2 * 2**delivered, 10.0))
 
-    def _handler_for(self, subject: str) -> Handler | None:  # TRANSITIONAL: tests written before handler_for
-        return self.handler_for(subject)
-
     def handler_for(self, subject: str) -> Handler | None:
         if subject in self.handlers:
             return self.handlers[subject]

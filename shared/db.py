@@ -13,16 +13,18 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, DateTime, MetaData, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -104,6 +106,20 @@ def violated_check(exc: BaseException) -> str | None:
     if getattr(orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_CHECK":
         return str(orig).rpartition("CHECK constraint failed: ")[2]
     return None
+
+
+def insert_ignore(dialect: str, table: Table, keys: Sequence[str]) -> Insert:
+    """INSERT ... ON CONFLICT (`keys`) DO NOTHING for `dialect` (`sqlite` or `postgresql`)."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return make(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+def driver_sql(paramstyle: str, sql: str) -> str:
+    """Hand-written SQL with `?` placeholders in the driver's style (asyncpg numbers them: $1, $2, ...)."""
+    if paramstyle != "numeric_dollar":
+        return sql
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
 
 
 def utcnow() -> dt.datetime:

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,7 @@ class Principal:
         """The values this principal is narrowed to on a dimension; None means not narrowed."""
         return self.scoped_dimensions.get(dimension)
 
-    def may_see(self, dimensions: dict[str, object] | None) -> bool:
+    def may_see(self, dimensions: Mapping[str, object] | None) -> bool:
         """True when every scoped dimension of the principal admits the row's value on it.
 
         A row without a value on a scoped dimension is outside the scope: `region:None` or
@@ -71,7 +71,7 @@ class Principal:
                 return False
         return True
 
-    def may_change(self, before: dict[str, object] | None, after: dict[str, object] | None) -> bool:
+    def may_change(self, before: Mapping[str, object] | None, after: Mapping[str, object] | None) -> bool:
         """A write is in scope only when the row is in scope both as it is and as it will be."""
         return self.may_see(before) and self.may_see(after)
 

@@ -9,7 +9,7 @@ import re
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from shared.errors import Invalid
 
@@ -148,5 +148,17 @@ def _parse_currency(value: Any) -> str:
 
 
 # Pydantic field types: a decimal string in, a decimal string out.
-DecimalStr = Annotated[Decimal, BeforeValidator(parse_decimal), PlainSerializer(str, return_type=str)]
-CurrencyCode = Annotated[str, BeforeValidator(_parse_currency)]
+# The documents say what is accepted: a string of the grammar (a JSON number is refused), so a
+# generated client sends money as text and never as a float.
+DECIMAL_SCHEMA = {"type": "string", "pattern": f"^{DECIMAL_TEXT.pattern}$", "examples": ["1250.00"]}
+DecimalStr = Annotated[
+    Decimal,
+    BeforeValidator(parse_decimal),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(DECIMAL_SCHEMA),
+]
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(_parse_currency),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["EUR"], "description": "ISO 4217"}),
+]

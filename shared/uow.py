@@ -86,11 +86,6 @@ class UnitOfWork:
         """The session's own info (infrastructure keeps its flags there; use cases use `state`)."""
         return self.session.info
 
-    def __getattr__(self, name: str) -> Any:
-        # TRANSITIONAL: while the services move their use cases onto the unit of work, anything else a
-        # session offers is reached through it. Removed once no service relies on it (grep TRANSITIONAL).
-        return getattr(self.session, name)
-
     # -- the audit trail
 
     async def audit(self, entity: str, entity_id: str, *, action: str, before: Any = None, after: Any = None) -> None:

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 export PGUSER="${PGUSER:-${POSTGRES_USER:-postgres}}"
-apps="${PITCREW_DATABASES:-gateway budget workflow kpi registry}"
+apps="${PITCREW_DATABASES:-gateway budget workflow kpi registry notify}"
 admin_db="${POSTGRES_DB:-postgres}"
 
 for app in $apps; do

@@ -4,6 +4,9 @@ Role rules (admin always may): plans, lines, allocations, transfers, period clos
 FX rates, import and reversals by mops and finance; commitments and actuals also by
 marketers (within their scopes) and partners (ERP); approve/release by finance;
 every authenticated caller may read what its scopes cover; analysts never write.
+
+Every route documents its answer (`schemas`) and its problems; answers are the domain's views,
+encoded as they always were (reads through `json`, writes through the idempotency wrapper).
 """
 
 from __future__ import annotations
@@ -13,18 +16,33 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
-from services.budget import schemas
-from services.budget.ledger import Ledger, Raced, plan_view
+from services.budget import (
+    actuals,
+    allocations,
+    commitments,
+    csv_import,
+    fx,
+    integrations,
+    lines,
+    plans,
+    reports,
+    reversals,
+    schemas,
+)
+from services.budget.container import Budget, domain
+from services.budget.postings import Raced
 from shared.app import Runtime, get_runtime
 from shared.db import is_unique_violation
 from shared.errors import Conflict, Invalid
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
+from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
@@ -34,92 +52,100 @@ APPROVERS = ("finance",)
 ERP = ("partner", "finance")
 
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+From = Query(None, alias="from")
+To = Query(None, alias="to")
+CSV = {"text/csv": {"schema": {"type": "string"}}}
 
 
-def ledger_of(rt: Runtime) -> Ledger:
-    return rt.extras["ledger"]  # set by main.create_app
-
-
-def etag(version: int) -> dict[str, str]:
-    return {"ETag": f'"{version}"'}
+def json(body: Any, version: int | None = None, status_code: int = 200) -> Response:
+    """A read's answer as FastAPI encodes a returned dict (with the ETag of a versioned resource)."""
+    headers = {"ETag": f'"{version}"'} if version is not None else None
+    return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
 
 
 # ---------------------------------------------------------------- plans
 
 
-@router.post("/plans", status_code=201, tags=["plans"])
+@router.post("/plans", status_code=201, tags=["plans"], response_model=schemas.PlanOut, responses=problems(409))
 async def create_plan(
     body: schemas.PlanIn,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).create_plan(s, who, **dict(body)))
+    return await rt.idempotent(request, who, lambda uow: plans.create_plan(uow, who, **dict(body)))
 
 
-@router.get("/plans", tags=["plans"])
+@router.get("/plans", tags=["plans"], response_model=schemas.PlanPage, responses=problems())
 async def list_plans(
     limit: int = Limit,
     cursor: str | None = None,
     status: str | None = None,
     fiscal_year: int | None = Query(None, ge=2000, le=2100),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await ledger_of(rt).list_plans(
-            s, limit=limit, cursor=cursor, status=status, fiscal_year=fiscal_year
-        )
-    return {"items": items, "next_cursor": nxt}
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        items, nxt = await plans.list_plans(uow, limit=limit, cursor=cursor, status=status, fiscal_year=fiscal_year)
+    return json({"items": items, "next_cursor": nxt})
 
 
-@router.get("/plans/{plan_id}", tags=["plans"])
-async def get_plan(plan_id: str, rt: Runtime = Depends(get_runtime)) -> JSONResponse:
-    led = ledger_of(rt)
-    async with rt.transaction(readonly=True) as s:
-        view = plan_view(await led.plan(s, plan_id))
-        view["closed_periods"] = await led.list_closed_periods(s, plan_id)
-    return JSONResponse(jsonable_encoder(view), headers=etag(view["version"]))
+@router.get("/plans/{plan_id}", tags=["plans"], response_model=schemas.PlanDetail, responses=problems(404))
+async def get_plan(plan_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        view = plans.plan_view(await plans.get_plan(uow, plan_id))
+        view["closed_periods"] = await plans.closed_periods_of(uow, plan_id)
+    return json(view, view["version"])
 
 
-@router.patch("/plans/{plan_id}", tags=["plans"])
+@router.patch(
+    "/plans/{plan_id}", tags=["plans"], response_model=schemas.PlanOut, responses=problems(404, 409, 412, 428)
+)
 async def patch_plan(
     plan_id: str,
     body: schemas.PlanPatch,
     if_match: str | None = Header(None),
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
-) -> JSONResponse:
+) -> Response:
     expected = parse_if_match(if_match, required=True, what="plan")
+    assert expected is not None
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     for key in ("name", "overspend_policy"):
         if key in changes and changes[key] is None:
             raise Invalid.on(key, "may not be null")
-    async with rt.transaction() as s:
-        view = await ledger_of(rt).update_plan(s, who, plan_id, expected, changes)
-    return JSONResponse(jsonable_encoder(view), headers=etag(view["version"]))
+    async with rt.unit_of_work() as uow:
+        view = await plans.update_plan(uow, who, plan_id=plan_id, expected_version=expected, changes=changes)
+    return json(view, view["version"])
 
 
-@router.post("/plans/{plan_id}/activate", tags=["plans"])
+@router.post("/plans/{plan_id}/activate", tags=["plans"], response_model=schemas.PlanOut, responses=problems(404, 409))
 async def activate_plan(
     plan_id: str,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).activate_plan(s, who, plan_id), status_code=200)
+    return await rt.idempotent(
+        request, who, lambda uow: plans.activate_plan(uow, who, plan_id=plan_id), status_code=200
+    )
 
 
-@router.post("/plans/{plan_id}/close", tags=["plans"])
+@router.post("/plans/{plan_id}/close", tags=["plans"], response_model=schemas.PlanOut, responses=problems(404, 409))
 async def close_plan(
     plan_id: str,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).close_plan(s, who, plan_id), status_code=200)
+    return await rt.idempotent(request, who, lambda uow: plans.close_plan(uow, who, plan_id=plan_id), status_code=200)
 
 
-@router.post("/plans/{plan_id}/periods/{period}/close", tags=["plans"])
+@router.post(
+    "/plans/{plan_id}/periods/{period}/close",
+    tags=["plans"],
+    response_model=schemas.ClosedPeriodOut,
+    responses=problems(404, 409),
+)
 async def close_period(
     plan_id: str,
     period: str,
@@ -128,27 +154,33 @@ async def close_period(
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
     return await rt.idempotent(
-        request, who, lambda s: ledger_of(rt).close_period(s, who, plan_id, period), status_code=200
+        request, who, lambda uow: plans.close_period(uow, who, plan_id=plan_id, period=period), status_code=200
     )
 
 
-@router.get("/plans/{plan_id}/summary", tags=["plans"])
+@router.get("/plans/{plan_id}/summary", tags=["plans"], response_model=schemas.Summary, responses=problems(404))
 async def plan_summary(
     plan_id: str,
     group_by: str | None = Query(None, pattern="^(region|channel|campaign|cost_center|owner)$"),
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
+    start: str | None = From,
+    end: str | None = To,
     who: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await ledger_of(rt).summary(s, who, plan_id, group_by, start, end)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json(await reports.summary(uow, who, plan_id=plan_id, group_by=group_by, start=start, end=end))
 
 
 # ---------------------------------------------------------------- lines
 
 
-@router.post("/plans/{plan_id}/lines", status_code=201, tags=["lines"])
+@router.post(
+    "/plans/{plan_id}/lines",
+    status_code=201,
+    tags=["lines"],
+    response_model=schemas.LineOut,
+    responses=problems(404, 409),
+)
 async def create_line(
     plan_id: str,
     body: schemas.LineIn,
@@ -158,163 +190,214 @@ async def create_line(
 ) -> Response:
     data = dict(body)
     data["dimensions"] = body.dimensions.model_dump(exclude_none=True)
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).create_line(s, who, plan_id, **data))
+    return await rt.idempotent(request, who, lambda uow: lines.create_line(uow, who, plan_id=plan_id, **data))
 
 
-@router.get("/plans/{plan_id}/lines", tags=["lines"])
+@router.get("/plans/{plan_id}/lines", tags=["lines"], response_model=schemas.LineTree, responses=problems(404))
 async def line_tree(
     plan_id: str,
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
+    start: str | None = From,
+    end: str | None = To,
     who: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await ledger_of(rt).tree(s, who, plan_id, start, end)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json(await reports.tree(uow, who, plan_id=plan_id, start=start, end=end))
 
 
-@router.get("/lines/{line_id}", tags=["lines"])
+@router.get("/lines/{line_id}", tags=["lines"], response_model=schemas.LineDetail, responses=problems(404))
 async def get_line(
     line_id: str, who: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await ledger_of(rt).line_detail(s, who, line_id)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json(await reports.line_detail(uow, who, line_id=line_id))
 
 
-@router.get("/lines/{line_id}/balance", tags=["lines"])
+@router.get("/lines/{line_id}/balance", tags=["lines"], response_model=schemas.LineBalance, responses=problems(404))
 async def line_balance(
     line_id: str,
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
+    start: str | None = From,
+    end: str | None = To,
     who: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await ledger_of(rt).line_balance(s, who, line_id, start, end)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json(await reports.line_balance(uow, who, line_id=line_id, start=start, end=end))
 
 
-@router.get("/lines/{line_id}/entries", tags=["lines"])
+@router.get("/lines/{line_id}/entries", tags=["lines"], response_model=schemas.EntryPage, responses=problems(404))
 async def line_entries(
     line_id: str,
     limit: int = Limit,
     cursor: str | None = None,
     who: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await ledger_of(rt).line_entries(s, who, line_id, limit=limit, cursor=cursor)
-    return {"items": items, "next_cursor": nxt}
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        items, nxt = await reports.line_entries(uow, who, line_id=line_id, limit=limit, cursor=cursor)
+    return json({"items": items, "next_cursor": nxt})
 
 
 # ---------------------------------------------------------------- postings
 
 
-@router.post("/allocations", status_code=201, tags=["ledger"])
+@router.post("/allocations", status_code=201, tags=["ledger"], response_model=schemas.EntryOut, responses=problems(409))
 async def allocate(
     body: schemas.AllocationIn,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).allocate(s, who, **dict(body)))
+    return await rt.idempotent(
+        request, who, lambda uow: allocations.allocate(uow, who, postings=budget.postings, **dict(body))
+    )
 
 
-@router.post("/transfers", status_code=201, tags=["ledger"])
+@router.post(
+    "/transfers", status_code=201, tags=["ledger"], response_model=schemas.TransferOut, responses=problems(409)
+)
 async def transfer(
     body: schemas.TransferIn,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).transfer(s, who, **dict(body)))
+    return await rt.idempotent(
+        request, who, lambda uow: allocations.transfer(uow, who, postings=budget.postings, **dict(body))
+    )
 
 
-@router.post("/commitments", status_code=201, tags=["ledger"])
+@router.post(
+    "/commitments", status_code=201, tags=["ledger"], response_model=schemas.CommitmentOut, responses=problems(409)
+)
 async def commit(
     body: schemas.CommitmentIn,
     request: Request,
     who: Principal = Depends(require_roles(*SPENDERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).create_commitment(s, who, **dict(body)))
+    return await rt.idempotent(
+        request, who, lambda uow: commitments.create_commitment(uow, who, postings=budget.postings, **dict(body))
+    )
 
 
-@router.get("/commitments/{commitment_id}", tags=["ledger"])
+@router.get(
+    "/commitments/{commitment_id}", tags=["ledger"], response_model=schemas.CommitmentOut, responses=problems(404)
+)
 async def get_commitment(
-    commitment_id: str, who: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        return await ledger_of(rt).get_commitment(s, who, commitment_id)
+    commitment_id: str,
+    who: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        view = await commitments.get_commitment(uow, who, postings=budget.postings, commitment_id=commitment_id)
+    return json(view)
 
 
-@router.post("/commitments/{commitment_id}/approve", tags=["ledger"])
+@router.post(
+    "/commitments/{commitment_id}/approve",
+    tags=["ledger"],
+    response_model=schemas.CommitmentOut,
+    responses=problems(404, 409),
+)
 async def approve(
     commitment_id: str,
     request: Request,
     who: Principal = Depends(require_roles(*APPROVERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).approve(s, who, commitment_id), status_code=200)
+    def action(uow: UnitOfWork) -> Awaitable[dict[str, Any]]:
+        return commitments.approve(uow, who, postings=budget.postings, commitment_id=commitment_id)
+
+    return await rt.idempotent(request, who, action, status_code=200)
 
 
-@router.post("/commitments/{commitment_id}/release", tags=["ledger"])
+@router.post(
+    "/commitments/{commitment_id}/release",
+    tags=["ledger"],
+    response_model=schemas.CommitmentOut,
+    responses=problems(404, 409),
+)
 async def release(
     commitment_id: str,
     request: Request,
     who: Principal = Depends(require_roles(*APPROVERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).release(s, who, commitment_id), status_code=200)
+    def action(uow: UnitOfWork) -> Awaitable[dict[str, Any]]:
+        return commitments.release(uow, who, postings=budget.postings, commitment_id=commitment_id)
+
+    return await rt.idempotent(request, who, action, status_code=200)
 
 
-@router.post("/actuals", status_code=201, tags=["ledger"])
+@router.post("/actuals", status_code=201, tags=["ledger"], response_model=schemas.ActualOut, responses=problems(409))
 async def post_actual(
     body: schemas.ActualIn,
     request: Request,
     who: Principal = Depends(require_roles(*SPENDERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).post_actual(s, who, **dict(body)))
+    return await rt.idempotent(
+        request, who, lambda uow: actuals.post_actual(uow, who, postings=budget.postings, **dict(body))
+    )
 
 
-@router.post("/entries/{entry_id}/reverse", status_code=201, tags=["ledger"])
+@router.post(
+    "/entries/{entry_id}/reverse",
+    status_code=201,
+    tags=["ledger"],
+    response_model=schemas.ReversalOut,
+    responses=problems(404, 409),
+)
 async def reverse(
     entry_id: str,
     request: Request,
     body: schemas.ReverseIn | None = None,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
     memo = body.memo if body else None
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).reverse(s, who, entry_id, memo))
+
+    def action(uow: UnitOfWork) -> Awaitable[dict[str, Any]]:
+        return reversals.reverse(uow, who, postings=budget.postings, entry_id=entry_id, memo=memo)
+
+    return await rt.idempotent(request, who, action)
 
 
 # ---------------------------------------------------------------- FX
 
 
-@router.post("/fx-rates", status_code=201, tags=["fx"])
+@router.post("/fx-rates", status_code=201, tags=["fx"], response_model=schemas.FxRateOut, responses=problems(409))
 async def post_rate(
     body: schemas.FxRateIn,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).post_rate(s, who, **dict(body)))
+    return await rt.idempotent(request, who, lambda uow: fx.post_rate(uow, who, **dict(body)))
 
 
-@router.get("/fx-rates", tags=["fx"])
+@router.get("/fx-rates", tags=["fx"], response_model=schemas.FxRatePage, responses=problems())
 async def list_rates(
     base: str | None = None,
     quote: str | None = None,
     limit: int = Limit,
     cursor: str | None = None,
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await ledger_of(rt).list_rates(
-            s, base=base and base.upper(), quote=quote and quote.upper(), limit=limit, cursor=cursor
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        items, nxt = await fx.list_rates(
+            uow, base=base and base.upper(), quote=quote and quote.upper(), limit=limit, cursor=cursor
         )
-    return {"items": items, "next_cursor": nxt}
+    return json({"items": items, "next_cursor": nxt})
 
 
 # ---------------------------------------------------------------- spreadsheets
@@ -323,13 +406,16 @@ async def list_rates(
 @router.post(
     "/plans/{plan_id}/import",
     tags=["spreadsheets"],
-    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    response_model=schemas.ImportOut,
+    responses=problems(404, 409, 415),
+    openapi_extra={"requestBody": {"content": CSV, "required": True}},
 )
 async def import_csv(
     plan_id: str,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
 ) -> Response:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith(("text/csv", "text/plain")):
@@ -339,19 +425,28 @@ async def import_csv(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Invalid.on("body", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return await rt.idempotent(request, who, lambda s: ledger_of(rt).import_csv(s, who, plan_id, text), status_code=200)
+
+    def action(uow: UnitOfWork) -> Awaitable[dict[str, Any]]:
+        return csv_import.import_csv(uow, who, postings=budget.postings, plan_id=plan_id, text=text)
+
+    return await rt.idempotent(request, who, action, status_code=200)
 
 
-@router.get("/plans/{plan_id}/export", tags=["spreadsheets"], response_class=PlainTextResponse)
+@router.get(
+    "/plans/{plan_id}/export",
+    tags=["spreadsheets"],
+    response_class=Response,
+    responses={**problems(404), 200: {"content": CSV, "description": "the plan's lines and figures as CSV"}},
+)
 async def export_csv(
     plan_id: str,
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
+    start: str | None = From,
+    end: str | None = To,
     who: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    async with rt.transaction(readonly=True) as s:
-        text = await ledger_of(rt).export_csv(s, who, plan_id, start, end)
+    async with rt.unit_of_work(readonly=True) as uow:
+        text = await reports.export_csv(uow, who, plan_id=plan_id, start=start, end=end)
     return Response(
         text,
         media_type="text/csv; charset=utf-8",
@@ -362,37 +457,61 @@ async def export_csv(
 # ---------------------------------------------------------------- ERP ingest (forwarded by the gateway)
 
 
-@router.post("/erp/purchase-orders", tags=["erp"])
+@router.post(
+    "/erp/purchase-orders",
+    tags=["erp"],
+    response_model=schemas.CommitmentOut,
+    responses={**problems(404, 409), 201: {"model": schemas.CommitmentOut, "description": "a new order"}},
+)
 async def erp_purchase_order(
-    body: schemas.PurchaseOrderIn, who: Principal = Depends(require_roles(*ERP)), rt: Runtime = Depends(get_runtime)
-) -> JSONResponse:
+    body: schemas.PurchaseOrderIn,
+    who: Principal = Depends(require_roles(*ERP)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    """An order's commitment: 201 when the order is new, 200 for a change, a cancellation or a replay."""
     missing = body.missing_for_upsert()
     if missing:
         raise Invalid(
             "; ".join(f"{m}: is required for action {body.action}" for m in missing),
             errors=[Invalid.on(m, f"is required for action {body.action}").errors[0] for m in missing],
         )
-    view, created = await _erp_delivery(rt, lambda s: ledger_of(rt).erp_purchase_order(s, who, dict(body)))
-    return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
+    view, created = await _erp_delivery(
+        rt, lambda uow: integrations.erp_purchase_order(uow, who, postings=budget.postings, order=body)
+    )
+    return json(view, status_code=201 if created else 200)
 
 
-@router.post("/erp/invoices", tags=["erp"])
+@router.post(
+    "/erp/invoices",
+    tags=["erp"],
+    response_model=schemas.InvoiceOut,
+    responses={**problems(409), 201: {"model": schemas.InvoiceOut, "description": "a new invoice"}},
+)
 async def erp_invoice(
-    body: schemas.InvoiceIn, who: Principal = Depends(require_roles(*ERP)), rt: Runtime = Depends(get_runtime)
-) -> JSONResponse:
-    view, created = await _erp_delivery(rt, lambda s: ledger_of(rt).erp_invoice(s, who, dict(body)))
-    return JSONResponse(jsonable_encoder(view), status_code=201 if created else 200)
+    body: schemas.InvoiceIn,
+    who: Principal = Depends(require_roles(*ERP)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    """An invoice's actual: 201 when the invoice is new, 200 (`replayed`) for one seen before."""
+    view, created = await _erp_delivery(
+        rt, lambda uow: integrations.erp_invoice(uow, who, postings=budget.postings, invoice=body)
+    )
+    return json(view, status_code=201 if created else 200)
 
 
-async def _erp_delivery(rt: Runtime, ingest: Callable[[Any], Awaitable[tuple[Any, bool]]]) -> tuple[Any, bool]:
+async def _erp_delivery(
+    rt: Runtime, ingest: Callable[[UnitOfWork], Awaitable[tuple[dict[str, Any], bool]]]
+) -> tuple[dict[str, Any], bool]:
     """One ERP document in one transaction. The same document delivered twice at once (ERPs retry) makes
     the later one trip on the first one's key (the PO's external_ref, the invoice number); run again, it
     finds the document and answers as the replay it is, instead of a 409 or 500 that the ERP would retry.
     A document whose commitment a concurrent request moved or decided (`Raced`) runs again the same way."""
     for _attempt in range(2):
         try:
-            async with rt.transaction() as s:
-                return await ingest(s)
+            async with rt.unit_of_work() as uow:
+                return await ingest(uow)
         except (DBAPIError, Conflict) as exc:
             raced = (
                 is_unique_violation(exc)
@@ -402,5 +521,5 @@ async def _erp_delivery(rt: Runtime, ingest: Callable[[Any], Awaitable[tuple[Any
             )
             if not raced:
                 raise
-    async with rt.transaction() as s:
-        return await ingest(s)
+    async with rt.unit_of_work() as uow:
+        return await ingest(uow)

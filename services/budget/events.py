@@ -1,55 +1,159 @@
-"""What the budget service publishes and consumes.
+"""The budget's event contract: every subject it publishes, the model of each event's `data`, and
+what it consumes (workflow decisions on its commitments, the registry's contract terms).
 
-Published (through the outbox, in the transaction of the change; see
-docs/events.md): budget.plan.activated, budget.line.created,
-budget.allocation.posted, budget.transfer.posted,
-budget.commitment.requested|committed|released|changed, budget.actual.posted,
-budget.line.threshold_crossed.
-
-Consumed: workflow.instance.approved|rejected for budget commitments, and
-registry.contract.created|renewed|cancelled. The shared Consumer writes the
-inbox row in the same transaction, so each handler applies its effect once.
+Published through the outbox, in the transaction of the change (postings write their events in
+their own statement, checked against the same models). Model names carry the service's name: the
+gateway merges every service's schemas into one AsyncAPI document. Amounts are decimal strings in
+the currency's scale ("1250.00"), as the API writes them.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Annotated, Literal
 
-from services.budget.ledger import Ledger
-from shared.app import Runtime
-from shared.consumer import Handler
-from shared.events import Envelope
-from shared.identity import Principal
+from pydantic import Field
+
+from services.registry import events as registry
+from shared.contracts import Catalogue, Consumed, EventData, EventSpec
+
+Amount = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=["1250.00"])]
+Period = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}$", examples=["2027-03"])]
+Dimensions = Annotated[
+    dict[str, str | None], Field(description="region, channel, campaign, cost_center, owner: those the line has")
+]
 
 
-def actor(env: Envelope) -> Principal:
-    """Who an event-driven change is recorded as: the publishing service, with full rights."""
-    return Principal(subject=f"service:{env.source}", roles=frozenset({"admin"}), kind="service")
+class BudgetPlanActivated(EventData):
+    plan_id: str
+    name: str
+    fiscal_year: int
+    currency: str
 
 
-def handlers(runtime: Runtime) -> dict[str, Handler]:
-    """Subject -> handler for the events this service consumes."""
-    ledger: Ledger = runtime.extras["ledger"]  # set by main.create_app
+class BudgetLineCreated(EventData):
+    plan_id: str
+    line_id: str
+    code: str
+    name: str
+    parent_code: str | None
+    dimensions: Dimensions
 
-    def decided(approved: bool) -> Handler:
-        async def handle(s: AsyncSession, env: Envelope) -> None:
-            subject = env.data.get("subject") or {}
-            if subject.get("service") != "budget" or subject.get("type") != "commitment":
-                return  # another service's approval
-            await ledger.workflow_decided(s, actor(env), str(subject["id"]), approved)
 
-        return handle
+class BudgetEntryPosted(EventData):
+    """A ledger entry on a line (an allocation; transfers and actuals add to it). A reversal publishes the
+    same subject with the negative amount and the entry it reverses."""
 
-    async def contract(s: AsyncSession, env: Envelope) -> None:
-        await ledger.contract_committed(s, actor(env), env.data)
+    entry_id: str
+    plan_id: str
+    line_id: str
+    line_code: str
+    period: Period
+    amount: Amount
+    currency: str
+    dimensions: Dimensions
+    reverses_entry_id: str | None = Field(default=None, description="set on a reversal")
 
-    async def contract_cancelled(s: AsyncSession, env: Envelope) -> None:
-        await ledger.contract_cancelled(s, actor(env), env.data)
 
-    return {
-        "workflow.instance.approved": decided(True),
-        "workflow.instance.rejected": decided(False),
-        "registry.contract.created": contract,
-        "registry.contract.renewed": contract,
-        "registry.contract.cancelled": contract_cancelled,
-    }
+class BudgetTransferPosted(BudgetEntryPosted):
+    """Money moved between two lines of a plan: the receiving entry, with the giving side."""
+
+    transfer_id: str
+    from_entry_id: str
+    from_line_id: str
+    from_line_code: str
+    to_line_id: str
+    to_line_code: str
+    from_dimensions: Dimensions
+
+
+class BudgetActualPosted(BudgetEntryPosted):
+    date: str = Field(description="the entry's day as an ISO 8601 instant (midnight UTC)")
+    original_amount: Amount
+    original_currency: str
+    commitment_id: str | None
+    external_ref: str | None
+    vendor: str | None
+
+
+class BudgetCommitmentRequested(EventData):
+    """A commitment as its events carry it; `requested` waits for approval (`reason` says why)."""
+
+    commitment_id: str
+    plan_id: str
+    line_id: str
+    line_code: str
+    period: Period
+    amount: Amount
+    currency: str
+    original_amount: Amount
+    original_currency: str
+    external_ref: str | None
+    memo: str | None
+    requested_by: str
+    reason: Literal["threshold", "over_available"] | None
+    dimensions: Dimensions = Field(description="every dimension, null where the line has none")
+
+
+class BudgetCommitmentStatus(BudgetCommitmentRequested):
+    status: Literal["pending_approval", "committed", "released", "closed"]
+
+
+class BudgetLineThresholdCrossed(EventData):
+    line_id: str
+    line_code: str
+    period: Period
+    threshold: int = Field(description="80 or 100: per cent of the allocation now consumed")
+    allocated: Amount
+    consumed: Amount
+    currency: str
+
+
+PLAN_ACTIVATED = EventSpec("budget.plan.activated", BudgetPlanActivated, "A plan went live: postings may start")
+LINE_CREATED = EventSpec("budget.line.created", BudgetLineCreated, "A budget line was added to a plan")
+ALLOCATION_POSTED = EventSpec(
+    "budget.allocation.posted", BudgetEntryPosted, "Money was allocated to a line (negative: a reversal)"
+)
+TRANSFER_POSTED = EventSpec("budget.transfer.posted", BudgetTransferPosted, "Money moved between two lines")
+COMMITMENT_REQUESTED = EventSpec(
+    "budget.commitment.requested", BudgetCommitmentRequested, "A commitment waits for approval (workflow starts one)"
+)
+COMMITMENT_COMMITTED = EventSpec(
+    "budget.commitment.committed", BudgetCommitmentStatus, "A commitment holds money (approved, or within policy)"
+)
+COMMITMENT_RELEASED = EventSpec(
+    "budget.commitment.released", BudgetCommitmentStatus, "A commitment's open remainder was released"
+)
+COMMITMENT_CHANGED = EventSpec(
+    "budget.commitment.changed", BudgetCommitmentStatus, "A commitment moved to a new amount, line or period"
+)
+ACTUAL_POSTED = EventSpec(
+    "budget.actual.posted", BudgetActualPosted, "Money was spent on a line (negative: a reversal)"
+)
+THRESHOLD_CROSSED = EventSpec(
+    "budget.line.threshold_crossed", BudgetLineThresholdCrossed, "A line consumed 80 % or 100 % of its allocation"
+)
+
+CATALOGUE = Catalogue(
+    "budget",
+    publishes=(
+        PLAN_ACTIVATED,
+        LINE_CREATED,
+        ALLOCATION_POSTED,
+        TRANSFER_POSTED,
+        COMMITMENT_REQUESTED,
+        COMMITMENT_COMMITTED,
+        COMMITMENT_RELEASED,
+        COMMITMENT_CHANGED,
+        ACTUAL_POSTED,
+        THRESHOLD_CROSSED,
+    ),
+    consumes=(
+        # Spelled out: workflow's events module reads budget's requests, and neither may import the other.
+        Consumed("workflow.instance.approved", "Approves the budget commitment the instance was about"),
+        Consumed("workflow.instance.rejected", "Releases the budget commitment the instance was about"),
+        Consumed(registry.CONTRACT_CREATED.subject, "Commits a contract term's cost against its budget line"),
+        Consumed(registry.CONTRACT_RENEWED.subject, "Commits the next term's cost against its budget line"),
+        Consumed(registry.CONTRACT_CANCELLED.subject, "Releases the term's commitment"),
+    ),
+    title="Budget",
+)

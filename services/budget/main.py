@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.budget import api, events
-from services.budget.ledger import Ledger
+from services.budget import api, container, handlers
+from services.budget.events import CATALOGUE
 from services.budget.models import infra
 from services.budget.settings import Settings
-from shared.app import Runtime, ServiceSpec, create_service_app
-
-
-def _configure(app: FastAPI, runtime: Runtime) -> None:
-    # One domain object per process, shared by the routes and the event handlers.
-    s: Settings = runtime.settings  # type: ignore[assignment]
-    runtime.extras["ledger"] = Ledger(runtime.outbox, group_commit=s.group_commit_statements)
+from shared.app import ServiceSpec, create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,8 +21,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         infra=infra,
         routers=[api.router],
-        handlers=events.handlers,
-        configure=_configure,
+        handlers=handlers.handlers,
+        build=container.build,
+        catalogue=CATALOGUE,
     )
     return create_service_app(spec, settings or Settings())
 

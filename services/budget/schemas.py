@@ -2,17 +2,22 @@
 
 Money comes in as decimal strings (`DecimalStr`, floats refused) with an ISO
 4217 code (`CurrencyCode`); unknown fields are refused so a typo is a 422
-naming it rather than a silently ignored value.
+naming it rather than a silently ignored value. Money goes out as decimal
+strings in the plan currency's scale ("1250.00").
+
+The answers are built by the domain modules (`plans.plan_view`, `postings.entry_view`, ...)
+and documented here; a test checks every answer of a tour against these models, field for
+field (they refuse a field they do not name).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.budget.ledger import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
+from services.budget.lines import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
 from shared.bounds import Day, Int32
 from shared.money import CurrencyCode, DecimalStr
 
@@ -131,15 +136,254 @@ class InvoiceIn(BaseModel):
     vendor: str | None = Field(default=None, max_length=200)
 
 
-class Balance(BaseModel):
-    allocated: str
-    committed: str
-    pending: str
-    spent: str
-    available: str
+# ---------------------------------------------------------------- answers
+
+Money = str  # a decimal string in the currency's scale
+Status = Literal["draft", "active", "closed"]
+Policy = Literal["block", "require_approval"]
+
+
+class Out(BaseModel):
+    """An answer: every field it names, none other (so the models stay true to what is sent)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Balance(Out):
+    allocated: Money
+    committed: Money
+    pending: Money
+    spent: Money
+    available: Money = Field(description="allocated - committed - pending - spent")
     currency: str
 
 
-class PageOut(BaseModel):
-    items: list[dict[str, Any]]
+class PlanOut(Out):
+    id: str
+    name: str
+    fiscal_year: int
+    currency: str
+    status: Status
+    overspend_policy: Policy
+    approval_threshold: Money | None
+    periods: list[str] = Field(description="the twelve months of the fiscal year, YYYY-MM")
+    version: int
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PlanDetail(PlanOut):
+    closed_periods: list[str]
+
+
+class PlanPage(Out):
+    items: list[PlanOut]
     next_cursor: str | None = None
+
+
+class ClosedPeriodOut(Out):
+    plan_id: str
+    period: str
+    closed_by: str
+    closed_at: dt.datetime
+    status: Literal["closed"]
+
+
+class Pacing(Out):
+    elapsed_share: str = Field(description="share of the period range elapsed, 0-1")
+    spent_share: str | None = Field(description="spent / allocated; null without an allocation")
+    consumed_share: str | None
+    status: Literal["no_budget", "overspending", "underspending", "on_track"]
+
+
+class SummaryGroup(Balance):
+    group: dict[str, str | None] = Field(description="{dimension: value}; empty without group_by")
+    pacing: Pacing
+
+
+class SummaryTotal(Balance):
+    pacing: Pacing
+
+
+class Summary(Out):
+    plan_id: str
+    currency: str
+    from_: str = Field(alias="from")
+    to: str
+    group_by: str | None
+    groups: list[SummaryGroup]
+    total: SummaryTotal
+
+
+class LineOut(Out):
+    id: str
+    plan_id: str
+    code: str
+    name: str
+    parent_id: str | None
+    parent_code: str | None
+    depth: int
+    dimensions: dict[str, str]
+    tags: list[str]
+    version: int
+    created_at: dt.datetime
+
+
+class LineDetail(LineOut):
+    balance: Balance
+
+
+class LineBalance(Balance):
+    line_id: str
+    line_code: str
+    from_: str = Field(alias="from")
+    to: str
+
+
+class LineNode(Out):
+    id: str
+    code: str
+    name: str
+    parent_id: str | None
+    parent_code: str | None
+    depth: int
+    dimensions: dict[str, str]
+    tags: list[str]
+    version: int
+    balance: Balance = Field(description="the line's whole subtree, as far as the caller may see it")
+    children: list[LineNode]
+
+
+class LineTree(Out):
+    plan_id: str
+    currency: str
+    from_: str = Field(alias="from")
+    to: str
+    items: list[LineNode]
+
+
+class Effect(Out):
+    """The signed change an entry makes to each figure of its line."""
+
+    allocated: Money
+    committed: Money
+    pending: Money
+    spent: Money
+
+
+class EntryOut(Out):
+    id: str
+    group_id: str = Field(description="shared by the entries of one posting")
+    plan_id: str
+    line_id: str
+    line_code: str | None
+    period: str
+    date: dt.date
+    kind: Literal[
+        "allocation",
+        "transfer_out",
+        "transfer_in",
+        "commitment",
+        "approval",
+        "release",
+        "consumption",
+        "actual",
+        "reversal",
+    ]
+    amount: Money = Field(description="a magnitude, in the plan currency")
+    currency: str
+    original_amount: Money
+    original_currency: str
+    fx_rate: str
+    effect: Effect
+    commitment_id: str | None
+    reverses_group_id: str | None
+    external_ref: str | None
+    vendor: str | None
+    memo: str | None
+    author: str
+    created_at: dt.datetime
+
+
+class EntryPage(Out):
+    items: list[EntryOut]
+    next_cursor: str | None = None
+
+
+class ActualOut(EntryOut):
+    commitment_status: Literal["committed", "closed"] | None = Field(description="of the commitment it consumed")
+    consumed: Money = Field(description="how much of the commitment it consumed")
+
+
+class InvoiceOut(EntryOut):
+    """The invoice's actual; a repeated invoice number answers the first one's entry, `replayed`."""
+
+    commitment_status: Literal["committed", "closed"] | None = None
+    consumed: Money | None = None
+    replayed: bool | None = None
+
+
+class TransferOut(Out):
+    id: str
+    plan_id: str
+    period: str
+    amount: Money
+    currency: str
+    from_line_id: str
+    to_line_id: str
+    entries: list[EntryOut] = Field(description="transfer_out, then transfer_in")
+
+
+class ReversalOut(Out):
+    id: str
+    reverses_group_id: str
+    entries: list[EntryOut]
+
+
+class CommitmentOut(Out):
+    id: str
+    plan_id: str
+    line_id: str
+    line_code: str
+    period: str
+    date: dt.date
+    status: Literal["pending_approval", "committed", "released", "closed"]
+    amount: Money
+    currency: str
+    consumed: Money
+    remaining: Money = Field(description="amount - consumed while open, else 0")
+    original_amount: Money
+    original_currency: str
+    fx_rate: str
+    reason: Literal["threshold", "over_available"] | None = Field(description="why it waits (or waited) for approval")
+    external_ref: str | None
+    external_revision: int | None
+    vendor: str | None
+    memo: str | None
+    requested_by: str
+    decided_by: str | None
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class FxRateOut(Out):
+    base: str
+    quote: str
+    date: dt.date
+    rate: str = Field(description="units of quote per one base, a decimal string")
+    created_by: str
+
+
+class FxRatePage(Out):
+    items: list[FxRateOut]
+    next_cursor: str | None = None
+
+
+class ImportOut(Out):
+    plan_id: str
+    rows: int
+    lines_created: int
+    lines_updated: int
+    allocations_posted: int

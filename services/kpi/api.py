@@ -1,4 +1,4 @@
-"""Routes of the kpi service: parse, authorize, call the domain, shape the answer."""
+"""Routes of the KPI service: parse, authorize, call the domain, shape the answer."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ import datetime as dt
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi.responses import JSONResponse, Response
 
-from services.kpi import attribution, ingest, metrics
-from services.kpi.ingest import Ingestor
-from services.kpi.schemas import ConversionsIn, MeasurementsIn, MetricIn, MetricPut, RebuildIn, TargetIn, TouchpointsIn
+from services.kpi import attribution, definitions, ingest, journeys, periods, rollups, schemas, series, targets
+from services.kpi.container import Kpi, domain
+from services.kpi.quality import report as quality_report
+from services.kpi.values import EPOCH
 from shared.app import Runtime, get_runtime
 from shared.bounds import INT32_MAX, within
 from shared.db import utcnow
 from shared.errors import Invalid
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
+from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
@@ -28,64 +30,70 @@ org_definers = require_roles("mops", unscoped="A metric definition, a rollup reb
 journey_feeders = require_roles("mops", "partner", unscoped="A touchpoint (journeys carry no dimensions)")
 feeders = require_roles("mops", "partner")
 quality_readers = require_roles("mops", "analyst")
+CSV_BODY = {"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}}
 
 
-def _ingestor(rt: Runtime) -> Ingestor:
-    return rt.extras["ingestor"]
+def _with_etag(d: definitions.Definition) -> JSONResponse:
+    return JSONResponse(d.as_dict(), headers={"ETag": f'"{d.version}"'})
 
 
 # ---------------------------------------------------------------- metric definitions
 
 
-@router.post("/metrics", status_code=201)
+@router.post("/metrics", status_code=201, response_model=schemas.DefinitionOut, responses=problems(409))
 async def create_metric(
-    body: MetricIn, request: Request, p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime)
-):
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return (await metrics.create_definition(s, body.model_dump(), p)).as_dict()
+    body: schemas.MetricIn, request: Request, p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return (await definitions.create_definition(uow, p, spec=body.model_dump())).as_dict()
 
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_model=schemas.DefinitionPage, responses=problems())
 async def list_metrics(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT), cursor: str | None = None, rt: Runtime = Depends(get_runtime)
-):
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await metrics.list_definitions(s, limit, cursor)
+) -> dict[str, Any]:
+    async with rt.unit_of_work(readonly=True) as uow:
+        items, nxt = await definitions.list_definitions(uow, limit=limit, cursor=cursor)
     return {"items": [d.as_dict() for d in items], "next_cursor": nxt}
 
 
-@router.get("/metrics/{key}")
+@router.get("/metrics/{key}", response_model=schemas.DefinitionOut, responses=problems(404))
 async def get_metric(
     key: str, version: int | None = Query(None, ge=1, le=INT32_MAX), rt: Runtime = Depends(get_runtime)
-):
-    async with rt.transaction(readonly=True) as s:
-        d = await metrics.get_definition(s, key, version)
-    return JSONResponse(d.as_dict(), headers={"ETag": f'"{d.version}"'})
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        d = await definitions.get_definition(uow, key, version)
+    return _with_etag(d)
 
 
-@router.get("/metrics/{key}/versions")
-async def metric_versions(key: str, rt: Runtime = Depends(get_runtime)):
-    async with rt.transaction(readonly=True) as s:
-        return {"items": [d.as_dict() for d in await metrics.list_versions(s, key)], "next_cursor": None}
+@router.get("/metrics/{key}/versions", response_model=schemas.DefinitionPage, responses=problems(404))
+async def metric_versions(key: str, rt: Runtime = Depends(get_runtime)) -> dict[str, Any]:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return {"items": [d.as_dict() for d in await definitions.list_versions(uow, key)], "next_cursor": None}
 
 
-@router.put("/metrics/{key}")
+@router.put("/metrics/{key}", response_model=schemas.DefinitionOut, responses=problems(404, 412))
 async def put_metric(
     key: str,
-    body: MetricPut,
+    body: schemas.MetricPut,
     p: Principal = Depends(org_definers),
     if_match: str | None = Header(None),
     rt: Runtime = Depends(get_runtime),
-):
+) -> Response:
     version = parse_if_match(if_match)
-    async with rt.transaction() as s:
-        d = await metrics.update_definition(s, key, body.model_dump(), p, version)
-    return JSONResponse(d.as_dict(), headers={"ETag": f'"{d.version}"'})
+    async with rt.unit_of_work() as uow:
+        d = await definitions.update_definition(uow, p, key=key, spec=body.model_dump(), if_match=version)
+    return _with_etag(d)
 
 
-@router.get("/metrics/{key}/series")
+@router.get(
+    "/metrics/{key}/series",
+    response_model=schemas.SeriesOut,
+    response_model_exclude_unset=True,
+    responses=problems(404),
+)
 async def metric_series(
     key: str,
     from_: dt.date = Query(..., alias="from"),
@@ -98,20 +106,20 @@ async def metric_series(
     read_from: Literal["auto", "rollup", "raw"] = "auto",
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-):
-    groups = metrics.parse_group_by(group_by)
-    flt = metrics.parse_filter(filter)
-    async with rt.transaction(readonly=True) as s:
-        return await metrics.series(
-            s,
-            key,
+) -> dict[str, Any]:
+    groups = periods.parse_group_by(group_by)
+    flt = periods.parse_filter(filter)
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await series.series(
+            uow,
+            p,
+            key=key,
             start=from_,
             end=to,
             grain=grain,
             group_by=groups,
             flt=flt,
             tz=tz,
-            principal=p,
             version=version,
             read_from=read_from,
         )
@@ -120,34 +128,37 @@ async def metric_series(
 # ---------------------------------------------------------------- measurements
 
 
-async def _ingest(request: Request, p: Principal, rt: Runtime, items: list[Any]) -> Any:
-    ing = _ingestor(rt)
+async def _ingest(request: Request, p: Principal, rt: Runtime, kpi: Kpi, items: list[Any]) -> Any:
+    ing = kpi.ingestor
     if request.headers.get("Idempotency-Key") is None:
-        result = await ing.ingest(rt.db, items, p, default_source=p.subject)
+        result = await ing.ingest(rt.db, p, items=items, default_source=p.subject)
         return result.as_dict()
     if len(items) > ingest.MAX_BATCH:
         raise Invalid.on("items", f"at most {ingest.MAX_BATCH:,} measurements per batch")
     rows, rejected = ing.validate(items, p, default_source=p.subject)
 
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return (await ing.write(s, rows, rejected)).as_dict()
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return (await ing.write(uow, rows, rejected)).as_dict()
 
     return await rt.idempotent(request, p, action, status_code=200)
 
 
-@router.post("/measurements")
+@router.post("/measurements", response_model=schemas.IngestOut, responses=problems(409))
 async def post_measurements(
-    body: MeasurementsIn, request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)
-):
+    body: schemas.MeasurementsIn,
+    request: Request,
+    p: Principal = Depends(feeders),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
+) -> Any:
     """Up to 10,000 measurements; answers accepted, duplicates and the rejected items with reasons."""
-    return await _ingest(request, p, rt, body.items)
+    return await _ingest(request, p, rt, kpi, body.items)
 
 
-@router.post(
-    "/measurements/import",
-    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
-)
-async def import_measurements(request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)):
+@router.post("/measurements/import", response_model=schemas.IngestOut, responses=problems(409), openapi_extra=CSV_BODY)
+async def import_measurements(
+    request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime), kpi: Kpi = Depends(domain)
+) -> Any:
     """CSV with columns type, value, time, [source, external_id]; every other column is a dimension."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("text/csv", "application/csv"):
@@ -160,57 +171,58 @@ async def import_measurements(request: Request, p: Principal = Depends(feeders),
     items = ingest.csv_items(text)
     if not items:
         raise Invalid.on("body", "the CSV has no data rows")
-    return await _ingest(request, p, rt, items)
+    return await _ingest(request, p, rt, kpi, items)
 
 
-@router.post("/rollups/rebuild")
+@router.post("/rollups/rebuild", response_model=schemas.RebuildOut, responses=problems())
 async def rebuild(
-    body: RebuildIn | None = None,
+    body: schemas.RebuildIn | None = None,
     p: Principal = Depends(require_roles(unscoped="A rollup rebuild")),
     rt: Runtime = Depends(get_runtime),
-):
+) -> dict[str, Any]:
     """Recompute daily rollups from raw measurements (admin only)."""
-    body = body or RebuildIn()
-    first = None if body.from_ is None else (body.from_ - ingest.EPOCH).days
-    last = None if body.to is None else (body.to - ingest.EPOCH).days
-    async with rt.transaction() as s:
-        rows = await ingest.rebuild_rollups(s, types=body.types, from_day=first, to_day=last)
+    body = body or schemas.RebuildIn()
+    first = None if body.from_ is None else (body.from_ - EPOCH).days
+    last = None if body.to is None else (body.to - EPOCH).days
+    async with rt.unit_of_work() as uow:
+        rows = await rollups.rebuild_rollups(uow, types=body.types, from_day=first, to_day=last)
     return {"rollup_rows": rows}
 
 
-@router.get("/quality")
+@router.get("/quality", response_model=schemas.QualityOut, response_model_exclude_unset=True, responses=problems())
 async def quality(
     since: dt.datetime | None = None,
     limit: int = Query(200, ge=1, le=MAX_LIMIT),
     p: Principal = Depends(quality_readers),
     rt: Runtime = Depends(get_runtime),
-):
+    kpi: Kpi = Depends(domain),
+) -> dict[str, Any]:
     """Rejected measurements, duplicates dropped, late arrivals and first-seen values (default: 7 days)."""
     if since is not None and since.tzinfo is None:
         raise Invalid.on("query.since", "needs a UTC offset (e.g. 2027-03-01T00:00:00Z)")
     if since is not None:
         within(since, "query.since")
-    since = since or utcnow() - dt.timedelta(days=rt.settings.quality_window_days)
-    async with rt.transaction(readonly=True) as s:
-        defs = await metrics.latest_definitions(s)
+    since = since or utcnow() - kpi.quality_window
+    async with rt.unit_of_work(readonly=True) as uow:
+        defs = await definitions.latest_definitions(uow)
         known = {d.measurement_type for d in defs.values() if d.measurement_type}
-        return await ingest.quality_report(s, since, known, limit)
+        return await quality_report(uow, since=since, known_types=known, limit=limit)
 
 
 # ---------------------------------------------------------------- targets and scorecard
 
 
-@router.post("/targets", status_code=201)
+@router.post("/targets", status_code=201, response_model=schemas.TargetOut, responses=problems(404, 409))
 async def create_target(
-    body: TargetIn, request: Request, p: Principal = Depends(definers), rt: Runtime = Depends(get_runtime)
-):
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return await metrics.create_target(s, body.model_dump(), p)
+    body: schemas.TargetIn, request: Request, p: Principal = Depends(definers), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return await targets.create_target(uow, p, body=body.model_dump())
 
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/targets")
+@router.get("/targets", response_model=schemas.TargetPage, responses=problems())
 async def list_targets(
     metric: str | None = None,
     period: str | None = None,
@@ -218,66 +230,72 @@ async def list_targets(
     cursor: str | None = None,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-):
-    async with rt.transaction(readonly=True) as s:
-        items, nxt = await metrics.list_targets(s, p, metric=metric, period=period, limit=limit, cursor=cursor)
+) -> dict[str, Any]:
+    async with rt.unit_of_work(readonly=True) as uow:
+        items, nxt = await targets.list_targets(uow, p, metric=metric, period=period, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/targets/{target_id}")
-async def get_target(target_id: str, p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)):
-    async with rt.transaction(readonly=True) as s:
-        item = await metrics.get_target(s, target_id, p)
-    return item
+@router.get("/targets/{target_id}", response_model=schemas.TargetOut, responses=problems(404))
+async def get_target(
+    target_id: str, p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
+) -> dict[str, Any]:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await targets.get_target(uow, p, target_id=target_id)
 
 
-@router.post("/targets/evaluate")
-async def evaluate_targets(p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime)):
+@router.post("/targets/evaluate", response_model=schemas.EvaluateOut, responses=problems())
+async def evaluate_targets(
+    p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime), kpi: Kpi = Depends(domain)
+) -> dict[str, Any]:
     """Run the at-risk check now (it also runs periodically)."""
-    published = await metrics.evaluate_targets(rt.db, rt.outbox, utcnow(), rt.settings.target_min_elapsed)
+    published = await targets.evaluate_targets(rt.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed)
     return {"published": published}
 
 
-@router.get("/scorecard")
+@router.get("/scorecard", response_model=schemas.ScorecardOut, responses=problems(404))
 async def scorecard(
     metrics_: str = Query(..., alias="metrics"),
     period: str = Query(...),
     filter: list[str] = Query([]),
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-):
-    keys = metrics.parse_group_by([metrics_], "query.metrics") if metrics_ else []
+) -> dict[str, Any]:
+    keys = periods.parse_group_by([metrics_], "query.metrics") if metrics_ else []
     if not keys:
         raise Invalid.on("query.metrics", "name at least one metric, e.g. metrics=cpl,roi")
-    flt = metrics.parse_filter(filter)
-    async with rt.transaction(readonly=True) as s:
-        return await metrics.scorecard(s, keys, period, flt, p, utcnow())
+    flt = periods.parse_filter(filter)
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await targets.scorecard(uow, p, keys=keys, period=period, flt=flt, now=utcnow())
 
 
 # ---------------------------------------------------------------- attribution
 
 
-@router.post("/touchpoints", status_code=201)
+@router.post("/touchpoints", status_code=201, response_model=schemas.AcceptedOut, responses=problems(409))
 async def post_touchpoints(
-    body: TouchpointsIn, request: Request, p: Principal = Depends(journey_feeders), rt: Runtime = Depends(get_runtime)
-):
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return {"accepted": await attribution.add_touchpoints(s, [i.model_dump() for i in body.items])}
+    body: schemas.TouchpointsIn,
+    request: Request,
+    p: Principal = Depends(journey_feeders),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return {"accepted": await journeys.add_touchpoints(uow, p, items=[i.model_dump() for i in body.items])}
 
     return await rt.idempotent(request, p, action)
 
 
-@router.post("/conversions", status_code=201)
+@router.post("/conversions", status_code=201, response_model=schemas.AcceptedOut, responses=problems(409))
 async def post_conversions(
-    body: ConversionsIn, request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)
-):
-    async def action(s: AsyncSession) -> dict[str, Any]:
-        return {"accepted": await attribution.add_conversions(s, [i.model_dump() for i in body.items], p)}
+    body: schemas.ConversionsIn, request: Request, p: Principal = Depends(feeders), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return {"accepted": await journeys.add_conversions(uow, p, items=[i.model_dump() for i in body.items])}
 
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/attribution")
+@router.get("/attribution", response_model=schemas.AttributionOut, responses=problems())
 async def get_attribution(
     request: Request,
     model: str = "linear",
@@ -287,16 +305,14 @@ async def get_attribution(
     lookback_days: int = Query(90, ge=1, le=3650),
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-):
-    st = rt.settings
-    limits = attribution.Limits(
-        st.attribution_max_conversions, st.attribution_max_touchpoints, st.attribution_max_steps, st.attribution_seconds
-    )
+    kpi: Kpi = Depends(domain),
+) -> dict[str, Any]:
+    limits = kpi.attribution_limits
     attribution.check_query(model, from_, to, half_life_days)
-    async with rt.transaction(readonly=True) as s:
-        journeys = await attribution.load(s, from_, to, lookback_days, p, limits)
+    async with rt.unit_of_work(readonly=True) as uow:
+        found = await attribution.load(uow, p, start=from_, end=to, lookback_days=lookback_days, limits=limits)
     return await attribution.report(
-        journeys,
+        found,
         model,
         from_,
         to,

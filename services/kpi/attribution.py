@@ -11,7 +11,6 @@ always carries, per channel, the lowest and highest credit across all models.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,16 +18,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
-from services.kpi.ingest import canonical_dims, from_micro, to_micro
-from services.kpi.metrics import fmt
 from services.kpi.models import conversions, touchpoints
+from services.kpi.values import fmt, from_micro
 from shared.bounds import check_date
-from shared.db import utcnow
 from shared.errors import Errors, FieldError, Invalid, TooMuchWork
 from shared.identity import Principal
+from shared.uow import UnitOfWork
 from shared.work import Budget, Disconnectable, run_bounded
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
@@ -107,7 +104,7 @@ def split(value: int, shares: Sequence[Fraction] | Sequence[int]) -> list[int]:
             for i in sorted(range(len(rems)), key=rems.__getitem__, reverse=True)[:rest]:
                 parts[i] += 1
         return parts
-    exact = [value * w / total for w in shares]
+    exact = [Fraction(value) * w / total for w in shares]
     parts = [q.numerator // q.denominator for q in exact]
     rest = value - sum(parts)
     order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - parts[i]), i))
@@ -122,57 +119,6 @@ def split_step(value: int) -> int:
         if value % step == 0:
             return step
     return 1
-
-
-async def add_touchpoints(s: AsyncSession, items: list[dict[str, Any]]) -> int:
-    now = utcnow()
-    await s.execute(
-        insert(touchpoints),
-        [
-            {
-                "id": str(uuid.uuid4()),
-                "journey_id": i["journey_id"],
-                "time": i["time"],
-                "channel": i["channel"],
-                "campaign": i.get("campaign"),
-                "created_at": now,
-            }
-            for i in items
-        ],
-    )
-    return len(items)
-
-
-async def add_conversions(s: AsyncSession, items: list[dict[str, Any]], principal: Principal) -> int:
-    errs = Errors()
-    rows = []
-    now = utcnow()
-    for n, i in enumerate(items):
-        try:
-            value = to_micro(i["value"])
-            if value < 0:
-                raise ValueError("value must not be negative")
-            dims = canonical_dims(i.get("dimensions"))
-        except ValueError as exc:
-            errs.add(f"items.{n}", str(exc))
-            continue
-        if not principal.may_see(dims):
-            errs.add(
-                f"items.{n}.dimensions", f"outside your scopes ({', '.join(sorted(principal.scopes))})", "forbidden"
-            )
-        rows.append(
-            {
-                "id": str(uuid.uuid4()),
-                "journey_id": i["journey_id"],
-                "time": i["time"],
-                "value": value,
-                "dimensions": dims,
-                "created_at": now,
-            }
-        )
-    errs.raise_if_any()
-    await s.execute(insert(conversions), rows)
-    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -211,11 +157,12 @@ class Journeys:
 
 
 async def load(
-    s: AsyncSession,
+    uow: UnitOfWork,
+    who: Principal | None,
+    *,
     start: dt.date,
     end: dt.date,
     lookback_days: int,
-    principal: Principal | None,
     limits: Limits,
 ) -> Journeys:
     """Read the conversions and touchpoints, refusing (422) past the limits before holding them all."""
@@ -223,7 +170,7 @@ async def load(
     t1 = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     c = conversions.c
     rows = (
-        await s.execute(
+        await uow.execute(
             select(c.id, c.journey_id, c.time, c.value, c.dimensions)
             .where(c.time >= t0, c.time < t1)
             .limit(limits.max_conversions + 1)
@@ -235,17 +182,27 @@ async def load(
             "attribution request; narrow from/to.",
             errors=[FieldError("query.from", "the range holds too many conversions; narrow it", "too_much_work")],
         )
-    convs = [r for r in rows if principal is None or principal.may_see(r.dimensions)]
+    convs = [r for r in rows if who is None or who.may_see(r.dimensions)]
     journeys = sorted({r.journey_id for r in convs})
+    paths = await _paths(uow, journeys, start, end, dt.timedelta(days=lookback_days), limits)
+    times = {j: [r.time for r in path] for j, path in paths.items()}
+    return Journeys(sorted(convs, key=lambda r: (r.time, r.id)), paths, times)
+
+
+async def _paths(
+    uow: UnitOfWork, journeys: list[str], start: dt.date, end: dt.date, lookback: dt.timedelta, limits: Limits
+) -> dict[str, list[Any]]:
+    """Each journey's touchpoints in the range and its look-back, in time order; TooMuchWork past the limit."""
+    since = dt.datetime.combine(start, dt.time(), dt.UTC) - lookback
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     tp = touchpoints.c
-    lookback = dt.timedelta(days=lookback_days)
     paths: dict[str, list[Any]] = defaultdict(list)
     loaded = 0
     for i in range(0, len(journeys), 900):
         chunk = (
-            await s.execute(
+            await uow.execute(
                 select(tp.id, tp.journey_id, tp.time, tp.channel)
-                .where(tp.journey_id.in_(journeys[i : i + 900]), tp.time >= t0 - lookback, tp.time < t1)
+                .where(tp.journey_id.in_(journeys[i : i + 900]), tp.time >= since, tp.time < until)
                 .limit(limits.max_touchpoints + 1 - loaded)
             )
         ).all()
@@ -265,8 +222,7 @@ async def load(
             paths[r.journey_id].append(r)
     for path in paths.values():
         path.sort(key=lambda r: (r.time, r.id))
-    times = {j: [r.time for r in path] for j, path in paths.items()}
-    return Journeys(sorted(convs, key=lambda r: (r.time, r.id)), paths, times)
+    return paths
 
 
 def credit_by_channel(
@@ -330,7 +286,7 @@ async def report(
                 "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
             }
         )
-    items.sort(key=lambda x: (-credit[model].get(x["channel"], 0), x["channel"]))
+    items.sort(key=lambda x: (-credit[model].get(str(x["channel"]), 0), str(x["channel"])))
     return {
         "model": model,
         "from": start.isoformat(),

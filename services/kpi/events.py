@@ -1,141 +1,62 @@
-"""What the kpi service consumes (spend, workflow cycle times, SLA breaches) and publishes.
+"""The KPI service's event contract: what it publishes (`kpi.target.at_risk`), the model of its
+`data`, and what it consumes (spend from budget, cycle times and SLA breaches from workflow).
 
-Publishes `kpi.target.at_risk` (see metrics.evaluate_targets), always through the outbox.
-Every consumed event becomes measurements written by the same ingest path as
-POST /v1/measurements, keyed by (source, external_id), so a redelivered event
-is a duplicate, never a double count.
+Other services import this module to read KPI events, so it imports only pydantic, shared and
+the contracts of the services whose events it consumes.
+Model names carry the service's name: the gateway merges every service's schemas into one
+AsyncAPI document. Every consumed event becomes measurements through the same ingest path as
+POST /v1/measurements (see handlers.py).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
+from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import Field
 
-from services.kpi.ingest import Ingestor
-from shared.app import Runtime
-from shared.consumer import Handler
-from shared.errors import Invalid
-from shared.events import Envelope
+from services.budget import events as budget
+from services.workflow import events as workflow
+from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
-# Context fields of a workflow instance that become dimensions (for scopes and grouping).
-CONTEXT_DIMENSIONS = ("region", "channel", "campaign")
+Direction = Literal["higher_is_better", "lower_is_better"]
 
 
-def _dims(values: dict[str, Any] | None, keys: tuple[str, ...] | None = None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (values or {}).items():
-        if (keys is None or k in keys) and v is not None and not isinstance(v, dict | list | bool):
-            out[k] = str(v)
-    return out
+class KpiTargetAtRisk(EventData):
+    """A target whose linear projection misses it (published once per target)."""
+
+    target_id: str
+    metric: str = Field(description="the metric's key")
+    period: str = Field(description="2027, 2027-Q1 or 2027-03")
+    filter: dict[str, str] = Field(description="the dimension values the target is set for ({} for all)")
+    actual: str | None = Field(description="the value so far, a decimal string (null when undefined)")
+    target: str | None = Field(description="the target value, a decimal string")
+    projected: str | None = Field(description="the value at the end of the period at the current pace")
+    direction: Direction
+    elapsed: float = Field(ge=0, le=1, description="the fraction of the period elapsed (4 decimals)")
 
 
-async def _write(ingestor: Ingestor, s: AsyncSession, env: Envelope, items: list[dict[str, Any]]) -> None:
-    rows, rejected = ingestor.validate(items, None, default_source=env.source)
-    if rejected:
-        reasons = "; ".join(f"item {r['index']}: {r['reason']}" for r in rejected)
-        raise Invalid(f"{env.type} {env.id} cannot become measurements: {reasons}")
-    await ingestor.write(s, rows, [])
+TARGET_AT_RISK = EventSpec(
+    "kpi.target.at_risk", KpiTargetAtRisk, "A target's linear projection misses it: act before the period ends"
+)
 
+ACTUAL_POSTED = Consumed(
+    budget.ACTUAL_POSTED.subject,
+    "Actual spend (and its reversals, negative) becomes a `spend` measurement, by entry id",
+)
+INSTANCE_APPROVED = Consumed(
+    workflow.INSTANCE_APPROVED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
+)
+INSTANCE_REJECTED = Consumed(
+    workflow.INSTANCE_REJECTED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
+)
+INSTANCE_CANCELLED = Consumed(
+    workflow.INSTANCE_CANCELLED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
+)
+SLA_BREACHED = Consumed(workflow.SLA_BREACHED.subject, "A task past its SLA becomes an `sla_breaches` measurement")
 
-def spend_items(env: Envelope) -> list[dict[str, Any]]:
-    d = env.data
-    dims = _dims(d.get("dimensions"))
-    if d.get("line_code"):
-        dims["line_code"] = str(d["line_code"])
-    if d.get("currency"):
-        dims["currency"] = str(d["currency"])
-    return [
-        {
-            "type": "spend",
-            "value": d.get("amount"),
-            "time": d.get("date") or env.time,
-            "dimensions": dims,
-            "source": "budget",
-            "external_id": str(d.get("entry_id") or env.subject_id),
-        }
-    ]
-
-
-def workflow_items(env: Envelope) -> list[dict[str, Any]]:
-    d = env.data
-    outcome = env.type.rsplit(".", 1)[-1]
-    dims = {
-        "definition": str(d.get("definition_key") or "unknown"),
-        "outcome": outcome,
-        **_dims(d.get("context"), CONTEXT_DIMENSIONS),
-    }
-    when = d.get("finished_at") or env.time
-    iid = str(d.get("instance_id") or env.subject_id)
-    items = [
-        {
-            "type": "workflows_completed",
-            "value": "1",
-            "time": when,
-            "dimensions": dims,
-            "source": "workflow",
-            "external_id": f"{iid}:completed",
-        },
-        {
-            "type": "workflows_sla_met",
-            "value": "1" if d.get("sla_met") else "0",
-            "time": when,
-            "dimensions": dims,
-            "source": "workflow",
-            "external_id": f"{iid}:sla_met",
-        },
-    ]
-    hours = d.get("cycle_time_business_hours")
-    if hours is not None:
-        value = str(Decimal(str(hours)).quantize(Decimal("0.000001")))
-        items.append(
-            {
-                "type": "approval_cycle_time_hours",
-                "value": value,
-                "time": when,
-                "dimensions": dims,
-                "source": "workflow",
-                "external_id": f"{iid}:cycle_time",
-            }
-        )
-    return items
-
-
-def breach_items(env: Envelope) -> list[dict[str, Any]]:
-    d = env.data
-    dims = {
-        "definition": str(d.get("definition_key") or "unknown"),
-        "stage": str(d.get("stage") or "unknown"),
-        **_dims(d.get("context"), CONTEXT_DIMENSIONS),
-    }
-    return [
-        {
-            "type": "sla_breaches",
-            "value": "1",
-            "time": d.get("due_at") or env.time,
-            "dimensions": dims,
-            "source": "workflow",
-            "external_id": f"{d.get('task_id') or env.subject_id}:breached",
-        }
-    ]
-
-
-def handlers(runtime: Runtime) -> dict[str, Handler]:
-    """Subject -> handler for the events this service consumes."""
-    ingestor: Ingestor = runtime.extras["ingestor"]
-
-    def handler(make: Any) -> Handler:
-        async def handle(s: AsyncSession, env: Envelope) -> None:
-            await _write(ingestor, s, env, make(env))
-
-        return handle
-
-    finished = handler(workflow_items)
-    return {
-        "budget.actual.posted": handler(spend_items),
-        "workflow.instance.approved": finished,
-        "workflow.instance.rejected": finished,
-        "workflow.instance.cancelled": finished,
-        "workflow.sla.breached": handler(breach_items),
-    }
+CATALOGUE = Catalogue(
+    "kpi",
+    publishes=(TARGET_AT_RISK,),
+    consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED),
+    title="KPI",
+)

@@ -28,7 +28,7 @@ _TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?|\.\d+)|(?P<name>[A-Za-z_][A-Za
 
 MAX_DIGITS = 20  # digits of a constant, before and after the point together
 MAX_DEPTH = 50  # parentheses and unary signs inside one another
-# Results are computed at 40 significant digits (metrics.compute), so from 10^40 on they are no longer
+# Results are computed at 40 significant digits (compute.compute), so from 10^40 on they are no longer
 # exact; they are undefined (None) instead of growing until the answer cannot be formatted.
 MAX_RESULT = Decimal(10) ** 40
 
@@ -62,6 +62,7 @@ class _Parser:
             if m is None or m.end() == pos:
                 col = pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1
                 self.fail(f"unexpected {text[col - 1]!r} at column {col}")
+            assert m is not None  # fail() raises
             kind = m.lastgroup or ""
             self.tokens.append((kind, m.group(kind), m.start(kind) + 1))
             pos = m.end()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import structlog
 from fastapi import FastAPI
 
-from services.kpi import api, events, metrics
-from services.kpi.ingest import Ingestor, tune_sqlite
+from services.kpi import api, container, definitions, handlers, targets
+from services.kpi.container import Kpi
+from services.kpi.events import CATALOGUE
 from services.kpi.models import infra
 from services.kpi.settings import Settings
 from shared.app import Runtime, ServiceSpec, create_service_app
@@ -19,29 +19,23 @@ from shared.tasks import cancel_and_wait
 log = structlog.get_logger("pitcrew.kpi")
 
 
-def _configure(app: FastAPI, runtime: Runtime) -> None:
-    # Built before start-up: the event handlers need the ingestor when the consumer starts.
-    s: Settings = runtime.settings  # type: ignore[assignment]
-    tune_sqlite(runtime.db)  # no connection is open yet
-    runtime.extras["ingestor"] = Ingestor(late_after=dt.timedelta(hours=s.late_after_hours))
-
-
 async def _target_checks(runtime: Runtime) -> None:
     """Periodic at-risk check; publishing is claimed per target, so replicas never double-publish."""
-    s: Settings = runtime.settings  # type: ignore[assignment]
+    kpi: Kpi = runtime.domain
     while True:
-        await asyncio.sleep(s.target_check_seconds)
+        await asyncio.sleep(kpi.target_check_seconds)
         try:
-            await metrics.evaluate_targets(runtime.db, runtime.outbox, utcnow(), s.target_min_elapsed)
+            await targets.evaluate_targets(runtime.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed)
         except Exception as exc:  # noqa: BLE001 - keep checking on the next round
             log.warning("target_check_failed", error=repr(exc))
 
 
 async def _startup(runtime: Runtime) -> None:
-    s: Settings = runtime.settings  # type: ignore[assignment]
-    if s.seed_catalog:
-        await metrics.seed_catalog(runtime.db)
-    if s.target_check_seconds > 0:
+    kpi: Kpi = runtime.domain
+    if kpi.seed_catalog:
+        async with runtime.unit_of_work() as uow:
+            await definitions.seed_catalog(uow)
+    if kpi.target_check_seconds > 0:
         runtime.extras["target_task"] = asyncio.create_task(_target_checks(runtime), name="kpi-target-checks")
 
 
@@ -56,10 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Governed metric definitions, rollups, targets and attribution.",
         infra=infra,
         routers=[api.router],
-        handlers=events.handlers,
+        handlers=handlers.handlers,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        configure=_configure,
+        build=container.build,
+        catalogue=CATALOGUE,
     )
     return create_service_app(spec, settings or Settings())
 

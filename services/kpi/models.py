@@ -88,10 +88,10 @@ Index("ix_measurements_type_time", measurements.c.type, measurements.c.time)
 # A rollup's sum (one type, UTC day or month, dimension set) stays within +-10**18 micro-units
 # (+-10**12, a hundred of the largest values). Without it, a batch of 1,000 large values overflowed
 # BIGINT on PostgreSQL (a 500) and turned the running sum into an inexact float on SQLite. With it,
-# a running sum plus one batch's delta (itself within the bound, see ingest._rollup) stays inside
+# a running sum plus one batch's delta (itself within the bound, see rollups.add_deltas) stays inside
 # 64 bits, so the database's CHECK, not an overflow, decides. `count` needs no bound: it grows by
 # one per stored measurement, whose ids are 64-bit. Reads that add many rollups up are exact
-# anyway (PostgreSQL's sum(bigint) is numeric; on SQLite see metrics.fetch_cells).
+# anyway (PostgreSQL's sum(bigint) is numeric; on SQLite see rollups.sum_parts).
 MAX_ROLLUP_SUM = 10**18
 SUM_IN_RANGE = f"sum > -{MAX_ROLLUP_SUM} AND sum < {MAX_ROLLUP_SUM}"
 ROLLUP_SUM_RULE = (

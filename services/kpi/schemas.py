@@ -1,4 +1,10 @@
-"""Request models of the kpi API (answers are plain dicts shaped by the domain)."""
+"""Request and response models of the KPI API.
+
+The domain shapes its answers as plain dicts (the hot read paths build thousands of points);
+the response models here document them in the OpenAPI document and check them on the way out.
+Optional keys that an answer leaves out (a point without a target) are left out of the JSON too:
+their routes answer with `response_model_exclude_unset`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.bounds import Day, Instant
 from shared.money import DecimalStr
+from shared.pagination import Page
 
 Unit = Literal["count", "currency", "percent", "duration"]
 Direction = Literal["higher_is_better", "lower_is_better"]
@@ -78,3 +85,181 @@ class RebuildIn(_Strict):
     types: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=1000)
     from_: Day | None = Field(default=None, alias="from")
     to: Day | None = None
+
+
+# ---------------------------------------------------------------- answers
+
+
+class DefinitionOut(BaseModel):
+    id: str
+    key: str
+    version: int
+    name: str
+    description: str
+    owner: str | None
+    unit: Unit
+    direction: Direction
+    kind: Literal["base", "derived"]
+    measurement_type: str | None
+    aggregation: Aggregation | None
+    distinct_on: str | None
+    filter: dict[str, str]
+    formula: str | None
+    depends_on: list[str] = Field(description="the metrics a derived metric's formula names")
+    created_at: str = Field(description="ISO 8601 instant")
+    created_by: str
+
+
+DefinitionPage = Page[DefinitionOut]
+
+
+class Point(BaseModel):
+    bucket: str = Field(description="the first local date of the bucket")
+    value: str | None = Field(description="a decimal string; null where the metric is undefined")
+    target: str | None = Field(default=None, description="only on month and quarter buckets with a target")
+    variance: str | None = None
+    attainment: str | None = None
+
+
+class SeriesGroup(BaseModel):
+    group: dict[str, str | None]
+    points: list[Point]
+
+
+class SeriesOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    metric: str
+    version: int
+    unit: Unit
+    grain: str
+    from_: str = Field(alias="from")
+    to: str
+    tz: str
+    read_from: Literal["rollup", "raw"]
+    series: list[SeriesGroup]
+
+
+class RejectedItem(BaseModel):
+    index: int
+    reason: str = Field(description="what is wrong, naming the field")
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedItem]
+
+
+class RebuildOut(BaseModel):
+    rollup_rows: int = Field(description="daily rollup rows written")
+
+
+class QualityRejected(BaseModel):
+    at: str
+    index: int
+    reason: str
+
+
+class QualityRejections(BaseModel):
+    count: int
+    items: list[QualityRejected]
+
+
+class QualityBatch(BaseModel):
+    at: str
+    source: str | None
+    count: int
+    sample: list[dict[str, Any]]
+    max_lateness_hours: float | None = Field(default=None, description="late arrivals only")
+
+
+class QualityBatches(BaseModel):
+    count: int
+    batches: list[QualityBatch]
+
+
+class FirstSeen(BaseModel):
+    dimension: str = Field(description='"type" for a measurement type')
+    value: str
+    first_seen_at: str
+    first_source: str
+    similar_to: list[str] = Field(description="older values that differ only in case and punctuation")
+    used_by_metric: bool | None = Field(default=None, description="measurement types only")
+
+
+class QualityOut(BaseModel):
+    since: str
+    rejected: QualityRejections
+    duplicates_dropped: QualityBatches
+    late_arrivals: QualityBatches
+    new_measurement_types: list[FirstSeen]
+    new_dimension_values: list[FirstSeen]
+
+
+class TargetOut(BaseModel):
+    id: str
+    metric: str
+    period: str
+    filter: dict[str, str]
+    value: str
+    version: int
+    created_at: str
+    created_by: str
+    at_risk_published_at: str | None
+
+
+TargetPage = Page[TargetOut]
+
+
+class EvaluateOut(BaseModel):
+    published: list[str] = Field(description="ids of the targets kpi.target.at_risk was published for")
+
+
+class ScorecardItem(BaseModel):
+    metric: str
+    name: str
+    unit: Unit
+    direction: Direction
+    actual: str | None
+    target: str | None
+    variance: str | None
+    attainment: str | None
+    projected: str | None
+    at_risk: bool
+    target_id: str | None
+
+
+class ScorecardOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    period: str
+    from_: str = Field(alias="from")
+    to: str
+    elapsed: float
+    items: list[ScorecardItem]
+
+
+class AcceptedOut(BaseModel):
+    accepted: int
+
+
+class Credit(BaseModel):
+    channel: str
+    credit: str | None
+    min: str | None
+    max: str | None
+    by_model: dict[str, str | None]
+
+
+class AttributionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    model: str
+    from_: str = Field(alias="from")
+    to: str
+    half_life_days: float
+    lookback_days: int
+    conversions: int
+    credits: list[Credit]
+    total: str | None

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from services.budget.ledger import MAX_DEPTH
+from services.budget.lines import MAX_DEPTH
 from services.budget.models import commitments, entries
 from shared.pagination import encode_cursor
 from tests.budget.conftest import ADMIN, problem

@@ -78,15 +78,20 @@ async def test_workflow_approval_and_rejection_commit_and_release_pending_commit
     assert data["dimensions"]["region"] == "EMEA" and data["line_code"] == "EMEA-EVENTS"
     assert data["requested_by"] == "dana" and data["external_ref"] == "PO-1"
 
-    def decision(cid: str, status: str) -> dict:
+    def decision(cid: str, status: str, service: str = "budget", type: str = "commitment") -> dict:
+        """workflow.instance.approved|rejected as workflow publishes it (services.workflow.events)."""
         return {
             "instance_id": str(uuid.uuid4()),
             "definition_key": "budget-approval",
             "definition_version": 1,
-            "subject": {"type": "commitment", "id": cid, "service": "budget"},
+            "subject": {"type": type, "id": cid, "service": service},
             "context": {},
             "requester": "dana",
             "status": status,
+            "finished_at": "2027-03-02T10:00:00+00:00",
+            "cycle_time_business_hours": 2.5,
+            "cycle_time_hours": 20.0,
+            "sla_met": True,
         }
 
     approved = await publish(
@@ -99,7 +104,7 @@ async def test_workflow_approval_and_rejection_commit_and_release_pending_commit
         "workflow.instance.approved",
         "workflow",
         str(uuid.uuid4()),
-        {"subject": {"type": "contract", "id": first["id"], "service": "registry"}},
+        decision(first["id"], "approved", service="registry", type="contract"),
     )
     await eventually(lambda: _is(budget, first["id"], "committed"))
     await eventually(lambda: _is(budget, second["id"], "released"))
@@ -146,6 +151,7 @@ async def test_registry_contracts_commit_and_cancel_against_the_martech_line(liv
         "seats": 50,
         "auto_renew": True,
         "notice_days": 60,
+        "external_ref": "contract:c-1:1",
     }
     await publish(js, "registry.contract.created", "registry", "c-1", contract)
     await publish(js, "registry.contract.created", "registry", "c-1", contract)  # a second copy: one commitment
@@ -154,7 +160,7 @@ async def test_registry_contracts_commit_and_cancel_against_the_martech_line(liv
         return (await budget.balance(ln["id"]))["committed"] == "12000.00"
 
     await eventually(committed)
-    await publish(js, "registry.contract.cancelled", "registry", "c-1", contract)
+    await publish(js, "registry.contract.cancelled", "registry", "c-1", {**contract, "reason": "replaced"})
 
     async def released() -> bool:
         return (await budget.balance(ln["id"]))["committed"] == "0.00"

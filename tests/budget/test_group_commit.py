@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from services.budget import posting
+from services.budget import pg_posting as posting
 from tests.budget.conftest import problem
 from tests.budget.test_invariants import check_invariants, postgres_only
 
@@ -72,6 +72,7 @@ def test_merged_parameters_sum_deltas_per_line_and_period_and_watch_each_once():
             "entries": [{"id": f"e{amount}"}],
             "commitments": [{"id": f"c{amount}"}],
             "events": [],
+            "audits": [{"id": f"a{amount}"}],
             "guard": [{"line_id": "L"}],
             "deltas": [
                 dict(line_id="L", period="2027-03", da=0, dc=amount, dp=0, ds=0, oa=0, oc=amount, op=0, os=0),
@@ -86,6 +87,7 @@ def test_merged_parameters_sum_deltas_per_line_and_period_and_watch_each_once():
 
     merged = posting._merge([params(3), params(4)])
     assert [e["id"] for e in merged["entries"]] == ["e3", "e4"] and len(merged["commitments"]) == 2
+    assert [a["id"] for a in merged["audits"]] == ["a3", "a4"]
     assert {(d["line_id"], d["dc"], d["oc"]) for d in merged["deltas"]} == {("L", 7, 7), ("R", 7, 0)}
     assert merged["watch"] == [{"line_id": "L", "period": "2027-03", "tpl": {"n": 3}}] and merged["now"] == 4
     # Only postings that take money away are merged: an allocation always runs alone.
@@ -119,6 +121,7 @@ async def test_when_a_batch_gets_no_connection_its_other_postings_run_alone_inst
             "entries": [],
             "commitments": [],
             "events": [],
+            "audits": [],
             "guard": [],
             "watch": [],
             "thresholds": [80, 100],

@@ -15,8 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.budget.ledger import ancestors
-from services.budget.models import balances, commitments, entries, lines
+from services.budget import actuals, allocations, commitments, lines, plans, reversals
+from services.budget.lines import ancestors
+from services.budget.models import balances, entries
+from services.budget.models import commitments as commitments_table
+from services.budget.models import lines as lines_table
 from shared.errors import Conflict, Invalid
 from shared.identity import Principal
 from tests.budget.conftest import ADMIN as ADMIN_H
@@ -42,9 +45,9 @@ ops = st.one_of(
 )
 
 
-async def build_plan(ledger, s, policy: str) -> tuple[dict, dict[str, dict]]:
-    plan = await ledger.create_plan(
-        s,
+async def build_plan(uow, policy: str) -> tuple[dict, dict[str, dict]]:
+    plan = await plans.create_plan(
+        uow,
         ADMIN,
         name=f"prop-{policy}",
         fiscal_year=2027,
@@ -52,31 +55,32 @@ async def build_plan(ledger, s, policy: str) -> tuple[dict, dict[str, dict]]:
         overspend_policy=policy,
         approval_threshold=Decimal("300"),
     )
-    await ledger.activate_plan(s, ADMIN, plan["id"])
+    await plans.activate_plan(uow, ADMIN, plan_id=plan["id"])
     made: dict[str, dict] = {}
     for code, parent in (("R", None), ("A", "R"), ("B", "R"), ("A1", "A")):
-        made[code] = await ledger.create_line(s, ADMIN, plan["id"], code=code, name=code, parent_code=parent)
+        made[code] = await lines.create_line(uow, ADMIN, plan_id=plan["id"], code=code, name=code, parent_code=parent)
     return plan, made
 
 
-async def apply(ledger, s, op, made, cids: list[str], entry_ids: list[str]) -> None:
+async def apply(postings, uow, op, made, cids: list[str], entry_ids: list[str]) -> None:
     kind = op[0]
     if kind in ("allocate", "commit", "actual"):
         _, li, pi, amount = op
         args = dict(line_id=made[LINES[li]]["id"], period=PERIODS[pi], amount=amount, currency="EUR")
         if kind == "allocate":
-            entry_ids.append((await ledger.allocate(s, ADMIN, **args))["id"])
+            entry_ids.append((await allocations.allocate(uow, ADMIN, postings=postings, **args))["id"])
         elif kind == "commit":
-            cids.append((await ledger.create_commitment(s, ADMIN, **args))["id"])
+            cids.append((await commitments.create_commitment(uow, ADMIN, postings=postings, **args))["id"])
         else:
-            entry_ids.append((await ledger.post_actual(s, ADMIN, **args))["id"])
+            entry_ids.append((await actuals.post_actual(uow, ADMIN, postings=postings, **args))["id"])
     elif kind == "actual_on_commitment" and cids:
-        c = await ledger.get_commitment(s, ADMIN, cids[op[1] % len(cids)])
+        c = await commitments.get_commitment(uow, ADMIN, postings=postings, commitment_id=cids[op[1] % len(cids)])
         entry_ids.append(
             (
-                await ledger.post_actual(
-                    s,
+                await actuals.post_actual(
+                    uow,
                     ADMIN,
+                    postings=postings,
                     line_id=c["line_id"],
                     period=c["period"],
                     amount=op[2],
@@ -87,9 +91,10 @@ async def apply(ledger, s, op, made, cids: list[str], entry_ids: list[str]) -> N
         )
     elif kind == "transfer":
         _, a, b, pi, amount = op
-        t = await ledger.transfer(
-            s,
+        t = await allocations.transfer(
+            uow,
             ADMIN,
+            postings=postings,
             from_line_id=made[LINES[a]]["id"],
             to_line_id=made[LINES[b]]["id"],
             period=PERIODS[pi],
@@ -99,14 +104,17 @@ async def apply(ledger, s, op, made, cids: list[str], entry_ids: list[str]) -> N
         entry_ids.append(t["entries"][0]["id"])
     elif kind in ("approve", "release") and cids:
         cid = cids[op[1] % len(cids)]
-        await (ledger.approve if kind == "approve" else ledger.release)(s, ADMIN, cid)
+        decide = commitments.approve if kind == "approve" else commitments.release
+        await decide(uow, ADMIN, postings=postings, commitment_id=cid)
     elif kind == "reverse" and entry_ids:
-        await ledger.reverse(s, ADMIN, entry_ids[op[1] % len(entry_ids)])
+        await reversals.reverse(uow, ADMIN, postings=postings, entry_id=entry_ids[op[1] % len(entry_ids)])
 
 
 async def check_invariants(rt, plan_id: str, policy: str) -> None:
     async with rt.transaction(readonly=True) as s:
-        paths = {r.id: r.path for r in (await s.execute(select(lines).where(lines.c.plan_id == plan_id))).all()}
+        paths = {
+            r.id: r.path for r in (await s.execute(select(lines_table).where(lines_table.c.plan_id == plan_id))).all()
+        }
         rows = (await s.execute(select(balances).where(balances.c.plan_id == plan_id))).all()
         recomputed: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for e in (await s.execute(select(entries).where(entries.c.plan_id == plan_id))).all():
@@ -114,7 +122,7 @@ async def check_invariants(rt, plan_id: str, policy: str) -> None:
             for i, d in enumerate((e.d_allocated, e.d_committed, e.d_pending, e.d_spent)):
                 acc[i] += d
         open_total: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for c in (await s.execute(select(commitments).where(commitments.c.plan_id == plan_id))).all():
+        for c in (await s.execute(select(commitments_table).where(commitments_table.c.plan_id == plan_id))).all():
             remaining = c.amount_minor - c.consumed_minor
             if c.status == "committed":
                 open_total[(c.line_id, c.period)][0] += remaining
@@ -145,15 +153,15 @@ async def check_invariants(rt, plan_id: str, policy: str) -> None:
 )
 @given(policy=st.sampled_from(["block", "require_approval"]), sequence=st.lists(ops, min_size=1, max_size=25))
 async def test_random_operations_keep_balances_equal_to_the_ledger(budget, policy, sequence):
-    ledger, rt = budget.ledger, budget.runtime
-    async with rt.transaction() as s:
-        plan, made = await build_plan(ledger, s, policy)
+    postings, rt = budget.domain.postings, budget.runtime
+    async with rt.unit_of_work() as uow:
+        plan, made = await build_plan(uow, policy)
     cids: list[str] = []
     entry_ids: list[str] = []
     for op in sequence:
         try:
-            async with rt.transaction() as s:
-                await apply(ledger, s, op, made, cids, entry_ids)
+            async with rt.unit_of_work() as uow:
+                await apply(postings, uow, op, made, cids, entry_ids)
         except (Conflict, Invalid):
             pass  # refused: nothing may have been written, which the check below proves
     await check_invariants(rt, plan["id"], policy)

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
+from services.budget import reports
 from services.budget.models import balances, commitments, entries, lines
 from shared.identity import Principal
 from tests.budget.conftest import ADMIN, problem, who
@@ -108,14 +109,14 @@ async def test_summary_pacing_compares_elapsed_time_with_spend(budget):
         201,
         json={"line_id": ln["id"], "period": "2027-01", "amount": "900.00", "currency": "EUR"},
     )
-    async with budget.runtime.transaction(readonly=True) as s:
-        result = await budget.ledger.summary(
-            s,
+    async with budget.runtime.unit_of_work(readonly=True) as uow:
+        result = await reports.summary(
+            uow,
             Principal("x", frozenset({"admin"})),
-            plan["id"],
-            "channel",
-            "2027-01",
-            "2027-01",
+            plan_id=plan["id"],
+            group_by="channel",
+            start="2027-01",
+            end="2027-01",
             today=dt.date(2027, 1, 16),
         )
     pacing = result["groups"][0]["pacing"]

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from pitcrew.launcher import free_port, start_stack
-from pitcrew.topology import APPS
+from pitcrew.topology import APPS, PROCESSES
 from tests.conftest import POSTGRES_URL, NatsServer
 from tests.e2e.conftest import WEBHOOK_SECRETS, Cluster
 
@@ -78,7 +78,7 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosCluster]:
     var = tmp_path_factory.mktemp("chaos")
     base = POSTGRES_URL.rpartition("/")[0]
     env = dict(os.environ)
-    env.update({f"PITCREW_{app.upper()}_PORT": str(free_port()) for app in APPS})
+    env.update({f"PITCREW_{app.upper()}_PORT": str(free_port()) for app in PROCESSES})
     env.update({f"PITCREW_{app.upper()}_DATABASE_URL": f"{base}/{n}" for app, n in names.items()})
     env["PITCREW_GATEWAY_WEBHOOK_SECRETS"] = json.dumps(WEBHOOK_SECRETS)
     env.update(

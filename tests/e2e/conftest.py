@@ -19,7 +19,7 @@ import pytest
 from gateway.devtokens import mint_dev_token
 from gateway.settings import Settings as GatewaySettings
 from pitcrew.launcher import Stack, free_port, start_stack
-from pitcrew.topology import APPS
+from pitcrew.topology import PROCESSES
 from tests.conftest import NatsServer
 
 WEBHOOK_SECRETS = {"erp": "erp-e2e-secret-0123456789abcdef", "crm": "crm-e2e-secret-0123456789abcdef"}
@@ -90,7 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, own_nats: NatsServer) -> I
     nats_server = own_nats
     var = tmp_path_factory.mktemp("stack")
     env = dict(os.environ)
-    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in APPS})
+    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in PROCESSES})
     env["PITCREW_GATEWAY_WEBHOOK_SECRETS"] = json.dumps(WEBHOOK_SECRETS)
     env["PITCREW_VAR_DIR"] = str(var)
     stack, urls, _ = start_stack(

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from pitcrew.launcher import free_port, start_stack
-from pitcrew.topology import APPS
+from pitcrew.topology import APPS, PROCESSES
 from shared.identity import HEADER, Principal, mint
 from shared.settings import DEV_IDENTITY_SECRET
 from tests.conftest import BACKEND, POSTGRES_URL
@@ -59,7 +59,7 @@ def replicated(tmp_path_factory: pytest.TempPathFactory, own_nats) -> Iterator[C
     base = POSTGRES_URL.rpartition("/")[0]
     var = tmp_path_factory.mktemp("replicas")
     env = dict(os.environ)
-    env.update({f"PITCREW_{app.upper()}_PORT": str(free_port()) for app in APPS})
+    env.update({f"PITCREW_{app.upper()}_PORT": str(free_port()) for app in PROCESSES})
     env.update({f"PITCREW_{app.upper()}_DATABASE_URL": f"{base}/{db}" for app, db in names.items()})
     env["PITCREW_GATEWAY_WEBHOOK_SECRETS"] = json.dumps(WEBHOOK_SECRETS)
     env["PITCREW_GATEWAY_RATE_LIMIT_WRITE"] = "100000/minute"

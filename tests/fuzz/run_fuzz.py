@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from pitcrew.launcher import free_port, start_stack  # noqa: E402
-from pitcrew.topology import APPS  # noqa: E402
+from pitcrew.topology import PROCESSES  # noqa: E402
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -40,7 +40,7 @@ def main() -> int:
 
     var = Path(tempfile.mkdtemp(prefix="pitcrew-fuzz-"))
     env = dict(os.environ)
-    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in APPS})
+    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in PROCESSES})
     env["PITCREW_NATS_URL"] = f"nats://127.0.0.1:{free_port()}"
     env.update({"PITCREW_VAR_DIR": str(var), "PITCREW_LOG_LEVEL": "WARNING"})
     # The fuzzer is one principal sending thousands of requests: the per-principal limits would answer 429.

@@ -81,6 +81,7 @@ def gateway_settings(database_url: str, **overrides) -> Settings:
         workflow_url=service_url("workflow.test"),
         kpi_url=service_url("kpi.test"),
         registry_url=service_url("registry.test"),
+        notify_url=service_url("notify.test"),
         webhook_secrets=WEBHOOK_SECRETS,
         rate_limit_read="100000/minute",
         rate_limit_write="100000/minute",

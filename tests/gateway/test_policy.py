@@ -93,9 +93,19 @@ async def test_no_role_at_all_is_denied(gw, token):
 
 def test_the_shipped_policy_loads_and_analyst_can_never_write():
     policy = Policy.load("gateway/policy.yaml")
-    for service in ("budget", "workflow", "kpi", "registry"):
+    for service in ("budget", "workflow", "kpi", "registry", "notify"):
         for method in ("POST", "PUT", "PATCH", "DELETE"):
             assert not policy.allows({"analyst"}, service, method, "/v1/anything")
+    # Only notify's signed links are public, and only GET and POST on them.
+    assert policy.is_public("notify", "GET", "/v1/actions/tok") and policy.is_public(
+        "notify", "POST", "/v1/unsubscribe/t"
+    )
+    assert not policy.is_public("notify", "GET", "/v1/inbox") and not policy.is_public(
+        "notify", "DELETE", "/v1/actions/t"
+    )
+    assert not policy.is_public("workflow", "GET", "/v1/actions/tok")
+    with pytest.raises(PolicyError, match="public"):
+        Policy.from_dict({"roles": {}, "public": [{"service": "gateway", "methods": ["GET"], "paths": ["/v1/keys"]}]})
     with pytest.raises(PolicyError, match="read-only"):
         Policy.from_dict({"roles": {"analyst": [{"service": "kpi", "methods": ["POST"], "paths": ["/v1/x"]}]}})
     with pytest.raises(PolicyError, match="read-only"):

@@ -12,7 +12,7 @@ from tests.gateway.conftest import bearer, gateway_settings, running_gateway
 
 pytestmark = pytest.mark.db
 
-SERVICES = ("budget", "workflow", "kpi", "registry")
+SERVICES = ("budget", "workflow", "kpi", "registry", "notify")
 
 
 class _Refs(HTMLParser):

@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 from sqlalchemy import func, select
 
-from services.kpi import attribution, formula, ingest, metrics
+from services.kpi import attribution, formula, values
 from services.kpi.models import (
     conversions,
     measurements,
@@ -66,7 +66,7 @@ async def test_measurement_times_beyond_the_bounds_are_rejected_items_in_json_an
     assert (await kpi.client.post("/v1/measurements", json={"items": edges})).json()["accepted"] == 3
     for t in (EARLY, LATE):
         with pytest.raises(ValueError, match="must lie between"):
-            ingest.parse_time(t)
+            values.parse_time(t)
 
 
 async def test_touchpoint_conversion_and_quality_times_beyond_the_bounds_are_422(kpi):
@@ -125,7 +125,7 @@ async def test_the_last_period_in_range_works_and_a_stored_out_of_range_one_does
                 metric="leads",
                 period="9999",
                 filter={},
-                filter_hash=ingest.dims_hash({}),
+                filter_hash=values.dims_hash({}),
                 value=1,
                 version=1,
                 created_at=utcnow(),
@@ -185,8 +185,8 @@ async def test_results_too_large_to_be_exact_are_null_and_long_chains_evaluate(k
     assert r.status_code == 200, r.text
     assert [(i["actual"], i["projected"]) for i in r.json()["items"]][0] == (None, None)
     assert r.json()["items"][1]["actual"] == "1000"
-    assert metrics.fmt(Decimal(10) ** 60, "currency") is None
-    assert metrics.fmt(Decimal("1e39"), "count") == "1" + "0" * 39
+    assert values.fmt(Decimal(10) ** 60, "currency") is None
+    assert values.fmt(Decimal("1e39"), "count") == "1" + "0" * 39
     assert formula.parse("9" * 20).evaluate({}) == Decimal("9" * 20)
 
 

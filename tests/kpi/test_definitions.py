@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.kpi import formula, metrics
+from services.kpi import definitions, formula
 from shared.errors import Invalid
 
 pytestmark = pytest.mark.db
@@ -44,7 +44,8 @@ async def test_the_catalog_is_seeded_once_even_when_seeding_runs_again(kpi):
         "sla_breaches",
     }
     assert expected <= set(keys)
-    assert await metrics.seed_catalog(kpi.runtime.db) == 0  # a second replica's seeding inserts nothing
+    async with kpi.runtime.unit_of_work() as uow:  # a second replica's seeding inserts nothing
+        assert await definitions.seed_catalog(uow) == 0
     r2 = await kpi.client.get("/v1/metrics", params={"limit": 500})
     assert [m["key"] for m in r2.json()["items"]] == keys
     cpl = (await kpi.client.get("/v1/metrics/cpl")).json()

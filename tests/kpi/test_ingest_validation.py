@@ -7,7 +7,8 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.kpi import ingest
+from services.kpi import ingest, raw
+from services.kpi import values as kv
 from shared.identity import Principal
 
 
@@ -112,15 +113,15 @@ def test_validate_answers_exactly_what_the_item_by_item_checks_answer(batch, sco
         answer = fast.validate(batch, principal, "default")
         assert answer == careful(slow, batch, principal, "default")
         for row in answer[0]:  # whatever is accepted lies within shared.bounds, in its own offset
-            local = dt.datetime.fromisoformat(batch[row[ingest.INDEX]]["time"].strip())
+            local = dt.datetime.fromisoformat(batch[row[raw.INDEX]]["time"].strip())
             assert dt.date(1900, 1, 1) <= local.date() <= dt.date(2999, 12, 31)
 
 
 @given(st.one_of(decimal_text, st.integers(-(10**11), 10**11), st.booleans(), st.floats()))
 def test_fast_micro_takes_only_values_to_micro_takes_and_agrees(value):
-    fast = ingest.fast_micro(value)
+    fast = kv.fast_micro(value)
     if fast is not None:
-        assert fast == ingest.to_micro(value)
+        assert fast == kv.to_micro(value)
 
 
 def test_common_decimal_shapes_take_the_fast_way():
@@ -133,9 +134,9 @@ def test_common_decimal_shapes_take_the_fast_way():
         ("9999999999.999999", 9_999_999_999_999_999),
         ("0001.10", 1_100_000),
     ]:
-        assert ingest.fast_micro(text) == micro == ingest.to_micro(text)
+        assert kv.fast_micro(text) == micro == kv.to_micro(text)
     for text in ["1.", ".5", "+1", " 1", "1e3", "1_0", "1.0000000", "10000000000", "\u0663"]:
-        assert ingest.fast_micro(text) is None  # left to to_micro, which accepts or says why not
+        assert kv.fast_micro(text) is None  # left to to_micro, which accepts or says why not
 
 
 def test_a_cached_dimension_set_never_answers_for_a_different_value_type():
@@ -146,8 +147,8 @@ def test_a_cached_dimension_set_never_answers_for_a_different_value_type():
     ]
     for _ in range(2):
         rows, rejected = ing.validate(batch, None, "crm")
-        assert [r[ingest.INDEX] for r in rows] == [0, 2, 4]
-        assert {r[ingest.DIMS] for r in rows} == {(("x", "1"),)}
+        assert [r[raw.INDEX] for r in rows] == [0, 2, 4]
+        assert {r[raw.DIMS] for r in rows} == {(("x", "1"),)}
         assert [x["index"] for x in rejected] == [1, 3]
 
 
@@ -169,13 +170,13 @@ def test_the_time_text_sliced_from_the_input_is_the_stored_text_of_the_parsed_ti
     if frac is not None:
         t = t.replace(microsecond=t.microsecond // 1000 * 1000 if frac == 3 else t.microsecond)
     text = t.isoformat(sep, {None: "auto", 0: "seconds", 3: "milliseconds", 6: "microseconds"}[frac]) + zone
-    sliced = ingest.iso_time_text(text)
+    sliced = kv.iso_time_text(text)
     parsed = dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         assert sliced is None
     else:
         if sliced is not None:  # only UTC texts are sliced (another offset at year 1 or 9999 has no UTC time)
-            assert sliced == ingest.time_text(parsed.astimezone(dt.UTC))
+            assert sliced == kv.time_text(parsed.astimezone(dt.UTC))
         if zone in ("Z", "+00:00"):
             assert sliced is not None  # the common shapes do take the fast way
     for other in [
@@ -186,4 +187,4 @@ def test_the_time_text_sliced_from_the_input_is_the_stored_text_of_the_parsed_ti
         "20270105T100000Z",
         "2027-01-05T10:00:00.1234Z",
     ]:
-        assert ingest.iso_time_text(other) is None
+        assert kv.iso_time_text(other) is None

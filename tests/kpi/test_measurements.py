@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from services.kpi import ingest
+from services.kpi import raw, values
 from services.kpi.models import measurements, rollups_daily, rollups_monthly
 
 pytestmark = pytest.mark.db
@@ -187,7 +187,7 @@ async def test_rebuild_recomputes_exactly_what_incremental_rollups_hold(kpi):
     async with kpi.runtime.transaction() as s:  # damage one range, rebuild only that range
         await s.execute(
             rollups_daily.delete().where(
-                rollups_daily.c.day < ingest.day_number(dt.datetime(2027, 2, 10, tzinfo=dt.UTC))
+                rollups_daily.c.day < values.day_number(dt.datetime(2027, 2, 10, tzinfo=dt.UTC))
             )
         )
     await kpi.client.post("/v1/rollups/rebuild", json={"from": "2027-02-03", "to": "2027-02-04", "types": ["spend"]})
@@ -278,4 +278,4 @@ async def test_the_service_applies_its_sqlite_settings_to_its_connections(kpi):
     assert kpi.url.startswith("sqlite")
     async with kpi.runtime.transaction(readonly=True) as s:
         pages = (await (await s.connection()).exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
-    assert pages == 10_000 and ingest.SQLITE_PRAGMAS == ("PRAGMA wal_autocheckpoint=10000",)
+    assert pages == 10_000 and raw.SQLITE_PRAGMAS == ("PRAGMA wal_autocheckpoint=10000",)

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from services.kpi import metrics
+from services.kpi import values as kv
 from services.kpi.models import (
     MAX_ROLLUP_SUM,
     dimension_sets,
@@ -117,7 +117,7 @@ async def test_reads_over_many_large_rollups_are_exact(kpi):
         assert r.status_code == 200 and r.json()["accepted"] == 1000, r.text
 
     def money(n: int) -> str:
-        return metrics.fmt(Decimal(n * TOP_MICRO).scaleb(-6), "currency")
+        return kv.fmt(Decimal(n * TOP_MICRO).scaleb(-6), "currency")
 
     assert 1000 * TOP_MICRO > 2**63
     card = await kpi.client.get("/v1/scorecard", params={"metrics": "revenue", "period": "2026"})
@@ -168,7 +168,7 @@ async def test_reads_over_many_large_rollups_are_exact(kpi):
 
 async def test_a_consumed_event_that_would_break_the_bound_rolls_back_with_its_inbox_record(kpi):
     # A DomainError, so the consumer dead-letters it instead of retrying; the inbox keeps no record.
-    from services.kpi import events
+    from services.kpi import handlers
     from shared.consumer import Consumer
     from shared.errors import Conflict
     from shared.events import new_event
@@ -183,17 +183,25 @@ async def test_a_consumed_event_that_would_break_the_bound_rolls_back_with_its_i
     r = await kpi.client.post("/v1/measurements", json={"items": [spend] * 100})
     assert r.status_code == 200 and r.json()["accepted"] == 100, r.text
     rt = kpi.runtime
-    consumer = Consumer("kpi", rt.db, infra.inbox, rt.bus, events.handlers(rt))
+    consumer = Consumer("kpi", rt.db, infra.inbox, rt.bus, handlers.handlers(rt))
     env = new_event(
         "budget.actual.posted",
         "budget",
         "e-9",
         {
             "entry_id": "e-9",
+            "plan_id": "p-1",
+            "line_id": "l-1",
             "line_code": "EMEA-SEARCH",
+            "period": "2027-03",
             "date": "2027-03-04T10:00:00+00:00",
             "amount": "0.01",
             "currency": "EUR",
+            "original_amount": "0.01",
+            "original_currency": "EUR",
+            "commitment_id": None,
+            "external_ref": None,
+            "vendor": None,
             "dimensions": {"region": "EMEA"},
         },
     )

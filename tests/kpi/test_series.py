@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.kpi import metrics
+from services.kpi import definitions, periods, series
+from services.kpi import values as kv
 from services.kpi.models import measurements, rollups_daily, rollups_monthly
 from shared.identity import Principal
 
@@ -91,7 +92,7 @@ measurement = st.fixed_dictionaries(
 )
 query = st.fixed_dictionaries(
     {
-        "grain": st.sampled_from(metrics.GRAINS),
+        "grain": st.sampled_from(periods.GRAINS),
         "group_by": st.sampled_from([[], ["channel"], ["region"], ["region", "channel"]]),
         "filter": st.sampled_from([{}, {"region": {"EMEA"}}, {"channel": {"search", "social"}}]),
         "tz": st.sampled_from(["UTC", "UTC", "Europe/Berlin", "Asia/Kolkata"]),
@@ -101,7 +102,7 @@ query = st.fixed_dictionaries(
 )
 
 
-def expected(rows: list[dict], key: str, q: dict, w: metrics.Window) -> list[dict]:
+def expected(rows: list[dict], key: str, q: dict, w: periods.Window) -> list[dict]:
     """The answer computed the slow, obvious way from the raw measurements."""
     tz = ZoneInfo(q["tz"])
     defs = {
@@ -131,7 +132,7 @@ def expected(rows: list[dict], key: str, q: dict, w: metrics.Window) -> list[dic
         dims = {k: r[k] for k in ("channel", "region") if r[k] is not None}
         if any(dims.get(k) not in vs for k, vs in q["filter"].items()):
             continue
-        bucket = metrics.grain_start(local, q["grain"])
+        bucket = periods.grain_start(local, q["grain"])
         g = tuple(dims.get(k) for k in q["group_by"])
         for b in bases:
             mtype, _, only = defs[b]
@@ -172,7 +173,7 @@ def expected(rows: list[dict], key: str, q: dict, w: metrics.Window) -> list[dic
             for bucket in w.starts:
                 values = {b: base_value(b, g, bucket) for b in bases}
                 value = derived[key][1](values) if key in derived else values[key]
-                points.append({"bucket": bucket.isoformat(), "value": metrics.fmt(value, unit)})
+                points.append({"bucket": bucket.isoformat(), "value": kv.fmt(value, unit)})
             out.append({"group": dict(zip(q["group_by"], g, strict=True)), "points": points})
     return out
 
@@ -197,15 +198,16 @@ def expected(rows: list[dict], key: str, q: dict, w: metrics.Window) -> list[dic
 async def test_series_from_rollups_equal_aggregation_of_raw_data(kpi, rows, q, key):
     rt = kpi.runtime
     admin = Principal("t", frozenset({"admin"}))
-    async with rt.transaction() as s:
+    async with rt.unit_of_work() as uow:
         for table in (measurements, rollups_daily, rollups_monthly):
-            await s.execute(table.delete())
-        defs = await metrics.latest_definitions(s)
+            await uow.execute(table.delete())
+        defs = await definitions.latest_definitions(uow)
         for spec in EXTRA:
             if spec["key"] not in defs:
-                await metrics.create_definition(
-                    s,
-                    {
+                await definitions.create_definition(
+                    uow,
+                    admin,
+                    spec={
                         "description": "",
                         "owner": None,
                         "measurement_type": None,
@@ -215,7 +217,6 @@ async def test_series_from_rollups_equal_aggregation_of_raw_data(kpi, rows, q, k
                         "formula": None,
                         **spec,
                     },
-                    admin,
                 )
     items = [
         {
@@ -226,26 +227,26 @@ async def test_series_from_rollups_equal_aggregation_of_raw_data(kpi, rows, q, k
         }
         for r in rows
     ]
-    ing = rt.extras["ingestor"]
+    ing = rt.domain.ingestor
     for lo in range(0, len(items), 25):  # several batches: rollup rows are upserted, not just inserted
-        result = await ing.ingest(rt.db, items[lo : lo + 25], None, "test")
+        result = await ing.ingest(rt.db, None, items=items[lo : lo + 25], default_source="test")
         assert result.accepted == len(items[lo : lo + 25]), result.rejected
     start = (T0 + dt.timedelta(days=q["start"])).date()
     end = start + dt.timedelta(days=q["days"])
-    w = metrics.window(start, end, q["grain"], q["tz"])
+    w = periods.window(start, end, q["grain"], q["tz"])
     want = expected(rows, key, q, w)
     for read_from in ("auto", "raw"):
-        async with rt.transaction(readonly=True) as s:
-            got = await metrics.series(
-                s,
-                key,
+        async with rt.unit_of_work(readonly=True) as uow:
+            got = await series.series(
+                uow,
+                None,
+                key=key,
                 start=start,
                 end=end,
                 grain=q["grain"],
                 group_by=q["group_by"],
                 flt=q["filter"],
                 tz=q["tz"],
-                principal=None,
                 read_from=read_from,
             )
         assert got["series"] == want, (read_from, got["read_from"])

@@ -9,7 +9,7 @@ import json
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from services.kpi import metrics
+from services.kpi import periods, targets
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.db
@@ -62,8 +62,8 @@ async def test_scorecard_shows_actual_target_variance_attainment_and_projection(
         {"metric": "leads", "period": "2027-Q1", "value": "100"},
     ):
         assert (await kpi.client.post("/v1/targets", json=body)).status_code == 201
-    async with kpi.runtime.transaction(readonly=True) as s:
-        card = await metrics.scorecard(s, ["cpl", "leads", "roi"], "2027-Q1", {}, None, FEB_14)
+    async with kpi.runtime.unit_of_work(readonly=True) as uow:
+        card = await targets.scorecard(uow, None, keys=["cpl", "leads", "roi"], period="2027-Q1", flt={}, now=FEB_14)
     by = {i["metric"]: i for i in card["items"]}
     assert by["cpl"]["actual"] == "25.00" and by["cpl"]["target"] == "20.00"
     assert by["cpl"]["variance"] == "5.00" and by["cpl"]["attainment"] == "0.8"  # lower is better: 20 / 25
@@ -91,8 +91,8 @@ async def test_scorecard_shows_actual_target_variance_attainment_and_projection(
 
 
 def test_projection_paces_additive_bases_linearly():
-    assert metrics._elapsed(dt.date(2027, 1, 1), dt.date(2027, 3, 31), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)) == 0
-    assert metrics.is_at_risk("higher_is_better", None, 1) is False
+    assert periods.elapsed(dt.date(2027, 1, 1), dt.date(2027, 3, 31), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)) == 0
+    assert targets.is_at_risk("higher_is_better", None, 1) is False
 
 
 async def test_at_risk_is_published_once_per_target_over_nats(kpi_nats):
@@ -113,8 +113,8 @@ async def test_at_risk_is_published_once_per_target_over_nats(kpi_nats):
         await kpi.client.post("/v1/targets", json={"metric": "leads", "period": "2027-Q3", "value": "1000"})
     ).json()
     rt = kpi.runtime
-    first = await metrics.evaluate_targets(rt.db, rt.outbox, FEB_14)
-    again = await asyncio.gather(*(metrics.evaluate_targets(rt.db, rt.outbox, FEB_14) for _ in range(3)))
+    first = await targets.evaluate_targets(rt.unit_of_work, now=FEB_14)
+    again = await asyncio.gather(*(targets.evaluate_targets(rt.unit_of_work, now=FEB_14) for _ in range(3)))
     assert first == [risky["id"]] and again == [[], [], []]
     await eventually(lambda: rt.bus.connected)
     sub = await rt.bus.js.pull_subscribe(

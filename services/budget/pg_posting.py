@@ -1,6 +1,7 @@
-"""A whole posting as one PostgreSQL statement.
+"""A whole posting as one PostgreSQL statement (the PostgreSQL side of services.budget.writers).
 
-The statement inserts the entries, the commitment row and the outbox events, then locks the
+The statement inserts the entries, the commitment row, the outbox events and their audit entries,
+then locks the
 balance rows of every touched (line, period) in one fixed order (line id, period: the LockRows
 sits above the sort, so concurrent postings queue on the rows they share and never deadlock) and
 updates them. In the same statement it
@@ -8,8 +9,8 @@ updates them. In the same statement it
 - refuses the posting when a checked line's available money would go negative and fall: the
   `budget_refuse` function (migration c4f1d2a9e8b7) raises SQLSTATE PB001 with the shortfalls
   as JSON, so the statement, and everything it inserted, is undone;
-- adds a `budget.line.threshold_crossed` event for each watched (line, period) whose consumption
-  passes 80 % or 100 % of its allocation.
+- adds a `budget.line.threshold_crossed` event (and its audit entry, authored as the posting is)
+  for each watched (line, period) whose consumption passes 80 % or 100 % of its allocation.
 
 Nothing is left for a second statement, so a posting that is its caller's whole unit of work can
 commit by itself: one round trip instead of three (BEGIN, statement, COMMIT).
@@ -98,6 +99,22 @@ COMMITMENT_COLS = (
     "updated_at",
 )
 OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
+AUDIT_COLS = (
+    "id",
+    "at",
+    "actor",
+    "actor_kind",
+    "request_id",
+    "method",
+    "path",
+    "action",
+    "entity",
+    "entity_id",
+    "before",
+    "after",
+)
+# Who a threshold event's audit entry names: the author of the posting that crossed it.
+AUTHOR_COLS = ("actor", "actor_kind", "request_id", "method", "path")
 DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
 STATEMENT_SECONDS = Histogram(
     "pitcrew_budget_posting_statement_seconds",
@@ -109,7 +126,7 @@ BATCH_POSTINGS = Histogram(
     "Postings written by one statement (group commit)",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
-_PG = postgresql.dialect()
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def _pg_type(col: Any) -> str:
@@ -156,24 +173,31 @@ u AS (UPDATE balances SET allocated = balances.allocated + d.da, committed = bal
       RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending,
                 balances.spent, balances.committed + balances.pending + balances.spent AS consumed,
                 d.dc + d.dp + d.ds AS d_consumed, d.da - d.dc - d.dp - d.ds AS d_available),
-crossed AS (SELECT w.tpl, t.threshold, u.allocated, u.consumed
-            FROM json_to_recordset(CAST(:watch AS JSON)) AS w(line_id VARCHAR, period VARCHAR, tpl JSONB)
+crossed AS (SELECT w.tpl, w.author, t.threshold, u.allocated, u.consumed
+            FROM json_to_recordset(CAST(:watch AS JSON))
+                 AS w(line_id VARCHAR, period VARCHAR, tpl JSONB, author JSONB)
             JOIN u ON u.line_id = w.line_id AND u.period = w.period
             CROSS JOIN unnest(CAST(:thresholds AS INTEGER[])) AS t(threshold)
             WHERE u.allocated > 0 AND (u.consumed - u.d_consumed) * 100 < t.threshold * u.allocated
                   AND t.threshold * u.allocated <= u.consumed * 100),
+thr AS (SELECT crossed.threshold, crossed.author, crossed.tpl || jsonb_build_object(
+                'id', gen_random_uuid()::text,
+                'data', (crossed.tpl -> 'data') || jsonb_build_object(
+                    'threshold', crossed.threshold, 'allocated', {_money("crossed.allocated")},
+                    'consumed', {_money("crossed.consumed")})) AS tpl
+        FROM crossed),
 o AS (INSERT INTO outbox ({", ".join(OUTBOX_COLS)})
       SELECT id, subject, payload, created_at, attempts FROM (
           SELECT x.*, 0 AS n FROM ({_rows_of("events", infra.outbox, OUTBOX_COLS)} WHERE (SELECT ok FROM g)) x
           UNION ALL
-          SELECT tpl ->> 'id', tpl ->> 'type', tpl::text, CAST(:now AS TIMESTAMPTZ), 0, threshold FROM (
-              SELECT crossed.threshold, crossed.tpl || jsonb_build_object(
-                  'id', gen_random_uuid()::text,
-                  'data', (crossed.tpl -> 'data') || jsonb_build_object(
-                      'threshold', crossed.threshold, 'allocated', {_money("crossed.allocated")},
-                      'consumed', {_money("crossed.consumed")})) AS tpl
-              FROM crossed) t
-      ) ev ORDER BY n)
+          SELECT tpl ->> 'id', tpl ->> 'type', tpl::text, CAST(:now AS TIMESTAMPTZ), 0, threshold FROM thr
+      ) ev ORDER BY n),
+a AS (INSERT INTO audit_log ({", ".join(AUDIT_COLS)})
+      {_rows_of("audits", infra.audit, AUDIT_COLS)} WHERE (SELECT ok FROM g)
+      UNION ALL
+      SELECT gen_random_uuid()::text, CAST(:now AS TIMESTAMPTZ), {", ".join(f"author ->> '{c}'" for c in AUTHOR_COLS)},
+             tpl ->> 'type', 'line', tpl ->> 'subject_id', NULL, tpl -> 'data'
+      FROM thr)
 SELECT u.line_id, u.period, u.allocated, u.committed, u.pending, u.spent,
        (SELECT budget_refuse(json_agg(json_build_object(
                    'line_id', r.line_id, 'line_code', lines.code, 'period', r.period,
@@ -184,9 +208,9 @@ SELECT u.line_id, u.period, u.allocated, u.committed, u.pending, u.spent,
 FROM u
 """)
 
-_COMPILED = STATEMENT.compile(dialect=postgresql.asyncpg.dialect())
+_COMPILED = STATEMENT.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
 _POSITIONAL_SQL = _COMPILED.string
-_POSITIONS = _COMPILED.positiontup
+_POSITIONS = _COMPILED.positiontup or []
 
 
 def to_json(value: Any) -> str:
@@ -199,16 +223,17 @@ def shortfalls(exc: BaseException) -> list[dict[str, Any]] | None:
     """The shortfalls of a posting the statement refused, or None for any other error."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     pg = orig if isinstance(orig, asyncpg.PostgresError) else getattr(orig, "__cause__", None)
-    if getattr(pg, "sqlstate", None) != REFUSED:
+    if pg is None or getattr(pg, "sqlstate", None) != REFUSED:
         return None
-    return json.loads(pg.detail)
+    found: list[dict[str, Any]] = json.loads(pg.detail)
+    return found
 
 
 def _encode(params: dict[str, Any]) -> dict[str, Any]:
     return {k: (to_json(v) if k in _JSON_PARAMS else v) for k, v in params.items()}
 
 
-_JSON_PARAMS = frozenset({"entries", "commitments", "events", "guard", "deltas", "watch"})
+_JSON_PARAMS = frozenset({"entries", "commitments", "events", "audits", "guard", "deltas", "watch"})
 
 
 async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone: bool) -> list[Any]:
@@ -221,7 +246,7 @@ async def run(conn: AsyncConnection, params: dict[str, Any], *, may_commit_alone
     """
     if may_commit_alone:
         raw = (await conn.get_raw_connection()).driver_connection
-        if not raw.is_in_transaction():
+        if raw is not None and not raw.is_in_transaction():
             return await _alone(conn, raw, _encode(params))
     return list((await conn.execute(STATEMENT, _encode(params))).all())
 
@@ -230,7 +255,8 @@ async def _alone(conn: AsyncConnection, raw: Any, params: dict[str, Any]) -> lis
     """The statement on the raw connection, committing by itself; errors as SQLAlchemy would raise them."""
     try:
         with STATEMENT_SECONDS.time():
-            return await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
+            rows: list[Any] = await raw.fetch(_POSITIONAL_SQL, *(params[name] for name in _POSITIONS))
+            return rows
     except _LOST as exc:
         # Bypassing SQLAlchemy's execute means doing its disconnect handling: drop the connection
         # so the pool reconnects, and answer as a lost connection (a 503 to an HTTP caller).
@@ -349,7 +375,7 @@ class Batcher:
             _settle(batch, task)
 
 
-def _settle(batch: list[_Pending], task: asyncio.Future) -> None:
+def _settle(batch: list[_Pending], task: asyncio.Future[list[Any]]) -> None:
     """Hand each posting of a written batch its rows, its error, or the instruction to run alone."""
     exc = asyncio.CancelledError() if task.cancelled() else task.exception()
     if exc is None:
@@ -396,6 +422,7 @@ def _merge(params: list[dict[str, Any]]) -> dict[str, Any]:
         "entries": [e for p in params for e in p["entries"]],
         "commitments": [c for p in params for c in p["commitments"]],
         "events": [e for p in params for e in p["events"]],
+        "audits": [a for p in params for a in p["audits"]],
         "guard": [g for p in params for g in p["guard"]],
         "deltas": list(deltas.values()),
         "watch": list(watch.values()),

@@ -1,0 +1,119 @@
+"""KPIs: scorecard, a chart per metric with its definition and version, attribution drawn as the
+lowest-highest range across models, and the data-quality view."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from console.api import Api, ApiProblem
+from console.formatting import decimal
+from console.web import Page, signed_in
+
+router = APIRouter()
+SCORECARD = ("spend", "leads", "cpl", "revenue", "roi")  # the API takes at most five
+GRAINS = ("day", "week", "month", "quarter")
+DIMENSIONS = ("", "channel", "region", "campaign")
+MODELS = ("linear", "first_touch", "last_touch", "time_decay", "position_based")
+
+
+async def _maybe(api: Api, path: str, **params: Any) -> Any:
+    """A section whose part is unavailable shows the problem; the rest of the page still renders."""
+    try:
+        return await api.get(path, **params)
+    except ApiProblem as problem:
+        return {"problem": problem}
+
+
+def _date(value: str | None, default: dt.date) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+
+
+def bars(credits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Attribution rows with the range across models scaled to 0..100 for the drawing."""
+    top = max((decimal(c.get("max")) or Decimal(0) for c in credits), default=Decimal(0)) or Decimal(1)
+    out = []
+    for c in credits:
+        low, high, mid = (decimal(c.get(k)) or Decimal(0) for k in ("min", "max", "credit"))
+        out.append({**c, "x1": float(low / top * 100), "x2": float(high / top * 100), "xm": float(mid / top * 100)})
+    return out
+
+
+@router.get("/kpis")
+async def kpis(
+    page: Page = Depends(signed_in),
+    period: str | None = None,
+    metric: str = "spend",
+    start: str | None = None,
+    end: str | None = None,
+    grain: str = "month",
+    group_by: str = "channel",
+    model: str = "linear",
+) -> Response:
+    today = dt.date.today()
+    first = _date(start, today.replace(month=1, day=1))
+    last = _date(end, today)
+    period = period or (today.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+    grain = grain if grain in GRAINS else "month"
+    group_by = group_by if group_by in DIMENSIONS else ""
+    model = model if model in MODELS else "linear"
+    catalogue = await page.api.items("/kpi/v1/metrics", limit=200)
+    keys = [m["key"] for m in catalogue]
+    metric = metric if metric in keys else (keys[0] if keys else "spend")
+    wanted = ",".join(k for k in SCORECARD if k in keys) or ",".join(keys[:6])
+    scorecard, series, definition, attribution, quality = await asyncio.gather(
+        _maybe(page.api, "/kpi/v1/scorecard", metrics=wanted, period=period),
+        _maybe(
+            page.api,
+            f"/kpi/v1/metrics/{metric}/series",
+            **{"from": first.isoformat(), "to": last.isoformat()},
+            grain=grain,
+            group_by=group_by or None,
+        ),
+        _maybe(page.api, f"/kpi/v1/metrics/{metric}"),
+        _maybe(page.api, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
+        _maybe(page.api, "/kpi/v1/quality"),
+    )
+    chart = None
+    if "series" in series:
+        chart = {
+            "labels": [p["bucket"] for p in (series["series"][0]["points"] if series["series"] else [])],
+            "series": [
+                {
+                    "name": ", ".join(str(v) for v in s["group"].values()) or metric,
+                    "values": [None if p["value"] is None else float(p["value"]) for p in s["points"]],
+                }
+                for s in series["series"]
+            ],
+        }
+    return page.render(
+        "kpis.html",
+        catalogue=catalogue,
+        metric=metric,
+        period=period,
+        start=first,
+        end=last,
+        grain=grain,
+        group_by=group_by,
+        model=model,
+        grains=GRAINS,
+        dimensions=DIMENSIONS,
+        models=MODELS,
+        scorecard=scorecard,
+        series=series,
+        definition=definition,
+        attribution=attribution,
+        bars=bars(attribution.get("credits", [])) if "credits" in attribution else [],
+        quality=quality,
+        chart_json=json.dumps(chart) if chart else None,
+        currency=page.settings.reporting_currency,
+    )

@@ -1,0 +1,86 @@
+"""Stack: the martech catalogue (filterable), renewals with notice deadlines, utilization, overlaps,
+and the integration graph with orphans, islands and single points of failure marked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from console.api import Api, ApiProblem
+from console.web import Page, signed_in
+
+router = APIRouter()
+LIFECYCLES = ("", "evaluating", "active", "deprecated", "retired")
+
+
+async def _maybe(api: Api, path: str, **params: Any) -> Any:
+    try:
+        return await api.get(path, **params)
+    except ApiProblem as problem:
+        return {"problem": problem}
+
+
+def graph_data(graph: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+    """Nodes and edges for cytoscape, each node marked with what the analysis found."""
+    spof, islands, orphans = (set(analysis.get(k, [])) for k in ("single_points_of_failure", "islands", "orphans"))
+    nodes = [
+        {
+            "data": {
+                "id": n["id"],
+                "label": n["name"],
+                "spof": n["id"] in spof,
+                "island": n["id"] in islands,
+                "orphan": n["id"] in orphans,
+            }
+        }
+        for n in graph.get("nodes", [])
+    ]
+    edges = [
+        {"data": {"id": e["id"], "source": e["from_tool_id"], "target": e["to_tool_id"]}}
+        for e in graph.get("edges", [])
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+@router.get("/stack")
+async def stack(
+    page: Page = Depends(signed_in),
+    category: str | None = None,
+    lifecycle: str | None = None,
+    team: str | None = None,
+    within_days: int = 180,
+) -> Response:
+    lifecycle = lifecycle if lifecycle in LIFECYCLES else ""
+    api = page.api
+    tools, categories, renewals, usage, overlaps, graph, analysis = await asyncio.gather(
+        api.items("/registry/v1/tools", category=category, lifecycle=lifecycle or None, team=team),
+        _maybe(api, "/registry/v1/categories"),
+        _maybe(api, "/registry/v1/renewals", within_days=max(0, min(within_days, 3650))),
+        _maybe(api, "/registry/v1/utilization"),
+        _maybe(api, "/registry/v1/overlaps"),
+        _maybe(api, "/registry/v1/graph"),
+        _maybe(api, "/registry/v1/analysis"),
+    )
+    every = {t["id"]: t for t in await api.items("/registry/v1/tools")} if (category or lifecycle or team) else None
+    names = {t["id"]: t["name"] for t in (every or {t["id"]: t for t in tools}).values()}
+    if "nodes" in graph:
+        names.update({n["id"]: n["name"] for n in graph["nodes"]})
+    marks = analysis if "orphans" in analysis else {}
+    return page.render(
+        "stack.html",
+        tools=tools,
+        categories=categories.get("items", []),
+        renewals=renewals,
+        usage=usage,
+        overlaps=overlaps,
+        graph=graph,
+        analysis=analysis,
+        names=names,
+        graph_json=json.dumps(graph_data(graph, marks)) if "nodes" in graph else None,
+        filters={"category": category or "", "lifecycle": lifecycle, "team": team or "", "within_days": within_days},
+        lifecycles=LIFECYCLES,
+    )

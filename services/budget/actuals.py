@@ -1,0 +1,130 @@
+"""Actuals: money spent on a line, optionally against a committed commitment, which it consumes
+(up to what is left of it; the commitment closes once fully consumed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from services.budget import commitments, events, fx
+from services.budget.lines import get_line
+from services.budget.models import commitments as commitments_table
+from services.budget.plans import Plan
+from services.budget.postings import Leg, Money, Postings, Raced, entry_event, entry_view, lock, postable
+from shared.errors import Conflict, Invalid
+from shared.identity import Principal
+from shared.money import fmt
+from shared.uow import UnitOfWork
+
+
+def actual_data(leg: Leg, p: Plan, on: dt.date, m: Money, **extra: Any) -> events.BudgetActualPosted:
+    """The data of budget.actual.posted: the entry, its day as an instant and the amount as given."""
+    return events.BudgetActualPosted(
+        **entry_event(leg, p).model_dump(),
+        date=dt.datetime.combine(on, dt.time(), dt.UTC).isoformat(),
+        original_amount=fmt(m.original_minor, m.original_currency),
+        original_currency=m.original_currency,
+        **extra,
+    )
+
+
+async def post_actual(
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    postings: Postings,
+    line_id: str,
+    period: str,
+    amount: Decimal,
+    currency: str,
+    date: dt.date | None = None,
+    commitment_id: str | None = None,
+    external_ref: str | None = None,
+    memo: str | None = None,
+    vendor: str | None = None,
+) -> dict[str, Any]:
+    ln, p = await postings.target(uow, who, line_id, period=period)
+    on = await postable(uow, p, period, date)
+    m = await fx.in_plan_currency(uow, p, amount, currency, on)
+    keys = [(ln, period)]
+    c = c_line = None
+    if commitment_id is not None:
+        c = (await uow.execute(select(commitments_table).where(commitments_table.c.id == commitment_id))).first()
+        if c is None:
+            raise Invalid.on("commitment_id", f"no commitment {commitment_id!r}", "not_found")
+        if c.plan_id != p.id:
+            raise Invalid.on("commitment_id", "belongs to another plan")
+        c_line = await get_line(uow, who, c.line_id, "commitment_id")
+        keys.append((c_line, c.period))
+    await lock(uow, keys)
+    leg = Leg(
+        ln,
+        period,
+        "actual",
+        m.minor,
+        (0, 0, 0, m.minor),
+        m,
+        on,
+        commitment_id=commitment_id,
+        external_ref=external_ref,
+        vendor=vendor,
+        memo=memo,
+    )
+    legs = [leg]
+    consume = 0
+    if c is not None:
+        c, consume = await _consume(uow, p, c, c_line, period, m, on, external_ref, legs)
+    written = await postings.write(uow, who, p, legs, check=p.overspend_policy == "block", watch=(ln, period))
+    status = None
+    if c is not None:
+        consumed = c.consumed_minor + consume
+        closed = consumed >= c.amount_minor
+        c = await commitments.set_status(uow, c, "closed" if closed else "committed", None, consumed_minor=consumed)
+        status = c.status
+    data = actual_data(leg, p, on, m, commitment_id=commitment_id, external_ref=external_ref, vendor=vendor)
+    await uow.publish(events.ACTUAL_POSTED, leg.id, data)
+    return {
+        **entry_view(written.entries[leg.id], p.currency, ln.code),
+        "commitment_status": status,
+        "consumed": fmt(consume, p.currency),
+    }
+
+
+async def _consume(
+    uow: UnitOfWork,
+    p: Plan,
+    read: Any,
+    c_line: Any,
+    period: str,
+    m: Money,
+    on: dt.date,
+    external_ref: str | None,
+    legs: list[Leg],
+) -> tuple[Any, int]:
+    """The commitment, locked, and how much of the actual it takes (adding the consumption leg)."""
+    c = await commitments.get_row(uow, read.id, lock=True)
+    if (c.line_id, c.period) != (read.line_id, read.period):
+        raise Raced(c.id)  # moved since the first read: its balances are not the ones locked
+    if c.status != "committed":
+        raise Conflict(f"Commitment {c.id} is {c.status}; actuals can only consume a committed commitment.")
+    if c.period != period:
+        await postable(uow, p, c.period, None)
+    consume = min(m.minor, c.amount_minor - c.consumed_minor)
+    if consume:
+        legs.append(
+            Leg(
+                c_line,
+                c.period,
+                "consumption",
+                consume,
+                (0, -consume, 0, 0),
+                m,
+                on,
+                commitment_id=c.id,
+                external_ref=external_ref,
+            )
+        )
+    return c, consume

@@ -1,0 +1,57 @@
+"""What the budget does on other services' events: workflow decisions approve or release the
+commitment they were about; registry contract terms commit (and cancellations release) their cost.
+
+The shared Consumer writes the inbox row in the same transaction, so each handler applies its
+effect once; data that does not match its model is dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+from services.budget import integrations
+from services.budget.container import Budget
+from services.registry import events as registry
+from services.workflow import events as workflow
+from shared.app import Runtime
+from shared.consumer import Handler
+from shared.events import Envelope
+from shared.identity import Principal
+from shared.uow import UnitOfWork
+
+
+def actor(env: Envelope) -> Principal:
+    """Who an event-driven change is recorded as: the publishing service, with full rights."""
+    return Principal(subject=f"service:{env.source}", roles=frozenset({"admin"}), kind="service")
+
+
+def handlers(runtime: Runtime) -> dict[str, Handler]:
+    """Subject -> handler for the events this service consumes."""
+    budget: Budget = runtime.domain
+
+    def decided(approved: bool) -> Handler:
+        spec = workflow.INSTANCE_APPROVED if approved else workflow.INSTANCE_REJECTED
+
+        async def handle(uow: UnitOfWork, env: Envelope) -> None:
+            subject = spec.read(env.data).subject
+            if subject.service != "budget" or subject.type != "commitment":
+                return  # another service's approval
+            await integrations.workflow_decided(
+                uow, actor(env), postings=budget.postings, commitment_id=subject.id, approved=approved
+            )
+
+        return handle
+
+    async def contract(uow: UnitOfWork, env: Envelope) -> None:
+        term = registry.CONTRACT_CREATED.read(env.data)  # created and renewed share the model
+        await integrations.contract_committed(uow, actor(env), postings=budget.postings, term=term)
+
+    async def contract_cancelled(uow: UnitOfWork, env: Envelope) -> None:
+        term = registry.CONTRACT_CANCELLED.read(env.data)
+        await integrations.contract_cancelled(uow, actor(env), postings=budget.postings, term=term)
+
+    return {
+        workflow.INSTANCE_APPROVED.subject: decided(True),
+        workflow.INSTANCE_REJECTED.subject: decided(False),
+        registry.CONTRACT_CREATED.subject: contract,
+        registry.CONTRACT_RENEWED.subject: contract,
+        registry.CONTRACT_CANCELLED.subject: contract_cancelled,
+    }

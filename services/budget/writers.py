@@ -1,0 +1,185 @@
+"""The two ways a posting is written, behind `postings.Writer`: the only place the ledger knows
+which database it runs on (chosen once, by the container).
+
+PostgreSQL: one statement (services.budget.pg_posting) inserts the entries, the commitment row, the
+events and their audit entries, locks and updates the balance rows in (line id, period) order,
+refuses a shortfall and adds threshold events; a posting that is its request's whole unit of work
+commits by itself, and concurrent ones share statements (group commit). Lines of active plans may
+come from the cache: the statement checks they are current.
+
+SQLite: the BEGIN IMMEDIATE of shared.db (behind its fair write queue) already serializes writers;
+the same writes run one statement each, and the shortfall and threshold rules are applied here, on
+the figures the updates return, by the same rules (services.budget.figures).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, text
+
+from services.budget import events, pg_posting
+from services.budget.figures import THRESHOLDS, Figures, refuses, thresholds_crossed
+from services.budget.models import commitments, entries
+from services.budget.postings import STATEMENTS, Key, Posting, Refused, Stale
+from shared import audit
+from shared.db import SINGLE_ACTION, has_run_anything
+from shared.events import new_event
+from shared.money import exponent, fmt
+from shared.outbox import Outbox
+from shared.uow import UnitOfWork
+
+# SQLite: every (line, period)'s deltas in one JSON parameter, applied by one UPDATE ... FROM that
+# returns the new figures (SQLite 3.35+): one round trip to the database thread instead of two.
+_ADD_TO_BALANCES = text(f"""
+UPDATE balances SET allocated = balances.allocated + d.da, committed = balances.committed + d.dc,
+    pending = balances.pending + d.dp, spent = balances.spent + d.ds,
+    own_allocated = balances.own_allocated + d.oa, own_committed = balances.own_committed + d.oc,
+    own_pending = balances.own_pending + d.op, own_spent = balances.own_spent + d.os
+FROM (SELECT json_extract(value, '$.line_id') AS line_id, json_extract(value, '$.period') AS period,
+             {", ".join(f"json_extract(value, '$.{c}') AS {c}" for c in pg_posting.DELTA_COLS)}
+      FROM json_each(:deltas)) AS d
+WHERE balances.line_id = d.line_id AND balances.period = d.period
+RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending, balances.spent
+""")
+
+
+def _deltas(posting: Posting) -> list[dict[str, Any]]:
+    return [
+        dict(line_id=k[0], period=k[1], **dict(zip(pg_posting.DELTA_COLS, d, strict=True)))
+        for k, d in zip(posting.keys, posting.deltas(), strict=True)
+    ]
+
+
+def _after(posting: Posting, rows: Any) -> dict[Key, Figures]:
+    after = {(r[0], r[1]): Figures(*r[2:6]) for r in rows}
+    if len(after) != len(posting.keys):
+        raise RuntimeError(f"balance rows missing for {sorted(set(posting.keys) - set(after))}")
+    return after
+
+
+class SqliteWriter:
+    caches_lines = False
+
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+
+    async def write(self, uow: UnitOfWork, posting: Posting) -> dict[Key, Figures]:
+        conn = await uow.connection()
+        await conn.execute(insert(entries), posting.rows)
+        if posting.commitment:
+            await conn.execute(insert(commitments), posting.commitment)
+        if posting.events:  # each with its audit entry, as Outbox.add writes them
+            await conn.execute(insert(self.outbox.table), [Outbox.row(env, posting.now) for env in posting.events])
+            if self.outbox.audit is not None:
+                audits = [Outbox.audit_row(env, posting.now) for env in posting.events]
+                await conn.execute(insert(self.outbox.audit), audits)
+            self.outbox.wake_after_commit(uow.session)
+        rows = (await conn.execute(_ADD_TO_BALANCES, {"deltas": pg_posting.to_json(_deltas(posting))})).all()
+        keys = posting.keys
+        after = _after(posting, rows)
+        found = []
+        for key in keys:
+            before = after[key].minus(posting.subtree[key])
+            if posting.check and refuses(before, after[key]):
+                available = after[key].available
+                found.append(
+                    {
+                        "line_id": key[0],
+                        "line_code": None,
+                        "period": key[1],
+                        "available": available,
+                        "d_available": available - before.available,
+                    }
+                )
+        if found:
+            # Raising rolls the whole transaction back: nothing above is ever committed.
+            raise Refused(found)
+        if posting.watch is not None:
+            await self._thresholds(uow, posting, after)
+        return after
+
+    async def _thresholds(self, uow: UnitOfWork, posting: Posting, after: dict[Key, Figures]) -> None:
+        assert posting.watch is not None
+        ln, period = posting.watch
+        now = after.get((ln.id, period))
+        if now is None:
+            return
+        cur = posting.plan.currency
+        for t in thresholds_crossed(now.minus(posting.subtree[(ln.id, period)]), now):
+            data = events.BudgetLineThresholdCrossed(
+                line_id=ln.id,
+                line_code=ln.code,
+                period=period,
+                threshold=t,
+                allocated=fmt(now.allocated, cur),
+                consumed=fmt(now.consumed, cur),
+                currency=cur,
+            )
+            await uow.publish(events.THRESHOLD_CROSSED, ln.id, data)
+
+
+class PgWriter:
+    caches_lines = True
+
+    def __init__(self, outbox: Outbox, *, group_commit: int = 2):
+        self.outbox = outbox
+        # Concurrent single-action postings written together, `group_commit` statements in flight at
+        # once (see pg_posting.Batcher); 0: each posting is its own statement.
+        self.batcher = pg_posting.Batcher(parallel=group_commit) if group_commit > 0 else None
+
+    def params(self, posting: Posting) -> dict[str, Any]:
+        """The statement's parameters (rows as Python lists; pg_posting encodes them)."""
+        now = posting.now
+        return {
+            "entries": posting.rows,
+            "commitments": [posting.commitment] if posting.commitment else [],
+            "events": [Outbox.row(env, now) for env in posting.events],
+            "audits": [Outbox.audit_row(env, now) for env in posting.events] if self.outbox.audit is not None else [],
+            "guard": posting.guard,
+            "deltas": _deltas(posting),
+            "watch": [] if posting.watch is None else [self._watch(posting)],
+            "thresholds": list(THRESHOLDS),
+            "now": now,
+            "scale": exponent(posting.plan.currency),
+            "check": posting.check,
+        }
+
+    def _watch(self, posting: Posting) -> dict[str, Any]:
+        """The threshold event as a template the statement completes (threshold, allocated, consumed)."""
+        assert posting.watch is not None
+        ln, period = posting.watch
+        cur = posting.plan.currency
+        data = events.BudgetLineThresholdCrossed(
+            line_id=ln.id, line_code=ln.code, period=period, threshold=0, allocated="0", consumed="0", currency=cur
+        )
+        spec = events.THRESHOLD_CROSSED
+        env = new_event(spec.subject, self.outbox.source, ln.id, spec.dump(data)).body()
+        author = audit.row("", "", "", None, None, now=posting.now)
+        return {
+            "line_id": ln.id,
+            "period": period,
+            "tpl": env,
+            "author": {c: author[c] for c in pg_posting.AUTHOR_COLS} if self.outbox.audit is not None else None,
+        }
+
+    async def write(self, uow: UnitOfWork, posting: Posting) -> dict[Key, Figures]:
+        params = self.params(posting)
+        uow.state[STATEMENTS] = uow.state.get(STATEMENTS, 0) + 1
+        session = uow.session
+        try:
+            alone = posting.last and bool(uow.info.get(SINGLE_ACTION, False))
+            if alone and self.batcher is not None and not has_run_anything(session) and self.batcher.takes(params):
+                rows = await self.batcher.post(uow.bind, params, uow.connection)
+            else:
+                rows = await pg_posting.run(await uow.connection(), params, may_commit_alone=alone)
+        except Exception as exc:
+            found = pg_posting.shortfalls(exc)
+            if found is None:
+                raise
+            raise Refused(found) from None
+        if not rows and posting.guard:
+            raise Stale()  # nothing was written
+        if posting.events:
+            self.outbox.wake_after_commit(session)
+        return _after(posting, rows)
