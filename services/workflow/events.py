@@ -3,8 +3,8 @@ and what it consumes (budget's commitment requests, registry's renewals due).
 
 Consumers (KPI's SLA attainment, budget's decisions, a notifier) import this module to read
 workflow events, so it imports only pydantic and shared. Model names carry the service's name:
-the gateway merges every service's schemas into one AsyncAPI document. (Registry's events module,
-which names the renewal subject, imports only pydantic and shared as well.) The payloads are those
+the gateway merges every service's schemas into one AsyncAPI document. (Budget's and registry's
+events modules, which name the subjects it consumes, import only pydantic and shared as well.) The payloads are those
 the service has always published: an instance event carries its cycle times only once the
 instance has finished, so the finished outcomes have a model of their own.
 """
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
+from services.budget.events import COMMITMENT_REQUESTED as BUDGET_COMMITMENT_REQUESTED
 from services.registry.events import RENEWAL_DUE as REGISTRY_RENEWAL_DUE
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
@@ -128,7 +129,7 @@ INSTANCE_EVENTS: dict[str, EventSpec[Any]] = {
 }
 
 ON_COMMITMENT_REQUESTED = Consumed(
-    "budget.commitment.requested", "Starts the matching approval definition (shipped: budget-approval)"
+    BUDGET_COMMITMENT_REQUESTED.subject, "Starts the matching approval definition (shipped: budget-approval)"
 )
 ON_RENEWAL_DUE = Consumed(REGISTRY_RENEWAL_DUE.subject, "Starts the matching renewal review (shipped: tool-renewal)")
 

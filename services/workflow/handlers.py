@@ -32,8 +32,10 @@ CORRELATION_MAX = 100  # instances.correlation_id is VARCHAR(100)
 
 
 class BudgetCommitmentRequested(EventData):
-    """What workflow reads of budget's `budget.commitment.requested` (tolerant: budget's own catalogue
-    describes the whole event); every other field lands in the instance's context as it came."""
+    """What workflow reads of budget's `budget.commitment.requested`: tolerant where budget's own model
+    (`services.budget.events.COMMITMENT_REQUESTED`) is strict, so an event without a commitment id or
+    requester still starts its approval with the fallbacks (the envelope's subject id,
+    `service:budget`); every other field lands in the instance's context as it came."""
 
     commitment_id: str | int | None = None
     requested_by: str | None = None
