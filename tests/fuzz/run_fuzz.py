@@ -110,7 +110,8 @@ def main() -> int:
             "--no-color",
         ]
         print(f"fuzzing {gateway} for at most {args.seconds} s (seed {args.seed}); logs in {var / 'log'}", flush=True)
-        return subprocess.run(command, cwd=ROOT, check=False).returncode
+        hooks = {"SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(ROOT)}
+        return subprocess.run(command, cwd=ROOT, env={**os.environ, **hooks}, check=False).returncode
     finally:
         stack.stop()
 
