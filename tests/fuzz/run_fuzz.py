@@ -67,6 +67,16 @@ def main() -> int:
     env.update(
         {"PITCREW_GATEWAY_RATE_LIMIT_READ": "1000000/minute", "PITCREW_GATEWAY_RATE_LIMIT_WRITE": "1000000/minute"}
     )
+    # The coverage phase posts the largest batches the API accepts (10,000 touchpoints and conversions on
+    # one journey), so every later attribution, analysis or export runs to its time limit. Shorter
+    # limits take the same path (a 422 naming the limit) in a fraction of the fuzzer's time budget.
+    env.update(
+        {
+            "PITCREW_KPI_ATTRIBUTION_SECONDS": "2",
+            "PITCREW_REGISTRY_ANALYSIS_SECONDS": "2",
+            "PITCREW_REGISTRY_EXPORT_SECONDS": "5",
+        }
+    )
     stack, urls, _ = start_stack(var_dir=var, env=env, echo=lambda *_: None, ready_timeout=180)
     reports = ROOT / "var" / "fuzz"
     reports.mkdir(parents=True, exist_ok=True)
