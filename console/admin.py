@@ -3,6 +3,7 @@ and webhook deliveries (the rejected and dead ones first)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -19,14 +20,18 @@ STATUSES = ("", "rejected", "dead", "pending", "delivered")
 
 async def _listing(page: Page, status: str) -> dict[str, Any]:
     out: dict[str, Any] = {"keys": None, "deliveries": None, "problems": []}
-    for name, path, params in (
-        ("keys", "/gateway/v1/api-keys", {"limit": 100}),
-        ("deliveries", "/gateway/v1/webhook-deliveries", {"limit": 50, "status": status or None}),
-    ):
-        try:
-            out[name] = (await page.api.get(path, **params))["items"]
-        except ApiProblem as problem:
-            out["problems"].append(problem)
+    found = await asyncio.gather(
+        page.api.get("/gateway/v1/api-keys", limit=100),
+        page.api.get("/gateway/v1/webhook-deliveries", limit=50, status=status or None),
+        return_exceptions=True,
+    )
+    for name, answer in zip(("keys", "deliveries"), found, strict=True):
+        if isinstance(answer, ApiProblem):
+            out["problems"].append(answer)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            out[name] = answer["items"]
     return out
 
 

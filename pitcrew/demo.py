@@ -56,6 +56,18 @@ class Api:
         return self.call("GET", path, **kw)
 
 
+# Who the demo's tokens are, in notify's directory (roles resolve to them; e-mail goes to the sink).
+DEMO_PEOPLE = (
+    "id,name,email,roles,scopes,timezone,calendar,team\n"
+    "dev-admin,Dev Admin,admin@demo.pitcrew.local,admin,,UTC,,ops\n"
+    "maria,Maria Marketer,maria@demo.pitcrew.local,marketer,region:EMEA,Europe/Berlin,DE,emea\n"
+    "erik,Erik Approver,erik@demo.pitcrew.local,approver,region:EMEA,Europe/Stockholm,SE,emea\n"
+    "akira,Akira Approver,akira@demo.pitcrew.local,approver,region:APAC,Asia/Tokyo,JP,apac\n"
+    "fiona,Fiona Finance,fiona@demo.pitcrew.local,finance,,Europe/London,GB,finance\n"
+    "mo,Mo Ops,mo@demo.pitcrew.local,mops,,Europe/Berlin,DE,mops\n"
+)
+
+
 def _token(sub: str, roles: list[str], scopes: list[str] | None = None) -> str:
     from gateway.devtokens import mint_dev_token
     from gateway.settings import Settings as GatewaySettings
@@ -111,6 +123,15 @@ def load_demo(
     ):
         echo("demo data: already loaded (a demo plan for this year exists); nothing to do")
         return out
+
+    # The people first, so notify tells them about what follows (mail lands in ./var/mail).
+    echo("  notify: the people who approve, ask and own (their e-mail goes to the local SMTP sink)")
+    admin.call(
+        "POST",
+        "/notify/v1/people/import",
+        content=DEMO_PEOPLE,
+        headers={"Content-Type": "text/csv"},
+    )
 
     # Workflow first, so the approvals that budget requests find their definitions.
     echo("  workflow: business calendars and approval definitions")

@@ -1,7 +1,8 @@
 """The KPI service's event contract: what it publishes (`kpi.target.at_risk`), the model of its
 `data`, and what it consumes (spend from budget, cycle times and SLA breaches from workflow).
 
-Other services import this module to read KPI events, so it imports only pydantic and shared.
+Other services import this module to read KPI events, so it imports only pydantic, shared and
+the contracts of the services whose events it consumes.
 Model names carry the service's name: the gateway merges every service's schemas into one
 AsyncAPI document. Every consumed event becomes measurements through the same ingest path as
 POST /v1/measurements (see handlers.py).
@@ -13,6 +14,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from services.budget import events as budget
+from services.workflow import events as workflow
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
 Direction = Literal["higher_is_better", "lower_is_better"]
@@ -37,19 +40,19 @@ TARGET_AT_RISK = EventSpec(
 )
 
 ACTUAL_POSTED = Consumed(
-    "budget.actual.posted",
+    budget.ACTUAL_POSTED.subject,
     "Actual spend (and its reversals, negative) becomes a `spend` measurement, by entry id",
 )
 INSTANCE_APPROVED = Consumed(
-    "workflow.instance.approved", "A finished workflow: completed, within SLA and cycle-time measurements"
+    workflow.INSTANCE_APPROVED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
 )
 INSTANCE_REJECTED = Consumed(
-    "workflow.instance.rejected", "A finished workflow: completed, within SLA and cycle-time measurements"
+    workflow.INSTANCE_REJECTED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
 )
 INSTANCE_CANCELLED = Consumed(
-    "workflow.instance.cancelled", "A finished workflow: completed, within SLA and cycle-time measurements"
+    workflow.INSTANCE_CANCELLED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
 )
-SLA_BREACHED = Consumed("workflow.sla.breached", "A task past its SLA becomes an `sla_breaches` measurement")
+SLA_BREACHED = Consumed(workflow.SLA_BREACHED.subject, "A task past its SLA becomes an `sla_breaches` measurement")
 
 CATALOGUE = Catalogue(
     "kpi",

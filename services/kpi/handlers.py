@@ -1,12 +1,10 @@
 """What the KPI service does on events: each consumed event becomes measurements.
 
 They are written by the same ingest path as POST /v1/measurements, keyed by (source,
-external_id), so a redelivered event is a duplicate, never a double count; an event that
-cannot become measurements is Invalid and dead-lettered with the reason.
-
-Budget and workflow publish no catalogue yet, so their data is read here with small tolerant
-models (fields added later are ignored, a field of the wrong type is named in the reason);
-switch to their `events.py` specs once those exist.
+external_id), so a redelivered event is a duplicate, never a double count. Each event's data is
+read with its publisher's contract (`services.budget.events`, `services.workflow.events`): a
+field that is missing or of the wrong type is Invalid naming it, and so is an event that cannot
+become measurements; the consumer dead-letters both with the reason.
 """
 
 from __future__ import annotations
@@ -15,14 +13,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from pydantic import ValidationError
-
-from services.kpi import events
+from services.budget import events as budget
 from services.kpi.container import Kpi
 from services.kpi.ingest import Ingestor
+from services.workflow import events as workflow
 from shared.app import Runtime
 from shared.consumer import Handler
-from shared.contracts import EventData
 from shared.errors import Invalid
 from shared.events import Envelope
 from shared.uow import UnitOfWork
@@ -30,46 +26,7 @@ from shared.uow import UnitOfWork
 # Context fields of a workflow instance that become dimensions (for scopes and grouping).
 CONTEXT_DIMENSIONS = ("region", "channel", "campaign")
 Items = list[dict[str, Any]]
-
-
-class ActualPosted(EventData):
-    """budget.actual.posted as KPI reads it (amount: a decimal string in budget's currency)."""
-
-    entry_id: str | None = None
-    line_code: str | None = None
-    date: str | None = None
-    amount: str | None = None
-    currency: str | None = None
-    dimensions: dict[str, Any] | None = None
-
-
-class InstanceFinished(EventData):
-    """workflow.instance.approved|rejected|cancelled as KPI reads it."""
-
-    instance_id: str | None = None
-    definition_key: str | None = None
-    finished_at: str | None = None
-    sla_met: bool = False
-    cycle_time_business_hours: float | None = None
-    context: dict[str, Any] | None = None
-
-
-class SlaBreached(EventData):
-    """workflow.sla.breached as KPI reads it."""
-
-    task_id: str | None = None
-    definition_key: str | None = None
-    stage: str | None = None
-    due_at: str | None = None
-    context: dict[str, Any] | None = None
-
-
-def _read(model: type[EventData], env: Envelope) -> Any:
-    try:
-        return model.model_validate(env.data)
-    except ValidationError as exc:
-        errs = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise Invalid(f"{env.type} event data cannot apply: {errs}") from exc
+FINISHED = {s.subject: s for s in (workflow.INSTANCE_APPROVED, workflow.INSTANCE_REJECTED, workflow.INSTANCE_CANCELLED)}
 
 
 def _dims(values: dict[str, Any] | None, keys: tuple[str, ...] | None = None) -> dict[str, str]:
@@ -81,33 +38,31 @@ def _dims(values: dict[str, Any] | None, keys: tuple[str, ...] | None = None) ->
 
 
 def spend_items(env: Envelope) -> Items:
-    d: ActualPosted = _read(ActualPosted, env)
-    dims = _dims(d.dimensions)
-    if d.line_code:
-        dims["line_code"] = d.line_code
-    if d.currency:
-        dims["currency"] = d.currency
+    """budget.actual.posted: one `spend` measurement per ledger entry (a reversal's is negative)."""
+    d = budget.ACTUAL_POSTED.read(env.data)
+    dims = {**_dims(d.dimensions), "line_code": d.line_code, "currency": d.currency}
     return [
         {
             "type": "spend",
             "value": d.amount,
-            "time": d.date or env.time,
+            "time": d.date,
             "dimensions": dims,
             "source": "budget",
-            "external_id": str(d.entry_id or env.subject_id),
+            "external_id": d.entry_id,
         }
     ]
 
 
 def workflow_items(env: Envelope) -> Items:
-    d: InstanceFinished = _read(InstanceFinished, env)
+    """workflow.instance.approved|rejected|cancelled: completed, within SLA, and the cycle time in hours."""
+    d = FINISHED[env.type].read(env.data)
     dims = {
-        "definition": d.definition_key or "unknown",
+        "definition": d.definition_key,
         "outcome": env.type.rsplit(".", 1)[-1],
         **_dims(d.context, CONTEXT_DIMENSIONS),
     }
-    when = d.finished_at or env.time
-    iid = str(d.instance_id or env.subject_id)
+    when = d.finished_at.isoformat()
+    iid = d.instance_id
 
     def item(mtype: str, value: str, suffix: str) -> dict[str, Any]:
         return {
@@ -123,27 +78,23 @@ def workflow_items(env: Envelope) -> Items:
         item("workflows_completed", "1", "completed"),
         item("workflows_sla_met", "1" if d.sla_met else "0", "sla_met"),
     ]
-    if d.cycle_time_business_hours is not None:  # hours, a number in workflow's event (not money)
-        hours = Decimal(str(d.cycle_time_business_hours)).quantize(Decimal("0.000001"))
-        items.append(item("approval_cycle_time_hours", str(hours), "cycle_time"))
+    hours = Decimal(str(d.cycle_time_business_hours)).quantize(Decimal("0.000001"))  # a number, not money
+    items.append(item("approval_cycle_time_hours", str(hours), "cycle_time"))
     return items
 
 
 def breach_items(env: Envelope) -> Items:
-    d: SlaBreached = _read(SlaBreached, env)
-    dims = {
-        "definition": d.definition_key or "unknown",
-        "stage": d.stage or "unknown",
-        **_dims(d.context, CONTEXT_DIMENSIONS),
-    }
+    """workflow.sla.breached: one `sla_breaches` measurement per task, at its due time."""
+    d = workflow.SLA_BREACHED.read(env.data)
+    dims = {"definition": d.definition_key, "stage": d.stage, **_dims(d.context, CONTEXT_DIMENSIONS)}
     return [
         {
             "type": "sla_breaches",
             "value": "1",
-            "time": d.due_at or env.time,
+            "time": d.due_at.isoformat() if d.due_at is not None else env.time,
             "dimensions": dims,
             "source": "workflow",
-            "external_id": f"{d.task_id or env.subject_id}:breached",
+            "external_id": f"{d.task_id}:breached",
         }
     ]
 
@@ -169,9 +120,7 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
 
     finished = handler(workflow_items)
     return {
-        events.ACTUAL_POSTED.subject: handler(spend_items),
-        events.INSTANCE_APPROVED.subject: finished,
-        events.INSTANCE_REJECTED.subject: finished,
-        events.INSTANCE_CANCELLED.subject: finished,
-        events.SLA_BREACHED.subject: handler(breach_items),
+        budget.ACTUAL_POSTED.subject: handler(spend_items),
+        **{subject: finished for subject in FINISHED},
+        workflow.SLA_BREACHED.subject: handler(breach_items),
     }

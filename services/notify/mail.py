@@ -2,7 +2,8 @@
 
 `PITCREW_NOTIFY_SMTP_URL` says where: `smtp://host:port` (STARTTLS when the server offers it),
 `smtp://...?starttls=required` (refuse to send in clear), `smtps://host:465` (TLS from the first
-byte), with `user:password@` for servers that want credentials. Each message carries its
+byte), with `user:password@` for servers that want credentials and `cafile=/path/ca.pem` for a
+server whose certificate a private CA signed. Each message carries its
 notification id as Message-ID, so a receiver can tell a resend (after a crash between the server's
 "250 OK" and our commit) from a new message.
 """
@@ -39,6 +40,7 @@ class SmtpTarget:
     start_tls: bool | None  # None: upgrade when the server offers it
     username: str | None
     password: str | None
+    cafile: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> SmtpTarget:
@@ -54,6 +56,7 @@ class SmtpTarget:
             start_tls=None if starttls in ("", "auto") else starttls in ("1", "true", "yes", "required"),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            cafile=(query.get("cafile") or [""])[0] or None,
         )
 
 
@@ -99,12 +102,13 @@ class Mailer:
             start_tls=t.start_tls,
             username=t.username,
             password=t.password,
+            cert_bundle=t.cafile,
             timeout=self.timeout,
         )
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
-            return [f"SMTP server unreachable: {exc}"] * len(messages)
+            return [f"SMTP connection failed (connect, STARTTLS or login): {exc}"] * len(messages)
         out: list[str | None] = []
         try:
             for m in messages:

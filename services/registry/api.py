@@ -12,12 +12,19 @@ from pydantic import BaseModel
 from services.registry import (
     catalog,
     contracts,
+    discovery,
     export,
     graph,
     history,
+    impact,
     integrations,
+    layers,
+    logins,
     renewals,
+    reviews,
+    savings,
     schemas,
+    sunset,
     tools,
     utilization,
 )
@@ -129,6 +136,13 @@ async def tool_history(
         return await history.list_history(uow, tool_id=tool_id, limit=limit, cursor=cursor)
 
 
+@router.get("/tools/{tool_id}/spend", response_model=schemas.ToolSpendOut, responses=problems(404))
+async def tool_spend(tool_id: str, rt: Runtime = Depends(get_runtime)) -> schemas.ToolSpendOut:
+    """What the budget's actuals paid the tool's vendor (and its aliases)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await discovery.spend_of(uow, tool_id=tool_id)
+
+
 @router.get("/tools/{tool_id}/utilization", response_model=schemas.Utilization, responses=problems(404))
 async def tool_utilization(
     tool_id: str, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
@@ -210,6 +224,40 @@ async def cancel_contract(
     return with_etag(contract, contract.version)
 
 
+@router.get("/renewals/decisions", response_model=schemas.DecisionPage, responses=problems())
+async def renewal_decisions(
+    rt: Runtime = Depends(get_runtime),
+    limit: int = Limit,
+    cursor: str | None = None,
+    contract_id: str | None = None,
+    late: bool | None = None,
+) -> schemas.DecisionPage:
+    """What renewal reviews decided and what the registry did, latest first; `late=true` for the late ones."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reviews.list_decisions(uow, limit=limit, cursor=cursor, contract_id=contract_id, late=late)
+
+
+@router.get("/contracts/{contract_id}/milestones", response_model=schemas.Milestones, responses=problems(404))
+async def get_milestones(
+    contract_id: str, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> schemas.Milestones:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await reg.milestones.get(uow, contract_id=contract_id)
+
+
+@router.put("/contracts/{contract_id}/milestones", response_model=schemas.Milestones, responses=problems(404, 409))
+async def put_milestones(
+    contract_id: str,
+    body: schemas.MilestonesIn,
+    p: Principal = Depends(contract_writer),
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+) -> schemas.Milestones:
+    """The contract's own milestones (days before the notice deadline), or `null` for the default."""
+    async with rt.unit_of_work() as uow:
+        return await reg.milestones.put(uow, p, contract_id=contract_id, body=body)
+
+
 @router.get("/renewals", response_model=schemas.Renewals, responses=problems())
 async def renewal_calendar(
     rt: Runtime = Depends(get_runtime),
@@ -245,6 +293,49 @@ async def get_utilization(
         return await reg.usage.listing(uow, tool_id=tool_id, flag=flag)
 
 
+@router.post(
+    "/usage/import",
+    status_code=201,
+    response_model=schemas.UsageImportResult,
+    responses=problems(409, 413, 415),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": TEXT},
+            "description": "An SSO or app-login export: columns person, tool, last_login (ISO 8601), at most 16 MiB",
+        }
+    },
+)
+async def import_usage(
+    request: Request,
+    p: Principal = Depends(usage_writer),
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+) -> Response:
+    """Each person's last login per tool; all or nothing, unknown tools reported rather than refused."""
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media != "text/csv":
+        raise HTTPException(415, f"Send the export as text/csv, not {media or 'nothing'}.")
+    raw = await _bounded_body(request, catalog.MAX_BODY_BYTES)
+    if raw is None:
+        message = f"the export is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
+        return problem(
+            413,
+            f"body: {message}",
+            instance=request.url.path,
+            errors_=[{"field": "body", "message": message, "code": "too_large"}],
+        )
+    rows = logins.parse(raw)
+    return await rt.idempotent(request, p, lambda uow: logins.import_logins(uow, p, rows=rows, usage=reg.usage))
+
+
+@router.get("/rightsizing", response_model=schemas.Rightsizing, responses=problems(409))
+async def rightsizing(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.Rightsizing:
+    """Seats paid against people active in 30 and 90 days, and what the surplus seats cost a year."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await logins.rightsizing(uow, costs=reg.costs, headroom=reg.rightsizing_headroom)
+
+
 # --- integrations and the graph -------------------------------------------------------------------
 
 
@@ -260,10 +351,95 @@ async def create_integration(
 
 @router.get("/integrations", response_model=schemas.IntegrationPage, responses=problems())
 async def list_integrations(
-    rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None, tool_id: str | None = None
+    rt: Runtime = Depends(get_runtime),
+    limit: int = Limit,
+    cursor: str | None = None,
+    tool_id: str | None = None,
+    status: schemas.IntegrationStatus | None = None,
 ) -> schemas.IntegrationPage:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await integrations.list_integrations(uow, limit=limit, cursor=cursor, tool_id=tool_id)
+        return await integrations.list_integrations(uow, limit=limit, cursor=cursor, tool_id=tool_id, status=status)
+
+
+@router.get("/integrations/{integration_id}", response_model=schemas.IntegrationOut, responses=problems(404))
+async def get_integration(integration_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        edge = await integrations.get_integration(uow, integration_id)
+    return with_etag(edge, edge.version)
+
+
+@router.patch(
+    "/integrations/{integration_id}", response_model=schemas.IntegrationOut, responses=problems(404, 409, 412, 428)
+)
+async def update_integration(
+    integration_id: str,
+    body: schemas.IntegrationPatch,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = IfMatch,
+) -> Response:
+    version = parse_if_match(if_match, required=True, what="integration")
+    assert version is not None
+    async with rt.unit_of_work() as uow:
+        edge = await integrations.update_integration(
+            uow, p, integration_id=integration_id, patch=body, expected_version=version
+        )
+    return with_etag(edge, edge.version)
+
+
+@router.delete(
+    "/integrations/{integration_id}", response_model=schemas.IntegrationOut, responses=problems(404, 409, 412)
+)
+async def retire_integration(
+    integration_id: str,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = IfMatch,
+    reason: str | None = Query(None, max_length=2000),
+) -> Response:
+    """Retire the integration (kept, with its history, out of the graph and the reports)."""
+    version = parse_if_match(if_match, required=False)
+    async with rt.unit_of_work() as uow:
+        edge = await integrations.retire_integration(
+            uow, p, integration_id=integration_id, expected_version=version, reason=reason
+        )
+    return with_etag(edge, edge.version)
+
+
+@router.post(
+    "/integrations/{integration_id}/health", response_model=schemas.IntegrationOut, responses=problems(404, 409)
+)
+async def report_health(
+    integration_id: str,
+    body: schemas.HealthIn,
+    p: Principal = Depends(usage_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """A monitor or a person reports the flow working or failing; failing publishes registry.integration.broken."""
+    async with rt.unit_of_work() as uow:
+        edge = await integrations.report_health(uow, p, integration_id=integration_id, body=body)
+    return with_etag(edge, edge.version)
+
+
+@router.get(
+    "/integrations/{integration_id}/history", response_model=schemas.IntegrationHistoryPage, responses=problems(404)
+)
+async def integration_history(
+    integration_id: str, rt: Runtime = Depends(get_runtime), limit: int = Limit, cursor: str | None = None
+) -> schemas.IntegrationHistoryPage:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await integrations.list_history(uow, integration_id=integration_id, limit=limit, cursor=cursor)
+
+
+@router.get("/tools/{tool_id}/impact", response_model=schemas.Impact, responses=problems(404, 499))
+async def tool_impact(
+    tool_id: str, request: Request, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> schemas.Impact:
+    """Everything that depends on the tool, the contracts involved, the single points of failure its
+    retirement would create; computed off the event loop within the graph's limits."""
+    return await impact.impact(
+        lambda: rt.unit_of_work(readonly=True), tool_id=tool_id, limits=reg.graph_limits, caller=request
+    )
 
 
 @router.get(
@@ -293,7 +469,90 @@ async def analysis(
     return await graph.analysis(flows, limits=reg.graph_limits, caller=request)
 
 
+@router.get("/layers", response_model=schemas.Layers, responses=problems())
+async def get_layers(rt: Runtime = Depends(get_runtime)) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        config = await layers.get_layers(uow)
+    return with_etag(config, config.version)
+
+
+@router.put("/layers", response_model=schemas.Layers, responses=problems(409, 412))
+async def put_layers(
+    body: schemas.LayersIn,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+    if_match: str | None = IfMatch,
+) -> Response:
+    """Replace the layers and their rules (If-Match honoured: the version of GET, 0 for the default)."""
+    version = parse_if_match(if_match, required=False)
+    async with rt.unit_of_work() as uow:
+        config = await layers.put_layers(uow, p, body=body, expected_version=version)
+    return with_etag(config, config.version)
+
+
+# --- discovery from spend -------------------------------------------------------------------------
+
+
+@router.get("/discovery", response_model=schemas.Candidates, responses=problems())
+async def list_candidates(
+    rt: Runtime = Depends(get_runtime),
+    status: Literal["open", "accepted", "merged", "ignored", "all"] = "open",
+) -> schemas.Candidates:
+    """Vendors the budget paid that no tool matches, with their spend (the discovery run)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await discovery.candidates(uow, status=None if status == "all" else status)
+
+
+@router.post("/discovery/{candidate_id}/accept", response_model=schemas.CandidateOut, responses=problems(404, 409))
+async def accept_candidate(
+    candidate_id: str,
+    body: schemas.AcceptIn,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> schemas.CandidateOut:
+    async with rt.unit_of_work() as uow:
+        return await discovery.accept(uow, p, candidate_id=candidate_id, body=body)
+
+
+@router.post("/discovery/{candidate_id}/merge", response_model=schemas.CandidateOut, responses=problems(404, 409))
+async def merge_candidate(
+    candidate_id: str, body: schemas.MergeIn, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
+) -> schemas.CandidateOut:
+    async with rt.unit_of_work() as uow:
+        return await discovery.merge(uow, p, candidate_id=candidate_id, body=body)
+
+
+@router.post("/discovery/{candidate_id}/ignore", response_model=schemas.CandidateOut, responses=problems(404, 409))
+async def ignore_candidate(
+    candidate_id: str,
+    body: schemas.IgnoreIn | None = None,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> schemas.CandidateOut:
+    async with rt.unit_of_work() as uow:
+        return await discovery.ignore(uow, p, candidate_id=candidate_id, body=body or schemas.IgnoreIn())
+
+
 # --- money across the stack -----------------------------------------------------------------------
+
+
+@router.get("/reports/savings", response_model=schemas.SavingsReport, responses=problems(409))
+async def savings_report(
+    rt: Runtime = Depends(get_runtime),
+    reg: Registry = Depends(domain),
+    from_: str | None = Query(None, alias="from", pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+    to: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+) -> schemas.SavingsReport:
+    """What cancellations and cheaper renewals save per year, per period (YYYY-MM), and as KPI measurements."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await savings.report(uow, base=reg.costs.base, since=from_, until=to)
+
+
+@router.get("/reports/sunset", response_model=schemas.SunsetReport, responses=problems(409))
+async def sunset_report(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.SunsetReport:
+    """Tools to retire first: most annual cost at stake, least used, overlapping a tool that stays."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await sunset.report(uow, costs=reg.costs, usage=reg.usage)
 
 
 @router.get("/overlaps", response_model=schemas.Overlaps, responses=problems(409))

@@ -38,6 +38,7 @@ CSV_COLUMNS = [
     "sso",
     "url",
     "notes",
+    "layer",
 ]
 MAX_DOCUMENTS = 5000
 MAX_BODY_BYTES = 16 * 1024 * 1024  # an import's request body; 5,000 ordinary tools take about 1 MiB
@@ -112,6 +113,7 @@ def _row_document(row: dict[str, Any]) -> schemas.CatalogDocument:
             "notes",
             "personal_data",
             "sso",
+            "layer",
         )
     }
     spec = {k: v for k, v in spec.items() if v is not None}

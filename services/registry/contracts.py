@@ -16,6 +16,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from services.registry import cursors, events, schemas
+from services.registry.milestones import MilestonePlan
 from services.registry.models import Contract, ContractTerm, Tool
 from services.registry.renewals import RenewalClock
 from services.registry.terms import annual_minor, check_term, commit_minor, next_term, notice_deadline
@@ -54,6 +55,7 @@ def record(c: Contract, tool_name: str) -> schemas.ContractOut:
         version=c.version,
         created_at=c.created_at,
         updated_at=c.updated_at,
+        notice_given_at=c.notice_given_at,
     )
 
 
@@ -83,9 +85,10 @@ def term_event(c: Contract, tool: Tool) -> events.RegistryContractTerm:
 
 @dataclass(frozen=True)
 class Contracts:
-    """Contract use cases; each term's reminder is set on `clock`."""
+    """Contract use cases; each term's reminder is set on `clock`, its milestones on `milestones`."""
 
     clock: RenewalClock
+    milestones: MilestonePlan
 
     async def create(self, uow: UnitOfWork, who: Principal, *, body: schemas.ContractIn) -> schemas.ContractOut:
         ensure_unscoped(who, WHAT)
@@ -174,6 +177,7 @@ class Contracts:
                 setattr(c, name, value)
         c.version += 1
         c.updated_at = utcnow()
+        c.notice_given_at = None  # a notice ended the old term's renewal; the new term starts afresh
         await uow.flush()
         await self._start_term(uow, c, tool, events.CONTRACT_RENEWED)
         return record(c, tool.name)
@@ -245,10 +249,12 @@ class Contracts:
             )
         )
         await self.clock.schedule(uow, c)
+        await self.milestones.schedule(uow, c)
         await uow.publish(spec, c.id, term_event(c, tool))
 
     async def _close_term(self, uow: UnitOfWork, c: Contract, outcome: Literal["renewed", "cancelled"]) -> None:
         await self.clock.cancel(uow, c.id)
+        await self.milestones.cancel(uow, c.id)
         term = await uow.get(ContractTerm, (c.id, c.term))
         if term is not None:
             term.outcome = outcome

@@ -17,3 +17,11 @@ def text(part: Any) -> str:
 
 def day(part: Any) -> dt.date:
     return check_date(dt.date.fromisoformat(text(part)))
+
+
+def instant(part: Any) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text(part))
+    if value.tzinfo is None:
+        raise ValueError("an instant needs its offset")
+    check_date(value)
+    return value

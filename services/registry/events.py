@@ -1,5 +1,6 @@
 """The registry's event contract: every subject it publishes, the model of each event's `data`,
-and what it consumes (nothing: tools and contracts are entered here, not derived).
+and what it consumes (the outcomes of the workflow's renewal reviews, read in `handlers.py` with a
+small tolerant model: the registry does not import the workflow).
 
 Other services import this module to read registry events (budget commits contract terms,
 workflow starts the renewal review), so it imports only pydantic and shared. Model names
@@ -14,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
-from shared.contracts import Catalogue, EventData, EventSpec
+from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 from shared.money import DecimalStr
 
 Lifecycle = Literal["evaluating", "pilot", "active", "sunsetting", "retired"]
@@ -59,6 +60,7 @@ class RegistryTool(EventData):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    layer: str | None = Field(default=None, description="its layer of the stack (GET /v1/layers), null if none")
 
 
 class RegistryToolLifecycleChanged(RegistryTool):
@@ -113,6 +115,60 @@ class RegistryRenewalDue(EventData):
     budget_line_code: str | None
 
 
+class RegistryRenewalMilestone(EventData):
+    """A term's notice deadline is `days_before` days away: one of its renewal milestones."""
+
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int
+    days_before: int = Field(description="days before the notice deadline (120, 90, 60, 30 by default)")
+    milestone_on: dt.date
+    notice_deadline: dt.date
+    end: dt.date
+    auto_renew: bool
+    annual_cost: DecimalStr
+    currency: str
+    owner: RegistryOwner
+    utilization: float | None
+    opens_review: bool = Field(description="this is the milestone the renewal review opens at (registry.renewal.due)")
+
+
+class RegistryRenewalDecided(EventData):
+    """What a renewal review decided (or the auto-renewal did) for a term, and what the registry did."""
+
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int = Field(description="the term the review was about")
+    instance_id: str | None = Field(description="the workflow instance; null for an automatic renewal")
+    outcome: Literal["renew", "cancel", "renegotiate", "withdrawn", "auto_renewed"]
+    status: Literal["applied", "waiting", "no_effect"]
+    late: bool = Field(description="decided after the term's notice deadline")
+    notice_deadline: dt.date
+    decided_at: Timestamp
+    effect: str
+    next_term: int | None = Field(description="the term a renewal started")
+    auto_renewed_term: int | None = Field(description="the term an auto-renewal started before a late decision")
+
+
+class RegistryIntegrationBroken(EventData):
+    """A data flow between two tools stopped working: its owner (or the tools' owners) should act."""
+
+    integration_id: str
+    from_tool_id: str
+    from_tool_name: str
+    to_tool_id: str
+    to_tool_name: str
+    data_objects: list[str]
+    method: str
+    owner: str | None = Field(description="who looks after the flow; null when nobody was named")
+    previous_status: str
+    last_seen_working_at: Timestamp | None
+    detail: str | None = Field(description="what the check or the person reported")
+    reported_by: str
+
+
 TOOL_CREATED = EventSpec("registry.tool.created", RegistryTool, "A tool was catalogued")
 TOOL_UPDATED = EventSpec("registry.tool.updated", RegistryTool, "A tool's fields changed")
 TOOL_LIFECYCLE_CHANGED = EventSpec(
@@ -130,6 +186,15 @@ CONTRACT_CANCELLED = EventSpec(
 RENEWAL_DUE = EventSpec(
     "registry.renewal.due", RegistryRenewalDue, "A term's notice deadline is near: review the renewal"
 )
+RENEWAL_MILESTONE = EventSpec(
+    "registry.renewal.milestone", RegistryRenewalMilestone, "A contract term reached a renewal milestone"
+)
+RENEWAL_DECIDED = EventSpec(
+    "registry.renewal.decided", RegistryRenewalDecided, "A renewal review's outcome was applied, or waits"
+)
+INTEGRATION_BROKEN = EventSpec(
+    "registry.integration.broken", RegistryIntegrationBroken, "An integration between two tools stopped working"
+)
 
 CATALOGUE = Catalogue(
     "registry",
@@ -141,7 +206,20 @@ CATALOGUE = Catalogue(
         CONTRACT_RENEWED,
         CONTRACT_CANCELLED,
         RENEWAL_DUE,
+        RENEWAL_MILESTONE,
+        RENEWAL_DECIDED,
+        INTEGRATION_BROKEN,
     ),
-    consumes=(),
+    consumes=tuple(
+        Consumed(f"workflow.instance.{what}", f"A renewal review {summary} (subject type contract, service registry)")
+        for what, summary in (
+            ("approved", "approved: the contract renews"),
+            ("rejected", "rejected: notice is given"),
+            ("changes_requested", "asks to renegotiate: the renewal waits"),
+            ("resubmitted", "received renegotiated terms"),
+            ("cancelled", "was withdrawn"),
+        )
+    )
+    + (Consumed("budget.actual.posted", "Spend with a vendor: attached to its tool, or a discovery candidate"),),
     title="Registry",
 )

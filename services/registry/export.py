@@ -114,6 +114,7 @@ def _document(t: Any, contracts: list[Any], edges: list[Any], names: dict[str, s
         "sso": t.sso,
         "url": t.url,
         "notes": t.notes,
+        "layer": t.layer,
         "contracts": [
             {
                 "start": c.start.isoformat(),
@@ -171,6 +172,7 @@ def to_csv(docs: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> str:
                 "sso": str(spec["sso"]).lower(),
                 "url": spec["url"] or "",
                 "notes": spec["notes"] or "",
+                "layer": spec["layer"] or "",
             }
         )
     return out.getvalue()

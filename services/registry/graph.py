@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 from sqlalchemy import select
 
-from services.registry import integrations, schemas
+from services.registry import integrations, layers, schemas
 from services.registry.models import Integration, Tool
 from services.registry.reads import at_most
 from shared.uow import UnitOfWork
@@ -37,11 +37,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Flows:
-    """What the analysis computes on: live tools (id, name, team, person, lifecycle, in name order)
-    and the live integrations between them (from, to, status)."""
+    """What the analysis computes on: live tools (id, name, team, person, lifecycle, layer, in name
+    order), the live integrations between them (id, from, to, direction, status) and the layer rules."""
 
     tools: Sequence[Any]
     edges: Sequence[Any]
+    rules: Sequence[Any] = ()
 
 
 async def _live(
@@ -127,10 +128,10 @@ async def load_flows(uow: UnitOfWork, *, limits: Limits) -> Flows:
     tools, edges = await _live(
         uow,
         limits,
-        (Tool.id, Tool.name, Tool.owner_team, Tool.owner_person, Tool.lifecycle),
-        (i.from_tool_id, i.to_tool_id, i.status),
+        (Tool.id, Tool.name, Tool.owner_team, Tool.owner_person, Tool.lifecycle, Tool.layer),
+        (i.id, i.from_tool_id, i.to_tool_id, i.direction, i.status),
     )
-    return Flows(tools, edges)
+    return Flows(tools, edges, (await layers.current(uow)).rules)
 
 
 async def analysis(
@@ -143,8 +144,9 @@ async def analysis(
 
 
 def analyse(budget: Budget, flows: Flows) -> schemas.Analysis:
-    """Orphans (no owning team or person), islands (no integration) and single points of failure
-    (articulation points of the undirected graph of active integrations between active tools)."""
+    """Orphans (no owning team or person), islands (no integration), single points of failure
+    (articulation points of the undirected graph of active integrations between active tools), and
+    the flows that break a layer rule."""
     budget.charge(len(flows.tools) + len(flows.edges))
     edges = flows.edges
     orphans = [t.id for t in flows.tools if not t.owner_team and not t.owner_person]
@@ -155,8 +157,13 @@ def analyse(budget: Budget, flows: Flows) -> schemas.Analysis:
         active, ((e.from_tool_id, e.to_tool_id) for e in edges if e.status == "active"), budget
     )
     name = {t.id: t.name for t in flows.tools}
+    budget.check()
     return schemas.Analysis(
-        orphans=orphans, islands=islands, single_points_of_failure=sorted(spofs, key=lambda i: (name[i], i))
+        orphans=orphans,
+        islands=islands,
+        single_points_of_failure=sorted(spofs, key=lambda i: (name[i], i)),
+        unlayered=[t.id for t in flows.tools if not getattr(t, "layer", None)] if flows.rules else [],
+        violations=layers.violations(flows.rules, flows.tools, edges),
     )
 
 

@@ -1,21 +1,113 @@
-"""What the registry does on events and timers: it consumes no events; one durable timer per
-contract term publishes `registry.renewal.due`."""
+"""What the registry does on events and timers: the workflow's renewal-review outcomes act on the
+contract (`reviews.py`); durable timers per contract term publish `registry.renewal.due` and
+`registry.renewal.milestone`, and renew an auto-renewing term the day after an unanswered deadline.
+
+The workflow's instance events are read with a small tolerant model of the fields used here (the
+registry does not import the workflow, whose catalogue imports the registry's): a field the workflow
+adds or a subject that is not a registry contract changes nothing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from decimal import Decimal
+from typing import Any, TypeVar
 
-from services.registry import renewals
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from services.registry import discovery, milestones, renewals
 from services.registry.container import Registry
+from services.registry.reviews import Kind
 from shared.app import Runtime
 from shared.consumer import Handler
+from shared.errors import Invalid
+from shared.events import Envelope
+from shared.identity import Principal
 from shared.timers import TimerHandler
 from shared.uow import UnitOfWork
 
+M = TypeVar("M", bound=BaseModel)
+REVIEWED = ("contract", "renewal")  # the subject types a renewal review decides on
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ReviewSubject(_Tolerant):
+    type: str
+    id: str
+    service: str
+
+
+class ReviewOutcome(_Tolerant):
+    """What the registry reads of a `workflow.instance.*` event."""
+
+    instance_id: str
+    subject: ReviewSubject
+    context: dict[str, Any] = {}
+    finished_at: dt.datetime | None = None
+
+
+class ActualPosted(_Tolerant):
+    """What the registry reads of `budget.actual.posted`: the vendor an actual paid, and how much."""
+
+    entry_id: str
+    amount: Decimal
+    currency: str
+    date: dt.datetime | dt.date
+    line_code: str | None = None
+    external_ref: str | None = None
+    vendor: str | None = None
+
+
+def _read(model: type[M], env: Envelope) -> M:
+    try:
+        return model.model_validate(env.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise Invalid.on("data." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+
 
 def handlers(runtime: Runtime) -> dict[str, Handler]:
-    """Subject -> handler for the events this service consumes: none."""
-    return {}
+    """Subject -> handler: the outcomes of renewal reviews, and the budget's actuals (discovery)."""
+    registry: Registry = runtime.domain
+
+    async def actual(uow: UnitOfWork, env: Envelope) -> None:
+        data = _read(ActualPosted, env)
+        day = data.date.date() if isinstance(data.date, dt.datetime) else data.date
+        await discovery.record_actual(
+            uow,
+            entry_id=data.entry_id,
+            vendor=data.vendor,
+            amount=data.amount,
+            currency=data.currency,
+            day=day,
+            line_code=data.line_code,
+            external_ref=data.external_ref,
+        )
+
+    def outcome(kind: Kind) -> Handler:
+        async def handle(uow: UnitOfWork, env: Envelope) -> None:
+            data = _read(ReviewOutcome, env)
+            if data.subject.service != "registry" or data.subject.type not in REVIEWED:
+                return  # another service's approval
+            at = data.finished_at or dt.datetime.fromisoformat(env.time)
+            who = Principal(subject=f"service:{env.source}", roles=frozenset({"admin"}), kind="service")
+            await registry.reviews.on_outcome(
+                uow,
+                who,
+                instance_id=data.instance_id,
+                contract_id=data.subject.id,
+                kind=kind,
+                context=data.context,
+                decided_at=at if at.tzinfo else at.replace(tzinfo=dt.UTC),
+            )
+
+        return handle
+
+    kinds: tuple[Kind, ...] = ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
+    return {**{f"workflow.instance.{kind}": outcome(kind) for kind in kinds}, "budget.actual.posted": actual}
 
 
 def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:
@@ -25,4 +117,14 @@ def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:
     async def renewal_due(uow: UnitOfWork, timer: Any) -> None:
         await renewals.publish_due(uow, timer, usage=registry.usage)
 
-    return {renewals.RENEWAL_TIMER: renewal_due}
+    async def milestone(uow: UnitOfWork, timer: Any) -> None:
+        await registry.milestones.publish(uow, timer, usage=registry.usage)
+
+    async def auto_renewal(uow: UnitOfWork, timer: Any) -> None:
+        await registry.reviews.auto_renew(uow, timer)
+
+    return {
+        renewals.RENEWAL_TIMER: renewal_due,
+        milestones.MILESTONE_TIMER: milestone,
+        renewals.AUTO_RENEW_TIMER: auto_renewal,
+    }

@@ -29,6 +29,7 @@ TRACKED = (
     "sso",
     "url",
     "notes",
+    "layer",
 )
 
 

@@ -24,6 +24,7 @@ from shared.money import fmt, from_minor
 from shared.uow import UnitOfWork
 
 RENEWAL_TIMER = "renewal_due"
+AUTO_RENEW_TIMER = "auto_renewal"  # the day after the notice deadline of an auto-renewing term (reviews.py)
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,16 @@ class RenewalClock:
     async def schedule(self, uow: UnitOfWork, c: Contract) -> None:
         due = self.due_at(c.end, c.notice_days)
         await timers.schedule(uow.session, self.timers, RENEWAL_TIMER, c.id, due, {"term": c.term})
+        if c.auto_renew:
+            # Once the notice deadline has passed without notice, the term renews; a deadline that had
+            # passed when the term was recorded (a contract catalogued late) does not renew it here.
+            binding = notice_deadline(c.end, c.notice_days) + dt.timedelta(days=1)
+            at = dt.datetime.combine(binding, dt.time(0), tzinfo=dt.UTC)
+            if at > utcnow():
+                await timers.schedule(uow.session, self.timers, AUTO_RENEW_TIMER, c.id, at, {"term": c.term})
 
     async def cancel(self, uow: UnitOfWork, contract_id: str) -> None:
-        await timers.cancel(uow.session, self.timers, contract_id, [RENEWAL_TIMER])
+        await timers.cancel(uow.session, self.timers, contract_id, [RENEWAL_TIMER, AUTO_RENEW_TIMER])
 
     async def pending(self, uow: UnitOfWork, contract_id: str) -> dt.datetime | None:
         t = self.timers.c

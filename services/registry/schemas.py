@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.registry.events import BillingPeriod, Lifecycle, TimeClass, Timestamp
-from shared.bounds import Day, Int32
+from shared.bounds import Day, Instant, Int32
 from shared.money import CurrencyCode, DecimalStr, check_rate
 from shared.pagination import Page
 
@@ -62,6 +62,7 @@ class ToolFields(Strict):
     sso: bool = False
     url: str | None = Field(default=None, max_length=500)
     notes: str | None = Field(default=None, max_length=10_000)
+    layer: str | None = Field(default=None, min_length=1, max_length=50, description="a key of GET /v1/layers")
 
     @field_validator("capabilities")
     @classmethod
@@ -87,6 +88,7 @@ class ToolPatch(Strict):
     sso: bool | None = None
     url: str | None = Field(default=None, max_length=500)
     notes: str | None = Field(default=None, max_length=10_000)
+    layer: str | None = Field(default=None, min_length=1, max_length=50, description="null takes it out of its layer")
     lifecycle: Any = None
 
     @field_validator("lifecycle")
@@ -135,6 +137,7 @@ class ToolOut(BaseModel):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    layer: str | None = None
 
 
 class CategoryOut(BaseModel):
@@ -216,6 +219,9 @@ class ContractOut(BaseModel):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    notice_given_at: Timestamp | None = Field(
+        default=None, description="when notice was given: the term runs out and does not renew"
+    )
 
 
 class TermOut(BaseModel):
@@ -230,6 +236,50 @@ class TermOut(BaseModel):
     commit_amount: str
     seats: int | None
     outcome: Literal["current", "renewed", "cancelled"]
+
+
+class DecisionOut(BaseModel):
+    id: str
+    contract_id: str
+    term: int
+    instance_id: str | None
+    outcome: Literal["renew", "cancel", "renegotiate", "withdrawn", "auto_renewed"]
+    status: Literal["applied", "waiting", "no_effect"]
+    late: bool
+    notice_deadline: dt.date
+    decided_at: Timestamp
+    actor: str
+    effect: str
+    new_terms: dict[str, Any] | None
+    next_term: int | None
+    auto_renewed_term: int | None
+
+
+DecisionPage = Page[DecisionOut]
+
+
+class MilestonesIn(Strict):
+    days: list[Annotated[int, Field(ge=0, le=NOTICE_DAYS_MAX)]] | None = Field(
+        max_length=12, description="days before the notice deadline; null for the service's default"
+    )
+
+
+class MilestoneOut(BaseModel):
+    days: int
+    on: dt.date
+    due_at: Timestamp | None = Field(description="when it fires (null when its moment passed before it was set)")
+    status: Literal["pending", "fired", "passed"]
+    fired_at: Timestamp | None
+    opens_review: bool
+
+
+class Milestones(BaseModel):
+    contract_id: str
+    term: int
+    notice_deadline: dt.date
+    days: list[int]
+    default: bool = Field(description="the service's default milestones are in use")
+    items: list[MilestoneOut]
 
 
 class ContractDetail(ContractOut):
@@ -327,6 +377,86 @@ class IntegrationOut(BaseModel):
     status: IntegrationStatus
     notes: str | None
     created_at: Timestamp
+    last_seen_working_at: Timestamp | None = Field(
+        default=None, description="the last time a health report saw the flow working"
+    )
+    health_detail: str | None = Field(default=None, description="what the last health report said")
+    version: int = 1
+    updated_at: Timestamp | None = None
+
+
+class IntegrationPatch(Strict):
+    """Fields to change; retire with DELETE, report health with POST .../health."""
+
+    data_objects: list[str] | None = Field(default=None, max_length=100)
+    direction: Direction | None = None
+    method: Method | None = None
+    owner: str | None = Field(default=None, max_length=100)
+    status: Literal["active", "planned", "broken"] | None = None
+    notes: str | None = Field(default=None, max_length=10_000)
+    reason: str | None = Field(default=None, max_length=2000, description="why (kept in the history)")
+
+    @field_validator("data_objects")
+    @classmethod
+    def _objects(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _tags(value)
+
+    @field_validator("data_objects", "direction", "method", "status")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class HealthIn(Strict):
+    """A health report of an integration, from a monitor or a person."""
+
+    working: bool
+    at: Instant | None = Field(default=None, description="when it was observed; now when left out")
+    detail: str | None = Field(default=None, max_length=2000)
+
+
+class IntegrationHistoryEntry(BaseModel):
+    seq: int
+    version: int
+    action: Literal["created", "updated", "health", "retired"]
+    actor: str
+    at: Timestamp
+    changes: dict[str, Any] = Field(description="{field: {from, to}}")
+    reason: str | None
+
+
+class ImpactedTool(BaseModel):
+    tool_id: str
+    name: str
+    lifecycle: Lifecycle
+    depth: int = Field(description="1 for a direct dependant, 2 for a dependant of one, ...")
+    via: str | None = Field(description="the tool it depends on through (the one a step closer)")
+
+
+class ImpactContract(BaseModel):
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    annual_cost: str
+    currency: str
+    end: dt.date
+    notice_deadline: dt.date
+    auto_renew: bool
+
+
+class Impact(BaseModel):
+    """What retiring (or losing) a tool would touch."""
+
+    tool_id: str
+    name: str
+    dependants: list[ImpactedTool] = Field(description="every tool that receives data from it, directly or not")
+    integrations: list[IntegrationOut] = Field(description="its own integrations that are not retired")
+    contracts: list[ImpactContract] = Field(description="active contracts of the tool and of its dependants")
+    new_single_points_of_failure: list[str] = Field(
+        description="tools that would become single points of failure if this one were retired"
+    )
 
 
 class GraphNode(BaseModel):
@@ -344,14 +474,96 @@ class Graph(BaseModel):
     edges: list[IntegrationOut]
 
 
+class Violation(BaseModel):
+    """An integration that breaks a layer rule."""
+
+    integration_id: str
+    from_tool_id: str
+    to_tool_id: str
+    from_layer: str
+    to_layer: str
+    rule: int = Field(description="the index of the rule in GET /v1/layers")
+    message: str
+
+
 class Analysis(BaseModel):
-    """Tool ids: the data flow's weak spots."""
+    """Tool ids: the data flow's weak spots, and the flows that break the layer rules."""
 
     orphans: list[str] = Field(description="no owning team and no owning person")
     islands: list[str] = Field(description="no integration at all")
     single_points_of_failure: list[str] = Field(
         description="articulation points of the undirected graph of active integrations between active tools"
     )
+    unlayered: list[str] = Field(default_factory=list, description="tools in no layer (rules cannot judge them)")
+    violations: list[Violation] = Field(
+        default_factory=list, description="integrations (not retired) between live tools that break a layer rule"
+    )
+
+
+LayerKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,49}$")]
+
+
+class LayerIn(Strict):
+    key: LayerKey
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=2000)
+
+
+class OnlyThrough(Strict):
+    """Tools of `layer` exchange data only with tools of `through` (e.g. engagement only through data)."""
+
+    kind: Literal["only_through"]
+    layer: LayerKey
+    through: LayerKey
+    description: str = Field(default="", max_length=2000)
+
+
+class Forbid(Strict):
+    """No data flows from tools of `from_layer` to tools of `to_layer` (a two-way flow goes both ways)."""
+
+    kind: Literal["forbid"]
+    from_layer: LayerKey
+    to_layer: LayerKey
+    description: str = Field(default="", max_length=2000)
+
+
+Rule = Annotated[OnlyThrough | Forbid, Field(discriminator="kind")]
+
+
+class LayersIn(Strict):
+    layers: list[LayerIn] = Field(max_length=50, description="in stack order, bottom first")
+    rules: list[Rule] = Field(default_factory=list, max_length=200)
+
+
+class Layers(LayersIn):
+    version: int = Field(description="0 while the shipped default is in use")
+    updated_by: str | None
+    updated_at: Timestamp | None
+    tools: dict[str, int] = Field(description="tools (not retired) per layer key")
+
+
+class SunsetItem(BaseModel):
+    tool_id: str
+    name: str
+    lifecycle: Lifecycle
+    time_class: TimeClass | None
+    layer: str | None
+    annual_cost: str
+    utilization: float | None
+    active_users: int | None
+    seats: int | None
+    reasons: list[Literal["sunsetting", "eliminate", "migrate", "underused", "shelfware", "overlap"]]
+    overlaps_with: list[str] = Field(description="tools that stay and share a capability with this one")
+    shared_capabilities: list[str]
+    integrations_to_move: list[str] = Field(description="its integrations that are not retired")
+
+
+class SunsetReport(BaseModel):
+    """Candidates to retire, most money at stake first."""
+
+    currency: str
+    total_annual_cost: str
+    items: list[SunsetItem]
 
 
 class Overlap(BaseModel):
@@ -404,6 +616,7 @@ ToolPage = Page[ToolOut]
 HistoryPage = Page[HistoryEntry]
 ContractPage = Page[ContractOut]
 IntegrationPage = Page[IntegrationOut]
+IntegrationHistoryPage = Page[IntegrationHistoryEntry]
 
 
 class FxRateIn(Strict):
@@ -440,3 +653,127 @@ class CatalogDocument(Strict):
     kind: Literal["Tool"]
     metadata: CatalogMetadata
     spec: CatalogSpec
+
+
+# --- discovery from spend -------------------------------------------------------------------------
+
+
+class SpendAmount(BaseModel):
+    currency: str
+    amount: str
+
+
+class SimilarTool(BaseModel):
+    tool_id: str
+    name: str
+
+
+class CandidateOut(BaseModel):
+    id: str
+    vendor: str
+    vendor_key: str = Field(description="the vendor name as matched: lower case, no punctuation or legal form")
+    status: Literal["open", "accepted", "merged", "ignored"]
+    spend: list[SpendAmount] = Field(description="spend to date per currency (the budget plan's)")
+    first_seen: dt.date | None
+    last_seen: dt.date | None
+    lines: int = Field(description="actuals that paid the vendor")
+    line_codes: list[str] = Field(description="budget lines that paid it")
+    tool_id: str | None = Field(description="the tool it became or was merged into")
+    similar_tools: list[SimilarTool] = Field(description="tools whose name or vendor is close: merge candidates")
+    decided_by: str | None
+    decided_at: Timestamp | None
+
+
+class Candidates(BaseModel):
+    items: list[CandidateOut]
+
+
+class AcceptIn(Strict):
+    """The tool a candidate becomes (its vendor is the candidate's)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="default: the vendor")
+    category: str = Field(min_length=1, max_length=50)
+    capabilities: list[str] = Field(default_factory=list, max_length=100)
+    owner: Owner | None = None
+    lifecycle: Lifecycle = "active"
+    layer: str | None = Field(default=None, min_length=1, max_length=50)
+
+
+class MergeIn(Strict):
+    tool_id: str = Field(min_length=1, max_length=36)
+
+
+class IgnoreIn(Strict):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ToolSpendOut(BaseModel):
+    """What the budget paid for a tool (actuals with its vendor, an alias, or a merged candidate's)."""
+
+    tool_id: str
+    spend: list[SpendAmount]
+    lines: int
+    first_seen: dt.date | None
+    last_seen: dt.date | None
+
+
+class UsageImportResult(BaseModel):
+    rows: int
+    tools: int = Field(description="tools the export named that the registry knows")
+    people: int
+    unknown_tools: dict[str, int] = Field(description="tool names no tool matches, with their rows (not imported)")
+
+
+class RightsizingItem(BaseModel):
+    tool_id: str
+    name: str
+    seats: int = Field(description="seats of its active contracts")
+    active_30: int = Field(description="people who logged in within the last 30 days")
+    active_90: int
+    recommended_seats: int = Field(description="active in 90 days plus the headroom, rounded up")
+    annual_cost: str
+    annual_saving: str = Field(description="what the seats above the recommendation cost a year")
+
+
+class Rightsizing(BaseModel):
+    currency: str
+    headroom: float
+    items: list[RightsizingItem]
+    total_annual_saving: str
+
+
+class Saving(BaseModel):
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    kind: Literal["cancellation", "seat_reduction", "renegotiation"]
+    period: str = Field(description="YYYY-MM the saving starts")
+    annual_saving: str
+    seats_before: int | None
+    seats_after: int | None
+
+
+class SavingsPeriod(BaseModel):
+    period: str
+    annual_saving: str
+    cancellations: int
+    reductions: int
+
+
+class KpiMeasurement(BaseModel):
+    """A period's saving in the shape of the KPI service's measurements (POST /kpi/v1/measurements)."""
+
+    type: Literal["tool_savings"]
+    value: str
+    time: str
+    dimensions: dict[str, str]
+    source: Literal["registry"]
+    external_id: str
+
+
+class SavingsReport(BaseModel):
+    currency: str
+    periods: list[SavingsPeriod]
+    items: list[Saving]
+    total_annual_saving: str
+    measurements: list[KpiMeasurement]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from services.registry import cursors, events, history, schemas
+from services.registry import cursors, events, history, layers, schemas
 from services.registry.lifecycle import check_move
 from services.registry.models import Category, Tool
 from shared.db import utcnow
@@ -51,6 +51,7 @@ def record(t: Tool | Row[Any]) -> schemas.ToolOut:
         version=t.version,
         created_at=t.created_at,
         updated_at=t.updated_at,
+        layer=t.layer,
     )
 
 
@@ -87,6 +88,7 @@ async def create_tools(
         return []
     where: Located = located or (lambda _index: contextlib.nullcontext())
     await _refuse_unknown_categories(uow, bodies, where)
+    await _refuse_unknown_layers(uow, bodies, where)
     await _refuse_taken_names(uow, bodies, where)
     now = utcnow()
     tools = [_new_tool(body, now) for body in bodies]
@@ -105,6 +107,16 @@ async def _refuse_unknown_categories(uow: UnitOfWork, bodies: Sequence[schemas.T
             with where(index):
                 errors = Errors()
                 await check_category(uow, body.category, errors)
+                errors.raise_if_any()
+
+
+async def _refuse_unknown_layers(uow: UnitOfWork, bodies: Sequence[schemas.ToolIn], where: Located) -> None:
+    known = set(await layers.keys(uow))
+    for index, body in enumerate(bodies):
+        if body.layer is not None and body.layer not in known:
+            with where(index):
+                errors = Errors()
+                await layers.check_layer(uow, body.layer, errors)
                 errors.raise_if_any()
 
 
@@ -139,6 +151,7 @@ def _new_tool(body: schemas.ToolIn, now: Any) -> Tool:
         sso=body.sso,
         url=body.url,
         notes=body.notes,
+        layer=body.layer,
         version=1,
         created_at=now,
         updated_at=now,
@@ -165,6 +178,8 @@ async def update_tool(
     errors = Errors()
     if "category" in changes:
         await check_category(uow, changes["category"], errors)
+    if "layer" in changes:
+        await layers.check_layer(uow, changes["layer"], errors)
     errors.raise_if_any()
     if "name" in changes:
         other = await uow.scalar(select(Tool.id).where(Tool.name == changes["name"]))

@@ -8,9 +8,11 @@ a seat of the task (403 otherwise) and is not the requester (four eyes).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from services.workflow import calendar_store, decisions, definitions, lifecycle, queries, schemas
 from services.workflow.container import Workflow, domain
@@ -32,6 +34,17 @@ configurers = require_roles("mops", unscoped="A calendar or definition")
 writers = require_roles(*(r for r in ROLES if r != "analyst"))
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 IfMatch = Header(None, alias="If-Match")
+
+
+def answer(model: BaseModel, status_code: int = 200) -> Response:
+    """The model as JSON, serialised once by pydantic: `response_model` documents the route, and
+    returning a Response spares FastAPI dumping the answer and validating it again."""
+    return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")
+
+
+def stored(model: BaseModel) -> dict[str, Any]:
+    """An idempotent route's answer as plain JSON data, which the idempotency record stores as is."""
+    return model.model_dump(mode="json", by_alias=True)
 
 
 def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
@@ -61,19 +74,22 @@ def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime
 async def create_calendar(
     body: schemas.CalendarIn, request: Request, p: Principal = Depends(configurers), rt: Runtime = Depends(get_runtime)
 ) -> Response:
-    return await rt.idempotent(request, p, lambda uow: calendar_store.create_calendar(uow, p, body=body))
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return stored(await calendar_store.create_calendar(uow, p, body=body))
+
+    return await rt.idempotent(request, p, action)
 
 
 @router.get("/calendars", response_model=schemas.CalendarPage, responses=problems())
-async def list_calendars(rt: Runtime = Depends(get_runtime)) -> schemas.CalendarPage:
+async def list_calendars(rt: Runtime = Depends(get_runtime)) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return schemas.CalendarPage(items=await calendar_store.list_calendars(uow), next_cursor=None)
+        return answer(schemas.CalendarPage(items=await calendar_store.list_calendars(uow), next_cursor=None))
 
 
 @router.get("/calendars/{key}", response_model=schemas.CalendarOut, responses=problems(404))
-async def get_calendar(key: str, rt: Runtime = Depends(get_runtime)) -> schemas.CalendarOut:
+async def get_calendar(key: str, rt: Runtime = Depends(get_runtime)) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await calendar_store.get_calendar(uow, key)
+        return answer(await calendar_store.get_calendar(uow, key))
 
 
 # --------------------------------------------------------------------------- definitions
@@ -87,25 +103,26 @@ async def create_definition(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    return await rt.idempotent(
-        request, p, lambda uow: definitions.create_definition(uow, p, body=body, calendars=wf.calendars)
-    )
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return stored(await definitions.create_definition(uow, p, body=body, calendars=wf.calendars))
+
+    return await rt.idempotent(request, p, action)
 
 
 @router.get("/definitions", response_model=schemas.DefinitionPage, responses=problems())
 async def list_definitions(
     limit: int = Limit, cursor: str | None = None, rt: Runtime = Depends(get_runtime)
-) -> schemas.DefinitionPage:
+) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await definitions.list_definitions(uow, limit=limit, cursor=cursor)
+        return answer(await definitions.list_definitions(uow, limit=limit, cursor=cursor))
 
 
 @router.get("/definitions/{key}", response_model=schemas.DefinitionOut, responses=problems(404))
 async def get_definition(
     key: str, version: int | None = Query(None, ge=1, le=INT32_MAX), rt: Runtime = Depends(get_runtime)
-) -> schemas.DefinitionOut:
+) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return (await definitions.get_definition(uow, key, version)).view()
+        return answer((await definitions.get_definition(uow, key, version)).view())
 
 
 # ----------------------------------------------------------------------------- instances
@@ -119,9 +136,9 @@ async def start_instance(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    async def action(uow: UnitOfWork) -> schemas.InstanceOut:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
         inst: Instance = await lifecycle.start_instance(uow, p, body=body, wf=wf)
-        return await queries.instance_view(uow, inst.id, wf=wf)
+        return stored(await queries.instance_view(uow, inst.id, wf=wf))
 
     return await rt.idempotent(request, p, action)
 
@@ -135,10 +152,12 @@ async def list_instances(
     cursor: str | None = None,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> schemas.InstancePage:
+) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await queries.list_instances(
-            uow, p, status=status, definition_key=definition, subject_id=subject_id, limit=limit, cursor=cursor
+        return answer(
+            await queries.list_instances(
+                uow, p, status=status, definition_key=definition, subject_id=subject_id, limit=limit, cursor=cursor
+            )
         )
 
 
@@ -148,9 +167,9 @@ async def get_instance(
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.InstanceOut:
+) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await queries.visible_instance(uow, p, instance_id=instance_id, wf=wf)
+        return answer(await queries.visible_instance(uow, p, instance_id=instance_id, wf=wf))
 
 
 @router.post("/instances/{instance_id}/resubmit", response_model=schemas.InstanceOut, responses=problems(404, 409, 412))
@@ -161,12 +180,20 @@ async def resubmit(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.InstanceOut:
+) -> Response:
     body = body or ResubmitIn()
     version = parse_if_match(if_match)
     async with rt.unit_of_work() as uow:
-        return await decisions.resubmit(
-            uow, p, instance_id=instance_id, context_patch=body.context, comment=body.comment, if_match=version, wf=wf
+        return answer(
+            await decisions.resubmit(
+                uow,
+                p,
+                instance_id=instance_id,
+                context_patch=body.context,
+                comment=body.comment,
+                if_match=version,
+                wf=wf,
+            )
         )
 
 
@@ -178,10 +205,10 @@ async def cancel(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.InstanceOut:
+) -> Response:
     comment, version = (body or CommentIn()).comment, parse_if_match(if_match)
     async with rt.unit_of_work() as uow:
-        return await decisions.cancel(uow, p, instance_id=instance_id, comment=comment, if_match=version, wf=wf)
+        return answer(await decisions.cancel(uow, p, instance_id=instance_id, comment=comment, if_match=version, wf=wf))
 
 
 @router.post(
@@ -193,9 +220,9 @@ async def comment(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.CommentOut:
+) -> Response:
     async with rt.unit_of_work() as uow:
-        return await decisions.comment(uow, p, instance_id=instance_id, text=body.comment, wf=wf)
+        return answer(await decisions.comment(uow, p, instance_id=instance_id, text=body.comment, wf=wf), 201)
 
 
 # --------------------------------------------------------------------------------- tasks
@@ -209,11 +236,11 @@ async def inbox(
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.TaskPage:
+) -> Response:
     if assignee != "me":
         raise Invalid.on("query.assignee", "only assignee=me is supported")
     async with rt.unit_of_work(readonly=True) as uow:
-        return await queries.inbox(uow, p, limit=limit, cursor=cursor, wf=wf)
+        return answer(await queries.inbox(uow, p, limit=limit, cursor=cursor, wf=wf))
 
 
 @router.get("/tasks/{task_id}", response_model=schemas.TaskOut, responses=problems(404))
@@ -222,17 +249,19 @@ async def get_task(
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.TaskOut:
+) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
-        return await queries.visible_task(uow, p, task_id=task_id, wf=wf)
+        return answer(await queries.visible_task(uow, p, task_id=task_id, wf=wf))
 
 
 async def _decide(
     task_id: str, decision: Decision, body: CommentIn | None, p: Principal, rt: Runtime, wf: Workflow
-) -> schemas.InstanceOut:
+) -> Response:
     async with rt.unit_of_work() as uow:
-        return await decisions.decide(
-            uow, p, task_id=task_id, decision=decision, comment=(body or CommentIn()).comment, wf=wf
+        return answer(
+            await decisions.decide(
+                uow, p, task_id=task_id, decision=decision, comment=(body or CommentIn()).comment, wf=wf
+            )
         )
 
 
@@ -243,7 +272,7 @@ async def approve(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.InstanceOut:
+) -> Response:
     return await _decide(task_id, "approve", body, p, rt, wf)
 
 
@@ -254,7 +283,7 @@ async def reject(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.InstanceOut:
+) -> Response:
     return await _decide(task_id, "reject", body, p, rt, wf)
 
 
@@ -265,7 +294,7 @@ async def request_changes(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.InstanceOut:
+) -> Response:
     return await _decide(task_id, "request_changes", body, p, rt, wf)
 
 
@@ -276,9 +305,11 @@ async def delegate(
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
-) -> schemas.TaskOut:
+) -> Response:
     async with rt.unit_of_work() as uow:
-        return await decisions.delegate(uow, p, task_id=task_id, to_user=body.to_user, comment=body.comment, wf=wf)
+        return answer(
+            await decisions.delegate(uow, p, task_id=task_id, to_user=body.to_user, comment=body.comment, wf=wf)
+        )
 
 
 # ------------------------------------------------------------------------------- reports
@@ -290,9 +321,9 @@ async def sla_report(
     from_: str | None = Query(None, alias="from"),
     to: str | None = None,
     rt: Runtime = Depends(get_runtime),
-) -> schemas.SlaReport:
+) -> Response:
     start, end = _instant(from_, "from"), _instant(to, "to", end=True)
     if start and end and end <= start:
         raise Invalid.on("query.to", "must be after from")
     async with rt.unit_of_work(readonly=True) as uow:
-        return await queries.sla_report(uow, definition_key=definition, start=start, end=end)
+        return answer(await queries.sla_report(uow, definition_key=definition, start=start, end=end))

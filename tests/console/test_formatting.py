@@ -25,3 +25,17 @@ def test_missing_figures_and_locale_negotiation():
     assert negotiate_locale("de-DE,de;q=0.9,en;q=0.8") == "de"
     assert negotiate_locale("xx-YY") == "en"
     assert when("2026-12-03T17:30:00+00:00", "Europe/Berlin", "en") == "3 Dec 2026, 18:30 CET"
+
+
+@pytest.mark.parametrize("locale", ["en", "de", "fr", "ja", "es"])
+def test_times_are_what_babel_writes_in_the_persons_zone(locale: str):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import format_datetime
+
+    for iso, tz in (("2026-12-03T17:30:00+00:00", "Europe/Berlin"), ("2026-07-01T23:05:00Z", "America/New_York")):
+        instant = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        local = instant.astimezone(ZoneInfo(tz))
+        expected = format_datetime(instant, "d MMM y, HH:mm", tzinfo=ZoneInfo(tz), locale=locale)
+        assert when(iso, tz, locale) == f"{expected} {local.tzname()}"

@@ -433,6 +433,43 @@ def test_the_gateway_merges_every_trail_newest_first_and_pages_it_whole(cluster:
     assert viewer.get("/gateway/v1/audit").status_code == 403
 
 
+def test_invoices_through_the_gateway_become_discovery_candidates_and_a_merge_is_learned(cluster: Cluster):
+    admin = cluster.client("ada", "admin")
+    ids = setup_plan(
+        admin, 2036, [{"code": "STACK", "name": "Stack", "dimensions": {}}], {"STACK": "90000.00"}, "2036-02"
+    )
+    vendor = f"Shadow Analytics {uuid.uuid4().hex[:6]}"
+    tool = admin.post("/registry/v1/tools", json={"name": f"Insight {vendor[-6:]}", "category": "data"}).json()
+
+    def invoice(number: str, name: str, amount: str) -> None:
+        body = {"invoice_number": number, "fiscal_year": 2036, "budget_line": "STACK", "period": "2036-02",
+                "amount": amount, "currency": "EUR", "vendor": name}  # fmt: skip
+        assert cluster.webhook("erp", "invoice.posted", body).status_code == 202
+
+    invoice(f"INV-{vendor}-1", f"{vendor}, Inc.", "700.00")
+    invoice(f"INV-{vendor}-2", vendor.upper(), "300.00")
+
+    def candidate():
+        for item in admin.get("/registry/v1/discovery").json()["items"]:
+            if item["vendor"].startswith(vendor) and item["lines"] == 2:
+                return item
+        return None
+
+    found = wait_for(candidate, what="a discovery candidate from two invoices")
+    assert found["spend"] == [{"currency": "EUR", "amount": "1000.00"}] and found["line_codes"] == ["STACK"]
+    r = admin.post(f"/registry/v1/discovery/{found['id']}/merge", json={"tool_id": tool["id"]})
+    assert r.status_code == 200 and r.json()["status"] == "merged", r.text
+    invoice(f"INV-{vendor}-3", vendor.lower(), "500.00")  # the alias is learned: no new candidate
+    wait_for(lambda: balance(admin, ids["STACK"], "2036-02")["spent"] == "1500.00", what="third invoice spent")
+    spend = wait_for(
+        lambda: (s := admin.get(f"/registry/v1/tools/{tool['id']}/spend").json())["lines"] == 3 and s,
+        what="the three invoices on the tool",
+    )
+    assert spend["spend"] == [{"currency": "EUR", "amount": "1500.00"}]
+    items = admin.get("/registry/v1/discovery").json()["items"]
+    assert all(not i["vendor"].lower().startswith(vendor.lower()) for i in items)
+
+
 def test_a_client_generated_from_the_gateways_document_walks_the_tour(cluster: Cluster, tmp_path: Path):
     """The merged /openapi.json is a contract a partner can build on: openapi-python-client generates a
     typed client from it, and the README's tour runs through that client's models and calls."""

@@ -118,6 +118,7 @@ async def test_finished_workflows_and_breaches_become_sla_metrics(kpi_nats):
             "due_at": "2027-03-09T17:00:00+00:00",
             "escalation": {},
             "context": {"region": "EMEA"},
+            "subject": {"type": "commitment", "id": "c", "service": "budget"},
         },
     )
     await js.publish(breach.type, breach.to_json().encode(), headers={"Nats-Msg-Id": breach.id})

@@ -190,10 +190,18 @@ async def test_a_consumed_event_that_would_break_the_bound_rolls_back_with_its_i
         "e-9",
         {
             "entry_id": "e-9",
+            "plan_id": "p-1",
+            "line_id": "l-1",
             "line_code": "EMEA-SEARCH",
+            "period": "2027-03",
             "date": "2027-03-04T10:00:00+00:00",
             "amount": "0.01",
             "currency": "EUR",
+            "original_amount": "0.01",
+            "original_currency": "EUR",
+            "commitment_id": None,
+            "external_ref": None,
+            "vendor": None,
             "dimensions": {"region": "EMEA"},
         },
     )

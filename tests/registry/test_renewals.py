@@ -42,7 +42,8 @@ async def timer_rows(app, contract_id: str) -> list[tuple[str, int, dt.datetime]
     rt = app.state.runtime
     t = rt.infra.timers
     async with rt.transaction(readonly=True) as s:
-        rows = (await s.execute(select(t).where(t.c.subject_id == contract_id).order_by(t.c.created_at))).all()
+        query = select(t).where(t.c.subject_id == contract_id, t.c.kind == "renewal_due").order_by(t.c.created_at)
+        rows = (await s.execute(query)).all()
     return [(r.status, r.payload["term"], r.due_at) for r in rows]
 
 

@@ -35,6 +35,11 @@ async def test_every_write_route_is_refused_to_a_scoped_principal_and_changes_no
     tool = await make_tool(api, "Acme")
     other = await make_tool(api, "Beta")
     contract = await make_contract(api, tool["id"])
+    edge = (
+        await api.post(
+            "/v1/integrations", json={"from_tool_id": tool["id"], "to_tool_id": other["id"], "method": "api"}
+        )
+    ).json()
     before = await snapshot(api, f"/v1/tools/{tool['id']}", f"/v1/contracts/{contract['id']}")
     # Every body is valid: the refusal is about the scope, nothing else.
     writes = [
@@ -65,6 +70,15 @@ async def test_every_write_route_is_refused_to_a_scoped_principal_and_changes_no
             {},
         ),
         ("POST", "/v1/fx-rates", EMEA_FINANCE, {"currency": "USD", "rate": "0.9"}, {}),
+        ("PATCH", f"/v1/integrations/{edge['id']}", EMEA_MOPS, {"owner": "x"}, {"If-Match": '"1"'}),
+        ("DELETE", f"/v1/integrations/{edge['id']}", EMEA_MOPS, None, {}),
+        ("POST", f"/v1/integrations/{edge['id']}/health", EMEA_PARTNER, {"working": False}, {}),
+        ("PUT", "/v1/layers", EMEA_MOPS, {"layers": [{"key": "data", "name": "Data"}], "rules": []}, {}),
+        ("PUT", f"/v1/contracts/{contract['id']}/milestones", EMEA_FINANCE, {"days": [10]}, {}),
+        ("POST", "/v1/discovery/any/accept", EMEA_MOPS, {"category": "data"}, {}),
+        ("POST", "/v1/discovery/any/merge", EMEA_MOPS, {"tool_id": tool["id"]}, {}),
+        ("POST", "/v1/discovery/any/ignore", EMEA_MOPS, {}, {}),
+        ("POST", "/v1/usage/import", EMEA_PARTNER, {}, {}),
     ]
     for method, path, headers, body, extra in writes:
         r = await api.request(method, path, json=body, headers={**headers, **extra})

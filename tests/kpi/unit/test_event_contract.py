@@ -8,6 +8,7 @@ from services.kpi import events, handlers
 from shared.errors import Invalid
 from shared.events import new_event
 
+SUBJECT = {"type": "commitment", "id": "c-1", "service": "budget"}
 AT_RISK = {
     "target_id": "t-1",
     "metric": "cpl",
@@ -44,12 +45,27 @@ def test_the_catalogue_lists_what_the_service_publishes_and_consumes():
 
 
 def actual(**data):
-    base = {"entry_id": "e-1", "line_code": "EMEA-SEARCH", "date": "2027-03-04T00:00:00+00:00", "amount": "12.50"}
-    return new_event("budget.actual.posted", "budget", "e-1", {**base, "currency": "EUR", **data})
+    base = {
+        "entry_id": "e-1",
+        "plan_id": "p-1",
+        "line_id": "l-1",
+        "line_code": "EMEA-SEARCH",
+        "period": "2027-03",
+        "date": "2027-03-04T00:00:00+00:00",
+        "amount": "12.50",
+        "currency": "EUR",
+        "original_amount": "12.50",
+        "original_currency": "EUR",
+        "commitment_id": None,
+        "external_ref": "INV-1",
+        "vendor": "Acme",
+        "dimensions": {},
+    }
+    return new_event("budget.actual.posted", "budget", "e-1", {**base, **data})
 
 
 def test_spend_is_one_measurement_per_entry_with_line_and_currency_as_dimensions():
-    [item] = handlers.spend_items(actual(dimensions={"region": "EMEA", "cost_center": None}, plan_id="p", vendor="x"))
+    [item] = handlers.spend_items(actual(dimensions={"region": "EMEA", "cost_center": None}, added_later="x"))
     assert item == {
         "type": "spend",
         "value": "12.50",
@@ -60,9 +76,17 @@ def test_spend_is_one_measurement_per_entry_with_line_and_currency_as_dimensions
     }
 
 
-def test_an_amount_sent_as_a_number_cannot_become_spend():
+@pytest.mark.parametrize("amount", [12.5, "1e3", "+5", None])
+def test_an_amount_outside_the_decimal_grammar_cannot_become_spend(amount):
     with pytest.raises(Invalid, match="data.amount"):
-        handlers.spend_items(actual(amount=12.5))
+        handlers.spend_items(actual(amount=amount))
+
+
+def test_an_event_missing_a_field_of_its_contract_is_refused_naming_it():
+    env = actual()
+    del env.data["entry_id"]
+    with pytest.raises(Invalid, match="data.entry_id"):
+        handlers.spend_items(env)
 
 
 def test_a_finished_workflow_is_completed_within_sla_and_cycle_time():
@@ -73,9 +97,14 @@ def test_a_finished_workflow_is_completed_within_sla_and_cycle_time():
         {
             "instance_id": "i-1",
             "definition_key": "spend-approval",
+            "definition_version": 1,
+            "subject": SUBJECT,
+            "requester": "dana",
+            "status": "rejected",
             "finished_at": "2027-03-04T10:00:00+00:00",
             "sla_met": False,
             "cycle_time_business_hours": 3.25,
+            "cycle_time_hours": 20.0,
             "context": {"region": "EMEA", "amount": "100.00", "nested": {"x": 1}},
         },
     )
@@ -86,9 +115,20 @@ def test_a_finished_workflow_is_completed_within_sla_and_cycle_time():
         ("approval_cycle_time_hours", "3.250000", "i-1:cycle_time"),
     ]
     assert items[0]["dimensions"] == {"definition": "spend-approval", "outcome": "rejected", "region": "EMEA"}
+    assert items[0]["time"] == "2027-03-04T10:00:00+00:00"
 
 
 def test_a_breach_is_one_measurement_per_task():
-    env = new_event("workflow.sla.breached", "workflow", "k-1", {"task_id": "k-1", "stage": "finance"})
-    [item] = handlers.breach_items(env)
-    assert item["external_id"] == "k-1:breached" and item["dimensions"] == {"definition": "unknown", "stage": "finance"}
+    breach = {
+        "task_id": "k-1",
+        "instance_id": "i-1",
+        "definition_key": "spend-approval",
+        "stage": "finance",
+        "due_at": "2027-03-09T17:00:00+00:00",
+        "escalation": {},
+        "context": {"channel": "search"},
+        "subject": SUBJECT,
+    }
+    [item] = handlers.breach_items(new_event("workflow.sla.breached", "workflow", "k-1", breach))
+    assert item["external_id"] == "k-1:breached" and item["time"] == "2027-03-09T17:00:00+00:00"
+    assert item["dimensions"] == {"definition": "spend-approval", "stage": "finance", "channel": "search"}

@@ -55,7 +55,10 @@ TERM = {
 def test_a_tool_event_writes_instants_with_their_offset_as_it_always_did():
     data = events.TOOL_CREATED.dump(TOOL)
     assert data["created_at"] == "2027-01-01T10:00:00.000123+00:00" == CREATED.isoformat()
-    assert data["owner"] == {"team": "mops", "person": "dana"} and list(data) == list(TOOL)
+    assert data["owner"] == {"team": "mops", "person": "dana"} and list(data) == [
+        *TOOL,
+        "layer",
+    ]  # layer: a minor addition
 
 
 def test_a_contract_event_writes_dates_iso_and_money_as_decimal_strings():
@@ -75,7 +78,7 @@ def test_publishing_a_field_the_contract_does_not_name_is_a_bug():
         events.CONTRACT_CREATED.dump(TERM | {"period": "March"})
 
 
-def test_the_catalogue_lists_every_subject_once_and_consumes_nothing():
+def test_the_catalogue_lists_every_subject_once_and_consumes_the_review_outcomes():
     subjects = [s.subject for s in events.CATALOGUE.publishes]
     assert subjects == [
         "registry.tool.created",
@@ -85,8 +88,14 @@ def test_the_catalogue_lists_every_subject_once_and_consumes_nothing():
         "registry.contract.renewed",
         "registry.contract.cancelled",
         "registry.renewal.due",
+        "registry.renewal.milestone",
+        "registry.renewal.decided",
+        "registry.integration.broken",
     ]
-    assert events.CATALOGUE.consumes == ()
+    assert [c.subject for c in events.CATALOGUE.consumes] == [
+        *(f"workflow.instance.{k}" for k in ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")),
+        "budget.actual.posted",
+    ]
     part = asyncapi.part(events.CATALOGUE)
     assert set(part["channels"]) == set(subjects)
     assert all(channel["x-pitcrew-stream"] == "REGISTRY" for channel in part["channels"].values())
