@@ -105,8 +105,10 @@ def main() -> int:
             str(args.seconds),
             "--max-examples",
             str(args.examples),
+            # One worker: with two, hypothesis parses lambdas' source (ast.parse) from two threads at once,
+            # which CPython 3.11 before 3.11.8 can fail with "AST constructor recursion depth mismatch".
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "60",
             "--generation-database",
