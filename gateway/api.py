@@ -150,7 +150,7 @@ async def list_deliveries(
 )
 async def suite_audit(
     request: Request,
-    service: Literal["gateway", "budget", "workflow", "kpi", "registry"] | None = None,
+    service: trail.Source | None = None,
     entity: str | None = Query(None, max_length=100),
     entity_id: str | None = Query(None, max_length=200),
     actor: str | None = Query(None, max_length=200),

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from shared.context import request_id_var
+from shared.money import decimal_text
 
 SCHEMA_VERSION = 1
 
@@ -32,7 +33,7 @@ def stream_for(subject: str) -> str:
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal_text(value)
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.db import Database, utcnow
 from shared.errors import Conflict, Invalid
 from shared.identity import Principal
+from shared.money import decimal_text
 from shared.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -94,13 +95,14 @@ def encode(result: Any) -> bytes:
     try:
         return orjson.dumps(result, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # an integer past 64 bits (JSONB gives back exactly what it stored): exact, slower
-        return json.dumps(jsonable_encoder(result, custom_encoder={Decimal: str}), separators=(",", ":")).encode()
+        exact = jsonable_encoder(result, custom_encoder={Decimal: decimal_text})
+        return json.dumps(exact, separators=(",", ":")).encode()
 
 
 def _fallback(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
-    return jsonable_encoder(value, custom_encoder={Decimal: str})
+        return decimal_text(value)
+    return jsonable_encoder(value, custom_encoder={Decimal: decimal_text})
 
 
 async def _stored(s: UnitOfWork, table: Table, scope: str, key: str, fingerprint: str) -> Response | None:

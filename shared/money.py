@@ -107,6 +107,12 @@ DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 GRAMMAR = 'a decimal string of ASCII digits with an optional "-" and decimal point, e.g. "1250.00"'
 
 
+def decimal_text(value: Decimal) -> str:
+    """`value` in the grammar, never in exponent form: str() writes 0.00000000 as "0E-8" and
+    100 scaled by 10 as "1E+3", which DECIMAL_TEXT (and a client reading it) does not accept."""
+    return format(value, "f")
+
+
 def parse_decimal_text(text: str) -> Decimal:
     """`text` as a Decimal when it follows DECIMAL_TEXT exactly, else ValueError naming the grammar."""
     if len(text) > 100:
@@ -154,7 +160,7 @@ DECIMAL_SCHEMA = {"type": "string", "pattern": f"^{DECIMAL_TEXT.pattern}$", "exa
 DecimalStr = Annotated[
     Decimal,
     BeforeValidator(parse_decimal),
-    PlainSerializer(str, return_type=str),
+    PlainSerializer(decimal_text, return_type=str),
     WithJsonSchema(DECIMAL_SCHEMA),
 ]
 CurrencyCode = Annotated[

@@ -698,6 +698,11 @@ class AcceptIn(Strict):
     lifecycle: Lifecycle = "active"
     layer: str | None = Field(default=None, min_length=1, max_length=50)
 
+    @field_validator("capabilities")
+    @classmethod
+    def _caps(cls, value: list[str]) -> list[str]:
+        return _tags(value)  # as ToolIn reads them: a bad tag is a 422 here, not a 500 when the tool is built
+
 
 class MergeIn(Strict):
     tool_id: str = Field(min_length=1, max_length=36)

@@ -95,3 +95,20 @@ def test_currency_codes_as_iso_4217_writes_them(code):
 def test_every_plain_decimal_round_trips_through_the_grammar(value):
     text = format(value, "f")
     assert money.parse_decimal(text) == value
+
+
+@pytest.mark.parametrize("value", ["0.00000000", "0.00", "-0.00000001", "100.00"])
+def test_an_amount_goes_out_in_the_grammar_never_in_exponent_form(value):
+    """str(Decimal("0.00000000")) is "0E-8": every encoder of a Decimal (the models, the idempotent
+    answer, the event) writes the grammar that DECIMAL_SCHEMA documents."""
+    import json
+
+    from shared.events import _default
+    from shared.idempotency import encode
+
+    zero = Decimal(value)
+    assert Body(amount=zero, currency="EUR").model_dump(mode="json")["amount"] == value
+    assert json.loads(encode({"amount": zero}))["amount"] == value
+    assert _default(zero) == value
+    for scaled in (zero, Decimal("1E+3"), Decimal("-5E-9")):
+        assert money.DECIMAL_TEXT.fullmatch(money.decimal_text(scaled)), scaled
