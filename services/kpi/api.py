@@ -98,17 +98,20 @@ async def metric_series(
     key: str,
     from_: dt.date = Query(..., alias="from"),
     to: dt.date = Query(...),
-    grain: Literal["day", "week", "month", "quarter"] = "month",
+    grain: Literal["day", "week", "month", "quarter", "fiscal_quarter", "fiscal_year"] = "month",
     group_by: list[str] = Query([]),
     filter: list[str] = Query([]),
     tz: str = "UTC",
     version: int | None = Query(None, ge=1, le=INT32_MAX),
     read_from: Literal["auto", "rollup", "raw"] = "auto",
+    compare: list[str] = Query([], description="previous_period, last_year (comma-separated or repeated)"),
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
 ) -> dict[str, Any]:
     groups = periods.parse_group_by(group_by)
     flt = periods.parse_filter(filter)
+    compares = periods.parse_compare(compare)
     async with rt.unit_of_work(readonly=True) as uow:
         return await series.series(
             uow,
@@ -122,6 +125,8 @@ async def metric_series(
             tz=tz,
             version=version,
             read_from=read_from,
+            fiscal_start=kpi.fiscal_start,
+            compare=compares,
         )
 
 
@@ -214,10 +219,14 @@ async def quality(
 
 @router.post("/targets", status_code=201, response_model=schemas.TargetOut, responses=problems(404, 409))
 async def create_target(
-    body: schemas.TargetIn, request: Request, p: Principal = Depends(definers), rt: Runtime = Depends(get_runtime)
+    body: schemas.TargetIn,
+    request: Request,
+    p: Principal = Depends(definers),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
 ) -> Response:
     async def action(uow: UnitOfWork) -> dict[str, Any]:
-        return await targets.create_target(uow, p, body=body.model_dump())
+        return await targets.create_target(uow, p, body=body.model_dump(), fiscal_start=kpi.fiscal_start)
 
     return await rt.idempotent(request, p, action)
 
@@ -249,24 +258,33 @@ async def evaluate_targets(
     p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime), kpi: Kpi = Depends(domain)
 ) -> dict[str, Any]:
     """Run the at-risk check now (it also runs periodically)."""
-    published = await targets.evaluate_targets(rt.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed)
+    published = await targets.evaluate_targets(
+        rt.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed, fiscal_start=kpi.fiscal_start
+    )
     return {"published": published}
 
 
-@router.get("/scorecard", response_model=schemas.ScorecardOut, responses=problems(404))
+@router.get(
+    "/scorecard", response_model=schemas.ScorecardOut, response_model_exclude_unset=True, responses=problems(404)
+)
 async def scorecard(
     metrics_: str = Query(..., alias="metrics"),
-    period: str = Query(...),
+    period: str = Query(..., description="2027, 2027-Q1, 2027-03, FY2027 or FY2027-Q1"),
     filter: list[str] = Query([]),
+    compare: list[str] = Query([], description="previous_period, last_year (comma-separated or repeated)"),
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
 ) -> dict[str, Any]:
     keys = periods.parse_group_by([metrics_], "query.metrics") if metrics_ else []
     if not keys:
         raise Invalid.on("query.metrics", "name at least one metric, e.g. metrics=cpl,roi")
     flt = periods.parse_filter(filter)
+    compares = periods.parse_compare(compare)
     async with rt.unit_of_work(readonly=True) as uow:
-        return await targets.scorecard(uow, p, keys=keys, period=period, flt=flt, now=utcnow())
+        return await targets.scorecard(
+            uow, p, keys=keys, period=period, flt=flt, now=utcnow(), fiscal_start=kpi.fiscal_start, compare=compares
+        )
 
 
 # ---------------------------------------------------------------- attribution

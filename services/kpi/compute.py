@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnClause
 from services.kpi import definitions, formula
 from services.kpi.definitions import Definition
 from services.kpi.models import dimension_sets, measurements, rollups_daily, rollups_monthly
-from services.kpi.periods import Window, next_start
+from services.kpi.periods import MONTHS, Window, next_start
 from services.kpi.rollups import join_sum, sum_parts
 from services.kpi.values import MICRO, day_of, from_micro, month_of
 from shared.errors import Invalid
@@ -120,13 +120,13 @@ async def _from_rollups(query: _Query, w: Window) -> list[Cell]:
     n = len(query.keys)
     rows: list[Cell] = []
     day_ranges = [(w.start, w.end + dt.timedelta(days=1))]
-    if w.grain in ("month", "quarter", "period"):
+    if w.grain in MONTHS or w.grain == "period":
         first_full = w.start if w.start.day == 1 else next_start(w.start, "month")
         end_full = (w.end + dt.timedelta(days=1)).replace(day=1)
         if first_full < end_full:
             day_ranges = [(w.start, first_full), (end_full, w.end + dt.timedelta(days=1))]
             base = month_of(w.starts[0])
-            width = {"month": 1, "quarter": 3, "period": 10**6}[w.grain]
+            width = MONTHS.get(w.grain, 10**6)  # months per bucket ("period": one bucket)
             r = rollups_monthly.c
             conds = [r.month >= month_of(first_full), r.month < month_of(end_full)]
             found = await query.run(rollups_monthly, r.month, conds, rollup=True)
@@ -292,6 +292,15 @@ async def _accumulate(
             if distinct and row[n] is not None:
                 a.distinct.add(row[n])
     return accs, groups
+
+
+def empty_cell(plan: Plan) -> dict[str, Decimal | None]:
+    """The plan's values where no measurement is (a group absent from a comparison window)."""
+    env: dict[str, Decimal | None] = {}
+    with decimal.localcontext(prec=40):
+        for d in plan.order():
+            env[d.key] = empty_value(d) if d.kind == "base" else d.parsed.evaluate(env)
+    return env
 
 
 async def compute(
