@@ -125,6 +125,9 @@ async def metric_series(
     version: int | None = Query(None, ge=1, le=INT32_MAX),
     read_from: Literal["auto", "rollup", "raw"] = "auto",
     compare: list[str] = Query([], description="previous_period, last_year (comma-separated or repeated)"),
+    cumulative: Literal["month_to_date", "quarter_to_date", "year_to_date", "fiscal_year_to_date", "trailing"]
+    | None = Query(None, description="each bucket's value to its last day: since the period's start, or trailing_days"),
+    trailing_days: int = Query(90, ge=1, le=366, description="with cumulative=trailing: the days up to a bucket's end"),
     format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
@@ -148,12 +151,17 @@ async def metric_series(
             read_from=read_from,
             fiscal_start=kpi.fiscal_start,
             compare=compares,
+            cumulative=cumulative,
+            trailing_days=trailing_days,
         )
     if not _wants_csv(request, format):
         return answer
     used = str(answer["version"])  # the definition version the values were computed with
     chunks = export.series_csv(answer, groups, compares)
-    return _csv(chunks, f"{key}-v{used}-{grain}.csv", {"X-Metric": key, "X-Metric-Version": used})
+    headers = {"X-Metric": key, "X-Metric-Version": used}
+    if cumulative:
+        headers["X-Cumulative"] = cumulative if cumulative != "trailing" else f"trailing {trailing_days} days"
+    return _csv(chunks, f"{key}-v{used}-{grain}.csv", headers)
 
 
 # ---------------------------------------------------------------- measurements

@@ -161,6 +161,8 @@ class SeriesOut(BaseModel):
     to: str
     tz: str
     read_from: Literal["rollup", "raw"]
+    cumulative: str | None = Field(default=None, description="only with cumulative=: the running window's kind")
+    trailing_days: int | None = Field(default=None, description="only with cumulative=trailing")
     series: list[SeriesGroup]
 
 

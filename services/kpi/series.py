@@ -9,11 +9,13 @@ start, so partial buckets at the window's edges compare with the same part of th
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
+from services.kpi import cumulative
 from services.kpi.comparisons import change
 from services.kpi.compute import Grid, Plan, compute, empty_cell, resolve
 from services.kpi.definitions import Definition
@@ -52,15 +54,43 @@ async def _targets_by_label(uow: UnitOfWork, key: str, flt: dict[str, set[str]],
     return {r.period: from_micro(r.value) for r in rows}
 
 
+@dataclass(frozen=True)
+class Query:
+    """What is asked of every window (the series' own and its comparisons')."""
+
+    plan: Plan
+    group_by: list[str]
+    flt: dict[str, set[str]]
+    cumulative: str | None
+    trailing_days: int
+
+    async def grid(self, uow: UnitOfWork, who: Principal | None, w: Window, read_from: str) -> tuple[Grid, str]:
+        if self.cumulative is None:
+            return await compute(
+                uow, who, plan=self.plan, w=w, group_by=self.group_by, flt=self.flt, read_from=read_from
+            )
+        return await cumulative.grid(
+            uow,
+            who,
+            plan=self.plan,
+            w=w,
+            group_by=self.group_by,
+            flt=self.flt,
+            read_from=read_from,
+            kind=self.cumulative,
+            trailing_days=self.trailing_days,
+        )
+
+
 async def _earlier(
-    uow: UnitOfWork, who: Principal | None, plan: Plan, w: Window, compare: str, group_by: list[str], flt: Any, rf: str
+    uow: UnitOfWork, who: Principal | None, q: Query, w: Window, compare: str, rf: str
 ) -> tuple[Window, Grid | None]:
     """The series over the window moved back (None when it lies wholly before the first day data may have)."""
     start, end = shift(w.start, w.grain, compare), shift(w.end, w.grain, compare)
     if end < MIN_DATE:
         return w, None
     earlier = window(max(start, MIN_DATE), end, w.grain, w.tz, w.fiscal_start)
-    grid, _ = await compute(uow, who, plan=plan, w=earlier, group_by=group_by, flt=flt, read_from=rf)
+    grid, _ = await q.grid(uow, who, earlier, rf)
     return earlier, grid
 
 
@@ -79,15 +109,18 @@ async def series(
     read_from: str = "auto",
     fiscal_start: int = 1,
     compare: list[str] | None = None,
+    cumulative: str | None = None,
+    trailing_days: int = 90,
 ) -> dict[str, Any]:
     w = window(start, end, grain, tz, fiscal_start)
     plan = await resolve(uow, key, version)
-    grid, used = await compute(uow, who, plan=plan, w=w, group_by=group_by, flt=flt, read_from=read_from)
+    q = Query(plan, group_by, flt, cumulative, trailing_days)
+    grid, used = await q.grid(uow, who, w, read_from)
     m = plan.metric
-    goals = await _targets_by_label(uow, key, flt, w) if not group_by else {}
+    goals = await _targets_by_label(uow, key, flt, w) if not group_by and cumulative is None else {}
     earlier = {}
     for c in compare or ():
-        ew, egrid = await _earlier(uow, who, plan, w, c, group_by, flt, used)
+        ew, egrid = await _earlier(uow, who, q, w, c, used)
         earlier[c] = ({s: j for j, s in enumerate(ew.starts)}, egrid)
     empty = empty_cell(plan)
     fiscal = grain.startswith("fiscal")
@@ -121,5 +154,7 @@ async def series(
         "to": end.isoformat(),
         "tz": tz,
         "read_from": used,
+        **({"cumulative": cumulative} if cumulative else {}),
+        **({"trailing_days": trailing_days} if cumulative == "trailing" else {}),
         "series": out,
     }
