@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from services.kpi.compute import Acc, Grid, Group, Plan, aggregates, evaluate
 from services.kpi.periods import Window, grain_start, next_start, window
+from shared.bounds import MIN_DATE
 from shared.errors import Invalid
 from shared.identity import Principal
 from shared.uow import UnitOfWork
@@ -54,12 +55,12 @@ async def grid(
     """The cumulative value of every metric of the plan per group and bucket of `w`."""
     ends = bucket_ends(w)
     anchors = [anchor(e, kind, trailing_days, w.fiscal_start) for e in ends]
-    try:
-        days = window(anchors[0], w.end, "day", w.tz, w.fiscal_start)
+    try:  # (no measurement lies before MIN_DATE: a window reaching back further starts there)
+        days = window(max(anchors[0], MIN_DATE), w.end, "day", w.tz, w.fiscal_start)
     except Invalid:
         raise Invalid.on("query.cumulative", "the days it reads (from the first window start) pass 4,000") from None
     accs, groups, used = await aggregates(uow, who, plan=plan, w=days, group_by=group_by, flt=flt, read_from=read_from)
-    spans = [((a - days.start).days, (e - days.start).days) for a, e in zip(anchors, ends, strict=True)]
+    spans = [(max(0, (a - days.start).days), (e - days.start).days) for a, e in zip(anchors, ends, strict=True)]
     steps = sum(last - first + 1 for first, last in spans) * len(groups) * max(1, len(accs))
     if kind == "trailing" and steps > MAX_STEPS:
         raise Invalid.on("query.trailing_days", f"{steps:,} day aggregates to add up (at most {MAX_STEPS:,}); narrow")

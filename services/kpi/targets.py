@@ -20,12 +20,13 @@ from sqlalchemy import select, update
 
 from services.kpi import definitions
 from services.kpi.comparisons import change
-from services.kpi.compute import ADDITIVE, Plan, compute, resolve
+from services.kpi.compute import ADDITIVE, Plan, compute, empty_cell, resolve
 from services.kpi.events import TARGET_AT_RISK, KpiTargetAtRisk
 from services.kpi.models import targets
 from services.kpi.periods import Period, elapsed, named_period, parse_period, window
 from services.kpi.series import single_values, versus
 from services.kpi.values import canonical_dims, dims_hash, fmt, from_micro, to_micro
+from shared.bounds import MIN_DATE
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, Forbidden, Invalid, NotFound
 from shared.identity import Principal
@@ -180,7 +181,11 @@ async def _compared(
         current_end = today
         end = min(q.last, q.first + (today - p.first))
     current = (await _env(uow, who, plan, p.first, current_end, flt))[key]
-    then = (await _env(uow, who, plan, q.first, end, flt))[key]
+    # (no measurement lies before MIN_DATE: an earlier period reaching back further is read from there)
+    if end < MIN_DATE:
+        then = empty_cell(plan)[key]
+    else:
+        then = (await _env(uow, who, plan, max(q.first, MIN_DATE), end, flt))[key]
     span = {"period": q.label, "from": q.first.isoformat(), "to": end.isoformat()}
     return {**span, **change(current, then, plan.metric.unit)}
 

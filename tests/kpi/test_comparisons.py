@@ -165,6 +165,18 @@ async def test_fiscal_grains_and_periods_follow_the_configured_start(kpi_db):
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.period"
 
 
+async def test_comparisons_reaching_before_1900_count_nothing_there(kpi):
+    await feed(kpi.client, {"1900-01-01": 1, "1900-01-02": 2})
+    card = await kpi.client.get("/v1/scorecard", params={"metrics": "leads", "period": "1900", "compare": "last_year"})
+    assert card.status_code == 200, card.text
+    assert card.json()["items"][0]["compare"]["last_year"]["period"] == "1899"
+    assert card.json()["items"][0]["compare"]["last_year"]["value"] == "0"  # not 1900-01-01's lead
+    params = {"from": "1900-01-01", "to": "1900-01-31", "compare": "last_year", "cumulative": "trailing"}
+    r = await kpi.client.get("/v1/metrics/leads/series", params=params)
+    assert r.status_code == 200, r.text
+    assert points(r.json())[0]["value"] == "3" and points(r.json())[0]["compare"]["last_year"]["value"] == "0"
+
+
 def test_the_fiscal_year_start_is_a_month():
     assert Settings(fiscal_year_start=7).fiscal_year_start == 7
     with pytest.raises(ValidationError):
