@@ -4,7 +4,8 @@ To-date kinds (month, quarter, year, fiscal year to date) run from the start of 
 bucket's last day lies in; `trailing` covers the last N days up to it. The bases are read per
 day (rollups or a raw scan, as any series) and added up exactly (`Acc.merge`), so a ratio is the
 ratio of running sums and a count of distinct values counts each value once, never a sum of
-daily ratios or counts.
+daily ratios or counts. The adding up runs off the event loop (`shared.work.run_bounded`), its
+size checked before it starts and its time bounded by SECONDS.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import datetime as dt
 from decimal import Decimal
 
 from services.kpi.compute import Acc, Grid, Group, Plan, aggregates, evaluate
+from services.kpi.definitions import Definition
 from services.kpi.periods import Window, grain_start, next_start, window
 from shared.bounds import MIN_DATE
 from shared.errors import Invalid
 from shared.identity import Principal
 from shared.uow import UnitOfWork
+from shared.work import Budget, Disconnectable, run_bounded
 
 KINDS = ("month_to_date", "quarter_to_date", "year_to_date", "fiscal_year_to_date", "trailing")
 MAX_TRAILING_DAYS = 366
 MAX_STEPS = 2_000_000  # day aggregates added up per answer (buckets x trailing days x groups x bases)
+SECONDS = 20.0  # under the gateway's 30 s upstream timeout, like attribution
 
 
 def anchor(day: dt.date, kind: str, trailing_days: int, fiscal_start: int = 1) -> dt.date:
@@ -51,6 +55,7 @@ async def grid(
     read_from: str,
     kind: str,
     trailing_days: int,
+    caller: Disconnectable | None = None,
 ) -> tuple[Grid, str]:
     """The cumulative value of every metric of the plan per group and bucket of `w`."""
     ends = bucket_ends(w)
@@ -64,13 +69,26 @@ async def grid(
     steps = sum(last - first + 1 for first, last in spans) * len(groups) * max(1, len(accs))
     if kind == "trailing" and steps > MAX_STEPS:
         raise Invalid.on("query.trailing_days", f"{steps:,} day aggregates to add up (at most {MAX_STEPS:,}); narrow")
-    order = plan.order()
+    budget = Budget(SECONDS, what="cumulative series", hint="narrow from/to, trailing_days or group_by")
+    cells = await run_bounded(_cells, plan.order(), accs, groups, spans, kind, budget=budget, caller=caller)
+    return Grid(groups, cells), used
+
+
+def _cells(
+    budget: Budget,
+    order: list[Definition],
+    accs: dict[str, dict[tuple[Group, int], Acc]],
+    groups: list[Group],
+    spans: list[tuple[int, int]],
+    kind: str,
+) -> dict[tuple[Group, int], dict[str, Decimal | None]]:
     cells: dict[tuple[Group, int], dict[str, Decimal | None]] = {}
     for g in groups:
         running: dict[str, list[Acc]] = {k: _windows(acc, g, spans, kind) for k, acc in accs.items()}
+        budget.check()
         for i in range(len(spans)):
             cells[(g, i)] = evaluate(order, {k: r[i] for k, r in running.items()})
-    return Grid(groups, cells), used
+    return cells
 
 
 def _windows(acc: dict[tuple[Group, int], Acc], g: Group, spans: list[tuple[int, int]], kind: str) -> list[Acc]:
