@@ -6,9 +6,9 @@ import datetime as dt
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from services.kpi import attribution, definitions, ingest, journeys, periods, rollups, schemas, series, targets
+from services.kpi import attribution, definitions, export, ingest, journeys, periods, rollups, schemas, series, targets
 from services.kpi.container import Kpi, domain
 from services.kpi.quality import report as quality_report
 from services.kpi.values import EPOCH
@@ -31,6 +31,25 @@ journey_feeders = require_roles("mops", "partner", unscoped="A touchpoint (journ
 feeders = require_roles("mops", "partner")
 quality_readers = require_roles("mops", "analyst")
 CSV_BODY = {"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}}
+CSV_OUT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "JSON, or CSV (format=csv or Accept: text/csv; docs/kpi.md#data-out)",
+    }
+}
+Format = Literal["json", "csv"]
+FORMAT = Query(None, description="json or csv; without it, Accept: text/csv asks for CSV")
+
+
+def _wants_csv(request: Request, format: str | None) -> bool:
+    if format is not None:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def _csv(chunks: Any, filename: str, headers: dict[str, str]) -> StreamingResponse:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', **headers}
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _with_etag(d: definitions.Definition) -> JSONResponse:
@@ -92,25 +111,33 @@ async def put_metric(
     "/metrics/{key}/series",
     response_model=schemas.SeriesOut,
     response_model_exclude_unset=True,
-    responses=problems(404),
+    responses={**problems(404), **CSV_OUT},
 )
 async def metric_series(
+    request: Request,
     key: str,
     from_: dt.date = Query(..., alias="from"),
     to: dt.date = Query(...),
-    grain: Literal["day", "week", "month", "quarter"] = "month",
+    grain: Literal["day", "week", "month", "quarter", "fiscal_quarter", "fiscal_year"] = "month",
     group_by: list[str] = Query([]),
     filter: list[str] = Query([]),
     tz: str = "UTC",
     version: int | None = Query(None, ge=1, le=INT32_MAX),
     read_from: Literal["auto", "rollup", "raw"] = "auto",
+    compare: list[str] = Query([], description="previous_period, last_year (comma-separated or repeated)"),
+    cumulative: Literal["month_to_date", "quarter_to_date", "year_to_date", "fiscal_year_to_date", "trailing"]
+    | None = Query(None, description="each bucket's value to its last day: since the period's start, or trailing_days"),
+    trailing_days: int = Query(90, ge=1, le=366, description="with cumulative=trailing: the days up to a bucket's end"),
+    format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
+    kpi: Kpi = Depends(domain),
+) -> Any:
     groups = periods.parse_group_by(group_by)
     flt = periods.parse_filter(filter)
+    compares = periods.parse_compare(compare)
     async with rt.unit_of_work(readonly=True) as uow:
-        return await series.series(
+        answer = await series.series(
             uow,
             p,
             key=key,
@@ -122,7 +149,19 @@ async def metric_series(
             tz=tz,
             version=version,
             read_from=read_from,
+            fiscal_start=kpi.fiscal_start,
+            compare=compares,
+            cumulative=cumulative,
+            trailing_days=trailing_days,
         )
+    if not _wants_csv(request, format):
+        return answer
+    used = str(answer["version"])  # the definition version the values were computed with
+    chunks = export.series_csv(answer, groups, compares)
+    headers = {"X-Metric": key, "X-Metric-Version": used}
+    if cumulative:
+        headers["X-Cumulative"] = cumulative if cumulative != "trailing" else f"trailing {trailing_days} days"
+    return _csv(chunks, f"{key}-v{used}-{grain}.csv", headers)
 
 
 # ---------------------------------------------------------------- measurements
@@ -214,10 +253,14 @@ async def quality(
 
 @router.post("/targets", status_code=201, response_model=schemas.TargetOut, responses=problems(404, 409))
 async def create_target(
-    body: schemas.TargetIn, request: Request, p: Principal = Depends(definers), rt: Runtime = Depends(get_runtime)
+    body: schemas.TargetIn,
+    request: Request,
+    p: Principal = Depends(definers),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
 ) -> Response:
     async def action(uow: UnitOfWork) -> dict[str, Any]:
-        return await targets.create_target(uow, p, body=body.model_dump())
+        return await targets.create_target(uow, p, body=body.model_dump(), fiscal_start=kpi.fiscal_start)
 
     return await rt.idempotent(request, p, action)
 
@@ -249,24 +292,42 @@ async def evaluate_targets(
     p: Principal = Depends(org_definers), rt: Runtime = Depends(get_runtime), kpi: Kpi = Depends(domain)
 ) -> dict[str, Any]:
     """Run the at-risk check now (it also runs periodically)."""
-    published = await targets.evaluate_targets(rt.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed)
+    published = await targets.evaluate_targets(
+        rt.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed, fiscal_start=kpi.fiscal_start
+    )
     return {"published": published}
 
 
-@router.get("/scorecard", response_model=schemas.ScorecardOut, responses=problems(404))
+@router.get(
+    "/scorecard",
+    response_model=schemas.ScorecardOut,
+    response_model_exclude_unset=True,
+    responses={**problems(404), **CSV_OUT},
+)
 async def scorecard(
+    request: Request,
     metrics_: str = Query(..., alias="metrics"),
-    period: str = Query(...),
+    period: str = Query(..., description="2027, 2027-Q1, 2027-03, FY2027 or FY2027-Q1"),
     filter: list[str] = Query([]),
+    compare: list[str] = Query([], description="previous_period, last_year (comma-separated or repeated)"),
+    format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
-) -> dict[str, Any]:
+    kpi: Kpi = Depends(domain),
+) -> Any:
     keys = periods.parse_group_by([metrics_], "query.metrics") if metrics_ else []
     if not keys:
         raise Invalid.on("query.metrics", "name at least one metric, e.g. metrics=cpl,roi")
     flt = periods.parse_filter(filter)
+    compares = periods.parse_compare(compare)
     async with rt.unit_of_work(readonly=True) as uow:
-        return await targets.scorecard(uow, p, keys=keys, period=period, flt=flt, now=utcnow())
+        card = await targets.scorecard(
+            uow, p, keys=keys, period=period, flt=flt, now=utcnow(), fiscal_start=kpi.fiscal_start, compare=compares
+        )
+    if not _wants_csv(request, format):
+        return card
+    versions = ",".join(f"{i['metric']}={i['version']}" for i in card["items"])
+    return _csv(export.scorecard_csv(card, compares), f"scorecard-{period}.csv", {"X-Metric-Versions": versions})
 
 
 # ---------------------------------------------------------------- attribution
@@ -295,7 +356,7 @@ async def post_conversions(
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/attribution", response_model=schemas.AttributionOut, responses=problems())
+@router.get("/attribution", response_model=schemas.AttributionOut, responses={**problems(), **CSV_OUT})
 async def get_attribution(
     request: Request,
     model: str = "linear",
@@ -303,15 +364,16 @@ async def get_attribution(
     to: dt.date = Query(...),
     half_life_days: float = Query(7.0, ge=0.01, le=3650),
     lookback_days: int = Query(90, ge=1, le=3650),
+    format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
-) -> dict[str, Any]:
+) -> Any:
     limits = kpi.attribution_limits
     attribution.check_query(model, from_, to, half_life_days)
     async with rt.unit_of_work(readonly=True) as uow:
         found = await attribution.load(uow, p, start=from_, end=to, lookback_days=lookback_days, limits=limits)
-    return await attribution.report(
+    answer = await attribution.report(
         found,
         model,
         from_,
@@ -321,3 +383,7 @@ async def get_attribution(
         limits=limits,
         caller=request,
     )
+    if not _wants_csv(request, format):
+        return answer
+    headers = {"X-Attribution-Model": model, "X-Lookback-Days": str(lookback_days)}
+    return _csv(export.attribution_csv(answer), f"attribution-{model}-{from_}-{to}.csv", headers)

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnClause
 from services.kpi import definitions, formula
 from services.kpi.definitions import Definition
 from services.kpi.models import dimension_sets, measurements, rollups_daily, rollups_monthly
-from services.kpi.periods import Window, next_start
+from services.kpi.periods import MONTHS, Window, next_start
 from services.kpi.rollups import join_sum, sum_parts
 from services.kpi.values import MICRO, day_of, from_micro, month_of
 from shared.errors import Invalid
@@ -120,13 +120,13 @@ async def _from_rollups(query: _Query, w: Window) -> list[Cell]:
     n = len(query.keys)
     rows: list[Cell] = []
     day_ranges = [(w.start, w.end + dt.timedelta(days=1))]
-    if w.grain in ("month", "quarter", "period"):
+    if w.grain in MONTHS or w.grain == "period":
         first_full = w.start if w.start.day == 1 else next_start(w.start, "month")
         end_full = (w.end + dt.timedelta(days=1)).replace(day=1)
         if first_full < end_full:
             day_ranges = [(w.start, first_full), (end_full, w.end + dt.timedelta(days=1))]
             base = month_of(w.starts[0])
-            width = {"month": 1, "quarter": 3, "period": 10**6}[w.grain]
+            width = MONTHS.get(w.grain, 10**6)  # months per bucket ("period": one bucket)
             r = rollups_monthly.c
             conds = [r.month >= month_of(first_full), r.month < month_of(end_full)]
             found = await query.run(rollups_monthly, r.month, conds, rollup=True)
@@ -177,6 +177,12 @@ class Acc:
     min: int | None = None
     max: int | None = None
     distinct: set[str] = field(default_factory=set)
+
+    def merge(self, other: Acc) -> None:
+        """Add another bucket's aggregate (cumulative windows are made of day aggregates)."""
+        if other.count and other.min is not None and other.max is not None:
+            self.add(other.count, other.sum, other.min, other.max)
+        self.distinct |= other.distinct
 
     def add(self, c: int, sm: int, mn: int, mx: int) -> None:
         self.count += c
@@ -294,6 +300,50 @@ async def _accumulate(
     return accs, groups
 
 
+def empty_cell(plan: Plan) -> dict[str, Decimal | None]:
+    """The plan's values where no measurement is (a group absent from a comparison window)."""
+    env: dict[str, Decimal | None] = {}
+    with decimal.localcontext(prec=40):
+        for d in plan.order():
+            env[d.key] = empty_value(d) if d.kind == "base" else d.parsed.evaluate(env)
+    return env
+
+
+async def aggregates(
+    uow: UnitOfWork,
+    who: Principal | None,
+    *,
+    plan: Plan,
+    w: Window,
+    group_by: list[str],
+    flt: dict[str, set[str]],
+    read_from: str = "auto",
+) -> tuple[dict[str, dict[tuple[Group, int], Acc]], list[Group], str]:
+    """Every base's aggregates per (group, bucket), the groups in order, and where they were read from."""
+    if read_from == "auto":
+        read_from = "rollup" if w.utc else "raw"
+    if read_from == "rollup" and not w.utc:
+        raise Invalid.on("query.read_from", "rollups are by UTC day; a local time zone needs read_from=raw")
+    accs, groups = await _accumulate(uow, plan, w, read_from, group_by, flt, scope_filter(who))
+    group_list = sorted(groups, key=lambda g: tuple("" if v is None else v for v in g))
+    if not group_by and not group_list:
+        group_list = [()]
+    return accs, group_list, read_from
+
+
+def evaluate(order: list[Definition], found: dict[str, Acc | None]) -> dict[str, Decimal | None]:
+    """Every metric of a plan (in dependency `order`) from its bases' aggregates (None: nothing measured)."""
+    env: dict[str, Decimal | None] = {}
+    with decimal.localcontext(prec=40):
+        for d in order:
+            if d.kind == "base":
+                a = found.get(d.key)
+                env[d.key] = a.value(d) if a is not None else empty_value(d)
+            else:
+                env[d.key] = d.parsed.evaluate(env)
+    return env
+
+
 async def compute(
     uow: UnitOfWork,
     who: Principal | None,
@@ -305,25 +355,12 @@ async def compute(
     read_from: str = "auto",
 ) -> tuple[Grid, str]:
     """Aggregate every base of the plan per group and bucket, then evaluate the derived metrics."""
-    if read_from == "auto":
-        read_from = "rollup" if w.utc else "raw"
-    if read_from == "rollup" and not w.utc:
-        raise Invalid.on("query.read_from", "rollups are by UTC day; a local time zone needs read_from=raw")
-    accs, groups = await _accumulate(uow, plan, w, read_from, group_by, flt, scope_filter(who))
-    group_list = sorted(groups, key=lambda g: tuple("" if v is None else v for v in g))
-    if not group_by and not group_list:
-        group_list = [()]
+    accs, group_list, read_from = await aggregates(
+        uow, who, plan=plan, w=w, group_by=group_by, flt=flt, read_from=read_from
+    )
     order = plan.order()
     cells: dict[tuple[Group, int], dict[str, Decimal | None]] = {}
-    with decimal.localcontext(prec=40):
-        for g in group_list:
-            for i in range(len(w.starts)):
-                env: dict[str, Decimal | None] = {}
-                for d in order:
-                    if d.kind == "base":
-                        a = accs[d.key].get((g, i))
-                        env[d.key] = a.value(d) if a is not None else empty_value(d)
-                    else:
-                        env[d.key] = d.parsed.evaluate(env)
-                cells[(g, i)] = env
+    for g in group_list:
+        for i in range(len(w.starts)):
+            cells[(g, i)] = evaluate(order, {k: acc.get((g, i)) for k, acc in accs.items()})
     return Grid(group_list, cells), read_from

@@ -27,6 +27,7 @@ class Kpi:
     target_min_elapsed: float
     quality_window: dt.timedelta
     seed_catalog: bool
+    fiscal_start: int = 1  # the fiscal year's first month (PITCREW_KPI_FISCAL_YEAR_START)
 
 
 def build(runtime: Runtime) -> Kpi:
@@ -45,6 +46,7 @@ def build(runtime: Runtime) -> Kpi:
         target_min_elapsed=settings.target_min_elapsed,
         quality_window=dt.timedelta(days=settings.quality_window_days),
         seed_catalog=settings.seed_catalog,
+        fiscal_start=settings.fiscal_year_start,
     )
 
 

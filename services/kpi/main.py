@@ -25,7 +25,9 @@ async def _target_checks(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(kpi.target_check_seconds)
         try:
-            await targets.evaluate_targets(runtime.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed)
+            await targets.evaluate_targets(
+                runtime.unit_of_work, now=utcnow(), min_elapsed=kpi.target_min_elapsed, fiscal_start=kpi.fiscal_start
+            )
         except Exception as exc:  # noqa: BLE001 - keep checking on the next round
             log.warning("target_check_failed", error=repr(exc))
 

@@ -76,7 +76,7 @@ class ConversionsIn(_Strict):
 
 class TargetIn(_Strict):
     metric: str = Field(min_length=1, max_length=64)
-    period: str = Field(description="2027, 2027-Q1 or 2027-03")
+    period: str = Field(description="2027, 2027-Q1, 2027-03, FY2027 or FY2027-Q1")
     value: DecimalStr
     filter: dict[str, str] | None = None
 
@@ -113,12 +113,36 @@ class DefinitionOut(BaseModel):
 DefinitionPage = Page[DefinitionOut]
 
 
+class Change(BaseModel):
+    value: str | None = Field(description="the earlier value; null where undefined")
+    change: str | None = Field(description="this value - the earlier one; null when either is undefined")
+    percent_change: str | None = Field(
+        description="change / |earlier value| as a fraction (0.25 = +25 %); null when the earlier value is 0 or null"
+    )
+
+
+class BucketChange(Change):
+    bucket: str = Field(description="the first local date of the earlier bucket")
+
+
+class PeriodChange(Change):
+    model_config = ConfigDict(populate_by_name=True)
+
+    period: str = Field(description="the earlier period (2026-Q4, FY2026-Q1, ...)")
+    from_: str = Field(alias="from")
+    to: str = Field(description="its last day counted (while the period runs: as many days as have elapsed)")
+
+
 class Point(BaseModel):
     bucket: str = Field(description="the first local date of the bucket")
+    period: str | None = Field(default=None, description="fiscal grains only: FY2027-Q1, FY2027")
     value: str | None = Field(description="a decimal string; null where the metric is undefined")
-    target: str | None = Field(default=None, description="only on month and quarter buckets with a target")
+    target: str | None = Field(default=None, description="only on month, quarter and fiscal buckets with a target")
     variance: str | None = None
     attainment: str | None = None
+    compare: dict[Literal["previous_period", "last_year"], BucketChange] | None = Field(
+        default=None, description="only with compare="
+    )
 
 
 class SeriesGroup(BaseModel):
@@ -137,6 +161,8 @@ class SeriesOut(BaseModel):
     to: str
     tz: str
     read_from: Literal["rollup", "raw"]
+    cumulative: str | None = Field(default=None, description="only with cumulative=: the running window's kind")
+    trailing_days: int | None = Field(default=None, description="only with cumulative=trailing")
     series: list[SeriesGroup]
 
 
@@ -219,6 +245,7 @@ class EvaluateOut(BaseModel):
 class ScorecardItem(BaseModel):
     metric: str
     name: str
+    version: int = Field(description="the definition version the values were computed with")
     unit: Unit
     direction: Direction
     actual: str | None
@@ -228,6 +255,9 @@ class ScorecardItem(BaseModel):
     projected: str | None
     at_risk: bool
     target_id: str | None
+    compare: dict[Literal["previous_period", "last_year"], PeriodChange] | None = Field(
+        default=None, description="only with compare="
+    )
 
 
 class ScorecardOut(BaseModel):

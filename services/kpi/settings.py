@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
@@ -22,6 +25,9 @@ class Settings(BaseServiceSettings):
     quality_window_days: int = 7
     # Seed the governed metric catalog at start-up (idempotent).
     seed_catalog: bool = True
+    # The organisation's fiscal-year start month (1 = January, the budget's plans' default): fiscal_quarter and
+    # fiscal_year grains and FY2027 / FY2027-Q1 periods; a fiscal year is named by the calendar year it ends in.
+    fiscal_year_start: Annotated[int, Field(ge=1, le=12)] = 1
     # Attribution's bounds per request (a 422 beyond them; docs/kpi.md#limits): conversions in the range,
     # touchpoints in their look-back windows, steps (touchpoints on paths x models) and seconds of computation.
     attribution_max_conversions: int = 200_000

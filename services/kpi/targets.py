@@ -19,12 +19,14 @@ from typing import Any
 from sqlalchemy import select, update
 
 from services.kpi import definitions
-from services.kpi.compute import ADDITIVE, Plan, compute, resolve
+from services.kpi.comparisons import change
+from services.kpi.compute import ADDITIVE, Plan, compute, empty_cell, resolve
 from services.kpi.events import TARGET_AT_RISK, KpiTargetAtRisk
 from services.kpi.models import targets
-from services.kpi.periods import elapsed, parse_period, window
+from services.kpi.periods import Period, elapsed, named_period, parse_period, window
 from services.kpi.series import single_values, versus
 from services.kpi.values import canonical_dims, dims_hash, fmt, from_micro, to_micro
+from shared.bounds import MIN_DATE
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, Forbidden, Invalid, NotFound
 from shared.identity import Principal
@@ -48,7 +50,7 @@ def _target_dict(row: Any) -> dict[str, Any]:
     }
 
 
-def _checked(body: dict[str, Any]) -> tuple[dict[str, str], int]:
+def _checked(body: dict[str, Any], fiscal_start: int) -> tuple[dict[str, str], int]:
     """The target's filter and value in micro-units; every broken field reported at once."""
     errs = Errors()
     flt: dict[str, str] = {}
@@ -62,15 +64,17 @@ def _checked(body: dict[str, Any]) -> tuple[dict[str, str], int]:
     except ValueError as exc:
         errs.add("value", str(exc))
     try:
-        parse_period(body["period"])
+        parse_period(body["period"], fiscal_start=fiscal_start)
     except Invalid as exc:
         errs.items.extend(exc.errors)
     errs.raise_if_any()
     return flt, value
 
 
-async def create_target(uow: UnitOfWork, who: Principal, *, body: dict[str, Any]) -> dict[str, Any]:
-    flt, value = _checked(body)
+async def create_target(
+    uow: UnitOfWork, who: Principal, *, body: dict[str, Any], fiscal_start: int = 1
+) -> dict[str, Any]:
+    flt, value = _checked(body, fiscal_start)
     await definitions.get_definition(uow, body["metric"])
     if not who.may_see(flt):
         scopes = ", ".join(sorted(who.scopes))
@@ -158,25 +162,59 @@ def is_at_risk(direction: str, projected: Decimal | None, target: Decimal) -> bo
     return projected < target if direction == "higher_is_better" else projected > target
 
 
-async def _card_item(
-    uow: UnitOfWork, who: Principal | None, key: str, period: str, flt: dict[str, set[str]], fraction: float
-) -> dict[str, Any]:
-    start, end = parse_period(period, "query.period")  # checked by the caller already
-    plan = await resolve(uow, key)
+async def _env(
+    uow: UnitOfWork, who: Principal | None, plan: Plan, start: dt.date, end: dt.date, flt: dict[str, set[str]]
+) -> dict[str, Decimal | None]:
     grid, _ = await compute(uow, who, plan=plan, w=window(start, end, "period"), group_by=[], flt=flt)
-    env = grid.cells[((), 0)]
+    return grid.cells[((), 0)]
+
+
+async def _compared(
+    uow: UnitOfWork, who: Principal | None, plan: Plan, p: Period, c: str, flt: dict[str, set[str]], today: dt.date
+) -> dict[str, Any]:
+    """The earlier period's value and the change. While `p` runs, both sides count the same number of
+    days from their first (days 1..n against days 1..n), so a half-finished quarter is not compared
+    with a whole one."""
+    q = p.shifted(c)
+    key, end, current_end = plan.metric.key, q.last, p.last
+    if p.first <= today <= p.last:
+        current_end = today
+        end = min(q.last, q.first + (today - p.first))
+    current = (await _env(uow, who, plan, p.first, current_end, flt))[key]
+    # (no measurement lies before MIN_DATE: an earlier period reaching back further is read from there)
+    if end < MIN_DATE:
+        then = empty_cell(plan)[key]
+    else:
+        then = (await _env(uow, who, plan, max(q.first, MIN_DATE), end, flt))[key]
+    span = {"period": q.label, "from": q.first.isoformat(), "to": end.isoformat()}
+    return {**span, **change(current, then, plan.metric.unit)}
+
+
+async def _card_item(
+    uow: UnitOfWork,
+    who: Principal | None,
+    key: str,
+    p: Period,
+    flt: dict[str, set[str]],
+    now: dt.datetime,
+    compare: list[str],
+) -> dict[str, Any]:
+    fraction = elapsed(p.first, p.last, now)
+    plan = await resolve(uow, key)
+    env = await _env(uow, who, plan, p.first, p.last, flt)
     actual = env[key]
     m = plan.metric
     single = single_values(flt)
     row = None
     if single is not None:
         t = targets.c
-        q = select(targets).where(t.metric == key, t.period == period, t.filter_hash == dims_hash(single))
+        q = select(targets).where(t.metric == key, t.period == p.label, t.filter_hash == dims_hash(single))
         row = (await uow.execute(q)).first()
     projected = project(plan, env, fraction)
     item: dict[str, Any] = {
         "metric": key,
         "name": m.name,
+        "version": m.version,
         "unit": m.unit,
         "direction": m.direction,
         "actual": fmt(actual, m.unit),
@@ -192,29 +230,43 @@ async def _card_item(
         item.update(versus(actual, goal, m))
         item["target_id"] = row.id
         item["at_risk"] = fraction < 1 and is_at_risk(m.direction, projected, goal)
+    if compare:
+        item["compare"] = {}
+    for c in compare:
+        item["compare"][c] = await _compared(uow, who, plan, p, c, flt, now.date())
     return item
 
 
 async def scorecard(
-    uow: UnitOfWork, who: Principal | None, *, keys: list[str], period: str, flt: dict[str, set[str]], now: dt.datetime
+    uow: UnitOfWork,
+    who: Principal | None,
+    *,
+    keys: list[str],
+    period: str,
+    flt: dict[str, set[str]],
+    now: dt.datetime,
+    fiscal_start: int = 1,
+    compare: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Each metric's actual, target, variance, attainment and projection for one period."""
-    start, end = parse_period(period, "query.period")
-    fraction = elapsed(start, end, now)
-    items = [await _card_item(uow, who, key, period, flt, fraction) for key in keys]
+    """Each metric's actual, target, variance, attainment and projection for one period, and comparisons."""
+    p = named_period(period, "query.period", fiscal_start)
+    fraction = elapsed(p.first, p.last, now)
+    items = [await _card_item(uow, who, key, p, flt, now, compare or []) for key in keys]
     return {
         "period": period,
-        "from": start.isoformat(),
-        "to": end.isoformat(),
+        "from": p.first.isoformat(),
+        "to": p.last.isoformat(),
         "elapsed": round(fraction, 4),
         "items": items,
     }
 
 
-async def _verdict(units: Units, row: Any, now: dt.datetime, min_elapsed: float) -> KpiTargetAtRisk | None:
+async def _verdict(
+    units: Units, row: Any, now: dt.datetime, min_elapsed: float, fiscal_start: int
+) -> KpiTargetAtRisk | None:
     """The at-risk event of one unpublished target, or None when it is on track (or too early to say)."""
     try:
-        start, end = parse_period(row.period)
+        start, end = parse_period(row.period, fiscal_start=fiscal_start)
     except Invalid:
         return None  # stored before periods were bounded (e.g. "9999"): no verdict, and the others go on
     fraction = elapsed(start, end, now)
@@ -243,7 +295,9 @@ async def _verdict(units: Units, row: Any, now: dt.datetime, min_elapsed: float)
     )
 
 
-async def evaluate_targets(units: Units, *, now: dt.datetime, min_elapsed: float = 0.1) -> list[str]:
+async def evaluate_targets(
+    units: Units, *, now: dt.datetime, min_elapsed: float = 0.1, fiscal_start: int = 1
+) -> list[str]:
     """Publish kpi.target.at_risk once per target whose linear projection misses it; returns their ids.
 
     `units` opens a unit of work (`Runtime.unit_of_work`): each target is judged in its own read
@@ -254,7 +308,7 @@ async def evaluate_targets(units: Units, *, now: dt.datetime, min_elapsed: float
         rows = (await uow.execute(select(targets).where(t.at_risk_published_at.is_(None)))).all()
     published: list[str] = []
     for row in rows:
-        event = await _verdict(units, row, now, min_elapsed)
+        event = await _verdict(units, row, now, min_elapsed, fiscal_start)
         if event is None:
             continue
         async with units() as uow:

@@ -173,7 +173,10 @@ def expected(rows: list[dict], key: str, q: dict, w: periods.Window) -> list[dic
             for bucket in w.starts:
                 values = {b: base_value(b, g, bucket) for b in bases}
                 value = derived[key][1](values) if key in derived else values[key]
-                points.append({"bucket": bucket.isoformat(), "value": kv.fmt(value, unit)})
+                point = {"bucket": bucket.isoformat(), "value": kv.fmt(value, unit)}
+                if q["grain"].startswith("fiscal"):  # fiscal buckets are named (FY2027-Q1)
+                    point["period"] = periods.period_label(bucket, q["grain"])
+                points.append(point)
             out.append({"group": dict(zip(q["group_by"], g, strict=True)), "points": points})
     return out
 

@@ -1,0 +1,92 @@
+"""Answers as CSV: series, scorecard and attribution flattened to one row per point, metric or channel.
+
+Rows are rendered lazily, a few hundred at a time, so a day-grain series of many groups is sent
+as it is written rather than built as one string. Values are the JSON answer's decimal strings
+(null is an empty cell). Text cells that a spreadsheet would read as a formula (starting with
+=, +, -, @, tab or carriage return: a dimension value such as "=HYPERLINK(...)") get a leading
+apostrophe; decimal columns are never touched, so "-12.50" stays a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from services.kpi.attribution import MODELS
+
+CHUNK_ROWS = 500
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe(text: str | None) -> str | None:
+    """A text cell a spreadsheet will not evaluate."""
+    return "'" + text if text and text.startswith(FORMULA_START) else text
+
+
+def render(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """CSV text in chunks of CHUNK_ROWS rows (RFC 4180 quoting, \\r\\n line ends), the header first."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    n = 0
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+        n += 1
+        if n % CHUNK_ROWS == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+def _compare_columns(kinds: Sequence[str], fields: Sequence[str]) -> list[str]:
+    return [f"{k}_{f}" for k in kinds for f in fields]
+
+
+def series_csv(answer: dict[str, Any], group_by: Sequence[str], compare: Sequence[str]) -> Iterator[str]:
+    """One row per group and bucket: the group's dimensions, bucket, period, value, target columns, changes."""
+    fields = ("bucket", "value", "change", "percent_change")
+    header = [*group_by, "bucket", "period", "value", "target", "variance", "attainment"]
+    header += _compare_columns(compare, fields)
+
+    def rows() -> Iterator[list[Any]]:
+        for s in answer["series"]:
+            dims = [safe(s["group"].get(k)) for k in group_by]
+            for p in s["points"]:
+                row = [*dims, p["bucket"], p.get("period"), p["value"]]
+                row += [p.get("target"), p.get("variance"), p.get("attainment")]
+                row += [p["compare"][k][f] for k in compare for f in fields]
+                yield row
+
+    return render(header, rows())
+
+
+def scorecard_csv(answer: dict[str, Any], compare: Sequence[str]) -> Iterator[str]:
+    """One row per metric, with the period, the metric's definition version and its changes."""
+    head = ["period", "from", "to", "elapsed", "metric", "name", "version", "unit", "direction"]
+    cols = ["actual", "target", "variance", "attainment", "projected", "at_risk", "target_id"]
+    fields = ("period", "from", "to", "value", "change", "percent_change")
+
+    def rows() -> Iterator[list[Any]]:
+        for i in answer["items"]:
+            row = [answer["period"], answer["from"], answer["to"], answer["elapsed"], i["metric"], safe(i["name"])]
+            row += [i["version"], i["unit"], i["direction"], *(i[c] for c in cols[:5])]
+            row += ["true" if i["at_risk"] else "false", i["target_id"]]
+            row += [i["compare"][k][f] for k in compare for f in fields]
+            yield row
+
+    return render([*head, *cols, *_compare_columns(compare, fields)], rows())
+
+
+def attribution_csv(answer: dict[str, Any]) -> Iterator[str]:
+    """One row per channel: the chosen model's credit, the range across models and every model's credit."""
+    header = ["model", "from", "to", "channel", "credit", "min", "max", *MODELS]
+
+    def rows() -> Iterator[list[Any]]:
+        for c in answer["credits"]:
+            row = [answer["model"], answer["from"], answer["to"], safe(c["channel"]), c["credit"], c["min"], c["max"]]
+            yield row + [c["by_model"][m] for m in MODELS]
+
+    return render(header, rows())
