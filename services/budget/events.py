@@ -108,6 +108,23 @@ class BudgetLineThresholdCrossed(EventData):
     currency: str
 
 
+class BudgetLineOverspent(EventData):
+    """An actual (a fact: always posted) took a line's available money below zero in its period."""
+
+    entry_id: str
+    plan_id: str
+    line_id: str
+    line_code: str
+    period: Period
+    amount: Amount = Field(description="the actual's amount in the plan currency")
+    available: Amount = Field(description="the line's available money after the actual (negative)")
+    overspent_by: Amount = Field(description="how far below zero the line now is")
+    currency: str
+    external_ref: str | None
+    vendor: str | None
+    dimensions: Dimensions
+
+
 PLAN_ACTIVATED = EventSpec("budget.plan.activated", BudgetPlanActivated, "A plan went live: postings may start")
 LINE_CREATED = EventSpec("budget.line.created", BudgetLineCreated, "A budget line was added to a plan")
 ALLOCATION_POSTED = EventSpec(
@@ -132,6 +149,9 @@ ACTUAL_POSTED = EventSpec(
 THRESHOLD_CROSSED = EventSpec(
     "budget.line.threshold_crossed", BudgetLineThresholdCrossed, "A line consumed 80 % or 100 % of its allocation"
 )
+OVERSPENT = EventSpec(
+    "budget.line.overspent", BudgetLineOverspent, "An actual was posted beyond the line's available money"
+)
 
 CATALOGUE = Catalogue(
     "budget",
@@ -146,6 +166,7 @@ CATALOGUE = Catalogue(
         COMMITMENT_CHANGED,
         ACTUAL_POSTED,
         THRESHOLD_CROSSED,
+        OVERSPENT,
     ),
     consumes=(
         # Spelled out: workflow's events module reads budget's requests, and neither may import the other.

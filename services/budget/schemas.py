@@ -314,6 +314,7 @@ class EntryPage(Out):
 class ActualOut(EntryOut):
     commitment_status: Literal["committed", "closed"] | None = Field(description="of the commitment it consumed")
     consumed: Money = Field(description="how much of the commitment it consumed")
+    overspend: bool = Field(description="it took the line below zero available (budget.line.overspent)")
 
 
 class InvoiceOut(EntryOut):
@@ -321,6 +322,7 @@ class InvoiceOut(EntryOut):
 
     commitment_status: Literal["committed", "closed"] | None = None
     consumed: Money | None = None
+    overspend: bool | None = None
     replayed: bool | None = None
 
 
