@@ -7,7 +7,7 @@ kept here with its reason (never dead-lettered), published as budget.commitment.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -24,8 +24,9 @@ from shared.errors import Conflict, DomainError, Invalid, NotFound
 from shared.identity import Principal
 from shared.uow import UnitOfWork
 
-CONTRACT = "contract_commitment"
-PURCHASE_ORDER = "erp_purchase_order"
+Kind = Literal["contract_commitment", "erp_purchase_order"]
+CONTRACT: Kind = "contract_commitment"
+PURCHASE_ORDER: Kind = "erp_purchase_order"
 
 
 def fundable(error: DomainError) -> bool:
@@ -70,7 +71,7 @@ async def record(
     who: Principal,
     error: DomainError,
     *,
-    kind: str,
+    kind: Kind,
     external_ref: str,
     request: BaseModel,
     fiscal_year: int | None,
@@ -88,7 +89,7 @@ async def record(
             ln = await resolve_line(uow, fiscal_year, line_code)
         except Invalid:
             pass  # no such line (yet): the refusal is about exactly that
-    row = dict(
+    row: dict[str, Any] = dict(
         request=request.model_dump(mode="json"),
         fiscal_year=fiscal_year,
         line_code=line_code,
@@ -114,7 +115,7 @@ async def record(
         await uow.execute(update(refusals).where(refusals.c.id == rid).values(**row))
     data = events.BudgetCommitmentRefused(
         refusal_id=rid,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         external_ref=external_ref,
         plan_id=row["plan_id"],
         line_id=row["line_id"],
