@@ -1,5 +1,8 @@
 """Actuals: money spent on a line, optionally against a committed commitment, which it consumes
-(up to what is left of it; the commitment closes once fully consumed)."""
+(up to what is left of it; the commitment closes once fully consumed).
+
+An actual is a fact, not a request: it is always posted, whatever the plan's overspend policy. One that
+leaves its line with negative available money is marked `overspend` and publishes budget.line.overspent."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from typing import Any
 from sqlalchemy import select
 
 from services.budget import commitments, events, fx
+from services.budget.figures import refuses
 from services.budget.lines import get_line
 from services.budget.models import commitments as commitments_table
 from services.budget.plans import Plan
-from services.budget.postings import Leg, Money, Postings, Raced, entry_event, entry_view, lock, postable
+from services.budget.postings import Leg, Money, Postings, Raced, Written, entry_event, entry_view, lock, postable
 from shared.errors import Conflict, Invalid
 from shared.identity import Principal
 from shared.money import fmt
@@ -77,7 +81,9 @@ async def post_actual(
     consume = 0
     if c is not None:
         c, consume = await _consume(uow, p, c, c_line, period, m, on, external_ref, legs)
-    written = await postings.write(uow, who, p, legs, check=p.overspend_policy == "block", watch=(ln, period))
+    # A fact is never refused: the overspend it causes is reported, not prevented.
+    written = await postings.write(uow, who, p, legs, check=False, watch=(ln, period))
+    overspend = await _overspent(uow, p, leg, written, external_ref=external_ref, vendor=vendor)
     status = None
     if c is not None:
         consumed = c.consumed_minor + consume
@@ -90,7 +96,34 @@ async def post_actual(
         **entry_view(written.entries[leg.id], p.currency, ln.code),
         "commitment_status": status,
         "consumed": fmt(consume, p.currency),
+        "overspend": overspend,
     }
+
+
+async def _overspent(
+    uow: UnitOfWork, p: Plan, leg: Leg, written: Written, *, external_ref: str | None, vendor: str | None
+) -> bool:
+    """Whether the actual took its line below zero available (publishing budget.line.overspent if so)."""
+    before, after = written.changes[(leg.line.id, leg.period)]
+    if not refuses(before, after):
+        return False
+    cur = p.currency
+    data = events.BudgetLineOverspent(
+        entry_id=leg.id,
+        plan_id=p.id,
+        line_id=leg.line.id,
+        line_code=leg.line.code,
+        period=leg.period,
+        amount=fmt(leg.amount, cur),
+        available=fmt(after.available, cur),
+        overspent_by=fmt(-after.available, cur),
+        currency=cur,
+        external_ref=external_ref,
+        vendor=vendor,
+        dimensions=leg.line.dimensions,
+    )
+    await uow.publish(events.OVERSPENT, leg.line.id, data)
+    return True
 
 
 async def _consume(

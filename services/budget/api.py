@@ -12,7 +12,7 @@ encoded as they always were (reads through `json`, writes through the idempotenc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -29,6 +29,7 @@ from services.budget import (
     integrations,
     lines,
     plans,
+    refusals,
     reports,
     reversals,
     schemas,
@@ -461,7 +462,11 @@ async def export_csv(
     "/erp/purchase-orders",
     tags=["erp"],
     response_model=schemas.CommitmentOut,
-    responses={**problems(404, 409), 201: {"model": schemas.CommitmentOut, "description": "a new order"}},
+    responses={
+        **problems(404, 409),
+        201: {"model": schemas.CommitmentOut, "description": "a new order"},
+        202: {"model": schemas.RefusalOut, "description": "its commitment was refused: kept to be retried"},
+    },
 )
 async def erp_purchase_order(
     body: schemas.PurchaseOrderIn,
@@ -469,16 +474,25 @@ async def erp_purchase_order(
     rt: Runtime = Depends(get_runtime),
     budget: Budget = Depends(domain),
 ) -> Response:
-    """An order's commitment: 201 when the order is new, 200 for a change, a cancellation or a replay."""
+    """An order's commitment: 201 when the order is new, 200 for a change, a cancellation or a replay;
+    202 with the refusal (GET /v1/refusals, retriable) when the budget refuses its commitment."""
     missing = body.missing_for_upsert()
     if missing:
         raise Invalid(
             "; ".join(f"{m}: is required for action {body.action}" for m in missing),
             errors=[Invalid.on(m, f"is required for action {body.action}").errors[0] for m in missing],
         )
-    view, created = await _erp_delivery(
-        rt, lambda uow: integrations.erp_purchase_order(uow, who, postings=budget.postings, order=body)
-    )
+    try:
+        view, created = await _erp_delivery(
+            rt, lambda uow: integrations.erp_purchase_order(uow, who, postings=budget.postings, order=body)
+        )
+    except (Conflict, Invalid) as refused:
+        if body.action == "cancelled" or isinstance(refused, Raced) or not refusals.fundable(refused):
+            raise
+        # The ERP is not waiting for a 409 it cannot act on: the order is kept as a refusal to retry.
+        async with rt.unit_of_work() as uow:
+            view = await refusals.record(uow, who, refused, **refusals.order_request(body))
+        return json(view, status_code=202)
     return json(view, status_code=201 if created else 200)
 
 
@@ -499,6 +513,40 @@ async def erp_invoice(
         rt, lambda uow: integrations.erp_invoice(uow, who, postings=budget.postings, invoice=body)
     )
     return json(view, status_code=201 if created else 200)
+
+
+# ---------------------------------------------------------------- refusals (commitments refused on arrival)
+
+
+@router.get("/refusals", tags=["refusals"], response_model=schemas.RefusalPage)
+async def list_refusals(
+    status: Literal["refused", "retried"] | None = None,
+    limit: int = Limit,
+    who: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """Refused contract and purchase-order commitments the caller's scopes cover, the newest first."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json({"items": await refusals.list_refusals(uow, who, status=status, limit=limit)})
+
+
+@router.post(
+    "/refusals/{refusal_id}/retry",
+    tags=["refusals"],
+    response_model=schemas.RefusalOut,
+    responses=problems(404, 409),
+)
+async def retry_refusal(
+    refusal_id: str,
+    who: Principal = Depends(require_roles(*PLANNERS)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    """Run the refused request again (after funding its line): 200 `retried` with its commitment, once;
+    409 when it still does not fit (nothing changes) or was retried already."""
+    async with rt.unit_of_work() as uow:
+        view = await refusals.retry(uow, who, postings=budget.postings, refusal_id=refusal_id)
+    return json(view)
 
 
 async def _erp_delivery(

@@ -108,6 +108,43 @@ class BudgetLineThresholdCrossed(EventData):
     currency: str
 
 
+class BudgetLineOverspent(EventData):
+    """An actual (a fact: always posted) took a line's available money below zero in its period."""
+
+    entry_id: str
+    plan_id: str
+    line_id: str
+    line_code: str
+    period: Period
+    amount: Amount = Field(description="the actual's amount in the plan currency")
+    available: Amount = Field(description="the line's available money after the actual (negative)")
+    overspent_by: Amount = Field(description="how far below zero the line now is")
+    currency: str
+    external_ref: str | None
+    vendor: str | None
+    dimensions: Dimensions
+
+
+class BudgetCommitmentRefused(EventData):
+    """A commitment that arrived as an event or ERP document was refused: kept at /v1/refusals, retriable."""
+
+    refusal_id: str
+    kind: Literal["contract_commitment", "erp_purchase_order"]
+    external_ref: str = Field(description="contract:<contract_id>:<term>, or the purchase order number")
+    plan_id: str | None
+    line_id: str | None
+    line_code: str | None
+    fiscal_year: int | None
+    period: str | None
+    amount: Amount | None
+    currency: str | None
+    memo: str | None
+    reason: str = Field(description="why, as the refusing problem's detail said it")
+    code: str = Field(description="the refusing problem's kind: conflict (no money), validation-error (no line)")
+    requested_by: str
+    dimensions: Dimensions
+
+
 PLAN_ACTIVATED = EventSpec("budget.plan.activated", BudgetPlanActivated, "A plan went live: postings may start")
 LINE_CREATED = EventSpec("budget.line.created", BudgetLineCreated, "A budget line was added to a plan")
 ALLOCATION_POSTED = EventSpec(
@@ -132,6 +169,14 @@ ACTUAL_POSTED = EventSpec(
 THRESHOLD_CROSSED = EventSpec(
     "budget.line.threshold_crossed", BudgetLineThresholdCrossed, "A line consumed 80 % or 100 % of its allocation"
 )
+OVERSPENT = EventSpec(
+    "budget.line.overspent", BudgetLineOverspent, "An actual was posted beyond the line's available money"
+)
+COMMITMENT_REFUSED = EventSpec(
+    "budget.commitment.refused",
+    BudgetCommitmentRefused,
+    "A contract's or purchase order's commitment was refused; listed at /v1/refusals for a retry",
+)
 
 CATALOGUE = Catalogue(
     "budget",
@@ -146,6 +191,8 @@ CATALOGUE = Catalogue(
         COMMITMENT_CHANGED,
         ACTUAL_POSTED,
         THRESHOLD_CROSSED,
+        OVERSPENT,
+        COMMITMENT_REFUSED,
     ),
     consumes=(
         # Spelled out: workflow's events module reads budget's requests, and neither may import the other.

@@ -2,17 +2,21 @@
 commitment they were about; registry contract terms commit (and cancellations release) their cost.
 
 The shared Consumer writes the inbox row in the same transaction, so each handler applies its
-effect once; data that does not match its model is dead-lettered with the reason.
+effect once; data that does not match its model is dead-lettered with the reason. A contract term's
+commitment the budget refuses (no money under block, no such line, a closed month) is a business
+answer, not a broken message: it is kept as a refusal (services.budget.refusals), never dead-lettered.
 """
 
 from __future__ import annotations
 
-from services.budget import integrations
+from services.budget import integrations, refusals
 from services.budget.container import Budget
+from services.budget.postings import Raced
 from services.registry import events as registry
 from services.workflow import events as workflow
 from shared.app import Runtime
 from shared.consumer import Handler
+from shared.errors import DomainError
 from shared.events import Envelope
 from shared.identity import Principal
 from shared.uow import UnitOfWork
@@ -42,7 +46,14 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
 
     async def contract(uow: UnitOfWork, env: Envelope) -> None:
         term = registry.CONTRACT_CREATED.read(env.data)  # created and renewed share the model
-        await integrations.contract_committed(uow, actor(env), postings=budget.postings, term=term)
+        who = actor(env)
+        try:
+            async with uow.begin_nested():  # a refusal undoes only what the attempt wrote
+                await integrations.contract_committed(uow, who, postings=budget.postings, term=term)
+        except Raced:
+            raise  # a race, not a refusal: redelivered and decided again
+        except DomainError as refused:
+            await refusals.record(uow, who, refused, **refusals.contract_request(term))
 
     async def contract_cancelled(uow: UnitOfWork, env: Envelope) -> None:
         term = registry.CONTRACT_CANCELLED.read(env.data)

@@ -205,3 +205,33 @@ erp_invoices = Table(
     Column("group_id", String(36), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# What the budget refused when it arrived as an event or an ERP document (a contract term's
+# commitment, a purchase order): kept with its reason and the original request, so nothing a
+# partner or service sent vanishes, and retried once the line is funded (`status` -> retried).
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(30), nullable=False),  # contract_commitment | erp_purchase_order
+    Column("external_ref", String(200), nullable=False),  # contract:<id>:<term> or the PO number
+    Column("request", JSONType(), nullable=False),  # what arrived, as its model dumps it: the retry's input
+    Column("fiscal_year", Integer, nullable=True),
+    Column("line_code", String(100), nullable=True),
+    Column("plan_id", String(36), nullable=True),  # when the line could be resolved
+    Column("line_id", String(36), nullable=True),
+    Column("dimensions", JSONType(), nullable=False),  # the line's, for scoping ({} when unknown)
+    Column("period", String(7), nullable=True),
+    Column("amount", String(40), nullable=True),  # as requested, a decimal string
+    Column("currency", String(3), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("code", String(40), nullable=False),  # the refusing problem's kind: conflict, invalid, ...
+    Column("requested_by", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # refused | retried
+    Column("commitment_id", String(36), nullable=True),  # the retry's commitment
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retried_at", UTCDateTime, nullable=True),
+    Column("retried_by", String(200), nullable=True),
+    UniqueConstraint("kind", "external_ref"),
+)
+Index("ix_refusals_status_created", refusals.c.status, refusals.c.created_at)

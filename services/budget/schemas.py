@@ -13,7 +13,7 @@ field (they refuse a field they do not name).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -314,6 +314,7 @@ class EntryPage(Out):
 class ActualOut(EntryOut):
     commitment_status: Literal["committed", "closed"] | None = Field(description="of the commitment it consumed")
     consumed: Money = Field(description="how much of the commitment it consumed")
+    overspend: bool = Field(description="it took the line below zero available (budget.line.overspent)")
 
 
 class InvoiceOut(EntryOut):
@@ -321,6 +322,7 @@ class InvoiceOut(EntryOut):
 
     commitment_status: Literal["committed", "closed"] | None = None
     consumed: Money | None = None
+    overspend: bool | None = None
     replayed: bool | None = None
 
 
@@ -387,3 +389,32 @@ class ImportOut(Out):
     lines_created: int
     lines_updated: int
     allocations_posted: int
+
+
+class RefusalOut(Out):
+    """A commitment refused when it arrived as an event or ERP document, kept to be retried."""
+
+    id: str
+    kind: Literal["contract_commitment", "erp_purchase_order"]
+    external_ref: str = Field(description="contract:<contract_id>:<term>, or the purchase order number")
+    request: dict[str, Any] = Field(description="the request as it arrived; a retry runs it again")
+    fiscal_year: int | None
+    line_code: str | None
+    plan_id: str | None
+    line_id: str | None
+    dimensions: dict[str, str | None]
+    period: str | None
+    amount: Money | None = Field(description="as requested, in `currency`")
+    currency: str | None
+    reason: str
+    code: str = Field(description="the refusing problem's kind: conflict (no money), validation-error (no line)")
+    requested_by: str
+    status: Literal["refused", "retried"]
+    commitment_id: str | None = Field(description="the commitment a successful retry made")
+    created_at: dt.datetime
+    retried_at: dt.datetime | None
+    retried_by: str | None
+
+
+class RefusalPage(Out):
+    items: list[RefusalOut]

@@ -88,7 +88,8 @@ class ThresholdCrossed(EventData):
 
 
 class CommitmentDecided(EventData):
-    commitment_id: str
+    commitment_id: str | None = None  # a refusal has none: it has a refusal_id
+    refusal_id: str | None = None
     line_code: str | None = None
     period: str | None = None
     amount: str | None = None

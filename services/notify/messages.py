@@ -196,6 +196,17 @@ async def commitment_decided(c: Composer, uow: UnitOfWork, env: Envelope) -> int
     facts = [("Amount", f"{d.amount} {d.currency or ''}".strip()), ("Line", d.line_code or ""), ("Status", status)]
     if d.memo:
         facts.append(("Memo", d.memo))
+    if d.refusal_id is not None:  # budget.commitment.refused: kept at /v1/refusals, to retry once funded
+        facts.append(("Reason", d.reason or ""))
+        m = Message(
+            "commitment_decided",
+            f"Commitment refused: {d.memo or d.line_code or d.refusal_id}",
+            facts,
+            c.link(f"/budget/v1/refusals?status={status}"),
+        )
+        # Sent by a service (a registry contract, an ERP order): whoever owns lines hears about it.
+        asked = await people.people(uow, [d.requested_by or ""])
+        return await c.send(uow, asked or await people.holders(uow, c.line_owner_roles), m, env)
     m = Message(
         "commitment_decided",
         f"Commitment {status}: {d.memo or d.commitment_id}",

@@ -16,6 +16,7 @@ ROUTES = {
     "budget.actual": ("POST", "/budget/v1/actuals"),
     "budget.approve": ("POST", "/budget/v1/commitments/c1/approve"),
     "budget.erp": ("POST", "/budget/v1/erp/purchase-orders"),
+    "budget.retry": ("POST", "/budget/v1/refusals/r1/retry"),
     "workflow.read": ("GET", "/workflow/v1/tasks"),
     "workflow.define": ("POST", "/workflow/v1/definitions"),
     "workflow.calendar": ("PUT", "/workflow/v1/calendars/de-office"),

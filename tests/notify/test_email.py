@@ -231,3 +231,34 @@ async def test_smtp_down_while_100_are_due_all_100_go_out_once_when_it_returns(a
 async def _all_sent(app):
     got = await rows(app, channel="email")
     return all(r.status == "sent" for r in got)
+
+
+async def test_a_refused_commitment_reaches_line_owners_with_its_reason(app, api, bus, smtp):
+    """budget.commitment.refused as budget publishes it: no commitment, a refusal, asked by a service."""
+    await add_person(api, "fin", roles=["finance"])
+    await bus.publish(
+        "budget.commitment.refused",
+        {
+            "refusal_id": "r-1",
+            "kind": "contract_commitment",
+            "external_ref": "contract:c-1:1",
+            "plan_id": "p-1",
+            "line_id": "l-1",
+            "line_code": "MARTECH",
+            "fiscal_year": 2027,
+            "period": "2027-01",
+            "amount": "12000.00",
+            "currency": "EUR",
+            "memo": "Acme CRM contract term 1",
+            "reason": "Line 'MARTECH' has 0.00 EUR available in 2027-01; short by 12000.00 EUR.",
+            "code": "conflict",
+            "requested_by": "service:registry",
+            "dimensions": {"channel": "martech"},
+        },
+    )
+    await eventually(lambda: _handled(app, 1), timeout=15)
+    await eventually(lambda: len(smtp.sink.messages) >= 1, timeout=10)
+    (mail,) = smtp.sink.parsed()
+    assert mail["Subject"].startswith("Commitment refused: Acme CRM contract term 1")
+    body = mail.get_body(("plain",)).get_content()
+    assert "short by 12000.00 EUR" in body and "12000.00 EUR" in body and "/budget/v1/refusals" in body
