@@ -11,12 +11,12 @@ import pytest
 from pitcrew.migrations import upgrade_async
 from services.budget.main import create_app
 from services.budget.settings import Settings
-from shared.identity import HEADER, Principal, mint
-from shared.settings import DEV_IDENTITY_SECRET
+from shared.identity import Principal
+from tests.harness import header_of
 
 
 def who(*roles: str, scopes: tuple[str, ...] = (), subject: str = "dana") -> dict[str, str]:
-    return {HEADER: mint(Principal(subject, frozenset(roles), frozenset(scopes)), DEV_IDENTITY_SECRET, 300)}
+    return header_of(Principal(subject, frozenset(roles), frozenset(scopes)))  # valid for the whole run
 
 
 ADMIN = who("admin")

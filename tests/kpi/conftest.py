@@ -12,13 +12,13 @@ import pytest
 from pitcrew.migrations import upgrade_async
 from services.kpi.main import create_app
 from services.kpi.settings import Settings
-from shared.identity import HEADER, Principal, mint
-from shared.settings import DEV_IDENTITY_SECRET
+from shared.identity import Principal
+from tests.harness import header_of
 
 
 def identity(subject: str = "dana", *roles: str, scopes: tuple[str, ...] = ()) -> dict[str, str]:
     principal = Principal(subject=subject, roles=frozenset(roles or ("admin",)), scopes=frozenset(scopes))
-    return {HEADER: mint(principal, DEV_IDENTITY_SECRET, ttl_seconds=600)}
+    return header_of(principal)  # valid for the whole run (tests/harness.py)
 
 
 @dataclass
