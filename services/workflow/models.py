@@ -204,3 +204,25 @@ request_counters = Table(
     Column("year", Integer, primary_key=True, autoincrement=False),
     Column("last", Integer, nullable=False),
 )
+
+# What a request promises: each deliverable has an owner and a due time in business time (given as a
+# date, or as business hours on a calendar from its creation).
+deliverables = Table(
+    "deliverables",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    # open -> in_progress -> delivered -> done; delivered -> in_progress (sent back); any unfinished -> cancelled
+    Column("status", String(20), nullable=False),
+    Column("calendar", String(100), nullable=False),
+    Column("business_hours", String(20), nullable=True),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+Index("ix_deliverables_request", deliverables.c.request_id, deliverables.c.created_at)

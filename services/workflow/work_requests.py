@@ -118,26 +118,24 @@ def _summary(row: Mapping[Any, Any]) -> RequestSummary:
 _COLUMNS = (*requests.c, instances.c.status)
 
 
-async def visible_request(uow: UnitOfWork, who: Principal, *, ref: str, wf: Workflow) -> RequestOut:
-    """A request by id or by number (REQ-...), with its instance's state, tasks and history."""
+async def visible_row(uow: UnitOfWork, who: Principal, *, ref: str) -> Mapping[Any, Any]:
+    """A request's row (with its instance's status) by id or number, if the caller may see it."""
     column = requests.c.number if ref.startswith(f"{PREFIX}-") else requests.c.id
-    row = (
-        (
-            await uow.execute(
-                select(*_COLUMNS).join(instances, instances.c.id == requests.c.instance_id).where(column == ref)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    q = select(*_COLUMNS).join(instances, instances.c.id == requests.c.instance_id).where(column == ref)
+    row = (await uow.execute(q)).mappings().first()
     if row is None:
         raise NotFound(f"No request {ref}.")
-    inst = await store.get_instance(uow, row["instance_id"])
     try:
-        await queries.ensure_visible(uow, who, inst=inst)
+        await queries.ensure_visible(uow, who, inst=await store.get_instance(uow, row["instance_id"]))
     except NotFound as exc:
         raise NotFound(f"No request {ref}.") from exc
-    view = await queries.instance_view(uow, inst.id, wf=wf)
+    return row
+
+
+async def visible_request(uow: UnitOfWork, who: Principal, *, ref: str, wf: Workflow) -> RequestOut:
+    """A request by id or by number (REQ-...), with its instance's state, tasks and history."""
+    row = await visible_row(uow, who, ref=ref)
+    view = await queries.instance_view(uow, row["instance_id"], wf=wf)
     return RequestOut(**_summary(row).model_dump(), instance=view)
 
 
