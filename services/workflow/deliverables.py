@@ -49,6 +49,8 @@ async def add(uow: UnitOfWork, who: Principal, *, ref: str, body: DeliverableIn,
     request = await work_requests.visible_row(uow, who, ref=ref)
     if not _manages(who, request):
         raise Forbidden("Only the requester, or mops and admins in the request's scope, add deliverables.")
+    if request["status"] in ("rejected", "cancelled"):
+        raise Conflict(f"The request is {request['status']}; it promises nothing more.")
     if (body.due_date is None) == (body.business_hours is None):
         raise Invalid.on("due_date", "give exactly one of due_date or business_hours")
     key = body.calendar or await _definition_calendar(uow, request["instance_id"])

@@ -132,3 +132,12 @@ async def test_deliverables_of_an_out_of_scope_request_are_not_found(wf):
     assert (await wf.call("POST", f"/v1/requests/{req['id']}/deliverables", APPROVER_US, body)).status_code == 404
     assert (await wf.call("GET", f"/v1/requests/{req['id']}/deliverables", APPROVER_US)).status_code == 404
     assert (await wf.call("POST", f"/v1/requests/{req['id']}/deliverables", APPROVER_EMEA, body)).status_code == 403
+
+
+async def test_a_rejected_or_cancelled_request_takes_no_new_deliverables(wf):
+    req = await a_request(wf)
+    await wf.ok("POST", f"/v1/instances/{req['instance_id']}/cancel", MARKETER, {})
+    body = {"name": "x", "owner": "o", "business_hours": "8"}
+    r = await wf.call("POST", f"/v1/requests/{req['id']}/deliverables", MARKETER, body)
+    assert r.status_code == 409 and "cancelled" in r.json()["detail"], r.text
+    assert (await wf.ok("GET", f"/v1/requests/{req['id']}/deliverables", MARKETER))["items"] == []
