@@ -1,13 +1,16 @@
-"""What the service ships: the `default` calendar and the two definitions events start when no
-published definition matches them (`budget-approval`, `tool-renewal`). Created once, whatever the
-replicas: each is published as exactly version 1, and a racing replica's insert wins harmlessly.
+"""What the service ships: the `default` calendar, the two definitions events start when no
+published definition matches them (`budget-approval`, `tool-renewal`), and the request types of
+`intake_forms` with their definitions. Created once, whatever the replicas: each is published as
+exactly version 1, and a racing replica's insert wins harmlessly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 
 from services.workflow.calendar_store import create_calendar
@@ -15,11 +18,15 @@ from services.workflow.container import Workflow
 from services.workflow.definitions import DEFAULT_CALENDAR, create_definition
 from services.workflow.events import ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE
 from services.workflow.instances import SYSTEM
-from services.workflow.models import calendars, definitions
+from services.workflow.intake import create_request_type
+from services.workflow.intake_forms import REQUEST_DEFINITIONS, REQUEST_TYPES
+from services.workflow.models import calendars, definitions, request_types
+from services.workflow.request_schemas import RequestTypeIn
 from services.workflow.schemas import CalendarIn, DefinitionIn
 from shared.app import Runtime
 from shared.errors import Conflict
 from shared.identity import Principal
+from shared.uow import UnitOfWork
 
 SYSTEM_PRINCIPAL = Principal(subject=SYSTEM, roles=frozenset({"admin"}), kind="service")
 
@@ -67,7 +74,7 @@ FALLBACK = {ON_COMMITMENT_REQUESTED.subject: BUDGET_APPROVAL, ON_RENEWAL_DUE.sub
 
 
 async def ensure_defaults(runtime: Runtime, wf: Workflow) -> None:
-    """Create the shipped calendar and definitions if missing."""
+    """Create the shipped calendar, definitions and request types if missing."""
     async with runtime.unit_of_work() as uow:
         exists = await uow.scalar(select(calendars.c.id).where(calendars.c.key == DEFAULT_CALENDAR))
     if not exists:
@@ -76,14 +83,28 @@ async def ensure_defaults(runtime: Runtime, wf: Workflow) -> None:
                 await create_calendar(uow, SYSTEM_PRINCIPAL, body=DEFAULT_CALENDAR_DOC)
         except (IntegrityError, Conflict):
             pass
-    for doc in DEFAULT_DEFINITIONS:
+    for doc in [*DEFAULT_DEFINITIONS, *REQUEST_DEFINITIONS]:
+        if await _missing(runtime, definitions, doc["key"]):
+            body = DefinitionIn.model_validate(doc)
+            await _ship(
+                runtime,
+                partial(create_definition, who=SYSTEM_PRINCIPAL, body=body, calendars=wf.calendars, version=1),
+            )
+    for doc in REQUEST_TYPES:
+        if await _missing(runtime, request_types, doc["key"]):
+            rt_body = RequestTypeIn.model_validate(doc)
+            await _ship(runtime, partial(create_request_type, who=SYSTEM_PRINCIPAL, body=rt_body, version=1))
+
+
+async def _missing(runtime: Runtime, table: Table, key: str) -> bool:
+    async with runtime.unit_of_work() as uow:
+        return await uow.scalar(select(table.c.id).where(table.c.key == key).limit(1)) is None
+
+
+async def _ship(runtime: Runtime, publish: Callable[[UnitOfWork], Awaitable[object]]) -> None:
+    """Publish version 1 in a transaction of its own; another replica having done it is fine."""
+    try:
         async with runtime.unit_of_work() as uow:
-            exists = await uow.scalar(select(definitions.c.id).where(definitions.c.key == doc["key"]))
-        if exists:
-            continue
-        try:
-            async with runtime.unit_of_work() as uow:
-                body = DefinitionIn.model_validate(doc)
-                await create_definition(uow, SYSTEM_PRINCIPAL, body=body, calendars=wf.calendars, version=1)
-        except (IntegrityError, Conflict):
-            pass
+            await publish(uow)
+    except (IntegrityError, Conflict):
+        pass

@@ -93,6 +93,19 @@ class WorkflowSla(EventData):
     subject: WorkflowSubject
 
 
+class WorkflowRequest(EventData):
+    request_id: str
+    number: str = Field(description="the human number, e.g. REQ-2027-000123")
+    type_key: str
+    type_version: int
+    title: str
+    data: dict[str, Any] = Field(description="the intake form's fields, as validated")
+    requester: str
+    instance_id: str = Field(description="the instance of the type's definition the request started")
+    definition_key: str
+    submitted_at: Timestamp
+
+
 INSTANCE_STARTED = EventSpec("workflow.instance.started", WorkflowInstance, "An approval workflow started")
 INSTANCE_CHANGES_REQUESTED = EventSpec(
     "workflow.instance.changes_requested", WorkflowInstance, "An assignee asked the requester to rework the request"
@@ -117,6 +130,9 @@ TASK_ASSIGNED = EventSpec(
 TASK_COMPLETED = EventSpec("workflow.task.completed", WorkflowTask, "A task was decided (approved, rejected, paused)")
 SLA_WARNING = EventSpec("workflow.sla.warning", WorkflowSla, "A task reached its SLA's warning point")
 SLA_BREACHED = EventSpec("workflow.sla.breached", WorkflowSla, "A task missed its SLA: the escalation applied")
+REQUEST_SUBMITTED = EventSpec(
+    "workflow.request.submitted", WorkflowRequest, "A request passed its type's intake form and started its workflow"
+)
 
 # The instance event of each status an instance moves to.
 INSTANCE_EVENTS: dict[str, EventSpec[Any]] = {
@@ -146,6 +162,7 @@ CATALOGUE = Catalogue(
         TASK_COMPLETED,
         SLA_WARNING,
         SLA_BREACHED,
+        REQUEST_SUBMITTED,
     ),
     consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),
     title="Workflow",

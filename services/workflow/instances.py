@@ -131,9 +131,10 @@ def started(
     requester: str,
     now: dt.datetime,
     correlation_id: str | None = None,
+    instance_id: str | None = None,
 ) -> Instance:
     return Instance(
-        id=new_id(),
+        id=instance_id or new_id(),
         definition_id=definition_id,
         definition_key=definition_key,
         definition_version=definition_version,

@@ -49,8 +49,10 @@ async def start(
     context: dict[str, Any],
     requester: str,
     correlation_id: str | None = None,
+    instance_id: str | None = None,
 ) -> Instance:
-    """Start `definition` (by a request or an event): every stage's SLA must be computable first."""
+    """Start `definition` (by a request or an event): every stage's SLA must be computable first.
+    `instance_id` lets a caller name the instance before it exists (a request announces it)."""
     now = utcnow()
     inst = instances.started(
         definition_id=definition.id,
@@ -61,6 +63,7 @@ async def start(
         requester=requester,
         now=now,
         correlation_id=correlation_id,
+        instance_id=instance_id,
     )
     for i, stage in enumerate(definition.stages):  # e.g. a missing notice_deadline fails before any write
         await sla.stage_window(uow, wf, stage, context, now, f"stages[{i}].sla")

@@ -161,3 +161,68 @@ history = Table(
     Column("detail", JSONType(), nullable=False),
 )
 Index("ix_history_instance", history.c.instance_id, history.c.seq)
+
+# Request types: an intake form (JSON Schema) and the definition a request of the type starts,
+# published in versions like definitions (a request pins the version it was validated against).
+request_types = Table(
+    "request_types",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("key", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("form", JSONType(), nullable=False),
+    Column("definition_key", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("key", "version"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("number", String(30), nullable=False, unique=True),
+    Column("request_type_id", String(36), ForeignKey("request_types.id"), nullable=False),
+    Column("type_key", String(100), nullable=False),
+    Column("type_version", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("data", JSONType(), nullable=False),
+    Column("requester", String(200), nullable=False),
+    Column("instance_id", String(36), ForeignKey("instances.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_requests_created", requests.c.created_at, requests.c.id)
+Index("ix_requests_type", requests.c.type_key, requests.c.created_at)
+
+# The last request number given out per year: one row per year, bumped in the submitting
+# transaction (a row lock on PostgreSQL, BEGIN IMMEDIATE on SQLite), so numbers never repeat.
+request_counters = Table(
+    "request_counters",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
+)
+
+# What a request promises: each deliverable has an owner and a due time in business time (given as a
+# date, or as business hours on a calendar from its creation).
+deliverables = Table(
+    "deliverables",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    # open -> in_progress -> delivered -> done; delivered -> in_progress (sent back); any unfinished -> cancelled
+    Column("status", String(20), nullable=False),
+    Column("calendar", String(100), nullable=False),
+    Column("business_hours", String(20), nullable=True),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+Index("ix_deliverables_request", deliverables.c.request_id, deliverables.c.created_at)

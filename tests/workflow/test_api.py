@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from services.workflow.defaults import ensure_defaults
+from services.workflow.intake_forms import REQUEST_DEFINITIONS, REQUEST_TYPES
 from tests.workflow.conftest import (
     ANALYST,
     APPROVER_ALL,
@@ -37,7 +38,15 @@ async def test_shipped_defaults_exist_once_after_startup(wf):
     assert renewal["stages"][0]["sla"]["deadline_from_context"] == "notice_deadline"
     await ensure_defaults(wf.runtime, wf.runtime.domain)  # a second replica starting: no duplicates
     listed = await wf.ok("GET", "/v1/definitions", ANALYST)
-    assert sorted((d["key"], d["version"]) for d in listed["items"]) == [("budget-approval", 1), ("tool-renewal", 1)]
+    shipped = {"budget-approval", "tool-renewal", *(d["key"] for d in REQUEST_DEFINITIONS)}
+    assert sorted((d["key"], d["version"]) for d in listed["items"]) == [(k, 1) for k in sorted(shipped)]
+    types = await wf.ok("GET", "/v1/request-types", ANALYST)
+    assert [(t["key"], t["version"]) for t in types["items"]] == [
+        ("campaign-brief", 1),
+        ("creative-request", 1),
+        ("event-request", 1),
+        ("supplier-job", 1),
+    ]
 
 
 async def test_a_bad_definition_gets_every_reason_at_once(wf):
@@ -394,10 +403,10 @@ async def test_replicas_starting_together_ship_the_defaults_once(db_url):
     try:
         h = Harness(apps[0], db_url)
         listed = await h.ok("GET", "/v1/definitions", ANALYST)
-        assert sorted((d["key"], d["version"]) for d in listed["items"]) == [
-            ("budget-approval", 1),
-            ("tool-renewal", 1),
-        ]
+        shipped = {"budget-approval", "tool-renewal", *(d["key"] for d in REQUEST_DEFINITIONS)}
+        assert sorted((d["key"], d["version"]) for d in listed["items"]) == [(k, 1) for k in sorted(shipped)]
+        types = (await h.ok("GET", "/v1/request-types", ANALYST))["items"]
+        assert [(t["key"], t["version"]) for t in types] == [(d["key"], 1) for d in REQUEST_TYPES]
         assert [c["key"] for c in (await h.ok("GET", "/v1/calendars", ANALYST))["items"]] == ["default"]
         await h.client.aclose()
     finally:

@@ -2,7 +2,8 @@
 
 An instance's context is its row: a principal narrowed to `region:NA` may not decide, cancel or
 rework an EMEA request, even where the definition's stage does not narrow its seats by region;
-definitions and calendars apply to every region and need a principal no scope narrows.
+definitions, calendars and request types apply to every region and need a principal no scope
+narrows. (Requests, whose data is their instance's context: tests/workflow/test_requests.py.)
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ async def test_starting_a_request_outside_ones_scope_or_without_its_dimension_is
     [
         ("/v1/definitions", {"key": "d", "name": "d", "stages": [{"name": "s", "assignees": {"roles": ["approver"]}}]}),
         ("/v1/calendars", {"key": "c", "timezone": "UTC", "hours": {"mon": ["09:00", "17:00"]}}),
+        (
+            "/v1/request-types",
+            {"key": "t", "name": "t", "form": {"type": "object"}, "definition_key": "campaign-brief-review"},
+        ),
     ],
 )
 async def test_definitions_and_calendars_need_a_principal_no_scope_narrows(wf, path, body):

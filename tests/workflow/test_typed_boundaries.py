@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.workflow import api
+from services.workflow import api, api_requests
 from services.workflow.events import CATALOGUE
 from shared.fastlane import lane_for
 from tests.workflow.conftest import ADMIN
@@ -23,6 +23,7 @@ PUBLISHED = {
     "workflow.task.completed",
     "workflow.sla.warning",
     "workflow.sla.breached",
+    "workflow.request.submitted",
 }
 
 
@@ -34,7 +35,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(wf):
         for method, op in ops.items()
         if path.startswith("/v1/") and "operations" not in op.get("tags", [])
     ]
-    assert len(ours) == 19
+    assert len(ours) == 28
     for path, method, op in ours:
         responses = op["responses"]
         ok = [status for status in responses if status.startswith("2")]
@@ -69,5 +70,6 @@ def test_publishing_a_field_the_catalogue_does_not_know_is_refused():
 
 
 def test_the_plain_json_creates_take_the_fast_lane():
-    lanes = {route.path for route in api.router.routes if lane_for(route) is not None}
-    assert lanes == {"/v1/calendars", "/v1/definitions", "/v1/instances"}
+    routes = [*api.router.routes, *api_requests.router.routes]
+    lanes = {route.path for route in routes if lane_for(route) is not None}
+    assert lanes == {"/v1/calendars", "/v1/definitions", "/v1/instances", "/v1/request-types", "/v1/requests"}

@@ -1,0 +1,153 @@
+"""Routes of request types and requests.
+
+Request types are written by admin and mops (no scope may narrow them: a type serves every
+region); marketers, mops and admins submit requests; every role reads, each request seen only by
+its requester, its current assignees and those whose scopes cover its data. Deliverables are
+added by the requester (or mops, admins in scope), moved by their owner and reviewed by the
+requester (`deliverables`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.workflow import deliverables, intake, work_requests
+from services.workflow.api import IfMatch, Limit, answer, configurers, stored, writers
+from services.workflow.container import Workflow, domain
+from services.workflow.events import InstanceStatus
+from services.workflow.request_schemas import (
+    DeliverableIn,
+    DeliverableOut,
+    DeliverablePage,
+    DeliverableStatusIn,
+    RequestIn,
+    RequestOut,
+    RequestPage,
+    RequestTypeIn,
+    RequestTypeOut,
+    RequestTypePage,
+)
+from shared.app import Runtime, get_runtime
+from shared.bounds import INT32_MAX
+from shared.http import JsonRoute, parse_if_match
+from shared.identity import Principal, current_principal, require_roles
+from shared.openapi import problems
+from shared.uow import UnitOfWork
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
+
+submitters = require_roles("marketer", "mops")
+
+
+@router.post("/request-types", status_code=201, response_model=RequestTypeOut, responses=problems(409))
+async def create_request_type(
+    body: RequestTypeIn, request: Request, p: Principal = Depends(configurers), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return stored(await intake.create_request_type(uow, p, body=body))
+
+    return await rt.idempotent(request, p, action)
+
+
+@router.get("/request-types", response_model=RequestTypePage, responses=problems())
+async def list_request_types(
+    limit: int = Limit, cursor: str | None = None, rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await intake.list_request_types(uow, limit=limit, cursor=cursor))
+
+
+@router.get("/request-types/{key}", response_model=RequestTypeOut, responses=problems(404))
+async def get_request_type(
+    key: str, version: int | None = Query(None, ge=1, le=INT32_MAX), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer((await intake.get_request_type(uow, key, version)).view())
+
+
+@router.post("/requests", status_code=201, response_model=RequestOut, responses=problems(409))
+async def submit_request(
+    body: RequestIn,
+    request: Request,
+    p: Principal = Depends(submitters),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        request_id = await work_requests.submit(uow, p, body=body, wf=wf)
+        return stored(await work_requests.visible_request(uow, p, ref=request_id, wf=wf))
+
+    return await rt.idempotent(request, p, action)
+
+
+@router.get("/requests", response_model=RequestPage, responses=problems())
+async def list_requests(
+    type: str | None = Query(None, max_length=100, description="a request type's key"),
+    status: InstanceStatus | None = Query(None, description="the status of the request's instance"),
+    mine: bool = Query(False, description="only the caller's own requests"),
+    limit: int = Limit,
+    cursor: str | None = None,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(
+            await work_requests.list_requests(
+                uow, p, type_key=type, status=status, mine=mine, limit=limit, cursor=cursor
+            )
+        )
+
+
+@router.get("/requests/{ref}", response_model=RequestOut, responses=problems(404))
+async def get_request(
+    ref: str,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    """A request by its id or its number (REQ-2027-000123)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await work_requests.visible_request(uow, p, ref=ref, wf=wf))
+
+
+@router.post("/requests/{ref}/deliverables", status_code=201, response_model=DeliverableOut, responses=problems(404))
+async def add_deliverable(
+    ref: str,
+    body: DeliverableIn,
+    p: Principal = Depends(writers),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    async with rt.unit_of_work() as uow:
+        return answer(await deliverables.add(uow, p, ref=ref, body=body, wf=wf), 201)
+
+
+@router.get("/requests/{ref}/deliverables", response_model=DeliverablePage, responses=problems(404))
+async def list_deliverables(
+    ref: str,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await deliverables.list_for(uow, p, ref=ref, wf=wf))
+
+
+@router.post("/deliverables/{deliverable_id}/status", response_model=DeliverableOut, responses=problems(404, 409, 412))
+async def move_deliverable(
+    deliverable_id: str,
+    body: DeliverableStatusIn,
+    if_match: str | None = IfMatch,
+    p: Principal = Depends(writers),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    """open -> in_progress -> delivered -> done; delivered -> in_progress (sent back); any unfinished -> cancelled."""
+    version = parse_if_match(if_match)
+    async with rt.unit_of_work() as uow:
+        return answer(
+            await deliverables.move(uow, p, deliverable_id=deliverable_id, status=body.status, if_match=version, wf=wf)
+        )

@@ -1,0 +1,111 @@
+"""Request and answer models of request types (intake forms) and requests.
+
+Pydantic checks shapes; the form itself is checked against the JSON Schema meta-schema, and a
+request's data against its type's form, by the domain (`intake`), which names every bad field.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from services.workflow.events import InstanceStatus, Timestamp
+from services.workflow.schemas import KEY, MAX_SLA_HOURS, InstanceOut, JsonObject, Name, Strict
+from shared.bounds import Day
+
+
+class RequestTypeIn(Strict):
+    key: str = Field(pattern=KEY)
+    name: str = Name
+    description: str | None = Field(default=None, max_length=2000)
+    form: JsonObject = Field(
+        description='The intake form: a JSON Schema (draft 2020-12) of an object, e.g. {"type": "object", ...}'
+    )
+    definition_key: str = Field(min_length=1, max_length=100, description="The definition a request starts")
+
+
+class RequestTypeOut(BaseModel):
+    id: str
+    key: str
+    version: int
+    name: str
+    description: str | None
+    form: dict[str, Any]
+    definition_key: str
+    created_at: Timestamp
+    created_by: str
+
+
+class RequestTypePage(BaseModel):
+    items: list[RequestTypeOut]
+    next_cursor: str | None
+
+
+class RequestIn(Strict):
+    type_key: str = Field(min_length=1, max_length=100)
+    title: str = Name
+    data: JsonObject = Field(description="The form's fields; they are also the instance's context (e.g. region)")
+
+
+class RequestSummary(BaseModel):
+    id: str
+    number: str = Field(description="REQ-<year>-<sequence>, unique")
+    type_key: str
+    type_version: int
+    title: str
+    data: dict[str, Any]
+    requester: str
+    instance_id: str
+    status: InstanceStatus = Field(description="the status of the request's workflow instance")
+    created_at: Timestamp
+
+
+class RequestOut(RequestSummary):
+    instance: InstanceOut
+
+
+class RequestPage(BaseModel):
+    items: list[RequestSummary]
+    next_cursor: str | None
+
+
+class DeliverableIn(Strict):
+    name: str = Name
+    owner: str = Field(min_length=1, max_length=200, description="who delivers it (a user)")
+    due_date: Day | None = Field(default=None, description="due at the end of this business day")
+    business_hours: Decimal | None = Field(
+        default=None, gt=0, le=MAX_SLA_HOURS, description="due this many business hours from now"
+    )
+    calendar: str | None = Field(default=None, max_length=100, description="default: the definition's calendar")
+
+
+DeliverableStatus = Literal["open", "in_progress", "delivered", "done", "cancelled"]
+
+
+class DeliverableStatusIn(Strict):
+    status: DeliverableStatus
+
+
+class DeliverableOut(BaseModel):
+    id: str
+    request_id: str
+    name: str
+    owner: str
+    status: DeliverableStatus
+    calendar: str
+    business_hours: str | None
+    due_at: Timestamp
+    sla_state: str | None = Field(description="on_track | breached while open; met | breached once delivered")
+    remaining_business_minutes: int | None
+    delivered_at: Timestamp | None
+    finished_at: Timestamp | None
+    created_at: Timestamp
+    created_by: str
+    version: int
+
+
+class DeliverablePage(BaseModel):
+    items: list[DeliverableOut]
+    next_cursor: str | None
