@@ -8,26 +8,27 @@ import httpx
 import pytest
 
 from pitcrew.migrations import upgrade_async
-from services.budget import api
+from services.budget import api, api_integrations, api_ledger
 from services.budget.main import create_app
 from services.budget.settings import Settings
 from shared.fastlane import lane_for
 from tests.budget.conftest import ADMIN, Budget, who
 
 pytestmark = pytest.mark.db
+ROUTES = [r for m in (api, api_ledger, api_integrations) for r in m.router.routes]
 
 
 def test_which_routes_take_the_lane():
-    laned = {r.path for r in api.router.routes if lane_for(r)}
+    laned = {r.path for r in ROUTES if lane_for(r)}
     assert {"/v1/commitments", "/v1/actuals", "/v1/allocations", "/v1/transfers"} <= laned
     assert "/v1/commitments/{commitment_id}/approve" not in laned  # a path parameter
     assert "/v1/fx-rates" in laned and "/v1/plans/{plan_id}/import" not in laned  # text/csv, path parameter
-    gets = [r for r in api.router.routes if "GET" in r.methods]
+    gets = [r for r in ROUTES if "GET" in r.methods]
     assert gets and not any(lane_for(r) for r in gets)
 
 
 def _route(app, path: str):
-    return next(r for r in api.router.routes if r.path == path and "POST" in r.methods)
+    return next(r for r in ROUTES if r.path == path and "POST" in r.methods)
 
 
 async def _answers(budget: Budget, line_id: str, plan_id: str) -> list[tuple[int, dict, str | None]]:

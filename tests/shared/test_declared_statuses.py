@@ -28,7 +28,10 @@ from shared.problems import STATUS_OF
 
 MODULES = [
     "services.budget.api",
+    "services.budget.api_ledger",
+    "services.budget.api_integrations",
     "services.workflow.api",
+    "services.workflow.api_requests",
     "services.kpi.api",
     "services.registry.api",
     "services.notify.api",

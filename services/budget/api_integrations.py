@@ -1,0 +1,234 @@
+"""Routes where money arrives from elsewhere: FX rates, the spreadsheet import and export, the ERP
+documents the gateway forwards, and the refusals of what arrived and could not be taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
+
+from services.budget import (
+    csv_import,
+    fx,
+    integrations,
+    refusals,
+    reports,
+    schemas,
+)
+from services.budget.api import CSV, ERP, PLANNERS, From, Limit, To, json
+from services.budget.container import Budget, domain
+from services.budget.postings import Raced
+from shared.app import Runtime, get_runtime
+from shared.db import is_unique_violation
+from shared.errors import Conflict, Invalid
+from shared.http import JsonRoute
+from shared.identity import Principal, current_principal, require_roles
+from shared.openapi import problems
+from shared.uow import UnitOfWork
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
+
+
+# ---------------------------------------------------------------- FX
+
+
+@router.post("/fx-rates", status_code=201, tags=["fx"], response_model=schemas.FxRateOut, responses=problems(409))
+async def post_rate(
+    body: schemas.FxRateIn,
+    request: Request,
+    who: Principal = Depends(require_roles(*PLANNERS)),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    return await rt.idempotent(request, who, lambda uow: fx.post_rate(uow, who, **dict(body)))
+
+
+@router.get("/fx-rates", tags=["fx"], response_model=schemas.FxRatePage, responses=problems())
+async def list_rates(
+    base: str | None = None,
+    quote: str | None = None,
+    limit: int = Limit,
+    cursor: str | None = None,
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        items, nxt = await fx.list_rates(
+            uow, base=base and base.upper(), quote=quote and quote.upper(), limit=limit, cursor=cursor
+        )
+    return json({"items": items, "next_cursor": nxt})
+
+
+# ---------------------------------------------------------------- spreadsheets
+
+
+@router.post(
+    "/plans/{plan_id}/import",
+    tags=["spreadsheets"],
+    response_model=schemas.ImportOut,
+    responses=problems(404, 409, 415),
+    openapi_extra={"requestBody": {"content": CSV, "required": True}},
+)
+async def import_csv(
+    plan_id: str,
+    request: Request,
+    who: Principal = Depends(require_roles(*PLANNERS)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith(("text/csv", "text/plain")):
+        raise HTTPException(415, "Send the spreadsheet as text/csv.")
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid.on("body", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+    def action(uow: UnitOfWork) -> Awaitable[dict[str, Any]]:
+        return csv_import.import_csv(uow, who, postings=budget.postings, plan_id=plan_id, text=text)
+
+    return await rt.idempotent(request, who, action, status_code=200)
+
+
+@router.get(
+    "/plans/{plan_id}/export",
+    tags=["spreadsheets"],
+    response_class=Response,
+    responses={**problems(404), 200: {"content": CSV, "description": "the plan's lines and figures as CSV"}},
+)
+async def export_csv(
+    plan_id: str,
+    start: str | None = From,
+    end: str | None = To,
+    who: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        text = await reports.export_csv(uow, who, plan_id=plan_id, start=start, end=end)
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}.csv"'},
+    )
+
+
+# ---------------------------------------------------------------- ERP ingest (forwarded by the gateway)
+
+
+@router.post(
+    "/erp/purchase-orders",
+    tags=["erp"],
+    response_model=schemas.CommitmentOut,
+    responses={
+        **problems(404, 409),
+        201: {"model": schemas.CommitmentOut, "description": "a new order"},
+        202: {"model": schemas.RefusalOut, "description": "its commitment was refused: kept to be retried"},
+    },
+)
+async def erp_purchase_order(
+    body: schemas.PurchaseOrderIn,
+    who: Principal = Depends(require_roles(*ERP)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    """An order's commitment: 201 when the order is new, 200 for a change, a cancellation or a replay;
+    202 with the refusal (GET /v1/refusals, retriable) when the budget refuses its commitment."""
+    missing = body.missing_for_upsert()
+    if missing:
+        raise Invalid(
+            "; ".join(f"{m}: is required for action {body.action}" for m in missing),
+            errors=[Invalid.on(m, f"is required for action {body.action}").errors[0] for m in missing],
+        )
+    try:
+        view, created = await _erp_delivery(
+            rt, lambda uow: integrations.erp_purchase_order(uow, who, postings=budget.postings, order=body)
+        )
+    except (Conflict, Invalid) as refused:
+        if body.action == "cancelled" or isinstance(refused, Raced) or not refusals.fundable(refused):
+            raise
+        # The ERP is not waiting for a 409 it cannot act on: the order is kept as a refusal to retry.
+        async with rt.unit_of_work() as uow:
+            view = await refusals.record(uow, who, refused, **refusals.order_request(body))
+        return json(view, status_code=202)
+    return json(view, status_code=201 if created else 200)
+
+
+@router.post(
+    "/erp/invoices",
+    tags=["erp"],
+    response_model=schemas.InvoiceOut,
+    responses={**problems(409), 201: {"model": schemas.InvoiceOut, "description": "a new invoice"}},
+)
+async def erp_invoice(
+    body: schemas.InvoiceIn,
+    who: Principal = Depends(require_roles(*ERP)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    """An invoice's actual: 201 when the invoice is new, 200 (`replayed`) for one seen before."""
+    view, created = await _erp_delivery(
+        rt, lambda uow: integrations.erp_invoice(uow, who, postings=budget.postings, invoice=body)
+    )
+    return json(view, status_code=201 if created else 200)
+
+
+# ---------------------------------------------------------------- refusals (commitments refused on arrival)
+
+
+@router.get("/refusals", tags=["refusals"], response_model=schemas.RefusalPage)
+async def list_refusals(
+    status: Literal["refused", "retried"] | None = None,
+    limit: int = Limit,
+    who: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """Refused contract and purchase-order commitments the caller's scopes cover, the newest first."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json({"items": await refusals.list_refusals(uow, who, status=status, limit=limit)})
+
+
+@router.post(
+    "/refusals/{refusal_id}/retry",
+    tags=["refusals"],
+    response_model=schemas.RefusalOut,
+    responses=problems(404, 409),
+)
+async def retry_refusal(
+    refusal_id: str,
+    who: Principal = Depends(require_roles(*PLANNERS)),
+    rt: Runtime = Depends(get_runtime),
+    budget: Budget = Depends(domain),
+) -> Response:
+    """Run the refused request again (after funding its line): 200 `retried` with its commitment, once;
+    409 when it still does not fit (nothing changes) or was retried already."""
+    async with rt.unit_of_work() as uow:
+        view = await refusals.retry(uow, who, postings=budget.postings, refusal_id=refusal_id)
+    return json(view)
+
+
+async def _erp_delivery(
+    rt: Runtime, ingest: Callable[[UnitOfWork], Awaitable[tuple[dict[str, Any], bool]]]
+) -> tuple[dict[str, Any], bool]:
+    """One ERP document in one transaction. The same document delivered twice at once (ERPs retry) makes
+    the later one trip on the first one's key (the PO's external_ref, the invoice number); run again, it
+    finds the document and answers as the replay it is, instead of a 409 or 500 that the ERP would retry.
+    A document whose commitment a concurrent request moved or decided (`Raced`) runs again the same way."""
+    for _attempt in range(2):
+        try:
+            async with rt.unit_of_work() as uow:
+                return await ingest(uow)
+        except (DBAPIError, Conflict) as exc:
+            raced = (
+                is_unique_violation(exc)
+                if isinstance(exc, DBAPIError)
+                else isinstance(exc, Raced)
+                or any(e.field == "external_ref" and e.code == "duplicate" for e in exc.errors)
+            )
+            if not raced:
+                raise
+    async with rt.unit_of_work() as uow:
+        return await ingest(uow)
