@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registry import api, container, handlers
+from services.registry import api, api_stack, container, handlers
 from services.registry.events import CATALOGUE
 from services.registry.models import infra
 from services.registry.settings import Settings
@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Pitcrew Registry",
         description="The martech stack: tools, owners, contracts, renewals, usage and integrations.",
         infra=infra,
-        routers=[api.router],
+        routers=[api.router, api_stack.router],
         handlers=handlers.handlers,
         timers=handlers.timer_handlers,
         build=container.build,

@@ -34,6 +34,7 @@ MODULES = [
     "services.workflow.api_requests",
     "services.kpi.api",
     "services.registry.api",
+    "services.registry.api_stack",
     "services.notify.api",
     "gateway.api",
     "gateway.public",
