@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from gateway import audit as trail
@@ -21,12 +21,12 @@ from gateway.access import RateLimited, admit
 from gateway.models import WebhookDelivery
 from gateway.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyList, ApiKeyOut, DeliveryList, DeliveryOut, WebhookAccepted
 from gateway.state import Gateway, gateway_of
-from shared.audit import EntryList, to_csv
-from shared.context import Actor, actor_var, request_id_var
+from shared import audit
+from shared.audit import EntryList
 from shared.db import utcnow
 from shared.errors import FieldError, Forbidden
 from shared.http import JsonRoute
-from shared.identity import Principal
+from shared.identity import Principal, act_for
 from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, instant, page_of
 
@@ -41,9 +41,7 @@ async def authorized(request: Request) -> Principal:
         principal = await admit(
             gateway_of(request), h.get("authorization"), h.get("x-api-key"), "gateway", request.method, path
         )
-    # The author of what the route changes (its audit entries).
-    rid = request_id_var.get() or principal.request_id
-    actor_var.set(Actor(principal.subject, principal.kind, rid, request.method, request.url.path[:300]))
+    act_for(principal, request)  # the author of what the route changes (its audit entries)
     return principal
 
 
@@ -142,10 +140,7 @@ async def list_deliveries(
 @router.get(
     "/audit",
     response_model=EntryList,
-    responses={
-        **problems(429, 503),
-        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the trail (JSON or CSV)"},
-    },
+    responses={**problems(429, 503), **audit.ANSWERS},
     summary="The whole suite's audit trail (every service's and the gateway's), newest first",
 )
 async def suite_audit(
@@ -167,12 +162,7 @@ async def suite_audit(
     sources = [service] if service else list(trail.SOURCES)
     filters = trail.Filters(entity, entity_id, actor, action, since, until)
     result = await trail.page(gateway_of(request), p, sources, filters, limit, cursor)
-    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
-        headers = {"Content-Disposition": 'attachment; filename="pitcrew-audit.csv"'}
-        if result.next_cursor:
-            headers["X-Next-Cursor"] = result.next_cursor
-        return StreamingResponse(iter([to_csv(result.items)]), media_type="text/csv", headers=headers)
-    return result
+    return audit.answer(request, result, format, "pitcrew-audit.csv")
 
 
 webhook_router = APIRouter(tags=["webhooks"])

@@ -51,6 +51,23 @@ def entity_of(subject: str) -> str:
     return parts[1] if len(parts) >= 3 else parts[-1]
 
 
+# What one entry stores, in the order `row` builds it (the budget's posting statement inserts these too).
+ROW_COLUMNS = (
+    "id",
+    "at",
+    "actor",
+    "actor_kind",
+    "request_id",
+    "method",
+    "path",
+    "action",
+    "entity",
+    "entity_id",
+    "before",
+    "after",
+)
+
+
 def row(action: str, entity: str, entity_id: str, before: Any, after: Any, now: dt.datetime) -> dict[str, Any]:
     a = current()
     return {
@@ -192,6 +209,22 @@ def to_csv(entries: list[Entry]) -> str:
     return out.getvalue()
 
 
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the trail (JSON or CSV)"}
+}
+
+
+def answer(request: Request, result: EntryList, format: str, filename: str) -> Response | EntryList:
+    """A page of the trail as asked: JSON, or CSV (format=csv or Accept: text/csv) with the next cursor
+    in a header."""
+    if format != "csv" and "text/csv" not in request.headers.get("accept", ""):
+        return result
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if result.next_cursor:
+        headers["X-Next-Cursor"] = result.next_cursor
+    return StreamingResponse(iter([to_csv(result.items)]), media_type="text/csv", headers=headers)
+
+
 def router() -> APIRouter:
     """`/v1/audit`: admins only, in every service."""
     admin = require_roles()
@@ -200,10 +233,7 @@ def router() -> APIRouter:
     @r.get(
         "",
         response_model=EntryList,
-        responses={
-            **problems(),
-            200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the trail (JSON or CSV)"},
-        },
+        responses={**problems(), **ANSWERS},
         summary="The audit trail of this service, newest first (format=csv to export)",
     )
     async def audit_trail(
@@ -233,11 +263,6 @@ def router() -> APIRouter:
             limit=limit,
             cursor=cursor,
         )
-        if format == "csv" or "text/csv" in request.headers.get("accept", ""):
-            headers = {"Content-Disposition": f'attachment; filename="{runtime.name}-audit.csv"'}
-            if result.next_cursor:
-                headers["X-Next-Cursor"] = result.next_cursor
-            return StreamingResponse(iter([to_csv(result.items)]), media_type="text/csv", headers=headers)
-        return result
+        return answer(request, result, format, f"{runtime.name}-audit.csv")
 
     return r

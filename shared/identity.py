@@ -186,10 +186,15 @@ async def current_principal(request: Request) -> Principal:
     if principal.request_id is None:  # the gateway's token is per principal; the request id rides beside it
         principal = dataclasses.replace(principal, request_id=request_id_var.get())
     request.state.principal = principal
-    # The author of whatever this request changes (shared.audit), with the id the request travels under.
+    act_for(principal, request)
+    return principal
+
+
+def act_for(principal: Principal, request: Request) -> None:
+    """Make `principal` the author of whatever this request changes (shared.audit), with the id the
+    request travels under."""
     rid = request_id_var.get() or principal.request_id
     actor_var.set(Actor(principal.subject, principal.kind, rid, request.method, request.url.path[:300]))
-    return principal
 
 
 def require_roles(*roles: str, unscoped: str | None = None) -> Callable[..., object]:

@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.budget.models import commitments, entries, infra
+from shared import audit
 
 REFUSED = "PB001"  # SQLSTATE raised by budget_refuse
 # Errors that mean the connection is gone or unusable (the server restarted, the backend was terminated,
@@ -99,20 +100,7 @@ COMMITMENT_COLS = (
     "updated_at",
 )
 OUTBOX_COLS = ("id", "subject", "payload", "created_at", "attempts")
-AUDIT_COLS = (
-    "id",
-    "at",
-    "actor",
-    "actor_kind",
-    "request_id",
-    "method",
-    "path",
-    "action",
-    "entity",
-    "entity_id",
-    "before",
-    "after",
-)
+AUDIT_COLS = audit.ROW_COLUMNS
 # Who a threshold event's audit entry names: the author of the posting that crossed it.
 AUTHOR_COLS = ("actor", "actor_kind", "request_id", "method", "path")
 DELTA_COLS = ("da", "dc", "dp", "ds", "oa", "oc", "op", "os")
