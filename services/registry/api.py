@@ -309,15 +309,9 @@ async def import_usage(
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media != "text/csv":
         raise HTTPException(415, f"Send the export as text/csv, not {media or 'nothing'}.")
-    raw = await bounded_body(request, catalog.MAX_BODY_BYTES)
-    if raw is None:
-        message = f"the export is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
-        return problem(
-            413,
-            f"body: {message}",
-            instance=request.url.path,
-            errors_=[{"field": "body", "message": message, "code": "too_large"}],
-        )
+    raw = await upload(request, "the export")
+    if isinstance(raw, Response):
+        return raw
     rows = logins.parse(raw)
     return await rt.idempotent(request, p, lambda uow: logins.import_logins(uow, p, rows=rows, usage=reg.usage))
 
@@ -343,3 +337,17 @@ async def bounded_body(request: Request, limit: int) -> bytes | None:
     raw = b"".join(chunks)
     request._body = raw  # Starlette's cache: request.body() (the Idempotency-Key fingerprint) reads it again
     return raw
+
+
+async def upload(request: Request, what: str) -> bytes | Response:
+    """An uploaded file's bytes, or the 413 problem naming `body` when it is larger than an import takes."""
+    raw = await bounded_body(request, catalog.MAX_BODY_BYTES)
+    if raw is not None:
+        return raw
+    message = f"{what} is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
+    return problem(
+        413,
+        f"body: {message}",
+        instance=request.url.path,
+        errors_=[{"field": "body", "message": message, "code": "too_large"}],
+    )

@@ -27,9 +27,9 @@ from services.registry.api import (
     YAML_TYPES,
     IfMatch,
     Limit,
-    bounded_body,
     catalog_writer,
     contract_writer,
+    upload,
     usage_writer,
     with_etag,
 )
@@ -38,7 +38,6 @@ from shared.app import Runtime, get_runtime
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal
 from shared.openapi import problems
-from shared.problems import problem
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
@@ -319,15 +318,9 @@ async def import_catalogue(
 ) -> Response:
     """YAML (one document per tool) or CSV (one row per tool), chosen by Content-Type; all or nothing."""
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    raw = await bounded_body(request, catalog.MAX_BODY_BYTES)
-    if raw is None:
-        message = f"the catalogue is larger than {catalog.MAX_BODY_BYTES // (1024 * 1024)} MiB; split it"
-        return problem(
-            413,
-            f"body: {message}",
-            instance=request.url.path,
-            errors_=[{"field": "body", "message": message, "code": "too_large"}],
-        )
+    raw = await upload(request, "the catalogue")
+    if isinstance(raw, Response):
+        return raw
     if media in YAML_TYPES:
         docs, label = catalog.parse_yaml(raw), "documents"
     elif media == "text/csv":
