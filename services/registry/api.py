@@ -18,6 +18,7 @@ from services.registry import (
     renewals,
     reviews,
     schemas,
+    stack_schemas,
     tools,
     utilization,
 )
@@ -129,8 +130,8 @@ async def tool_history(
         return await history.list_history(uow, tool_id=tool_id, limit=limit, cursor=cursor)
 
 
-@router.get("/tools/{tool_id}/spend", response_model=schemas.ToolSpendOut, responses=problems(404))
-async def tool_spend(tool_id: str, rt: Runtime = Depends(get_runtime)) -> schemas.ToolSpendOut:
+@router.get("/tools/{tool_id}/spend", response_model=stack_schemas.ToolSpendOut, responses=problems(404))
+async def tool_spend(tool_id: str, rt: Runtime = Depends(get_runtime)) -> stack_schemas.ToolSpendOut:
     """What the budget's actuals paid the tool's vendor (and its aliases)."""
     async with rt.unit_of_work(readonly=True) as uow:
         return await discovery.spend_of(uow, tool_id=tool_id)
@@ -289,7 +290,7 @@ async def get_utilization(
 @router.post(
     "/usage/import",
     status_code=201,
-    response_model=schemas.UsageImportResult,
+    response_model=stack_schemas.UsageImportResult,
     responses=problems(409, 413, 415),
     openapi_extra={
         "requestBody": {
@@ -316,8 +317,8 @@ async def import_usage(
     return await rt.idempotent(request, p, lambda uow: logins.import_logins(uow, p, rows=rows, usage=reg.usage))
 
 
-@router.get("/rightsizing", response_model=schemas.Rightsizing, responses=problems(409))
-async def rightsizing(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.Rightsizing:
+@router.get("/rightsizing", response_model=stack_schemas.Rightsizing, responses=problems(409))
+async def rightsizing(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> stack_schemas.Rightsizing:
     """Seats paid against people active in 30 and 90 days, and what the surplus seats cost a year."""
     async with rt.unit_of_work(readonly=True) as uow:
         return await logins.rightsizing(uow, costs=reg.costs, headroom=reg.rightsizing_headroom)

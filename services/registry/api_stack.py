@@ -20,6 +20,7 @@ from services.registry import (
     layers,
     savings,
     schemas,
+    stack_schemas,
     sunset,
 )
 from services.registry.api import (
@@ -137,10 +138,10 @@ async def integration_history(
         return await integrations.list_history(uow, integration_id=integration_id, limit=limit, cursor=cursor)
 
 
-@router.get("/tools/{tool_id}/impact", response_model=schemas.Impact, responses=problems(404, 499))
+@router.get("/tools/{tool_id}/impact", response_model=stack_schemas.Impact, responses=problems(404, 499))
 async def tool_impact(
     tool_id: str, request: Request, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
-) -> schemas.Impact:
+) -> stack_schemas.Impact:
     """Everything that depends on the tool, the contracts involved, the single points of failure its
     retirement would create; computed off the event loop within the graph's limits."""
     return await impact.impact(
@@ -150,7 +151,7 @@ async def tool_impact(
 
 @router.get(
     "/graph",
-    response_model=schemas.Graph,
+    response_model=stack_schemas.Graph,
     responses={
         **problems(),
         200: {"description": "The graph; a Mermaid flowchart with format=mermaid", "content": {"text/plain": TEXT}},
@@ -165,10 +166,10 @@ async def get_graph(
         return await graph.graph(uow, limits=reg.graph_limits)
 
 
-@router.get("/analysis", response_model=schemas.Analysis, responses=problems(499))
+@router.get("/analysis", response_model=stack_schemas.Analysis, responses=problems(499))
 async def analysis(
     request: Request, rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
-) -> schemas.Analysis:
+) -> stack_schemas.Analysis:
     """Orphans, islands and single points of failure, computed off the event loop within the graph's limits."""
     async with rt.unit_of_work(readonly=True) as uow:
         flows = await graph.load_flows(uow, limits=reg.graph_limits)
@@ -199,97 +200,106 @@ async def put_layers(
 # --- discovery from spend -------------------------------------------------------------------------
 
 
-@router.get("/discovery", response_model=schemas.Candidates, responses=problems())
+@router.get("/discovery", response_model=stack_schemas.Candidates, responses=problems())
 async def list_candidates(
     rt: Runtime = Depends(get_runtime),
     status: Literal["open", "accepted", "merged", "ignored", "all"] = "open",
-) -> schemas.Candidates:
+) -> stack_schemas.Candidates:
     """Vendors the budget paid that no tool matches, with their spend (the discovery run)."""
     async with rt.unit_of_work(readonly=True) as uow:
         return await discovery.candidates(uow, status=None if status == "all" else status)
 
 
-@router.post("/discovery/{candidate_id}/accept", response_model=schemas.CandidateOut, responses=problems(404, 409))
+@router.post(
+    "/discovery/{candidate_id}/accept", response_model=stack_schemas.CandidateOut, responses=problems(404, 409)
+)
 async def accept_candidate(
     candidate_id: str,
-    body: schemas.AcceptIn,
+    body: stack_schemas.AcceptIn,
     p: Principal = Depends(catalog_writer),
     rt: Runtime = Depends(get_runtime),
-) -> schemas.CandidateOut:
+) -> stack_schemas.CandidateOut:
     async with rt.unit_of_work() as uow:
         return await discovery.accept(uow, p, candidate_id=candidate_id, body=body)
 
 
-@router.post("/discovery/{candidate_id}/merge", response_model=schemas.CandidateOut, responses=problems(404, 409))
+@router.post("/discovery/{candidate_id}/merge", response_model=stack_schemas.CandidateOut, responses=problems(404, 409))
 async def merge_candidate(
-    candidate_id: str, body: schemas.MergeIn, p: Principal = Depends(catalog_writer), rt: Runtime = Depends(get_runtime)
-) -> schemas.CandidateOut:
+    candidate_id: str,
+    body: stack_schemas.MergeIn,
+    p: Principal = Depends(catalog_writer),
+    rt: Runtime = Depends(get_runtime),
+) -> stack_schemas.CandidateOut:
     async with rt.unit_of_work() as uow:
         return await discovery.merge(uow, p, candidate_id=candidate_id, body=body)
 
 
-@router.post("/discovery/{candidate_id}/ignore", response_model=schemas.CandidateOut, responses=problems(404, 409))
+@router.post(
+    "/discovery/{candidate_id}/ignore", response_model=stack_schemas.CandidateOut, responses=problems(404, 409)
+)
 async def ignore_candidate(
     candidate_id: str,
-    body: schemas.IgnoreIn | None = None,
+    body: stack_schemas.IgnoreIn | None = None,
     p: Principal = Depends(catalog_writer),
     rt: Runtime = Depends(get_runtime),
-) -> schemas.CandidateOut:
+) -> stack_schemas.CandidateOut:
     async with rt.unit_of_work() as uow:
-        return await discovery.ignore(uow, p, candidate_id=candidate_id, body=body or schemas.IgnoreIn())
+        return await discovery.ignore(uow, p, candidate_id=candidate_id, body=body or stack_schemas.IgnoreIn())
 
 
 # --- money across the stack -----------------------------------------------------------------------
 
 
-@router.get("/reports/savings", response_model=schemas.SavingsReport, responses=problems(409))
+@router.get("/reports/savings", response_model=stack_schemas.SavingsReport, responses=problems(409))
 async def savings_report(
     rt: Runtime = Depends(get_runtime),
     reg: Registry = Depends(domain),
     from_: str | None = Query(None, alias="from", pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
     to: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
-) -> schemas.SavingsReport:
+) -> stack_schemas.SavingsReport:
     """What cancellations and cheaper renewals save per year, per period (YYYY-MM), and as KPI measurements."""
     async with rt.unit_of_work(readonly=True) as uow:
         return await savings.report(uow, base=reg.costs.base, since=from_, until=to)
 
 
-@router.get("/reports/sunset", response_model=schemas.SunsetReport, responses=problems(409))
-async def sunset_report(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.SunsetReport:
+@router.get("/reports/sunset", response_model=stack_schemas.SunsetReport, responses=problems(409))
+async def sunset_report(
+    rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)
+) -> stack_schemas.SunsetReport:
     """Tools to retire first: most annual cost at stake, least used, overlapping a tool that stays."""
     async with rt.unit_of_work(readonly=True) as uow:
         return await sunset.report(uow, costs=reg.costs, usage=reg.usage)
 
 
-@router.get("/overlaps", response_model=schemas.Overlaps, responses=problems(409))
-async def overlaps(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.Overlaps:
+@router.get("/overlaps", response_model=stack_schemas.Overlaps, responses=problems(409))
+async def overlaps(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> stack_schemas.Overlaps:
     async with rt.unit_of_work(readonly=True) as uow:
         return await reg.costs.overlaps(uow)
 
 
-@router.get("/costs", response_model=schemas.Costs, responses=problems(409))
+@router.get("/costs", response_model=stack_schemas.Costs, responses=problems(409))
 async def costs(
     rt: Runtime = Depends(get_runtime),
     reg: Registry = Depends(domain),
     group_by: Literal["category", "team"] = "category",
-) -> schemas.Costs:
+) -> stack_schemas.Costs:
     async with rt.unit_of_work(readonly=True) as uow:
         return await reg.costs.by_group(uow, group_by=group_by)
 
 
-@router.post("/fx-rates", status_code=200, response_model=schemas.FxRateOut, responses=problems())
+@router.post("/fx-rates", status_code=200, response_model=stack_schemas.FxRateOut, responses=problems())
 async def set_fx_rate(
-    body: schemas.FxRateIn,
+    body: stack_schemas.FxRateIn,
     p: Principal = Depends(contract_writer),
     rt: Runtime = Depends(get_runtime),
     reg: Registry = Depends(domain),
-) -> schemas.FxRateOut:
+) -> stack_schemas.FxRateOut:
     async with rt.unit_of_work() as uow:
         return await reg.costs.set_rate(uow, p, body=body)
 
 
-@router.get("/fx-rates", response_model=schemas.FxRates, responses=problems())
-async def list_fx_rates(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> schemas.FxRates:
+@router.get("/fx-rates", response_model=stack_schemas.FxRates, responses=problems())
+async def list_fx_rates(rt: Runtime = Depends(get_runtime), reg: Registry = Depends(domain)) -> stack_schemas.FxRates:
     async with rt.unit_of_work(readonly=True) as uow:
         return await reg.costs.rates(uow)
 
@@ -300,7 +310,7 @@ async def list_fx_rates(rt: Runtime = Depends(get_runtime), reg: Registry = Depe
 @router.post(
     "/import",
     status_code=201,
-    response_model=schemas.ImportResult,
+    response_model=stack_schemas.ImportResult,
     responses=problems(409, 413, 415),
     openapi_extra={
         "requestBody": {

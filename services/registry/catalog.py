@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from services.registry import integrations, schemas, tools
+from services.registry import integrations, schemas, stack_schemas, tools
 from services.registry.contracts import Contracts
 from services.registry.models import Tool
 from shared.csvtext import read_csv
@@ -50,7 +50,7 @@ MAX_DEPTH = 64
 CSV_FIELD = {"spec.owner.team": "owner_team", "spec.owner.person": "owner_person"}
 
 
-def parse_yaml(raw: bytes) -> list[schemas.CatalogDocument]:
+def parse_yaml(raw: bytes) -> list[stack_schemas.CatalogDocument]:
     try:
         text = raw.decode("utf-8")
         _check_depth(text)
@@ -61,7 +61,7 @@ def parse_yaml(raw: bytes) -> list[schemas.CatalogDocument]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise Invalid.on("body", f"the catalogue is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    return _validate(docs, "documents", schemas.CatalogDocument.model_validate)
+    return _validate(docs, "documents", stack_schemas.CatalogDocument.model_validate)
 
 
 def _check_depth(text: str) -> None:
@@ -80,7 +80,7 @@ def _check_depth(text: str) -> None:
             depth -= 1
 
 
-def parse_csv(raw: bytes) -> list[schemas.CatalogDocument]:
+def parse_csv(raw: bytes) -> list[stack_schemas.CatalogDocument]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -96,7 +96,7 @@ def parse_csv(raw: bytes) -> list[schemas.CatalogDocument]:
     return _validate(rows, "rows", _row_document)
 
 
-def _row_document(row: dict[str, Any]) -> schemas.CatalogDocument:
+def _row_document(row: dict[str, Any]) -> stack_schemas.CatalogDocument:
     def cell(name: str) -> str | None:
         value = (row.get(name) or "").strip()
         return value or None
@@ -121,18 +121,18 @@ def _row_document(row: dict[str, Any]) -> schemas.CatalogDocument:
     spec["capabilities"] = [c for c in (caps or "").replace("|", ";").split(";") if c.strip()]
     if cell("owner_team") or cell("owner_person"):
         spec["owner"] = {"team": cell("owner_team"), "person": cell("owner_person")}
-    return schemas.CatalogDocument.model_validate(
+    return stack_schemas.CatalogDocument.model_validate(
         {"kind": "Tool", "metadata": {"name": cell("name") or ""}, "spec": spec}
     )
 
 
-def _validate(items: list[Any], label: str, parse: Any) -> list[schemas.CatalogDocument]:
+def _validate(items: list[Any], label: str, parse: Any) -> list[stack_schemas.CatalogDocument]:
     if not items:
         raise Invalid.on("body", "the catalogue holds no tools")
     if len(items) > MAX_DOCUMENTS:
         raise Invalid.on("body", f"at most {MAX_DOCUMENTS} tools per import")
     errors = Errors()
-    docs: list[schemas.CatalogDocument] = []
+    docs: list[stack_schemas.CatalogDocument] = []
     for index, item in enumerate(items):
         if label == "documents" and not isinstance(item, dict):
             errors.add(f"{label}[{index}]", "a catalogue document must be a mapping (apiVersion, kind, metadata, spec)")
@@ -194,10 +194,10 @@ async def import_catalogue(
     uow: UnitOfWork,
     who: Principal,
     *,
-    docs: list[schemas.CatalogDocument],
+    docs: list[stack_schemas.CatalogDocument],
     contracts: Contracts,
     label: str = "documents",
-) -> schemas.ImportResult:
+) -> stack_schemas.ImportResult:
     """Create every tool, then its contracts, then the integrations (which name tools) in one transaction."""
     bodies = [_tool_body(doc, label, index) for index, doc in enumerate(docs)]
 
@@ -224,10 +224,10 @@ async def import_catalogue(
         for ii, edge in enumerate(doc.spec.integrations):
             await _integrate(uow, who, edge, tool_id, ids, label, index, ii)
             made["integrations"] += 1
-    return schemas.ImportResult(tools=len(views), **made, tool_ids=ids)
+    return stack_schemas.ImportResult(tools=len(views), **made, tool_ids=ids)
 
 
-def _tool_body(doc: schemas.CatalogDocument, label: str, index: int) -> schemas.ToolIn:
+def _tool_body(doc: stack_schemas.CatalogDocument, label: str, index: int) -> schemas.ToolIn:
     """The ToolIn a document describes; its notes come from metadata.description when spec.notes is empty."""
     fields = doc.spec.model_dump(exclude={"contracts", "integrations"})
     notes_from = "spec.notes"
@@ -245,7 +245,7 @@ def _tool_body(doc: schemas.CatalogDocument, label: str, index: int) -> schemas.
 async def _integrate(
     uow: UnitOfWork,
     who: Principal,
-    edge: schemas.CatalogIntegration,
+    edge: stack_schemas.CatalogIntegration,
     tool_id: str,
     ids: dict[str, str],
     label: str,

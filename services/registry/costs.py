@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from services.registry import schemas
+from services.registry import stack_schemas
 from services.registry.models import Contract, FxRate, Tool
 from services.registry.terms import annual_minor
 from shared.db import utcnow
@@ -32,7 +32,9 @@ class StackCosts:
 
     base: str
 
-    async def set_rate(self, uow: UnitOfWork, who: Principal, *, body: schemas.FxRateIn) -> schemas.FxRateOut:
+    async def set_rate(
+        self, uow: UnitOfWork, who: Principal, *, body: stack_schemas.FxRateIn
+    ) -> stack_schemas.FxRateOut:
         ensure_unscoped(who, WHAT)
         if body.currency == self.base:
             raise Invalid.on("currency", f"{self.base} is the base currency; its rate is 1 by definition")
@@ -44,9 +46,11 @@ class StackCosts:
         await uow.flush()
         return _rate(row)
 
-    async def rates(self, uow: UnitOfWork) -> schemas.FxRates:
+    async def rates(self, uow: UnitOfWork) -> stack_schemas.FxRates:
         query = select(FxRate).where(FxRate.base_currency == self.base).order_by(FxRate.currency)
-        return schemas.FxRates(base_currency=self.base, items=[_rate(r) for r in (await uow.scalars(query)).all()])
+        return stack_schemas.FxRates(
+            base_currency=self.base, items=[_rate(r) for r in (await uow.scalars(query)).all()]
+        )
 
     async def annual_by_tool(self, uow: UnitOfWork, tool_ids: set[str]) -> dict[str, int]:
         """Each tool's annual cost of its active contracts, in base-currency minor units."""
@@ -80,7 +84,7 @@ class StackCosts:
             )
         return out
 
-    async def overlaps(self, uow: UnitOfWork) -> schemas.Overlaps:
+    async def overlaps(self, uow: UnitOfWork) -> stack_schemas.Overlaps:
         """Capabilities that two or more active tools share, with those tools' combined annual cost,
         most expensive first."""
         query = select(Tool.id, Tool.name, Tool.capabilities).where(Tool.lifecycle == "active").order_by(Tool.name)
@@ -92,7 +96,7 @@ class StackCosts:
         costs = await self.annual_by_tool(uow, {t.id for ts in shared.values() for t in ts})
         totals = {cap: sum(costs.get(t.id, 0) for t in ts) for cap, ts in shared.items()}
         items = [
-            schemas.Overlap(
+            stack_schemas.Overlap(
                 capability=cap,
                 tools=[t.id for t in shared[cap]],
                 tool_names=[t.name for t in shared[cap]],
@@ -101,9 +105,9 @@ class StackCosts:
             )
             for cap in sorted(shared, key=lambda cap: (-totals[cap], cap))
         ]
-        return schemas.Overlaps(currency=self.base, items=items)
+        return stack_schemas.Overlaps(currency=self.base, items=items)
 
-    async def by_group(self, uow: UnitOfWork, *, group_by: Literal["category", "team"]) -> schemas.Costs:
+    async def by_group(self, uow: UnitOfWork, *, group_by: Literal["category", "team"]) -> stack_schemas.Costs:
         """Annualized cost of the live stack (tools not retired, active contracts) by category or team."""
         query = select(Tool.id, Tool.category, Tool.owner_team).where(Tool.lifecycle != "retired")
         tools = (await uow.execute(query)).all()
@@ -115,13 +119,17 @@ class StackCosts:
             minor[key] += costs.get(t.id, 0)
             count[key] += 1
         ordered = sorted(minor, key=lambda g: (-minor[g], g or ""))
-        return schemas.Costs(
+        return stack_schemas.Costs(
             group_by=group_by,
             currency=self.base,
-            items=[schemas.CostGroup(group=g, annual_cost=fmt(minor[g], self.base), tools=count[g]) for g in ordered],
+            items=[
+                stack_schemas.CostGroup(group=g, annual_cost=fmt(minor[g], self.base), tools=count[g]) for g in ordered
+            ],
             total=fmt(sum(costs.values()), self.base),
         )
 
 
-def _rate(r: FxRate) -> schemas.FxRateOut:
-    return schemas.FxRateOut(base_currency=r.base_currency, currency=r.currency, rate=r.rate, updated_at=r.updated_at)
+def _rate(r: FxRate) -> stack_schemas.FxRateOut:
+    return stack_schemas.FxRateOut(
+        base_currency=r.base_currency, currency=r.currency, rate=r.rate, updated_at=r.updated_at
+    )

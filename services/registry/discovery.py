@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from services.registry import schemas, tools
+from services.registry import schemas, stack_schemas, tools
 from services.registry.models import DiscoveryCandidate, Tool, ToolSpend, VendorAlias
 from shared.db import utcnow
 from shared.errors import Conflict, Invalid, NotFound
@@ -123,7 +123,7 @@ async def record_actual(
     return spend
 
 
-async def candidates(uow: UnitOfWork, *, status: str | None = "open") -> schemas.Candidates:
+async def candidates(uow: UnitOfWork, *, status: str | None = "open") -> stack_schemas.Candidates:
     """The discovery run: each candidate with its spend per currency, first and last seen, the lines
     that paid it, and the tools whose name is close; most recently paid first."""
     query = select(DiscoveryCandidate)
@@ -154,7 +154,7 @@ async def candidates(uow: UnitOfWork, *, status: str | None = "open") -> schemas
     words = _word_index(keys)
     items = [_view(c, spend[c.id], sorted(codes[c.id]), keys, names, words) for c in found.values()]
     items.sort(key=lambda i: (i.last_seen is None, -(i.last_seen or dt.date.min).toordinal(), i.vendor_key))
-    return schemas.Candidates(items=items)
+    return stack_schemas.Candidates(items=items)
 
 
 COMMON = 50  # a word more tool keys hold than this ("software", "media") says nothing about a match
@@ -190,23 +190,24 @@ def _view(
     keys: dict[str, str],
     names: dict[str, str],
     words: dict[str, set[str]] | None = None,
-) -> schemas.CandidateOut:
+) -> stack_schemas.CandidateOut:
     close = _similar(c.vendor_key, words) if words is not None and c.status == "open" else []
     similar = list(dict.fromkeys(keys[k] for k in close))
-    return schemas.CandidateOut(
+    return stack_schemas.CandidateOut(
         id=c.id,
         vendor=c.vendor,
         vendor_key=c.vendor_key,
         status=c.status,
         spend=[
-            schemas.SpendAmount(currency=r[1], amount=fmt(int(r[2]), r[1])) for r in sorted(sums, key=lambda r: r[1])
+            stack_schemas.SpendAmount(currency=r[1], amount=fmt(int(r[2]), r[1]))
+            for r in sorted(sums, key=lambda r: r[1])
         ],
         first_seen=min((r[3] for r in sums), default=None),
         last_seen=max((r[4] for r in sums), default=None),
         lines=sum(int(r[5]) for r in sums),
         line_codes=codes,
         tool_id=c.tool_id,
-        similar_tools=[schemas.SimilarTool(tool_id=t, name=names.get(t, "")) for t in similar],
+        similar_tools=[stack_schemas.SimilarTool(tool_id=t, name=names.get(t, "")) for t in similar],
         decided_by=c.decided_by,
         decided_at=c.decided_at,
     )
@@ -237,7 +238,7 @@ async def _settle(uow: UnitOfWork, who: Principal, c: DiscoveryCandidate, status
     await uow.flush()
 
 
-async def _one(uow: UnitOfWork, c: DiscoveryCandidate) -> schemas.CandidateOut:
+async def _one(uow: UnitOfWork, c: DiscoveryCandidate) -> stack_schemas.CandidateOut:
     s = ToolSpend
     sums = list(
         await uow.execute(
@@ -250,7 +251,9 @@ async def _one(uow: UnitOfWork, c: DiscoveryCandidate) -> schemas.CandidateOut:
     return _view(c, sums, codes, {}, {})
 
 
-async def accept(uow: UnitOfWork, who: Principal, *, candidate_id: str, body: schemas.AcceptIn) -> schemas.CandidateOut:
+async def accept(
+    uow: UnitOfWork, who: Principal, *, candidate_id: str, body: stack_schemas.AcceptIn
+) -> stack_schemas.CandidateOut:
     """The candidate becomes a tool (its vendor the candidate's), with its spend attached."""
     ensure_unscoped(who, WHAT)
     c = await _open(uow, candidate_id)
@@ -260,7 +263,9 @@ async def accept(uow: UnitOfWork, who: Principal, *, candidate_id: str, body: sc
     return await _one(uow, c)
 
 
-async def merge(uow: UnitOfWork, who: Principal, *, candidate_id: str, body: schemas.MergeIn) -> schemas.CandidateOut:
+async def merge(
+    uow: UnitOfWork, who: Principal, *, candidate_id: str, body: stack_schemas.MergeIn
+) -> stack_schemas.CandidateOut:
     """The candidate's vendor is another name of a tool: an alias, used for every later actual."""
     ensure_unscoped(who, WHAT)
     c = await _open(uow, candidate_id)
@@ -271,7 +276,9 @@ async def merge(uow: UnitOfWork, who: Principal, *, candidate_id: str, body: sch
     return await _one(uow, c)
 
 
-async def ignore(uow: UnitOfWork, who: Principal, *, candidate_id: str, body: schemas.IgnoreIn) -> schemas.CandidateOut:
+async def ignore(
+    uow: UnitOfWork, who: Principal, *, candidate_id: str, body: stack_schemas.IgnoreIn
+) -> stack_schemas.CandidateOut:
     """Not a tool (rent, a freelancer): hidden from the open candidates; later spend still adds up."""
     ensure_unscoped(who, WHAT)
     c = await _open(uow, candidate_id)
@@ -280,7 +287,7 @@ async def ignore(uow: UnitOfWork, who: Principal, *, candidate_id: str, body: sc
     return await _one(uow, c)
 
 
-async def spend_of(uow: UnitOfWork, *, tool_id: str) -> schemas.ToolSpendOut:
+async def spend_of(uow: UnitOfWork, *, tool_id: str) -> stack_schemas.ToolSpendOut:
     if await uow.get(Tool, tool_id) is None:
         raise NotFound(f"No tool with id {tool_id!r}.")
     s = ToolSpend
@@ -292,9 +299,9 @@ async def spend_of(uow: UnitOfWork, *, tool_id: str) -> schemas.ToolSpendOut:
             .order_by(s.currency)
         )
     )
-    return schemas.ToolSpendOut(
+    return stack_schemas.ToolSpendOut(
         tool_id=tool_id,
-        spend=[schemas.SpendAmount(currency=r[0], amount=fmt(int(r[1]), r[0])) for r in rows],
+        spend=[stack_schemas.SpendAmount(currency=r[0], amount=fmt(int(r[1]), r[0])) for r in rows],
         lines=sum(int(r[4]) for r in rows),
         first_seen=min((r[2] for r in rows), default=None),
         last_seen=max((r[3] for r in rows), default=None),

@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 from sqlalchemy import select
 
-from services.registry import integrations, layers, schemas
+from services.registry import integrations, layers, schemas, stack_schemas
 from services.registry.models import Integration, Tool
 from services.registry.reads import at_most
 from shared.uow import UnitOfWork
@@ -68,7 +68,7 @@ async def _live(
     return tools, [e for e in edges if e.from_tool_id in live and e.to_tool_id in live]
 
 
-async def graph(uow: UnitOfWork, *, limits: Limits) -> schemas.Graph:
+async def graph(uow: UnitOfWork, *, limits: Limits) -> stack_schemas.Graph:
     tools, edges = await _live(
         uow,
         limits,
@@ -76,7 +76,7 @@ async def graph(uow: UnitOfWork, *, limits: Limits) -> schemas.Graph:
         tuple(Integration.__table__.c),
     )
     nodes = [
-        schemas.GraphNode(
+        stack_schemas.GraphNode(
             id=t.id,
             name=t.name,
             category=t.category,
@@ -85,7 +85,7 @@ async def graph(uow: UnitOfWork, *, limits: Limits) -> schemas.Graph:
         )
         for t in tools
     ]
-    return schemas.Graph(nodes=nodes, edges=[integrations.record(e) for e in edges])
+    return stack_schemas.Graph(nodes=nodes, edges=[integrations.record(e) for e in edges])
 
 
 async def flowchart(uow: UnitOfWork, *, limits: Limits) -> str:
@@ -136,14 +136,14 @@ async def load_flows(uow: UnitOfWork, *, limits: Limits) -> Flows:
 
 async def analysis(
     flows: Flows, *, limits: Limits, caller: Disconnectable | None = None, service: str = "registry"
-) -> schemas.Analysis:
+) -> stack_schemas.Analysis:
     """`analyse` in a worker thread, stopped after `limits.seconds` (a 422) or when the caller leaves;
     call it after the read transaction has ended."""
     budget = Budget(limits.seconds, what="analysis", hint=HINT)
     return await run_bounded(analyse, flows, budget=budget, caller=caller, service=service)
 
 
-def analyse(budget: Budget, flows: Flows) -> schemas.Analysis:
+def analyse(budget: Budget, flows: Flows) -> stack_schemas.Analysis:
     """Orphans (no owning team or person), islands (no integration), single points of failure
     (articulation points of the undirected graph of active integrations between active tools), and
     the flows that break a layer rule."""
@@ -158,7 +158,7 @@ def analyse(budget: Budget, flows: Flows) -> schemas.Analysis:
     )
     name = {t.id: t.name for t in flows.tools}
     budget.check()
-    return schemas.Analysis(
+    return stack_schemas.Analysis(
         orphans=orphans,
         islands=islands,
         single_points_of_failure=sorted(spofs, key=lambda i: (name[i], i)),

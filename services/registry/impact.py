@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.registry import graph, integrations, schemas
+from services.registry import graph, integrations, stack_schemas
 from services.registry.models import Contract, Integration, Tool
 from services.registry.reads import at_most
 from services.registry.terms import annual_minor, notice_deadline
@@ -96,7 +96,7 @@ async def impact(
     tool_id: str,
     limits: graph.Limits,
     caller: Disconnectable | None = None,
-) -> schemas.Impact:
+) -> stack_schemas.Impact:
     """The tool's impact: read in one transaction, computed after it ended, named in another read."""
     async with uow_factory() as uow:
         tool = await uow.get(Tool, tool_id)
@@ -118,11 +118,13 @@ async def impact(
     names = {t.id: t for t in stack.tools}
     async with uow_factory() as uow:
         contracts = await _contracts(uow, [tool_id, *(d for d, _, _ in deps)])
-    return schemas.Impact(
+    return stack_schemas.Impact(
         tool_id=tool_id,
         name=name,
         dependants=[
-            schemas.ImpactedTool(tool_id=d, name=names[d].name, lifecycle=names[d].lifecycle, depth=depth, via=via)
+            stack_schemas.ImpactedTool(
+                tool_id=d, name=names[d].name, lifecycle=names[d].lifecycle, depth=depth, via=via
+            )
             for d, depth, via in sorted(deps, key=lambda d: (d[1], names[d[0]].name, d[0]))
         ],
         integrations=own_edges,
@@ -131,8 +133,8 @@ async def impact(
     )
 
 
-async def _contracts(uow: UnitOfWork, tool_ids: list[str]) -> list[schemas.ImpactContract]:
-    out: list[schemas.ImpactContract] = []
+async def _contracts(uow: UnitOfWork, tool_ids: list[str]) -> list[stack_schemas.ImpactContract]:
+    out: list[stack_schemas.ImpactContract] = []
     for start in range(0, len(tool_ids), 500):
         chunk = tool_ids[start : start + 500]
         rows: list[Any] = list(
@@ -145,7 +147,7 @@ async def _contracts(uow: UnitOfWork, tool_ids: list[str]) -> list[schemas.Impac
         for row in rows:
             c, tool_name = row[0], row[1]
             out.append(
-                schemas.ImpactContract(
+                stack_schemas.ImpactContract(
                     contract_id=c.id,
                     tool_id=c.tool_id,
                     tool_name=tool_name,

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from services.registry import schemas
+from services.registry import schemas, stack_schemas
 from services.registry.models import LayerConfig, Tool
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, PreconditionFailed
@@ -147,13 +147,13 @@ async def put_layers(
     return await get_layers(uow)
 
 
-def violations(rules: Sequence[Any], tools: Iterable[Any], edges: Iterable[Any]) -> list[schemas.Violation]:
+def violations(rules: Sequence[Any], tools: Iterable[Any], edges: Iterable[Any]) -> list[stack_schemas.Violation]:
     """Every (flow, rule) the flow breaks: `tools` have `id`, `layer`; `edges` have `id`, `from_tool_id`,
     `to_tool_id`, `direction`. A flow touching a tool in no layer is not judged. Pure."""
     if not rules:
         return []
     layer_of = {t.id: t.layer for t in tools}
-    found: list[schemas.Violation] = []
+    found: list[stack_schemas.Violation] = []
     for e in edges:
         a, b = layer_of.get(e.from_tool_id), layer_of.get(e.to_tool_id)
         if a is None or b is None:
@@ -162,7 +162,7 @@ def violations(rules: Sequence[Any], tools: Iterable[Any], edges: Iterable[Any])
             message = _breaks(rule, a, b, e.direction == "two_way")
             if message:
                 found.append(
-                    schemas.Violation(
+                    stack_schemas.Violation(
                         integration_id=e.id,
                         from_tool_id=e.from_tool_id,
                         to_tool_id=e.to_tool_id,

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from sqlalchemy import func, select
 
-from services.registry import discovery, schemas
+from services.registry import discovery, stack_schemas
 from services.registry.costs import StackCosts
 from services.registry.models import Contract, Tool, ToolLogin, UtilizationSnapshot
 from services.registry.utilization import Usage, today
@@ -68,7 +68,7 @@ def parse(raw: bytes) -> list[tuple[str, str, dt.date]]:
 
 async def import_logins(
     uow: UnitOfWork, who: Principal, *, rows: list[tuple[str, str, dt.date]], usage: Usage
-) -> schemas.UsageImportResult:
+) -> stack_schemas.UsageImportResult:
     ensure_unscoped(who, WHAT)
     keys = await discovery.tool_keys(uow)
     by_name = {r.name.lower(): r.id for r in await uow.execute(select(Tool.id, Tool.name))}
@@ -94,7 +94,7 @@ async def import_logins(
             row.last_login = day
     await uow.flush()
     await _snapshots(uow, touched, usage.window_days)
-    return schemas.UsageImportResult(
+    return stack_schemas.UsageImportResult(
         rows=len(rows), tools=len(touched), people=len({p for _, p in latest}), unknown_tools=dict(unknown)
     )
 
@@ -121,7 +121,7 @@ async def _snapshots(uow: UnitOfWork, tool_ids: set[str], window_days: int) -> N
     await uow.flush()
 
 
-async def rightsizing(uow: UnitOfWork, *, costs: StackCosts, headroom: float) -> schemas.Rightsizing:
+async def rightsizing(uow: UnitOfWork, *, costs: StackCosts, headroom: float) -> stack_schemas.Rightsizing:
     """Tools with seats and login data whose seats exceed what the last 90 days need, most saving first."""
     seats = {
         r.tool_id: int(r.seats)
@@ -157,7 +157,7 @@ async def rightsizing(uow: UnitOfWork, *, costs: StackCosts, headroom: float) ->
         cost = annual.get(tool_id, 0)
         saving = savings[tool_id] = cost * (seats[tool_id] - recommended) // seats[tool_id]
         items.append(
-            schemas.RightsizingItem(
+            stack_schemas.RightsizingItem(
                 tool_id=tool_id,
                 name=names.get(tool_id, ""),
                 seats=seats[tool_id],
@@ -170,6 +170,6 @@ async def rightsizing(uow: UnitOfWork, *, costs: StackCosts, headroom: float) ->
         )
     items.sort(key=lambda i: (-savings[i.tool_id], i.name))
     total = sum(savings.values())
-    return schemas.Rightsizing(
+    return stack_schemas.Rightsizing(
         currency=costs.base, headroom=headroom, items=items, total_annual_saving=fmt(total, costs.base)
     )

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from services.registry import schemas
+from services.registry import stack_schemas
 from services.registry.models import Contract, ContractTerm, FxRate, Tool
 from services.registry.terms import annual_minor
 from shared.errors import Conflict
@@ -31,7 +31,7 @@ def _month(day: dt.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-async def report(uow: UnitOfWork, *, base: str, since: str | None, until: str | None) -> schemas.SavingsReport:
+async def report(uow: UnitOfWork, *, base: str, since: str | None, until: str | None) -> stack_schemas.SavingsReport:
     rates = {
         r.currency: Decimal(r.rate)
         for r in (await uow.scalars(select(FxRate).where(FxRate.base_currency == base))).all()
@@ -66,7 +66,7 @@ async def report(uow: UnitOfWork, *, base: str, since: str | None, until: str | 
         )
     priced = [
         (
-            schemas.Saving(
+            stack_schemas.Saving(
                 contract_id=c.id,
                 tool_id=c.tool_id,
                 tool_name=names.get(c.tool_id, ""),
@@ -86,20 +86,20 @@ async def report(uow: UnitOfWork, *, base: str, since: str | None, until: str | 
     return _summed(priced, base)
 
 
-def _summed(priced: list[tuple[schemas.Saving, int]], base: str) -> schemas.SavingsReport:
+def _summed(priced: list[tuple[stack_schemas.Saving, int]], base: str) -> stack_schemas.SavingsReport:
     minor: dict[str, int] = defaultdict(int)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for s, value in priced:
         minor[s.period] += value
         counts[s.period][0 if s.kind == "cancellation" else 1] += 1
     periods = [
-        schemas.SavingsPeriod(
+        stack_schemas.SavingsPeriod(
             period=p, annual_saving=fmt(minor[p], base), cancellations=counts[p][0], reductions=counts[p][1]
         )
         for p in sorted(minor)
     ]
     measurements = [
-        schemas.KpiMeasurement(
+        stack_schemas.KpiMeasurement(
             type="tool_savings",
             value=p.annual_saving,
             time=f"{p.period}-01T00:00:00+00:00",
@@ -109,7 +109,7 @@ def _summed(priced: list[tuple[schemas.Saving, int]], base: str) -> schemas.Savi
         )
         for p in periods
     ]
-    return schemas.SavingsReport(
+    return stack_schemas.SavingsReport(
         currency=base,
         periods=periods,
         items=[s for s, _ in priced],

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.registry import schemas
+from services.registry import schemas, stack_schemas
 from services.registry.costs import StackCosts
 from services.registry.models import Integration, Tool
 from services.registry.utilization import Usage
@@ -27,7 +27,7 @@ def stays(t: Any) -> bool:
     return bool(t.lifecycle == "active" and t.time_class not in LEAVING)
 
 
-async def report(uow: UnitOfWork, *, costs: StackCosts, usage: Usage) -> schemas.SunsetReport:
+async def report(uow: UnitOfWork, *, costs: StackCosts, usage: Usage) -> stack_schemas.SunsetReport:
     tools = (
         await uow.execute(
             select(Tool.id, Tool.name, Tool.lifecycle, Tool.time_class, Tool.layer, Tool.capabilities)
@@ -50,7 +50,7 @@ async def report(uow: UnitOfWork, *, costs: StackCosts, usage: Usage) -> schemas
     items = [item for t in tools if (item := _candidate(t, annual, used, holders, edges, costs.base)) is not None]
     items.sort(key=lambda s: (-annual.get(s.tool_id, 0), s.utilization is None, s.utilization or 0, s.name))
     total = sum(annual.get(s.tool_id, 0) for s in items)
-    return schemas.SunsetReport(currency=costs.base, total_annual_cost=fmt(total, costs.base), items=items)
+    return stack_schemas.SunsetReport(currency=costs.base, total_annual_cost=fmt(total, costs.base), items=items)
 
 
 def _candidate(
@@ -60,7 +60,7 @@ def _candidate(
     holders: dict[str, list[Any]],
     edges: dict[str, list[str]],
     base: str,
-) -> schemas.SunsetItem | None:
+) -> stack_schemas.SunsetItem | None:
     u = used.get(t.id)
     reasons: list[Any] = []
     if t.lifecycle == "sunsetting":
@@ -79,7 +79,7 @@ def _candidate(
         reasons.append("overlap")  # a tool that stays by its class, but is underused beside another
     if not reasons:
         return None
-    return schemas.SunsetItem(
+    return stack_schemas.SunsetItem(
         tool_id=t.id,
         name=t.name,
         lifecycle=t.lifecycle,

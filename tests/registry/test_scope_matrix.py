@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.registry import catalog, integrations, schemas, tools
+from services.registry import catalog, integrations, schemas, stack_schemas, tools
 from shared.errors import Forbidden
 from tests.harness import assert_problem, identity, principal
 from tests.registry.conftest import MOPS, make_contract, make_tool
@@ -103,7 +103,7 @@ async def test_every_write_use_case_refuses_a_scoped_principal_whatever_path_cal
     before = await snapshot(api)
     rt, registry = app.state.runtime, app.state.runtime.domain
     emea = principal("emma", "admin", scopes=["region:EMEA"])
-    doc = schemas.CatalogDocument.model_validate(
+    doc = stack_schemas.CatalogDocument.model_validate(
         {"kind": "Tool", "metadata": {"name": "Imported"}, "spec": {"category": "data"}}
     )
     terms = schemas.ContractIn(
@@ -135,7 +135,7 @@ async def test_every_write_use_case_refuses_a_scoped_principal_whatever_path_cal
             body=schemas.UtilizationIn(tool_id=tool["id"], date=dt.date(2026, 1, 1), active_users=1, source="sso"),
         ),
         "set_fx_rate": lambda uow: registry.costs.set_rate(
-            uow, emea, body=schemas.FxRateIn(currency="USD", rate=Decimal("0.9"))
+            uow, emea, body=stack_schemas.FxRateIn(currency="USD", rate=Decimal("0.9"))
         ),
         "import_catalogue": lambda uow: catalog.import_catalogue(uow, emea, docs=[doc], contracts=registry.contracts),
     }

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.registry.schemas import AcceptIn, ToolIn
+from services.registry.schemas import ToolIn
+from services.registry.stack_schemas import AcceptIn
 
 
 @pytest.mark.parametrize("tags", [[""], ["crm", "  "], ["x" * 101]])
