@@ -37,6 +37,9 @@ async def test_a_frozen_nats_is_reported_degraded_while_the_service_stays_ready_
 
             os.kill(nats.proc.pid, signal.SIGSTOP)
             try:
+                # The signal is delivered when the process is next scheduled: ask only once it is stopped,
+                # or a PING may still meet a running server.
+                await eventually(lambda: _state(nats.proc.pid) in ("T", "t"))
                 deps = (await c.get("/health/dependencies")).json()
                 assert deps["status"] == "degraded"
                 assert deps["dependencies"]["nats"] == {
@@ -90,3 +93,9 @@ def test_the_metrics_port_serves_prometheus_to_the_scraper_only_while_running():
     except httpx.ConnectError:
         pass
     MetricsPort(None, "127.0.0.1").start()  # no port configured: nothing listens, nothing fails
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (T: stopped by a signal)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
