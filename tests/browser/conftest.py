@@ -143,6 +143,8 @@ def check_page(page: Page, name: str) -> None:
     size = page.viewport_size or {"width": 1366, "height": 900}
     for label, (w, h) in WIDTHS.items():
         page.set_viewport_size({"width": w, "height": h})
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        assert wide <= w, f"{name}: the page is {wide} px wide at {w} px; a wide table must scroll in its own frame"
         # Generous: on a loaded 2-core machine a long page at 375 px takes a while to paint in full.
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True, timeout=120_000)
     page.set_viewport_size(size)
