@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
+from shared import sqlite_driver  # registers sqlite+pitcrew://
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -133,7 +135,7 @@ def async_url(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+asyncpg://" + url[len("postgresql://") :]
     if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return f"sqlite+{sqlite_driver.NAME}:///" + url[len("sqlite:///") :]
     return url
 
 

@@ -8,15 +8,17 @@ commits by itself, and concurrent ones share statements (group commit). Lines of
 come from the cache: the statement checks they are current.
 
 SQLite: the BEGIN IMMEDIATE of shared.db (behind its fair write queue) already serializes writers;
-the same writes run one statement each, and the shortfall and threshold rules are applied here, on
-the figures the updates return, by the same rules (services.budget.figures).
+the same writes run as one batch on the database thread (shared.sqlite_driver.on_thread: one hop,
+where a statement each made five), and the shortfall and threshold rules are applied here, on the
+figures the update returns, by the same rules (services.budget.figures).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from services.budget import events, pg_posting
 from services.budget.figures import THRESHOLDS, Figures, refuses, thresholds_crossed
@@ -27,6 +29,7 @@ from shared.db import SINGLE_ACTION, has_run_anything
 from shared.events import new_event
 from shared.money import exponent, fmt
 from shared.outbox import Outbox
+from shared.sqlite_driver import Inserts, on_thread
 from shared.uow import UnitOfWork
 
 # SQLite: every (line, period)'s deltas in one JSON parameter, applied by one UPDATE ... FROM that
@@ -63,19 +66,28 @@ class SqliteWriter:
 
     def __init__(self, outbox: Outbox):
         self.outbox = outbox
+        self._inserts: Inserts | None = None
 
     async def write(self, uow: UnitOfWork, posting: Posting) -> dict[Key, Figures]:
         conn = await uow.connection()
-        await conn.execute(insert(entries), posting.rows)
+        inserts = self._inserts or Inserts(conn.dialect)
+        self._inserts = inserts
+        batch = [inserts(entries, posting.rows)]
         if posting.commitment:
-            await conn.execute(insert(commitments), posting.commitment)
+            batch.append(inserts(commitments, [posting.commitment]))
         if posting.events:  # each with its audit entry, as Outbox.add writes them
-            await conn.execute(insert(self.outbox.table), [Outbox.row(env, posting.now) for env in posting.events])
+            batch.append(inserts(self.outbox.table, [Outbox.row(env, posting.now) for env in posting.events]))
             if self.outbox.audit is not None:
-                audits = [Outbox.audit_row(env, posting.now) for env in posting.events]
-                await conn.execute(insert(self.outbox.audit), audits)
+                batch.append(inserts(self.outbox.audit, [Outbox.audit_row(env, posting.now) for env in posting.events]))
             self.outbox.wake_after_commit(uow.session)
-        rows = (await conn.execute(_ADD_TO_BALANCES, {"deltas": pg_posting.to_json(_deltas(posting))})).all()
+        deltas = {"deltas": pg_posting.to_json(_deltas(posting))}
+
+        def apply(db: sqlite3.Connection) -> list[Any]:
+            for sql, params in batch:
+                db.executemany(sql, params)
+            return db.execute(_ADD_TO_BALANCES.text, deltas).fetchall()
+
+        rows = await on_thread(conn, apply)  # the inserts and the update: one hop to the database thread
         keys = posting.keys
         after = _after(posting, rows)
         found = []

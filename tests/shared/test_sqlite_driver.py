@@ -1,0 +1,110 @@
+"""The one-hop SQLite driver: the same results, errors and transactions as SQLAlchemy's aiosqlite."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Column, Date, Integer, MetaData, String, Table, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from shared import sqlite_driver
+from shared.db import Database, JSONType, UTCDateTime, async_url
+from shared.sqlite_driver import Inserts, OneHopConnection, on_thread
+
+meta = MetaData()
+things = Table(
+    "things",
+    meta,
+    Column("id", String(36), primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("doc", JSONType(), nullable=False),
+    Column("n", Integer, nullable=False, default=7),
+)
+
+
+@pytest.fixture
+async def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path}/t.db", pool_size=2)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    yield database
+    await database.dispose()
+
+
+def test_sqlite_urls_take_the_one_hop_driver() -> None:
+    assert async_url("sqlite:///x.db") == f"sqlite+{sqlite_driver.NAME}:///x.db"
+
+
+async def test_statements_answer_as_the_driver_does(db: Database) -> None:
+    async with db.transaction() as s:
+        conn = await s.connection()
+        assert isinstance((await conn.get_raw_connection()).dbapi_connection, OneHopConnection)
+        r = await s.execute(
+            text("INSERT INTO things (id, day, at, doc, n) VALUES ('a', '2027-01-02', '2027-01-02 03:04:05', '{}', 1)")
+        )
+        assert r.rowcount == 1
+        await s.execute(
+            insert(things),
+            [
+                dict(id=f"m{i}", day=dt.date(2027, 1, i + 1), at=dt.datetime(2027, 1, 1, tzinfo=dt.UTC), doc={})
+                for i in range(3)
+            ],
+        )
+        rows = (await s.execute(text("UPDATE things SET n = n + 1 WHERE id LIKE 'm%' RETURNING id, n"))).all()
+        assert sorted(rows) == [("m0", 8), ("m1", 8), ("m2", 8)]
+        assert (await s.execute(select(things.c.n).where(things.c.id == "a"))).scalar_one() == 1
+    async with db.transaction(readonly=True) as s:
+        assert (await s.execute(text("SELECT count(*) FROM things"))).scalar_one() == 4
+
+
+async def test_a_failed_statement_is_sqlalchemys_error_and_its_transaction_is_undone(db: Database) -> None:
+    row = dict(id="x", day=dt.date(2027, 1, 1), at=dt.datetime(2027, 1, 1, tzinfo=dt.UTC), doc={})
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as s:
+            await s.execute(insert(things), row)
+            await s.execute(insert(things), row)
+    async with db.transaction(readonly=True) as s:
+        assert (await s.execute(text("SELECT count(*) FROM things"))).scalar_one() == 0
+
+
+async def test_rows_written_on_the_thread_read_back_as_sqlalchemys_insert_writes_them(db: Database) -> None:
+    at = dt.datetime(2027, 3, 4, 5, 6, 7, 890123, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    doc = {"amount": str(Decimal("12.30")), "tags": ["a", "é"], "nested": {"k": None}}
+    async with db.transaction() as s:
+        await s.execute(insert(things), dict(id="orm", day=dt.date(2027, 3, 4), at=at, doc=doc))
+        inserts = Inserts((await s.connection()).dialect)
+        sql, params = inserts(things, [dict(id="hop", day=dt.date(2027, 3, 4), at=at, doc=doc)])
+
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.executemany(sql, params).rowcount
+
+        assert await on_thread(await s.connection(), write) == 1
+    async with db.transaction(readonly=True) as s:
+        raw = {r[0]: r[1:] for r in (await s.execute(text("SELECT id, day, at, doc, n FROM things"))).all()}
+        typed = {r.id: r[1:] for r in (await s.execute(select(things))).all()}
+    assert raw["hop"] == raw["orm"]  # the same stored text, the default (n = 7) included
+    assert typed["hop"] == typed["orm"] == (dt.date(2027, 3, 4), at.astimezone(dt.UTC), doc, 7)
+
+
+async def test_an_error_on_the_thread_undoes_the_whole_transaction(db: Database) -> None:
+    async with db.transaction() as s:
+        inserts = Inserts((await s.connection()).dialect)
+    row = dict(id="d", day=dt.date(2027, 1, 1), at=dt.datetime(2027, 1, 1, tzinfo=dt.UTC), doc={})
+    sql, params = inserts(things, [row])
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as s:
+            await s.execute(insert(things), dict(row, id="before"))
+            await on_thread(await s.connection(), lambda c: c.executemany(sql, params + params))
+    async with db.transaction(readonly=True) as s:
+        assert (await s.execute(text("SELECT count(*) FROM things"))).scalar_one() == 0
+
+
+def test_inserts_refuse_a_key_that_is_no_column() -> None:
+    from shared.sqlite_driver import SQLiteDialect_pitcrew
+
+    with pytest.raises(ValueError, match="no column"):
+        Inserts(SQLiteDialect_pitcrew())(things, [{"id": "a", "colour": "red"}])
