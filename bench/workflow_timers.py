@@ -18,6 +18,7 @@ adds its few statements per timer.
     .venv/bin/python bench/workflow_timers.py            # 100,000 timers
     .venv/bin/python bench/workflow_timers.py --quick    # 10,000 timers
     .venv/bin/python bench/workflow_timers.py --backend postgres --replicas 2
+    .venv/bin/python bench/workflow_timers.py --backend postgres --replicas 2 --runs 10   # the worst of ten
 """
 
 from __future__ import annotations
@@ -119,11 +120,16 @@ async def lag_phase(
     insert_seconds: float,
 ) -> dict[str, float]:
     db = dbs[0]
-    await clear(db)
     lead = 1.0 + 1.5 * insert_seconds  # every timer is in the table before the first falls due
-    first_due = utcnow() + dt.timedelta(seconds=lead)
-    await bulk_insert(db, n, first_due, window)
-    assert utcnow() < first_due, "the bulk insert overran the lead time"
+    for _ in range(4):  # a table grown by earlier runs inserts slower: start again with a longer lead
+        await clear(db)
+        first_due = utcnow() + dt.timedelta(seconds=lead)
+        await bulk_insert(db, n, first_due, window)
+        if utcnow() < first_due:
+            break
+        lead *= 2
+    else:
+        raise RuntimeError("the bulk insert kept overrunning the lead time")
     schedulers = await run_schedulers(dbs, poll, batch)
     try:
         await wait_fired(db, n, timeout=lead + window + 300)
@@ -182,7 +188,9 @@ async def baseline(db: Database, n: int, batch: int) -> tuple[float, float]:
     return n / (time.perf_counter() - t0), insert_seconds
 
 
-async def bench_backend(backend: str, n: int, window: float, replicas: int, poll: float, batch: int) -> None:
+async def bench_backend(
+    backend: str, n: int, window: float, replicas: int, poll: float, batch: int, runs: int = 1
+) -> None:
     tmp = None
     pg_name = None
     if backend == "sqlite":
@@ -201,7 +209,7 @@ async def bench_backend(backend: str, n: int, window: float, replicas: int, poll
             base, insert_seconds = await baseline(dbs[0], n, batch)
             shared_drain = await drain_phase(dbs, n, poll, batch, TimerScheduler)
             drain = await drain_phase(dbs, n, poll, batch, BatchedTimerScheduler)
-            lag = await lag_phase(dbs, n, window, poll, batch, insert_seconds)
+            lags = [await lag_phase(dbs, n, window, poll, batch, insert_seconds) for _ in range(runs)]
         finally:
             for db in dbs:
                 await db.dispose()
@@ -215,10 +223,17 @@ async def bench_backend(backend: str, n: int, window: float, replicas: int, poll
             f"  drain     workflow batched scheduler       : {drain:10,.0f} timers/s  "
             f"({drain / base:.2f}x baseline, {drain / shared_drain:.1f}x shared)"
         )
+        for i, lag in enumerate(lags, 1):
+            print(
+                f"  lag run {i:<2} due over {window:.0f} s ({n / window:,.0f}/s arriving): fired {lag['rate']:,.0f}/s, "
+                f"lag p50 {lag['p50']:.3f} s, p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s"
+            )
+        worst = max(lags, key=lambda lag: lag["p99"])
+        held = sum(lag["p99"] < 2.0 for lag in lags)
         print(
-            f"  lag run   due over {window:.0f} s ({n / window:,.0f}/s arriving): fired {lag['rate']:,.0f}/s, "
-            f"lag p50 {lag['p50']:.3f} s, p99 {lag['p99']:.3f} s, max {lag['max']:.3f} s "
-            f"(target p99 < 2 s; Flowable ~10 s late when idle: {10 / max(lag['p99'], 1e-3):.0f}x better)"
+            f"  lag, worst of {len(lags)} run(s): p99 {worst['p99']:.3f} s, max {worst['max']:.3f} s; "
+            f"p99 < 2 s in {held} of {len(lags)} (Flowable ~10 s late when idle: "
+            f"{10 / max(worst['p99'], 1e-3):.0f}x better at the worst)"
         )
     finally:
         if pg_name:
@@ -238,12 +253,13 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=2, help="scheduler replicas on PostgreSQL (SQLite: always 1)")
     ap.add_argument("--poll", type=float, default=0.25, help="scheduler poll interval (the service default)")
     ap.add_argument("--batch", type=int, default=500, help="timers per scheduler transaction (the default)")
+    ap.add_argument("--runs", type=int, default=1, help="lag runs one after the other on the same table (worst shown)")
     args = ap.parse_args()
     n = args.timers or (10_000 if args.quick else 100_000)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     for backend in backends:
         replicas = 1 if backend == "sqlite" else args.replicas
-        asyncio.run(bench_backend(backend, n, args.window, replicas, args.poll, args.batch))
+        asyncio.run(bench_backend(backend, n, args.window, replicas, args.poll, args.batch, args.runs))
 
 
 if __name__ == "__main__":
