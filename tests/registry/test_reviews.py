@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,10 @@ async def loop_of(new_db: Any, nats_url: str, **registry_settings: Any) -> Async
                 await c.aclose()
 
 
+def minor(amount: str) -> int:
+    return int(Decimal(amount) * 100)
+
+
 def day(n: int) -> dt.date:
     return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=n)
 
@@ -164,6 +169,7 @@ async def test_renew_starts_the_next_term_and_budget_commits_it(new_db, own_nats
         assert row.status == "committed"
         detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
         assert detail["term"] == 2 and detail["start"] == day(41).isoformat()
+        assert row.amount_minor == minor(detail["terms"][1]["commit_amount"])
         assert [t["outcome"] for t in detail["terms"]] == ["renewed", "current"]
         [decision] = await loop.decisions(contract["id"])
         assert decision["outcome"] == "renew" and decision["status"] == "applied" and decision["next_term"] == 2
@@ -237,7 +243,10 @@ async def test_renegotiate_waits_then_renews_on_the_new_terms(new_db, own_nats):
         row = await eventually(lambda: loop.commitment(f"contract:{contract['id']}:2"), timeout=20)
         detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
         assert detail["term"] == 2 and detail["cost"] == "9000.00" and detail["seats"] == 30
-        assert row.status == "committed"
+        # Budget committed the renegotiated term's cost, not the old one's.
+        assert row.status == "committed" and row.amount_minor == minor(detail["terms"][1]["commit_amount"])
+        first = await loop.commitment(f"contract:{contract['id']}:1")
+        assert minor(detail["terms"][1]["commit_amount"]) < first.amount_minor
         [decision] = await loop.decisions(contract["id"])
         assert decision["outcome"] == "renew" and "renegotiated" in decision["effect"]
 
