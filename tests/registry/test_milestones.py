@@ -174,3 +174,19 @@ async def test_two_replicas_fire_each_milestone_once(db_url, nats_url):
             assert await milestone_timers(two, cid) == [("fired", 1, 20), ("pending", 1, 5)]
     fired = [e.data["contract_id"] for e in await published(nats_url, "registry.renewal.milestone")]
     assert sorted(cid for cid in fired if cid in ids) == sorted(ids)  # on NATS once each
+
+
+@pytest.mark.db
+async def test_the_review_opens_at_the_milestone_the_organisation_chooses(db_url, nats_url):
+    """With `renewal_lead_days` 90 the review (`registry.renewal.due`, which starts the workflow's review
+    with its SLA ending at the notice deadline) comes due at the 90-day milestone, which says so."""
+    settings = make_settings(db_url, nats_url, renewal_lead_days=90)
+    async with running(settings) as app, client(app) as c:
+        tool = await make_tool(c, "Acme")
+        contract = await make_contract(c, tool["id"], start=days(-100), end=days(260), notice_days=60)
+        body = (await c.get(f"/v1/contracts/{contract['id']}/milestones")).json()
+        opening = [i for i in body["items"] if i["opens_review"]]
+        assert [i["days"] for i in opening] == [90]
+        detail = (await c.get(f"/v1/contracts/{contract['id']}")).json()
+        assert detail["renewal_due_at"] == opening[0]["due_at"]
+        assert opening[0]["on"] == days(110)
