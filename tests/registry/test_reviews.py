@@ -251,32 +251,39 @@ async def test_renegotiate_waits_then_renews_on_the_new_terms(new_db, own_nats):
         assert decision["outcome"] == "renew" and "renegotiated" in decision["effect"]
 
 
+async def auto_renewed_meanwhile(loop: Loop, contract: dict[str, Any]) -> None:
+    """The notice deadline passes unanswered: move the term so its deadline was yesterday and let the
+    auto-renewal timer fire now (what the scheduler does the day after the deadline)."""
+    rt = loop.apps["registry"].state.runtime
+    async with rt.transaction() as s:
+        for row in (await s.get(Contract, contract["id"]), await s.get(ContractTerm, (contract["id"], 1))):
+            row.end = day(29)  # notice deadline = yesterday
+    t = rt.infra.timers
+    async with rt.transaction() as s:
+        await s.execute(
+            t.update()
+            .where(t.c.subject_id == contract["id"], t.c.kind == "auto_renewal")
+            .values(due_at=dt.datetime.now(dt.UTC))
+        )
+    await eventually(lambda: loop.commitment(f"contract:{contract['id']}:2"), timeout=20)
+    auto = await loop.decisions(contract["id"])
+    assert [d["outcome"] for d in auto] == ["auto_renewed"] and auto[0]["next_term"] == 2
+
+
+async def late_decision(loop: Loop, contract: dict[str, Any], outcome: str) -> dict[str, Any]:
+    async def two() -> list:
+        items = await loop.decisions(contract["id"])
+        return items if len(items) == 2 else []
+
+    return [d for d in await eventually(two, timeout=20) if d["outcome"] == outcome][0]
+
+
 async def test_a_late_cancel_is_reported_with_the_auto_renewal_that_happened(new_db, own_nats):
     async with loop_of(new_db, own_nats) as loop:
         contract, task = await contract_under_review(loop, "Late CRM")
-        # The notice deadline passes unanswered: move the term so its deadline was yesterday and let the
-        # auto-renewal timer fire now (what the scheduler does the day after the deadline).
-        rt = loop.apps["registry"].state.runtime
-        async with rt.transaction() as s:
-            for row in (await s.get(Contract, contract["id"]), await s.get(ContractTerm, (contract["id"], 1))):
-                row.end = day(29)  # notice deadline = yesterday
-        t = rt.infra.timers
-        async with rt.transaction() as s:
-            await s.execute(
-                t.update()
-                .where(t.c.subject_id == contract["id"], t.c.kind == "auto_renewal")
-                .values(due_at=dt.datetime.now(dt.UTC))
-            )
-        await eventually(lambda: loop.commitment(f"contract:{contract['id']}:2"), timeout=20)
-        auto = await loop.decisions(contract["id"])
-        assert [d["outcome"] for d in auto] == ["auto_renewed"] and auto[0]["next_term"] == 2
+        await auto_renewed_meanwhile(loop, contract)
         await loop.ok("workflow", "POST", f"/v1/tasks/{task['id']}/reject", json={}, headers=MOPS_REVIEWER)
-
-        async def two() -> list:
-            items = await loop.decisions(contract["id"])
-            return items if len(items) == 2 else []
-
-        late = [d for d in await eventually(two, timeout=20) if d["outcome"] == "cancel"][0]
+        late = await late_decision(loop, contract, "cancel")
         assert late["late"] is True and late["status"] == "no_effect" and late["auto_renewed_term"] == 2
         assert "after the notice deadline" in late["effect"]
         page = await loop.ok("registry", "GET", "/v1/renewals/decisions", params={"late": "true"})
@@ -284,6 +291,20 @@ async def test_a_late_cancel_is_reported_with_the_auto_renewal_that_happened(new
         detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
         assert detail["term"] == 2 and detail["status"] == "active"
         assert (await loop.commitment(f"contract:{contract['id']}:2")).status == "committed"
+
+
+async def test_a_late_renew_is_reported_and_does_not_renew_twice(new_db, own_nats):
+    async with loop_of(new_db, own_nats) as loop:
+        contract, task = await contract_under_review(loop, "Late Renewed CRM")
+        await auto_renewed_meanwhile(loop, contract)
+        await loop.ok("workflow", "POST", f"/v1/tasks/{task['id']}/approve", json={}, headers=MOPS_REVIEWER)
+        late = await late_decision(loop, contract, "renew")
+        assert late["late"] is True and late["status"] == "no_effect" and late["auto_renewed_term"] == 2
+        assert late["next_term"] is None and "term 2 had already started" in late["effect"]
+        detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
+        assert detail["term"] == 2 and [t["outcome"] for t in detail["terms"]] == ["renewed", "current"]
+        assert (await loop.commitment(f"contract:{contract['id']}:2")).status == "committed"
+        assert await loop.commitment(f"contract:{contract['id']}:3") is None  # budget committed no third term
 
 
 async def test_events_of_other_subjects_change_nothing_and_bad_ones_are_refused(api, app):
