@@ -1,5 +1,6 @@
 """The KPI service's event contract: what it publishes (`kpi.target.at_risk`), the model of its
-`data`, and what it consumes (spend from budget, cycle times and SLA breaches from workflow).
+`data`, and what it consumes (spend from budget, cycle times and SLA breaches from workflow, savings
+from the registry).
 
 Other services import this module to read KPI events, so it imports only pydantic, shared and
 the contracts of the services whose events it consumes.
@@ -15,6 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from services.budget import events as budget
+from services.registry import events as registry
 from services.workflow import events as workflow
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
@@ -53,10 +55,13 @@ INSTANCE_CANCELLED = Consumed(
     workflow.INSTANCE_CANCELLED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
 )
 SLA_BREACHED = Consumed(workflow.SLA_BREACHED.subject, "A task past its SLA becomes an `sla_breaches` measurement")
+SAVING_RECORDED = Consumed(
+    registry.SAVING_RECORDED.subject, "What a cancellation or a cheaper renewal saves per year: `stack_savings`"
+)
 
 CATALOGUE = Catalogue(
     "kpi",
     publishes=(TARGET_AT_RISK,),
-    consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED),
+    consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED, SAVING_RECORDED),
     title="KPI",
 )
