@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.kpi.values import canonical_dims
 from shared.bounds import Day, Instant
 from shared.money import DecimalStr
 from shared.pagination import Page
@@ -72,6 +73,33 @@ class ConversionIn(_Strict):
 
 class ConversionsIn(_Strict):
     items: list[ConversionIn] = Field(min_length=1, max_length=10_000)
+
+
+Stage = Literal["lead", "mql", "sql", "opportunity", "won", "lost"]
+
+
+class LifecycleFactIn(_Strict):
+    """An entity (a lead, followed through to its opportunity) reached a stage of the funnel."""
+
+    entity_id: str = Field(min_length=1, max_length=200)
+    stage: Stage
+    time: Instant
+    dimensions: dict[str, str] | None = None
+    source: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dims(cls, v: dict[str, str] | None) -> dict[str, str]:
+        return canonical_dims(v)  # KPI's one rule for dimension names and values
+
+
+class LifecycleIn(_Strict):
+    items: list[LifecycleFactIn] = Field(min_length=1, max_length=10_000)
+
+
+class LifecycleOut(BaseModel):
+    accepted: int = Field(description="facts stored")
+    duplicates: int = Field(description="facts whose entity had reached that stage before (the first one stays)")
 
 
 class TargetIn(_Strict):
