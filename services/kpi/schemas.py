@@ -321,3 +321,22 @@ class AttributionOut(BaseModel):
     conversions: int
     credits: list[Credit]
     total: str | None
+
+
+class CohortItem(BaseModel):
+    group: dict[str, str | None] = Field(description="the group_by dimensions' values ({} without group_by)")
+    entered: int = Field(description="entities that reached from_stage in the period")
+    converted: int = Field(description="of them, those that reached to_stage within window_days")
+    rate: str = Field(description="converted / entered, a decimal string (4 places)")
+    median_days: str | None = Field(description="median days to convert (nearest rank; null: none converted)")
+    p90_days: str | None = Field(description="90th percentile of days to convert (nearest rank)")
+
+
+class CohortOut(BaseModel):
+    from_stage: str
+    to_stage: str
+    period: str
+    from_: str = Field(alias="from")
+    to: str
+    window_days: int
+    items: list[CohortItem]

@@ -34,3 +34,7 @@ class Settings(BaseServiceSettings):
     attribution_max_touchpoints: int = 500_000
     attribution_max_steps: int = 20_000_000
     attribution_seconds: float = 20.0
+    # Cohort conversions' bounds per request (a 422 beyond them; docs/kpi.md#cohorts): entities that reached
+    # the first stage in the period, and seconds of computation.
+    cohort_max_entities: int = 1_000_000
+    cohort_seconds: float = 20.0
