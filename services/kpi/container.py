@@ -43,6 +43,8 @@ def build(runtime: Runtime) -> Kpi:
             settings.attribution_max_touchpoints,
             settings.attribution_max_steps,
             settings.attribution_seconds,
+            settings.attribution_max_resamples,
+            settings.attribution_max_bootstrap_steps,
         ),
         target_check_seconds=settings.target_check_seconds,
         target_min_elapsed=settings.target_min_elapsed,

@@ -302,8 +302,17 @@ class AcceptedOut(BaseModel):
     accepted: int
 
 
+class Interval(BaseModel):
+    low: str | None
+    high: str | None
+
+
 class Credit(BaseModel):
-    channel: str
+    channel: str | None = Field(default=None, description="with group_by=channel (the default)")
+    campaign: str | None = Field(default=None, description="with group_by=campaign")
+    interval: Interval | None = Field(
+        default=None, description="with ci=: the bootstrap interval of the chosen model's credit"
+    )
     credit: str | None
     min: str | None
     max: str | None
@@ -321,6 +330,11 @@ class AttributionOut(BaseModel):
     conversions: int
     credits: list[Credit]
     total: str | None
+    group_by: Literal["channel", "campaign"]
+    ci: float | None = Field(default=None, description="with ci=: the interval's confidence level")
+    resamples: int | None = Field(default=None, description="with ci=: bootstrap resamples drawn")
+    seed: int | None = Field(default=None, description="with ci=: the seed that reproduces the interval")
+    journeys: int | None = Field(default=None, description="with ci=: journeys resampled")
 
 
 class CohortItem(BaseModel):
