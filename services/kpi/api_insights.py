@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.kpi import cohorts, lifecycle, periods, schemas
+from services.kpi import cohorts, lifecycle, periods, query, schemas
 from services.kpi.container import Kpi, domain
 from shared.app import Runtime, get_runtime
 from shared.http import JsonRoute
@@ -60,3 +60,15 @@ async def get_cohorts(
         limits=kpi.cohort_limits,
         caller=request,
     )
+
+
+@router.post("/query", response_model=schemas.QueryOut, responses=problems())
+async def post_query(
+    body: schemas.QueryIn,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
+) -> dict[str, Any]:
+    """Metrics by dimensions and time in one table, for BI tools and notebooks (read-only; the series' rules)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return await query.run(uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start)

@@ -354,3 +354,47 @@ class CohortOut(BaseModel):
     to: str
     window_days: int
     items: list[CohortItem]
+
+
+DimName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+DimValue = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TimeRange(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Day = Field(alias="from")
+    to: Day
+
+
+class OrderBy(_Strict):
+    by: str = Field(min_length=1, max_length=64, description="a metric of the query, a dimension, or bucket")
+    direction: Literal["asc", "desc"] = "asc"
+
+
+class QueryIn(_Strict):
+    """A semantic query: metrics by dimensions and time, answered from the rollups where it can."""
+
+    metrics: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=20)
+    dimensions: list[DimName] = Field(default=[], max_length=5)
+    filters: dict[DimName, list[DimValue]] = Field(
+        default={}, max_length=10, description="dimension -> values (OR'ed); dimensions are AND'ed"
+    )
+    grain: Literal["day", "week", "month", "quarter", "fiscal_quarter", "fiscal_year", "all"] = "month"
+    time_range: TimeRange
+    order: list[OrderBy] = Field(default=[], max_length=5)
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class QueryColumn(BaseModel):
+    name: str
+    kind: Literal["time", "dimension", "metric"]
+    unit: str | None = None
+    version: int | None = Field(default=None, description="a metric's definition version the values come from")
+
+
+class QueryOut(BaseModel):
+    columns: list[QueryColumn]
+    rows: list[dict[str, str | None]] = Field(description="one object per bucket and group; values are text")
+    read_from: dict[str, str] = Field(description="per metric: rollup or raw")
+    truncated: bool = Field(description="true when limit cut rows off")
