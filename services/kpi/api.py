@@ -356,7 +356,12 @@ async def post_conversions(
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/attribution", response_model=schemas.AttributionOut, responses={**problems(), **CSV_OUT})
+@router.get(
+    "/attribution",
+    response_model=schemas.AttributionOut,
+    response_model_exclude_unset=True,
+    responses={**problems(), **CSV_OUT},
+)
 async def get_attribution(
     request: Request,
     model: str = "linear",
@@ -364,13 +369,19 @@ async def get_attribution(
     to: dt.date = Query(...),
     half_life_days: float = Query(7.0, ge=0.01, le=3650),
     lookback_days: int = Query(90, ge=1, le=3650),
+    group_by: str = Query("channel", description="channel or campaign"),
+    ci: float | None = Query(None, description="a bootstrap confidence interval at this level (e.g. 0.95)"),
+    resamples: int = Query(1000, description="bootstrap resamples (with ci; at most 10,000 by default)"),
+    seed: int = Query(0, ge=0, le=2**63 - 1, description="the bootstrap's seed: the same seed, the same interval"),
     format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
 ) -> Any:
     limits = kpi.attribution_limits
-    attribution.check_query(model, from_, to, half_life_days)
+    attribution.check_query(
+        model, from_, to, half_life_days, group_by=group_by, ci=ci, resamples=resamples, limits=limits
+    )
     async with rt.unit_of_work(readonly=True) as uow:
         found = await attribution.load(uow, p, start=from_, end=to, lookback_days=lookback_days, limits=limits)
     answer = await attribution.report(
@@ -381,9 +392,13 @@ async def get_attribution(
         half_life_days=half_life_days,
         lookback_days=lookback_days,
         limits=limits,
+        group_by=group_by,
+        boot=attribution.Bootstrap(ci, resamples, seed),
         caller=request,
     )
     if not _wants_csv(request, format):
         return answer
     headers = {"X-Attribution-Model": model, "X-Lookback-Days": str(lookback_days)}
+    if ci is not None:
+        headers["X-Bootstrap"] = f"ci={ci} resamples={resamples} seed={seed}"
     return _csv(export.attribution_csv(answer), f"attribution-{model}-{from_}-{to}.csv", headers)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from services.kpi.attribution import Limits
+from services.kpi.cohorts import CohortLimits
 from services.kpi.ingest import Ingestor
 from services.kpi.raw import tune_sqlite
 from services.kpi.settings import Settings
@@ -28,6 +29,7 @@ class Kpi:
     quality_window: dt.timedelta
     seed_catalog: bool
     fiscal_start: int = 1  # the fiscal year's first month (PITCREW_KPI_FISCAL_YEAR_START)
+    cohort_limits: CohortLimits = CohortLimits()
 
 
 def build(runtime: Runtime) -> Kpi:
@@ -41,12 +43,15 @@ def build(runtime: Runtime) -> Kpi:
             settings.attribution_max_touchpoints,
             settings.attribution_max_steps,
             settings.attribution_seconds,
+            settings.attribution_max_resamples,
+            settings.attribution_max_bootstrap_steps,
         ),
         target_check_seconds=settings.target_check_seconds,
         target_min_elapsed=settings.target_min_elapsed,
         quality_window=dt.timedelta(days=settings.quality_window_days),
         seed_catalog=settings.seed_catalog,
         fiscal_start=settings.fiscal_year_start,
+        cohort_limits=CohortLimits(settings.cohort_max_entities, settings.cohort_seconds),
     )
 
 

@@ -81,12 +81,16 @@ def scorecard_csv(answer: dict[str, Any], compare: Sequence[str]) -> Iterator[st
 
 
 def attribution_csv(answer: dict[str, Any]) -> Iterator[str]:
-    """One row per channel: the chosen model's credit, the range across models and every model's credit."""
-    header = ["model", "from", "to", "channel", "credit", "min", "max", *MODELS]
+    """One row per channel (or campaign): the chosen model's credit, the range across models, every model's
+    credit and, with ci=, the bootstrap interval."""
+    group = answer.get("group_by", "channel")
+    boot = ["ci_low", "ci_high"] if "ci" in answer else []
+    header = ["model", "from", "to", group, "credit", "min", "max", *MODELS, *boot]
 
     def rows() -> Iterator[list[Any]]:
         for c in answer["credits"]:
-            row = [answer["model"], answer["from"], answer["to"], safe(c["channel"]), c["credit"], c["min"], c["max"]]
-            yield row + [c["by_model"][m] for m in MODELS]
+            row = [answer["model"], answer["from"], answer["to"], safe(c[group]), c["credit"], c["min"], c["max"]]
+            row += [c["by_model"][m] for m in MODELS]
+            yield row + ([c["interval"]["low"], c["interval"]["high"]] if boot else [])
 
     return render(header, rows())

@@ -7,7 +7,7 @@ import asyncio
 import structlog
 from fastapi import FastAPI
 
-from services.kpi import api, container, definitions, handlers, targets
+from services.kpi import api, api_insights, container, definitions, handlers, targets
 from services.kpi.container import Kpi
 from services.kpi.events import CATALOGUE
 from services.kpi.models import infra
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Pitcrew KPI",
         description="Governed metric definitions, rollups, targets and attribution.",
         infra=infra,
-        routers=[api.router],
+        routers=[api.router, api_insights.router],
         handlers=handlers.handlers,
         on_startup=_startup,
         on_shutdown=_shutdown,

@@ -186,3 +186,19 @@ conversions = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 Index("ix_conversions_time", conversions.c.time)
+
+# CRM lifecycle: the first time an entity (a lead, followed through to its opportunity) reached a
+# stage. One row per (entity, stage): a repeat is a duplicate, so cohorts count each entity once.
+lifecycle_facts = Table(
+    "lifecycle_facts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("entity_id", String(200), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("dimensions", JSONType(), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("entity_id", "stage"),
+)
+Index("ix_lifecycle_facts_stage_time", lifecycle_facts.c.stage, lifecycle_facts.c.time)

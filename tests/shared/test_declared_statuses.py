@@ -33,6 +33,7 @@ MODULES = [
     "services.workflow.api",
     "services.workflow.api_requests",
     "services.kpi.api",
+    "services.kpi.api_insights",
     "services.registry.api",
     "services.registry.api_stack",
     "services.notify.api",
