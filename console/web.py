@@ -83,10 +83,13 @@ class Page:
         check_csrf(self.request, str(form.get("csrf", "")))
         return form
 
-    def flash(self, kind: str, text: str, problem: ApiProblem | None = None) -> None:
+    def flash(self, kind: str, text: str, problem: ApiProblem | None = None, why: str | None = None) -> None:
+        """A message for the next page; `why` replaces the generic advice with the rule in plain words."""
         entry: dict[str, Any] = {"kind": kind, "text": text}
         if problem is not None:
             entry["problem"] = explain(problem)
+            if why:
+                entry["problem"]["what_to_do"] = why
         self.request.session.setdefault("flash", []).append(entry)
 
     def back(self, url: str) -> RedirectResponse:
