@@ -116,3 +116,45 @@ def test_the_four_eyes_rule_and_region_scopes_are_explained_when_the_workflow_re
     now = task_now(demo, task["id"])
     assert now["status"] == "open" and now["approvals"] == []
     check_page(page, "approval-out-of-scope")
+
+
+AMBER, RED = "rgb(255, 244, 214)", "rgb(253, 232, 231)"  # --warn-bg and --bad-bg of console.css
+
+
+def test_the_countdown_ticks_in_business_time_and_turns_amber_then_red(browser: Browser, demo: Demo):
+    task = ask(demo, "maria", ("marketer",), "EMEA-SEARCH", amount="11000.00")
+    page = sign_in(browser, demo, "erik", ["approver"], "region:EMEA")
+    page.clock.install()  # the page's clock, moved on by the test instead of waiting
+    page.goto(f"{demo.url}/approvals")
+    badge = page.locator(f"#inbox tr[data-task='{task['id']}'] .countdown")
+    # The page's figure is the workflow's: the business minutes the API counts for the task.
+    shown = badge.inner_text()
+    api_minutes = task_now(demo, task["id"])["remaining_business_minutes"]
+    assert shown in {f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min" for m in (api_minutes, api_minutes + 1)}
+
+    # A near-warning due time, injected on the request's page (the inbox reloads its rows every 30 s):
+    # 2 business minutes left, and the calendar closes for a minute in between.
+    page.goto(f"{demo.url}/approvals/{task['id']}")
+    badge = page.locator("main .countdown")
+    t0 = page.evaluate("() => Math.floor(Date.now() / 1000)")
+    clock = {
+        "at": t0,
+        "left": 120,
+        "warn": t0 + 120,
+        "due": t0 + 180,
+        "open": [[t0 - 10, t0 + 30], [t0 + 90, t0 + 3600]],
+    }
+    badge.evaluate("(el, c) => el.setAttribute('data-clock', JSON.stringify(c))", clock)
+    page.clock.run_for(1000)
+    assert badge.get_attribute("data-state") == "on_track" and badge.inner_text() == "1 min"
+
+    page.clock.run_for(88_000)  # t0 + 89: closed since t0 + 30, so still 90 s left
+    assert badge.get_attribute("data-state") == "on_track" and badge.inner_text() == "1 min"
+    page.clock.run_for(36_000)  # t0 + 125: past the warning, 55 business seconds left
+    assert badge.get_attribute("data-state") == "warning" and badge.inner_text() == "0 min"
+    assert badge.evaluate("el => getComputedStyle(el).backgroundColor") == AMBER
+    assert "nearly due" in page.locator("main .sla-spoken").inner_text()
+    page.clock.run_for(125_000)  # t0 + 250: breached 70 business seconds ago
+    assert badge.get_attribute("data-state") == "breached" and badge.inner_text() == "−1 min"
+    assert badge.evaluate("el => getComputedStyle(el).backgroundColor") == RED
+    check_page(page, "approval-countdown-breached")
