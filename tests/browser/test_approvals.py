@@ -131,6 +131,13 @@ def test_the_countdown_ticks_in_business_time_and_turns_amber_then_red(browser: 
     shown = badge.inner_text()
     api_minutes = task_now(demo, task["id"])["remaining_business_minutes"]
     assert shown in {f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min" for m in (api_minutes, api_minutes + 1)}
+    # The SLA report per stage is the API's: attainment, with cycle times and breaches beside it.
+    report = demo.api("erik", "approver", scopes=("region:EMEA",)).get("/workflow/v1/reports/sla").json()
+    stages = {
+        r.get_attribute("data-stage"): r.locator("[data-figure=attainment]").get_attribute("data-value")
+        for r in page.locator("#sla-stages tbody tr").all()
+    }
+    assert stages == {s["stage"]: str(s["attainment_pct"]) for s in report["breaches_per_stage"]} != {}
 
     # A near-warning due time, injected on the request's page (the inbox reloads its rows every 30 s):
     # 2 business minutes left, and the calendar closes for a minute in between.
