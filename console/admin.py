@@ -15,6 +15,7 @@ from console.web import Page, signed_in
 from shared.identity import ROLES
 
 router = APIRouter()
+ADMIN_ONLY = "The admin pages (API keys, webhook deliveries) are for administrators."
 STATUSES = ("", "rejected", "dead", "pending", "delivered")
 
 
@@ -37,6 +38,7 @@ async def _listing(page: Page, status: str) -> dict[str, Any]:
 
 @router.get("/admin")
 async def admin(page: Page = Depends(signed_in), status: str = "") -> Response:
+    page.require("gateway", "GET", "/v1/api-keys", ADMIN_ONLY)
     status = status if status in STATUSES else ""
     return page.render(
         "admin.html",
@@ -51,6 +53,7 @@ async def admin(page: Page = Depends(signed_in), status: str = "") -> Response:
 
 @router.post("/admin/api-keys")
 async def create_key(page: Page = Depends(signed_in)) -> Response:
+    page.require("gateway", "POST", "/v1/api-keys", ADMIN_ONLY)
     form = await page.form()
     body: dict[str, Any] = {
         "name": str(form.get("name", "")).strip(),

@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.policy = policy
     app.state.oidc = oidc.Provider(settings) if settings.oidc_issuer else None
+    app.state.calendars = {}  # business calendars by key, read once (console.countdown)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret,
