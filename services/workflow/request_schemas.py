@@ -6,14 +6,12 @@ request's data against its type's form, by the domain (`intake`), which names ev
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.workflow.events import InstanceStatus, Timestamp
-from services.workflow.schemas import KEY, MAX_SLA_HOURS, InstanceOut, JsonObject, Name, Strict
-from shared.bounds import Day
+from services.workflow.schemas import KEY, InstanceOut, JsonObject, Name, Strict
 
 
 class RequestTypeIn(Strict):
@@ -68,44 +66,4 @@ class RequestOut(RequestSummary):
 
 class RequestPage(BaseModel):
     items: list[RequestSummary]
-    next_cursor: str | None
-
-
-class DeliverableIn(Strict):
-    name: str = Name
-    owner: str = Field(min_length=1, max_length=200, description="who delivers it (a user)")
-    due_date: Day | None = Field(default=None, description="due at the end of this business day")
-    business_hours: Decimal | None = Field(
-        default=None, gt=0, le=MAX_SLA_HOURS, description="due this many business hours from now"
-    )
-    calendar: str | None = Field(default=None, max_length=100, description="default: the definition's calendar")
-
-
-DeliverableStatus = Literal["open", "in_progress", "delivered", "done", "cancelled"]
-
-
-class DeliverableStatusIn(Strict):
-    status: DeliverableStatus
-
-
-class DeliverableOut(BaseModel):
-    id: str
-    request_id: str
-    name: str
-    owner: str
-    status: DeliverableStatus
-    calendar: str
-    business_hours: str | None
-    due_at: Timestamp
-    sla_state: str | None = Field(description="on_track | breached while open; met | breached once delivered")
-    remaining_business_minutes: int | None
-    delivered_at: Timestamp | None
-    finished_at: Timestamp | None
-    created_at: Timestamp
-    created_by: str
-    version: int
-
-
-class DeliverablePage(BaseModel):
-    items: list[DeliverableOut]
     next_cursor: str | None
