@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.workflow import deliverables, suppliers
+from services.workflow import comments, deliverables, suppliers
 from services.workflow.api import IfMatch, Limit, answer, configurers, movers, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.deliverable_schemas import (
@@ -28,6 +28,7 @@ from services.workflow.deliverable_schemas import (
     SupplierPage,
 )
 from services.workflow.deliverable_states import Action, Status
+from services.workflow.request_schemas import RequestCommentIn, RequestCommentOut
 from shared.app import Runtime, get_runtime
 from shared.db import utcnow
 from shared.http import JsonRoute, parse_if_match
@@ -181,6 +182,23 @@ async def cancel_deliverable(
 ) -> Response:
     """The requester cancels unfinished work."""
     return await _act(rt, wf, p, deliverable_id, "cancel", if_match)
+
+
+@router.post(
+    "/deliverables/{deliverable_id}/questions",
+    status_code=201,
+    response_model=RequestCommentOut,
+    responses=problems(404),
+)
+async def ask_about_deliverable(
+    deliverable_id: str,
+    body: RequestCommentIn,
+    p: Principal = Depends(movers),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """The assignee asks the requester a question: a comment on the request that mentions the requester."""
+    async with rt.unit_of_work() as uow:
+        return answer(await comments.ask(uow, p, deliverable_id=deliverable_id, body=body.body), 201)
 
 
 # ----------------------------------------------------------------------------- suppliers

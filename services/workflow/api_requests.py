@@ -13,11 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.workflow import intake, work_requests
-from services.workflow.api import Limit, answer, configurers, stored
+from services.workflow import comments, intake, request_page, work_requests
+from services.workflow.api import Limit, answer, configurers, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.events import InstanceStatus
 from services.workflow.request_schemas import (
+    RequestCommentIn,
+    RequestCommentOut,
     RequestIn,
     RequestOut,
     RequestPage,
@@ -73,7 +75,7 @@ async def submit_request(
 ) -> Response:
     async def action(uow: UnitOfWork) -> dict[str, Any]:
         request_id = await work_requests.submit(uow, p, body=body, wf=wf)
-        return stored(await work_requests.visible_request(uow, p, ref=request_id, wf=wf))
+        return stored(await request_page.view(uow, p, ref=request_id, wf=wf))
 
     return await rt.idempotent(request, p, action)
 
@@ -103,6 +105,19 @@ async def get_request(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    """A request by its id or its number (REQ-2027-000123)."""
+    """A request by its id or its number (REQ-2027-000123): its page of truth (fields, workflow,
+    approvals, deliverables, comments, history)."""
     async with rt.unit_of_work(readonly=True) as uow:
-        return answer(await work_requests.visible_request(uow, p, ref=ref, wf=wf))
+        return answer(await request_page.view(uow, p, ref=ref, wf=wf))
+
+
+@router.post("/requests/{ref}/comments", status_code=201, response_model=RequestCommentOut, responses=problems(404))
+async def comment_on_request(
+    ref: str,
+    body: RequestCommentIn,
+    p: Principal = Depends(writers),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """A comment on the request; `@user` mentions that user (in the `workflow.request.commented` event)."""
+    async with rt.unit_of_work() as uow:
+        return answer(await comments.add(uow, p, ref=ref, body=body.body), 201)

@@ -49,7 +49,7 @@ def _manages(who: Principal, request: Mapping[Any, Any]) -> bool:
     return who.subject == request["requester"] or (who.has_role("mops", "admin") and who.may_see(request["data"]))
 
 
-def _assignee(row: Mapping[Any, Any], who: Principal) -> bool:
+def is_assignee(row: Mapping[Any, Any], who: Principal) -> bool:
     if row["supplier_id"] is not None:
         return suppliers.acts_for(who, row["supplier_id"])
     return suppliers.supplier_ids(who) is None and who.subject == row["owner"]
@@ -186,7 +186,7 @@ async def act(
         after = step(State(row["status"], row["rework_rounds"]), action)
     except IllegalMove as exc:
         raise Conflict(str(exc)) from exc
-    if part(action) == "assignee" and not _assignee(row, who):
+    if part(action) == "assignee" and not is_assignee(row, who):
         raise Forbidden("Only the assignee (the owner, or the supplier's principals) accepts, starts and delivers.")
     if part(action) == "requester" and not _manages(who, await _request(uow, row)):
         raise Forbidden("Only the requester (or mops, admins in the request's scope) approves, sends back, cancels.")

@@ -106,6 +106,17 @@ class WorkflowRequest(EventData):
     submitted_at: Timestamp
 
 
+class WorkflowRequestComment(EventData):
+    request_id: str
+    number: str
+    comment_id: str
+    deliverable_id: str | None = Field(description="set on an assignee's question about a deliverable")
+    author: str
+    body: str
+    mentions: list[str] = Field(description="the users the comment mentions (@user), to notify")
+    created_at: Timestamp
+
+
 class WorkflowDeliverableRef(EventData):
     """Which deliverable, of which request, assigned to whom under which kind of SLA."""
 
@@ -158,6 +169,11 @@ SLA_WARNING = EventSpec("workflow.sla.warning", WorkflowSla, "A task reached its
 SLA_BREACHED = EventSpec("workflow.sla.breached", WorkflowSla, "A task missed its SLA: the escalation applied")
 REQUEST_SUBMITTED = EventSpec(
     "workflow.request.submitted", WorkflowRequest, "A request passed its type's intake form and started its workflow"
+)
+REQUEST_COMMENTED = EventSpec(
+    "workflow.request.commented",
+    WorkflowRequestComment,
+    "Someone commented on a request (or an assignee asked about a deliverable), mentioning users",
 )
 
 DELIVERABLE_CREATED = EventSpec(
@@ -230,6 +246,7 @@ CATALOGUE = Catalogue(
         SLA_WARNING,
         SLA_BREACHED,
         REQUEST_SUBMITTED,
+        REQUEST_COMMENTED,
         *DELIVERABLE_EVENTS,
     ),
     consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from services.workflow.deliverable_schemas import DeliverableOut
 from services.workflow.events import InstanceStatus, Timestamp
-from services.workflow.schemas import KEY, InstanceOut, JsonObject, Name, Strict
+from services.workflow.schemas import KEY, HistoryOut, InstanceOut, JsonObject, Name, Strict, TaskOut
 
 
 class RequestTypeIn(Strict):
@@ -60,8 +61,29 @@ class RequestSummary(BaseModel):
     created_at: Timestamp
 
 
+class RequestCommentIn(Strict):
+    body: str = Field(min_length=1, max_length=5000, description="text; `@user` mentions that user")
+
+
+class RequestCommentOut(BaseModel):
+    id: str
+    request_id: str
+    deliverable_id: str | None = Field(description="set on a question about a deliverable")
+    author: str
+    body: str
+    mentions: list[str]
+    created_at: Timestamp
+
+
 class RequestOut(RequestSummary):
+    """The request's page of truth: its fields (`data`), its workflow, approvals, deliverables,
+    comments and history in one answer."""
+
     instance: InstanceOut
+    approvals: list[TaskOut] = Field(description="the approval tasks of its workflow, with who decided")
+    deliverables: list[DeliverableOut]
+    comments: list[RequestCommentOut]
+    history: list[HistoryOut] = Field(description="everything that happened, oldest first")
 
 
 class RequestPage(BaseModel):
