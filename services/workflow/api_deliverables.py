@@ -8,15 +8,19 @@ admins without dimension scopes register suppliers; a supplier's principal reads
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.workflow import comments, deliverables, suppliers
-from services.workflow.api import IfMatch, Limit, answer, configurers, movers, stored, writers
+from services.workflow import comments, deliverable_reports, deliverables, suppliers
+from services.workflow.api import IfMatch, Limit, _instant, answer, configurers, movers, stored, writers
 from services.workflow.container import Workflow, domain
+from services.workflow.deliverable_reports import Period
 from services.workflow.deliverable_schemas import (
+    AssigneeReport,
+    CalendarTimeline,
     DeliverableIn,
     DeliverableOut,
     DeliverablePage,
@@ -32,11 +36,14 @@ from services.workflow.request_schemas import RequestCommentIn, RequestCommentOu
 from shared.app import Runtime, get_runtime
 from shared.db import utcnow
 from shared.http import JsonRoute, parse_if_match
-from shared.identity import Principal, current_principal
+from shared.identity import ROLES, Principal, current_principal, require_roles
 from shared.openapi import problems
 from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
+
+# the reports compare suppliers and teams: every role but a supplier's principals reads them
+staff = require_roles(*(r for r in ROLES if r != "supplier"))
 
 
 @router.post(
@@ -235,3 +242,64 @@ async def get_supplier(
 ) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
         return answer(await suppliers.get(uow, p, supplier_id))
+
+
+# ----------------------------------------------------------------------------- reports and the timeline
+
+From = Query(..., alias="from", description="a date (from its start) or an ISO datetime")
+To = Query(..., description="a date (inclusive) or an ISO datetime (exclusive)")
+PeriodQuery = Query("month", description="group by the month or the ISO week of completion")
+
+
+def _span(from_: str, to: str) -> tuple[dt.datetime, dt.datetime]:
+    start, end = _instant(from_, "from"), _instant(to, "to", end=True)
+    assert start is not None and end is not None  # both are required
+    return start, end
+
+
+async def _report(
+    rt: Runtime, wf: Workflow, by: Literal["supplier", "team"], from_: str, to: str, period: Period
+) -> Response:
+    start, end = _span(from_, to)
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await deliverable_reports.report(uow, wf, by=by, start=start, end=end, period=period))
+
+
+@router.get("/reports/suppliers", response_model=AssigneeReport, responses=problems())
+async def supplier_report(
+    from_: str = From,
+    to: str = To,
+    period: Period = PeriodQuery,
+    p: Principal = Depends(staff),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    """Per supplier and period: deliverables done, on time, on-time rate, average lateness, rework rounds."""
+    return await _report(rt, wf, "supplier", from_, to, period)
+
+
+@router.get("/reports/teams", response_model=AssigneeReport, responses=problems())
+async def team_report(
+    from_: str = From,
+    to: str = To,
+    period: Period = PeriodQuery,
+    p: Principal = Depends(staff),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    """Per internal team and period: deliverables done, on time, on-time rate, average lateness, rework rounds."""
+    return await _report(rt, wf, "team", from_, to, period)
+
+
+@router.get("/calendar", response_model=CalendarTimeline, responses=problems())
+async def calendar_timeline(
+    from_: str = From,
+    to: str = To,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """Deliverables due in the window that the caller may see, soonest first (no campaign dates: the
+    budget has no campaigns with dates yet)."""
+    start, end = _span(from_, to)
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await deliverable_reports.timeline(uow, p, start=start, end=end))

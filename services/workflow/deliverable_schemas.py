@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.workflow.deliverable_states import Status
 from services.workflow.events import Timestamp
@@ -114,3 +114,45 @@ class SupplierOut(BaseModel):
 class SupplierPage(BaseModel):
     items: list[SupplierOut]
     next_cursor: str | None
+
+
+class AssigneeReportRow(BaseModel):
+    assignee: str = Field(description="the supplier's id, or the team (owner:<user> for work without a team)")
+    name: str = Field(description="the supplier's name, or the team")
+    period: str = Field(description="2027-10 (month) or 2027-W43 (ISO week) of completion")
+    completed: int = Field(description="deliverables done (throughput)")
+    on_time: int = Field(description="delivered by their due time, the SLA never breached")
+    on_time_rate_pct: Decimal
+    avg_lateness_business_hours: Decimal = Field(
+        description="mean business hours from due time to last delivery on the assignee's calendar (on time: 0)"
+    )
+    rework_rounds: int = Field(description="deliveries sent back, in total")
+
+
+class AssigneeReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    by: Literal["supplier", "team"]
+    period: Literal["week", "month"]
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    rows: list[AssigneeReportRow]
+
+
+class CalendarEntry(BaseModel):
+    kind: Literal["deliverable"]
+    id: str
+    title: str
+    at: Timestamp = Field(description="when it is due")
+    status: Status
+    request_number: str
+    assignee: str | None
+
+
+class CalendarTimeline(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    items: list[CalendarEntry]
+    truncated: bool = Field(description="more than 2000 entries: narrow the window")
