@@ -32,6 +32,7 @@ MODULES = [
     "services.budget.api_integrations",
     "services.workflow.api",
     "services.workflow.api_requests",
+    "services.workflow.api_deliverables",
     "services.kpi.api",
     "services.registry.api",
     "services.registry.api_stack",
