@@ -271,3 +271,19 @@ request_comments = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 Index("ix_request_comments_request", request_comments.c.request_id, request_comments.c.created_at)
+
+# Files attached to a request: stored on disk under the attachment's id (no name from the caller
+# reaches a path); the content type is one of an allow-list, checked against the file's first bytes.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+Index("ix_attachments_request", attachments.c.request_id, attachments.c.created_at)

@@ -3,7 +3,7 @@ and its comments, read in one unit of work for whoever may see the request."""
 
 from __future__ import annotations
 
-from services.workflow import comments, deliverables, queries, work_requests
+from services.workflow import attachments, comments, deliverables, queries, work_requests
 from services.workflow.container import Workflow
 from services.workflow.request_schemas import RequestOut
 from shared.identity import Principal
@@ -20,5 +20,6 @@ async def view(uow: UnitOfWork, who: Principal, *, ref: str, wf: Workflow) -> Re
         approvals=instance.tasks,
         deliverables=(await deliverables.list_for(uow, who, ref=row["id"], wf=wf)).items,
         comments=await comments.of_request(uow, row["id"]),
+        attachments=await attachments.of_request(uow, row["id"]),
         history=instance.history,
     )

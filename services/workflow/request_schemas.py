@@ -75,6 +75,22 @@ class RequestCommentOut(BaseModel):
     created_at: Timestamp
 
 
+class AttachmentOut(BaseModel):
+    id: str
+    request_id: str
+    filename: str
+    content_type: str
+    size: int = Field(description="bytes")
+    sha256: str
+    created_at: Timestamp
+    created_by: str
+
+
+class AttachmentPage(BaseModel):
+    items: list[AttachmentOut]
+    next_cursor: str | None
+
+
 class RequestOut(RequestSummary):
     """The request's page of truth: its fields (`data`), its workflow, approvals, deliverables,
     comments and history in one answer."""
@@ -83,6 +99,7 @@ class RequestOut(RequestSummary):
     approvals: list[TaskOut] = Field(description="the approval tasks of its workflow, with who decided")
     deliverables: list[DeliverableOut]
     comments: list[RequestCommentOut]
+    attachments: list[AttachmentOut]
     history: list[HistoryOut] = Field(description="everything that happened, oldest first")
 
 

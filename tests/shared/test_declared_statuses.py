@@ -33,6 +33,7 @@ MODULES = [
     "services.workflow.api",
     "services.workflow.api_requests",
     "services.workflow.api_deliverables",
+    "services.workflow.api_attachments",
     "services.kpi.api",
     "services.registry.api",
     "services.registry.api_stack",
