@@ -67,6 +67,9 @@ async def admit(
     if not gw.policy.allows(principal.roles, service, method, path):
         roles = ", ".join(sorted(principal.roles)) or "none"
         raise Forbidden(f"Your roles ({roles}) may not {method} {service} {path}.")
+    unconfined = gw.policy.unconfined(principal.roles, principal.scopes)
+    if unconfined:
+        raise Forbidden(unconfined)
     cls = route_class(method)
     retry_after = await gw.limiter.check(cls, principal.subject)
     if retry_after is not None:

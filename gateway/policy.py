@@ -56,9 +56,17 @@ _DECISIONS_MAX = 20_000
 
 class Policy:
     def __init__(
-        self, rules: dict[str, list[Rule]], public: list[Rule] | None = None, read_posts: list[Rule] | None = None
+        self,
+        rules: dict[str, list[Rule]],
+        public: list[Rule] | None = None,
+        read_posts: list[Rule] | None = None,
+        confined: dict[str, str] | None = None,
     ):
         self.rules = rules
+        # Confined roles (role -> the scope dimension it needs, e.g. supplier -> `supplier:<id>`): a
+        # principal holding one is judged by that role's rules alone, whatever else it holds, and is
+        # refused without a scope on the dimension.
+        self.confined = confined or {}
         # Paths anyone may reach without a credential (the signed links in notify's e-mails).
         self.public = public or []
         # POSTs that only read (a query whose body is too rich for a URL): decided as a GET of the path.
@@ -78,12 +86,17 @@ class Policy:
         if not isinstance(doc, dict) or not isinstance(doc.get("roles"), dict):
             raise PolicyError("the policy must be a mapping with a 'roles' mapping")
         rules: dict[str, list[Rule]] = {}
+        confined: dict[str, str] = {}
         for role, spec in doc["roles"].items():
             if role not in ROLES:
                 raise PolicyError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
             read_only = role == "analyst"
             if isinstance(spec, dict):
                 read_only = read_only or bool(spec.get("read_only"))
+                if spec.get("scope") is not None:
+                    if not isinstance(spec["scope"], str) or not spec["scope"].isidentifier():
+                        raise PolicyError(f"role {role!r}: scope must name a dimension, e.g. supplier")
+                    confined[role] = spec["scope"]
                 spec = spec.get("rules", [])
             if not isinstance(spec, list):
                 raise PolicyError(f"role {role!r}: expected a list of rules")
@@ -104,7 +117,7 @@ class Policy:
             _rule("read_posts", i, {**r, "methods": ["POST"]}) if isinstance(r, dict) else _rule("read_posts", i, r)
             for i, r in enumerate(doc.get("read_posts") or [])
         ]
-        return cls(rules, public, read_posts)
+        return cls(rules, public, read_posts, confined)
 
     def is_public(self, service: str, method: str, path: str) -> bool:
         """True when `method path` of `service` is listed under `public:` (no credential needed)."""
@@ -112,8 +125,19 @@ class Policy:
             service in rule.services and method in rule.methods and rule.pattern.fullmatch(path) for rule in self.public
         )
 
+    def unconfined(self, roles: frozenset[str], scopes: Iterable[str]) -> str | None:
+        """Why a principal's scopes do not fit its confined role (e.g. a supplier without a
+        `supplier:<id>` scope), or None when they do or no role of it is confined."""
+        for role in sorted(roles.intersection(self.confined)):
+            dim = self.confined[role]
+            if not any(sc.startswith(f"{dim}:") and len(sc) > len(dim) + 1 for sc in scopes):
+                return f"The {role} role needs a {dim}:<id> scope."
+        return None
+
     def allows(self, roles: Iterable[str], service: str, method: str, path: str) -> bool:
-        key = (roles if isinstance(roles, frozenset) else frozenset(roles), service, method, path)
+        held = roles if isinstance(roles, frozenset) else frozenset(roles)
+        confining = held.intersection(self.confined)
+        key = (confining or held, service, method, path)
         decision = self._decisions.get(key)
         if decision is None:
             if len(self._decisions) >= _DECISIONS_MAX:

@@ -15,6 +15,7 @@ is returned in `X-Gateway-Latency` (milliseconds).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -25,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import RateLimited, RouteLabel, admit, refusal, route_class
-from gateway.settings import SERVICE_NAMES
+from gateway.settings import SERVICE_NAMES, Settings
 from gateway.state import Gateway, Slot
 from gateway.upstream import ServiceDown, UpstreamBroken, UpstreamTimeout
 from shared import problems
@@ -208,7 +209,7 @@ class ProxyMiddleware:
             )
 
         # A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
-        limit = gw.settings.max_request_body_bytes
+        limit = body_limit(gw.settings, service, method, sub)
         body = await _read_body(receive, limit) if has_body and length <= limit else b""
         if body is None or length > limit:
             return await self._respond(
@@ -335,6 +336,17 @@ class ProxyMiddleware:
     async def _respond(self, scope: Scope, receive: Receive, send: Send, response: Response) -> int:
         await response(scope, receive, send)
         return response.status_code
+
+
+# Routes whose body is a file: they take `upload_max_body_bytes` rather than `max_request_body_bytes`.
+UPLOADS = (("workflow", "POST", re.compile(r"/v1/requests/[^/]+/attachments/?")),)
+
+
+def body_limit(settings: Settings, service: str, method: str, path: str) -> int:
+    """The most a request's body may carry through the gateway: more on an upload route."""
+    if any(service == s and method == m and p.fullmatch(path) for s, m, p in UPLOADS):
+        return settings.upload_max_body_bytes
+    return settings.max_request_body_bytes
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

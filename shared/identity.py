@@ -26,7 +26,7 @@ ISSUER = "pitcrew-gateway"
 AUDIENCE = "pitcrew-services"
 ALGORITHM = "HS256"
 
-ROLES = ("admin", "mops", "finance", "approver", "marketer", "analyst", "partner")
+ROLES = ("admin", "mops", "finance", "approver", "marketer", "analyst", "partner", "supplier")
 SUBJECT_MAX = 200  # the width of the author columns (created_by, decided_by, ...) in every service
 
 

@@ -31,7 +31,9 @@ from shared.uow import UnitOfWork
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 configurers = require_roles("mops", unscoped="A calendar or definition")
-writers = require_roles(*(r for r in ROLES if r != "analyst"))
+writers = require_roles(*(r for r in ROLES if r not in ("analyst", "supplier")))
+# who may move a deliverable: the writers and suppliers' principals (the domain checks whose part it is)
+movers = require_roles(*(r for r in ROLES if r != "analyst"))
 Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 IfMatch = Header(None, alias="If-Match")
 

@@ -2,9 +2,8 @@
 
 Request types are written by admin and mops (no scope may narrow them: a type serves every
 region); marketers, mops and admins submit requests; every role reads, each request seen only by
-its requester, its current assignees and those whose scopes cover its data. Deliverables are
-added by the requester (or mops, admins in scope), moved by their owner and reviewed by the
-requester (`deliverables`).
+its requester, its current assignees and those whose scopes cover its data. Deliverables and
+suppliers have their routes in `api_deliverables`.
 """
 
 from __future__ import annotations
@@ -14,15 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.workflow import deliverables, intake, work_requests
-from services.workflow.api import IfMatch, Limit, answer, configurers, stored, writers
+from services.workflow import comments, intake, request_page, work_requests
+from services.workflow.api import Limit, answer, configurers, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.events import InstanceStatus
 from services.workflow.request_schemas import (
-    DeliverableIn,
-    DeliverableOut,
-    DeliverablePage,
-    DeliverableStatusIn,
+    RequestCommentIn,
+    RequestCommentOut,
     RequestIn,
     RequestOut,
     RequestPage,
@@ -32,7 +29,7 @@ from services.workflow.request_schemas import (
 )
 from shared.app import Runtime, get_runtime
 from shared.bounds import INT32_MAX
-from shared.http import JsonRoute, parse_if_match
+from shared.http import JsonRoute
 from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
 from shared.uow import UnitOfWork
@@ -78,7 +75,7 @@ async def submit_request(
 ) -> Response:
     async def action(uow: UnitOfWork) -> dict[str, Any]:
         request_id = await work_requests.submit(uow, p, body=body, wf=wf)
-        return stored(await work_requests.visible_request(uow, p, ref=request_id, wf=wf))
+        return stored(await request_page.view(uow, p, ref=request_id, wf=wf))
 
     return await rt.idempotent(request, p, action)
 
@@ -108,46 +105,19 @@ async def get_request(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    """A request by its id or its number (REQ-2027-000123)."""
+    """A request by its id or its number (REQ-2027-000123): its page of truth (fields, workflow,
+    approvals, deliverables, comments, history)."""
     async with rt.unit_of_work(readonly=True) as uow:
-        return answer(await work_requests.visible_request(uow, p, ref=ref, wf=wf))
+        return answer(await request_page.view(uow, p, ref=ref, wf=wf))
 
 
-@router.post("/requests/{ref}/deliverables", status_code=201, response_model=DeliverableOut, responses=problems(404))
-async def add_deliverable(
+@router.post("/requests/{ref}/comments", status_code=201, response_model=RequestCommentOut, responses=problems(404))
+async def comment_on_request(
     ref: str,
-    body: DeliverableIn,
+    body: RequestCommentIn,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
-    wf: Workflow = Depends(domain),
 ) -> Response:
+    """A comment on the request; `@user` mentions that user (in the `workflow.request.commented` event)."""
     async with rt.unit_of_work() as uow:
-        return answer(await deliverables.add(uow, p, ref=ref, body=body, wf=wf), 201)
-
-
-@router.get("/requests/{ref}/deliverables", response_model=DeliverablePage, responses=problems(404))
-async def list_deliverables(
-    ref: str,
-    p: Principal = Depends(current_principal),
-    rt: Runtime = Depends(get_runtime),
-    wf: Workflow = Depends(domain),
-) -> Response:
-    async with rt.unit_of_work(readonly=True) as uow:
-        return answer(await deliverables.list_for(uow, p, ref=ref, wf=wf))
-
-
-@router.post("/deliverables/{deliverable_id}/status", response_model=DeliverableOut, responses=problems(404, 409, 412))
-async def move_deliverable(
-    deliverable_id: str,
-    body: DeliverableStatusIn,
-    if_match: str | None = IfMatch,
-    p: Principal = Depends(writers),
-    rt: Runtime = Depends(get_runtime),
-    wf: Workflow = Depends(domain),
-) -> Response:
-    """open -> in_progress -> delivered -> done; delivered -> in_progress (sent back); any unfinished -> cancelled."""
-    version = parse_if_match(if_match)
-    async with rt.unit_of_work() as uow:
-        return answer(
-            await deliverables.move(uow, p, deliverable_id=deliverable_id, status=body.status, if_match=version, wf=wf)
-        )
+        return answer(await comments.add(uow, p, ref=ref, body=body.body), 201)

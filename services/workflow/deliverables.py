@@ -1,11 +1,12 @@
-"""Deliverables: what a request promises, each with an owner and a due time in business time (the
-end of a given business day, or business hours from its creation on a calendar), and its status:
+"""Deliverables: what a request promises, assigned to an internal team (an owner acts for it, under
+an OLA) or to a supplier (its principals act, under an underpinning contract), due in business
+time on the assignee's calendar (the supplier's own, or the definition's), with an SLA that warns,
+breaches and escalates on the exactly-once timers (`deliverable_sla`).
 
-    open -> in_progress -> delivered -> done        delivered -> in_progress (sent back)
-    open | in_progress | delivered -> cancelled
-
-Who: the request's requester and mops/admins whose scopes cover the request add deliverables and
-accept (done) or send back a delivery; the owner starts and delivers; any of them may cancel.
+The moves are `deliverable_states`; who may see a deliverable: the supplier's principals (only
+their supplier's: anything else is a 404, as if it did not exist), its owner, and whoever sees its
+request. Every move is written to the request's instance history and published as
+`workflow.deliverable.<verb>` through the outbox.
 """
 
 from __future__ import annotations
@@ -18,31 +19,40 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from services.workflow import work_requests
+from services.workflow import deliverable_sla, events, sla, store, suppliers, work_requests
 from services.workflow.calendars import HORIZON, BusinessCalendar, CalendarError
 from services.workflow.container import Workflow
 from services.workflow.definitions import hours
+from services.workflow.deliverable_schemas import DeliverableIn, DeliverableOut, DeliverablePage
+from services.workflow.deliverable_states import RUNNING, VERBS, Action, IllegalMove, State, part, step
 from services.workflow.instances import new_id
-from services.workflow.models import definitions, deliverables, instances
-from services.workflow.request_schemas import DeliverableIn, DeliverableOut, DeliverablePage
+from services.workflow.models import definitions, deliverables, instances, requests
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.identity import Principal
+from shared.pagination import decode_cursor, encode_cursor, instant
 from shared.uow import UnitOfWork
 
-# status -> the statuses it may move to, and who may move it there ("owner" or "requester")
-MOVES: dict[str, dict[str, str]] = {
-    "open": {"in_progress": "owner", "cancelled": "any"},
-    "in_progress": {"delivered": "owner", "cancelled": "any"},
-    "delivered": {"done": "requester", "in_progress": "requester", "cancelled": "any"},
-    "done": {},
-    "cancelled": {},
+SPECS = {
+    "accept": events.DELIVERABLE_ACCEPTED,
+    "start": events.DELIVERABLE_STARTED,
+    "deliver": events.DELIVERABLE_DELIVERED,
+    "approve": events.DELIVERABLE_APPROVED,
+    "send_back": events.DELIVERABLE_SENT_BACK,
+    "cancel": events.DELIVERABLE_CANCELLED,
 }
+_WITH_REQUEST = (*deliverables.c, requests.c.number, requests.c.instance_id, requests.c.requester)
 
 
 def _manages(who: Principal, request: Mapping[Any, Any]) -> bool:
     """The requester, or mops and admins whose scopes cover the request's data."""
     return who.subject == request["requester"] or (who.has_role("mops", "admin") and who.may_see(request["data"]))
+
+
+def is_assignee(row: Mapping[Any, Any], who: Principal) -> bool:
+    if row["supplier_id"] is not None:
+        return suppliers.acts_for(who, row["supplier_id"])
+    return suppliers.supplier_ids(who) is None and who.subject == row["owner"]
 
 
 async def add(uow: UnitOfWork, who: Principal, *, ref: str, body: DeliverableIn, wf: Workflow) -> DeliverableOut:
@@ -53,21 +63,36 @@ async def add(uow: UnitOfWork, who: Principal, *, ref: str, body: DeliverableIn,
         raise Conflict(f"The request is {request['status']}; it promises nothing more.")
     if (body.due_date is None) == (body.business_hours is None):
         raise Invalid.on("due_date", "give exactly one of due_date or business_hours")
-    key = body.calendar or await _definition_calendar(uow, request["instance_id"])
+    sla_kind, assignee_calendar = await _assignment(uow, body)
     if body.calendar and body.calendar not in await wf.calendars.keys(uow):
         raise Invalid.on("calendar", f"unknown calendar {body.calendar!r}")
+    key = body.calendar or assignee_calendar or await _definition_calendar(uow, request["instance_id"])
     cal = await wf.calendars.get(uow, key)
     now = utcnow()
     due_at = _due(cal, now, body.due_date, body.business_hours, key)
+    window = deliverable_sla.window(cal, now, due_at, body.warn_at)
     row = {
         "id": new_id(),
         "request_id": request["id"],
         "name": body.name,
         "owner": body.owner,
+        "team": body.team,
+        "supplier_id": body.supplier_id,
+        "sla_kind": sla_kind,
         "status": "open",
         "calendar": key,
         "business_hours": str(body.business_hours) if body.business_hours is not None else None,
         "due_at": due_at,
+        "warn_at": window.warn_at,
+        "sla_seconds": window.seconds,
+        "warned": False,
+        "breached": False,
+        "escalated": False,
+        "escalation": {"notify": body.escalate_to or [request["requester"]]},
+        "paused_remaining_seconds": None,
+        "paused_warn_seconds": None,
+        "rework_rounds": 0,
+        "link": None,
         "delivered_at": None,
         "finished_at": None,
         "created_at": now,
@@ -75,7 +100,24 @@ async def add(uow: UnitOfWork, who: Principal, *, ref: str, body: DeliverableIn,
         "version": 1,
     }
     await uow.execute(insert(deliverables).values(**row))
+    await deliverable_sla.start(uow, wf, row)
+    full = {**row, "number": request["number"], "instance_id": request["instance_id"]}
+    await _announce(uow, who, full, "created", events.DELIVERABLE_CREATED, None)
     return await view(uow, row, wf, now)
+
+
+async def _assignment(uow: UnitOfWork, body: DeliverableIn) -> tuple[str, str | None]:
+    """The SLA's kind and the assignee's calendar: a supplier's (an underpinning contract) or a team's (an OLA)."""
+    if body.supplier_id is not None:
+        if body.owner is not None or body.team is not None:
+            raise Invalid.on("supplier_id", "a supplier's deliverable has no owner or team: its principals act on it")
+        supplier = await suppliers.row_of(uow, body.supplier_id)
+        if supplier is None:
+            raise Invalid.on("supplier_id", f"unknown supplier {body.supplier_id!r}")
+        return "underpinning_contract", str(supplier["calendar"])
+    if body.owner is None:
+        raise Invalid.on("owner", "give the owner who acts for the team, or a supplier_id")
+    return "ola", None
 
 
 def _due(
@@ -101,37 +143,89 @@ async def _definition_calendar(uow: UnitOfWork, instance_id: str) -> str:
     return str(key)
 
 
-async def move(
-    uow: UnitOfWork, who: Principal, *, deliverable_id: str, status: str, if_match: int | None, wf: Workflow
-) -> DeliverableOut:
-    """Take a deliverable to `status` if its state and the caller's part allow it (409, 403 otherwise)."""
-    row = (
-        (await uow.execute(select(deliverables).where(deliverables.c.id == deliverable_id).with_for_update()))
-        .mappings()
-        .first()
-    )
+async def visible(uow: UnitOfWork, who: Principal, deliverable_id: str, *, lock: bool = False) -> Mapping[Any, Any]:
+    """The deliverable (with its request's number, instance and requester) if the caller may see it:
+    a supplier's principal only its supplier's, the owner, or whoever sees the request; else 404."""
+    q = select(*_WITH_REQUEST).join(requests, requests.c.id == deliverables.c.request_id)
+    q = q.where(deliverables.c.id == deliverable_id)
+    if lock:
+        q = q.with_for_update(of=deliverables)
+    row = (await uow.execute(q)).mappings().first()
+    missing = NotFound(f"No deliverable {deliverable_id}.")
     if row is None:
-        raise NotFound(f"No deliverable {deliverable_id}.")
-    request = await work_requests.visible_row(uow, who, ref=row["request_id"])
+        raise missing
+    if suppliers.supplier_ids(who) is not None:
+        if not suppliers.acts_for(who, row["supplier_id"]):
+            raise missing
+        return row
+    if who.subject == row["owner"]:
+        return row
+    try:
+        await work_requests.visible_row(uow, who, ref=row["request_id"])
+    except NotFound as exc:
+        raise missing from exc
+    return row
+
+
+async def act(
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    deliverable_id: str,
+    action: Action,
+    if_match: int | None,
+    wf: Workflow,
+    reason: str | None = None,
+    link: str | None = None,
+) -> DeliverableOut:
+    """Take `action` if the deliverable's state and the caller's part allow it (409, 403 otherwise)."""
+    row = await visible(uow, who, deliverable_id, lock=True)
     if if_match is not None and row["version"] != if_match:
         raise PreconditionFailed(f"The deliverable is at version {row['version']}, not {if_match}; reload it.")
-    allowed = MOVES[row["status"]]
-    if status not in allowed:
-        raise Conflict(f"A deliverable {row['status']} cannot become {status}.")
-    part = allowed[status]
-    is_owner, manages = who.subject == row["owner"], _manages(who, request)
-    if (part == "owner" and not is_owner) or (part == "requester" and not manages) or not (is_owner or manages):
-        raise Forbidden(
-            "Only the owner starts and delivers; the requester (or mops, admins in scope) accepts or sends back."
-        )
+    try:
+        after = step(State(row["status"], row["rework_rounds"]), action)
+    except IllegalMove as exc:
+        raise Conflict(str(exc)) from exc
+    if part(action) == "assignee" and not is_assignee(row, who):
+        raise Forbidden("Only the assignee (the owner, or the supplier's principals) accepts, starts and delivers.")
+    if part(action) == "requester" and not _manages(who, await _request(uow, row)):
+        raise Forbidden("Only the requester (or mops, admins in the request's scope) approves, sends back, cancels.")
     now = utcnow()
-    values: dict[str, Any] = {"status": status, "version": row["version"] + 1}
-    if status == "delivered":
-        values["delivered_at"] = now
-    if status in ("done", "cancelled"):
+    values: dict[str, Any] = {"status": after.status, "rework_rounds": after.rework_rounds}
+    values["version"] = row["version"] + 1
+    if action == "deliver":
+        values |= {"delivered_at": now, "link": link or row["link"]}
+        values |= await deliverable_sla.pause(uow, wf, row, now)
+    elif action == "send_back":
+        values |= await deliverable_sla.resume(uow, wf, row, now)
+    elif action in ("approve", "cancel"):
         values["finished_at"] = now
-    await uow.execute(update(deliverables).where(deliverables.c.id == deliverable_id).values(**values))
-    return await view(uow, {**row, **values}, wf, now)
+        await sla.stop(uow, wf, row["id"])
+    await uow.execute(update(deliverables).where(deliverables.c.id == row["id"]).values(**values))
+    full = {**row, **values}
+    await _announce(uow, who, full, VERBS[action], SPECS[action], reason)
+    return await view(uow, full, wf, now)
+
+
+async def _request(uow: UnitOfWork, row: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    q = select(requests.c.requester, requests.c.data).where(requests.c.id == row["request_id"])
+    return (await uow.execute(q)).mappings().one()
+
+
+async def _announce(
+    uow: UnitOfWork, who: Principal, row: Mapping[Any, Any], verb: str, spec: Any, reason: str | None
+) -> None:
+    detail = {"deliverable_id": row["id"], "name": row["name"], "status": row["status"]}
+    await store.record(uow, row["instance_id"], who.subject, f"deliverable_{verb}", comment=reason, detail=detail)
+    data = events.WorkflowDeliverable(
+        **deliverable_sla.ref(row),
+        status=row["status"],
+        rework_rounds=row["rework_rounds"],
+        actor=who.subject,
+        reason=reason,
+        link=row["link"],
+    )
+    await uow.publish(spec, row["id"], data, correlation_id=who.request_id)
 
 
 async def list_for(uow: UnitOfWork, who: Principal, *, ref: str, wf: Workflow) -> DeliverablePage:
@@ -142,20 +236,51 @@ async def list_for(uow: UnitOfWork, who: Principal, *, ref: str, wf: Workflow) -
     return DeliverablePage(items=[await view(uow, r, wf, now) for r in rows], next_cursor=None)
 
 
+async def list_mine(
+    uow: UnitOfWork, who: Principal, *, status: str | None, limit: int, cursor: str | None, wf: Workflow
+) -> DeliverablePage:
+    """The caller's work, soonest due first: its supplier's deliverables, or those it owns."""
+    ids = suppliers.supplier_ids(who)
+    mine = deliverables.c.supplier_id.in_(sorted(ids)) if ids is not None else deliverables.c.owner == who.subject
+    q = select(deliverables).where(mine).order_by(deliverables.c.due_at, deliverables.c.id)
+    if status:
+        q = q.where(deliverables.c.status == status)
+    after = decode_cursor(cursor, instant, str)
+    if after:
+        at, last = after
+        q = q.where((deliverables.c.due_at > at) | ((deliverables.c.due_at == at) & (deliverables.c.id > last)))
+    rows = (await uow.execute(q.limit(limit + 1))).mappings().all()
+    nxt = None
+    if len(rows) > limit:
+        nxt = encode_cursor(rows[limit - 1]["due_at"].isoformat(), rows[limit - 1]["id"])
+    now = utcnow()
+    return DeliverablePage(items=[await view(uow, r, wf, now) for r in rows[:limit]], next_cursor=nxt)
+
+
 def sla_state(row: Mapping[Any, Any], now: dt.datetime) -> str | None:
-    """Open work: on_track | breached; delivered work: met | breached by its latest delivery."""
-    if row["status"] == "cancelled":
+    """While the assignee works: on_track | at_risk | breached; paused while delivered; met | breached once done."""
+    status = row["status"]
+    if status == "cancelled":
         return None
-    if row["status"] in ("delivered", "done"):
-        return "met" if row["delivered_at"] is not None and row["delivered_at"] <= row["due_at"] else "breached"
-    return "breached" if now >= row["due_at"] else "on_track"
+    if status == "delivered":
+        return "breached" if row["breached"] else "paused"
+    if status == "done":
+        late = row["breached"] or row["delivered_at"] is None or row["delivered_at"] > row["due_at"]
+        return "breached" if late else "met"
+    if row["breached"] or now >= row["due_at"]:
+        return "breached"
+    if row["warned"] or (row["warn_at"] is not None and now >= row["warn_at"]):
+        return "at_risk"
+    return "on_track"
 
 
 async def view(uow: UnitOfWork, row: Mapping[Any, Any], wf: Workflow, now: dt.datetime) -> DeliverableOut:
     remaining = None
-    if row["status"] in ("open", "in_progress") and abs(row["due_at"] - now) <= 2 * HORIZON:
+    if row["status"] in RUNNING and abs(row["due_at"] - now) <= 2 * HORIZON:
         cal = await wf.calendars.get(uow, row["calendar"])
         remaining = math.floor(cal.between(now, row["due_at"]).total_seconds() / 60)
+    elif row["status"] == "delivered" and row["paused_remaining_seconds"] is not None:
+        remaining = math.floor(row["paused_remaining_seconds"] / 60)
     return DeliverableOut.model_validate(
         {**row, "sla_state": sla_state(row, now), "remaining_business_minutes": remaining}
     )

@@ -106,6 +106,43 @@ class WorkflowRequest(EventData):
     submitted_at: Timestamp
 
 
+class WorkflowRequestComment(EventData):
+    request_id: str
+    number: str
+    comment_id: str
+    deliverable_id: str | None = Field(description="set on an assignee's question about a deliverable")
+    author: str
+    body: str
+    mentions: list[str] = Field(description="the users the comment mentions (@user), to notify")
+    created_at: Timestamp
+
+
+class WorkflowDeliverableRef(EventData):
+    """Which deliverable, of which request, assigned to whom under which kind of SLA."""
+
+    deliverable_id: str
+    request_id: str
+    request_number: str
+    name: str
+    team: str | None = Field(description="the internal team it is assigned to (an OLA), else null")
+    owner: str | None = Field(description="the user who acts for the team")
+    supplier_id: str | None = Field(description="the supplier it is assigned to (an underpinning contract), else null")
+    sla_kind: Literal["ola", "underpinning_contract"]
+    due_at: Timestamp
+
+
+class WorkflowDeliverable(WorkflowDeliverableRef):
+    status: Literal["open", "accepted", "in_progress", "delivered", "done", "cancelled"]
+    rework_rounds: int = Field(description="how many times the requester sent a delivery back")
+    actor: str
+    reason: str | None = Field(description="why a delivery was sent back (or cancelled)")
+    link: str | None = Field(description="where the delivered work is")
+
+
+class WorkflowDeliverableSla(WorkflowDeliverableRef):
+    escalation: dict[str, Any] = Field(description="on breach: notify (a list of recipients)")
+
+
 INSTANCE_STARTED = EventSpec("workflow.instance.started", WorkflowInstance, "An approval workflow started")
 INSTANCE_CHANGES_REQUESTED = EventSpec(
     "workflow.instance.changes_requested", WorkflowInstance, "An assignee asked the requester to rework the request"
@@ -132,6 +169,52 @@ SLA_WARNING = EventSpec("workflow.sla.warning", WorkflowSla, "A task reached its
 SLA_BREACHED = EventSpec("workflow.sla.breached", WorkflowSla, "A task missed its SLA: the escalation applied")
 REQUEST_SUBMITTED = EventSpec(
     "workflow.request.submitted", WorkflowRequest, "A request passed its type's intake form and started its workflow"
+)
+REQUEST_COMMENTED = EventSpec(
+    "workflow.request.commented",
+    WorkflowRequestComment,
+    "Someone commented on a request (or an assignee asked about a deliverable), mentioning users",
+)
+
+DELIVERABLE_CREATED = EventSpec(
+    "workflow.deliverable.created", WorkflowDeliverable, "A request promised a deliverable to a team or a supplier"
+)
+DELIVERABLE_ACCEPTED = EventSpec(
+    "workflow.deliverable.accepted", WorkflowDeliverable, "The assignee accepted the deliverable"
+)
+DELIVERABLE_STARTED = EventSpec("workflow.deliverable.started", WorkflowDeliverable, "The assignee started work")
+DELIVERABLE_DELIVERED = EventSpec(
+    "workflow.deliverable.delivered", WorkflowDeliverable, "The assignee delivered: the SLA pauses for review"
+)
+DELIVERABLE_APPROVED = EventSpec(
+    "workflow.deliverable.approved", WorkflowDeliverable, "The requester approved the delivery: done"
+)
+DELIVERABLE_SENT_BACK = EventSpec(
+    "workflow.deliverable.sent_back",
+    WorkflowDeliverable,
+    "The requester sent the delivery back with a reason: a rework round, the SLA runs again",
+)
+DELIVERABLE_CANCELLED = EventSpec(
+    "workflow.deliverable.cancelled", WorkflowDeliverable, "The requester cancelled the deliverable"
+)
+DELIVERABLE_SLA_WARNING = EventSpec(
+    "workflow.deliverable.sla_warning", WorkflowDeliverableSla, "A deliverable reached its SLA's warning point"
+)
+DELIVERABLE_SLA_BREACHED = EventSpec(
+    "workflow.deliverable.sla_breached",
+    WorkflowDeliverableSla,
+    "A deliverable missed its due time (business time): escalated to the notify list",
+)
+DELIVERABLE_EVENTS: tuple[EventSpec[Any], ...] = (
+    DELIVERABLE_CREATED,
+    DELIVERABLE_ACCEPTED,
+    DELIVERABLE_STARTED,
+    DELIVERABLE_DELIVERED,
+    DELIVERABLE_APPROVED,
+    DELIVERABLE_SENT_BACK,
+    DELIVERABLE_CANCELLED,
+    DELIVERABLE_SLA_WARNING,
+    DELIVERABLE_SLA_BREACHED,
 )
 
 # The instance event of each status an instance moves to.
@@ -163,6 +246,8 @@ CATALOGUE = Catalogue(
         SLA_WARNING,
         SLA_BREACHED,
         REQUEST_SUBMITTED,
+        REQUEST_COMMENTED,
+        *DELIVERABLE_EVENTS,
     ),
     consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),
     title="Workflow",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.registry.events import RENEWAL_DUE
-from services.workflow import lifecycle, sla
+from services.workflow import deliverable_sla, lifecycle, sla
 from services.workflow.container import Workflow
 from services.workflow.defaults import FALLBACK
 from services.workflow.definitions import get_definition, match_definition
@@ -143,4 +143,15 @@ def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:
     async def breach(uow: UnitOfWork, timer: Any) -> None:
         await sla.on_breach(uow, wf, timer)
 
-    return {sla.WARNING: warning, sla.BREACH: breach}
+    async def deliverable_warning(uow: UnitOfWork, timer: Any) -> None:
+        await deliverable_sla.on_warning(uow, wf, timer)
+
+    async def deliverable_breach(uow: UnitOfWork, timer: Any) -> None:
+        await deliverable_sla.on_breach(uow, wf, timer)
+
+    return {
+        sla.WARNING: warning,
+        sla.BREACH: breach,
+        deliverable_sla.WARNING: deliverable_warning,
+        deliverable_sla.BREACH: deliverable_breach,
+    }

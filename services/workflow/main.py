@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.workflow import api, api_requests, container, handlers
+from services.workflow import api, api_attachments, api_deliverables, api_requests, container, handlers
 from services.workflow.defaults import ensure_defaults
 from services.workflow.events import CATALOGUE
 from services.workflow.models import infra
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Pitcrew Workflow",
         description="Approval workflows with business-hours SLAs that escalate on their own.",
         infra=infra,
-        routers=[api.router, api_requests.router],
+        routers=[api.router, api_requests.router, api_deliverables.router, api_attachments.router],
         handlers=handlers.handlers,
         timers=handlers.timer_handlers,
         on_startup=on_startup,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase
 
@@ -205,20 +206,35 @@ request_counters = Table(
     Column("last", Integer, nullable=False),
 )
 
-# What a request promises: each deliverable has an owner and a due time in business time (given as a
-# date, or as business hours on a calendar from its creation).
+# What a request promises: each deliverable is assigned to an internal team (an owner acts for it;
+# its SLA is an OLA) or to a supplier (the supplier's principals act; an underpinning contract), and is
+# due in business time on the assignee's calendar. Its SLA timers (warning, breach) live in the timers
+# table; the clock pauses while a delivery waits on the requester (paused_* keep what was left).
 deliverables = Table(
     "deliverables",
     metadata,
     Column("id", String(36), primary_key=True),
     Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
     Column("name", String(200), nullable=False),
-    Column("owner", String(200), nullable=False),
-    # open -> in_progress -> delivered -> done; delivered -> in_progress (sent back); any unfinished -> cancelled
+    Column("owner", String(200), nullable=True),
+    Column("team", String(100), nullable=True),
+    Column("supplier_id", String(36), nullable=True),
+    Column("sla_kind", String(30), nullable=False, server_default="ola"),  # ola | underpinning_contract
+    # open -> accepted -> in_progress -> delivered -> done; delivered -> in_progress (sent back); -> cancelled
     Column("status", String(20), nullable=False),
     Column("calendar", String(100), nullable=False),
     Column("business_hours", String(20), nullable=True),
     Column("due_at", UTCDateTime, nullable=False),
+    Column("warn_at", UTCDateTime, nullable=True),
+    Column("sla_seconds", Integer, nullable=True),
+    Column("warned", Boolean, nullable=False, server_default=false()),
+    Column("breached", Boolean, nullable=False, server_default=false()),
+    Column("escalated", Boolean, nullable=False, server_default=false()),
+    Column("escalation", JSONType(), nullable=True),
+    Column("paused_remaining_seconds", Integer, nullable=True),
+    Column("paused_warn_seconds", Integer, nullable=True),
+    Column("rework_rounds", Integer, nullable=False, server_default="0"),
+    Column("link", String(2000), nullable=True),
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -226,3 +242,48 @@ deliverables = Table(
     Column("version", Integer, nullable=False),
 )
 Index("ix_deliverables_request", deliverables.c.request_id, deliverables.c.created_at)
+Index("ix_deliverables_supplier", deliverables.c.supplier_id, deliverables.c.due_at)
+Index("ix_deliverables_due", deliverables.c.due_at)
+
+# Supplier organisations: their contacts and the business calendar their deliverables are due on.
+# A principal with the `supplier` role and the scope `supplier:<id>` acts for one.
+suppliers = Table(
+    "suppliers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("calendar", String(100), nullable=False),
+    Column("contacts", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+# Comments on a request (with the users they mention), and a supplier's questions on a deliverable.
+request_comments = Table(
+    "request_comments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("deliverable_id", String(36), ForeignKey("deliverables.id"), nullable=True),
+    Column("author", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("mentions", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_request_comments_request", request_comments.c.request_id, request_comments.c.created_at)
+
+# Files attached to a request: stored on disk under the attachment's id (no name from the caller
+# reaches a path); the content type is one of an allow-list, checked against the file's first bytes.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+Index("ix_attachments_request", attachments.c.request_id, attachments.c.created_at)

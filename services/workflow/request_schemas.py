@@ -6,14 +6,13 @@ request's data against its type's form, by the domain (`intake`), which names ev
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from services.workflow.deliverable_schemas import DeliverableOut
 from services.workflow.events import InstanceStatus, Timestamp
-from services.workflow.schemas import KEY, MAX_SLA_HOURS, InstanceOut, JsonObject, Name, Strict
-from shared.bounds import Day
+from services.workflow.schemas import KEY, HistoryOut, InstanceOut, JsonObject, Name, Strict, TaskOut
 
 
 class RequestTypeIn(Strict):
@@ -62,50 +61,48 @@ class RequestSummary(BaseModel):
     created_at: Timestamp
 
 
+class RequestCommentIn(Strict):
+    body: str = Field(min_length=1, max_length=5000, description="text; `@user` mentions that user")
+
+
+class RequestCommentOut(BaseModel):
+    id: str
+    request_id: str
+    deliverable_id: str | None = Field(description="set on a question about a deliverable")
+    author: str
+    body: str
+    mentions: list[str]
+    created_at: Timestamp
+
+
+class AttachmentOut(BaseModel):
+    id: str
+    request_id: str
+    filename: str
+    content_type: str
+    size: int = Field(description="bytes")
+    sha256: str
+    created_at: Timestamp
+    created_by: str
+
+
+class AttachmentPage(BaseModel):
+    items: list[AttachmentOut]
+    next_cursor: str | None
+
+
 class RequestOut(RequestSummary):
+    """The request's page of truth: its fields (`data`), its workflow, approvals, deliverables,
+    comments and history in one answer."""
+
     instance: InstanceOut
+    approvals: list[TaskOut] = Field(description="the approval tasks of its workflow, with who decided")
+    deliverables: list[DeliverableOut]
+    comments: list[RequestCommentOut]
+    attachments: list[AttachmentOut]
+    history: list[HistoryOut] = Field(description="everything that happened, oldest first")
 
 
 class RequestPage(BaseModel):
     items: list[RequestSummary]
-    next_cursor: str | None
-
-
-class DeliverableIn(Strict):
-    name: str = Name
-    owner: str = Field(min_length=1, max_length=200, description="who delivers it (a user)")
-    due_date: Day | None = Field(default=None, description="due at the end of this business day")
-    business_hours: Decimal | None = Field(
-        default=None, gt=0, le=MAX_SLA_HOURS, description="due this many business hours from now"
-    )
-    calendar: str | None = Field(default=None, max_length=100, description="default: the definition's calendar")
-
-
-DeliverableStatus = Literal["open", "in_progress", "delivered", "done", "cancelled"]
-
-
-class DeliverableStatusIn(Strict):
-    status: DeliverableStatus
-
-
-class DeliverableOut(BaseModel):
-    id: str
-    request_id: str
-    name: str
-    owner: str
-    status: DeliverableStatus
-    calendar: str
-    business_hours: str | None
-    due_at: Timestamp
-    sla_state: str | None = Field(description="on_track | breached while open; met | breached once delivered")
-    remaining_business_minutes: int | None
-    delivered_at: Timestamp | None
-    finished_at: Timestamp | None
-    created_at: Timestamp
-    created_by: str
-    version: int
-
-
-class DeliverablePage(BaseModel):
-    items: list[DeliverableOut]
     next_cursor: str | None

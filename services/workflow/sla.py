@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 
@@ -112,6 +112,14 @@ def window(sla: Mapping[str, Any], cal: BusinessCalendar, context: Mapping[str, 
     else:
         total = hours(sla["business_hours"])
         due_at = cal.add(now, total)
+    return span(cal, now, total, due_at, warn_frac)
+
+
+def span(
+    cal: BusinessCalendar, now: dt.datetime, total: dt.timedelta, due_at: dt.datetime, warn_frac: Decimal
+) -> Window:
+    """The window of `total` business time from now to `due_at`, warning at `warn_frac` of it (none when
+    the warning would not come before the due time). Deliverables use it for their OLAs and contracts."""
     warn_at: dt.datetime | None = cal.add(now, dt.timedelta(seconds=int(total.total_seconds() * float(warn_frac))))
     if warn_at is not None and warn_at >= due_at:
         warn_at = None
@@ -128,14 +136,25 @@ def resumed(paused: Paused, cal: BusinessCalendar, now: dt.datetime) -> Window:
     return Window(warn_at, due_at, paused.sla_seconds)
 
 
-def left(task: Task, cal: BusinessCalendar, now: dt.datetime) -> tuple[int | None, int | None]:
+class Clock(Protocol):
+    """What pausing reads of a running SLA: a task, or a deliverable (`deliverable_sla.Clock`)."""
+
+    @property
+    def due_at(self) -> dt.datetime | None: ...
+    @property
+    def warn_at(self) -> dt.datetime | None: ...
+    @property
+    def warned(self) -> bool: ...
+
+
+def left(clock: Clock, cal: BusinessCalendar, now: dt.datetime) -> tuple[int | None, int | None]:
     """Business seconds left (rounded up) to the due time and to a warning not yet given."""
-    if task.due_at is None:
+    if clock.due_at is None:
         return None, None
-    remaining = math.ceil(cal.between(now, task.due_at).total_seconds())
+    remaining = math.ceil(cal.between(now, clock.due_at).total_seconds())
     warn_remaining = None
-    if task.warn_at is not None and not task.warned:
-        warn_remaining = math.ceil(cal.between(now, task.warn_at).total_seconds())
+    if clock.warn_at is not None and not clock.warned:
+        warn_remaining = math.ceil(cal.between(now, clock.warn_at).total_seconds())
     return remaining, warn_remaining
 
 
@@ -157,14 +176,30 @@ async def stage_window(
 
 async def schedule(uow: UnitOfWork, wf: Workflow, task: Task) -> None:
     payload = {"task_id": task.id, "instance_id": task.instance_id}
-    if task.warn_at is not None and not task.warned:
-        await timers.schedule(uow.session, wf.timers, WARNING, task.id, task.warn_at, payload)
-    if task.due_at is not None and not task.breached:
-        await timers.schedule(uow.session, wf.timers, BREACH, task.id, task.due_at, payload)
+    await arm(uow, wf, task.id, (WARNING, BREACH), task, task.breached, payload)
 
 
-async def stop(uow: UnitOfWork, wf: Workflow, task_id: str) -> None:
-    await timers.cancel(uow.session, wf.timers, task_id)
+async def arm(
+    uow: UnitOfWork,
+    wf: Workflow,
+    subject_id: str,
+    kinds: tuple[str, str],
+    clock: Clock,
+    breached: bool,
+    payload: dict[str, Any],
+) -> None:
+    """Write the warning (unless given) and breach (unless already breached) timers of an SLA clock:
+    `kinds` are the timer kinds of its warning and its breach (a task's, a deliverable's)."""
+    warning, breach = kinds
+    if clock.warn_at is not None and not clock.warned:
+        await timers.schedule(uow.session, wf.timers, warning, subject_id, clock.warn_at, payload)
+    if clock.due_at is not None and not breached:
+        await timers.schedule(uow.session, wf.timers, breach, subject_id, clock.due_at, payload)
+
+
+async def stop(uow: UnitOfWork, wf: Workflow, subject_id: str) -> None:
+    """Cancel the pending timers of a task's or a deliverable's SLA."""
+    await timers.cancel(uow.session, wf.timers, subject_id)
 
 
 # --- the timers firing -------------------------------------------------------------------------------------

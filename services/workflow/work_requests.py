@@ -21,7 +21,7 @@ from services.workflow.definitions import definition_to_start
 from services.workflow.events import REQUEST_SUBMITTED
 from services.workflow.instances import new_id
 from services.workflow.models import instances, request_counters, requests
-from services.workflow.request_schemas import RequestIn, RequestOut, RequestPage, RequestSummary
+from services.workflow.request_schemas import RequestIn, RequestPage, RequestSummary
 from shared.db import utcnow
 from shared.errors import Invalid, NotFound
 from shared.identity import Principal
@@ -111,7 +111,7 @@ async def allocate_number(uow: UnitOfWork, year: int) -> str:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def _summary(row: Mapping[Any, Any]) -> RequestSummary:
+def summary(row: Mapping[Any, Any]) -> RequestSummary:
     return RequestSummary.model_validate(dict(row))
 
 
@@ -130,13 +130,6 @@ async def visible_row(uow: UnitOfWork, who: Principal, *, ref: str) -> Mapping[A
     except NotFound as exc:
         raise NotFound(f"No request {ref}.") from exc
     return row
-
-
-async def visible_request(uow: UnitOfWork, who: Principal, *, ref: str, wf: Workflow) -> RequestOut:
-    """A request by id or by number (REQ-...), with its instance's state, tasks and history."""
-    row = await visible_row(uow, who, ref=ref)
-    view = await queries.instance_view(uow, row["instance_id"], wf=wf)
-    return RequestOut(**_summary(row).model_dump(), instance=view)
 
 
 async def list_requests(
@@ -178,4 +171,4 @@ async def list_requests(
     if len(out) > limit:
         last = out[limit - 1]
         nxt = encode_cursor(last["created_at"].isoformat(), last["id"])
-    return RequestPage(items=[_summary(r) for r in out[:limit]], next_cursor=nxt)
+    return RequestPage(items=[summary(r) for r in out[:limit]], next_cursor=nxt)

@@ -123,6 +123,20 @@ async def test_a_proxied_body_is_bounded_and_refused_unread_when_it_says_it_is_t
         assert (await gw.post("/kpi/v1/measurements", content=b"x" * MIB, headers=admin)).status_code == 200
 
 
+async def test_an_attachment_upload_takes_the_larger_upload_cap(new_db, net, token, upstreams):
+    settings = gateway_settings(await new_db("gateway"), max_request_body_bytes=MIB, upload_max_body_bytes=3 * MIB)
+    async with running_gateway(settings) as gw:
+        admin = bearer(token("admin"))
+        path = "/workflow/v1/requests/r1/attachments"
+        assert (await gw.post(path, content=b"x" * (2 * MIB), headers=admin)).status_code == 200
+        assert (
+            "3,145,728" in assert_problem(await gw.post(path, content=b"x" * (4 * MIB), headers=admin), 413)["detail"]
+        )
+        # Every other route keeps the general cap, the same service's JSON routes included.
+        r = await gw.post("/workflow/v1/requests", content=b"x" * (2 * MIB), headers=admin)
+        assert "1,048,576" in assert_problem(r, 413)["detail"]
+
+
 async def test_no_internal_address_leaves_in_a_location(gw, net, token):
     admin = bearer(token("admin"))
     internal = net.url("registry.test").removeprefix("http://")

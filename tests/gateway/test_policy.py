@@ -167,3 +167,39 @@ async def test_policy_path_is_configurable(new_db, net, token, tmp_path):
         assert (await gw.get("/kpi/v1/metrics/cpl", headers=bearer(token("analyst")))).status_code == 200
         assert_problem(await gw.get("/kpi/v1/targets", headers=bearer(token("analyst"))), 403)
         assert_problem(await gw.get("/budget/v1/plans", headers=bearer(token("admin"))), 403)
+
+
+SUPPLIER_ROUTES = {
+    "mine": ("GET", "/workflow/v1/deliverables"),
+    "one": ("GET", "/workflow/v1/deliverables/d1"),
+    "accept": ("POST", "/workflow/v1/deliverables/d1/accept"),
+    "deliver": ("POST", "/workflow/v1/deliverables/d1/deliver"),
+    "ask": ("POST", "/workflow/v1/deliverables/d1/questions"),
+    "suppliers": ("GET", "/workflow/v1/suppliers"),
+}
+
+
+@pytest.mark.db
+async def test_a_supplier_reaches_only_its_deliverables_routes_and_needs_its_scope(gw, token):
+    acme = bearer(token("supplier", sub="acme-key", scopes=("supplier:acme",)))
+    for label, (method, path) in SUPPLIER_ROUTES.items():
+        r = await gw.request(method, path, headers=acme, json={} if method == "POST" else None)
+        assert r.status_code in (200, 201), (label, r.status_code)
+        assert r.json()["principal"]["scopes"] == ["supplier:acme"]
+    # No budget route at all, nor any other route of any service; approving its own work neither.
+    denied = [*ROUTES.values(), ("POST", "/workflow/v1/deliverables/d1/approve"), ("GET", "/workflow/v1/requests")]
+    for method, path in denied:
+        r = await gw.request(method, path, headers=acme, json={} if method != "GET" else None)
+        assert r.status_code == 403, (method, path, r.status_code)
+    # Another role beside `supplier` widens nothing: the supplier's rules alone apply.
+    both = bearer(token("supplier", "mops", sub="acme-mops", scopes=("supplier:acme",)))
+    assert (await gw.get("/budget/v1/plans", headers=both)).status_code == 403
+    # Without a supplier:<id> scope a supplier reaches nothing, not even its routes.
+    bare = bearer(token("supplier", sub="bare", scopes=("region:EMEA",)))
+    body = assert_problem(await gw.get("/workflow/v1/deliverables", headers=bare), 403)
+    assert "supplier:<id>" in body["detail"]
+
+
+def test_a_confined_role_must_name_a_dimension():
+    with pytest.raises(PolicyError, match="dimension"):
+        Policy.from_dict({"roles": {"supplier": {"scope": "", "rules": []}}})

@@ -32,6 +32,8 @@ MODULES = [
     "services.budget.api_integrations",
     "services.workflow.api",
     "services.workflow.api_requests",
+    "services.workflow.api_deliverables",
+    "services.workflow.api_attachments",
     "services.kpi.api",
     "services.kpi.api_insights",
     "services.registry.api",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,6 +54,12 @@ class Harness:
     ) -> httpx.Response:
         h = {HEADER: mint(as_, DEV_IDENTITY_SECRET), **(headers or {})}
         return await self.client.request(method, path, json=json, headers=h, params=params)
+
+    async def call_raw(
+        self, method: str, path: str, as_: Principal, *, content: bytes, headers: dict[str, str], params: Any = None
+    ) -> httpx.Response:
+        h = {HEADER: mint(as_, DEV_IDENTITY_SECRET), **headers}
+        return await self.client.request(method, path, content=content, headers=h, params=params)
 
     async def ok(self, method: str, path: str, as_: Principal, json: Any = None, status: int = 200, **kw: Any) -> Any:
         r = await self.call(method, path, as_, json, **kw)
@@ -122,6 +129,7 @@ def settings_for(url: str, nats_url: str | None = None) -> Settings:
         nats_enabled=nats_url is not None,
         outbox_poll_seconds=0.1,
         log_json=False,
+        attachments_dir=tempfile.mkdtemp(prefix="pitcrew-wf-attachments-"),
     )
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import func, select
 
 from services.workflow.calendars import BusinessCalendar
+from services.workflow.models import infra
 from tests.workflow.conftest import APPROVER_EMEA, APPROVER_US, MARKETER, MOPS, who
 from tests.workflow.test_requests import SAMPLES, submit
 
@@ -26,6 +28,13 @@ async def a_request(wf) -> dict:
 async def berlin(wf) -> None:
     body = {"key": "berlin", "timezone": "Europe/Berlin", "hours": WEEKDAYS, "holidays": {"country": "DE"}}
     await wf.ok("POST", "/v1/calendars", MOPS, body, status=201)
+
+
+async def timers_of(wf, subject_id: str) -> dict[str, int]:
+    t = infra.timers
+    async with wf.runtime.transaction(readonly=True) as s:
+        q = select(t.c.status, func.count()).where(t.c.subject_id == subject_id).group_by(t.c.status)
+        return {status: n for status, n in (await s.execute(q)).all()}
 
 
 def at(value: str) -> dt.datetime:
@@ -80,6 +89,10 @@ async def test_business_hours_run_on_the_definitions_calendar(wf):
     ("body", "field"),
     [
         ({"name": "x", "owner": "o"}, "due_date"),
+        ({"name": "x", "business_hours": "8"}, "owner"),
+        ({"name": "x", "owner": "o", "supplier_id": "s-1", "business_hours": "8"}, "supplier_id"),
+        ({"name": "x", "supplier_id": "nobody", "business_hours": "8"}, "supplier_id"),
+        ({"name": "x", "owner": "o", "business_hours": "8", "warn_at": "1"}, "warn_at"),
         ({"name": "x", "owner": "o", "due_date": "2027-11-01", "business_hours": "8"}, "due_date"),
         ({"name": "x", "owner": "o", "business_hours": "8", "calendar": "nowhere"}, "calendar"),
         ({"name": "x", "owner": "o", "business_hours": "0"}, "business_hours"),
@@ -99,31 +112,45 @@ async def test_each_part_moves_a_deliverable_in_its_turn(wf):
         "POST",
         f"/v1/requests/{req['id']}/deliverables",
         MARKETER,
-        {"name": "Hero", "owner": "olga", "business_hours": "8"},
+        {"name": "Hero", "owner": "olga", "team": "design", "business_hours": "8"},
         status=201,
     )
-    path = f"/v1/deliverables/{d['id']}/status"
+    assert d["sla_kind"] == "ola" and d["team"] == "design" and d["warn_at"] is not None
 
-    async def move(as_, status, code=200):
-        r = await wf.call("POST", path, as_, {"status": status})
+    async def move(as_, action, code=200, body=None):
+        r = await wf.call("POST", f"/v1/deliverables/{d['id']}/{action}", as_, body or {})
         assert r.status_code == code, r.text
         return r.json()
 
-    await move(MARKETER, "in_progress", 403)  # the owner starts
-    await move(OWNER, "delivered", 409)  # not started yet
-    assert (await move(OWNER, "in_progress"))["status"] == "in_progress"
-    delivered = await move(OWNER, "delivered")
-    assert delivered["status"] == "delivered" and delivered["sla_state"] == "met"
-    await move(OWNER, "done", 403)  # the owner does not accept their own delivery
-    await move(APPROVER_EMEA, "done", 403)  # in scope, but neither owner nor requester nor mops
-    assert (await move(MARKETER, "in_progress"))["status"] == "in_progress"  # sent back
-    await move(OWNER, "delivered")
-    done = await move(who("emma", "mops", scopes=("region:EMEA",)), "done")
-    assert done["status"] == "done" and done["finished_at"] is not None and done["version"] == 6
-    await move(MARKETER, "cancelled", 409)
-    await move(APPROVER_US, "cancelled", 404)  # out of scope: as if it did not exist
-    stale = await wf.call("POST", path, MARKETER, {"status": "cancelled"}, headers={"If-Match": '"1"'})
+    await move(MARKETER, "start", 403)  # the owner starts
+    await move(OWNER, "deliver", 409)  # not started yet
+    assert (await move(OWNER, "accept"))["status"] == "accepted"
+    await move(OWNER, "accept", 409)
+    assert (await move(OWNER, "start"))["status"] == "in_progress"
+    delivered = await move(OWNER, "deliver", body={"link": "https://drive.example/hero"})
+    assert delivered["status"] == "delivered" and delivered["sla_state"] == "paused"
+    assert delivered["link"] == "https://drive.example/hero"
+    await move(OWNER, "approve", 403)  # the owner does not accept their own delivery
+    await move(APPROVER_EMEA, "approve", 403)  # in scope, but neither owner nor requester nor mops
+    await move(MARKETER, "send-back", 422)  # a reason is required
+    back = await move(MARKETER, "send-back", body={"reason": "logo too small"})
+    assert back["status"] == "in_progress" and back["rework_rounds"] == 1 and back["sla_state"] == "on_track"
+    await move(OWNER, "deliver")
+    done = await move(who("emma", "mops", scopes=("region:EMEA",)), "approve")
+    assert done["status"] == "done" and done["finished_at"] is not None and done["version"] == 7
+    assert done["sla_state"] == "met" and done["rework_rounds"] == 1
+    await move(MARKETER, "cancel", 409)
+    await move(APPROVER_US, "cancel", 404)  # out of scope: as if it did not exist
+    stale = await wf.call("POST", f"/v1/deliverables/{d['id']}/cancel", MARKETER, {}, headers={"If-Match": '"1"'})
     assert stale.status_code == 412, stale.text
+    verbs = [e["type"].rsplit(".", 1)[1] for e in await wf.events() if ".deliverable." in e["type"]]
+    assert verbs == ["created", "accepted", "started", "delivered", "sent_back", "delivered", "approved"]
+    sent_back = (await wf.events("workflow.deliverable.sent_back"))[0]["data"]
+    assert sent_back["reason"] == "logo too small" and sent_back["rework_rounds"] == 1
+    view = await wf.ok("GET", f"/v1/requests/{req['id']}", MARKETER)
+    actions = [h["action"] for h in view["instance"]["history"] if h["action"].startswith("deliverable_")]
+    assert actions == [f"deliverable_{v}" for v in verbs]
+    assert await timers_of(wf, d["id"]) == {"cancelled": 4}  # armed twice (created, sent back), paused, approved
 
 
 async def test_deliverables_of_an_out_of_scope_request_are_not_found(wf):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.workflow import api, api_requests
+from services.workflow import api, api_deliverables, api_requests
 from services.workflow.events import CATALOGUE
 from shared.fastlane import lane_for
 from tests.workflow.conftest import ADMIN
@@ -24,6 +24,21 @@ PUBLISHED = {
     "workflow.sla.warning",
     "workflow.sla.breached",
     "workflow.request.submitted",
+    "workflow.request.commented",
+    *(
+        f"workflow.deliverable.{verb}"
+        for verb in (
+            "created",
+            "accepted",
+            "started",
+            "delivered",
+            "approved",
+            "sent_back",
+            "cancelled",
+            "sla_warning",
+            "sla_breached",
+        )
+    ),
 }
 
 
@@ -35,12 +50,16 @@ async def test_every_operation_documents_its_answer_and_its_problems(wf):
         for method, op in ops.items()
         if path.startswith("/v1/") and "operations" not in op.get("tags", [])
     ]
-    assert len(ours) == 28
+    assert len(ours) == 46
+    download = ("/v1/requests/{ref}/attachments/{attachment_id}", "get")
     for path, method, op in ours:
         responses = op["responses"]
         ok = [status for status in responses if status.startswith("2")]
         assert len(ok) == 1, (path, method)
-        assert "$ref" in responses[ok[0]]["content"]["application/json"]["schema"], (path, method)
+        if (path, method) == download:  # the file itself, never JSON
+            assert responses["200"]["content"]["application/octet-stream"]["schema"]["format"] == "binary"
+        else:
+            assert "$ref" in responses[ok[0]]["content"]["application/json"]["schema"], (path, method)
         for status in ("401", "403", "422", "500"):
             assert "application/problem+json" in responses[status]["content"], (path, method, status)
     by_path = {(path, method): op for path, method, op in ours}
@@ -70,6 +89,13 @@ def test_publishing_a_field_the_catalogue_does_not_know_is_refused():
 
 
 def test_the_plain_json_creates_take_the_fast_lane():
-    routes = [*api.router.routes, *api_requests.router.routes]
+    routes = [*api.router.routes, *api_requests.router.routes, *api_deliverables.router.routes]
     lanes = {route.path for route in routes if lane_for(route) is not None}
-    assert lanes == {"/v1/calendars", "/v1/definitions", "/v1/instances", "/v1/request-types", "/v1/requests"}
+    assert lanes == {
+        "/v1/calendars",
+        "/v1/definitions",
+        "/v1/instances",
+        "/v1/request-types",
+        "/v1/requests",
+        "/v1/suppliers",
+    }

@@ -1,0 +1,125 @@
+"""Routes of request attachments: a raw body (the file itself, its type in Content-Type, its name
+in `?filename=`) streamed to disk, never parsed as JSON (so not a `JsonRoute`); downloads are
+always attachments, never rendered inline (`attachments`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.exceptions import HTTPException
+
+from services.workflow import attachments, work_requests
+from services.workflow.api import answer, writers
+from services.workflow.request_schemas import AttachmentOut, AttachmentPage
+from services.workflow.settings import Settings
+from shared.app import Runtime, get_runtime
+from shared.identity import Principal, current_principal
+from shared.openapi import problems
+from shared.problems import problem
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {t: BINARY for t in attachments.ALLOWED},
+        "description": "the file itself (at most 25 MiB); its type in Content-Type, one of these",
+    }
+}
+
+
+def _directory(rt: Runtime) -> Path:
+    settings = rt.settings
+    assert isinstance(settings, Settings)
+    return Path(settings.attachments_dir)
+
+
+@router.post(
+    "/requests/{ref}/attachments",
+    status_code=201,
+    response_model=AttachmentOut,
+    responses=problems(404, 413, 415),
+    openapi_extra=UPLOAD_BODY,
+)
+async def attach(
+    ref: str,
+    request: Request,
+    filename: str = Query(..., min_length=1, max_length=255, description="the file's name, shown on download"),
+    p: Principal = Depends(writers),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """Attach a file to a request the caller sees: streamed to disk, its type checked against its bytes."""
+    name = attachments.check_filename(filename)
+    content_type = attachments.media_type(request.headers.get("content-type"))
+    if content_type not in attachments.ALLOWED:
+        raise HTTPException(
+            415, f"An attachment may be {', '.join(attachments.ALLOWED)}; not {content_type or 'nothing'}."
+        )
+    async with rt.unit_of_work(readonly=True) as uow:
+        await work_requests.visible_row(uow, p, ref=ref)  # refused before a byte is stored
+    settings = rt.settings
+    assert isinstance(settings, Settings)
+    directory = Path(settings.attachments_dir)
+    try:
+        got = await attachments.receive(request.stream(), directory, settings.attachment_max_bytes)
+    except attachments.TooLarge as exc:
+        return problem(
+            413,
+            f"body: {exc}",
+            instance=request.url.path,
+            errors_=[{"field": "body", "message": str(exc), "code": "too_large"}],
+        )
+    final = None
+    try:
+        attachments.check_content(content_type, got)
+        async with rt.unit_of_work() as uow:
+            req = await work_requests.visible_row(uow, p, ref=ref)
+            out = await attachments.add(
+                uow, p, request=req, got=got, filename=name, content_type=content_type, directory=directory
+            )
+            final = directory / out.id
+        return answer(out, 201)
+    except BaseException:
+        attachments.discard(got.path)
+        if final is not None:
+            attachments.discard(final)
+        raise
+
+
+@router.get("/requests/{ref}/attachments", response_model=AttachmentPage, responses=problems(404))
+async def list_attachments(
+    ref: str, p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        req = await work_requests.visible_row(uow, p, ref=ref)
+        return answer(AttachmentPage(items=await attachments.of_request(uow, req["id"]), next_cursor=None))
+
+
+@router.get(
+    "/requests/{ref}/attachments/{attachment_id}",
+    response_class=Response,
+    responses={
+        **problems(404),
+        200: {"description": "the file, as a download", "content": {"application/octet-stream": BINARY}},
+    },
+)
+async def download_attachment(
+    ref: str, attachment_id: str, p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    """The file as a download (Content-Disposition: attachment, nosniff, a sandboxing CSP): never inline."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        att = await attachments.one(uow, p, ref=ref, attachment_id=attachment_id)
+    return FileResponse(
+        _directory(rt) / att.id,
+        media_type=att.content_type,
+        filename=att.filename,
+        content_disposition_type="attachment",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, no-store",
+        },
+    )
