@@ -46,7 +46,7 @@ plans = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("fiscal_year", Integer, nullable=False),
+    Column("fiscal_year", Integer, nullable=False),  # named by the calendar year in which it ends
     Column("currency", String(3), nullable=False),
     Column("status", String(20), nullable=False),  # draft | active | closed
     Column("overspend_policy", String(20), nullable=False),  # block | require_approval
@@ -55,6 +55,10 @@ plans = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("fiscal_year_start", Integer, nullable=False, server_default="1"),  # month number, 1-12
+    # The overspend check's scope: month | quarter | fiscal_year (services.budget.periods.control_scope)
+    Column("control_period", String(20), nullable=False, server_default="month"),
+    CheckConstraint("fiscal_year_start BETWEEN 1 AND 12", name="fiscal_year_start_month"),
 )
 Index("ix_plans_fiscal_year_status", plans.c.fiscal_year, plans.c.status)
 

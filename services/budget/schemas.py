@@ -13,7 +13,7 @@ field (they refuse a field they do not name).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,18 +29,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ControlPeriod = Annotated[
+    Literal["month", "quarter", "fiscal_year"],
+    Field(description="the overspend check judges available money over the posting's month, fiscal quarter or year"),
+]
+
+
 class PlanIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     fiscal_year: int = Field(ge=2000, le=2100)
     currency: CurrencyCode
     overspend_policy: Literal["block", "require_approval"] = "block"
     approval_threshold: DecimalStr | None = None
+    fiscal_year_start: int = Field(default=1, ge=1, le=12, description="the month the fiscal year starts in")
+    control_period: ControlPeriod = "month"
 
 
 class PlanPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     overspend_policy: Literal["block", "require_approval"] | None = None
     approval_threshold: DecimalStr | None = None
+    fiscal_year_start: int | None = Field(default=None, ge=1, le=12, description="only while the plan is a draft")
+    control_period: ControlPeriod | None = Field(default=None, description="only while the plan is a draft")
 
 
 class Dimensions(Strict):
@@ -161,7 +171,9 @@ class Balance(Out):
 class PlanOut(Out):
     id: str
     name: str
-    fiscal_year: int
+    fiscal_year: int = Field(description="named by the calendar year in which it ends")
+    fiscal_year_start: int
+    control_period: ControlPeriod
     currency: str
     status: Status
     overspend_policy: Policy
@@ -206,13 +218,20 @@ class SummaryTotal(Balance):
     pacing: Pacing
 
 
+class SummaryQuarter(Balance):
+    quarter: str = Field(description="fiscal quarter, FY<year it ends>-Q<n>", examples=["FY2027-Q1"])
+    periods: list[str] = Field(description="its months inside the range")
+
+
 class Summary(Out):
     plan_id: str
     currency: str
     from_: str = Field(alias="from")
     to: str
+    fiscal_year: str = Field(description="FY<calendar year in which it ends>", examples=["FY2027"])
     group_by: str | None
     groups: list[SummaryGroup]
+    quarters: list[SummaryQuarter] = Field(description="the visible lines' own figures per fiscal quarter")
     total: SummaryTotal
 
 
