@@ -5,22 +5,27 @@ Thin as api.py's: parse, authorize, call the domain (lifecycle.py, cohorts.py), 
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.kpi import cohorts, lifecycle, periods, query, schemas
+from services.kpi import anomalies, cohorts, lifecycle, periods, query, schemas
 from services.kpi.container import Kpi, domain
 from shared.app import Runtime, get_runtime
+from shared.db import utcnow
 from shared.http import JsonRoute
 from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
+from shared.pagination import MAX_LIMIT
 from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 feeders = require_roles("mops", "partner")
+definers = require_roles("mops")
+org_definers = require_roles("mops", unscoped="An anomaly check")
 
 
 @router.post("/lifecycle", response_model=schemas.LifecycleOut, responses=problems(409))
@@ -72,3 +77,43 @@ async def post_query(
     """Metrics by dimensions and time in one table, for BI tools and notebooks (read-only; the series' rules)."""
     async with rt.unit_of_work(readonly=True) as uow:
         return await query.run(uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start)
+
+
+@router.get("/anomalies", response_model=schemas.AnomaliesOut, responses=problems())
+async def list_anomalies(
+    metric: str | None = None,
+    status: Literal["open", "dismissed", "all"] = "open",
+    since: dt.date | None = Query(None, description="the first day to list"),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> dict[str, Any]:
+    """The anomalies the daily check found, newest day first (groups within the caller's scopes)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        items = await anomalies.list_anomalies(uow, p, metric=metric, status=status, since=since, limit=limit)
+    return {"items": items}
+
+
+@router.post("/anomalies/{anomaly_id}/dismiss", response_model=schemas.AnomalyOut, responses=problems(404))
+async def dismiss_anomaly(
+    anomaly_id: str,
+    body: schemas.DismissIn | None = None,
+    p: Principal = Depends(definers),
+    rt: Runtime = Depends(get_runtime),
+) -> dict[str, Any]:
+    """A false alarm: dismissed and remembered (the check will not raise that metric, group and day again)."""
+    async with rt.unit_of_work() as uow:
+        return await anomalies.dismiss(uow, p, anomaly_id=anomaly_id, note=(body or schemas.DismissIn()).note)
+
+
+@router.post("/anomalies/check", response_model=schemas.AnomalyCheckOut, responses=problems(404))
+async def check_anomalies(
+    body: schemas.AnomalyCheckIn | None = None,
+    p: Principal = Depends(org_definers),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
+) -> dict[str, Any]:
+    """Run the daily check now, for a day (default: yesterday, UTC); it also runs periodically."""
+    day = (body.day if body and body.day else None) or utcnow().date() - dt.timedelta(days=1)
+    async with rt.unit_of_work() as uow:
+        return {"detected": await anomalies.check_day(uow, day=day, cfg=kpi.anomaly)}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from services.kpi import anomalies
 from services.kpi.attribution import Limits
 from services.kpi.cohorts import CohortLimits
 from services.kpi.ingest import Ingestor
@@ -30,6 +31,8 @@ class Kpi:
     seed_catalog: bool
     fiscal_start: int = 1  # the fiscal year's first month (PITCREW_KPI_FISCAL_YEAR_START)
     cohort_limits: CohortLimits = CohortLimits()
+    anomaly: anomalies.Settings = anomalies.Settings()
+    anomaly_check_seconds: float = 0.0
 
 
 def build(runtime: Runtime) -> Kpi:
@@ -52,6 +55,13 @@ def build(runtime: Runtime) -> Kpi:
         seed_catalog=settings.seed_catalog,
         fiscal_start=settings.fiscal_year_start,
         cohort_limits=CohortLimits(settings.cohort_max_entities, settings.cohort_seconds),
+        anomaly=anomalies.Settings(
+            tuple(k.strip() for k in settings.anomaly_metrics.split(",") if k.strip()),
+            settings.anomaly_group_by or None,
+            settings.anomaly_weeks,
+            settings.anomaly_threshold,
+        ),
+        anomaly_check_seconds=settings.anomaly_check_seconds,
     )
 
 

@@ -1,6 +1,6 @@
-"""The KPI service's event contract: what it publishes (`kpi.target.at_risk`), the model of its
-`data`, and what it consumes (spend from budget, cycle times and SLA breaches from workflow, savings
-from the registry).
+"""The KPI service's event contract: what it publishes (`kpi.target.at_risk`, `kpi.anomaly.detected`),
+the models of their `data`, and what it consumes (spend from budget, cycle times and SLA breaches from
+workflow, savings from the registry).
 
 Other services import this module to read KPI events, so it imports only pydantic, shared and
 the contracts of the services whose events it consumes.
@@ -41,6 +41,28 @@ TARGET_AT_RISK = EventSpec(
     "kpi.target.at_risk", KpiTargetAtRisk, "A target's linear projection misses it: act before the period ends"
 )
 
+
+class KpiAnomalyDetected(EventData):
+    """A metric's day outside the range its same weekdays predict (published once per metric, group and day)."""
+
+    anomaly_id: str
+    metric: str = Field(description="the metric's key")
+    group: dict[str, str] = Field(description="the dimension values of the group checked ({} for all)")
+    day: str = Field(description="the UTC day checked, YYYY-MM-DD")
+    observed: str = Field(description="the day's value, a decimal string")
+    expected: str = Field(description="the median of the same weekday over the baseline weeks")
+    low: str = Field(description="the expected range's lower end")
+    high: str = Field(description="the expected range's upper end")
+    direction: Literal["above", "below"]
+    baseline_days: int = Field(ge=1, description="same-weekday values the baseline was computed from")
+
+
+ANOMALY_DETECTED = EventSpec(
+    "kpi.anomaly.detected",
+    KpiAnomalyDetected,
+    "A metric's day fell outside its seasonal (same-weekday) robust range: look before it becomes a trend",
+)
+
 ACTUAL_POSTED = Consumed(
     budget.ACTUAL_POSTED.subject,
     "Actual spend (and its reversals, negative) becomes a `spend` measurement, by entry id",
@@ -61,7 +83,7 @@ SAVING_RECORDED = Consumed(
 
 CATALOGUE = Catalogue(
     "kpi",
-    publishes=(TARGET_AT_RISK,),
+    publishes=(TARGET_AT_RISK, ANOMALY_DETECTED),
     consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED, SAVING_RECORDED),
     title="KPI",
 )

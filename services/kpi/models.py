@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     Index,
     Integer,
     String,
@@ -202,3 +203,27 @@ lifecycle_facts = Table(
     UniqueConstraint("entity_id", "stage"),
 )
 Index("ix_lifecycle_facts_stage_time", lifecycle_facts.c.stage, lifecycle_facts.c.time)
+
+# Anomalies found by the daily check (services/kpi/anomalies.py): one per metric, group and day, so a
+# check run twice publishes once and a dismissal (status "dismissed") is remembered.
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("metric", String(64), nullable=False),
+    Column("group_hash", String(32), nullable=False),
+    Column("dims", JSONType(), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("observed", String(40), nullable=False),  # decimal text, as the series answers
+    Column("expected", String(40), nullable=False),
+    Column("low", String(40), nullable=False),
+    Column("high", String(40), nullable=False),
+    Column("direction", String(10), nullable=False),  # above | below
+    Column("status", String(10), nullable=False),  # open | dismissed
+    Column("detected_at", UTCDateTime, nullable=False),
+    Column("dismissed_at", UTCDateTime, nullable=True),
+    Column("dismissed_by", String(200), nullable=True),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("metric", "group_hash", "day"),
+)
+Index("ix_anomalies_day", anomalies.c.day)

@@ -398,3 +398,36 @@ class QueryOut(BaseModel):
     rows: list[dict[str, str | None]] = Field(description="one object per bucket and group; values are text")
     read_from: dict[str, str] = Field(description="per metric: rollup or raw")
     truncated: bool = Field(description="true when limit cut rows off")
+
+
+class AnomalyOut(BaseModel):
+    id: str
+    metric: str
+    group: dict[str, str] = Field(description="the dimension values of the group checked ({} for all)")
+    day: str
+    observed: str
+    expected: str = Field(description="the median of the same weekday over the baseline weeks")
+    low: str
+    high: str
+    direction: Literal["above", "below"]
+    status: Literal["open", "dismissed"]
+    detected_at: str
+    dismissed_at: str | None
+    dismissed_by: str | None
+    note: str | None
+
+
+class AnomaliesOut(BaseModel):
+    items: list[AnomalyOut]
+
+
+class DismissIn(_Strict):
+    note: str | None = Field(default=None, max_length=2000, description="why it was a false alarm")
+
+
+class AnomalyCheckIn(_Strict):
+    day: Day | None = Field(default=None, description="the UTC day to judge (default: yesterday)")
+
+
+class AnomalyCheckOut(BaseModel):
+    detected: list[str] = Field(description="ids of the anomalies found and published by this run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field
@@ -42,3 +43,12 @@ class Settings(BaseServiceSettings):
     # the first stage in the period, and seconds of computation.
     cohort_max_entities: int = 1_000_000
     cohort_seconds: float = 20.0
+    # The daily anomaly check (docs/kpi.md#anomalies): the metrics it watches (comma-separated keys; empty:
+    # none), an optional dimension to check per value of, the same-weekday weeks of the baseline, how many
+    # robust spreads from the median count as an anomaly, and how often it runs (0 turns it off). Each run
+    # judges the day before (UTC); a day is judged once per metric and group.
+    anomaly_metrics: str = ""
+    anomaly_group_by: str | None = None
+    anomaly_weeks: Annotated[int, Field(ge=4, le=52)] = 8
+    anomaly_threshold: Annotated[Decimal, Field(gt=0, le=100)] = Decimal("3.5")
+    anomaly_check_seconds: float = 3600.0

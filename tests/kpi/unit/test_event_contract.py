@@ -42,7 +42,7 @@ def test_the_catalogue_lists_what_the_service_publishes_and_consumes():
         "workflow.sla.breached",
         "registry.saving.recorded",
     }
-    assert [s.subject for s in events.CATALOGUE.publishes] == ["kpi.target.at_risk"]
+    assert [s.subject for s in events.CATALOGUE.publishes] == ["kpi.target.at_risk", "kpi.anomaly.detected"]
 
 
 def actual(**data):
