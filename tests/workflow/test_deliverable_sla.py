@@ -48,6 +48,8 @@ async def test_warning_breach_and_escalation_fire_once(wf):
     await wf.ok("POST", f"/v1/deliverables/{d['id']}/deliver", OWNER, {})
     done = await wf.ok("POST", f"/v1/deliverables/{d['id']}/approve", MARKETER, {})
     assert done["sla_state"] == "breached"
+    approved = (await wf.events("workflow.deliverable.approved"))[0]["data"]
+    assert approved["on_time"] is False and approved["lateness_business_hours"] > 0
 
 
 async def test_escalation_notifies_the_requester_by_default(wf):
