@@ -161,6 +161,7 @@ def app_env(base: dict[str, str], nats_url: str, urls: dict[str, str], var_dir: 
     env.setdefault("PITCREW_NATS_URL", nats_url)
     env["PITCREW_NATS_URL"] = nats_url
     env.setdefault("PITCREW_VAR_DIR", str(var_dir))
+    env.setdefault("PITCREW_WORKFLOW_ATTACHMENTS_DIR", str(var_dir / "workflow-attachments"))
     if env.get("PITCREW_ENVIRONMENT", "development") != "production":
         env.setdefault("PITCREW_GATEWAY_WEBHOOK_SECRETS", json.dumps(DEV_WEBHOOK_SECRETS))
     for name in SERVICES:

@@ -57,7 +57,7 @@ async def lateness_hours(uow: UnitOfWork, wf: Workflow, row: Mapping[Any, Any]) 
     return Decimal(cal.between(row["due_at"], row["delivered_at"]).total_seconds()) / 3600
 
 
-def _on_time(row: Mapping[Any, Any]) -> bool:
+def on_time(row: Mapping[Any, Any]) -> bool:
     return not row["breached"] and row["delivered_at"] is not None and row["delivered_at"] <= row["due_at"]
 
 
@@ -94,7 +94,7 @@ async def report(
 
 def _row(key: str, name: str, period: str, items: list[tuple[Mapping[Any, Any], Decimal]]) -> AssigneeReportRow:
     done = len(items)
-    on_time = sum(1 for r, _ in items if _on_time(r))
+    on_time = sum(1 for r, _ in items if on_time(r))
     late_hours = sum((h for _, h in items), Decimal(0))
     q = Decimal("0.01")
     return AssigneeReportRow(

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from services.workflow import deliverable_sla, events, sla, store, suppliers, work_requests
+from services.workflow import deliverable_reports, deliverable_sla, events, sla, store, suppliers, work_requests
 from services.workflow.calendars import HORIZON, BusinessCalendar, CalendarError
 from services.workflow.container import Workflow
 from services.workflow.definitions import hours
@@ -203,7 +203,11 @@ async def act(
         await sla.stop(uow, wf, row["id"])
     await uow.execute(update(deliverables).where(deliverables.c.id == row["id"]).values(**values))
     full = {**row, **values}
-    await _announce(uow, who, full, VERBS[action], SPECS[action], reason)
+    outcome: dict[str, Any] = {}
+    if action == "approve":
+        late = await deliverable_reports.lateness_hours(uow, wf, full)
+        outcome = {"on_time": deliverable_reports.on_time(full), "lateness_business_hours": float(round(late, 6))}
+    await _announce(uow, who, full, VERBS[action], SPECS[action], reason, **outcome)
     return await view(uow, full, wf, now)
 
 
@@ -213,7 +217,7 @@ async def _request(uow: UnitOfWork, row: Mapping[Any, Any]) -> Mapping[Any, Any]
 
 
 async def _announce(
-    uow: UnitOfWork, who: Principal, row: Mapping[Any, Any], verb: str, spec: Any, reason: str | None
+    uow: UnitOfWork, who: Principal, row: Mapping[Any, Any], verb: str, spec: Any, reason: str | None, **outcome: Any
 ) -> None:
     detail = {"deliverable_id": row["id"], "name": row["name"], "status": row["status"]}
     await store.record(uow, row["instance_id"], who.subject, f"deliverable_{verb}", comment=reason, detail=detail)
@@ -224,6 +228,7 @@ async def _announce(
         actor=who.subject,
         reason=reason,
         link=row["link"],
+        **outcome,
     )
     await uow.publish(spec, row["id"], data, correlation_id=who.request_id)
 

@@ -137,6 +137,12 @@ class WorkflowDeliverable(WorkflowDeliverableRef):
     actor: str
     reason: str | None = Field(description="why a delivery was sent back (or cancelled)")
     link: str | None = Field(description="where the delivered work is")
+    on_time: bool | None = Field(
+        default=None, description="on approval: the last delivery came by the due time and the SLA never breached"
+    )
+    lateness_business_hours: float | None = Field(
+        default=None, description="on approval: business hours from the due time to the last delivery (0 on time)"
+    )
 
 
 class WorkflowDeliverableSla(WorkflowDeliverableRef):

@@ -48,6 +48,8 @@ async def test_warning_breach_and_escalation_fire_once(wf):
     await wf.ok("POST", f"/v1/deliverables/{d['id']}/deliver", OWNER, {})
     done = await wf.ok("POST", f"/v1/deliverables/{d['id']}/approve", MARKETER, {})
     assert done["sla_state"] == "breached"
+    approved = (await wf.events("workflow.deliverable.approved"))[0]["data"]
+    assert approved["on_time"] is False and approved["lateness_business_hours"] > 0
 
 
 async def test_escalation_notifies_the_requester_by_default(wf):
@@ -81,3 +83,26 @@ async def test_a_cancelled_deliverable_fires_nothing(wf):
     await wf.runtime.scheduler.fire_due()
     assert await count(wf, "workflow.deliverable.sla_breached") == 0
     assert await timers_of(wf, d["id"]) == {"cancelled": 2}
+
+
+async def test_a_racing_review_counts_one_outcome_once(wf):
+    """Approve and send-back at the same time (and two send-backs): the row lock lets one through,
+    the other sees the new status (409); no rework round is counted twice."""
+    for _ in range(3):
+        d = await short_deliverable(wf, 3600.0)
+        await wf.ok("POST", f"/v1/deliverables/{d['id']}/start", OWNER, {})
+        await wf.ok("POST", f"/v1/deliverables/{d['id']}/deliver", OWNER, {})
+        calls = [
+            wf.call("POST", f"/v1/deliverables/{d['id']}/approve", MARKETER, {}),
+            wf.call("POST", f"/v1/deliverables/{d['id']}/send-back", MARKETER, {"reason": "a"}),
+            wf.call("POST", f"/v1/deliverables/{d['id']}/send-back", MARKETER, {"reason": "b"}),
+        ]
+        results = await asyncio.gather(*calls)
+        assert sorted(r.status_code for r in results) == [200, 409, 409], [r.text for r in results]
+        final = await wf.ok("GET", f"/v1/deliverables/{d['id']}", MARKETER)
+        sent_back = [r for r in results[1:] if r.status_code == 200]
+        assert final["rework_rounds"] == len(sent_back) <= 1
+        events = [
+            e for e in await wf.events("workflow.deliverable.sent_back") if e["data"]["deliverable_id"] == d["id"]
+        ]
+        assert len(events) == final["rework_rounds"]

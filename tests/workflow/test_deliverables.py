@@ -145,6 +145,9 @@ async def test_each_part_moves_a_deliverable_in_its_turn(wf):
     assert stale.status_code == 412, stale.text
     verbs = [e["type"].rsplit(".", 1)[1] for e in await wf.events() if ".deliverable." in e["type"]]
     assert verbs == ["created", "accepted", "started", "delivered", "sent_back", "delivered", "approved"]
+    approved = (await wf.events("workflow.deliverable.approved"))[0]["data"]
+    assert approved["on_time"] is True and approved["lateness_business_hours"] == 0.0
+    assert (await wf.events("workflow.deliverable.started"))[0]["data"]["on_time"] is None
     sent_back = (await wf.events("workflow.deliverable.sent_back"))[0]["data"]
     assert sent_back["reason"] == "logo too small" and sent_back["rework_rounds"] == 1
     view = await wf.ok("GET", f"/v1/requests/{req['id']}", MARKETER)
