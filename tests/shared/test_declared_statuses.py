@@ -30,6 +30,7 @@ MODULES = [
     "services.budget.api",
     "services.budget.api_ledger",
     "services.budget.api_integrations",
+    "services.budget.api_erp",
     "services.workflow.api",
     "services.workflow.api_requests",
     "services.kpi.api",
