@@ -283,3 +283,35 @@ erp_suspense = Table(
     UniqueConstraint("kind", "document_ref"),
 )
 Index("ix_erp_suspense_status_created", erp_suspense.c.status, erp_suspense.c.created_at)
+
+# A plan's other versions beside its budget (the ledger's allocations): forecasts (actuals up to
+# `as_of`, then the expected amounts) and scenarios (amounts changed freely), compared by the
+# variance report and promoted to a new forecast or, by an admin, to the budget.
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("seq", Integer, nullable=False),  # per plan, 1, 2, ...: "latest" is the highest
+    Column("kind", String(20), nullable=False),  # forecast | scenario
+    Column("name", String(200), nullable=False),
+    Column("as_of", String(7), nullable=True),  # forecasts: the last month taken from actuals
+    Column("source", String(60), nullable=False),  # what it was copied from: budget | <version id>
+    Column("status", String(20), nullable=False),  # open | promoted
+    Column("promoted_to", String(20), nullable=True),  # forecast | budget
+    Column("promoted_version_id", String(36), nullable=True),  # the forecast a promotion made
+    Column("promoted_by", String(200), nullable=True),
+    Column("promoted_at", UTCDateTime, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("plan_id", "seq"),
+)
+
+version_amounts = Table(
+    "version_amounts",
+    metadata,
+    Column("version_id", String(36), ForeignKey("plan_versions.id"), primary_key=True),
+    Column("line_id", String(36), ForeignKey("lines.id"), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("amount_minor", Minor, nullable=False),  # the line's own amount, plan currency
+)
