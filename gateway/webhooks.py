@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy.exc import IntegrityError
 
 from gateway.models import WebhookDelivery
-from services.budget.schemas import InvoiceIn, PurchaseOrderIn
+from services.budget.schemas import ERP_COORDINATES, InvoiceIn, PurchaseOrderIn
 from services.kpi.schemas import LifecycleIn
 from shared.bounds import Instant
 from shared.db import Database, utcnow
@@ -56,6 +56,8 @@ SW_SECRET_PREFIX = "whsec_"
 MAX_SIGNATURES = 8  # entries in one webhook-signature header (a rotation needs two)
 DELIVERY_ID_MAX = 200  # the width of webhook_deliveries.delivery_id
 
+# A document names its budget line by code (`budget_line`) or by its ERP coordinates, which the
+# budget's mapping rules turn into one; the coordinates (beyond the vendor) travel only when sent.
 PO_FIELDS = (
     "po_number",
     "revision",
@@ -68,6 +70,7 @@ PO_FIELDS = (
     "description",
 )
 INVOICE_FIELDS = ("invoice_number", "po_number", "fiscal_year", "budget_line", "period", "amount", "currency", "vendor")
+COORDINATES = tuple(c for c in ERP_COORDINATES if c != "vendor")  # company code, cost centre, GL account, order
 CRM_MEASUREMENTS: dict[str, list[tuple[str, str]]] = {
     "lead.created": [("leads", "lead")],
     "lead.stage_changed": [],  # by the stage reached: STAGE_MEASUREMENTS
@@ -258,7 +261,7 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
     if event_type not in known:
         raise Invalid.on("type", f"unknown {source} event type {event_type!r}; expected one of {', '.join(known)}")
     if event_type.startswith("purchase_order."):
-        body = {"action": event_type.split(".", 1)[1], **{f: data.get(f) for f in PO_FIELDS}}
+        body = {"action": event_type.split(".", 1)[1], **{f: data.get(f) for f in PO_FIELDS}, **_coordinates(data)}
         po = _valid(PurchaseOrderIn, body)
         missing = po.missing_for_upsert()  # budget's own rule for what a change needs
         if missing:
@@ -268,8 +271,11 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
             )
         return [{"service": "budget", "path": "/v1/erp/purchase-orders", "body": body}]
     if event_type == "invoice.posted":
-        body = {f: data.get(f) for f in INVOICE_FIELDS}
-        _valid(InvoiceIn, body)
+        body = {**{f: data.get(f) for f in INVOICE_FIELDS}, **_coordinates(data)}
+        if _valid(InvoiceIn, body).missing():
+            raise Invalid.on(
+                "data.budget_line", f"is required for {event_type} unless ERP coordinates are given", "missing"
+            )
         return [{"service": "budget", "path": "/v1/erp/invoices", "body": body}]
     return _crm_calls(event_type, _valid(CrmData, data), data)
 
@@ -316,6 +322,10 @@ def _valid_fact(fact: dict[str, Any], entity_field: str) -> None:
             name = entity_field if loc[:1] == ["entity_id"] else "data." + (loc[-1] if loc else "")
             errors.append(FieldError(name, e["msg"].removeprefix("Value error, "), "invalid"))
         raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+
+
+def _coordinates(data: dict[str, Any]) -> dict[str, Any]:
+    return {c: data[c] for c in COORDINATES if data.get(c) is not None}
 
 
 def _valid(model: type[M], body: dict[str, Any]) -> M:

@@ -55,6 +55,14 @@ INVOICE = {
     "currency": "EUR",
     "vendor": "Eventco",
 }
+# The ERP's own coordinates instead of a line code (the budget's mapping rules find the line).
+MAPPED_INVOICE = {
+    **{k: v for k, v in INVOICE.items() if k != "budget_line"},
+    "company_code": "DE01",
+    "cost_center": "CC-4100",
+    "gl_account": "612000",
+    "internal_order": "IO-SPRING",
+}
 CRM = {"id": "006A", "time": "2027-03-04T10:00:00Z", "channel": "search", "campaign": "spring", "region": "EMEA"}
 
 CASES = [
@@ -62,6 +70,15 @@ CASES = [
     ("erp", "purchase_order.changed", PO, "budget", "/v1/erp/purchase-orders", {"action": "changed", **PO}),
     ("erp", "purchase_order.cancelled", PO, "budget", "/v1/erp/purchase-orders", {"action": "cancelled", **PO}),
     ("erp", "invoice.posted", INVOICE, "budget", "/v1/erp/invoices", INVOICE),
+    (
+        "erp",
+        "purchase_order.created",
+        {**PO, "budget_line": None, "cost_center": "CC-4100", "gl_account": "612000"},
+        "budget",
+        "/v1/erp/purchase-orders",
+        {"action": "created", **PO, "budget_line": None, "cost_center": "CC-4100", "gl_account": "612000"},
+    ),
+    ("erp", "invoice.posted", MAPPED_INVOICE, "budget", "/v1/erp/invoices", {**MAPPED_INVOICE, "budget_line": None}),
     (
         "crm",
         "lead.created",
@@ -167,12 +184,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("source, event_type, data, service, path, expected", CASES, ids=[c[1] for c in CASES])
-async def test_translation_reaches_the_owning_service(gw, upstreams, source, event_type, data, service, path, expected):
-    body, headers = signed(source, {"type": event_type, "data": data}, f"d-{event_type}")
+@pytest.mark.parametrize(
+    "source, event_type, data, service, path, expected", CASES, ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES)]
+)
+async def test_translation_reaches_the_owning_service(
+    gw, upstreams, request, source, event_type, data, service, path, expected
+):
+    delivery = f"d-{request.node.callspec.id}"
+    body, headers = signed(source, {"type": event_type, "data": data}, delivery)
     r = await gw.post(f"/webhooks/{source}", content=body, headers=headers)
     assert r.status_code == 202, r.text
-    assert r.json() == {"delivery_id": f"d-{event_type}", "status": "accepted", "duplicate": False}
+    assert r.json() == {"delivery_id": delivery, "status": "accepted", "duplicate": False}
     received = upstreams[f"{service}.test"].state.received
     await eventually(lambda: received)
     got = received[0]
@@ -180,7 +202,7 @@ async def test_translation_reaches_the_owning_service(gw, upstreams, source, eve
     assert json.loads(got["body"]) == expected
     assert got["principal"]["subject"] == f"webhook:{source}" and got["principal"]["roles"] == ["partner"]
     assert got["principal"]["kind"] == "service"
-    assert got["headers"]["idempotency-key"] == f"d-{event_type}"
+    assert got["headers"]["idempotency-key"] == delivery
 
 
 async def test_bad_signature_stale_timestamp_and_missing_headers_are_401(gw, upstreams):
@@ -424,6 +446,20 @@ BAD_ITEMS = [
     ("erp", "invoice.posted", {**INVOICE, "fiscal_year": 1999}, "data.fiscal_year"),
     ("erp", "purchase_order.created", {**PO, "revision": -1}, "data.revision"),
     ("erp", "purchase_order.changed", {k: v for k, v in PO.items() if k != "amount"}, "data.amount"),
+    # Neither a line code nor coordinates to map.
+    (
+        "erp",
+        "invoice.posted",
+        {k: v for k, v in INVOICE.items() if k not in ("budget_line", "vendor")},
+        "data.budget_line",
+    ),
+    (
+        "erp",
+        "purchase_order.created",
+        {k: v for k, v in PO.items() if k not in ("budget_line", "vendor")},
+        "data.budget_line",
+    ),
+    ("erp", "invoice.posted", {**MAPPED_INVOICE, "cost_center": ""}, "data.cost_center"),
 ]
 
 

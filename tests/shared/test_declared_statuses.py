@@ -30,6 +30,8 @@ MODULES = [
     "services.budget.api",
     "services.budget.api_ledger",
     "services.budget.api_integrations",
+    "services.budget.api_erp",
+    "services.budget.api_versions",
     "services.workflow.api",
     "services.workflow.api_requests",
     "services.workflow.api_deliverables",
