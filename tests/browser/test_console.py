@@ -203,6 +203,14 @@ def test_kpis_show_the_apis_figures_and_draw_the_chart_and_attribution_ranges(br
         "/kpi/v1/attribution", params={"from": today.replace(month=1, day=1).isoformat(), "to": today.isoformat()}
     ).json()
     assert page.locator("#attribution svg .range-span").count() == len(attribution["credits"]) > 0
+    # The data-quality view: rejections, duplicates, late data and new spellings, as the API counts them.
+    quality = api.get("/kpi/v1/quality").json()
+    assert figures(page, "#quality-counts") == {
+        "rejected": str(quality["rejected"]["count"]),
+        "duplicates": str(quality["duplicates_dropped"]["count"]),
+        "late": str(quality["late_arrivals"]["count"]),
+        "new_values": str(len(quality["new_dimension_values"])),
+    }
     check_page(page, "kpis-analyst")
 
 

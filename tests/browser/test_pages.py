@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+import uuid
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import Demo, check_page, sign_in
-from tests.browser.test_console import line_by_code
+from tests.browser.test_approvals import ask
+from tests.browser.test_console import line_by_code, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -66,3 +71,66 @@ def test_a_csv_import_lists_every_bad_row_however_many(browser: Browser, demo: D
     assert len([i for i in items if i.lower().startswith("row ")]) >= 12, items
     for n in range(2, 14):  # the header is row 1
         assert any(i.lower().startswith(f"row {n},") or i.lower().startswith(f"row {n} ") for i in items), (n, items)
+
+
+class Partner(BaseHTTPRequestHandler):
+    """A partner's webhook endpoint: answers 500 until told to accept; counts what it receives."""
+
+    accept = False
+    received: list[float] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Partner.received.append(time.monotonic())
+        self.send_response(200 if Partner.accept else 500)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_admin_replays_a_failing_outgoing_delivery(browser: Browser, demo: Demo):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Partner)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        partner = demo.api("acme-partner", "partner")
+        sub = partner.post(
+            "/notify/v1/subscriptions",
+            json={"url": f"http://127.0.0.1:{server.server_port}/hook", "event_types": ["budget.commitment.*"]},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert sub.status_code == 201, sub.text
+        sub_id = sub.json()["id"]
+        ask(demo, "maria", ("marketer",), "EMEA-SEARCH", amount="10500.00")  # a budget.commitment.* event
+
+        def failing_long_enough():  # the next automatic attempt at least 12 s away
+            items = partner.get(f"/notify/v1/subscriptions/{sub_id}/deliveries").json()["items"]
+            late = [
+                d
+                for d in items
+                if d["last_error"] is not None
+                and dt.datetime.fromisoformat(d["next_attempt_at"]) > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)
+            ]
+            return late[0] if late else None
+
+        delivery = wait_until(failing_long_enough, timeout=90)
+        page = sign_in(browser, demo, "root", ["admin"])
+        page.goto(f"{demo.url}/admin")
+        row = page.locator(f"table.outgoing tr[data-delivery='{delivery['id']}']")
+        assert row.count() == 1, page.inner_text("main")[-3000:]
+        assert "failing" in row.inner_text()
+        check_page(page, "admin-outgoing")
+        Partner.accept = True
+        clicked = time.monotonic()
+        row.locator("button").click()
+        assert "queued again" in page.inner_text("main")
+
+        def delivered():
+            items = partner.get(f"/notify/v1/subscriptions/{sub_id}/deliveries").json()["items"]
+            return next((d for d in items if d["id"] == delivery["id"] and d["status"] == "delivered"), None)
+
+        wait_until(delivered, timeout=10)
+        # Sooner than its backoff would have sent it: the replay did.
+        assert any(t >= clicked for t in Partner.received) and time.monotonic() - clicked < 12
+    finally:
+        server.shutdown()
