@@ -339,7 +339,10 @@ class ProxyMiddleware:
 
 
 # Routes whose body is a file: they take `upload_max_body_bytes` rather than `max_request_body_bytes`.
-UPLOADS = (("workflow", "POST", re.compile(r"/v1/requests/[^/]+/attachments/?")),)
+UPLOADS = (
+    ("workflow", "POST", re.compile(r"/v1/requests/[^/]+/attachments/?")),
+    ("workflow", "POST", re.compile(r"/v1/deliverables/[^/]+/attachments/?")),
+)
 
 
 def body_limit(settings: Settings, service: str, method: str, path: str) -> int:

@@ -1,23 +1,27 @@
-"""Routes of request attachments: a raw body (the file itself, its type in Content-Type, its name
-in `?filename=`) streamed to disk, never parsed as JSON (so not a `JsonRoute`); downloads are
-always attachments, never rendered inline (`attachments`)."""
+"""Routes of attachments: on a request (by the writers who see it) and on a deliverable (by its
+assignee: the file it delivers). The body is the file itself (its type in Content-Type, its name in
+`?filename=`) streamed to disk, never parsed as JSON (so not a `JsonRoute`); downloads are always
+attachments, never rendered inline (`attachments`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.exceptions import HTTPException
 
 from services.workflow import attachments, work_requests
-from services.workflow.api import answer, writers
+from services.workflow.api import answer, movers, writers
 from services.workflow.request_schemas import AttachmentOut, AttachmentPage
 from services.workflow.settings import Settings
 from shared.app import Runtime, get_runtime
 from shared.identity import Principal, current_principal
 from shared.openapi import problems
 from shared.problems import problem
+from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)])
 
@@ -29,12 +33,65 @@ UPLOAD_BODY = {
         "description": "the file itself (at most 25 MiB); its type in Content-Type, one of these",
     }
 }
+DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file, as a download", "content": {"application/octet-stream": BINARY}}
+}
+FileName = Query(..., min_length=1, max_length=255, description="the file's name, shown on download")
+Locate = Callable[[UnitOfWork], Awaitable[attachments.Target]]
 
 
-def _directory(rt: Runtime) -> Path:
+def _settings(rt: Runtime) -> Settings:
     settings = rt.settings
     assert isinstance(settings, Settings)
-    return Path(settings.attachments_dir)
+    return settings
+
+
+async def _upload(request: Request, rt: Runtime, p: Principal, filename: str, locate: Locate) -> Response:
+    """Check name, type and target before a byte is stored; stream; check the bytes; write row and file."""
+    name = attachments.check_filename(filename)
+    content_type = attachments.media_type(request.headers.get("content-type"))
+    if content_type not in attachments.ALLOWED:
+        raise HTTPException(
+            415, f"An attachment may be {', '.join(attachments.ALLOWED)}; not {content_type or 'nothing'}."
+        )
+    async with rt.unit_of_work(readonly=True) as uow:
+        await locate(uow)
+    settings = _settings(rt)
+    directory = Path(settings.attachments_dir)
+    try:
+        got = await attachments.receive(request.stream(), directory, settings.attachment_max_bytes)
+    except attachments.TooLarge as exc:
+        errors = [{"field": "body", "message": str(exc), "code": "too_large"}]
+        return problem(413, f"body: {exc}", instance=request.url.path, errors_=errors)
+    final = None
+    try:
+        attachments.check_content(content_type, got)
+        async with rt.unit_of_work() as uow:
+            target = await locate(uow)
+            out = await attachments.add(
+                uow, p, target=target, got=got, filename=name, content_type=content_type, directory=directory
+            )
+            final = directory / out.id
+        return answer(out, 201)
+    except BaseException:
+        attachments.discard(got.path)
+        if final is not None:
+            attachments.discard(final)
+        raise
+
+
+def _download(rt: Runtime, att: AttachmentOut) -> Response:
+    return FileResponse(
+        Path(_settings(rt).attachments_dir) / att.id,
+        media_type=att.content_type,
+        filename=att.filename,
+        content_disposition_type="attachment",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, no-store",
+        },
+    )
 
 
 @router.post(
@@ -47,46 +104,12 @@ def _directory(rt: Runtime) -> Path:
 async def attach(
     ref: str,
     request: Request,
-    filename: str = Query(..., min_length=1, max_length=255, description="the file's name, shown on download"),
+    filename: str = FileName,
     p: Principal = Depends(writers),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
     """Attach a file to a request the caller sees: streamed to disk, its type checked against its bytes."""
-    name = attachments.check_filename(filename)
-    content_type = attachments.media_type(request.headers.get("content-type"))
-    if content_type not in attachments.ALLOWED:
-        raise HTTPException(
-            415, f"An attachment may be {', '.join(attachments.ALLOWED)}; not {content_type or 'nothing'}."
-        )
-    async with rt.unit_of_work(readonly=True) as uow:
-        await work_requests.visible_row(uow, p, ref=ref)  # refused before a byte is stored
-    settings = rt.settings
-    assert isinstance(settings, Settings)
-    directory = Path(settings.attachments_dir)
-    try:
-        got = await attachments.receive(request.stream(), directory, settings.attachment_max_bytes)
-    except attachments.TooLarge as exc:
-        return problem(
-            413,
-            f"body: {exc}",
-            instance=request.url.path,
-            errors_=[{"field": "body", "message": str(exc), "code": "too_large"}],
-        )
-    final = None
-    try:
-        attachments.check_content(content_type, got)
-        async with rt.unit_of_work() as uow:
-            req = await work_requests.visible_row(uow, p, ref=ref)
-            out = await attachments.add(
-                uow, p, request=req, got=got, filename=name, content_type=content_type, directory=directory
-            )
-            final = directory / out.id
-        return answer(out, 201)
-    except BaseException:
-        attachments.discard(got.path)
-        if final is not None:
-            attachments.discard(final)
-        raise
+    return await _upload(request, rt, p, filename, lambda uow: attachments.request_target(uow, p, ref))
 
 
 @router.get("/requests/{ref}/attachments", response_model=AttachmentPage, responses=problems(404))
@@ -101,10 +124,7 @@ async def list_attachments(
 @router.get(
     "/requests/{ref}/attachments/{attachment_id}",
     response_class=Response,
-    responses={
-        **problems(404),
-        200: {"description": "the file, as a download", "content": {"application/octet-stream": BINARY}},
-    },
+    responses={**problems(404), **DOWNLOAD},
 )
 async def download_attachment(
     ref: str, attachment_id: str, p: Principal = Depends(current_principal), rt: Runtime = Depends(get_runtime)
@@ -112,14 +132,39 @@ async def download_attachment(
     """The file as a download (Content-Disposition: attachment, nosniff, a sandboxing CSP): never inline."""
     async with rt.unit_of_work(readonly=True) as uow:
         att = await attachments.one(uow, p, ref=ref, attachment_id=attachment_id)
-    return FileResponse(
-        _directory(rt) / att.id,
-        media_type=att.content_type,
-        filename=att.filename,
-        content_disposition_type="attachment",
-        headers={
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "private, no-store",
-        },
-    )
+    return _download(rt, att)
+
+
+@router.post(
+    "/deliverables/{deliverable_id}/attachments",
+    status_code=201,
+    response_model=AttachmentOut,
+    responses=problems(404, 409, 413, 415),
+    openapi_extra=UPLOAD_BODY,
+)
+async def attach_to_deliverable(
+    deliverable_id: str,
+    request: Request,
+    filename: str = FileName,
+    p: Principal = Depends(movers),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """The assignee uploads its work (then delivers it with `attachment_id`); checked as any attachment."""
+    return await _upload(request, rt, p, filename, lambda uow: attachments.deliverable_target(uow, p, deliverable_id))
+
+
+@router.get(
+    "/deliverables/{deliverable_id}/attachments/{attachment_id}",
+    response_class=Response,
+    responses={**problems(404), **DOWNLOAD},
+)
+async def download_delivered_file(
+    deliverable_id: str,
+    attachment_id: str,
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """A delivered file, for whoever sees the deliverable (a supplier: only its own), as a download."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        att = await attachments.of_deliverable(uow, p, deliverable_id=deliverable_id, attachment_id=attachment_id)
+    return _download(rt, att)

@@ -147,8 +147,18 @@ async def deliver_deliverable(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    """The assignee delivers, with a link to the work (in_progress -> delivered): the SLA pauses."""
-    return await _act(rt, wf, p, deliverable_id, "deliver", if_match, link=body.link if body else None)
+    """The assignee delivers, with a link to the work or a file it uploaded (in_progress -> delivered):
+    the SLA pauses."""
+    return await _act(
+        rt,
+        wf,
+        p,
+        deliverable_id,
+        "deliver",
+        if_match,
+        link=body.link if body else None,
+        attachment_id=body.attachment_id if body else None,
+    )
 
 
 @router.post("/deliverables/{deliverable_id}/approve", response_model=DeliverableOut, responses=MOVED)

@@ -20,16 +20,16 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import insert, select
 
-from services.workflow import store, work_requests
+from services.workflow import deliverables, store, work_requests
+from services.workflow.deliverable_states import FINISHED
 from services.workflow.instances import new_id
 from services.workflow.models import attachments
 from services.workflow.request_schemas import AttachmentOut
 from shared.db import utcnow
-from shared.errors import Invalid, NotFound
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.identity import Principal
 from shared.uow import UnitOfWork
 
@@ -138,11 +138,36 @@ def discard(path: Path) -> None:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a file is attached to: a request, or one of its deliverables (an assignee's delivery)."""
+
+    request_id: str
+    instance_id: str
+    deliverable_id: str | None = None
+
+
+async def request_target(uow: UnitOfWork, who: Principal, ref: str) -> Target:
+    """A request the caller sees (404 otherwise)."""
+    row = await work_requests.visible_row(uow, who, ref=ref)
+    return Target(row["id"], row["instance_id"])
+
+
+async def deliverable_target(uow: UnitOfWork, who: Principal, deliverable_id: str) -> Target:
+    """A deliverable whose assignee the caller is (404 unseen, 403 not the assignee, 409 finished)."""
+    row = await deliverables.visible(uow, who, deliverable_id)
+    if not deliverables.is_assignee(row, who):
+        raise Forbidden("Only the assignee (the owner, or the supplier's principals) attaches its work.")
+    if row["status"] in FINISHED:
+        raise Conflict(f"The deliverable is {row['status']}; it takes no more files.")
+    return Target(row["request_id"], row["instance_id"], row["id"])
+
+
 async def add(
     uow: UnitOfWork,
     who: Principal,
     *,
-    request: Any,
+    target: Target,
     got: Received,
     filename: str,
     content_type: str,
@@ -150,9 +175,11 @@ async def add(
 ) -> AttachmentOut:
     """The attachment's row and history entry; the file moved to its final name (the caller's
     transaction must remove it again if it does not commit)."""
-    row = {
-        "id": new_id(),
-        "request_id": request["id"],
+    attachment_id = new_id()
+    row: dict[str, object] = {
+        "id": attachment_id,
+        "request_id": target.request_id,
+        "deliverable_id": target.deliverable_id,
         "filename": filename,
         "content_type": content_type,
         "size": got.size,
@@ -161,9 +188,16 @@ async def add(
         "created_by": who.subject,
     }
     await uow.execute(insert(attachments).values(**row))
-    detail = {"attachment_id": row["id"], "filename": filename, "content_type": content_type, "size": got.size}
-    await store.record(uow, request["instance_id"], who.subject, "attached", detail=detail)
-    await asyncio.to_thread(os.replace, got.path, directory / row["id"])
+    detail: dict[str, object] = {
+        "attachment_id": attachment_id,
+        "filename": filename,
+        "content_type": content_type,
+        "size": got.size,
+    }
+    if target.deliverable_id:
+        detail["deliverable_id"] = target.deliverable_id
+    await store.record(uow, target.instance_id, who.subject, "attached", detail=detail)
+    await asyncio.to_thread(os.replace, got.path, directory / attachment_id)
     return AttachmentOut.model_validate(row)
 
 
@@ -179,4 +213,14 @@ async def one(uow: UnitOfWork, who: Principal, *, ref: str, attachment_id: str) 
     row = (await uow.execute(q)).mappings().first()
     if row is None:
         raise NotFound(f"No attachment {attachment_id} on request {ref}.")
+    return AttachmentOut.model_validate(dict(row))
+
+
+async def of_deliverable(uow: UnitOfWork, who: Principal, *, deliverable_id: str, attachment_id: str) -> AttachmentOut:
+    """A file delivered for a deliverable the caller sees (a supplier: only its own), else 404."""
+    await deliverables.visible(uow, who, deliverable_id)
+    q = select(attachments).where(attachments.c.id == attachment_id, attachments.c.deliverable_id == deliverable_id)
+    row = (await uow.execute(q)).mappings().first()
+    if row is None:
+        raise NotFound(f"No attachment {attachment_id} on deliverable {deliverable_id}.")
     return AttachmentOut.model_validate(dict(row))

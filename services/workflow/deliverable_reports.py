@@ -94,7 +94,7 @@ async def report(
 
 def _row(key: str, name: str, period: str, items: list[tuple[Mapping[Any, Any], Decimal]]) -> AssigneeReportRow:
     done = len(items)
-    on_time = sum(1 for r, _ in items if on_time(r))
+    punctual = sum(1 for r, _ in items if on_time(r))
     late_hours = sum((h for _, h in items), Decimal(0))
     q = Decimal("0.01")
     return AssigneeReportRow(
@@ -102,8 +102,8 @@ def _row(key: str, name: str, period: str, items: list[tuple[Mapping[Any, Any], 
         name=name,
         period=period,
         completed=done,
-        on_time=on_time,
-        on_time_rate_pct=(Decimal(100 * on_time) / done).quantize(q, ROUND_HALF_UP),
+        on_time=punctual,
+        on_time_rate_pct=(Decimal(100 * punctual) / done).quantize(q, ROUND_HALF_UP),
         avg_lateness_business_hours=(late_hours / done).quantize(q, ROUND_HALF_UP),
         rework_rounds=sum(int(r["rework_rounds"]) for r, _ in items),
     )

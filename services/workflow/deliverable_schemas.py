@@ -49,6 +49,12 @@ class DeliverIn(Strict):
     link: str | None = Field(
         default=None, min_length=1, max_length=2000, pattern=r"^https?://\S+$", description="where the work is"
     )
+    attachment_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=36,
+        description="the file delivered: one uploaded to POST /v1/deliverables/{id}/attachments",
+    )
 
 
 class Empty(Strict):
@@ -76,6 +82,7 @@ class DeliverableOut(BaseModel):
     rework_rounds: int
     escalated: bool
     link: str | None
+    attachment_id: str | None = Field(description="the file delivered (GET /v1/deliverables/{id}/attachments/{it})")
     delivered_at: Timestamp | None
     finished_at: Timestamp | None
     created_at: Timestamp

@@ -26,7 +26,7 @@ from services.workflow.definitions import hours
 from services.workflow.deliverable_schemas import DeliverableIn, DeliverableOut, DeliverablePage
 from services.workflow.deliverable_states import RUNNING, VERBS, Action, IllegalMove, State, part, step
 from services.workflow.instances import new_id
-from services.workflow.models import definitions, deliverables, instances, requests
+from services.workflow.models import attachments, definitions, deliverables, instances, requests
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, PreconditionFailed
 from shared.identity import Principal
@@ -93,6 +93,7 @@ async def add(uow: UnitOfWork, who: Principal, *, ref: str, body: DeliverableIn,
         "paused_warn_seconds": None,
         "rework_rounds": 0,
         "link": None,
+        "attachment_id": None,
         "delivered_at": None,
         "finished_at": None,
         "created_at": now,
@@ -177,6 +178,7 @@ async def act(
     wf: Workflow,
     reason: str | None = None,
     link: str | None = None,
+    attachment_id: str | None = None,
 ) -> DeliverableOut:
     """Take `action` if the deliverable's state and the caller's part allow it (409, 403 otherwise)."""
     row = await visible(uow, who, deliverable_id, lock=True)
@@ -194,7 +196,13 @@ async def act(
     values: dict[str, Any] = {"status": after.status, "rework_rounds": after.rework_rounds}
     values["version"] = row["version"] + 1
     if action == "deliver":
-        values |= {"delivered_at": now, "link": link or row["link"]}
+        if attachment_id is not None:
+            await _delivered_file(uow, row["id"], attachment_id)
+        values |= {
+            "delivered_at": now,
+            "link": link or row["link"],
+            "attachment_id": attachment_id or row["attachment_id"],
+        }
         values |= await deliverable_sla.pause(uow, wf, row, now)
     elif action == "send_back":
         values |= await deliverable_sla.resume(uow, wf, row, now)
@@ -209,6 +217,14 @@ async def act(
         outcome = {"on_time": deliverable_reports.on_time(full), "lateness_business_hours": float(round(late, 6))}
     await _announce(uow, who, full, VERBS[action], SPECS[action], reason, **outcome)
     return await view(uow, full, wf, now)
+
+
+async def _delivered_file(uow: UnitOfWork, deliverable_id: str, attachment_id: str) -> None:
+    q = select(attachments.c.id).where(
+        attachments.c.id == attachment_id, attachments.c.deliverable_id == deliverable_id
+    )
+    if await uow.scalar(q) is None:
+        raise Invalid.on("attachment_id", "no file of this deliverable: upload it to its attachments first")
 
 
 async def _request(uow: UnitOfWork, row: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -228,6 +244,7 @@ async def _announce(
         actor=who.subject,
         reason=reason,
         link=row["link"],
+        attachment_id=row["attachment_id"],
         **outcome,
     )
     await uow.publish(spec, row["id"], data, correlation_id=who.request_id)

@@ -137,6 +137,7 @@ class WorkflowDeliverable(WorkflowDeliverableRef):
     actor: str
     reason: str | None = Field(description="why a delivery was sent back (or cancelled)")
     link: str | None = Field(description="where the delivered work is")
+    attachment_id: str | None = Field(default=None, description="the file delivered, if one was")
     on_time: bool | None = Field(
         default=None, description="on approval: the last delivery came by the due time and the SLA never breached"
     )

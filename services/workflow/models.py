@@ -235,6 +235,7 @@ deliverables = Table(
     Column("paused_warn_seconds", Integer, nullable=True),
     Column("rework_rounds", Integer, nullable=False, server_default="0"),
     Column("link", String(2000), nullable=True),
+    Column("attachment_id", String(36), nullable=True),  # the file delivered (an attachment of the request)
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -279,6 +280,7 @@ attachments = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("deliverable_id", String(36), ForeignKey("deliverables.id"), nullable=True),  # an assignee's delivery
     Column("filename", String(255), nullable=False),
     Column("content_type", String(100), nullable=False),
     Column("size", Integer, nullable=False),

@@ -78,6 +78,7 @@ class RequestCommentOut(BaseModel):
 class AttachmentOut(BaseModel):
     id: str
     request_id: str
+    deliverable_id: str | None = Field(description="set on a file an assignee delivered for a deliverable")
     filename: str
     content_type: str
     size: int = Field(description="bytes")

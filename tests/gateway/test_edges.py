@@ -132,6 +132,8 @@ async def test_an_attachment_upload_takes_the_larger_upload_cap(new_db, net, tok
         assert (
             "3,145,728" in assert_problem(await gw.post(path, content=b"x" * (4 * MIB), headers=admin), 413)["detail"]
         )
+        delivered = "/workflow/v1/deliverables/d1/attachments"
+        assert (await gw.post(delivered, content=b"x" * (2 * MIB), headers=admin)).status_code == 200
         # Every other route keeps the general cap, the same service's JSON routes included.
         r = await gw.post("/workflow/v1/requests", content=b"x" * (2 * MIB), headers=admin)
         assert "1,048,576" in assert_problem(r, 413)["detail"]

@@ -176,6 +176,8 @@ SUPPLIER_ROUTES = {
     "deliver": ("POST", "/workflow/v1/deliverables/d1/deliver"),
     "ask": ("POST", "/workflow/v1/deliverables/d1/questions"),
     "suppliers": ("GET", "/workflow/v1/suppliers"),
+    "upload": ("POST", "/workflow/v1/deliverables/d1/attachments"),
+    "download": ("GET", "/workflow/v1/deliverables/d1/attachments/a1"),
 }
 
 

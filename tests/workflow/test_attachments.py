@@ -11,6 +11,7 @@ import pytest
 
 from tests.workflow.conftest import ANALYST, APPROVER_US, MARKETER
 from tests.workflow.test_deliverables import a_request
+from tests.workflow.test_suppliers import supplier, two_suppliers
 
 pytestmark = pytest.mark.db
 
@@ -90,3 +91,55 @@ async def test_only_those_who_see_the_request_and_may_write_attach(wf):
     assert (await upload(wf, req, PDF, "application/pdf", as_=APPROVER_US)).status_code == 404
     assert (await upload(wf, req, PDF, "application/pdf", as_=ANALYST)).status_code == 403
     assert stored(wf) == []
+
+
+async def test_a_supplier_delivers_a_file_only_on_its_own_work(wf):
+    acme, other = await two_suppliers(wf)
+    req = await a_request(wf)
+    path = f"/v1/requests/{req['id']}/deliverables"
+    mine = await wf.ok(
+        "POST", path, MARKETER, {"name": "A", "supplier_id": acme["id"], "business_hours": "8"}, status=201
+    )
+    theirs = await wf.ok(
+        "POST", path, MARKETER, {"name": "B", "supplier_id": other["id"], "business_hours": "8"}, status=201
+    )
+    acme_key = supplier(acme["id"])
+
+    async def put(deliverable_id, as_=acme_key):
+        return await wf.call_raw(
+            "POST",
+            f"/v1/deliverables/{deliverable_id}/attachments",
+            as_,
+            content=PDF,
+            headers={"Content-Type": "application/pdf"},
+            params={"filename": "print.pdf"},
+        )
+
+    assert (await put(theirs["id"])).status_code == 404  # another supplier's: not found, nothing stored
+    assert (await put(mine["id"], MARKETER)).status_code == 403  # the requester is not the assignee
+    assert stored(wf) == []
+    r = await put(mine["id"])
+    assert r.status_code == 201, r.text
+    att = r.json()
+    assert att["deliverable_id"] == mine["id"] and att["request_id"] == req["id"]
+    await wf.ok("POST", f"/v1/deliverables/{mine['id']}/start", acme_key, {})
+    r = await wf.call("POST", f"/v1/deliverables/{mine['id']}/deliver", acme_key, {"attachment_id": "nope"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "attachment_id", r.text
+    delivered = await wf.ok("POST", f"/v1/deliverables/{mine['id']}/deliver", acme_key, {"attachment_id": att["id"]})
+    assert delivered["attachment_id"] == att["id"] and delivered["status"] == "delivered"
+    event = (await wf.events("workflow.deliverable.delivered"))[0]["data"]
+    assert event["attachment_id"] == att["id"]
+    # The requester and the supplier download it; the other supplier cannot, nor through the other id.
+    url = f"/v1/deliverables/{mine['id']}/attachments/{att['id']}"
+    for who_ in (MARKETER, acme_key):
+        got = await wf.call("GET", url, who_)
+        assert got.status_code == 200 and got.content == PDF
+        assert got.headers["content-disposition"].startswith("attachment;")
+    assert (await wf.call("GET", url, supplier(other["id"]))).status_code == 404
+    assert (
+        await wf.call("GET", f"/v1/deliverables/{theirs['id']}/attachments/{att['id']}", MARKETER)
+    ).status_code == 404
+    page = await wf.ok("GET", f"/v1/requests/{req['id']}", MARKETER)
+    assert [a["deliverable_id"] for a in page["attachments"]] == [mine["id"]]
+    await wf.ok("POST", f"/v1/deliverables/{mine['id']}/approve", MARKETER, {})
+    assert (await put(mine["id"])).status_code == 409  # done: no more files
