@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.kpi import anomalies, cohorts, export, lifecycle, periods, query, schemas
+from services.kpi import anomalies, cohorts, export, lifecycle, pathview, periods, query, schemas
 from services.kpi.api import CSV_OUT, FORMAT, Format
 from services.kpi.container import Kpi, domain
 from shared.app import Runtime, get_runtime
@@ -129,3 +129,25 @@ async def check_anomalies(
     day = (body.day if body and body.day else None) or utcnow().date() - dt.timedelta(days=1)
     async with rt.unit_of_work() as uow:
         return {"detected": await anomalies.check_day(uow, day=day, cfg=kpi.anomaly)}
+
+
+@router.get("/journeys/{journey_id}", response_model=schemas.JourneyOut, responses=problems(404))
+async def get_journey(
+    journey_id: str,
+    request: Request,
+    lookback_days: int = Query(90, ge=1, le=3650),
+    half_life_days: float = Query(7.0, ge=0.01, le=3650),
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
+) -> dict[str, Any]:
+    """A journey's path view: each conversion, its touchpoints and the credit every model gives each."""
+    return await pathview.view(
+        rt.unit_of_work,
+        p,
+        journey_id,
+        lookback_days=lookback_days,
+        half_life_days=half_life_days,
+        seconds=kpi.attribution_limits.seconds,
+        caller=request,
+    )
