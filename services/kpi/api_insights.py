@@ -11,7 +11,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.kpi import anomalies, cohorts, lifecycle, periods, query, schemas
+from services.kpi import anomalies, cohorts, export, lifecycle, pathview, periods, query, schemas
+from services.kpi.api import CSV_OUT, FORMAT, Format
 from services.kpi.container import Kpi, domain
 from shared.app import Runtime, get_runtime
 from shared.db import utcnow
@@ -67,16 +68,27 @@ async def get_cohorts(
     )
 
 
-@router.post("/query", response_model=schemas.QueryOut, responses=problems())
+@router.post(
+    "/query",
+    response_model=schemas.QueryOut,
+    responses={**problems(), **CSV_OUT},
+)
 async def post_query(
     body: schemas.QueryIn,
+    request: Request,
+    format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
-) -> dict[str, Any]:
+) -> Any:
     """Metrics by dimensions and time in one table, for BI tools and notebooks (read-only; the series' rules)."""
     async with rt.unit_of_work(readonly=True) as uow:
-        return await query.run(uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start)
+        answer = await query.run(uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start)
+    if not export.wants_csv(request, format):
+        return answer
+    versions = ",".join(f"{c['name']}={c['version']}" for c in answer["columns"] if c["kind"] == "metric")
+    headers = {"X-Metric-Versions": versions, "X-Truncated": "true" if answer["truncated"] else "false"}
+    return export.csv_response(export.query_csv(answer), "query.csv", headers)
 
 
 @router.get("/anomalies", response_model=schemas.AnomaliesOut, responses=problems())
@@ -117,3 +129,25 @@ async def check_anomalies(
     day = (body.day if body and body.day else None) or utcnow().date() - dt.timedelta(days=1)
     async with rt.unit_of_work() as uow:
         return {"detected": await anomalies.check_day(uow, day=day, cfg=kpi.anomaly)}
+
+
+@router.get("/journeys/{journey_id}", response_model=schemas.JourneyOut, responses=problems(404))
+async def get_journey(
+    journey_id: str,
+    request: Request,
+    lookback_days: int = Query(90, ge=1, le=3650),
+    half_life_days: float = Query(7.0, ge=0.01, le=3650),
+    p: Principal = Depends(current_principal),
+    rt: Runtime = Depends(get_runtime),
+    kpi: Kpi = Depends(domain),
+) -> dict[str, Any]:
+    """A journey's path view: each conversion, its touchpoints and the credit every model gives each."""
+    return await pathview.view(
+        rt.unit_of_work,
+        p,
+        journey_id,
+        lookback_days=lookback_days,
+        half_life_days=half_life_days,
+        seconds=kpi.attribution_limits.seconds,
+        caller=request,
+    )

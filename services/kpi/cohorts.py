@@ -134,7 +134,7 @@ def summarize(
 
 async def cohort(
     uow_factory: Any,
-    who: Principal,
+    who: Principal | None,
     *,
     from_stage: str,
     to_stage: str,

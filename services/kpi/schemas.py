@@ -431,3 +431,25 @@ class AnomalyCheckIn(_Strict):
 
 class AnomalyCheckOut(BaseModel):
     detected: list[str] = Field(description="ids of the anomalies found and published by this run")
+
+
+class PathTouchpoint(BaseModel):
+    time: str
+    channel: str
+    campaign: str | None
+    credit: dict[str, str | None] = Field(description="per attribution model, this touchpoint's credit")
+
+
+class PathConversion(BaseModel):
+    conversion_id: str
+    time: str
+    value: str | None
+    unattributed: bool = Field(description="no touchpoint within lookback_days before it")
+    touchpoints: list[PathTouchpoint]
+
+
+class JourneyOut(BaseModel):
+    journey_id: str
+    lookback_days: int
+    half_life_days: float
+    conversions: list[PathConversion]

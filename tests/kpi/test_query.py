@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from decimal import Decimal
 
@@ -84,3 +86,17 @@ async def test_bad_queries_are_422_naming_the_field(kpi, change, field):
     r = await kpi.client.post("/v1/query", json={**BODY, **change})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["errors"][0]["field"] == field, r.json()
+
+
+async def test_the_table_as_csv_names_the_metric_versions(kpi):
+    await _seed(kpi.client)
+    as_json = (await kpi.client.post("/v1/query", json=BODY)).json()
+    r = await kpi.client.post("/v1/query", params={"format": "csv"}, json=BODY)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.headers["x-metric-versions"] == "spend=1,leads=1,cpl=1" and r.headers["x-truncated"] == "false"
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert rows == [{k: v or "" for k, v in row.items()} for row in as_json["rows"]]
+    accept = await kpi.client.post("/v1/query", json=BODY, headers={"Accept": "text/csv"})
+    assert accept.text == r.text
+    bad = await kpi.client.post("/v1/query", params={"format": "xlsx"}, json=BODY)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.format"
