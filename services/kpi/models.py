@@ -161,6 +161,11 @@ targets = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("at_risk_published_at", UTCDateTime, nullable=True),
+    # A target set as a change against last year: the basis (that period's label, e.g. 2026-Q1), its value
+    # then (micro-units) and the relative change asked for (decimal text, 0.10 = +10 %); null for a value.
+    Column("basis", String(20), nullable=True),
+    Column("basis_value", BigInteger, nullable=True),
+    Column("change", String(40), nullable=True),
     UniqueConstraint("metric", "period", "filter_hash"),
 )
 

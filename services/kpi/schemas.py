@@ -105,7 +105,10 @@ class LifecycleOut(BaseModel):
 class TargetIn(_Strict):
     metric: str = Field(min_length=1, max_length=64)
     period: str = Field(description="2027, 2027-Q1, 2027-03, FY2027 or FY2027-Q1")
-    value: DecimalStr
+    value: DecimalStr | None = Field(default=None, description="the target value (or change_vs_last_year)")
+    change_vs_last_year: DecimalStr | None = Field(
+        default=None, description="the target as a change against the same period last year: 0.10 = +10 %"
+    )
     filter: dict[str, str] | None = None
 
 
@@ -251,6 +254,13 @@ class QualityOut(BaseModel):
     new_dimension_values: list[FirstSeen]
 
 
+class TargetBasis(BaseModel):
+    kind: Literal["last_year"]
+    period: str = Field(description="the period the change is against")
+    value: str = Field(description="its value when the target was set")
+    change: str = Field(description="the relative change asked for (0.10 = +10 %)")
+
+
 class TargetOut(BaseModel):
     id: str
     metric: str
@@ -261,6 +271,7 @@ class TargetOut(BaseModel):
     created_at: str
     created_by: str
     at_risk_published_at: str | None
+    basis: TargetBasis | None = Field(default=None, description="how a target set as a change was computed")
 
 
 TargetPage = Page[TargetOut]

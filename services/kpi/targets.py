@@ -47,6 +47,18 @@ def _target_dict(row: Any) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "created_by": row.created_by,
         "at_risk_published_at": row.at_risk_published_at.isoformat() if row.at_risk_published_at else None,
+        "basis": _basis(row),
+    }
+
+
+def _basis(row: Any) -> dict[str, str] | None:
+    if getattr(row, "basis", None) is None:
+        return None
+    return {
+        "kind": "last_year",
+        "period": row.basis,
+        "value": format(from_micro(row.basis_value).normalize(), "f"),
+        "change": row.change,
     }
 
 
@@ -59,10 +71,15 @@ def _checked(body: dict[str, Any], fiscal_start: int) -> tuple[dict[str, str], i
         flt = canonical_dims(body.get("filter") or {})
     except ValueError as exc:
         errs.add("filter", str(exc))
-    try:
-        value = to_micro(body["value"])
-    except ValueError as exc:
-        errs.add("value", str(exc))
+    if (body.get("value") is None) == (body.get("change_vs_last_year") is None):
+        errs.add("value", "give either value or change_vs_last_year")
+    elif body.get("value") is not None:
+        try:
+            value = to_micro(body["value"])
+        except ValueError as exc:
+            errs.add("value", str(exc))
+    elif not Decimal(str(body["change_vs_last_year"])) > -1:
+        errs.add("change_vs_last_year", "must be more than -1 (-0.25 is a quarter less than last year)")
     try:
         parse_period(body["period"], fiscal_start=fiscal_start)
     except Invalid as exc:
@@ -86,6 +103,9 @@ async def create_target(
     )
     if exists:
         raise Conflict(f"A target for {body['metric']} in {body['period']} with this filter exists ({exists}).")
+    basis: dict[str, Any] = {"basis": None, "basis_value": None, "change": None}
+    if body.get("change_vs_last_year") is not None:
+        value, basis = await _against_last_year(uow, who, body, flt, fiscal_start)
     row = {
         "id": str(uuid.uuid4()),
         "metric": body["metric"],
@@ -97,9 +117,36 @@ async def create_target(
         "created_at": utcnow(),
         "created_by": who.subject,
         "at_risk_published_at": None,
+        **basis,
     }
     await uow.execute(targets.insert().values(**row))
     return _target_dict(_Record(row))
+
+
+async def _against_last_year(
+    uow: UnitOfWork, who: Principal, body: dict[str, Any], flt: dict[str, str], fiscal_start: int
+) -> tuple[int, dict[str, Any]]:
+    """The target's value: the same period last year (its filter, the caller's scopes) times 1 + change."""
+    plan = await resolve(uow, body["metric"])
+    last = named_period(body["period"], "period", fiscal_start).shifted("last_year")
+    then = None
+    if last.last >= MIN_DATE:
+        env = await _env(uow, who, plan, max(last.first, MIN_DATE), last.last, {k: {v} for k, v in flt.items()})
+        then = env[plan.metric.key]
+    if not then:  # undefined, or 0: no change of it means anything
+        raise Invalid.on("change_vs_last_year", f"{body['metric']} is {then} in {last.label}: nothing to change from")
+    change_by = Decimal(str(body["change_vs_last_year"]))
+    goal = (then * (1 + change_by)).quantize(Decimal("0.000001"), rounding=decimal.ROUND_HALF_EVEN)
+    try:
+        value = to_micro(goal)
+    except ValueError as exc:
+        raise Invalid.on("change_vs_last_year", str(exc)) from None
+    basis = {
+        "basis": last.label,
+        "basis_value": to_micro(then.quantize(Decimal("0.000001"))),
+        "change": str(change_by),
+    }
+    return value, basis
 
 
 class _Record:
