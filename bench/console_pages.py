@@ -81,6 +81,18 @@ def pages(demo: dict, api: httpx.Client) -> dict[str, tuple[str, Callable[[], ob
         api.get(f"/budget/v1/lines/{line}/entries", params={"limit": 100})
         api.get(f"/budget/v1/plans/{plan}/lines")
 
+    def figure_calls() -> None:
+        detail = api.get(f"/budget/v1/lines/{line}").json()
+        api.get(f"/budget/v1/lines/{line}/balance")
+        cursor = None
+        while True:  # every entry of the line, as the drill-down reads them
+            params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = api.get(f"/budget/v1/lines/{line}/entries", params=params).json()
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        api.get(f"/budget/v1/plans/{detail['plan_id']}")
+
     def approvals_calls() -> None:
         tasks = api.get("/workflow/v1/tasks", params={"assignee": "me", "limit": 100}).json()["items"]
         for t in tasks[:25]:
@@ -105,10 +117,13 @@ def pages(demo: dict, api: httpx.Client) -> dict[str, tuple[str, Callable[[], ob
     def admin_calls() -> None:
         api.get("/gateway/v1/api-keys", params={"limit": 100})
         api.get("/gateway/v1/webhook-deliveries", params={"limit": 50})
+        for sub in api.get("/notify/v1/subscriptions", params={"limit": 20}).json()["items"]:
+            api.get(f"/notify/v1/subscriptions/{sub['id']}/deliveries", params={"limit": 50})
 
     return {
         "budget plan": (f"/plans/{plan}", plan_calls),
         "budget line": (f"/lines/{line}", line_calls),
+        "line figure": (f"/lines/{line}/figures/committed", figure_calls),
         "approvals": ("/approvals", approvals_calls),
         "kpis": ("/kpis", kpi_calls),
         "stack": ("/stack", stack_calls),
