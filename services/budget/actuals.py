@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.budget import commitments, events, fx
+from services.budget import campaigns, commitments, events, fx
 from services.budget.figures import refuses
 from services.budget.lines import get_line
 from services.budget.models import commitments as commitments_table
@@ -49,6 +49,7 @@ async def post_actual(
     external_ref: str | None = None,
     memo: str | None = None,
     vendor: str | None = None,
+    campaign_id: str | None = None,
 ) -> dict[str, Any]:
     ln, p = await postings.target(uow, who, line_id, period=period)
     on = await postable(uow, p, period, date)
@@ -63,6 +64,8 @@ async def post_actual(
             raise Invalid.on("commitment_id", "belongs to another plan")
         c_line = await get_line(uow, who, c.line_id, "commitment_id")
         keys.append((c_line, c.period))
+        campaign_id = campaign_id or c.campaign_id  # an invoice funds what its order was for
+    camp = await campaigns.referenced(uow, p, ln, campaign_id)
     await lock(uow, p, keys)
     leg = Leg(
         ln,
@@ -76,6 +79,7 @@ async def post_actual(
         external_ref=external_ref,
         vendor=vendor,
         memo=memo,
+        campaign_id=campaign_id,
     )
     legs = [leg]
     consume = 0
@@ -90,7 +94,17 @@ async def post_actual(
         closed = consumed >= c.amount_minor
         c = await commitments.set_status(uow, c, "closed" if closed else "committed", None, consumed_minor=consumed)
         status = c.status
-    data = actual_data(leg, p, on, m, commitment_id=commitment_id, external_ref=external_ref, vendor=vendor)
+    data = actual_data(
+        leg,
+        p,
+        on,
+        m,
+        commitment_id=commitment_id,
+        external_ref=external_ref,
+        vendor=vendor,
+        campaign_id=campaign_id,
+        campaign_code=camp.code if camp is not None else None,
+    )
     await uow.publish(events.ACTUAL_POSTED, leg.id, data)
     return {
         **entry_view(written.entries[leg.id], p.currency, ln.code),
@@ -159,6 +173,7 @@ async def _consume(
                 on,
                 commitment_id=c.id,
                 external_ref=external_ref,
+                campaign_id=c.campaign_id,
             )
         )
     return c, consume

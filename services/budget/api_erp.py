@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.budget import erp_mapping, schemas, suspense
+from services.budget import erp_mapping, erp_schemas, schemas, suspense
 from services.budget.api import ERP, PLANNERS, Limit, json
 from services.budget.container import Budget, domain
 from shared.app import Runtime, get_runtime
@@ -19,9 +19,11 @@ from shared.openapi import problems
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 
-@router.post("/erp/mapping", status_code=201, tags=["erp"], response_model=schemas.MappingRuleOut, responses=problems())
+@router.post(
+    "/erp/mapping", status_code=201, tags=["erp"], response_model=erp_schemas.MappingRuleOut, responses=problems()
+)
 async def create_rule(
-    body: schemas.MappingRuleIn,
+    body: erp_schemas.MappingRuleIn,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
@@ -30,7 +32,7 @@ async def create_rule(
     return await rt.idempotent(request, who, lambda uow: erp_mapping.create_rule(uow, who, **dict(body)))
 
 
-@router.get("/erp/mapping", tags=["erp"], response_model=schemas.MappingRulePage, responses=problems())
+@router.get("/erp/mapping", tags=["erp"], response_model=erp_schemas.MappingRulePage, responses=problems())
 async def list_rules(
     who: Principal = Depends(require_roles(*PLANNERS, *ERP)), rt: Runtime = Depends(get_runtime)
 ) -> Response:
@@ -38,7 +40,9 @@ async def list_rules(
         return json({"items": await erp_mapping.list_rules(uow)})
 
 
-@router.delete("/erp/mapping/{rule_id}", tags=["erp"], response_model=schemas.MappingRuleOut, responses=problems(404))
+@router.delete(
+    "/erp/mapping/{rule_id}", tags=["erp"], response_model=erp_schemas.MappingRuleOut, responses=problems(404)
+)
 async def delete_rule(
     rule_id: str, who: Principal = Depends(require_roles(*PLANNERS)), rt: Runtime = Depends(get_runtime)
 ) -> Response:
@@ -47,9 +51,9 @@ async def delete_rule(
         return json(await erp_mapping.delete_rule(uow, who, rule_id=rule_id))
 
 
-@router.post("/erp/mapping/test", tags=["erp"], response_model=schemas.MappingTestOut, responses=problems())
+@router.post("/erp/mapping/test", tags=["erp"], response_model=erp_schemas.MappingTestOut, responses=problems())
 async def test_mapping(
-    body: schemas.MappingTestIn,
+    body: erp_schemas.MappingTestIn,
     who: Principal = Depends(require_roles(*PLANNERS, *ERP)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
@@ -59,7 +63,7 @@ async def test_mapping(
         return json(await erp_mapping.test(uow, who, coordinates=coordinates, fiscal_year=body.fiscal_year))
 
 
-@router.get("/erp/suspense", tags=["erp"], response_model=schemas.SuspensePage, responses=problems())
+@router.get("/erp/suspense", tags=["erp"], response_model=erp_schemas.SuspensePage, responses=problems())
 async def list_suspense(
     status: Literal["waiting", "posted"] | None = None,
     limit: int = Limit,
@@ -74,12 +78,12 @@ async def list_suspense(
 @router.post(
     "/erp/suspense/{suspense_id}/assign",
     tags=["erp"],
-    response_model=schemas.SuspenseOut,
+    response_model=erp_schemas.SuspenseOut,
     responses=problems(404, 409),
 )
 async def assign_suspense(
     suspense_id: str,
-    body: schemas.SuspenseAssignIn,
+    body: erp_schemas.SuspenseAssignIn,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
     budget: Budget = Depends(domain),

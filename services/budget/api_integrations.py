@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from services.budget import (
     csv_import,
+    erp_schemas,
     fx,
     integrations,
     refusals,
@@ -129,7 +130,7 @@ async def export_csv(
         **problems(404, 409),
         201: {"model": schemas.CommitmentOut, "description": "a new order"},
         202: {
-            "model": schemas.OrderHeld,
+            "model": erp_schemas.OrderHeld,
             "description": "its commitment was refused (a refusal, kept to be retried), or it named no line "
             "and matched no mapping rule (a suspense item, waiting to be assigned)",
         },
@@ -174,7 +175,7 @@ async def erp_purchase_order(
     responses={
         **problems(409),
         201: {"model": schemas.InvoiceOut, "description": "a new invoice"},
-        202: {"model": schemas.SuspenseOut, "description": "it named no line and matched no mapping rule"},
+        202: {"model": erp_schemas.SuspenseOut, "description": "it named no line and matched no mapping rule"},
     },
 )
 async def erp_invoice(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.budget import phasing, schemas, variance, versions
+from services.budget import phasing, planning_schemas, variance, versions
 from services.budget.api import PLANNERS, From, To, json
 from services.budget.container import Budget, domain
 from shared.app import Runtime, get_runtime
@@ -21,12 +21,12 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], rout
     "/plans/{plan_id}/versions",
     status_code=201,
     tags=["versions"],
-    response_model=schemas.VersionDetail,
+    response_model=planning_schemas.VersionDetail,
     responses=problems(404),
 )
 async def create_version(
     plan_id: str,
-    body: schemas.VersionIn,
+    body: planning_schemas.VersionIn,
     request: Request,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
@@ -35,7 +35,9 @@ async def create_version(
     return await rt.idempotent(request, who, lambda uow: versions.create_version(uow, who, plan_id=plan_id, body=body))
 
 
-@router.get("/plans/{plan_id}/versions", tags=["versions"], response_model=schemas.VersionPage, responses=problems(404))
+@router.get(
+    "/plans/{plan_id}/versions", tags=["versions"], response_model=planning_schemas.VersionPage, responses=problems(404)
+)
 async def list_versions(plan_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
         return json({"items": await versions.list_versions(uow, plan_id=plan_id)})
@@ -44,7 +46,7 @@ async def list_versions(plan_id: str, rt: Runtime = Depends(get_runtime)) -> Res
 @router.get(
     "/plans/{plan_id}/versions/{version_id}",
     tags=["versions"],
-    response_model=schemas.VersionDetail,
+    response_model=planning_schemas.VersionDetail,
     responses=problems(404),
 )
 async def get_version(
@@ -60,13 +62,13 @@ async def get_version(
 @router.put(
     "/plans/{plan_id}/versions/{version_id}/amounts",
     tags=["versions"],
-    response_model=schemas.VersionDetail,
+    response_model=planning_schemas.VersionDetail,
     responses=problems(404, 409),
 )
 async def set_amounts(
     plan_id: str,
     version_id: str,
-    body: schemas.VersionAmountsIn,
+    body: planning_schemas.VersionAmountsIn,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
@@ -79,13 +81,13 @@ async def set_amounts(
 @router.post(
     "/plans/{plan_id}/versions/{version_id}/promote",
     tags=["versions"],
-    response_model=schemas.VersionDetail,
+    response_model=planning_schemas.VersionDetail,
     responses=problems(404, 409),
 )
 async def promote(
     plan_id: str,
     version_id: str,
-    body: schemas.PromoteIn,
+    body: planning_schemas.PromoteIn,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
     budget: Budget = Depends(domain),
@@ -100,7 +102,9 @@ async def promote(
     return json(view)
 
 
-@router.get("/plans/{plan_id}/variance", tags=["versions"], response_model=schemas.VarianceOut, responses=problems(404))
+@router.get(
+    "/plans/{plan_id}/variance", tags=["versions"], response_model=planning_schemas.VarianceOut, responses=problems(404)
+)
 async def plan_variance(
     plan_id: str,
     compare: str = Query("budget,forecast:latest,actual", max_length=300),
@@ -119,9 +123,9 @@ async def plan_variance(
     return json(body)
 
 
-@router.post("/phasing", tags=["versions"], response_model=schemas.PhasingOut, responses=problems())
+@router.post("/phasing", tags=["versions"], response_model=planning_schemas.PhasingOut, responses=problems())
 async def phase(
-    body: schemas.PhasingIn,
+    body: planning_schemas.PhasingIn,
     who: Principal = Depends(require_roles(*PLANNERS)),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:

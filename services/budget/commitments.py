@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Row
 
-from services.budget import events, fx
+from services.budget import campaigns, events, fx
 from services.budget.lines import DIMENSIONS, ancestors, get_line
 from services.budget.models import commitments
 from services.budget.periods import control_scope
@@ -61,6 +61,7 @@ def commitment_view(c: Any, plan: Plan, line: Any) -> dict[str, Any]:
         "version": c.version,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
+        "campaign_id": c.campaign_id,
     }
 
 
@@ -117,10 +118,12 @@ async def create_commitment(
     memo: str | None = None,
     vendor: str | None = None,
     external_revision: int | None = None,
+    campaign_id: str | None = None,
 ) -> dict[str, Any]:
     async def post(cached: bool) -> dict[str, Any]:
         ln, p = await postings.target(uow, who, line_id, period=period, cached=cached)
         on = await postable(uow, p, period, date)
+        await campaigns.referenced(uow, p, ln, campaign_id)
         m = await fx.in_plan_currency(uow, p, amount, currency, on)
         if external_ref is not None and await uow.scalar(
             select(commitments.c.id).where(commitments.c.external_ref == external_ref)
@@ -131,6 +134,7 @@ async def create_commitment(
             )
         reason = await _needs_approval(uow, p, ln, period, m.minor)
         values = _new_row(p, ln, period, on, m, reason, who, external_ref, external_revision, vendor, memo)
+        values["campaign_id"] = campaign_id
         c = SimpleNamespace(**values)
         leg = Leg(
             ln,
@@ -144,6 +148,7 @@ async def create_commitment(
             external_ref=external_ref,
             vendor=vendor,
             memo=memo,
+            campaign_id=campaign_id,
         )
         spec = events.COMMITMENT_REQUESTED if reason else events.COMMITMENT_COMMITTED
         event = postings.event(spec, c.id, commitment_data(c, p, ln, spec))
@@ -259,6 +264,7 @@ async def approve(uow: UnitOfWork, who: Principal, *, postings: Postings, commit
         c.entry_date,
         commitment_id=c.id,
         external_ref=c.external_ref,
+        campaign_id=c.campaign_id,
     )
     await postings.write(uow, who, p, [leg], check=False)
     c = await set_status(uow, c, "committed", who)
@@ -291,6 +297,7 @@ async def release_locked(uow: UnitOfWork, who: Principal, postings: Postings, c:
             c.entry_date,
             commitment_id=c.id,
             external_ref=c.external_ref,
+            campaign_id=c.campaign_id,
         )
         await postings.write(uow, who, p, [leg], check=False)
     c = await set_status(uow, c, "released", who)
@@ -394,6 +401,7 @@ def _move_legs(
                     external_ref=c.external_ref,
                     vendor=vendor,
                     memo=memo,
+                    campaign_id=c.campaign_id,
                 )
             )
     return legs

@@ -25,7 +25,7 @@ from shared.uow import UnitOfWork
 
 
 def rule_view(r: Any) -> dict[str, Any]:
-    """A rule as the API shows it (`schemas.MappingRuleOut`)."""
+    """A rule as the API shows it (`erp_schemas.MappingRuleOut`)."""
     return {c: getattr(r, c) for c in rules_table.c.keys()}
 
 

@@ -73,6 +73,8 @@ class BudgetActualPosted(BudgetEntryPosted):
     commitment_id: str | None
     external_ref: str | None
     vendor: str | None
+    campaign_id: str | None = Field(default=None, description="the campaign it funds, if any")
+    campaign_code: str | None = None
 
 
 class BudgetCommitmentRequested(EventData):

@@ -141,6 +141,7 @@ commitments = Table(
     Column("external_revision", Integer, nullable=True),
     Column("vendor", String(200), nullable=True),
     Column("memo", Text, nullable=True),
+    Column("campaign_id", String(36), nullable=True),  # the campaign it funds, if any
     Column("requested_by", String(200), nullable=False),
     Column("decided_by", String(200), nullable=True),
     Column("version", Integer, nullable=False),
@@ -177,8 +178,15 @@ entries = Table(
     Column("memo", Text, nullable=True),
     Column("author", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("campaign_id", String(36), nullable=True),  # the campaign a commitment's or an actual's entries fund
 )
 Index("ix_entries_line_seq", entries.c.line_id, entries.c.seq)
+Index(
+    "ix_entries_campaign",
+    entries.c.campaign_id,
+    postgresql_where=entries.c.campaign_id.is_not(None),
+    sqlite_where=entries.c.campaign_id.is_not(None),
+)
 Index("ix_entries_group", entries.c.group_id)
 Index("ix_entries_reverses", entries.c.reverses_group_id)
 
@@ -314,4 +322,24 @@ version_amounts = Table(
     Column("line_id", String(36), ForeignKey("lines.id"), primary_key=True),
     Column("period", String(7), primary_key=True),
     Column("amount_minor", Minor, nullable=False),  # the line's own amount, plan currency
+)
+
+# Campaigns: what marketing spends on, funded by budget lines; commitments and actuals may name one,
+# so its committed and spent money (and the KPI service's cost per lead) exist per campaign.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("status", String(20), nullable=False),  # planned | active | completed | cancelled
+    Column("planned_cost_minor", Minor, nullable=False),  # plan currency
+    Column("line_ids", JSONType(), nullable=False),  # the lines that fund it (and their descendants)
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("plan_id", "code"),
 )

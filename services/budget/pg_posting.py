@@ -77,6 +77,7 @@ ENTRY_COLS = (
     "memo",
     "author",
     "created_at",
+    "campaign_id",
 )
 COMMITMENT_COLS = (
     "id",
@@ -95,6 +96,7 @@ COMMITMENT_COLS = (
     "external_revision",
     "vendor",
     "memo",
+    "campaign_id",
     "requested_by",
     "decided_by",
     "version",

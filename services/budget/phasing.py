@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.budget import schemas
+from services.budget import planning_schemas
 from services.budget.lines import get_line
 from services.budget.models import balances, lines, plans
 from services.budget.periods import fiscal_index, periods_of
@@ -62,7 +62,7 @@ def seasonality(total: int, last_year: Sequence[int]) -> list[int]:
     return spread(total, weights)
 
 
-async def phase(uow: UnitOfWork, who: Principal, body: schemas.PhasingIn) -> dict[str, Any]:
+async def phase(uow: UnitOfWork, who: Principal, body: planning_schemas.PhasingIn) -> dict[str, Any]:
     """The annual amount spread over twelve months (the line's plan's months when a line is given)."""
     total = to_minor(body.amount, body.currency, "amount")
     months: list[str | None] = [None] * 12

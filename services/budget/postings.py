@@ -98,6 +98,7 @@ class Leg:
     vendor: str | None = None
     memo: str | None = None
     reverses_group_id: str | None = None
+    campaign_id: str | None = None
     id: str = field(default_factory=new_id)
 
 
@@ -366,6 +367,7 @@ def _entry_row(leg: Leg, group_id: str, plan_id: str, author: str, now: dt.datet
         memo=leg.memo,
         author=author,
         created_at=now,
+        campaign_id=leg.campaign_id,
     )
 
 
@@ -459,6 +461,7 @@ def entry_view(e: Any, currency: str, line_code: str | None = None) -> dict[str,
         "memo": e.memo,
         "author": e.author,
         "created_at": e.created_at,
+        "campaign_id": e.campaign_id,
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.budget import commitments, events
+from services.budget import campaigns, commitments, events
 from services.budget.lines import get_line
 from services.budget.models import entries
 from services.budget.plans import Plan, get_plan
@@ -86,6 +86,7 @@ def _mirror(e: Any, line: Any, group_id: str, memo: str | None) -> Leg:
         external_ref=e.external_ref,
         memo=memo,
         reverses_group_id=group_id,
+        campaign_id=e.campaign_id,
     )
 
 
@@ -103,5 +104,7 @@ async def _publish(uow: UnitOfWork, e: Any, leg: Leg, p: Plan) -> None:
             commitment_id=e.commitment_id,
             external_ref=e.external_ref,
             vendor=e.vendor,
+            campaign_id=e.campaign_id,
+            campaign_code=await campaigns.code_of(uow, e.campaign_id),
         )
         await uow.publish(events.ACTUAL_POSTED, leg.id, data)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.budget.lines import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
 from shared.bounds import Day, Int32
@@ -92,6 +92,7 @@ class CommitmentIn(MoneyIn):
     line_id: str
     external_ref: str | None = Field(default=None, max_length=200)
     vendor: str | None = Field(default=None, max_length=200)
+    campaign_id: str | None = Field(default=None, description="a campaign its line (or an ancestor) funds")
 
 
 class ActualIn(MoneyIn):
@@ -99,6 +100,7 @@ class ActualIn(MoneyIn):
     commitment_id: str | None = None
     external_ref: str | None = Field(default=None, max_length=200)
     vendor: str | None = Field(default=None, max_length=200)
+    campaign_id: str | None = Field(default=None, description="default: the campaign of the commitment it consumes")
 
 
 class ReverseIn(Strict):
@@ -172,36 +174,6 @@ class InvoiceIn(ErpCoordinates):
 
     def missing(self) -> list[str]:
         return ["budget_line"] if self.budget_line is None and not self.has_coordinates() else []
-
-
-class MappingRuleIn(Strict):
-    """A mapping rule: the conditions a document's coordinates must meet (null: any; "6*": a prefix)."""
-
-    priority: int = Field(ge=0, le=1_000_000, description="lower is tried first")
-    company_code: Coordinate = None
-    cost_center: Coordinate = None
-    gl_account: Coordinate = None
-    vendor: Coordinate = None
-    internal_order: Coordinate = None
-    line_code: Code = Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)
-    description: str | None = Field(default=None, max_length=2000)
-
-
-class MappingTestIn(Strict):
-    """A document's coordinates (and, to name the line, its fiscal year)."""
-
-    fiscal_year: int | None = Field(default=None, ge=2000, le=2100)
-    company_code: Coordinate = None
-    cost_center: Coordinate = None
-    gl_account: Coordinate = None
-    vendor: Coordinate = None
-    internal_order: Coordinate = None
-
-
-class SuspenseAssignIn(Strict):
-    budget_line: Code | None = Field(
-        default=None, max_length=CODE_MAX, description="the line code; absent: the mapping rules decide again"
-    )
 
 
 # ---------------------------------------------------------------- answers
@@ -381,6 +353,7 @@ class EntryOut(Out):
     memo: str | None
     author: str
     created_at: dt.datetime
+    campaign_id: str | None = None
 
 
 class EntryPage(Out):
@@ -445,6 +418,7 @@ class CommitmentOut(Out):
     version: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    campaign_id: str | None = None
 
 
 class FxRateOut(Out):
@@ -495,196 +469,3 @@ class RefusalOut(Out):
 
 class RefusalPage(Out):
     items: list[RefusalOut]
-
-
-class MappingRuleOut(Out):
-    id: str
-    priority: int
-    company_code: str | None
-    cost_center: str | None
-    gl_account: str | None
-    vendor: str | None
-    internal_order: str | None
-    line_code: str
-    description: str | None
-    created_by: str
-    created_at: dt.datetime
-
-
-class MappingRulePage(Out):
-    items: list[MappingRuleOut] = Field(description="in the order they are tried")
-
-
-class MappingCheck(Out):
-    rule_id: str
-    priority: int
-    matched: bool
-    why: str
-
-
-class MappedLine(Out):
-    id: str
-    plan_id: str
-    code: str
-    name: str
-
-
-class MappingTestOut(Out):
-    matched: bool
-    line_code: str | None
-    line: MappedLine | None = Field(description="the line in the active plan of fiscal_year, when given and found")
-    rule: MappingRuleOut | None
-    reason: str
-    checked: list[MappingCheck] = Field(description="each rule tried, in order, up to the one that matched")
-
-
-class SuspenseOut(Out):
-    """An ERP document that named no line and matched no mapping rule, waiting to be mapped or assigned."""
-
-    id: str
-    kind: Literal["purchase_order", "invoice"]
-    document_ref: str = Field(description="the purchase order or invoice number")
-    request: dict[str, Any] = Field(description="the document as it arrived; assigning posts it")
-    coordinates: dict[str, str | None]
-    amount: Money | None
-    currency: str | None
-    reason: str
-    received_by: str
-    status: Literal["waiting", "posted"]
-    line_code: str | None
-    result_id: str | None = Field(description="the commitment (order) or actual entry (invoice) it made")
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    posted_by: str | None
-
-
-class SuspensePage(Out):
-    items: list[SuspenseOut]
-
-
-class OrderHeld(RootModel[RefusalOut | SuspenseOut]):
-    """A purchase order the budget could not take as it came: its commitment was refused (a refusal,
-    kept to be retried), or it named no line and matched no mapping rule (a suspense item)."""
-
-
-# ---------------------------------------------------------------- versions, variance, phasing
-
-
-class VersionAmountIn(Strict):
-    line_id: str
-    period: Period
-    amount: DecimalStr
-    currency: CurrencyCode
-
-
-class VersionIn(Strict):
-    kind: Literal["forecast", "scenario"]
-    name: str = Field(min_length=1, max_length=200)
-    source: str | None = Field(
-        default=None,
-        max_length=60,
-        description="what to copy: budget, forecast:latest or a version id (default: a forecast copies the "
-        "latest forecast, else the budget; a scenario the budget)",
-    )
-    as_of: Period | None = Field(
-        default=None, description="forecasts: the last month taken from actuals (default: the current month)"
-    )
-    amounts: list[VersionAmountIn] = Field(default_factory=list, max_length=10_000)
-
-
-class VersionAmountsIn(Strict):
-    amounts: list[VersionAmountIn] = Field(min_length=1, max_length=10_000)
-
-
-class PromoteIn(Strict):
-    to: Literal["forecast", "budget"] = Field(description="budget: admins only; posts the differences as allocations")
-
-
-class VersionAmountOut(Out):
-    line_id: str
-    line_code: str
-    period: str
-    amount: Money
-
-
-class VersionOut(Out):
-    id: str
-    plan_id: str
-    seq: int = Field(description="1, 2, ... per plan; forecast:latest is the forecast with the highest")
-    kind: Literal["forecast", "scenario"]
-    name: str
-    as_of: str | None
-    source: str
-    status: Literal["open", "promoted"]
-    promoted_to: Literal["forecast", "budget"] | None
-    promoted_version_id: str | None
-    promoted_by: str | None
-    promoted_at: dt.datetime | None
-    created_by: str
-    created_at: dt.datetime
-    currency: str
-    total: Money
-
-
-class VersionDetail(VersionOut):
-    amounts: list[VersionAmountOut]
-
-
-class VersionPage(Out):
-    items: list[VersionOut]
-
-
-class Variance(Out):
-    of: str
-    against: str
-    absolute: Money = Field(description="of - against")
-    percent: str | None = Field(description="(of - against) / against x 100, two places; null when against is 0")
-
-
-class VarianceRow(Out):
-    figures: dict[str, Money] = Field(description="label -> amount: budget, actual, committed, forecast:<seq>, ...")
-    variances: list[Variance]
-
-
-class VariancePeriod(VarianceRow):
-    period: str
-
-
-class VarianceGroup(Out):
-    group: str | None = Field(description="the line code, or the dimension's value")
-    periods: list[VariancePeriod]
-    total: VarianceRow
-
-
-class VarianceOut(Out):
-    plan_id: str
-    currency: str
-    from_: str = Field(alias="from")
-    to: str
-    compare: list[str]
-    group_by: str
-    items: list[VarianceGroup]
-    total: VarianceRow
-
-
-class PhasingIn(Strict):
-    amount: DecimalStr = Field(description="the annual amount")
-    currency: CurrencyCode
-    method: Literal["even", "weights", "seasonality"] = "even"
-    weights: list[DecimalStr] | None = Field(default=None, min_length=12, max_length=12)
-    line_id: str | None = Field(
-        default=None, description="the months of its plan; seasonality: its namesake's actuals last fiscal year"
-    )
-
-
-class PhasedMonth(Out):
-    index: int = Field(description="1 for the first month of the fiscal year")
-    period: str | None
-    amount: Money
-
-
-class PhasingOut(Out):
-    amount: Money
-    currency: str
-    method: str
-    months: list[PhasedMonth]

@@ -31,7 +31,7 @@ def kind_of(doc: Document) -> tuple[Kind, str]:
 
 
 def suspense_view(r: Any) -> dict[str, Any]:
-    """An item as the API shows it (`schemas.SuspenseOut`)."""
+    """An item as the API shows it (`erp_schemas.SuspenseOut`)."""
     return {c: getattr(r, c) for c in erp_suspense.c.keys()}
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from services.budget import events, schemas
+from services.budget import events, planning_schemas
 from services.budget.lines import get_line
 from services.budget.models import balances, lines, plan_versions, version_amounts
 from services.budget.periods import check_period, periods_of
@@ -34,7 +34,7 @@ LEDGER = {"budget": "own_allocated", "actual": "own_spent", "committed": "own_co
 
 
 def version_view(v: Any, currency: str, total: int) -> dict[str, Any]:
-    """A version as the API shows it (`schemas.VersionOut`)."""
+    """A version as the API shows it (`planning_schemas.VersionOut`)."""
     return {
         **{c: getattr(v, c) for c in plan_versions.c.keys()},
         "currency": currency,
@@ -104,7 +104,7 @@ async def create_version(
     who: Principal,
     *,
     plan_id: str,
-    body: schemas.VersionIn,
+    body: planning_schemas.VersionIn,
     today: dt.date | None = None,
 ) -> dict[str, Any]:
     ensure_unscoped(who, "Creating a plan version")
@@ -152,7 +152,7 @@ async def _write(uow: UnitOfWork, vid: str, amounts: Amounts) -> None:
         await uow.execute(insert(version_amounts), rows)
 
 
-async def _set(uow: UnitOfWork, p: Plan, v: Any, items: list[schemas.VersionAmountIn]) -> None:
+async def _set(uow: UnitOfWork, p: Plan, v: Any, items: list[planning_schemas.VersionAmountIn]) -> None:
     """Set the given (line, month) amounts of an open version (one write per item, after every check)."""
     if v.status != "open":
         raise Conflict(f"Version {v.seq} of plan {p.name!r} was promoted; it can no longer change.")
@@ -180,7 +180,7 @@ async def _set(uow: UnitOfWork, p: Plan, v: Any, items: list[schemas.VersionAmou
 
 
 async def set_amounts(
-    uow: UnitOfWork, who: Principal, *, plan_id: str, version_id: str, items: list[schemas.VersionAmountIn]
+    uow: UnitOfWork, who: Principal, *, plan_id: str, version_id: str, items: list[planning_schemas.VersionAmountIn]
 ) -> dict[str, Any]:
     ensure_unscoped(who, "Changing a plan version")
     p = await get_plan(uow, plan_id)
@@ -239,7 +239,7 @@ async def promote(
     amounts = await amounts_of(uow, v.id)
     made = None
     if to == "forecast":
-        body = schemas.VersionIn(kind="forecast", name=f"{v.name} (promoted)", source=v.id)
+        body = planning_schemas.VersionIn(kind="forecast", name=f"{v.name} (promoted)", source=v.id)
         made = (await create_version(uow, who, plan_id=p.id, body=body))["id"]
         await uow.execute(update(plan_versions).where(plan_versions.c.id == made).values(as_of=None))
     else:

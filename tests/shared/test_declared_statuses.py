@@ -32,6 +32,7 @@ MODULES = [
     "services.budget.api_integrations",
     "services.budget.api_erp",
     "services.budget.api_versions",
+    "services.budget.api_campaigns",
     "services.workflow.api",
     "services.workflow.api_requests",
     "services.workflow.api_deliverables",
