@@ -28,7 +28,10 @@ from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.uow import UnitOfWork
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
+# Everyone but a supplier's principals, who reach only their deliverables (api_deliverables) and
+# suppliers: the gateway confines them too, this is the service's own check.
+staff = require_roles(*(r for r in ROLES if r != "supplier"))
+router = APIRouter(prefix="/v1", dependencies=[Depends(staff)], route_class=JsonRoute)
 
 configurers = require_roles("mops", unscoped="A calendar or definition")
 writers = require_roles(*(r for r in ROLES if r not in ("analyst", "supplier")))
