@@ -52,7 +52,7 @@ def stored(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True)
 
 
-def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
+def query_instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
     """A query date (whole day; `to` is inclusive) or an ISO datetime (UTC if no offset), within
     shared.bounds (checked before the day is added or the instant is bound as UTC)."""
     if not value:
@@ -327,7 +327,7 @@ async def sla_report(
     to: str | None = None,
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    start, end = _instant(from_, "from"), _instant(to, "to", end=True)
+    start, end = query_instant(from_, "from"), query_instant(to, "to", end=True)
     if start and end and end <= start:
         raise Invalid.on("query.to", "must be after from")
     async with rt.unit_of_work(readonly=True) as uow:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.workflow import comments, deliverable_reports, deliverables, suppliers
-from services.workflow.api import IfMatch, Limit, _instant, answer, configurers, movers, staff, stored, writers
+from services.workflow.api import IfMatch, Limit, answer, configurers, movers, query_instant, staff, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.deliverable_reports import Period
 from services.workflow.deliverable_schemas import (
@@ -259,7 +259,7 @@ PeriodQuery = Query("month", description="group by the month or the ISO week of 
 
 
 def _span(from_: str, to: str) -> tuple[dt.datetime, dt.datetime]:
-    start, end = _instant(from_, "from"), _instant(to, "to", end=True)
+    start, end = query_instant(from_, "from"), query_instant(to, "to", end=True)
     assert start is not None and end is not None  # both are required
     return start, end
 
