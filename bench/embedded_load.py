@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from pitcrew.launcher import free_port, start_stack  # noqa: E402
-from pitcrew.topology import APPS  # noqa: E402
+from pitcrew.topology import APPS, PROCESSES  # noqa: E402
 
 CLIENTS = 16
 LINES = 20
@@ -42,7 +42,7 @@ LINES = 20
 def start(label: str, queue: bool) -> tuple[object, str]:
     var = Path(tempfile.mkdtemp(prefix=f"pitcrew-bench-embedded-{label}-"))
     env = dict(os.environ)
-    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in APPS})
+    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in PROCESSES})
     env.update({f"PITCREW_{name.upper()}_SQLITE_WRITE_QUEUE": "true" if queue else "false" for name in APPS})
     env.update({"PITCREW_VAR_DIR": str(var), "PITCREW_LOG_LEVEL": "WARNING"})
     # One bench principal makes every request: the per-principal rate limits would answer 429 instead.

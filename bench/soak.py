@@ -33,7 +33,7 @@ from bench.embedded_load import CLIENTS, one, pct, seed  # noqa: E402
 from gateway.devtokens import mint_dev_token  # noqa: E402
 from gateway.settings import Settings as GatewaySettings  # noqa: E402
 from pitcrew.launcher import free_port, start_stack  # noqa: E402
-from pitcrew.topology import APPS  # noqa: E402
+from pitcrew.topology import APPS, PROCESSES  # noqa: E402
 
 PG_URL = os.environ.get("PITCREW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="pitcrew-soak-"))
     env = dict(os.environ)
-    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in APPS})
+    env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in PROCESSES})
     env.update({"PITCREW_VAR_DIR": str(var), "PITCREW_LOG_LEVEL": "WARNING"})
     env["PITCREW_NATS_URL"] = f"nats://127.0.0.1:{free_port()}"
     env.update(

@@ -48,6 +48,49 @@ def bars(credits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _bucket_end(start: dt.date, grain: str) -> dt.date:
+    """The first day after a bucket that starts on `start`."""
+    if grain == "day":
+        return start + dt.timedelta(days=1)
+    if grain == "week":
+        return start + dt.timedelta(days=7)
+    months = 3 if grain == "quarter" else 1
+    month = start.month - 1 + months
+    return dt.date(start.year + month // 12, month % 12 + 1, 1)
+
+
+def partial_buckets(buckets: list[str], grain: str, last: dt.date, today: dt.date) -> list[bool]:
+    """Which buckets are not complete: the one holding the range's last counted day when the range
+    (or today, whichever is first) ends before the bucket does, and the bucket of today (still running)."""
+    counted = min(last, today)
+    out = []
+    for bucket in buckets:
+        try:
+            start = dt.date.fromisoformat(bucket)
+        except ValueError:
+            out.append(False)
+            continue
+        end = _bucket_end(start, grain)
+        out.append(start <= counted < end and (end - dt.timedelta(days=1) > counted or counted == today))
+    return out
+
+
+def chart_of(series: dict[str, Any], metric: str, grain: str, last: dt.date, today: dt.date) -> dict[str, Any]:
+    """The chart's figures (uPlot draws them): a partial bucket's value is drawn dashed, apart."""
+    labels = [p["bucket"] for p in (series["series"][0]["points"] if series["series"] else [])]
+    return {
+        "labels": labels,
+        "partial": partial_buckets(labels, grain, last, today),
+        "series": [
+            {
+                "name": ", ".join(str(v) for v in s["group"].values()) or metric,
+                "values": [None if p["value"] is None else float(p["value"]) for p in s["points"]],
+            }
+            for s in series["series"]
+        ],
+    }
+
+
 @router.get("/kpis")
 async def kpis(
     page: Page = Depends(signed_in),
@@ -83,18 +126,7 @@ async def kpis(
         _maybe(page.api, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
         _maybe(page.api, "/kpi/v1/quality"),
     )
-    chart = None
-    if "series" in series:
-        chart = {
-            "labels": [p["bucket"] for p in (series["series"][0]["points"] if series["series"] else [])],
-            "series": [
-                {
-                    "name": ", ".join(str(v) for v in s["group"].values()) or metric,
-                    "values": [None if p["value"] is None else float(p["value"]) for p in s["points"]],
-                }
-                for s in series["series"]
-            ],
-        }
+    chart = chart_of(series, metric, grain, last, today) if "series" in series else None
     return page.render(
         "kpis.html",
         catalogue=catalogue,
@@ -115,5 +147,6 @@ async def kpis(
         bars=bars(attribution.get("credits", [])) if "credits" in attribution else [],
         quality=quality,
         chart_json=json.dumps(chart) if chart else None,
+        partial=chart["partial"] if chart else [],
         currency=page.settings.reporting_currency,
     )

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from console import admin, approvals, budget, kpis, oidc, signin, stack
+from console import admin, approvals, budget, kpis, ledger, oidc, signin, stack
 from console.api import ApiProblem
 from console.settings import Settings
 from console.web import Refused, SignInNeeded, _page, current_person, explain, sign_in_redirect
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.policy = policy
     app.state.oidc = oidc.Provider(settings) if settings.oidc_issuer else None
+    app.state.calendars = {}  # business calendars by key, read once (console.countdown)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret,
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
-    for module in (signin, oidc, budget, approvals, kpis, stack, admin):
+    for module in (signin, oidc, budget, ledger, approvals, kpis, stack, admin):
         app.include_router(module.router)
 
     @app.get("/health", include_in_schema=False)

@@ -4,6 +4,7 @@ and the integration graph with orphans, islands and single points of failure mar
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from typing import Any
 
@@ -46,6 +47,29 @@ def graph_data(graph: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any
     return {"nodes": nodes, "edges": edges}
 
 
+def timeline(renewals: list[dict[str, Any]], today: dt.date, within_days: int) -> list[dict[str, Any]]:
+    """Each renewal placed on a line from today to `within_days` ahead (0..100): its notice deadline,
+    its end, and whether the notice deadline has passed or falls within 30 days."""
+    span = max(within_days, 1)
+
+    def at(day: object) -> float:
+        try:
+            when = dt.date.fromisoformat(str(day))
+        except ValueError:
+            return 0.0
+        return max(0.0, min(100.0, (when - today).days / span * 100))
+
+    out = []
+    for r in sorted(renewals, key=lambda r: str(r.get("notice_deadline"))):
+        try:
+            notice_in = (dt.date.fromisoformat(str(r.get("notice_deadline"))) - today).days
+        except ValueError:
+            notice_in = 0
+        urgency = "passed" if notice_in < 0 else "soon" if notice_in <= 30 else "later"
+        out.append({**r, "x_notice": at(r.get("notice_deadline")), "x_end": at(r.get("end")), "urgency": urgency})
+    return out
+
+
 @router.get("/stack")
 async def stack(
     page: Page = Depends(signed_in),
@@ -75,6 +99,8 @@ async def stack(
         tools=tools,
         categories=categories.get("items", []),
         renewals=renewals,
+        timeline=timeline(renewals.get("items") or [], dt.date.today(), within_days),
+        today=dt.date.today(),
         usage=usage,
         overlaps=overlaps,
         graph=graph,

@@ -29,6 +29,14 @@ from gateway.policy import Policy
 ROW_FIELD = re.compile(r"^rows\[(\d+)\]\.(.+)$")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 SERVICE_OF_PATH = ("budget", "workflow", "kpi", "registry", "gateway")
+# The menu: each entry shown only to roles the gateway's policy lets read what the page is built from.
+MENU = (
+    ("/plans", "Budget", ("budget", "GET", "/v1/plans")),
+    ("/approvals", "Approvals", ("workflow", "GET", "/v1/tasks")),
+    ("/kpis", "KPIs", ("kpi", "GET", "/v1/scorecard")),
+    ("/stack", "Stack", ("registry", "GET", "/v1/tools")),
+    ("/admin", "Admin", ("gateway", "GET", "/v1/api-keys")),
+)
 
 
 @dataclass
@@ -76,6 +84,16 @@ class Page:
         policy: Policy = self.request.app.state.policy
         return policy.allows(frozenset(self.person.roles), service, method, path)
 
+    def menu(self) -> list[tuple[str, str]]:
+        """The pages this person's roles may use (hiding only: each page's API calls are still checked)."""
+        return [(href, label) for href, label, (service, method, path) in MENU if self.may(service, method, path)]
+
+    def require(self, service: str, method: str, path: str, what: str) -> None:
+        """Refuse (403) a page the person's roles may not use, in plain words, before calling the API."""
+        if not self.may(service, method, path):
+            roles = ", ".join(self.person.roles) if self.person else "none"
+            raise Refused(f"{what} Your roles ({roles}) do not include it; ask an administrator if you need it.")
+
     # ------------------------------------------------------------- forms
     async def form(self) -> FormData:
         """The posted form, refused unless it carries this session's CSRF token."""
@@ -83,10 +101,13 @@ class Page:
         check_csrf(self.request, str(form.get("csrf", "")))
         return form
 
-    def flash(self, kind: str, text: str, problem: ApiProblem | None = None) -> None:
+    def flash(self, kind: str, text: str, problem: ApiProblem | None = None, why: str | None = None) -> None:
+        """A message for the next page; `why` replaces the generic advice with the rule in plain words."""
         entry: dict[str, Any] = {"kind": kind, "text": text}
         if problem is not None:
             entry["problem"] = explain(problem)
+            if why:
+                entry["problem"]["what_to_do"] = why
         self.request.session.setdefault("flash", []).append(entry)
 
     def back(self, url: str) -> RedirectResponse:

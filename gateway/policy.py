@@ -56,7 +56,11 @@ _DECISIONS_MAX = 20_000
 
 class Policy:
     def __init__(
-        self, rules: dict[str, list[Rule]], public: list[Rule] | None = None, confined: dict[str, str] | None = None
+        self,
+        rules: dict[str, list[Rule]],
+        public: list[Rule] | None = None,
+        read_posts: list[Rule] | None = None,
+        confined: dict[str, str] | None = None,
     ):
         self.rules = rules
         # Confined roles (role -> the scope dimension it needs, e.g. supplier -> `supplier:<id>`): a
@@ -65,6 +69,8 @@ class Policy:
         self.confined = confined or {}
         # Paths anyone may reach without a credential (the signed links in notify's e-mails).
         self.public = public or []
+        # POSTs that only read (a query whose body is too rich for a URL): decided as a GET of the path.
+        self.read_posts = read_posts or []
         self._decisions: dict[tuple[frozenset[str], str, str, str], bool] = {}
 
     @classmethod
@@ -107,7 +113,11 @@ class Policy:
         for rule in public:
             if "gateway" in rule.services:
                 raise PolicyError("public paths are for the services' own signed links, not the gateway's API")
-        return cls(rules, public, confined)
+        read_posts = [
+            _rule("read_posts", i, {**r, "methods": ["POST"]}) if isinstance(r, dict) else _rule("read_posts", i, r)
+            for i, r in enumerate(doc.get("read_posts") or [])
+        ]
+        return cls(rules, public, read_posts, confined)
 
     def is_public(self, service: str, method: str, path: str) -> bool:
         """True when `method path` of `service` is listed under `public:` (no credential needed)."""
@@ -136,6 +146,8 @@ class Policy:
         return decision
 
     def _decide(self, roles: frozenset[str], service: str, method: str, path: str) -> bool:
+        if method == "POST" and any(service in r.services and r.pattern.fullmatch(path) for r in self.read_posts):
+            method = "GET"  # a read-only POST: whoever may read the path may send it
         for role in roles:
             for rule in self.rules.get(role, ()):
                 if service in rule.services and method in rule.methods and rule.pattern.fullmatch(path):

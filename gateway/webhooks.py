@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy.exc import IntegrityError
 
 from gateway.models import WebhookDelivery
-from services.budget.schemas import InvoiceIn, PurchaseOrderIn
+from services.budget.schemas import ERP_COORDINATES, InvoiceIn, PurchaseOrderIn
+from services.kpi.schemas import LifecycleIn
 from shared.bounds import Instant
 from shared.db import Database, utcnow
 from shared.errors import Errors, FieldError, Invalid, NotFound, Unauthorized
@@ -55,6 +56,8 @@ SW_SECRET_PREFIX = "whsec_"
 MAX_SIGNATURES = 8  # entries in one webhook-signature header (a rotation needs two)
 DELIVERY_ID_MAX = 200  # the width of webhook_deliveries.delivery_id
 
+# A document names its budget line by code (`budget_line`) or by its ERP coordinates, which the
+# budget's mapping rules turn into one; the coordinates (beyond the vendor) travel only when sent.
 PO_FIELDS = (
     "po_number",
     "revision",
@@ -67,11 +70,18 @@ PO_FIELDS = (
     "description",
 )
 INVOICE_FIELDS = ("invoice_number", "po_number", "fiscal_year", "budget_line", "period", "amount", "currency", "vendor")
-CRM_MEASUREMENTS = {
+COORDINATES = tuple(c for c in ERP_COORDINATES if c != "vendor")  # company code, cost centre, GL account, order
+CRM_MEASUREMENTS: dict[str, list[tuple[str, str]]] = {
     "lead.created": [("leads", "lead")],
+    "lead.stage_changed": [],  # by the stage reached: STAGE_MEASUREMENTS
     "opportunity.created": [("opportunities", "opportunity")],
     "opportunity.won": [("won_deals", "won"), ("revenue", "revenue")],
+    "opportunity.lost": [],
 }
+STAGE_MEASUREMENTS = {"MQL": [("mqls", "mql")], "SQL": [("sqls", "sql")]}
+# The lifecycle stage (KPI's POST /v1/lifecycle) each CRM event records for its entity.
+CRM_STAGES = {"lead.created": "lead", "opportunity.created": "opportunity", "opportunity.won": "won"}
+CRM_STAGES["opportunity.lost"] = "lost"
 TYPES = {
     "erp": ("purchase_order.created", "purchase_order.changed", "purchase_order.cancelled", "invoice.posted"),
     "crm": tuple(CRM_MEASUREMENTS),
@@ -94,6 +104,10 @@ class CrmData(BaseModel):
     campaign: Dimension | None = None
     region: Dimension | None = None
     amount: DecimalStr | None = None
+    stage: str | None = Field(default=None, max_length=20, description="lead.stage_changed: MQL or SQL")
+    lead_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="an opportunity's lead: its lifecycle entity"
+    )
 
 
 def principal_for(source: str, request_id: str | None = None) -> Principal:
@@ -247,7 +261,7 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
     if event_type not in known:
         raise Invalid.on("type", f"unknown {source} event type {event_type!r}; expected one of {', '.join(known)}")
     if event_type.startswith("purchase_order."):
-        body = {"action": event_type.split(".", 1)[1], **{f: data.get(f) for f in PO_FIELDS}}
+        body = {"action": event_type.split(".", 1)[1], **{f: data.get(f) for f in PO_FIELDS}, **_coordinates(data)}
         po = _valid(PurchaseOrderIn, body)
         missing = po.missing_for_upsert()  # budget's own rule for what a change needs
         if missing:
@@ -257,10 +271,25 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
             )
         return [{"service": "budget", "path": "/v1/erp/purchase-orders", "body": body}]
     if event_type == "invoice.posted":
-        body = {f: data.get(f) for f in INVOICE_FIELDS}
-        _valid(InvoiceIn, body)
+        body = {**{f: data.get(f) for f in INVOICE_FIELDS}, **_coordinates(data)}
+        if _valid(InvoiceIn, body).missing():
+            raise Invalid.on(
+                "data.budget_line", f"is required for {event_type} unless ERP coordinates are given", "missing"
+            )
         return [{"service": "budget", "path": "/v1/erp/invoices", "body": body}]
-    crm = _valid(CrmData, data)
+    return _crm_calls(event_type, _valid(CrmData, data), data)
+
+
+def _crm_calls(event_type: str, crm: CrmData, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A CRM event's measurements (leads, mqls, sqls, opportunities, won deals, revenue) and its lifecycle fact."""
+    pairs = CRM_MEASUREMENTS[event_type]
+    stage = CRM_STAGES.get(event_type)
+    if event_type == "lead.stage_changed":
+        reached = (crm.stage or "").strip().upper()
+        if reached not in STAGE_MEASUREMENTS:
+            field_error = "is required" if crm.stage is None else f"{crm.stage!r} is not a stage KPI counts"
+            raise Invalid.on("data.stage", f"{field_error}: MQL or SQL", "missing" if crm.stage is None else "invalid")
+        pairs, stage = STAGE_MEASUREMENTS[reached], reached.lower()
     if event_type == "opportunity.won" and crm.amount is None:
         raise Invalid.on("data.amount", f"is required for {event_type} (the revenue)", "missing")
     dimensions = {k: v for k in ("channel", "campaign", "region") if (v := getattr(crm, k)) is not None}
@@ -273,9 +302,30 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
             "source": "crm",
             "external_id": f"{prefix}:{crm.id}",
         }
-        for mtype, prefix in CRM_MEASUREMENTS[event_type]
+        for mtype, prefix in pairs
     ]
-    return [{"service": "kpi", "path": "/v1/measurements", "body": {"items": items}}]
+    entity = crm.lead_id if crm.lead_id and event_type.startswith("opportunity.") else crm.id
+    fact = {"entity_id": entity, "stage": stage, "time": _iso(crm.time), "dimensions": dimensions, "source": "crm"}
+    _valid_fact(fact, "data.lead_id" if entity == crm.lead_id else "data.id")
+    calls = [{"service": "kpi", "path": "/v1/measurements", "body": {"items": items}}] if items else []
+    return [*calls, {"service": "kpi", "path": "/v1/lifecycle", "body": {"items": [fact]}}]
+
+
+def _valid_fact(fact: dict[str, Any], entity_field: str) -> None:
+    """KPI's own rules for a lifecycle fact (services.kpi.schemas); Invalid naming the webhook's `data.<field>`."""
+    try:
+        LifecycleIn.model_validate({"items": [fact]})
+    except ValidationError as exc:
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"][2:]]  # past ("items", 0)
+            name = entity_field if loc[:1] == ["entity_id"] else "data." + (loc[-1] if loc else "")
+            errors.append(FieldError(name, e["msg"].removeprefix("Value error, "), "invalid"))
+        raise Invalid("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+
+
+def _coordinates(data: dict[str, Any]) -> dict[str, Any]:
+    return {c: data[c] for c in COORDINATES if data.get(c) is not None}
 
 
 def _valid(model: type[M], body: dict[str, Any]) -> M:

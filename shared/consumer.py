@@ -97,8 +97,7 @@ class Consumer:
                     msgs = await sub.fetch(batch=self.batch, timeout=1.0)
                 except NatsTimeout:
                     continue
-                for msg in msgs:
-                    await self._process(msg)
+                await self._process_all(msgs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - resubscribe after any transport failure
@@ -120,16 +119,30 @@ class Consumer:
         await self.bus.js.add_consumer(stream, config=config)
         return await self.bus.js.pull_subscribe_bind(durable=self.service, stream=stream)
 
-    async def _process(self, msg: Any) -> None:
+    async def _process_all(self, msgs: list[Any]) -> None:
+        """A fetched batch: the events this service handles are applied in one transaction, one
+        savepoint each (a commit per event was most of the cost of a burst); the rest one by one."""
+        todo: list[tuple[Any, Envelope, Handler]] = []
+        for msg in msgs:
+            work = await self._triage(msg)
+            if work is not None:
+                todo.append((msg, *work))
+        if len(todo) == 1:
+            await self._apply(*todo[0])
+        elif todo:
+            await self._apply_batch(todo)
+
+    async def _triage(self, msg: Any) -> tuple[Envelope, Handler] | None:
+        """The event and its handler, or None when the message was settled here (acked or dead-lettered)."""
         try:
             env = Envelope.from_json(msg.data)
         except (ValueError, json.JSONDecodeError, TypeError) as exc:
             await self._dead_letter(msg, None, f"unreadable envelope: {exc}")
-            return
+            return None
         handler = self.handler_for(env.type)
         if handler is None:
             await msg.ack()
-            return
+            return None
         known = self.majors(env.type)
         if env.schema_version not in known:
             await self._dead_letter(
@@ -138,14 +151,80 @@ class Consumer:
                 f"schema_version {env.schema_version} of {env.type} is not one this consumer reads "
                 f"({', '.join(str(v) for v in sorted(known))}); upgrade {self.service} before replaying it",
             )
+            return None
+        return env, handler
+
+    async def _process(self, msg: Any) -> None:
+        work = await self._triage(msg)
+        if work is not None:
+            await self._apply(msg, *work)
+
+    async def _apply_batch(self, todo: list[tuple[Any, Envelope, Handler]]) -> None:
+        """Apply each event in its own savepoint of one transaction, then settle each message.
+
+        An event whose handler fails rolls back only its savepoint and is settled as it would be
+        alone (dead letter or retry). If the transaction itself fails, nothing of the batch was
+        applied and each event is applied again alone: the inbox keeps every effect exactly once."""
+        t = self.inbox
+        outcomes: dict[str, BaseException | bool] = {}
+        try:
+            async with self.db.transaction() as session:
+                ids = [env.id for _, env, _ in todo]
+                seen = set(
+                    (
+                        await session.scalars(
+                            select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id.in_(ids))
+                        )
+                    ).all()
+                )
+                for _, env, handler in todo:
+                    if env.id in seen or env.id in outcomes:
+                        outcomes.setdefault(env.id, False)
+                        continue
+                    actor_var.set(_actor_of(env))
+                    try:
+                        async with session.begin_nested():
+                            await session.execute(insert(t).values(**self._inbox_row(env)))
+                            await handler(UnitOfWork(session, self.outbox), env)
+                        outcomes[env.id] = True
+                    except IntegrityError as exc:
+                        outcomes[env.id] = exc if not await self._recorded(session, env) else False
+                    except Exception as exc:  # noqa: BLE001 - settled below, like a lone event's failure
+                        outcomes[env.id] = exc
+        except Exception as exc:  # noqa: BLE001 - the batch did not commit: each event again, alone
+            log.warning("consumer_batch_failed", service=self.service, events=len(todo), error=repr(exc))
+            for msg, env, handler in todo:
+                await self._apply(msg, env, handler)
             return
+        for msg, env, _ in todo:
+            outcome = outcomes[env.id]
+            if isinstance(outcome, bool):
+                await msg.ack()
+                HANDLED.labels(self.service, env.type, "applied" if outcome else "duplicate").inc()
+            else:
+                await self._settle_failure(msg, env, outcome)
+
+    async def _recorded(self, session: Any, env: Envelope) -> bool:
+        """After a unique violation: did a concurrent replica record this event (then it is done)?"""
+        t = self.inbox
+        found = await session.scalar(select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id == env.id))
+        return found is not None
+
+    def _inbox_row(self, env: Envelope) -> dict[str, Any]:
+        return {"consumer": self.service, "event_id": env.id, "subject": env.type, "processed_at": utcnow()}
+
+    async def _apply(self, msg: Any, env: Envelope, handler: Handler) -> None:
         try:
             applied = await self.handle(env, handler)
             await msg.ack()
             HANDLED.labels(self.service, env.type, "applied" if applied else "duplicate").inc()
-        except DomainError as exc:
+        except Exception as exc:  # noqa: BLE001 - settled as a dead letter or a retry
+            await self._settle_failure(msg, env, exc)
+
+    async def _settle_failure(self, msg: Any, env: Envelope, exc: BaseException) -> None:
+        if isinstance(exc, DomainError):
             await self._dead_letter(msg, env, f"{type(exc).__name__}: {exc.detail}")
-        except Exception as exc:  # noqa: BLE001
+        else:
             delivered = msg.metadata.num_delivered
             log.warning(
                 "event_handler_failed",
@@ -174,19 +253,14 @@ class Consumer:
         t = self.inbox
         try:
             # What the handler changes is recorded as the publishing service's doing, tied to the event.
-            actor = Actor(f"service:{env.source}"[:200], "service", env.correlation_id or env.id, "EVENT", env.type)
-            actor_var.set(actor)
+            actor_var.set(_actor_of(env))
             async with self.db.transaction() as session:
                 s = UnitOfWork(session, self.outbox)
                 seen = await s.scalar(select(t.c.event_id).where(t.c.consumer == self.service, t.c.event_id == env.id))
                 if seen:
                     return False
                 try:
-                    await s.execute(
-                        insert(t).values(
-                            consumer=self.service, event_id=env.id, subject=env.type, processed_at=utcnow()
-                        )
-                    )
+                    await s.execute(insert(t).values(**self._inbox_row(env)))
                 except IntegrityError as exc:
                     # A concurrent replica recorded it first (primary key): it is done there.
                     raise _AlreadyHandled from exc
@@ -225,6 +299,11 @@ class Consumer:
 
 class _AlreadyHandled(Exception):
     pass
+
+
+def _actor_of(env: Envelope) -> Actor:
+    """What a handler changes is recorded as the publishing service's doing, tied to the event."""
+    return Actor(f"service:{env.source}"[:200], "service", env.correlation_id or env.id, "EVENT", env.type)
 
 
 def _matches(pattern: str, subject: str) -> bool:

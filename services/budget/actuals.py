@@ -63,7 +63,7 @@ async def post_actual(
             raise Invalid.on("commitment_id", "belongs to another plan")
         c_line = await get_line(uow, who, c.line_id, "commitment_id")
         keys.append((c_line, c.period))
-    await lock(uow, keys)
+    await lock(uow, p, keys)
     leg = Leg(
         ln,
         period,
@@ -103,8 +103,9 @@ async def post_actual(
 async def _overspent(
     uow: UnitOfWork, p: Plan, leg: Leg, written: Written, *, external_ref: str | None, vendor: str | None
 ) -> bool:
-    """Whether the actual took its line below zero available (publishing budget.line.overspent if so)."""
-    before, after = written.changes[(leg.line.id, leg.period)]
+    """Whether the actual took its line below zero available over the plan's control period (publishing
+    budget.line.overspent if so)."""
+    _, before, after = written.in_control((leg.line.id, leg.period))
     if not refuses(before, after):
         return False
     cur = p.currency

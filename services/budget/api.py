@@ -97,7 +97,7 @@ async def patch_plan(
     expected = parse_if_match(if_match, required=True, what="plan")
     assert expected is not None
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    for key in ("name", "overspend_policy"):
+    for key in ("name", "overspend_policy", "fiscal_year_start", "control_period"):
         if key in changes and changes[key] is None:
             raise Invalid.on(key, "may not be null")
     async with rt.unit_of_work() as uow:

@@ -5,7 +5,7 @@ documents the gateway forwards, and the refusals of what arrived and could not b
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -19,6 +19,7 @@ from services.budget import (
     refusals,
     reports,
     schemas,
+    suspense,
 )
 from services.budget.api import CSV, ERP, PLANNERS, From, Limit, To, json
 from services.budget.container import Budget, domain
@@ -31,6 +32,7 @@ from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
 from shared.uow import UnitOfWork
 
+D = TypeVar("D", schemas.PurchaseOrderIn, schemas.InvoiceIn)
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
 
 
@@ -126,7 +128,11 @@ async def export_csv(
     responses={
         **problems(404, 409),
         201: {"model": schemas.CommitmentOut, "description": "a new order"},
-        202: {"model": schemas.RefusalOut, "description": "its commitment was refused: kept to be retried"},
+        202: {
+            "model": schemas.OrderHeld,
+            "description": "its commitment was refused (a refusal, kept to be retried), or it named no line "
+            "and matched no mapping rule (a suspense item, waiting to be assigned)",
+        },
     },
 )
 async def erp_purchase_order(
@@ -136,13 +142,17 @@ async def erp_purchase_order(
     budget: Budget = Depends(domain),
 ) -> Response:
     """An order's commitment: 201 when the order is new, 200 for a change, a cancellation or a replay;
-    202 with the refusal (GET /v1/refusals, retriable) when the budget refuses its commitment."""
+    202 with the refusal (GET /v1/refusals, retriable) when the budget refuses its commitment, or with
+    the suspense item (GET /v1/erp/suspense) when it names no line and no mapping rule matches it."""
     missing = body.missing_for_upsert()
     if missing:
         raise Invalid(
             "; ".join(f"{m}: is required for action {body.action}" for m in missing),
             errors=[Invalid.on(m, f"is required for action {body.action}").errors[0] for m in missing],
         )
+    body, held = await _route(rt, who, body)
+    if held is not None:
+        return json(held, status_code=202)
     try:
         view, created = await _erp_delivery(
             rt, lambda uow: integrations.erp_purchase_order(uow, who, postings=budget.postings, order=body)
@@ -161,7 +171,11 @@ async def erp_purchase_order(
     "/erp/invoices",
     tags=["erp"],
     response_model=schemas.InvoiceOut,
-    responses={**problems(409), 201: {"model": schemas.InvoiceOut, "description": "a new invoice"}},
+    responses={
+        **problems(409),
+        201: {"model": schemas.InvoiceOut, "description": "a new invoice"},
+        202: {"model": schemas.SuspenseOut, "description": "it named no line and matched no mapping rule"},
+    },
 )
 async def erp_invoice(
     body: schemas.InvoiceIn,
@@ -169,7 +183,13 @@ async def erp_invoice(
     rt: Runtime = Depends(get_runtime),
     budget: Budget = Depends(domain),
 ) -> Response:
-    """An invoice's actual: 201 when the invoice is new, 200 (`replayed`) for one seen before."""
+    """An invoice's actual: 201 when the invoice is new, 200 (`replayed`) for one seen before, 202 with
+    the suspense item when it names no line and no mapping rule matches its coordinates."""
+    if body.missing():
+        raise Invalid.on("budget_line", "is required unless ERP coordinates are given", "missing")
+    body, held = await _route(rt, who, body)
+    if held is not None:
+        return json(held, status_code=202)
     view, created = await _erp_delivery(
         rt, lambda uow: integrations.erp_invoice(uow, who, postings=budget.postings, invoice=body)
     )
@@ -208,6 +228,14 @@ async def retry_refusal(
     async with rt.unit_of_work() as uow:
         view = await refusals.retry(uow, who, postings=budget.postings, refusal_id=refusal_id)
     return json(view)
+
+
+async def _route(rt: Runtime, who: Principal, doc: D) -> tuple[D, dict[str, Any] | None]:
+    """The document with its line code, or the suspense item it waits as (committed by itself)."""
+    async with rt.unit_of_work() as uow:
+        routed, held = await suspense.route(uow, who, doc)
+    assert isinstance(routed, type(doc))
+    return routed, held
 
 
 async def _erp_delivery(

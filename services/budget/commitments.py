@@ -20,6 +20,7 @@ from sqlalchemy.engine import Row
 from services.budget import events, fx
 from services.budget.lines import DIMENSIONS, ancestors, get_line
 from services.budget.models import commitments
+from services.budget.periods import control_scope
 from services.budget.plans import Plan, get_plan
 from services.budget.postings import Key, Leg, Money, Postings, Raced, lock, new_id, postable
 from shared.contracts import EventSpec
@@ -169,13 +170,15 @@ async def _needs_approval(uow: UnitOfWork, p: Plan, ln: Any, period: str, minor:
         # Nothing here depends on the figures: the writer locks the balance rows as its last statement and
         # refuses with a 409 naming the shortfall when the commitment does not fit.
         return "threshold" if over_threshold else None
-    # require_approval: whether it fits decides its status, so the figures are locked and read first.
-    locked = await lock(uow, [(ln, period)])
+    # require_approval: whether it fits decides its status, so the figures are locked and read first
+    # (every month of the plan's control period containing `period`, summed per line).
+    _, months = control_scope(p, p.control_period, period)
+    locked = await lock(uow, p, [(ln, period)])
     available = min(
-        locked[(a, period)].allocated
-        - locked[(a, period)].committed
-        - locked[(a, period)].pending
-        - locked[(a, period)].spent
+        sum(
+            locked[(a, m)].allocated - locked[(a, m)].committed - locked[(a, m)].pending - locked[(a, m)].spent
+            for m in months
+        )
         for a in ancestors(ln.path)
     )
     if minor > available:
@@ -229,7 +232,7 @@ async def open_commitment(
     sure it still sits where the balances were locked."""
     c = await get_row(uow, commitment_id)
     ln, p = await postings.target(uow, who, c.line_id)
-    locked = await lock(uow, [(ln, c.period)])
+    locked = await lock(uow, p, [(ln, c.period)])
     now = await get_row(uow, commitment_id, lock=True)
     if (now.line_id, now.period) != (c.line_id, c.period):
         raise Raced(commitment_id)
@@ -332,7 +335,7 @@ async def change_commitment(
     on = await postable(uow, p, period, None)
     await postable(uow, p, read.period, None)
     m = await fx.in_plan_currency(uow, p, amount, currency, on)
-    await lock(uow, [(old_ln, read.period), (ln, period)])
+    await lock(uow, p, [(old_ln, read.period), (ln, period)])
     c = await get_row(uow, read.id, lock=True)
     # Decided, moved or changed by a concurrent request since the first read: judge again under the lock.
     if (c.line_id, c.period, c.status) != (read.line_id, read.period, read.status):

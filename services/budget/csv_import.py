@@ -253,7 +253,7 @@ async def _allocate(
         Leg(by_code[code], per, "allocation", m.minor, (m.minor, 0, 0, 0), m, on, memo=f"CSV import row {row_no}")
         for code, per, m, on, row_no in allocations
     ]
-    await lock(uow, [(leg.line, leg.period) for leg in legs])
+    await lock(uow, p, [(leg.line, leg.period) for leg in legs])
     for leg in legs:
         # Allocations only add money, so no check needs the figures between two of them.
         await postings.write(uow, who, p, [leg], check=False, group_id=leg.id)

@@ -107,6 +107,8 @@ async def erp_invoice(
         p = await get_plan(uow, e.plan_id)
         ln = await get_line(uow, who, e.line_id)
         return {**entry_view(e, p.currency, ln.code), "replayed": True}, False
+    if invoice.budget_line is None:  # the route maps coordinates to a line code (or holds it in suspense) first
+        raise Invalid.on("budget_line", "is required unless a mapping rule matches the coordinates", "missing")
     ln = await resolve_line(uow, invoice.fiscal_year, invoice.budget_line)
     commitment_id = None
     if invoice.po_number:

@@ -177,7 +177,8 @@ async def add_line(
     )
     zero = dict.fromkeys(("allocated", "committed", "pending", "spent"), 0)
     own = {f"own_{k}": 0 for k in zero}
-    rows = [dict(line_id=line_id, period=per, plan_id=p.id, **zero, **own) for per in periods_of(p.fiscal_year)]
+    months = periods_of(p.fiscal_year, p.fiscal_year_start)
+    rows = [dict(line_id=line_id, period=per, plan_id=p.id, **zero, **own) for per in months]
     await uow.execute(insert(balances), rows)
     pcode = parent.code if parent is not None else None
     data = events.BudgetLineCreated(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.budget import api, api_integrations, api_ledger, container, handlers
+from services.budget import api, api_erp, api_integrations, api_ledger, api_versions, container, handlers
 from services.budget.events import CATALOGUE
 from services.budget.models import infra
 from services.budget.settings import Settings
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "committed, spent and available."
         ),
         infra=infra,
-        routers=[api.router, api_ledger.router, api_integrations.router],
+        routers=[api.router, api_ledger.router, api_integrations.router, api_erp.router, api_versions.router],
         handlers=handlers.handlers,
         build=container.build,
         catalogue=CATALOGUE,

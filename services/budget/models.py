@@ -46,7 +46,7 @@ plans = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("fiscal_year", Integer, nullable=False),
+    Column("fiscal_year", Integer, nullable=False),  # named by the calendar year in which it ends
     Column("currency", String(3), nullable=False),
     Column("status", String(20), nullable=False),  # draft | active | closed
     Column("overspend_policy", String(20), nullable=False),  # block | require_approval
@@ -55,6 +55,10 @@ plans = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("fiscal_year_start", Integer, nullable=False, server_default="1"),  # month number, 1-12
+    # The overspend check's scope: month | quarter | fiscal_year (services.budget.periods.control_scope)
+    Column("control_period", String(20), nullable=False, server_default="month"),
+    CheckConstraint("fiscal_year_start BETWEEN 1 AND 12", name="fiscal_year_start_month"),
 )
 Index("ix_plans_fiscal_year_status", plans.c.fiscal_year, plans.c.status)
 
@@ -235,3 +239,79 @@ refusals = Table(
     UniqueConstraint("kind", "external_ref"),
 )
 Index("ix_refusals_status_created", refusals.c.status, refusals.c.created_at)
+
+# ERP coordinates -> budget line code, first matching rule by (priority, id). A condition left null
+# matches anything; one ending in "*" matches by prefix. The line code is resolved in the active plan
+# of the document's fiscal year, as a line code sent by the ERP is.
+erp_mapping_rules = Table(
+    "erp_mapping_rules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("priority", Integer, nullable=False),  # lower first
+    Column("company_code", String(200), nullable=True),
+    Column("cost_center", String(200), nullable=True),
+    Column("gl_account", String(200), nullable=True),
+    Column("vendor", String(200), nullable=True),
+    Column("internal_order", String(200), nullable=True),  # internal order or campaign code
+    Column("line_code", String(100), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_erp_mapping_rules_priority", erp_mapping_rules.c.priority, erp_mapping_rules.c.id)
+
+# ERP documents that named no line and matched no rule: they wait here until a rule maps them or
+# someone assigns a line, and are then posted once (`status` waiting -> posted).
+erp_suspense = Table(
+    "erp_suspense",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(20), nullable=False),  # purchase_order | invoice
+    Column("document_ref", String(200), nullable=False),  # the PO or invoice number
+    Column("request", JSONType(), nullable=False),  # the document as it arrived: what the posting runs
+    Column("coordinates", JSONType(), nullable=False),  # company_code, cost_center, ... as sent
+    Column("amount", String(40), nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("received_by", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # waiting | posted
+    Column("line_code", String(100), nullable=True),  # the line it was posted to
+    Column("result_id", String(36), nullable=True),  # the commitment or the actual entry it made
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("posted_by", String(200), nullable=True),
+    UniqueConstraint("kind", "document_ref"),
+)
+Index("ix_erp_suspense_status_created", erp_suspense.c.status, erp_suspense.c.created_at)
+
+# A plan's other versions beside its budget (the ledger's allocations): forecasts (actuals up to
+# `as_of`, then the expected amounts) and scenarios (amounts changed freely), compared by the
+# variance report and promoted to a new forecast or, by an admin, to the budget.
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("seq", Integer, nullable=False),  # per plan, 1, 2, ...: "latest" is the highest
+    Column("kind", String(20), nullable=False),  # forecast | scenario
+    Column("name", String(200), nullable=False),
+    Column("as_of", String(7), nullable=True),  # forecasts: the last month taken from actuals
+    Column("source", String(60), nullable=False),  # what it was copied from: budget | <version id>
+    Column("status", String(20), nullable=False),  # open | promoted
+    Column("promoted_to", String(20), nullable=True),  # forecast | budget
+    Column("promoted_version_id", String(36), nullable=True),  # the forecast a promotion made
+    Column("promoted_by", String(200), nullable=True),
+    Column("promoted_at", UTCDateTime, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("plan_id", "seq"),
+)
+
+version_amounts = Table(
+    "version_amounts",
+    metadata,
+    Column("version_id", String(36), ForeignKey("plan_versions.id"), primary_key=True),
+    Column("line_id", String(36), ForeignKey("lines.id"), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("amount_minor", Minor, nullable=False),  # the line's own amount, plan currency
+)

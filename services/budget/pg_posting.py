@@ -6,7 +6,9 @@ balance rows of every touched (line, period) in one fixed order (line id, period
 sits above the sort, so concurrent postings queue on the rows they share and never deadlock) and
 updates them. In the same statement it
 
-- refuses the posting when a checked line's available money would go negative and fall: the
+- refuses the posting when a checked line's available money over a control period (the month, or
+  the fiscal quarter or year containing it: every month of it is among the locked rows, with no
+  change where the posting has none) would go negative and fall: the
   `budget_refuse` function (migration c4f1d2a9e8b7) raises SQLSTATE PB001 with the shortfalls
   as JSON, so the statement, and everything it inserted, is undone;
 - adds a `budget.line.threshold_crossed` event (and its audit entry, authored as the posting is)
@@ -148,7 +150,7 @@ e AS (INSERT INTO entries ({", ".join(ENTRY_COLS)})
 c AS (INSERT INTO commitments ({", ".join(COMMITMENT_COLS)})
       {_rows_of("commitments", commitments, COMMITMENT_COLS)} WHERE (SELECT ok FROM g)),
 d AS (SELECT * FROM json_to_recordset(CAST(:deltas AS JSON))
-      AS d(line_id VARCHAR, period VARCHAR, {", ".join(f"{c} BIGINT" for c in DELTA_COLS)})
+      AS d(line_id VARCHAR, period VARCHAR, ctl VARCHAR, {", ".join(f"{c} BIGINT" for c in DELTA_COLS)})
       WHERE (SELECT ok FROM g)),
 l AS MATERIALIZED (SELECT b.line_id, b.period FROM balances b JOIN d ON b.line_id = d.line_id AND b.period = d.period
                    ORDER BY b.line_id, b.period FOR UPDATE OF b),
@@ -160,7 +162,10 @@ u AS (UPDATE balances SET allocated = balances.allocated + d.da, committed = bal
       WHERE balances.line_id = l.line_id AND balances.period = l.period
       RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending,
                 balances.spent, balances.committed + balances.pending + balances.spent AS consumed,
-                d.dc + d.dp + d.ds AS d_consumed, d.da - d.dc - d.dp - d.ds AS d_available),
+                d.dc + d.dp + d.ds AS d_consumed, d.da - d.dc - d.dp - d.ds AS d_available, d.ctl),
+s AS (SELECT u.line_id, u.ctl, (array_agg(u.period ORDER BY u.d_available, u.period))[1] AS period,
+             sum(u.allocated - u.committed - u.pending - u.spent) AS available, sum(u.d_available) AS d_available
+      FROM u WHERE CAST(:check AS BOOLEAN) GROUP BY u.line_id, u.ctl),
 crossed AS (SELECT w.tpl, w.author, t.threshold, u.allocated, u.consumed
             FROM json_to_recordset(CAST(:watch AS JSON))
                  AS w(line_id VARCHAR, period VARCHAR, tpl JSONB, author JSONB)
@@ -188,10 +193,10 @@ a AS (INSERT INTO audit_log ({", ".join(AUDIT_COLS)})
       FROM thr)
 SELECT u.line_id, u.period, u.allocated, u.committed, u.pending, u.spent,
        (SELECT budget_refuse(json_agg(json_build_object(
-                   'line_id', r.line_id, 'line_code', lines.code, 'period', r.period,
-                   'available', r.allocated - r.committed - r.pending - r.spent, 'd_available', r.d_available)))
-        FROM u r JOIN lines ON lines.id = r.line_id
-        WHERE CAST(:check AS BOOLEAN) AND r.allocated - r.committed - r.pending - r.spent < 0 AND r.d_available < 0
+                   'line_id', r.line_id, 'line_code', lines.code, 'period', r.period, 'control', r.ctl,
+                   'available', r.available, 'd_available', r.d_available)))
+        FROM s r JOIN lines ON lines.id = r.line_id
+        WHERE r.available < 0 AND r.d_available < 0
         HAVING count(*) > 0) AS refused
 FROM u
 """)

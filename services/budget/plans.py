@@ -1,5 +1,7 @@
 """Plans: a fiscal year's budget in one currency, with its overspend policy, from draft to active to
-closed, and the months closed for new entries. Plans hold no dimensions: creating or changing one
+closed, and the months closed for new entries. A plan's fiscal year starts in any month
+(`fiscal_year_start`) and its overspend check judges a month, a fiscal quarter or the fiscal year
+(`control_period`); both are fixed once the plan is active. Plans hold no dimensions: creating or changing one
 needs a principal no scope narrows."""
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from services.budget import events
-from services.budget.models import closed_periods, plans
+from services.budget.models import balances, closed_periods, lines, plans
 from services.budget.periods import check_period, periods_of
 from shared.db import utcnow
-from shared.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from shared.errors import Conflict, FieldError, Invalid, NotFound, PreconditionFailed
 from shared.identity import Principal, ensure_unscoped
 from shared.money import fmt, to_minor
 from shared.pagination import decode_cursor, page_of
@@ -39,6 +41,8 @@ class Plan:
     created_by: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    fiscal_year_start: int = 1
+    control_period: str = "month"
     checked_period: str | None = None
     checked_period_closed: bool = False
     guarded: bool = False
@@ -50,13 +54,15 @@ def plan_view(p: Plan) -> dict[str, Any]:
         "id": p.id,
         "name": p.name,
         "fiscal_year": p.fiscal_year,
+        "fiscal_year_start": p.fiscal_year_start,
+        "control_period": p.control_period,
         "currency": p.currency,
         "status": p.status,
         "overspend_policy": p.overspend_policy,
         "approval_threshold": None
         if p.approval_threshold_minor is None
         else fmt(p.approval_threshold_minor, p.currency),
-        "periods": periods_of(p.fiscal_year),
+        "periods": periods_of(p.fiscal_year, p.fiscal_year_start),
         "version": p.version,
         "created_by": p.created_by,
         "created_at": p.created_at,
@@ -91,6 +97,8 @@ async def create_plan(
     currency: str,
     overspend_policy: str,
     approval_threshold: Decimal | None,
+    fiscal_year_start: int = 1,
+    control_period: str = "month",
 ) -> dict[str, Any]:
     ensure_unscoped(who, "Creating a plan")
     threshold = _threshold(approval_threshold, currency)
@@ -105,6 +113,8 @@ async def create_plan(
             status="draft",
             overspend_policy=overspend_policy,
             approval_threshold_minor=threshold,
+            fiscal_year_start=fiscal_year_start,
+            control_period=control_period,
             version=1,
             created_by=who.subject,
             created_at=now,
@@ -134,7 +144,8 @@ async def list_plans(
 async def update_plan(
     uow: UnitOfWork, who: Principal, *, plan_id: str, expected_version: int, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    """Change a plan's name, policy or approval threshold (If-Match: the version it was read at)."""
+    """Change a plan's name, policy or approval threshold, and while it is a draft its fiscal year start
+    and control period (If-Match: the version it was read at)."""
     ensure_unscoped(who, "Changing a plan")
     p = await get_plan(uow, plan_id, lock=True)
     if p.version != expected_version:
@@ -145,6 +156,17 @@ async def update_plan(
     if p.status == "closed":
         raise Conflict(f"Plan {p.name!r} is closed and can no longer be changed.")
     values: dict[str, Any] = {k: changes[k] for k in ("name", "overspend_policy") if k in changes}
+    calendar = {k: changes[k] for k in ("fiscal_year_start", "control_period") if changes.get(k) is not None}
+    if calendar:
+        if p.status != "draft":
+            field = next(iter(calendar))
+            raise Conflict(
+                f"Plan {p.name!r} is {p.status}; {field} can only change while the plan is a draft.",
+                errors=[FieldError(field, "fixed once the plan is active", "locked")],
+            )
+        values.update(calendar)
+        if calendar.get("fiscal_year_start", p.fiscal_year_start) != p.fiscal_year_start:
+            await _move_months(uow, p, calendar["fiscal_year_start"])
     if "approval_threshold" in changes:
         values["approval_threshold_minor"] = _threshold(changes["approval_threshold"], p.currency)
     values.update(version=p.version + 1, updated_at=utcnow())
@@ -152,6 +174,22 @@ async def update_plan(
     after = plan_view(await get_plan(uow, plan_id))
     await uow.audit("plan", plan_id, action="budget.plan.updated", before=plan_view(p), after=after)
     return after
+
+
+async def _move_months(uow: UnitOfWork, p: Plan, start: int) -> None:
+    """A draft's lines get the balance rows of the new fiscal year's months (a draft holds no money:
+    allocations need an active plan), and months closed outside it are forgotten."""
+    months = periods_of(p.fiscal_year, start)
+    await uow.execute(delete(balances).where(balances.c.plan_id == p.id))
+    await uow.execute(
+        delete(closed_periods).where(closed_periods.c.plan_id == p.id, closed_periods.c.period.not_in(months))
+    )
+    ids = list((await uow.execute(select(lines.c.id).where(lines.c.plan_id == p.id))).scalars())
+    zero = dict.fromkeys(("allocated", "committed", "pending", "spent"), 0)
+    own = {f"own_{k}": 0 for k in zero}
+    rows = [dict(line_id=i, period=m, plan_id=p.id, **zero, **own) for i in ids for m in months]
+    if rows:
+        await uow.execute(insert(balances), rows)
 
 
 async def activate_plan(uow: UnitOfWork, who: Principal, *, plan_id: str) -> dict[str, Any]:

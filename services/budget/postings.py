@@ -28,7 +28,7 @@ from services.budget import events
 from services.budget.figures import BUCKETS, Figures
 from services.budget.lines import ancestors, scopes_refuse
 from services.budget.models import balances, closed_periods, entries, lines, plans
-from services.budget.periods import check_period, entry_date
+from services.budget.periods import check_period, control_scope, entry_date
 from services.budget.plans import Plan
 from shared.contracts import EventSpec
 from shared.db import utcnow
@@ -117,6 +117,9 @@ class Posting:
     watch: tuple[Any, str] | None  # a (line, period) whose consumption thresholds publish events
     last: bool  # nothing is written after it in this unit of work
     now: dt.datetime
+    # per key: the control period it belongs to (the period itself under control by month); a checked
+    # shortfall is judged on the sum over each (line, control period): `keys` hold all of its months
+    control: dict[Key, str] = field(default_factory=dict)
 
     def deltas(self) -> list[tuple[int, ...]]:
         """Per key (in order): the subtree and the own changes, 8 numbers."""
@@ -161,6 +164,17 @@ class Written:
     group_id: str
     changes: dict[Key, tuple[Figures, Figures]]
     entries: dict[str, SimpleNamespace]
+    control: dict[Key, str] = field(default_factory=dict)
+
+    def in_control(self, key: Key) -> tuple[str, Figures, Figures]:
+        """The control period of `key` and the line's figures over it, before and after the posting."""
+        name = self.control.get(key, key[1])
+        before, after = Figures(), Figures()
+        for k, (b, a) in self.changes.items():
+            if k[0] == key[0] and self.control.get(k, k[1]) == name:
+                before.add(b)
+                after.add(a)
+        return name, before, after
 
 
 class Postings:
@@ -258,7 +272,7 @@ class Postings:
             raise await shortfall(uow, p, refused.found) from None
         changes = {k: (after_of[k].minus(posting.subtree[k]), after_of[k]) for k in posting.keys}
         written = {r["id"]: SimpleNamespace(**r) for r in posting.rows}
-        return Written(posting.rows[0]["group_id"], changes, written)
+        return Written(posting.rows[0]["group_id"], changes, written, posting.control)
 
 
 def _posting(
@@ -282,6 +296,7 @@ def _posting(
             acc = subtree[(anc, leg.period)]
             for i, d in enumerate(leg.deltas):
                 acc[i] += d
+    control = _control(p, subtree)
     group_id = group_id or legs[0].id
     now = utcnow()
     guard = []
@@ -309,7 +324,22 @@ def _posting(
         watch=watch,
         last=last,
         now=now,
+        control=control,
     )
+
+
+def _control(p: Plan, subtree: dict[Key, list[int]]) -> dict[Key, str]:
+    """Each touched key's control period; under control by quarter or fiscal year the other months of
+    each touched control period join the posting with no change, so the writer locks and sums them."""
+    if p.control_period == "month":
+        return {k: k[1] for k in subtree}
+    control: dict[Key, str] = {}
+    for line_id, period in list(subtree):
+        name, months = control_scope(p, p.control_period, period)
+        for m in months:
+            subtree[(line_id, m)]  # noqa: B018 - the defaultdict adds the month with no change
+            control[(line_id, m)] = name
+    return control
 
 
 def _entry_row(leg: Leg, group_id: str, plan_id: str, author: str, now: dt.datetime) -> dict[str, Any]:
@@ -340,16 +370,18 @@ def _entry_row(leg: Leg, group_id: str, plan_id: str, author: str, now: dt.datet
 
 
 async def shortfall(uow: UnitOfWork, p: Plan, found: list[dict[str, Any]]) -> Conflict:
-    """The 409 for a posting that would leave available money negative: names the worst shortfall."""
+    """The 409 for a posting that would leave available money negative: names the worst shortfall (over
+    the plan's control period: the month, or the fiscal quarter or year containing it)."""
     worst = max(found, key=lambda f: (-f["available"], f["line_id"], f["period"]))
     short, before = -worst["available"], worst["available"] - worst["d_available"]
     code = worst["line_code"]
     if code is None:
         code = await uow.scalar(select(lines.c.code).where(lines.c.id == worst["line_id"]))
     cur = p.currency
+    scope = worst.get("control") or worst["period"]
     return Conflict(
-        f"Line {code!r} has {fmt(max(before, 0), cur)} {cur} available in {worst['period']}; "
-        f"short by {fmt(short, cur)} {cur}.",
+        f"Line {code!r} has {fmt(max(before, 0), cur)} {cur} available in {scope}; short by {fmt(short, cur)} {cur}.",
+        control_period=scope,
         shortfall=fmt(short, cur),
         currency=cur,
         line_id=worst["line_id"],
@@ -382,14 +414,15 @@ async def postable(uow: UnitOfWork, p: Plan, period: str, date: dt.date | None, 
     return on
 
 
-async def lock(uow: UnitOfWork, keys: Iterable[tuple[Any, str]]) -> dict[Key, Any]:
-    """Lock the balance rows of each (line, period) and of the line's ancestors, in one fixed order
-    (for flows that must read figures or lock a commitment before they write)."""
+async def lock(uow: UnitOfWork, p: Plan, keys: Iterable[tuple[Any, str]]) -> dict[Key, Any]:
+    """Lock the balance rows of each (line, period) and of the line's ancestors, with every month of
+    the plan's control period containing it (the rows its posting will lock), in one fixed order (for
+    flows that must read figures or lock a commitment before they write)."""
     ids: set[str] = set()
     pers: set[str] = set()
     for ln, per in keys:
         ids.update(ancestors(ln.path))
-        pers.add(per)
+        pers.update(control_scope(p, p.control_period, per)[1])
     conn = await uow.connection()
     rows = (await conn.execute(_LOCK_BALANCES, {"ids": sorted(ids), "periods": sorted(pers)})).all()
     return {(r.line_id, r.period): r for r in rows}

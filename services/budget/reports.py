@@ -1,5 +1,5 @@
 """Read models: a line's balance and entries, a plan's line tree, its summary by dimension with
-pacing, and its CSV export. All read the running balances (never re-sum the ledger); a scoped
+pacing and by fiscal quarter, and its CSV export. All read the running balances (never re-sum the ledger); a scoped
 caller sees only the lines its scopes cover, and subtree figures of only those."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import JSON, func, literal, select, type_coerce
 from services.budget.figures import Figures, pacing
 from services.budget.lines import DIMENSIONS, ancestors, get_line, line_view
 from services.budget.models import balances, entries, lines
-from services.budget.periods import elapsed_share, period_range
+from services.budget.periods import elapsed_share, fiscal_quarter, period_range
 from services.budget.plans import Plan, get_plan
 from services.budget.postings import entry_view
 from shared.db import utcnow
@@ -197,10 +197,31 @@ async def summary(
         "currency": p.currency,
         "from": start,
         "to": end,
+        "fiscal_year": f"FY{p.fiscal_year}",
         "group_by": group_by,
         "groups": items,
+        "quarters": await _by_quarter(uow, who, p, start, end),
         "total": {**total.view(p.currency), "pacing": pacing(total, elapsed)},
     }
+
+
+async def _by_quarter(uow: UnitOfWork, who: Principal, p: Plan, start: str, end: str) -> list[dict[str, Any]]:
+    """The visible lines' own figures per fiscal quarter of the range (summed here, not in SQLite)."""
+    b = balances.c
+    q = (
+        select(b.period, b.own_allocated, b.own_committed, b.own_pending, b.own_spent)
+        .select_from(balances.join(lines, lines.c.id == b.line_id))
+        .where(b.plan_id == p.id, b.period >= start, b.period <= end)
+    )
+    for dim in sorted({sc.partition(":")[0] for sc in who.scopes if ":" in sc}):
+        q = q.where(dimension(dim).in_(sorted(who.scope_values(dim) or ())))
+    figs: dict[str, Figures] = defaultdict(Figures)
+    months: dict[str, set[str]] = defaultdict(set)
+    for row in (await uow.execute(q)).all():
+        name = fiscal_quarter(p, row.period)
+        figs[name].add(Figures(*(int(row[i]) for i in range(1, 5))))
+        months[name].add(row.period)
+    return [{"quarter": k, "periods": sorted(months[k]), **figs[k].view(p.currency)} for k in sorted(figs)]
 
 
 async def _by_dimension(

@@ -45,7 +45,7 @@ async def reverse(
         line_rows[e.line_id] = await get_line(uow, who, e.line_id, "path.entry_id")
     for per in sorted({e.period for e in group}):
         await postable(uow, p, per, None, "path.entry_id")
-    await lock(uow, [(line_rows[e.line_id], e.period) for e in group])
+    await lock(uow, p, [(line_rows[e.line_id], e.period) for e in group])
     if await uow.scalar(select(entries.c.id).where(entries.c.reverses_group_id == target.group_id).limit(1)):
         raise Conflict(f"Entry {entry_id} has already been reversed.")
     legs: list[Leg] = []

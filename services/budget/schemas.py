@@ -13,9 +13,9 @@ field (they refuse a field they do not name).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from services.budget.lines import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
 from shared.bounds import Day, Int32
@@ -29,18 +29,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ControlPeriod = Annotated[
+    Literal["month", "quarter", "fiscal_year"],
+    Field(description="the overspend check judges available money over the posting's month, fiscal quarter or year"),
+]
+
+
 class PlanIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     fiscal_year: int = Field(ge=2000, le=2100)
     currency: CurrencyCode
     overspend_policy: Literal["block", "require_approval"] = "block"
     approval_threshold: DecimalStr | None = None
+    fiscal_year_start: int = Field(default=1, ge=1, le=12, description="the month the fiscal year starts in")
+    control_period: ControlPeriod = "month"
 
 
 class PlanPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     overspend_policy: Literal["block", "require_approval"] | None = None
     approval_threshold: DecimalStr | None = None
+    fiscal_year_start: int | None = Field(default=None, ge=1, le=12, description="only while the plan is a draft")
+    control_period: ControlPeriod | None = Field(default=None, description="only while the plan is a draft")
 
 
 class Dimensions(Strict):
@@ -102,8 +112,29 @@ class FxRateIn(Strict):
     rate: DecimalStr
 
 
-class PurchaseOrderIn(BaseModel):
-    """ERP purchase order as the gateway forwards it (docs/events.md)."""
+ERP_COORDINATES = ("company_code", "cost_center", "gl_account", "vendor", "internal_order")
+Coordinate = Annotated[str | None, Field(min_length=1, max_length=200)]
+
+
+class ErpCoordinates(BaseModel):
+    """Where an ERP document sits in the ERP: what the mapping rules match to find its budget line."""
+
+    company_code: Coordinate = None
+    cost_center: Coordinate = None
+    gl_account: Coordinate = None
+    vendor: str | None = Field(default=None, max_length=200)
+    internal_order: Coordinate = Field(default=None, description="an internal order or campaign code")
+
+    def coordinates(self) -> dict[str, str | None]:
+        return {k: getattr(self, k) for k in ERP_COORDINATES}
+
+    def has_coordinates(self) -> bool:
+        return any(getattr(self, k) is not None for k in ERP_COORDINATES)
+
+
+class PurchaseOrderIn(ErpCoordinates):
+    """ERP purchase order as the gateway forwards it (docs/events.md): a line code, or the coordinates
+    the mapping rules turn into one."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -115,25 +146,62 @@ class PurchaseOrderIn(BaseModel):
     period: Period | None = Field(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$")
     amount: DecimalStr | None = None
     currency: CurrencyCode | None = None
-    vendor: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
 
     def missing_for_upsert(self) -> list[str]:
-        need = ("fiscal_year", "budget_line", "period", "amount", "currency")
-        return [f for f in need if getattr(self, f) is None] if self.action != "cancelled" else []
+        if self.action == "cancelled":
+            return []
+        need = ["fiscal_year", "period", "amount", "currency"]
+        if not self.has_coordinates():
+            need.insert(1, "budget_line")
+        return [f for f in need if getattr(self, f) is None]
 
 
-class InvoiceIn(BaseModel):
+class InvoiceIn(ErpCoordinates):
+    """ERP invoice: a line code, or the coordinates the mapping rules turn into one."""
+
     model_config = ConfigDict(extra="ignore")
 
     invoice_number: str = Field(min_length=1, max_length=200)
     po_number: str | None = Field(default=None, max_length=200)
     fiscal_year: int = Field(ge=2000, le=2100)
-    budget_line: str = Field(min_length=1, max_length=100)
+    budget_line: str | None = Field(default=None, min_length=1, max_length=100)
     period: Period = Field(pattern=r"^[0-9]{4}-[0-9]{2}$")
     amount: DecimalStr
     currency: CurrencyCode
-    vendor: str | None = Field(default=None, max_length=200)
+
+    def missing(self) -> list[str]:
+        return ["budget_line"] if self.budget_line is None and not self.has_coordinates() else []
+
+
+class MappingRuleIn(Strict):
+    """A mapping rule: the conditions a document's coordinates must meet (null: any; "6*": a prefix)."""
+
+    priority: int = Field(ge=0, le=1_000_000, description="lower is tried first")
+    company_code: Coordinate = None
+    cost_center: Coordinate = None
+    gl_account: Coordinate = None
+    vendor: Coordinate = None
+    internal_order: Coordinate = None
+    line_code: Code = Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class MappingTestIn(Strict):
+    """A document's coordinates (and, to name the line, its fiscal year)."""
+
+    fiscal_year: int | None = Field(default=None, ge=2000, le=2100)
+    company_code: Coordinate = None
+    cost_center: Coordinate = None
+    gl_account: Coordinate = None
+    vendor: Coordinate = None
+    internal_order: Coordinate = None
+
+
+class SuspenseAssignIn(Strict):
+    budget_line: Code | None = Field(
+        default=None, max_length=CODE_MAX, description="the line code; absent: the mapping rules decide again"
+    )
 
 
 # ---------------------------------------------------------------- answers
@@ -161,7 +229,9 @@ class Balance(Out):
 class PlanOut(Out):
     id: str
     name: str
-    fiscal_year: int
+    fiscal_year: int = Field(description="named by the calendar year in which it ends")
+    fiscal_year_start: int
+    control_period: ControlPeriod
     currency: str
     status: Status
     overspend_policy: Policy
@@ -206,13 +276,20 @@ class SummaryTotal(Balance):
     pacing: Pacing
 
 
+class SummaryQuarter(Balance):
+    quarter: str = Field(description="fiscal quarter, FY<year it ends>-Q<n>", examples=["FY2027-Q1"])
+    periods: list[str] = Field(description="its months inside the range")
+
+
 class Summary(Out):
     plan_id: str
     currency: str
     from_: str = Field(alias="from")
     to: str
+    fiscal_year: str = Field(description="FY<calendar year in which it ends>", examples=["FY2027"])
     group_by: str | None
     groups: list[SummaryGroup]
+    quarters: list[SummaryQuarter] = Field(description="the visible lines' own figures per fiscal quarter")
     total: SummaryTotal
 
 
@@ -418,3 +495,196 @@ class RefusalOut(Out):
 
 class RefusalPage(Out):
     items: list[RefusalOut]
+
+
+class MappingRuleOut(Out):
+    id: str
+    priority: int
+    company_code: str | None
+    cost_center: str | None
+    gl_account: str | None
+    vendor: str | None
+    internal_order: str | None
+    line_code: str
+    description: str | None
+    created_by: str
+    created_at: dt.datetime
+
+
+class MappingRulePage(Out):
+    items: list[MappingRuleOut] = Field(description="in the order they are tried")
+
+
+class MappingCheck(Out):
+    rule_id: str
+    priority: int
+    matched: bool
+    why: str
+
+
+class MappedLine(Out):
+    id: str
+    plan_id: str
+    code: str
+    name: str
+
+
+class MappingTestOut(Out):
+    matched: bool
+    line_code: str | None
+    line: MappedLine | None = Field(description="the line in the active plan of fiscal_year, when given and found")
+    rule: MappingRuleOut | None
+    reason: str
+    checked: list[MappingCheck] = Field(description="each rule tried, in order, up to the one that matched")
+
+
+class SuspenseOut(Out):
+    """An ERP document that named no line and matched no mapping rule, waiting to be mapped or assigned."""
+
+    id: str
+    kind: Literal["purchase_order", "invoice"]
+    document_ref: str = Field(description="the purchase order or invoice number")
+    request: dict[str, Any] = Field(description="the document as it arrived; assigning posts it")
+    coordinates: dict[str, str | None]
+    amount: Money | None
+    currency: str | None
+    reason: str
+    received_by: str
+    status: Literal["waiting", "posted"]
+    line_code: str | None
+    result_id: str | None = Field(description="the commitment (order) or actual entry (invoice) it made")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    posted_by: str | None
+
+
+class SuspensePage(Out):
+    items: list[SuspenseOut]
+
+
+class OrderHeld(RootModel[RefusalOut | SuspenseOut]):
+    """A purchase order the budget could not take as it came: its commitment was refused (a refusal,
+    kept to be retried), or it named no line and matched no mapping rule (a suspense item)."""
+
+
+# ---------------------------------------------------------------- versions, variance, phasing
+
+
+class VersionAmountIn(Strict):
+    line_id: str
+    period: Period
+    amount: DecimalStr
+    currency: CurrencyCode
+
+
+class VersionIn(Strict):
+    kind: Literal["forecast", "scenario"]
+    name: str = Field(min_length=1, max_length=200)
+    source: str | None = Field(
+        default=None,
+        max_length=60,
+        description="what to copy: budget, forecast:latest or a version id (default: a forecast copies the "
+        "latest forecast, else the budget; a scenario the budget)",
+    )
+    as_of: Period | None = Field(
+        default=None, description="forecasts: the last month taken from actuals (default: the current month)"
+    )
+    amounts: list[VersionAmountIn] = Field(default_factory=list, max_length=10_000)
+
+
+class VersionAmountsIn(Strict):
+    amounts: list[VersionAmountIn] = Field(min_length=1, max_length=10_000)
+
+
+class PromoteIn(Strict):
+    to: Literal["forecast", "budget"] = Field(description="budget: admins only; posts the differences as allocations")
+
+
+class VersionAmountOut(Out):
+    line_id: str
+    line_code: str
+    period: str
+    amount: Money
+
+
+class VersionOut(Out):
+    id: str
+    plan_id: str
+    seq: int = Field(description="1, 2, ... per plan; forecast:latest is the forecast with the highest")
+    kind: Literal["forecast", "scenario"]
+    name: str
+    as_of: str | None
+    source: str
+    status: Literal["open", "promoted"]
+    promoted_to: Literal["forecast", "budget"] | None
+    promoted_version_id: str | None
+    promoted_by: str | None
+    promoted_at: dt.datetime | None
+    created_by: str
+    created_at: dt.datetime
+    currency: str
+    total: Money
+
+
+class VersionDetail(VersionOut):
+    amounts: list[VersionAmountOut]
+
+
+class VersionPage(Out):
+    items: list[VersionOut]
+
+
+class Variance(Out):
+    of: str
+    against: str
+    absolute: Money = Field(description="of - against")
+    percent: str | None = Field(description="(of - against) / against x 100, two places; null when against is 0")
+
+
+class VarianceRow(Out):
+    figures: dict[str, Money] = Field(description="label -> amount: budget, actual, committed, forecast:<seq>, ...")
+    variances: list[Variance]
+
+
+class VariancePeriod(VarianceRow):
+    period: str
+
+
+class VarianceGroup(Out):
+    group: str | None = Field(description="the line code, or the dimension's value")
+    periods: list[VariancePeriod]
+    total: VarianceRow
+
+
+class VarianceOut(Out):
+    plan_id: str
+    currency: str
+    from_: str = Field(alias="from")
+    to: str
+    compare: list[str]
+    group_by: str
+    items: list[VarianceGroup]
+    total: VarianceRow
+
+
+class PhasingIn(Strict):
+    amount: DecimalStr = Field(description="the annual amount")
+    currency: CurrencyCode
+    method: Literal["even", "weights", "seasonality"] = "even"
+    weights: list[DecimalStr] | None = Field(default=None, min_length=12, max_length=12)
+    line_id: str | None = Field(
+        default=None, description="the months of its plan; seasonality: its namesake's actuals last fiscal year"
+    )
+
+
+class PhasedMonth(Out):
+    index: int = Field(description="1 for the first month of the fiscal year")
+    period: str | None
+    amount: Money
+
+
+class PhasingOut(Out):
+    amount: Money
+    currency: str
+    method: str
+    months: list[PhasedMonth]

@@ -49,7 +49,12 @@ RETURNING balances.line_id, balances.period, balances.allocated, balances.commit
 
 def _deltas(posting: Posting) -> list[dict[str, Any]]:
     return [
-        dict(line_id=k[0], period=k[1], **dict(zip(pg_posting.DELTA_COLS, d, strict=True)))
+        dict(
+            line_id=k[0],
+            period=k[1],
+            ctl=posting.control.get(k, k[1]),
+            **dict(zip(pg_posting.DELTA_COLS, d, strict=True)),
+        )
         for k, d in zip(posting.keys, posting.deltas(), strict=True)
     ]
 
@@ -59,6 +64,33 @@ def _after(posting: Posting, rows: Any) -> dict[Key, Figures]:
     if len(after) != len(posting.keys):
         raise RuntimeError(f"balance rows missing for {sorted(set(posting.keys) - set(after))}")
     return after
+
+
+def _shortfalls(posting: Posting, after: dict[Key, Figures]) -> list[dict[str, Any]]:
+    """The (line, control period)s the posting leaves below zero available and lower than before (the
+    same rule as the PostgreSQL statement's): summed over the control period's months, named by the
+    month whose available money the posting lowered most."""
+    scopes: dict[tuple[str, str], tuple[Figures, Figures, list[tuple[int, str]]]] = {}
+    for key in posting.keys:
+        b, a, months = scopes.setdefault((key[0], posting.control.get(key, key[1])), (Figures(), Figures(), []))
+        before = after[key].minus(posting.subtree[key])
+        b.add(before)
+        a.add(after[key])
+        months.append((after[key].available - before.available, key[1]))
+    found = []
+    for (line_id, ctl), (before, now, months) in scopes.items():
+        if refuses(before, now):
+            found.append(
+                {
+                    "line_id": line_id,
+                    "line_code": None,
+                    "period": min(months)[1],
+                    "control": ctl,
+                    "available": now.available,
+                    "d_available": now.available - before.available,
+                }
+            )
+    return found
 
 
 class SqliteWriter:
@@ -88,22 +120,8 @@ class SqliteWriter:
             return db.execute(_ADD_TO_BALANCES.text, deltas).fetchall()
 
         rows = await on_thread(conn, apply)  # the inserts and the update: one hop to the database thread
-        keys = posting.keys
         after = _after(posting, rows)
-        found = []
-        for key in keys:
-            before = after[key].minus(posting.subtree[key])
-            if posting.check and refuses(before, after[key]):
-                available = after[key].available
-                found.append(
-                    {
-                        "line_id": key[0],
-                        "line_code": None,
-                        "period": key[1],
-                        "available": available,
-                        "d_available": available - before.available,
-                    }
-                )
+        found = _shortfalls(posting, after) if posting.check else []
         if found:
             # Raising rolls the whole transaction back: nothing above is ever committed.
             raise Refused(found)

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from services.kpi import attribution, definitions, export, ingest, journeys, periods, rollups, schemas, series, targets
 from services.kpi.container import Kpi, domain
@@ -39,17 +39,6 @@ CSV_OUT: dict[int | str, dict[str, Any]] = {
 }
 Format = Literal["json", "csv"]
 FORMAT = Query(None, description="json or csv; without it, Accept: text/csv asks for CSV")
-
-
-def _wants_csv(request: Request, format: str | None) -> bool:
-    if format is not None:
-        return format == "csv"
-    return "text/csv" in request.headers.get("accept", "").lower()
-
-
-def _csv(chunks: Any, filename: str, headers: dict[str, str]) -> StreamingResponse:
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"', **headers}
-    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _with_etag(d: definitions.Definition) -> JSONResponse:
@@ -154,14 +143,14 @@ async def metric_series(
             cumulative=cumulative,
             trailing_days=trailing_days,
         )
-    if not _wants_csv(request, format):
+    if not export.wants_csv(request, format):
         return answer
     used = str(answer["version"])  # the definition version the values were computed with
     chunks = export.series_csv(answer, groups, compares)
     headers = {"X-Metric": key, "X-Metric-Version": used}
     if cumulative:
         headers["X-Cumulative"] = cumulative if cumulative != "trailing" else f"trailing {trailing_days} days"
-    return _csv(chunks, f"{key}-v{used}-{grain}.csv", headers)
+    return export.csv_response(chunks, f"{key}-v{used}-{grain}.csv", headers)
 
 
 # ---------------------------------------------------------------- measurements
@@ -324,10 +313,12 @@ async def scorecard(
         card = await targets.scorecard(
             uow, p, keys=keys, period=period, flt=flt, now=utcnow(), fiscal_start=kpi.fiscal_start, compare=compares
         )
-    if not _wants_csv(request, format):
+    if not export.wants_csv(request, format):
         return card
     versions = ",".join(f"{i['metric']}={i['version']}" for i in card["items"])
-    return _csv(export.scorecard_csv(card, compares), f"scorecard-{period}.csv", {"X-Metric-Versions": versions})
+    return export.csv_response(
+        export.scorecard_csv(card, compares), f"scorecard-{period}.csv", {"X-Metric-Versions": versions}
+    )
 
 
 # ---------------------------------------------------------------- attribution
@@ -356,7 +347,12 @@ async def post_conversions(
     return await rt.idempotent(request, p, action)
 
 
-@router.get("/attribution", response_model=schemas.AttributionOut, responses={**problems(), **CSV_OUT})
+@router.get(
+    "/attribution",
+    response_model=schemas.AttributionOut,
+    response_model_exclude_unset=True,
+    responses={**problems(), **CSV_OUT},
+)
 async def get_attribution(
     request: Request,
     model: str = "linear",
@@ -364,13 +360,19 @@ async def get_attribution(
     to: dt.date = Query(...),
     half_life_days: float = Query(7.0, ge=0.01, le=3650),
     lookback_days: int = Query(90, ge=1, le=3650),
+    group_by: str = Query("channel", description="channel or campaign"),
+    ci: float | None = Query(None, description="a bootstrap confidence interval at this level (e.g. 0.95)"),
+    resamples: int = Query(1000, description="bootstrap resamples (with ci; at most 10,000 by default)"),
+    seed: int = Query(0, ge=0, le=2**63 - 1, description="the bootstrap's seed: the same seed, the same interval"),
     format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
 ) -> Any:
     limits = kpi.attribution_limits
-    attribution.check_query(model, from_, to, half_life_days)
+    attribution.check_query(
+        model, from_, to, half_life_days, group_by=group_by, ci=ci, resamples=resamples, limits=limits
+    )
     async with rt.unit_of_work(readonly=True) as uow:
         found = await attribution.load(uow, p, start=from_, end=to, lookback_days=lookback_days, limits=limits)
     answer = await attribution.report(
@@ -381,9 +383,13 @@ async def get_attribution(
         half_life_days=half_life_days,
         lookback_days=lookback_days,
         limits=limits,
+        group_by=group_by,
+        boot=attribution.Bootstrap(ci, resamples, seed),
         caller=request,
     )
-    if not _wants_csv(request, format):
+    if not export.wants_csv(request, format):
         return answer
     headers = {"X-Attribution-Model": model, "X-Lookback-Days": str(lookback_days)}
-    return _csv(export.attribution_csv(answer), f"attribution-{model}-{from_}-{to}.csv", headers)
+    if ci is not None:
+        headers["X-Bootstrap"] = f"ci={ci} resamples={resamples} seed={seed}"
+    return export.csv_response(export.attribution_csv(answer), f"attribution-{model}-{from_}-{to}.csv", headers)

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from services.kpi.bootstrap import Interval, intervals
 from services.kpi.models import conversions, touchpoints
 from services.kpi.values import fmt, from_micro
 from shared.bounds import check_date
@@ -29,7 +30,9 @@ from shared.uow import UnitOfWork
 from shared.work import Budget, Disconnectable, run_bounded
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+GROUP_BY = ("channel", "campaign")
 UNATTRIBUTED = "(unattributed)"
+NO_CAMPAIGN = "(no campaign)"
 
 
 def weights(model: str, times: Sequence[dt.datetime], at: dt.datetime, half_life_days: float) -> list[Fraction]:
@@ -129,12 +132,31 @@ class Limits:
     max_touchpoints: int = 500_000
     max_steps: int = 20_000_000  # touchpoints on paths x models
     seconds: float = 20.0
+    max_resamples: int = 10_000  # bootstrap resamples per request
+    max_bootstrap_steps: int = 50_000_000  # resamples x journeys
 
 
-def check_query(model: str, start: dt.date, end: dt.date, half_life_days: float) -> None:
+def check_query(
+    model: str,
+    start: dt.date,
+    end: dt.date,
+    half_life_days: float,
+    *,
+    group_by: str = "channel",
+    ci: float | None = None,
+    resamples: int = 1000,
+    limits: Limits | None = None,
+) -> None:
     errs = Errors()
     if model not in MODELS:
         errs.add("query.model", f"must be one of {', '.join(MODELS)}")
+    if group_by not in GROUP_BY:
+        errs.add("query.group_by", f"must be one of {', '.join(GROUP_BY)}")
+    if ci is not None and not 0 < ci < 1:
+        errs.add("query.ci", "must lie strictly between 0 and 1 (e.g. 0.95)")
+    most = (limits or Limits()).max_resamples
+    if not 1 <= resamples <= most:
+        errs.add("query.resamples", f"must be 1 to {most:,}")
     for name, day in (("query.from", start), ("query.to", end)):
         try:
             check_date(day)
@@ -201,7 +223,7 @@ async def _paths(
     for i in range(0, len(journeys), 900):
         chunk = (
             await uow.execute(
-                select(tp.id, tp.journey_id, tp.time, tp.channel)
+                select(tp.id, tp.journey_id, tp.time, tp.channel, tp.campaign)
                 .where(tp.journey_id.in_(journeys[i : i + 900]), tp.time >= since, tp.time < until)
                 .limit(limits.max_touchpoints + 1 - loaded)
             )
@@ -225,12 +247,26 @@ async def _paths(
     return paths
 
 
-def credit_by_channel(
-    budget: Budget, journeys: Journeys, half_life_days: float, lookback_days: int
-) -> tuple[dict[str, dict[str, int]], int]:
-    """Every model's credit per channel in micro-units, and the total value: pure, run off the event loop."""
+@dataclass
+class Credits:
+    """Every model's credit per group in micro-units, the total value, and, for one model, each journey's."""
+
+    by_model: dict[str, dict[str, int]]
+    total: int
+    per_journey: list[dict[str, int]]
+
+
+def _group_of(r: Any, group_by: str) -> str:
+    return str(r.channel) if group_by == "channel" else (r.campaign or NO_CAMPAIGN)
+
+
+def credit_by_group(
+    budget: Budget, journeys: Journeys, half_life_days: float, lookback_days: int, group_by: str, model: str
+) -> Credits:
+    """Every model's credit per channel or campaign, and `model`'s per journey: pure, run off the event loop."""
     lookback = dt.timedelta(days=lookback_days)
     credit: dict[str, dict[str, int]] = {m: defaultdict(int) for m in MODELS}
+    mine: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     total = 0
     for conv in journeys.conversions:
         total += conv.value
@@ -241,14 +277,54 @@ def credit_by_channel(
         if not path:
             for m in MODELS:
                 credit[m][UNATTRIBUTED] += conv.value
+            mine[conv.journey_id][UNATTRIBUTED] += conv.value
             continue
         step = split_step(conv.value)
         path_times = [r.time for r in path]
+        groups = [_group_of(r, group_by) for r in path]
         for m in MODELS:
             parts = split(conv.value // step, int_weights(m, path_times, half_life_days))
-            for r, part in zip(path, parts, strict=True):
-                credit[m][r.channel] += part * step
-    return credit, total
+            for g, part in zip(groups, parts, strict=True):
+                credit[m][g] += part * step
+                if m == model:
+                    mine[conv.journey_id][g] += part * step
+    return Credits(credit, total, [dict(mine[j]) for j in sorted(mine)])
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """What a confidence interval asks for (`ci` None: no interval)."""
+
+    ci: float | None = None
+    resamples: int = 1000
+    seed: int = 0
+
+
+def compute(
+    budget: Budget,
+    journeys: Journeys,
+    half_life_days: float,
+    lookback_days: int,
+    group_by: str,
+    model: str,
+    boot: Bootstrap,
+    limits: Limits,
+) -> tuple[Credits, dict[str, Interval]]:
+    """The credits and, when asked, each group's bootstrap interval (a 422 naming resamples past the limit)."""
+    credits = credit_by_group(budget, journeys, half_life_days, lookback_days, group_by, model)
+    if boot.ci is None:
+        return credits, {}
+    groups = sorted({g for m in MODELS for g in credits.by_model[m]})
+    need = boot.resamples * len(credits.per_journey)
+    if need > limits.max_bootstrap_steps:
+        raise TooMuchWork(
+            f"A bootstrap of {boot.resamples:,} resamples over {len(credits.per_journey):,} journeys needs "
+            f"{need:,} steps, over the limit of {limits.max_bootstrap_steps:,}; ask for fewer resamples or "
+            "narrow from/to.",
+            errors=[FieldError("query.resamples", "too many resamples for these journeys", "too_much_work")],
+        )
+    found = intervals(budget, credits.per_journey, groups, resamples=boot.resamples, ci=boot.ci, seed=boot.seed)
+    return credits, found
 
 
 async def report(
@@ -260,40 +336,48 @@ async def report(
     half_life_days: float,
     lookback_days: int,
     limits: Limits,
+    group_by: str = "channel",
+    boot: Bootstrap = Bootstrap(),
     caller: Disconnectable | None = None,
     service: str = "kpi",
 ) -> dict[str, Any]:
-    """Credit per channel under `model`, with every model's figure and the range across them.
+    """Credit per channel (or campaign) under `model`, every model's figure, the range across them and,
+    with `boot.ci`, a bootstrap confidence interval.
 
     The computation runs in a worker thread, bounded by `limits` (a 422 beyond them), and stops
     when the caller leaves; call it after the read transaction has ended."""
     budget = Budget(
         limits.seconds, max_steps=limits.max_steps, what="attribution", hint="narrow from/to or lookback_days"
     )
-    credit, total = await run_bounded(
-        credit_by_channel, journeys, half_life_days, lookback_days, budget=budget, caller=caller, service=service
-    )
-    channels = sorted({ch for m in MODELS for ch in credit[m]})
+    args = (journeys, half_life_days, lookback_days, group_by, model, boot, limits)
+    credits, found = await run_bounded(compute, *args, budget=budget, caller=caller, service=service)
+    credit = credits.by_model
     items = []
-    for ch in channels:
-        per_model = {m: credit[m].get(ch, 0) for m in MODELS}
-        items.append(
-            {
-                "channel": ch,
-                "credit": fmt(from_micro(per_model[model]), "currency"),
-                "min": fmt(from_micro(min(per_model.values())), "currency"),
-                "max": fmt(from_micro(max(per_model.values())), "currency"),
-                "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
-            }
-        )
-    items.sort(key=lambda x: (-credit[model].get(str(x["channel"]), 0), str(x["channel"])))
-    return {
+    for g in sorted({g for m in MODELS for g in credit[m]}):
+        per_model = {m: credit[m].get(g, 0) for m in MODELS}
+        item: dict[str, Any] = {
+            group_by: g,
+            "credit": fmt(from_micro(per_model[model]), "currency"),
+            "min": fmt(from_micro(min(per_model.values())), "currency"),
+            "max": fmt(from_micro(max(per_model.values())), "currency"),
+            "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
+        }
+        if g in found:
+            low, high = found[g].low, found[g].high
+            item["interval"] = {"low": fmt(from_micro(low), "currency"), "high": fmt(from_micro(high), "currency")}
+        items.append(item)
+    items.sort(key=lambda x: (-credit[model].get(str(x[group_by]), 0), str(x[group_by])))
+    answer: dict[str, Any] = {
         "model": model,
+        "group_by": group_by,
         "from": start.isoformat(),
         "to": end.isoformat(),
         "half_life_days": half_life_days,
         "lookback_days": lookback_days,
         "conversions": len(journeys.conversions),
         "credits": items,
-        "total": fmt(from_micro(total), "currency"),
+        "total": fmt(from_micro(credits.total), "currency"),
     }
+    if boot.ci is not None:
+        answer.update(ci=boot.ci, resamples=boot.resamples, seed=boot.seed, journeys=len(credits.per_journey))
+    return answer

@@ -1,5 +1,6 @@
-"""The KPI service's event contract: what it publishes (`kpi.target.at_risk`), the model of its
-`data`, and what it consumes (spend from budget, cycle times and SLA breaches from workflow).
+"""The KPI service's event contract: what it publishes (`kpi.target.at_risk`, `kpi.anomaly.detected`),
+the models of their `data`, and what it consumes (spend from budget, cycle times and SLA breaches from
+workflow, savings from the registry).
 
 Other services import this module to read KPI events, so it imports only pydantic, shared and
 the contracts of the services whose events it consumes.
@@ -15,6 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from services.budget import events as budget
+from services.registry import events as registry
 from services.workflow import events as workflow
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
@@ -39,6 +41,28 @@ TARGET_AT_RISK = EventSpec(
     "kpi.target.at_risk", KpiTargetAtRisk, "A target's linear projection misses it: act before the period ends"
 )
 
+
+class KpiAnomalyDetected(EventData):
+    """A metric's day outside the range its same weekdays predict (published once per metric, group and day)."""
+
+    anomaly_id: str
+    metric: str = Field(description="the metric's key")
+    group: dict[str, str] = Field(description="the dimension values of the group checked ({} for all)")
+    day: str = Field(description="the UTC day checked, YYYY-MM-DD")
+    observed: str = Field(description="the day's value, a decimal string")
+    expected: str = Field(description="the median of the same weekday over the baseline weeks")
+    low: str = Field(description="the expected range's lower end")
+    high: str = Field(description="the expected range's upper end")
+    direction: Literal["above", "below"]
+    baseline_days: int = Field(ge=1, description="same-weekday values the baseline was computed from")
+
+
+ANOMALY_DETECTED = EventSpec(
+    "kpi.anomaly.detected",
+    KpiAnomalyDetected,
+    "A metric's day fell outside its seasonal (same-weekday) robust range: look before it becomes a trend",
+)
+
 ACTUAL_POSTED = Consumed(
     budget.ACTUAL_POSTED.subject,
     "Actual spend (and its reversals, negative) becomes a `spend` measurement, by entry id",
@@ -53,10 +77,13 @@ INSTANCE_CANCELLED = Consumed(
     workflow.INSTANCE_CANCELLED.subject, "A finished workflow: completed, within SLA and cycle-time measurements"
 )
 SLA_BREACHED = Consumed(workflow.SLA_BREACHED.subject, "A task past its SLA becomes an `sla_breaches` measurement")
+SAVING_RECORDED = Consumed(
+    registry.SAVING_RECORDED.subject, "What a cancellation or a cheaper renewal saves per year: `stack_savings`"
+)
 
 CATALOGUE = Catalogue(
     "kpi",
-    publishes=(TARGET_AT_RISK,),
-    consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED),
+    publishes=(TARGET_AT_RISK, ANOMALY_DETECTED),
+    consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED, SAVING_RECORDED),
     title="KPI",
 )

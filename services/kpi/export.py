@@ -1,4 +1,5 @@
-"""Answers as CSV: series, scorecard and attribution flattened to one row per point, metric or channel.
+"""Answers as CSV: series, scorecard, attribution and the semantic query, one row per point, metric, channel
+or table row.
 
 Rows are rendered lazily, a few hundred at a time, so a day-grain series of many groups is sent
 as it is written rather than built as one string. Values are the JSON answer's decimal strings
@@ -14,10 +15,26 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
 from services.kpi.attribution import MODELS
 
 CHUNK_ROWS = 500
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def wants_csv(request: Request, format: str | None) -> bool:
+    """`format=csv`, or no `format` and `Accept: text/csv`."""
+    if format is not None:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def csv_response(chunks: Iterator[str], filename: str, headers: dict[str, str]) -> StreamingResponse:
+    """The CSV chunks streamed as an attachment, with the answer's own headers (versions, model ...)."""
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', **headers}
+    return StreamingResponse(chunks, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def safe(text: str | None) -> str | None:
@@ -81,12 +98,28 @@ def scorecard_csv(answer: dict[str, Any], compare: Sequence[str]) -> Iterator[st
 
 
 def attribution_csv(answer: dict[str, Any]) -> Iterator[str]:
-    """One row per channel: the chosen model's credit, the range across models and every model's credit."""
-    header = ["model", "from", "to", "channel", "credit", "min", "max", *MODELS]
+    """One row per channel (or campaign): the chosen model's credit, the range across models, every model's
+    credit and, with ci=, the bootstrap interval."""
+    group = answer.get("group_by", "channel")
+    boot = ["ci_low", "ci_high"] if "ci" in answer else []
+    header = ["model", "from", "to", group, "credit", "min", "max", *MODELS, *boot]
 
     def rows() -> Iterator[list[Any]]:
         for c in answer["credits"]:
-            row = [answer["model"], answer["from"], answer["to"], safe(c["channel"]), c["credit"], c["min"], c["max"]]
-            yield row + [c["by_model"][m] for m in MODELS]
+            row = [answer["model"], answer["from"], answer["to"], safe(c[group]), c["credit"], c["min"], c["max"]]
+            row += [c["by_model"][m] for m in MODELS]
+            yield row + ([c["interval"]["low"], c["interval"]["high"]] if boot else [])
+
+    return render(header, rows())
+
+
+def query_csv(answer: dict[str, Any]) -> Iterator[str]:
+    """The semantic query's table: a column per bucket, dimension and metric, a row per bucket and group."""
+    columns = answer["columns"]
+    header = [safe(c["name"]) or "" for c in columns]
+
+    def rows() -> Iterator[list[Any]]:
+        for row in answer["rows"]:
+            yield [row[c["name"]] if c["kind"] != "dimension" else safe(row[c["name"]]) for c in columns]
 
     return render(header, rows())

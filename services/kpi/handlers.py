@@ -2,7 +2,8 @@
 
 They are written by the same ingest path as POST /v1/measurements, keyed by (source,
 external_id), so a redelivered event is a duplicate, never a double count. Each event's data is
-read with its publisher's contract (`services.budget.events`, `services.workflow.events`): a
+read with its publisher's contract (`services.budget.events`, `services.workflow.events`,
+`services.registry.events`): a
 field that is missing or of the wrong type is Invalid naming it, and so is an event that cannot
 become measurements; the consumer dead-letters both with the reason.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from services.budget import events as budget
 from services.kpi.container import Kpi
 from services.kpi.ingest import Ingestor
+from services.registry import events as registry
 from services.workflow import events as workflow
 from shared.app import Runtime
 from shared.consumer import Handler
@@ -99,6 +101,22 @@ def breach_items(env: Envelope) -> Items:
     ]
 
 
+def saving_items(env: Envelope) -> Items:
+    """registry.saving.recorded: one `stack_savings` measurement per saving (per year, in its currency;
+    a withdrawn cancellation's is negative), from the day it starts."""
+    d = registry.SAVING_RECORDED.read(env.data)
+    return [
+        {
+            "type": "stack_savings",
+            "value": str(d.annual_saving),
+            "time": f"{d.effective_on.isoformat()}T00:00:00+00:00",
+            "dimensions": {"currency": d.currency, "kind": d.kind},
+            "source": "registry",
+            "external_id": d.saving_id,
+        }
+    ]
+
+
 async def write(ingestor: Ingestor, uow: UnitOfWork, env: Envelope, items: Items) -> None:
     """The event's measurements in the consumer's unit of work; Invalid (dead-lettered) if any is refused."""
     rows, rejected = ingestor.validate(items, None, default_source=env.source)
@@ -123,4 +141,5 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         budget.ACTUAL_POSTED.subject: handler(spend_items),
         **{subject: finished for subject in FINISHED},
         workflow.SLA_BREACHED.subject: handler(breach_items),
+        registry.SAVING_RECORDED.subject: handler(saving_items),
     }

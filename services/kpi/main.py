@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import structlog
 from fastapi import FastAPI
 
-from services.kpi import api, container, definitions, handlers, targets
+from services.kpi import anomalies, api, api_insights, container, definitions, handlers, targets
 from services.kpi.container import Kpi
 from services.kpi.events import CATALOGUE
 from services.kpi.models import infra
@@ -32,6 +33,18 @@ async def _target_checks(runtime: Runtime) -> None:
             log.warning("target_check_failed", error=repr(exc))
 
 
+async def _anomaly_checks(runtime: Runtime) -> None:
+    """Periodic anomaly check of the day before (UTC); a day is judged once per metric and group."""
+    kpi: Kpi = runtime.domain
+    while True:
+        await asyncio.sleep(kpi.anomaly_check_seconds)
+        try:
+            async with runtime.unit_of_work() as uow:
+                await anomalies.check_day(uow, day=utcnow().date() - dt.timedelta(days=1), cfg=kpi.anomaly)
+        except Exception as exc:  # noqa: BLE001 - keep checking on the next round
+            log.warning("anomaly_check_failed", error=repr(exc))
+
+
 async def _startup(runtime: Runtime) -> None:
     kpi: Kpi = runtime.domain
     if kpi.seed_catalog:
@@ -39,10 +52,13 @@ async def _startup(runtime: Runtime) -> None:
             await definitions.seed_catalog(uow)
     if kpi.target_check_seconds > 0:
         runtime.extras["target_task"] = asyncio.create_task(_target_checks(runtime), name="kpi-target-checks")
+    if kpi.anomaly_check_seconds > 0 and kpi.anomaly.metrics:
+        runtime.extras["anomaly_task"] = asyncio.create_task(_anomaly_checks(runtime), name="kpi-anomaly-checks")
 
 
 async def _shutdown(runtime: Runtime) -> None:
     await cancel_and_wait(runtime.extras.pop("target_task", None))
+    await cancel_and_wait(runtime.extras.pop("anomaly_task", None))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Pitcrew KPI",
         description="Governed metric definitions, rollups, targets and attribution.",
         infra=infra,
-        routers=[api.router],
+        routers=[api.router, api_insights.router],
         handlers=handlers.handlers,
         on_startup=_startup,
         on_shutdown=_shutdown,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     Index,
     Integer,
     String,
@@ -186,3 +187,43 @@ conversions = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 Index("ix_conversions_time", conversions.c.time)
+
+# CRM lifecycle: the first time an entity (a lead, followed through to its opportunity) reached a
+# stage. One row per (entity, stage): a repeat is a duplicate, so cohorts count each entity once.
+lifecycle_facts = Table(
+    "lifecycle_facts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("entity_id", String(200), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("dimensions", JSONType(), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("entity_id", "stage"),
+)
+Index("ix_lifecycle_facts_stage_time", lifecycle_facts.c.stage, lifecycle_facts.c.time)
+
+# Anomalies found by the daily check (services/kpi/anomalies.py): one per metric, group and day, so a
+# check run twice publishes once and a dismissal (status "dismissed") is remembered.
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("metric", String(64), nullable=False),
+    Column("group_hash", String(32), nullable=False),
+    Column("dims", JSONType(), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("observed", String(40), nullable=False),  # decimal text, as the series answers
+    Column("expected", String(40), nullable=False),
+    Column("low", String(40), nullable=False),
+    Column("high", String(40), nullable=False),
+    Column("direction", String(10), nullable=False),  # above | below
+    Column("status", String(10), nullable=False),  # open | dismissed
+    Column("detected_at", UTCDateTime, nullable=False),
+    Column("dismissed_at", UTCDateTime, nullable=True),
+    Column("dismissed_by", String(200), nullable=True),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("metric", "group_hash", "day"),
+)
+Index("ix_anomalies_day", anomalies.c.day)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.kpi.values import canonical_dims
 from shared.bounds import Day, Instant
 from shared.money import DecimalStr
 from shared.pagination import Page
@@ -72,6 +73,33 @@ class ConversionIn(_Strict):
 
 class ConversionsIn(_Strict):
     items: list[ConversionIn] = Field(min_length=1, max_length=10_000)
+
+
+Stage = Literal["lead", "mql", "sql", "opportunity", "won", "lost"]
+
+
+class LifecycleFactIn(_Strict):
+    """An entity (a lead, followed through to its opportunity) reached a stage of the funnel."""
+
+    entity_id: str = Field(min_length=1, max_length=200)
+    stage: Stage
+    time: Instant
+    dimensions: dict[str, str] | None = None
+    source: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dims(cls, v: dict[str, str] | None) -> dict[str, str]:
+        return canonical_dims(v)  # KPI's one rule for dimension names and values
+
+
+class LifecycleIn(_Strict):
+    items: list[LifecycleFactIn] = Field(min_length=1, max_length=10_000)
+
+
+class LifecycleOut(BaseModel):
+    accepted: int = Field(description="facts stored")
+    duplicates: int = Field(description="facts whose entity had reached that stage before (the first one stays)")
 
 
 class TargetIn(_Strict):
@@ -274,8 +302,17 @@ class AcceptedOut(BaseModel):
     accepted: int
 
 
+class Interval(BaseModel):
+    low: str | None
+    high: str | None
+
+
 class Credit(BaseModel):
-    channel: str
+    channel: str | None = Field(default=None, description="with group_by=channel (the default)")
+    campaign: str | None = Field(default=None, description="with group_by=campaign")
+    interval: Interval | None = Field(
+        default=None, description="with ci=: the bootstrap interval of the chosen model's credit"
+    )
     credit: str | None
     min: str | None
     max: str | None
@@ -293,3 +330,126 @@ class AttributionOut(BaseModel):
     conversions: int
     credits: list[Credit]
     total: str | None
+    group_by: Literal["channel", "campaign"]
+    ci: float | None = Field(default=None, description="with ci=: the interval's confidence level")
+    resamples: int | None = Field(default=None, description="with ci=: bootstrap resamples drawn")
+    seed: int | None = Field(default=None, description="with ci=: the seed that reproduces the interval")
+    journeys: int | None = Field(default=None, description="with ci=: journeys resampled")
+
+
+class CohortItem(BaseModel):
+    group: dict[str, str | None] = Field(description="the group_by dimensions' values ({} without group_by)")
+    entered: int = Field(description="entities that reached from_stage in the period")
+    converted: int = Field(description="of them, those that reached to_stage within window_days")
+    rate: str = Field(description="converted / entered, a decimal string (4 places)")
+    median_days: str | None = Field(description="median days to convert (nearest rank; null: none converted)")
+    p90_days: str | None = Field(description="90th percentile of days to convert (nearest rank)")
+
+
+class CohortOut(BaseModel):
+    from_stage: str
+    to_stage: str
+    period: str
+    from_: str = Field(alias="from")
+    to: str
+    window_days: int
+    items: list[CohortItem]
+
+
+DimName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+DimValue = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TimeRange(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: Day = Field(alias="from")
+    to: Day
+
+
+class OrderBy(_Strict):
+    by: str = Field(min_length=1, max_length=64, description="a metric of the query, a dimension, or bucket")
+    direction: Literal["asc", "desc"] = "asc"
+
+
+class QueryIn(_Strict):
+    """A semantic query: metrics by dimensions and time, answered from the rollups where it can."""
+
+    metrics: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=20)
+    dimensions: list[DimName] = Field(default=[], max_length=5)
+    filters: dict[DimName, list[DimValue]] = Field(
+        default={}, max_length=10, description="dimension -> values (OR'ed); dimensions are AND'ed"
+    )
+    grain: Literal["day", "week", "month", "quarter", "fiscal_quarter", "fiscal_year", "all"] = "month"
+    time_range: TimeRange
+    order: list[OrderBy] = Field(default=[], max_length=5)
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class QueryColumn(BaseModel):
+    name: str
+    kind: Literal["time", "dimension", "metric"]
+    unit: str | None = None
+    version: int | None = Field(default=None, description="a metric's definition version the values come from")
+
+
+class QueryOut(BaseModel):
+    columns: list[QueryColumn]
+    rows: list[dict[str, str | None]] = Field(description="one object per bucket and group; values are text")
+    read_from: dict[str, str] = Field(description="per metric: rollup or raw")
+    truncated: bool = Field(description="true when limit cut rows off")
+
+
+class AnomalyOut(BaseModel):
+    id: str
+    metric: str
+    group: dict[str, str] = Field(description="the dimension values of the group checked ({} for all)")
+    day: str
+    observed: str
+    expected: str = Field(description="the median of the same weekday over the baseline weeks")
+    low: str
+    high: str
+    direction: Literal["above", "below"]
+    status: Literal["open", "dismissed"]
+    detected_at: str
+    dismissed_at: str | None
+    dismissed_by: str | None
+    note: str | None
+
+
+class AnomaliesOut(BaseModel):
+    items: list[AnomalyOut]
+
+
+class DismissIn(_Strict):
+    note: str | None = Field(default=None, max_length=2000, description="why it was a false alarm")
+
+
+class AnomalyCheckIn(_Strict):
+    day: Day | None = Field(default=None, description="the UTC day to judge (default: yesterday)")
+
+
+class AnomalyCheckOut(BaseModel):
+    detected: list[str] = Field(description="ids of the anomalies found and published by this run")
+
+
+class PathTouchpoint(BaseModel):
+    time: str
+    channel: str
+    campaign: str | None
+    credit: dict[str, str | None] = Field(description="per attribution model, this touchpoint's credit")
+
+
+class PathConversion(BaseModel):
+    conversion_id: str
+    time: str
+    value: str | None
+    unattributed: bool = Field(description="no touchpoint within lookback_days before it")
+    touchpoints: list[PathTouchpoint]
+
+
+class JourneyOut(BaseModel):
+    journey_id: str
+    lookback_days: int
+    half_life_days: float
+    conversions: list[PathConversion]

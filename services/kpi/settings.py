@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field
@@ -34,3 +35,20 @@ class Settings(BaseServiceSettings):
     attribution_max_touchpoints: int = 500_000
     attribution_max_steps: int = 20_000_000
     attribution_seconds: float = 20.0
+    # The bootstrap interval's bounds (attribution ci=): resamples per request, and resamples x journeys
+    # steps (about 0.25 us of CPU each: 5 x 10**7 is about 12 s); attribution_seconds bounds its time too.
+    attribution_max_resamples: int = 10_000
+    attribution_max_bootstrap_steps: int = 50_000_000
+    # Cohort conversions' bounds per request (a 422 beyond them; docs/kpi.md#cohorts): entities that reached
+    # the first stage in the period, and seconds of computation.
+    cohort_max_entities: int = 1_000_000
+    cohort_seconds: float = 20.0
+    # The daily anomaly check (docs/kpi.md#anomalies): the metrics it watches (comma-separated keys; empty:
+    # none), an optional dimension to check per value of, the same-weekday weeks of the baseline, how many
+    # robust spreads from the median count as an anomaly, and how often it runs (0 turns it off). Each run
+    # judges the day before (UTC); a day is judged once per metric and group.
+    anomaly_metrics: str = ""
+    anomaly_group_by: str | None = None
+    anomaly_weeks: Annotated[int, Field(ge=4, le=52)] = 8
+    anomaly_threshold: Annotated[Decimal, Field(gt=0, le=100)] = Decimal("3.5")
+    anomaly_check_seconds: float = 3600.0

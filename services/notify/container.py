@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from services.notify import mail
+from services.notify.compose import Composer
 from services.notify.decisions import Decider
 from services.notify.dispatch import Rules
 from services.notify.hooks import HookPolicy, Hooks
 from services.notify.links import Links
-from services.notify.messages import Composer
 from services.notify.outbound import Outbound, Policy
 from services.notify.settings import Settings
 from shared.app import Runtime
@@ -67,6 +67,7 @@ def build(runtime: Runtime) -> Notify:
             tuple(s.line_owner_roles),
             tuple(s.metric_owner_roles),
             tuple(s.tool_owner_roles),
+            tuple(s.request_owner_roles),
         ),
         links=links,
         outbound=Outbound(

@@ -25,7 +25,7 @@ from shared.db import utcnow
 from shared.uow import UnitOfWork
 
 BUNDLE_KINDS = ("summary", "digest")
-FOLDED_KINDS = frozenset({"sla_warning"})
+FOLDED_KINDS = frozenset({"sla_warning", "deliverable_sla_warning"})
 
 
 @dataclass(frozen=True)

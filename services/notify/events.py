@@ -22,6 +22,15 @@ COMMITMENT_DECIDED = ("budget.commitment.committed", "budget.commitment.released
 RENEWAL_DUE = "registry.renewal.due"
 RENEWAL_MILESTONE = "registry.renewal.milestone"
 TARGET_AT_RISK = "kpi.target.at_risk"
+REQUEST_SUBMITTED = "workflow.request.submitted"
+REQUEST_COMMENTED = "workflow.request.commented"
+DELIVERABLE_CREATED = "workflow.deliverable.created"
+DELIVERABLE_DELIVERED = "workflow.deliverable.delivered"
+DELIVERABLE_SENT_BACK = "workflow.deliverable.sent_back"
+DELIVERABLE_SLA_WARNING = "workflow.deliverable.sla_warning"
+DELIVERABLE_SLA_BREACHED = "workflow.deliverable.sla_breached"
+LINE_OVERSPENT = "budget.line.overspent"
+INTEGRATION_BROKEN = "registry.integration.broken"
 
 # Partner subscriptions may name any event of these streams.
 STREAM_PATTERNS = ("budget.>", "workflow.>", "kpi.>", "registry.>")
@@ -130,6 +139,70 @@ class TargetAtRisk(EventData):
     owner: str | None = None
 
 
+class RequestSubmitted(EventData):
+    request_id: str
+    number: str | None = None
+    title: str | None = None
+    requester: str | None = None
+
+
+class RequestCommented(EventData):
+    request_id: str
+    number: str | None = None
+    comment_id: str | None = None
+    deliverable_id: str | None = None
+    author: str | None = None
+    body: str = ""
+    mentions: list[str] = []
+
+
+class Deliverable(EventData):
+    """A deliverable event (workflow.deliverable.*): lifecycle events carry status, actor, reason and
+    link; SLA events carry the escalation. The assignee is a team (its `owner` acts for it) or a supplier."""
+
+    deliverable_id: str
+    request_id: str
+    request_number: str | None = None
+    name: str | None = None
+    team: str | None = None
+    owner: str | None = None
+    supplier_id: str | None = None
+    sla_kind: str | None = None
+    due_at: str | None = None
+    status: str | None = None
+    rework_rounds: int | None = None
+    actor: str | None = None
+    reason: str | None = None
+    link: str | None = None
+    escalation: Escalation = Escalation()
+
+
+class LineOverspent(EventData):
+    line_id: str
+    line_code: str | None = None
+    period: str | None = None
+    amount: str | None = None
+    available: str | None = None
+    overspent_by: str | None = None
+    currency: str | None = None
+    vendor: str | None = None
+    external_ref: str | None = None
+    owner: str | None = None
+
+
+class IntegrationBroken(EventData):
+    integration_id: str
+    from_tool_name: str | None = None
+    to_tool_name: str | None = None
+    data_objects: list[str] = []
+    method: str | None = None
+    owner: str | None = None
+    previous_status: str | None = None
+    last_seen_working_at: str | None = None
+    detail: str | None = None
+    reported_by: str | None = None
+
+
 def _consumed(subject: str, summary: str) -> Consumed:
     return Consumed(subject, summary)
 
@@ -147,6 +220,15 @@ CATALOGUE = Catalogue(
         _consumed(RENEWAL_DUE, "Tell the tool's owner"),
         _consumed(RENEWAL_MILESTONE, "Tell the tool's owner at each renewal milestone"),
         _consumed(TARGET_AT_RISK, "Tell the metric's owner"),
+        _consumed(REQUEST_SUBMITTED, "Remember the request's number, title and requester (for later messages)"),
+        _consumed(REQUEST_COMMENTED, "Tell each person the comment mentions (not its author)"),
+        _consumed(DELIVERABLE_CREATED, "Tell the assignee: the team's owner and members, or the supplier's people"),
+        _consumed(DELIVERABLE_DELIVERED, "Tell the request's requester there is a delivery to review"),
+        _consumed(DELIVERABLE_SENT_BACK, "Tell the assignee why the delivery was sent back"),
+        _consumed(DELIVERABLE_SLA_WARNING, "Tell the assignee; repeated warnings for one deliverable fold into one"),
+        _consumed(DELIVERABLE_SLA_BREACHED, "Tell the assignee and the escalation's recipients"),
+        _consumed(LINE_OVERSPENT, "Tell the line's owner how far over it is"),
+        _consumed(INTEGRATION_BROKEN, "Tell the integration's owner"),
         *(_consumed(p, "Forward to the partner subscriptions whose event types match") for p in STREAM_PATTERNS),
     ),
     title="Notify",

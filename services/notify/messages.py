@@ -9,50 +9,15 @@ pass, so a task's message says what it is about and an SLA warning reaches its a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from services.notify import dispatch, events, people
-from services.notify.dispatch import Message, Rules
-from services.notify.models import KnownInstance, KnownTask, Person
+from services.notify import events, people, work_messages
+from services.notify.compose import Composer, read
+from services.notify.dispatch import Message
+from services.notify.models import KnownInstance, KnownTask
 from shared.db import utcnow
-from shared.errors import Invalid
 from shared.events import Envelope
 from shared.uow import UnitOfWork
-
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Composer:
-    rules: Rules
-    public_url: str
-    line_owner_roles: tuple[str, ...]
-    metric_owner_roles: tuple[str, ...]
-    tool_owner_roles: tuple[str, ...]
-
-    def link(self, path: str) -> str:
-        return f"{self.public_url.rstrip('/')}{path}"
-
-    async def send(
-        self, uow: UnitOfWork, to: Iterable[Person], m: Message, env: Envelope, key: str | None = None
-    ) -> int:
-        count = 0
-        for p in {p.id: p for p in to}.values():
-            count += len(await dispatch.notify(uow, self.rules, p, m, event_id=env.id, dedupe_key=key))
-        return count
-
-
-def read(model: type[M], env: Envelope) -> M:
-    """The event's data as notify reads it; data that does not fit is dead-lettered at once (Invalid)."""
-    try:
-        return model.model_validate(env.data)
-    except ValidationError as exc:
-        errs = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise Invalid(f"{env.type} event data cannot be read: {errs}") from exc
 
 
 def _left(due_at: str | None) -> str | None:
@@ -252,6 +217,67 @@ async def target_at_risk(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     return await c.send(uow, to, m, env)
 
 
+async def line_overspent(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
+    d = read(events.LineOverspent, env)
+    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.line_owner_roles)
+    cur = d.currency or ""
+    facts = [("Line", d.line_code or d.line_id), ("Period", d.period or "")]
+    facts.append(("Over by", f"{d.overspent_by} {cur}".strip() if d.overspent_by is not None else "unknown"))
+    if d.available is not None:
+        facts.append(("Available now", f"{d.available} {cur}".strip()))
+    if d.amount is not None:
+        facts.append(("The actual that did it", f"{d.amount} {cur}".strip()))
+    facts += [(label, v) for label, v in (("Vendor", d.vendor), ("Reference", d.external_ref)) if v]
+    over = f" by {d.overspent_by} {cur}".rstrip() if d.overspent_by is not None else ""
+    m = Message(
+        "line_overspent",
+        f"Budget line {d.line_code or d.line_id} is overspent{over}",
+        facts,
+        c.link(f"/budget/v1/lines/{d.line_id}"),
+    )
+    return await c.send(uow, to, m, env)
+
+
+async def integration_broken(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
+    d = read(events.IntegrationBroken, env)
+    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.tool_owner_roles)
+    flow = f"{d.from_tool_name or '?'} -> {d.to_tool_name or '?'}"
+    facts = [
+        ("Integration", flow),
+        ("Data", ", ".join(d.data_objects)),
+        ("Method", d.method or ""),
+        ("Was", d.previous_status or ""),
+        ("Last seen working", d.last_seen_working_at or "unknown"),
+        ("What was reported", d.detail or ""),
+        ("Reported by", d.reported_by or ""),
+    ]
+    m = Message(
+        "integration_broken",
+        f"Integration broken: {flow}",
+        facts,
+        c.link(f"/registry/v1/integrations/{d.integration_id}"),
+    )
+    return await c.send(uow, to, m, env)
+
+
+ROUTES: dict[str, Any] = {
+    events.REQUEST_SUBMITTED: work_messages.remember_request,
+    events.REQUEST_COMMENTED: work_messages.request_commented,
+    **dict.fromkeys(
+        (
+            events.DELIVERABLE_CREATED,
+            events.DELIVERABLE_DELIVERED,
+            events.DELIVERABLE_SENT_BACK,
+            events.DELIVERABLE_SLA_WARNING,
+            events.DELIVERABLE_SLA_BREACHED,
+        ),
+        work_messages.deliverable,
+    ),
+    events.LINE_OVERSPENT: line_overspent,
+    events.INTEGRATION_BROKEN: integration_broken,
+}
+
+
 def route(subject: str) -> Any:
     """The function that handles `subject` (or None): a plain table, so the consumer stays a dispatcher."""
     if subject == events.TASK_ASSIGNED:
@@ -270,6 +296,8 @@ def route(subject: str) -> Any:
         return renewal_due
     if subject == events.TARGET_AT_RISK:
         return target_at_risk
+    if subject in ROUTES:
+        return ROUTES[subject]
     if subject.startswith("workflow.instance."):
         return lambda c, uow, env: remember_instance(uow, env)
     return None

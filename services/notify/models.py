@@ -229,3 +229,16 @@ class KnownTask(Base):
     scope: Mapped[dict[str, Any]] = mapped_column(JSONType(), nullable=False, default=dict)
     due_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class KnownRequest(Base):
+    """A work request as `workflow.request.submitted` told it (its number, title, requester): so a
+    comment's or a deliverable's message says what it is about and reaches the requester."""
+
+    __tablename__ = "known_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    title: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    requester: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -14,7 +14,7 @@ import asyncio
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import httpx
@@ -206,7 +206,7 @@ class Outbound:
     async def _send_emails(self, emails: list[Outgoing]) -> dict[str, str | None]:
         if not emails:
             return {}
-        built: list[tuple[str, EmailMessage]] = []
+        built: list[tuple[str, Message]] = []
         for o in emails:
             built.append(
                 (

@@ -261,3 +261,23 @@ async def holders(uow: UnitOfWork, roles: Iterable[str], scope: dict[str, Any] |
 def principal_of(p: Person) -> Principal:
     """The identity a person's e-mail decision is made under (their directory roles and scopes)."""
     return Principal(p.id, roles=frozenset(p.roles), scopes=frozenset(p.scopes), kind="user")
+
+
+async def team_members(uow: UnitOfWork, team: str) -> list[Person]:
+    """The active people of `team` in the directory."""
+    query = select(Person).where(Person.team == team, Person.active.is_(True)).order_by(Person.id)
+    return list((await uow.scalars(query)).all())
+
+
+async def supplier_people(uow: UnitOfWork, supplier_id: str) -> list[Person]:
+    """Active holders of the `supplier` role whose scopes name `supplier:<id>`: the supplier's people,
+    as the workflow service knows its principals (one without a supplier scope acts for none)."""
+    query = (
+        select(Person)
+        .where(
+            Person.active.is_(True),
+            Person.id.in_(select(PersonRole.person_id).where(PersonRole.role == "supplier")),
+        )
+        .order_by(Person.id)
+    )
+    return [p for p in (await uow.scalars(query)).all() if f"supplier:{supplier_id}" in p.scopes]

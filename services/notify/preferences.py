@@ -2,7 +2,7 @@
 
 A kind without its own row follows the person's `*` row, and without that the default (e-mail and
 in-app, immediate). Some kinds a person's role requires them to hear (an SLA breach on their own
-task, a partner subscription of theirs disabled): unsubscribing does not silence those.
+task or deliverable, a partner subscription of theirs disabled): unsubscribing does not silence those.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from shared.db import utcnow
 from shared.uow import UnitOfWork
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("email", "in_app")
-REQUIRED = frozenset({"sla_breached", "subscription_disabled"})
+REQUIRED = frozenset({"sla_breached", "deliverable_sla_breached", "subscription_disabled"})
 
 
 @dataclass(frozen=True)

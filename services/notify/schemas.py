@@ -25,6 +25,14 @@ KINDS = (
     "renewal_due",
     "target_at_risk",
     "subscription_disabled",
+    "request_commented",
+    "deliverable_assigned",
+    "deliverable_sla_warning",
+    "deliverable_sla_breached",
+    "deliverable_delivered",
+    "deliverable_sent_back",
+    "line_overspent",
+    "integration_broken",
 )
 Kind = Literal[
     "task_assigned",
@@ -36,6 +44,14 @@ Kind = Literal[
     "renewal_due",
     "target_at_risk",
     "subscription_disabled",
+    "request_commented",
+    "deliverable_assigned",
+    "deliverable_sla_warning",
+    "deliverable_sla_breached",
+    "deliverable_delivered",
+    "deliverable_sent_back",
+    "line_overspent",
+    "integration_broken",
     "*",
 ]
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")

@@ -50,6 +50,8 @@ class Settings(BaseServiceSettings):
     line_owner_roles: list[str] = ["finance"]
     metric_owner_roles: list[str] = ["mops"]
     tool_owner_roles: list[str] = ["mops"]
+    # Who hears, instead of the requester, about a request notify never saw submitted (its requester unknown).
+    request_owner_roles: list[str] = ["mops"]
 
     def refuse_development_secrets(self) -> None:
         super().refuse_development_secrets()

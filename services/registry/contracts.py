@@ -15,7 +15,7 @@ from typing import Literal
 
 from sqlalchemy import select
 
-from services.registry import cursors, events, schemas
+from services.registry import cursors, events, savings, schemas
 from services.registry.milestones import MilestonePlan
 from services.registry.models import Contract, ContractTerm, Tool
 from services.registry.renewals import RenewalClock
@@ -168,6 +168,7 @@ class Contracts:
         )
         errors.raise_if_any()
         assert cost_minor is not None
+        before, old_term, noticed = savings.Terms.of(c), c.term, c.notice_given_at is not None
         await self._close_term(uow, c, "renewed")
         c.term += 1
         c.start, c.end, c.cost_minor, c.currency = start, end, cost_minor, currency
@@ -180,6 +181,9 @@ class Contracts:
         c.notice_given_at = None  # a notice ended the old term's renewal; the new term starts afresh
         await uow.flush()
         await self._start_term(uow, c, tool, events.CONTRACT_RENEWED)
+        if noticed:  # the saving its notice recorded does not happen
+            await savings.publish_withdrawn(uow, c, tool, term=old_term, before=before)
+        await savings.publish_cut(uow, c, tool, before)
         return record(c, tool.name)
 
     async def cancel(
@@ -201,6 +205,8 @@ class Contracts:
         await uow.flush()
         cancelled = events.RegistryContractCancelled(**term_event(c, tool).model_dump(), reason=body.reason)
         await uow.publish(events.CONTRACT_CANCELLED, c.id, cancelled)
+        if c.notice_given_at is None:  # a notice recorded the term's saving already
+            await savings.publish_cancellation(uow, c, tool, effective_on=c.cancelled_at.date())
         return record(c, tool.name)
 
     async def get(self, uow: UnitOfWork, *, contract_id: str) -> schemas.ContractDetail:

@@ -169,6 +169,27 @@ class RegistryIntegrationBroken(EventData):
     reported_by: str
 
 
+class RegistrySavingRecorded(EventData):
+    """What a contract change saves per year: the KPI service records it as a `stack_savings` measurement."""
+
+    saving_id: str = Field(
+        description="<contract_id>:<term>:<kind>, the measurement's external_id (a redelivery is a duplicate)"
+    )
+    contract_id: str
+    tool_id: str
+    tool_name: str
+    term: int = Field(description="the term that does not renew, or the cheaper term that starts")
+    kind: Literal["cancellation", "seat_reduction", "renegotiation", "cancellation_withdrawn"] = Field(
+        description="cancellation_withdrawn: a term whose notice was given renewed after all (the saving, negative)"
+    )
+    effective_on: dt.date = Field(description="the day the saving starts (the measurement's time)")
+    period: str = Field(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM of effective_on")
+    annual_saving: DecimalStr = Field(description="per year, in `currency` (negative for a withdrawn cancellation)")
+    currency: str
+    seats_before: int | None
+    seats_after: int | None
+
+
 TOOL_CREATED = EventSpec("registry.tool.created", RegistryTool, "A tool was catalogued")
 TOOL_UPDATED = EventSpec("registry.tool.updated", RegistryTool, "A tool's fields changed")
 TOOL_LIFECYCLE_CHANGED = EventSpec(
@@ -195,6 +216,11 @@ RENEWAL_DECIDED = EventSpec(
 INTEGRATION_BROKEN = EventSpec(
     "registry.integration.broken", RegistryIntegrationBroken, "An integration between two tools stopped working"
 )
+SAVING_RECORDED = EventSpec(
+    "registry.saving.recorded",
+    RegistrySavingRecorded,
+    "A cancellation or a cheaper renewal saves money per year: the KPI service measures it",
+)
 
 CATALOGUE = Catalogue(
     "registry",
@@ -209,6 +235,7 @@ CATALOGUE = Catalogue(
         RENEWAL_MILESTONE,
         RENEWAL_DECIDED,
         INTEGRATION_BROKEN,
+        SAVING_RECORDED,
     ),
     consumes=tuple(
         Consumed(f"workflow.instance.{what}", f"A renewal review {summary} (subject type contract, service registry)")

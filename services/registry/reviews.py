@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from services.registry import cursors, events, schemas
+from services.registry import cursors, events, savings, schemas
 from services.registry.contracts import Contracts
 from services.registry.milestones import MilestonePlan
 from services.registry.models import Contract, ContractTerm, RenewalDecision, Tool
@@ -126,6 +126,9 @@ class Reviews:
             c.notice_given_at, c.auto_renew = row.decided_at, False
             c.version += 1
             c.updated_at = utcnow()
+            tool = await uow.get(Tool, c.tool_id)
+            assert tool is not None
+            await savings.publish_cancellation(uow, c, tool, effective_on=c.end + dt.timedelta(days=1))
             row.status = "applied"
             row.effect = f"notice given: the term ends on {c.end.isoformat()} and does not renew"
 

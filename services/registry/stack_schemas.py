@@ -263,9 +263,10 @@ class SavingsPeriod(BaseModel):
 
 
 class KpiMeasurement(BaseModel):
-    """A period's saving in the shape of the KPI service's measurements (POST /kpi/v1/measurements)."""
+    """A saving in the shape of the KPI service's measurements (POST /kpi/v1/measurements): the one the KPI
+    service recorded from `registry.saving.recorded` (same source and external_id)."""
 
-    type: Literal["tool_savings"]
+    type: Literal["stack_savings"]
     value: str
     time: str
     dimensions: dict[str, str]

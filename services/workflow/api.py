@@ -326,9 +326,10 @@ async def sla_report(
     from_: str | None = Query(None, alias="from"),
     to: str | None = None,
     rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
 ) -> Response:
     start, end = query_instant(from_, "from"), query_instant(to, "to", end=True)
     if start and end and end <= start:
         raise Invalid.on("query.to", "must be after from")
     async with rt.unit_of_work(readonly=True) as uow:
-        return answer(await queries.sla_report(uow, definition_key=definition, start=start, end=end))
+        return answer(await queries.sla_report(uow, definition_key=definition, start=start, end=end, wf=wf))

@@ -239,7 +239,12 @@ async def inbox(uow: UnitOfWork, who: Principal, *, limit: int, cursor: str | No
 
 
 async def sla_report(
-    uow: UnitOfWork, *, definition_key: str | None, start: dt.datetime | None, end: dt.datetime | None
+    uow: UnitOfWork,
+    *,
+    definition_key: str | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    wf: Workflow | None = None,
 ) -> SlaReport:
     """The bottleneck view over instances finished in [start, end)."""
     q = select(instances).where(instances.c.finished_at.is_not(None))
@@ -253,6 +258,7 @@ async def sla_report(
     business = sorted((r.cycle_time_business_seconds or 0) / 3600 for r in rows)
     wall = sorted((r.cycle_time_seconds or 0) / 3600 for r in rows)
     per_stage = await _breaches(uow, [r.id for r in rows])
+    stage_hours = await _stage_hours(uow, wf, [r.id for r in rows]) if wf is not None else {}
     met = sum(1 for r in rows if r.sla_met)
     by_outcome: dict[str, int] = {}
     for r in rows:
@@ -268,7 +274,15 @@ async def sla_report(
             "cycle_time_hours": Percentiles(median=percentile(wall, 50), p90=percentile(wall, 90)),
             "sla_attainment_pct": round(100 * met / len(rows), 2) if rows else None,
             "breaches_per_stage": [
-                StageBreaches(stage=k, tasks=v[0], breaches=v[1])
+                StageBreaches(
+                    stage=k,
+                    tasks=v[0],
+                    breaches=v[1],
+                    attainment_pct=round(100 * (v[0] - v[1]) / v[0], 2) if v[0] else None,
+                    cycle_time_business_hours=Percentiles(
+                        median=percentile(stage_hours.get(k, []), 50), p90=percentile(stage_hours.get(k, []), 90)
+                    ),
+                )
                 for k, v in sorted(per_stage.items(), key=lambda kv: (-kv[1][1], kv[0]))
             ],
         }
@@ -291,6 +305,22 @@ async def _breaches(uow: UnitOfWork, ids: list[str]) -> dict[str, tuple[int, int
             seen = per_stage.get(stage, (0, 0))
             per_stage[stage] = (seen[0] + int(total), seen[1] + int(breached or 0))
     return per_stage
+
+
+async def _stage_hours(uow: UnitOfWork, wf: Workflow, ids: list[str]) -> dict[str, list[float]]:
+    """Stage name -> the sorted business hours its completed tasks took, each in its own calendar."""
+    out: dict[str, list[float]] = {}
+    for i in range(0, len(ids), 500):
+        stmt = select(tasks.c.stage, tasks.c.calendar, tasks.c.created_at, tasks.c.completed_at).where(
+            tasks.c.instance_id.in_(ids[i : i + 500]), tasks.c.completed_at.is_not(None)
+        )
+        for row in (await uow.execute(stmt)).mappings().all():
+            begun, done = row["created_at"], row["completed_at"]
+            if abs(done - begun) > HORIZON:
+                continue
+            cal = await wf.calendars.get(uow, row["calendar"])
+            out.setdefault(row["stage"], []).append(cal.between(begun, done).total_seconds() / 3600)
+    return {stage: sorted(hours) for stage, hours in out.items()}
 
 
 def percentile(sorted_values: list[float], pct: float) -> float | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from shared.app import Runtime
 from shared.context import Actor, actor_var
@@ -35,13 +35,10 @@ class BatchedTimerScheduler(TimerScheduler):
     async def _fire_batch(self, now: dt.datetime | None) -> int:
         now = now or self.clock()
         t = self.table
-        query = select(t).where(t.c.status == "pending", t.c.due_at <= now).order_by(t.c.due_at).limit(self.batch)
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
         try:
             async with self.db.transaction() as session:
                 s = UnitOfWork(session, self.outbox)
-                rows = (await s.execute(query)).all()
+                rows = await self.claim(s, now)
                 for row in rows:
                     handler = self.handlers.get(row.kind)
                     if handler is not None:

@@ -364,6 +364,11 @@ class StageBreaches(BaseModel):
     stage: str
     tasks: int
     breaches: int
+    attainment_pct: float | None = Field(default=None, description="share of the stage's tasks within their SLA")
+    cycle_time_business_hours: Percentiles = Field(
+        default_factory=lambda: Percentiles(median=None, p90=None),
+        description="from a task's assignment to its completion, in its calendar's business hours",
+    )
 
 
 class SlaReport(BaseModel):

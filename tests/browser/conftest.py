@@ -63,6 +63,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     env = dict(os.environ)
     env.update({f"PITCREW_{name.upper()}_PORT": str(free_port()) for name in PROCESSES})
     env["PITCREW_VAR_DIR"] = str(var)
+    env["PITCREW_NOTIFY_ALLOW_PRIVATE_URLS"] = "true"  # the admin test's partner endpoint listens on 127.0.0.1
     env.pop("PITCREW_ENVIRONMENT", None)
     try:
         stack, urls, _ = start_stack(

@@ -178,6 +178,14 @@ def test_kpis_show_the_apis_figures_and_draw_the_chart_and_attribution_ranges(br
     }
     assert shown == {i["metric"]: i["actual"] for i in card["items"]}
     assert page.locator("#metric-chart[data-drawn='1'] canvas").count() == 1
+    # The month still running is drawn dashed (one dashed series per group) and marked in the table.
+    month_ends_today = (today + dt.timedelta(days=1)).day == 1
+    running = page.locator("#series-table th[data-partial]")
+    if not month_ends_today:
+        assert running.count() == 1 and (running.text_content() or "").startswith(today.strftime("%Y-%m-01"))
+        groups = page.locator("#series-table tbody tr").count()
+        assert page.locator("#metric-chart").get_attribute("data-dashed") == str(groups) != "0"
+        assert "Dashed" in page.inner_text("#partial-note")
     definition = api.get("/kpi/v1/metrics/spend").json()
     assert page.locator("#definition [data-version]").inner_text() == str(definition["version"])
     first = page.locator("#series-table tbody tr").first.locator("td").first.get_attribute("data-value")
@@ -195,6 +203,14 @@ def test_kpis_show_the_apis_figures_and_draw_the_chart_and_attribution_ranges(br
         "/kpi/v1/attribution", params={"from": today.replace(month=1, day=1).isoformat(), "to": today.isoformat()}
     ).json()
     assert page.locator("#attribution svg .range-span").count() == len(attribution["credits"]) > 0
+    # The data-quality view: rejections, duplicates, late data and new spellings, as the API counts them.
+    quality = api.get("/kpi/v1/quality").json()
+    assert figures(page, "#quality-counts") == {
+        "rejected": str(quality["rejected"]["count"]),
+        "duplicates": str(quality["duplicates_dropped"]["count"]),
+        "late": str(quality["late_arrivals"]["count"]),
+        "new_values": str(len(quality["new_dimension_values"])),
+    }
     check_page(page, "kpis-analyst")
 
 

@@ -159,3 +159,48 @@ async def test_a_refused_purchase_order_answers_202_and_is_listed_within_scopes_
     assert (c["external_ref"], c["amount"], c["status"]) == ("PO-1", "500.00", "committed")
     assert na["id"] == na_refusal["line_id"]
     assert len(await _outbox(budget, "budget.commitment.refused")) == 3
+
+
+async def test_the_january_contract_fits_a_plan_controlled_by_fiscal_year_and_one_beyond_the_year_is_refused(live):
+    """The issue's example again, with control by fiscal year: January uses March's money; a second
+    contract the year cannot fund is refused, published and listed, and the invoice is still a fact."""
+    budget, js = live
+    body = {"name": "FY27", "fiscal_year": 2027, "currency": "EUR", "control_period": "fiscal_year"}
+    plan = await budget.ok("POST", "/v1/plans", 201, json=body)
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
+    ln = await budget.line(plan["id"], "MARTECH", channel="martech")
+    await budget.allocate(ln["id"], "20000.00", period="2027-03")
+    await publish(js, "registry.contract.created", "registry", "c-1", contract())
+
+    async def committed() -> str | None:
+        bal = await budget.balance(ln["id"], "2027-01", "2027-01")
+        return bal["committed"] if bal["committed"] != "0.00" else None
+
+    assert await eventually(committed) == "12000.00"
+    await publish(js, "registry.contract.created", "registry", "c-3", contract("2027-02", cid="c-3"))
+
+    async def listed() -> list:
+        return (await budget.ok("GET", "/v1/refusals"))["items"]
+
+    [refusal] = await eventually(listed)
+    assert refusal["external_ref"] == "contract:c-3:1" and "available in FY2027" in refusal["reason"]
+    assert "short by 4000.00 EUR" in refusal["reason"]
+    [event] = await _outbox(budget, "budget.commitment.refused")
+    assert event["refusal_id"] == refusal["id"] and event["period"] == "2027-02"
+    assert await _dead_letters(budget) == []
+    invoice = {
+        "invoice_number": "INV-7",
+        "fiscal_year": 2027,
+        "budget_line": "MARTECH",
+        "period": "2027-02",
+        "amount": "9000.00",
+        "currency": "EUR",
+    }
+    fact = await budget.ok("POST", "/v1/erp/invoices", 201, json=invoice)
+    assert fact["overspend"] is True  # 20000 - 12000 - 9000 over the year
+    [over] = await _outbox(budget, "budget.line.overspent")
+    assert (over["available"], over["overspent_by"]) == ("-1000.00", "1000.00")
+    await budget.allocate(ln["id"], "13000.00", period="2027-12")
+    done = await budget.ok("POST", f"/v1/refusals/{refusal['id']}/retry", headers=FINANCE)
+    assert done["status"] == "retried"
+    assert (await budget.balance(ln["id"]))["available"] == "0.00"

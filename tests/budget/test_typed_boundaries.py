@@ -24,7 +24,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(budget: Bud
         for method, op in ops.items()
         if path.startswith("/v1/") and "operations" not in op.get("tags", [])
     ]
-    assert len(ours) == 29  # with GET /v1/refusals and POST /v1/refusals/{id}/retry
+    assert len(ours) == 42  # with the ERP mapping and suspense (6), versions, variance and phasing (7)
     for path, method, op in ours:
         responses = op["responses"]
         ok = [status for status in responses if status.startswith("2")]
@@ -40,7 +40,8 @@ async def test_every_operation_documents_its_answer_and_its_problems(budget: Bud
     assert set(by_path["/v1/plans/{plan_id}/export", "get"]["responses"]["200"]["content"]) == {"text/csv"}
     assert set(by_path["/v1/plans/{plan_id}/import", "post"]["requestBody"]["content"]) == {"text/csv"}
     assert {"404", "409", "412", "428"} <= set(by_path["/v1/plans/{plan_id}", "patch"]["responses"])
-    assert set(by_path["/v1/erp/purchase-orders", "post"]["responses"]) >= {"200", "201", "409"}
+    assert set(by_path["/v1/erp/purchase-orders", "post"]["responses"]) >= {"200", "201", "202", "409"}
+    assert set(by_path["/v1/erp/suspense/{suspense_id}/assign", "post"]["responses"]) >= {"200", "404", "409"}
     summary = doc["components"]["schemas"]["Summary"]["properties"]
     assert {"from", "to", "groups", "total"} <= set(summary)
 

@@ -79,10 +79,12 @@ async def test_sign_in_with_code_and_pkce_and_the_gateway_accepts_the_token(cons
             assert sent["grant_type"] == "authorization_code" and len(sent["code_verifier"]) >= 43
             # Signed in as the provider's user; the gateway verified the access token (JWKS, issuer, audience)
             # and answered: the console reached the gateway's own API with it.
-            admin = await c.get("/admin")
-            assert "Ada" in admin.text and "(finance; region:EMEA)" in admin.text
-            assert "Times in Asia/Tokyo." in admin.text  # the provider's zoneinfo claim
-            assert "Your role may not see this part" in admin.text  # finance may not list keys: the gateway said 403
+            # (No workflow service runs here: the gateway accepted the token, then found the service down;
+            # a refused token would have been a 401 and a redirect to the sign-in page.)
+            inbox = await c.get("/approvals")
+            assert inbox.status_code == 503 and "workflow" in inbox.text, inbox.text[-1500:]
+            assert "Ada" in inbox.text and "(finance; region:EMEA)" in inbox.text
+            assert "Times in Asia/Tokyo." in inbox.text  # the provider's zoneinfo claim
 
 
 async def test_a_callback_with_a_foreign_state_is_refused(console, provider):

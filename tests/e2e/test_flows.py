@@ -470,6 +470,30 @@ def test_invoices_through_the_gateway_become_discovery_candidates_and_a_merge_is
     assert all(not i["vendor"].lower().startswith(vendor.lower()) for i in items)
 
 
+def test_a_cheaper_renewal_through_the_gateway_is_a_stack_saving_in_the_kpis(cluster: Cluster):
+    """registry.saving.recorded travels from the registry's process to the KPI's: a renewal with fewer seats
+    saves the difference per year from the month the new term starts."""
+    admin = cluster.client("ada", "admin")
+    tool = admin.post("/registry/v1/tools", json={"name": f"Seats {uuid.uuid4().hex[:6]}", "category": "data"}).json()
+    body = {"tool_id": tool["id"], "start": "2039-01-01", "end": "2039-12-31", "billing_period": "annual",
+            "cost": "12000.00", "currency": "EUR", "seats": 50, "auto_renew": True, "notice_days": 60}  # fmt: skip
+    contract = admin.post("/registry/v1/contracts", json=body)
+    assert contract.status_code == 201, contract.text
+    r = admin.post(f"/registry/v1/contracts/{contract.json()['id']}/renew", json={"cost": "9000.00", "seats": 30})
+    assert r.status_code == 200, r.text
+    wait_for(
+        lambda: (
+            series_total(admin, "stack_savings", "2040-01-01", "2040-01-31", filter="kind:seat_reduction")
+            == Decimal("3000.00")
+        ),
+        what="the seat reduction's saving in the KPIs",
+    )
+    report = admin.get("/registry/v1/reports/savings", params={"from": "2040-01", "to": "2040-01"}).json()
+    assert [(i["tool_id"], i["kind"], i["annual_saving"]) for i in report["items"]] == [
+        (tool["id"], "seat_reduction", "3000.00")
+    ]
+
+
 def test_a_client_generated_from_the_gateways_document_walks_the_tour(cluster: Cluster, tmp_path: Path):
     """The merged /openapi.json is a contract a partner can build on: openapi-python-client generates a
     typed client from it, and the README's tour runs through that client's models and calls."""

@@ -25,6 +25,7 @@ ROUTES = {
     "workflow.resubmit": ("POST", "/workflow/v1/instances/i1/resubmit"),
     "workflow.task": ("POST", "/workflow/v1/tasks/t1/approve"),
     "kpi.read": ("GET", "/kpi/v1/metrics/cpl/series"),
+    "kpi.query": ("POST", "/kpi/v1/query"),
     "kpi.define": ("POST", "/kpi/v1/metrics"),
     "kpi.delete": ("DELETE", "/kpi/v1/targets/t1"),
     "kpi.measure": ("POST", "/kpi/v1/measurements"),
@@ -40,7 +41,7 @@ ROUTES = {
     "gateway.keys_write": ("POST", "/gateway/v1/api-keys"),
 }
 
-READS = {"budget.read", "workflow.read", "kpi.read", "registry.read"}
+READS = {"budget.read", "workflow.read", "kpi.read", "kpi.query", "registry.read"}
 SERVICE_ROUTES = {k for k in ROUTES if not k.startswith("gateway.")}
 TASKS_AND_INSTANCES = {"workflow.start", "workflow.cancel", "workflow.resubmit", "workflow.task"}
 
@@ -57,6 +58,7 @@ EXPECTED = {
     "partner": {
         "budget.read",
         "kpi.read",
+        "kpi.query",
         "registry.read",
         "budget.erp",
         "kpi.measure",
@@ -109,6 +111,11 @@ def test_the_shipped_policy_loads_and_analyst_can_never_write():
         Policy.from_dict({"roles": {}, "public": [{"service": "gateway", "methods": ["GET"], "paths": ["/v1/keys"]}]})
     with pytest.raises(PolicyError, match="read-only"):
         Policy.from_dict({"roles": {"analyst": [{"service": "kpi", "methods": ["POST"], "paths": ["/v1/x"]}]}})
+    # A read-only POST (KPI's semantic query) is decided as a GET of its path: the analyst may send it.
+    assert policy.allows({"analyst"}, "kpi", "POST", "/v1/query")
+    assert not policy.allows({"analyst"}, "kpi", "POST", "/v1/query/x") and not policy.allows(
+        set(), "kpi", "POST", "/v1/query"
+    )
     with pytest.raises(PolicyError, match="read-only"):
         Policy.from_dict(
             {

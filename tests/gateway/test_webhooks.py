@@ -55,6 +55,14 @@ INVOICE = {
     "currency": "EUR",
     "vendor": "Eventco",
 }
+# The ERP's own coordinates instead of a line code (the budget's mapping rules find the line).
+MAPPED_INVOICE = {
+    **{k: v for k, v in INVOICE.items() if k != "budget_line"},
+    "company_code": "DE01",
+    "cost_center": "CC-4100",
+    "gl_account": "612000",
+    "internal_order": "IO-SPRING",
+}
 CRM = {"id": "006A", "time": "2027-03-04T10:00:00Z", "channel": "search", "campaign": "spring", "region": "EMEA"}
 
 CASES = [
@@ -62,6 +70,15 @@ CASES = [
     ("erp", "purchase_order.changed", PO, "budget", "/v1/erp/purchase-orders", {"action": "changed", **PO}),
     ("erp", "purchase_order.cancelled", PO, "budget", "/v1/erp/purchase-orders", {"action": "cancelled", **PO}),
     ("erp", "invoice.posted", INVOICE, "budget", "/v1/erp/invoices", INVOICE),
+    (
+        "erp",
+        "purchase_order.created",
+        {**PO, "budget_line": None, "cost_center": "CC-4100", "gl_account": "612000"},
+        "budget",
+        "/v1/erp/purchase-orders",
+        {"action": "created", **PO, "budget_line": None, "cost_center": "CC-4100", "gl_account": "612000"},
+    ),
+    ("erp", "invoice.posted", MAPPED_INVOICE, "budget", "/v1/erp/invoices", {**MAPPED_INVOICE, "budget_line": None}),
     (
         "crm",
         "lead.created",
@@ -127,15 +144,57 @@ CASES = [
             ]
         },
     ),
+    (
+        "crm",
+        "lead.stage_changed",
+        {**CRM, "stage": "mql"},
+        "kpi",
+        "/v1/measurements",
+        {
+            "items": [
+                {
+                    "type": "mqls",
+                    "value": "1",
+                    "time": CRM["time"],
+                    "source": "crm",
+                    "external_id": "mql:006A",
+                    "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"},
+                }
+            ]
+        },
+    ),
+    (
+        "crm",
+        "opportunity.lost",
+        {**CRM, "lead_id": "00QL1"},
+        "kpi",
+        "/v1/lifecycle",
+        {
+            "items": [
+                {
+                    "entity_id": "00QL1",
+                    "stage": "lost",
+                    "time": CRM["time"],
+                    "source": "crm",
+                    "dimensions": {"channel": "search", "campaign": "spring", "region": "EMEA"},
+                }
+            ]
+        },
+    ),
 ]
 
 
-@pytest.mark.parametrize("source, event_type, data, service, path, expected", CASES, ids=[c[1] for c in CASES])
-async def test_translation_reaches_the_owning_service(gw, upstreams, source, event_type, data, service, path, expected):
-    body, headers = signed(source, {"type": event_type, "data": data}, f"d-{event_type}")
+@pytest.mark.parametrize(
+    "source, event_type, data, service, path, expected", CASES, ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES)]
+)
+async def test_translation_reaches_the_owning_service(
+    gw, upstreams, request, source, event_type, data, service, path, expected
+):
+    delivery = f"d-{request.node.callspec.id}"
+    body, headers = signed(source, {"type": event_type, "data": data}, delivery)
     r = await gw.post(f"/webhooks/{source}", content=body, headers=headers)
     assert r.status_code == 202, r.text
-    assert r.json() == {"delivery_id": f"d-{event_type}", "status": "accepted", "duplicate": False}
+    assert r.json() == {"delivery_id": delivery, "status": "accepted", "duplicate": False}
     received = upstreams[f"{service}.test"].state.received
     await eventually(lambda: received)
     got = received[0]
@@ -143,7 +202,7 @@ async def test_translation_reaches_the_owning_service(gw, upstreams, source, eve
     assert json.loads(got["body"]) == expected
     assert got["principal"]["subject"] == f"webhook:{source}" and got["principal"]["roles"] == ["partner"]
     assert got["principal"]["kind"] == "service"
-    assert got["headers"]["idempotency-key"] == f"d-{event_type}"
+    assert got["headers"]["idempotency-key"] == delivery
 
 
 async def test_bad_signature_stale_timestamp_and_missing_headers_are_401(gw, upstreams):
@@ -188,9 +247,9 @@ async def test_replay_is_a_duplicate_and_does_nothing(gw, upstreams):
     body, headers = signed("crm", {"type": "lead.created", "data": {**CRM, "id": "L2"}}, "lead-2")
     results = await asyncio.gather(*(gw.post("/webhooks/crm", content=body, headers=headers) for _ in range(5)))
     assert sorted(r.status_code for r in results) == [200, 200, 200, 200, 202]
-    await eventually(lambda: len(received) == 2)
+    await eventually(lambda: len(received) == 4)  # two deliveries, each a measurement and a lifecycle call
     await asyncio.sleep(0.3)
-    assert len(received) == 2
+    assert len(received) == 4
     # The same delivery id from another source is a different delivery.
     body, headers = signed("erp", {"type": "invoice.posted", "data": INVOICE}, "lead-1")
     assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
@@ -261,7 +320,8 @@ async def test_a_lost_answer_is_replayed_not_applied_twice(gw, upstreams):
         row.status, row.attempts = "pending", 0  # as if the 2xx had been lost
     await eventually(lambda: _status(lambda: _one(gw), "delivered"))
     await forwarder.run_once()
-    assert len(kpi.state.received) == 1
+    assert [r["path"] for r in kpi.state.received] == ["/v1/measurements", "/v1/lifecycle"]  # once each
+    assert [r["headers"]["idempotency-key"] for r in kpi.state.received] == ["lead-once", "lead-once:1"]
 
 
 async def test_a_rejected_payload_is_kept_for_operators(gw, upstreams, token):
@@ -376,12 +436,30 @@ BAD_ITEMS = [
     ("crm", "lead.created", {**CRM, "region": ["EMEA"]}, "data.region"),
     ("crm", "opportunity.won", {**CRM, "amount": "lots"}, "data.amount"),
     ("crm", "opportunity.won", {**CRM, "amount": 48000.5}, "data.amount"),
+    ("crm", "lead.stage_changed", CRM, "data.stage"),  # which stage?
+    ("crm", "lead.stage_changed", {**CRM, "stage": "customer"}, "data.stage"),
+    ("crm", "opportunity.lost", {**CRM, "lead_id": "L" * 201}, "data.lead_id"),
+    ("crm", "opportunity.lost", {**CRM, "lead_id": ""}, "data.lead_id"),
     # What budget would refuse (its own input models).
     ("erp", "invoice.posted", {**INVOICE, "period": "2027-3"}, "data.period"),
     ("erp", "invoice.posted", {**INVOICE, "currency": "XXQ"}, "data.currency"),
     ("erp", "invoice.posted", {**INVOICE, "fiscal_year": 1999}, "data.fiscal_year"),
     ("erp", "purchase_order.created", {**PO, "revision": -1}, "data.revision"),
     ("erp", "purchase_order.changed", {k: v for k, v in PO.items() if k != "amount"}, "data.amount"),
+    # Neither a line code nor coordinates to map.
+    (
+        "erp",
+        "invoice.posted",
+        {k: v for k, v in INVOICE.items() if k not in ("budget_line", "vendor")},
+        "data.budget_line",
+    ),
+    (
+        "erp",
+        "purchase_order.created",
+        {k: v for k, v in PO.items() if k not in ("budget_line", "vendor")},
+        "data.budget_line",
+    ),
+    ("erp", "invoice.posted", {**MAPPED_INVOICE, "cost_center": ""}, "data.cost_center"),
 ]
 
 
@@ -401,6 +479,19 @@ async def test_the_translated_time_is_what_kpi_reads(gw, upstreams):
     await eventually(lambda: upstreams["kpi.test"].state.received)
     item = json.loads(upstreams["kpi.test"].state.received[0]["body"])["items"][0]
     assert item["time"] == "2027-03-04T12:00:00+02:00" and item["dimensions"]["channel"] == "search"
+
+
+async def test_a_crm_event_records_the_entitys_lifecycle_stage_after_its_measurements(gw, upstreams):
+    """lead.stage_changed to SQL: the sqls measurement, then the lead's lifecycle fact (KPI's cohorts read it)."""
+    data = {**CRM, "id": "00QL7", "stage": "SQL"}
+    body, headers = signed("crm", {"type": "lead.stage_changed", "data": data}, "sql-1")
+    assert (await gw.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+    received = upstreams["kpi.test"].state.received
+    await eventually(lambda: len(received) == 2)
+    assert [r["path"] for r in received] == ["/v1/measurements", "/v1/lifecycle"]
+    assert json.loads(received[0]["body"])["items"][0]["type"] == "sqls"
+    fact = json.loads(received[1]["body"])["items"][0]
+    assert (fact["entity_id"], fact["stage"], fact["time"]) == ("00QL7", "sql", CRM["time"])
 
 
 async def test_a_delivery_whose_items_the_service_refused_is_not_shown_as_delivered(gw, upstreams, token):

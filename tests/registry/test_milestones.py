@@ -7,8 +7,9 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, select, update
 
+from shared.db import create_engine
 from tests.conftest import eventually
 from tests.harness import assert_problem, fields_of
 from tests.registry.conftest import (
@@ -74,19 +75,47 @@ async def test_default_milestones_and_a_contracts_own(api, app):
     assert_problem(await api.put(url, json={"days": [10]}), 409)
 
 
+async def bring_forward(timers: Table, db_url: str, contract_ids: list[str], days: int, to: dt.datetime) -> int:
+    """The moment of these contracts' pending `days` milestones arrives at `to`: their timers are moved
+    there in the database (`test_default_milestones_and_a_contracts_own` checks the moments the schedule
+    sets), so a slow machine setting the contracts up never races the clock. Works with the service
+    stopped (its own engine)."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            query = select(timers.c.id, timers.c.subject_id, timers.c.payload).where(
+                timers.c.kind == "renewal_milestone", timers.c.status == "pending"
+            )
+            ids = [
+                r.id
+                for r in (await conn.execute(query)).all()
+                if r.subject_id in contract_ids and r.payload["days"] == days
+            ]
+            if ids:
+                await conn.execute(update(timers).where(timers.c.id.in_(ids)).values(due_at=to))
+        return len(ids)
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.db
 async def test_each_milestone_fires_once_across_a_restart(db_url, nats_url):
-    due = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)).replace(microsecond=0)
+    """A milestone that came due while the service was down fires when it starts, once; another restart
+    and a re-plan of the same days do not fire it again."""
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(microsecond=0)
     settings = make_settings(db_url, nats_url, renewal_fire_time=due.time(), renewal_milestones=[30, 10])
-    deadline = due.date() + dt.timedelta(days=30)  # the 30-day milestone falls on today, at `due`
+    deadline = due.date() + dt.timedelta(days=30)  # the 30-day milestone falls on `due`
     end = deadline + dt.timedelta(days=60)
     async with running(settings) as first, client(first) as c:
         tool = await make_tool(c, "Acme CRM")
         contract = await make_contract(
             c, tool["id"], start=(end - dt.timedelta(days=364)).isoformat(), end=end.isoformat(), notice_days=60
         )
-    assert dt.datetime.now(dt.UTC) < due
-    await asyncio.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()) + 0.3)
+        timers = first.state.runtime.infra.timers
+        assert await milestone_timers(first, contract["id"]) == [("pending", 1, 10), ("pending", 1, 30)]
+    assert await published(nats_url, "registry.renewal.milestone", contract["id"], quiet=0.2) == []
+    # The 30-day moment passes while the service is down.
+    assert await bring_forward(timers, db_url, [contract["id"]], 30, dt.datetime.now(dt.UTC)) == 1
     async with running(settings) as second, client(second) as c:
         events = await eventually(lambda: published(nats_url, "registry.renewal.milestone", contract["id"]))
         await asyncio.sleep(1.0)
@@ -114,8 +143,9 @@ async def test_each_milestone_fires_once_across_a_restart(db_url, nats_url):
 
 @pytest.mark.postgres_only
 async def test_two_replicas_fire_each_milestone_once(db_url, nats_url):
-    """Two apps on one PostgreSQL database: 40 milestones due at the same moment fire once each."""
-    due = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=8)).replace(microsecond=0)
+    """Two apps on one PostgreSQL database, both polling: 40 milestones coming due at the same moment
+    fire once each (SKIP LOCKED), and the later one of each contract stays pending in both."""
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(microsecond=0)
     settings = make_settings(db_url, nats_url, renewal_fire_time=due.time(), renewal_milestones=[20, 5])
     deadline = due.date() + dt.timedelta(days=20)
     end = deadline + dt.timedelta(days=30)
@@ -128,7 +158,9 @@ async def test_two_replicas_fire_each_milestone_once(db_url, nats_url):
                 c, tool["id"], start=(end - dt.timedelta(days=364)).isoformat(), end=end.isoformat(), notice_days=30
             )
             ids.append(contract["id"])
-        assert dt.datetime.now(dt.UTC) < due, "the machine was too slow to set the contracts up in time"
+        timers = one.state.runtime.infra.timers
+        # Both replicas are polling when the 20-day moment of all 40 arrives.
+        assert await bring_forward(timers, db_url, ids, 20, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == 40
 
         async def all_fired() -> list:
             rows = [await milestone_timers(one, cid) for cid in ids]
@@ -140,3 +172,21 @@ async def test_two_replicas_fire_each_milestone_once(db_url, nats_url):
             rows = await outbox_rows(one, "registry.renewal.milestone", cid)
             assert [r["data"]["days_before"] for r in rows] == [20], cid
             assert await milestone_timers(two, cid) == [("fired", 1, 20), ("pending", 1, 5)]
+    fired = [e.data["contract_id"] for e in await published(nats_url, "registry.renewal.milestone")]
+    assert sorted(cid for cid in fired if cid in ids) == sorted(ids)  # on NATS once each
+
+
+@pytest.mark.db
+async def test_the_review_opens_at_the_milestone_the_organisation_chooses(db_url, nats_url):
+    """With `renewal_lead_days` 90 the review (`registry.renewal.due`, which starts the workflow's review
+    with its SLA ending at the notice deadline) comes due at the 90-day milestone, which says so."""
+    settings = make_settings(db_url, nats_url, renewal_lead_days=90)
+    async with running(settings) as app, client(app) as c:
+        tool = await make_tool(c, "Acme")
+        contract = await make_contract(c, tool["id"], start=days(-100), end=days(260), notice_days=60)
+        body = (await c.get(f"/v1/contracts/{contract['id']}/milestones")).json()
+        opening = [i for i in body["items"] if i["opens_review"]]
+        assert [i["days"] for i in opening] == [90]
+        detail = (await c.get(f"/v1/contracts/{contract['id']}")).json()
+        assert detail["renewal_due_at"] == opening[0]["due_at"]
+        assert opening[0]["on"] == days(110)

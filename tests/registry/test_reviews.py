@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,10 @@ async def loop_of(new_db: Any, nats_url: str, **registry_settings: Any) -> Async
                 await c.aclose()
 
 
+def minor(amount: str) -> int:
+    return int(Decimal(amount) * 100)
+
+
 def day(n: int) -> dt.date:
     return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=n)
 
@@ -164,6 +169,7 @@ async def test_renew_starts_the_next_term_and_budget_commits_it(new_db, own_nats
         assert row.status == "committed"
         detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
         assert detail["term"] == 2 and detail["start"] == day(41).isoformat()
+        assert row.amount_minor == minor(detail["terms"][1]["commit_amount"])
         assert [t["outcome"] for t in detail["terms"]] == ["renewed", "current"]
         [decision] = await loop.decisions(contract["id"])
         assert decision["outcome"] == "renew" and decision["status"] == "applied" and decision["next_term"] == 2
@@ -237,37 +243,47 @@ async def test_renegotiate_waits_then_renews_on_the_new_terms(new_db, own_nats):
         row = await eventually(lambda: loop.commitment(f"contract:{contract['id']}:2"), timeout=20)
         detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
         assert detail["term"] == 2 and detail["cost"] == "9000.00" and detail["seats"] == 30
-        assert row.status == "committed"
+        # Budget committed the renegotiated term's cost, not the old one's.
+        assert row.status == "committed" and row.amount_minor == minor(detail["terms"][1]["commit_amount"])
+        first = await loop.commitment(f"contract:{contract['id']}:1")
+        assert minor(detail["terms"][1]["commit_amount"]) < first.amount_minor
         [decision] = await loop.decisions(contract["id"])
         assert decision["outcome"] == "renew" and "renegotiated" in decision["effect"]
+
+
+async def auto_renewed_meanwhile(loop: Loop, contract: dict[str, Any]) -> None:
+    """The notice deadline passes unanswered: move the term so its deadline was yesterday and let the
+    auto-renewal timer fire now (what the scheduler does the day after the deadline)."""
+    rt = loop.apps["registry"].state.runtime
+    async with rt.transaction() as s:
+        for row in (await s.get(Contract, contract["id"]), await s.get(ContractTerm, (contract["id"], 1))):
+            row.end = day(29)  # notice deadline = yesterday
+    t = rt.infra.timers
+    async with rt.transaction() as s:
+        await s.execute(
+            t.update()
+            .where(t.c.subject_id == contract["id"], t.c.kind == "auto_renewal")
+            .values(due_at=dt.datetime.now(dt.UTC))
+        )
+    await eventually(lambda: loop.commitment(f"contract:{contract['id']}:2"), timeout=20)
+    auto = await loop.decisions(contract["id"])
+    assert [d["outcome"] for d in auto] == ["auto_renewed"] and auto[0]["next_term"] == 2
+
+
+async def late_decision(loop: Loop, contract: dict[str, Any], outcome: str) -> dict[str, Any]:
+    async def two() -> list:
+        items = await loop.decisions(contract["id"])
+        return items if len(items) == 2 else []
+
+    return [d for d in await eventually(two, timeout=20) if d["outcome"] == outcome][0]
 
 
 async def test_a_late_cancel_is_reported_with_the_auto_renewal_that_happened(new_db, own_nats):
     async with loop_of(new_db, own_nats) as loop:
         contract, task = await contract_under_review(loop, "Late CRM")
-        # The notice deadline passes unanswered: move the term so its deadline was yesterday and let the
-        # auto-renewal timer fire now (what the scheduler does the day after the deadline).
-        rt = loop.apps["registry"].state.runtime
-        async with rt.transaction() as s:
-            for row in (await s.get(Contract, contract["id"]), await s.get(ContractTerm, (contract["id"], 1))):
-                row.end = day(29)  # notice deadline = yesterday
-        t = rt.infra.timers
-        async with rt.transaction() as s:
-            await s.execute(
-                t.update()
-                .where(t.c.subject_id == contract["id"], t.c.kind == "auto_renewal")
-                .values(due_at=dt.datetime.now(dt.UTC))
-            )
-        await eventually(lambda: loop.commitment(f"contract:{contract['id']}:2"), timeout=20)
-        auto = await loop.decisions(contract["id"])
-        assert [d["outcome"] for d in auto] == ["auto_renewed"] and auto[0]["next_term"] == 2
+        await auto_renewed_meanwhile(loop, contract)
         await loop.ok("workflow", "POST", f"/v1/tasks/{task['id']}/reject", json={}, headers=MOPS_REVIEWER)
-
-        async def two() -> list:
-            items = await loop.decisions(contract["id"])
-            return items if len(items) == 2 else []
-
-        late = [d for d in await eventually(two, timeout=20) if d["outcome"] == "cancel"][0]
+        late = await late_decision(loop, contract, "cancel")
         assert late["late"] is True and late["status"] == "no_effect" and late["auto_renewed_term"] == 2
         assert "after the notice deadline" in late["effect"]
         page = await loop.ok("registry", "GET", "/v1/renewals/decisions", params={"late": "true"})
@@ -275,6 +291,20 @@ async def test_a_late_cancel_is_reported_with_the_auto_renewal_that_happened(new
         detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
         assert detail["term"] == 2 and detail["status"] == "active"
         assert (await loop.commitment(f"contract:{contract['id']}:2")).status == "committed"
+
+
+async def test_a_late_renew_is_reported_and_does_not_renew_twice(new_db, own_nats):
+    async with loop_of(new_db, own_nats) as loop:
+        contract, task = await contract_under_review(loop, "Late Renewed CRM")
+        await auto_renewed_meanwhile(loop, contract)
+        await loop.ok("workflow", "POST", f"/v1/tasks/{task['id']}/approve", json={}, headers=MOPS_REVIEWER)
+        late = await late_decision(loop, contract, "renew")
+        assert late["late"] is True and late["status"] == "no_effect" and late["auto_renewed_term"] == 2
+        assert late["next_term"] is None and "term 2 had already started" in late["effect"]
+        detail = await loop.ok("registry", "GET", f"/v1/contracts/{contract['id']}")
+        assert detail["term"] == 2 and [t["outcome"] for t in detail["terms"]] == ["renewed", "current"]
+        assert (await loop.commitment(f"contract:{contract['id']}:2")).status == "committed"
+        assert await loop.commitment(f"contract:{contract['id']}:3") is None  # budget committed no third term
 
 
 async def test_events_of_other_subjects_change_nothing_and_bad_ones_are_refused(api, app):

@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select, update
 
 from shared.app import Runtime
 from shared.consumer import Consumer
+from shared.errors import Invalid
 from shared.events import STREAMS, new_event
 from shared.settings import BaseServiceSettings
 from tests.conftest import eventually
@@ -200,3 +201,55 @@ async def test_a_schema_version_the_consumer_does_not_read_is_dead_lettered_with
         await eventually(lambda: _equals(count(receiver, effects), 1))
     finally:
         await stop(producer, receiver, consumers=(consumer,))
+
+
+async def test_a_batch_applies_each_event_once_in_one_transaction_and_a_bad_one_alone_is_undone(
+    new_db, nats_server, prefix
+):
+    """Events fetched together share one transaction (a savepoint each): a poison event's effect is
+    rolled back and dead-lettered, a flaky one is retried, every other one applies exactly once."""
+    producer = await runtime(f"{prefix}p", await new_db("prod"), nats_server.url)
+    receiver = await runtime(f"{prefix}c", await new_db("cons"), nats_server.url)
+    sessions: dict[str, int] = {}
+    flaky: dict[str, int] = {}
+    record = recording_handler()
+
+    async def handler(uow, env):
+        sessions[env.id] = id(uow.session)
+        await record(uow, env)  # the effect is written first: a failure must undo it
+        if env.data["name"] == "poison":
+            raise Invalid("this event can never apply")
+        if env.data["name"] == "flaky" and not flaky.get(env.id):
+            flaky[env.id] = 1
+            raise RuntimeError("a passing failure")
+
+    consumer = Consumer(receiver.name, receiver.db, infra.inbox, receiver.bus, {f"{prefix}.thing.created": handler})
+    names = ["ok"] * 12 + ["poison"] + ["ok"] * 6 + ["flaky"] + ["ok"] * 10
+    async with producer.transaction() as s:
+        envs = [
+            await producer.outbox.add(s, f"{prefix}.thing.created", str(i), {"name": n}) for i, n in enumerate(names)
+        ]
+    producer.relay.start()
+    await eventually(lambda: _equals(_stream_has(producer, prefix), len(names)), timeout=15)
+    consumer.start()  # everything is in the stream already: the first fetch takes a batch
+    try:
+        good = [e.id for e, n in zip(envs, names, strict=True) if n != "poison"]
+        await eventually(lambda: _equals(count(receiver, infra.inbox), len(good)), timeout=20)
+        assert await count(receiver, effects) == len(good)
+        for event_id in good:
+            assert await count(receiver, effects, effects.c.event_id == event_id) == 1
+        poison = envs[names.index("poison")].id
+        assert await count(receiver, effects, effects.c.event_id == poison) == 0
+        sub = await receiver.bus.js.pull_subscribe(
+            f"dlq.{receiver.name}", stream="DLQ", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        dead = await sub.fetch(1, timeout=10)
+        assert poison in dead[0].data.decode() and "can never apply" in dead[0].headers["Pitcrew-Reason"]
+        assert len(set(sessions.values())) < len(names) / 2  # they shared transactions
+    finally:
+        await stop(producer, receiver, consumers=(consumer,))
+
+
+async def _stream_has(rt: Runtime, prefix: str) -> int:
+    info = await rt.bus.js.stream_info(prefix.upper())
+    return int(info.state.messages)

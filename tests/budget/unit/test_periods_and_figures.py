@@ -10,13 +10,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.budget.figures import Figures, pacing, refuses, thresholds_crossed
-from services.budget.periods import check_period, elapsed_share, entry_date, period_bounds, period_range, periods_of
+from services.budget.periods import (
+    check_period,
+    control_scope,
+    elapsed_share,
+    entry_date,
+    fiscal_quarter,
+    period_bounds,
+    period_range,
+    periods_of,
+)
 from shared.errors import Invalid
 
 
 class P:
     name = "FY27"
     fiscal_year = 2027
+    fiscal_year_start = 1
 
 
 def test_a_plan_has_the_twelve_months_of_its_fiscal_year():
@@ -31,7 +41,7 @@ def test_a_period_is_yyyy_mm_exactly(bad):
 
 
 def test_a_period_outside_the_plan_names_its_fiscal_year():
-    with pytest.raises(Invalid, match="outside plan 'FY27' \\(fiscal year 2027\\)"):
+    with pytest.raises(Invalid, match="outside plan 'FY27' \\(fiscal year 2027: 2027-01 to 2027-12\\)"):
         check_period(P(), "2028-01")
 
 
@@ -110,3 +120,42 @@ def test_pacing_compares_spend_with_elapsed_time_within_ten_points(spent, status
 
 def test_pacing_without_budget():
     assert pacing(Figures(spent=10), Decimal("0.5"))["status"] == "no_budget"
+
+
+class April:
+    name = "FY27 April"
+    fiscal_year = 2027
+    fiscal_year_start = 4
+
+
+def test_a_fiscal_year_starting_in_april_is_named_by_the_year_it_ends_in():
+    months = periods_of(2027, 4)
+    assert months[0] == "2026-04" and months[-1] == "2027-03" and len(set(months)) == 12
+    assert check_period(April(), "2026-11") == "2026-11"
+    with pytest.raises(Invalid) as exc:
+        check_period(April(), "2027-04")
+    assert "2026-04 to 2027-03" in exc.value.errors[0].message
+    assert period_range(April(), None, None) == ("2026-04", "2027-03")
+
+
+def test_fiscal_quarters_and_control_scopes_follow_the_fiscal_year_start():
+    assert fiscal_quarter(April(), "2026-04") == "FY2027-Q1"
+    assert fiscal_quarter(April(), "2027-01") == "FY2027-Q4"
+    assert fiscal_quarter(P(), "2027-07") == "FY2027-Q3"
+    assert control_scope(April(), "month", "2026-05") == ("2026-05", ["2026-05"])
+    assert control_scope(April(), "quarter", "2026-12") == ("FY2027-Q3", ["2026-10", "2026-11", "2026-12"])
+    assert control_scope(April(), "quarter", "2027-02") == ("FY2027-Q4", ["2027-01", "2027-02", "2027-03"])
+    name, months = control_scope(April(), "fiscal_year", "2026-09")
+    assert name == "FY2027" and months == periods_of(2027, 4)
+
+
+@given(start=st.integers(1, 12), index=st.integers(0, 11), control=st.sampled_from(["month", "quarter", "fiscal_year"]))
+def test_every_month_lies_in_exactly_one_control_period_of_its_plan(start, index, control):
+    plan = type("Plan", (), {"name": "x", "fiscal_year": 2030, "fiscal_year_start": start})()
+    months = periods_of(2030, start)
+    period = months[index]
+    name, scope = control_scope(plan, control, period)
+    assert period in scope and set(scope) <= set(months)
+    assert all(control_scope(plan, control, m) == (name, scope) for m in scope)
+    size = {"month": 1, "quarter": 3, "fiscal_year": 12}[control]
+    assert len(scope) == size

@@ -40,8 +40,9 @@ def test_the_catalogue_lists_what_the_service_publishes_and_consumes():
         "workflow.instance.rejected",
         "workflow.instance.cancelled",
         "workflow.sla.breached",
+        "registry.saving.recorded",
     }
-    assert [s.subject for s in events.CATALOGUE.publishes] == ["kpi.target.at_risk"]
+    assert [s.subject for s in events.CATALOGUE.publishes] == ["kpi.target.at_risk", "kpi.anomaly.detected"]
 
 
 def actual(**data):

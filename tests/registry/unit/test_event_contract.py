@@ -91,6 +91,7 @@ def test_the_catalogue_lists_every_subject_once_and_consumes_the_review_outcomes
         "registry.renewal.milestone",
         "registry.renewal.decided",
         "registry.integration.broken",
+        "registry.saving.recorded",
     ]
     assert [c.subject for c in events.CATALOGUE.consumes] == [
         *(f"workflow.instance.{k}" for k in ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")),

@@ -1,0 +1,165 @@
+"""Cohort conversions: of the entities that reached stage A in a period, how many reached stage B within
+a window, and how long it took (median and 90th percentile).
+
+The cohort is read in one query (the A facts of the period, each LEFT JOINed to the same entity's B
+fact), refused with a 422 past `CohortLimits.max_entities` before it is held, and summarised in a
+worker thread (`shared.work.run_bounded`) so the event loop stays free. An entity converts when its
+B fact lies in [A's time, A's time + window_days]; a B before A (a stage skipped back) does not count.
+Percentiles are nearest-rank: the smallest duration with at least p of the converted at or below it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from services.kpi.lifecycle import STAGES
+from services.kpi.models import lifecycle_facts
+from services.kpi.periods import named_period
+from shared.errors import Errors, FieldError, TooMuchWork
+from shared.identity import Principal
+from shared.uow import UnitOfWork
+from shared.work import Budget, Disconnectable, run_bounded
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class CohortLimits:
+    """What one cohort request may hold and spend (docs/kpi.md#cohorts)."""
+
+    max_entities: int = 1_000_000
+    seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entity of the cohort: when it reached A, its dimensions, and when it reached B (None: never)."""
+
+    entered: dt.datetime
+    dims: dict[str, str]
+    reached: dt.datetime | None
+
+
+def check_query(from_stage: str, to_stage: str, window_days: int) -> None:
+    errs = Errors()
+    for name, stage in (("query.from_stage", from_stage), ("query.to_stage", to_stage)):
+        if stage not in STAGES:
+            errs.add(name, f"must be one of {', '.join(STAGES)}")
+    if from_stage == to_stage:
+        errs.add("query.to_stage", "must differ from from_stage")
+    if not 1 <= window_days <= 3650:
+        errs.add("query.window_days", "must be 1 to 3650 days")
+    errs.raise_if_any()
+
+
+async def load(
+    uow: UnitOfWork, *, from_stage: str, to_stage: str, first: dt.date, last: dt.date, limits: CohortLimits
+) -> list[Entry]:
+    """The entities that reached `from_stage` on the days first..last, with their `to_stage` time."""
+    a, b = lifecycle_facts.alias("a"), lifecycle_facts.alias("b")
+    t0 = dt.datetime.combine(first, dt.time(), dt.UTC)
+    t1 = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    rows = (
+        await uow.execute(
+            select(a.c.time, a.c.dimensions, b.c.time.label("reached"))
+            .select_from(a.outerjoin(b, and_(b.c.entity_id == a.c.entity_id, b.c.stage == to_stage)))
+            .where(a.c.stage == from_stage, a.c.time >= t0, a.c.time < t1)
+            .limit(limits.max_entities + 1)
+        )
+    ).all()
+    if len(rows) > limits.max_entities:
+        raise TooMuchWork(
+            f"More than {limits.max_entities:,} entities reached {from_stage} in the period, the limit for one "
+            "cohort request; name a shorter period.",
+            errors=[FieldError("query.period", "the cohort holds too many entities; shorten it", "too_much_work")],
+        )
+    return [Entry(r.time, r.dimensions or {}, r.reached) for r in rows]
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile of ascending values (None when there are none)."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(p * len(sorted_values)) - 1)]
+
+
+def _days(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return str(Decimal(seconds / DAY).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+def summarize(
+    budget: Budget, entries: Sequence[Entry], window_days: int, group_by: Sequence[str], who: Principal | None
+) -> list[dict[str, Any]]:
+    """Per group: entered, converted, the rate, median and p90 days to convert (pure; runs off the event loop)."""
+    window = window_days * DAY
+    entered: dict[tuple[str | None, ...], int] = defaultdict(int)
+    durations: dict[tuple[str | None, ...], list[float]] = defaultdict(list)
+    for n, e in enumerate(entries):
+        if n % 20_000 == 0:
+            budget.check()
+        if who is not None and not who.may_see(e.dims):
+            continue
+        key = tuple(e.dims.get(g) for g in group_by)
+        entered[key] += 1
+        if e.reached is not None:
+            took = (e.reached - e.entered).total_seconds()
+            if 0 <= took <= window:
+                durations[key].append(took)
+    items = []
+    for key in sorted(entered, key=lambda k: tuple((v is None, v or "") for v in k)):
+        spans = sorted(durations[key])
+        rate = Decimal(len(spans)) / Decimal(entered[key])
+        items.append(
+            {
+                "group": dict(zip(group_by, key, strict=True)),
+                "entered": entered[key],
+                "converted": len(spans),
+                "rate": str(rate.quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)),
+                "median_days": _days(percentile(spans, 0.5)),
+                "p90_days": _days(percentile(spans, 0.9)),
+            }
+        )
+    return items
+
+
+async def cohort(
+    uow_factory: Any,
+    who: Principal | None,
+    *,
+    from_stage: str,
+    to_stage: str,
+    period: str,
+    window_days: int,
+    group_by: Sequence[str],
+    fiscal_start: int,
+    limits: CohortLimits,
+    caller: Disconnectable | None = None,
+) -> dict[str, Any]:
+    """The cohort's answer: read in a transaction, summarised in a worker thread after it has ended."""
+    check_query(from_stage, to_stage, window_days)
+    p = named_period(period, "query.period", fiscal_start)
+    async with uow_factory(readonly=True) as uow:
+        entries = await load(uow, from_stage=from_stage, to_stage=to_stage, first=p.first, last=p.last, limits=limits)
+    budget = Budget(limits.seconds, what="cohort", hint="name a shorter period")
+    items = await run_bounded(
+        summarize, entries, window_days, list(group_by), who, budget=budget, caller=caller, service="kpi"
+    )
+    return {
+        "from_stage": from_stage,
+        "to_stage": to_stage,
+        "period": period,
+        "from": p.first.isoformat(),
+        "to": p.last.isoformat(),
+        "window_days": window_days,
+        "items": items,
+    }

@@ -1,0 +1,177 @@
+"""Forecasts and scenarios beside the budget, the variance report comparing them with the actuals, the
+promotion of a scenario (to the latest forecast, or by an admin to the budget) and the phasing helper."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.budget.conftest import ADMIN, FINANCE, Budget, problem
+
+pytestmark = pytest.mark.db
+
+
+async def _plan(budget: Budget) -> tuple[dict, dict, dict]:
+    plan = await budget.plan()
+    search = await budget.line(plan["id"], "SEARCH", channel="search")
+    events = await budget.line(plan["id"], "EVENTS", channel="events")
+    await budget.allocate(search["id"], "1000.00", period="2027-01")
+    await budget.allocate(search["id"], "1000.00", period="2027-02")
+    await budget.allocate(events["id"], "500.00", period="2027-01")
+    actual = {"line_id": search["id"], "period": "2027-01", "amount": "300.00", "currency": "EUR"}
+    await budget.ok("POST", "/v1/actuals", 201, json=actual)
+    return plan, search, events
+
+
+def _amounts(version: dict) -> dict[tuple[str, str], str]:
+    return {(a["line_code"], a["period"]): a["amount"] for a in version["amounts"]}
+
+
+async def test_a_forecast_takes_actuals_to_date_and_the_variance_compares_it(budget):
+    plan, search, _ = await _plan(budget)
+    url = f"/v1/plans/{plan['id']}/versions"
+    fc = await budget.ok(
+        "POST", url, 201, headers=FINANCE, json={"kind": "forecast", "name": "Jan RF", "as_of": "2027-01"}
+    )
+    assert (fc["kind"], fc["seq"], fc["as_of"], fc["source"], fc["status"]) == (
+        "forecast",
+        1,
+        "2027-01",
+        "budget",
+        "open",
+    )
+    got = _amounts(fc)
+    assert got[("SEARCH", "2027-01")] == "300.00" and got[("SEARCH", "2027-02")] == "1000.00"
+    assert got[("EVENTS", "2027-01")] == "0.00"  # nothing spent: the actual is zero
+    amounts = f"{url}/{fc['id']}/amounts"
+    change = {"line_id": search["id"], "period": "2027-02", "amount": "1200.00", "currency": "EUR"}
+    fc = await budget.ok("PUT", amounts, headers=FINANCE, json={"amounts": [change]})
+    assert _amounts(fc)[("SEARCH", "2027-02")] == "1200.00" and fc["total"] == "1500.00"
+    past = await budget.c.put(amounts, headers=FINANCE, json={"amounts": [{**change, "period": "2027-01"}]})
+    assert problem(past, 422)["errors"][0]["field"] == "amounts[0].period"
+    usd = await budget.c.put(amounts, headers=FINANCE, json={"amounts": [{**change, "currency": "USD"}]})
+    assert problem(usd, 422)["errors"][0]["field"] == "amounts[0].currency"
+
+    v = await budget.ok(
+        "GET", f"/v1/plans/{plan['id']}/variance?compare=budget,forecast:latest,actual&group_by=channel"
+    )
+    assert v["compare"] == ["budget", "forecast:1", "actual"] and v["group_by"] == "channel"
+    by = {g["group"]: g for g in v["items"]}
+    assert by["search"]["total"]["figures"] == {"budget": "2000.00", "forecast:1": "1500.00", "actual": "300.00"}
+    assert by["search"]["total"]["variances"] == [
+        {"of": "forecast:1", "against": "budget", "absolute": "-500.00", "percent": "-25.00"},
+        {"of": "actual", "against": "budget", "absolute": "-1700.00", "percent": "-85.00"},
+    ]
+    feb = next(p for p in by["search"]["periods"] if p["period"] == "2027-02")
+    assert feb["variances"][0] == {"of": "forecast:1", "against": "budget", "absolute": "200.00", "percent": "20.00"}
+    assert v["total"]["figures"]["budget"] == "2500.00"
+    march = next(p for p in by["events"]["periods"] if p["period"] == "2027-03")
+    assert march["variances"][0]["percent"] is None  # nothing budgeted: no percentage
+    per_line = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=actual,budget&from=2027-01&to=2027-01")
+    assert {g["group"] for g in per_line["items"]} == {"SEARCH", "EVENTS"} and per_line["group_by"] == "line"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("compare=budget", "query.compare"),
+        ("compare=budget,budget", "query.compare"),
+        ("compare=budget,forecast:latest", "query.compare"),  # no forecast yet
+        ("compare=budget,wishes", "query.compare"),
+        ("compare=budget,actual&group_by=planet", "query.group_by"),
+        ("compare=budget,actual&from=2026-12", "query.from"),
+    ],
+)
+async def test_a_bad_variance_query_is_a_422_naming_it(budget, query, field):
+    plan = await budget.plan()
+    r = await budget.c.get(f"/v1/plans/{plan['id']}/variance?{query}", headers=ADMIN)
+    assert problem(r, 422)["errors"][0]["field"] == field
+
+
+async def test_a_scenario_is_promoted_to_the_latest_forecast_and_by_an_admin_to_the_budget(budget):
+    plan, search, events = await _plan(budget)
+    url = f"/v1/plans/{plan['id']}/versions"
+    edit = {"line_id": events["id"], "period": "2027-01", "amount": "800.00", "currency": "EUR"}
+    sc = await budget.ok(
+        "POST", url, 201, headers=FINANCE, json={"kind": "scenario", "name": "More events", "amounts": [edit]}
+    )
+    assert sc["source"] == "budget" and _amounts(sc)[("EVENTS", "2027-01")] == "800.00"
+    assert _amounts(sc)[("SEARCH", "2027-02")] == "1000.00"
+    promoted = await budget.ok("POST", f"{url}/{sc['id']}/promote", headers=FINANCE, json={"to": "forecast"})
+    assert promoted["status"] == "promoted" and promoted["promoted_to"] == "forecast"
+    fc = await budget.ok("GET", f"{url}/{promoted['promoted_version_id']}")
+    assert fc["kind"] == "forecast" and _amounts(fc)[("EVENTS", "2027-01")] == "800.00"
+    again = await budget.c.post(f"{url}/{sc['id']}/promote", headers=FINANCE, json={"to": "forecast"})
+    assert "promoted already" in problem(again, 409)["detail"]
+    listed = (await budget.ok("GET", url))["items"]
+    assert [(v["kind"], v["seq"]) for v in listed] == [("scenario", 1), ("forecast", 2)]
+    v = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=budget,forecast:latest")
+    assert v["compare"] == ["budget", "forecast:2"]
+
+    cut = {"line_id": search["id"], "period": "2027-01", "amount": "100.00", "currency": "EUR"}
+    greedy = await budget.ok(
+        "POST", url, 201, headers=FINANCE, json={"kind": "scenario", "name": "Cut", "amounts": [cut]}
+    )
+    r = await budget.c.post(f"{url}/{greedy['id']}/promote", headers=FINANCE, json={"to": "budget"})
+    assert problem(r, 403)
+    r = await budget.c.post(f"{url}/{greedy['id']}/promote", headers=ADMIN, json={"to": "budget"})
+    assert "short by 200.00 EUR" in problem(r, 409)["detail"]  # 300 already spent
+    assert (await budget.balance(search["id"], "2027-01", "2027-01"))["allocated"] == "1000.00"
+
+    bigger = await budget.ok(
+        "POST",
+        url,
+        201,
+        headers=FINANCE,
+        json={"kind": "scenario", "name": "B", "amounts": [edit, {**cut, "amount": "400.00"}]},
+    )
+    done = await budget.ok("POST", f"{url}/{bigger['id']}/promote", headers=ADMIN, json={"to": "budget"})
+    assert done["promoted_to"] == "budget"
+    assert (await budget.balance(events["id"], "2027-01", "2027-01"))["allocated"] == "800.00"
+    assert (await budget.balance(search["id"], "2027-01", "2027-01"))["allocated"] == "400.00"
+    assert (await budget.balance(search["id"], "2027-02", "2027-02"))["allocated"] == "1000.00"  # unchanged
+    frozen = await budget.c.put(f"{url}/{bigger['id']}/amounts", headers=FINANCE, json={"amounts": [edit]})
+    assert problem(frozen, 409)
+
+
+async def test_phasing_spreads_evenly_by_weights_and_by_last_years_seasonality(budget):
+    even = await budget.ok("POST", "/v1/phasing", headers=FINANCE, json={"amount": "1000.00", "currency": "EUR"})
+    amounts = [Decimal(m["amount"]) for m in even["months"]]
+    assert (
+        sum(amounts) == Decimal("1000.00") and amounts[:4] == [Decimal("83.34")] * 4 and amounts[4] == Decimal("83.33")
+    )
+    weights = ["3"] + ["1"] * 11
+    w = await budget.ok(
+        "POST",
+        "/v1/phasing",
+        headers=FINANCE,
+        json={"amount": "140.00", "currency": "EUR", "method": "weights", "weights": weights},
+    )
+    assert [m["amount"] for m in w["months"][:2]] == ["30.00", "10.00"]
+    short = await budget.c.post(
+        "/v1/phasing",
+        headers=FINANCE,
+        json={"amount": "1", "currency": "EUR", "method": "weights", "weights": ["1"] * 11},
+    )
+    assert problem(short, 422)["errors"][0]["field"] == "weights"
+
+    last = await budget.plan(year=2026)  # last fiscal year: spend in March and in December
+    old = await budget.line(last["id"], "SEARCH")
+    for period, amount in (("2026-03", "100.00"), ("2026-12", "300.00")):
+        await budget.ok(
+            "POST",
+            "/v1/actuals",
+            201,
+            json={"line_id": old["id"], "period": period, "amount": amount, "currency": "EUR"},
+        )
+    plan = await budget.ok("POST", "/v1/plans", 201, json={"name": "FY27", "fiscal_year": 2027, "currency": "EUR"})
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
+    new = await budget.line(plan["id"], "SEARCH")
+    body = {"amount": "1000.01", "currency": "EUR", "method": "seasonality", "line_id": new["id"]}
+    s = await budget.ok("POST", "/v1/phasing", headers=FINANCE, json=body)
+    by = {m["period"]: m["amount"] for m in s["months"]}
+    assert by["2027-03"] == "250.00" and by["2027-12"] == "750.01" and by["2027-01"] == "0.00"
+    fresh = await budget.line(plan["id"], "SOCIAL")
+    r = await budget.c.post("/v1/phasing", headers=FINANCE, json={**body, "line_id": fresh["id"]})
+    assert problem(r, 422)["errors"][0]["field"] == "line_id"
