@@ -51,6 +51,8 @@ async def create(
         errors.add("roles", f"unknown role(s) {', '.join(unknown)}; choose from {', '.join(ROLES)}")
     if not roles:
         errors.add("roles", "give at least one role")
+    if "supplier" in roles and not any(sc.startswith("supplier:") and len(sc) > len("supplier:") for sc in scopes):
+        errors.add("scopes", "a supplier's key needs the supplier:<id> scope of the supplier it acts for")
     if expires_at is not None and expires_at <= utcnow():
         errors.add("expires_at", "must be in the future")
     errors.raise_if_any()

@@ -28,7 +28,10 @@ from shared.openapi import problems
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.uow import UnitOfWork
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
+# Everyone but a supplier's principals, who reach only their deliverables (api_deliverables) and
+# suppliers: the gateway confines them too, this is the service's own check.
+staff = require_roles(*(r for r in ROLES if r != "supplier"))
+router = APIRouter(prefix="/v1", dependencies=[Depends(staff)], route_class=JsonRoute)
 
 configurers = require_roles("mops", unscoped="A calendar or definition")
 writers = require_roles(*(r for r in ROLES if r not in ("analyst", "supplier")))
@@ -49,7 +52,7 @@ def stored(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True)
 
 
-def _instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
+def query_instant(value: str | None, field: str, *, end: bool = False) -> dt.datetime | None:
     """A query date (whole day; `to` is inclusive) or an ISO datetime (UTC if no offset), within
     shared.bounds (checked before the day is added or the instant is bound as UTC)."""
     if not value:
@@ -325,7 +328,7 @@ async def sla_report(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    start, end = _instant(from_, "from"), _instant(to, "to", end=True)
+    start, end = query_instant(from_, "from"), query_instant(to, "to", end=True)
     if start and end and end <= start:
         raise Invalid.on("query.to", "must be after from")
     async with rt.unit_of_work(readonly=True) as uow:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.workflow import comments, deliverable_reports, deliverables, suppliers
-from services.workflow.api import IfMatch, Limit, _instant, answer, configurers, movers, stored, writers
+from services.workflow.api import IfMatch, Limit, answer, configurers, movers, query_instant, staff, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.deliverable_reports import Period
 from services.workflow.deliverable_schemas import (
@@ -36,14 +36,11 @@ from services.workflow.request_schemas import RequestCommentIn, RequestCommentOu
 from shared.app import Runtime, get_runtime
 from shared.db import utcnow
 from shared.http import JsonRoute, parse_if_match
-from shared.identity import ROLES, Principal, current_principal, require_roles
+from shared.identity import Principal, current_principal
 from shared.openapi import problems
 from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
-
-# the reports compare suppliers and teams: every role but a supplier's principals reads them
-staff = require_roles(*(r for r in ROLES if r != "supplier"))
 
 
 @router.post(
@@ -262,7 +259,7 @@ PeriodQuery = Query("month", description="group by the month or the ISO week of 
 
 
 def _span(from_: str, to: str) -> tuple[dt.datetime, dt.datetime]:
-    start, end = _instant(from_, "from"), _instant(to, "to", end=True)
+    start, end = query_instant(from_, "from"), query_instant(to, "to", end=True)
     assert start is not None and end is not None  # both are required
     return start, end
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.workflow import comments, intake, request_page, work_requests
-from services.workflow.api import Limit, answer, configurers, stored, writers
+from services.workflow.api import Limit, answer, configurers, staff, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.events import InstanceStatus
 from services.workflow.request_schemas import (
@@ -34,7 +34,7 @@ from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
 from shared.uow import UnitOfWork
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(current_principal)], route_class=JsonRoute)
+router = APIRouter(prefix="/v1", dependencies=[Depends(staff)], route_class=JsonRoute)
 
 submitters = require_roles("marketer", "mops")
 

@@ -187,3 +187,18 @@ async def test_a_scoped_admin_may_issue_keys_as_narrow_as_itself(gw, token, scop
         "/gateway/v1/api-keys", json={"name": "narrow", "roles": ["partner"], "scopes": scopes}, headers=admin
     )
     assert r.status_code == 201, r.text
+
+
+async def test_a_supplier_key_needs_its_supplier_scope_and_reaches_only_its_work(gw, token):
+    admin = bearer(token("admin"))
+    body = {"name": "acme portal", "roles": ["supplier"], "scopes": ["region:EMEA"]}
+    problem = assert_problem(await gw.post("/gateway/v1/api-keys", json=body, headers=admin), 422)
+    assert problem["errors"][0]["field"] == "scopes"
+    body["scopes"] = ["supplier:acme"]
+    r = await gw.post("/gateway/v1/api-keys", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    key = {"X-API-Key": r.json()["key"]}
+    mine = await gw.get("/workflow/v1/deliverables", headers=key)
+    assert mine.status_code == 200 and mine.json()["principal"]["scopes"] == ["supplier:acme"]
+    for path in ("/budget/v1/plans", "/workflow/v1/requests", "/kpi/v1/metrics", "/registry/v1/tools"):
+        assert_problem(await gw.get(path, headers=key), 403)

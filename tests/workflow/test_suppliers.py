@@ -100,9 +100,10 @@ async def test_a_supplier_acts_only_on_its_own_work_and_cannot_guess_another_one
         assert r.status_code == 404, (action, r.text)
     assert (await wf.ok("GET", f"/v1/deliverables/{theirs['id']}", MARKETER))["status"] == "open"
     # Nor the request, nor anything else of the workflow, nor a scope-less supplier anything at all.
-    assert (await wf.call("GET", f"/v1/requests/{req['id']}", acme_key)).status_code == 404
-    assert (await wf.call("GET", path, acme_key)).status_code == 404
-    assert (await wf.ok("GET", "/v1/requests", acme_key))["items"] == []
+    assert (await wf.call("GET", f"/v1/requests/{req['id']}", acme_key)).status_code == 403
+    assert (await wf.call("GET", path, acme_key)).status_code == 404  # visible to the request's readers only
+    for path_ in ("/v1/requests", "/v1/tasks", "/v1/instances", "/v1/calendars", "/v1/definitions", "/v1/reports/sla"):
+        assert (await wf.call("GET", path_, acme_key)).status_code == 403, path_
     assert (await wf.call("POST", "/v1/instances", acme_key, {})).status_code == 403
     assert (await wf.call("POST", f"/v1/requests/{req['id']}/comments", acme_key, {"body": "hi"})).status_code == 403
     bare = who("nokey", "supplier")
