@@ -35,6 +35,7 @@ from services.workflow.deliverable_states import Action, Status
 from services.workflow.request_schemas import RequestCommentIn, RequestCommentOut
 from shared.app import Runtime, get_runtime
 from shared.db import utcnow
+from shared.errors import Invalid
 from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal
 from shared.openapi import problems
@@ -260,7 +261,10 @@ PeriodQuery = Query("month", description="group by the month or the ISO week of 
 
 def _span(from_: str, to: str) -> tuple[dt.datetime, dt.datetime]:
     start, end = query_instant(from_, "from"), query_instant(to, "to", end=True)
-    assert start is not None and end is not None  # both are required
+    if start is None:  # an empty `from=` passes FastAPI's "required" but names no instant
+        raise Invalid.on("query.from", "a date or datetime is required", "missing")
+    if end is None:
+        raise Invalid.on("query.to", "a date or datetime is required", "missing")
     return start, end
 
 
