@@ -100,7 +100,8 @@ async def check_day(uow: UnitOfWork, *, day: dt.date, cfg: Settings) -> list[str
     """Judge `day` for every watched metric; store and publish the new anomalies; their ids."""
     found = []
     for key in cfg.metrics:
-        unit = (await resolve(uow, key)).metric.unit
+        metric = (await resolve(uow, key)).metric
+        unit = metric.unit
         for dims, observed, history in await _metric_days(uow, key, day, cfg):
             verdict = judge(observed, history, cfg.threshold)
             if verdict is None:
@@ -123,7 +124,12 @@ async def check_day(uow: UnitOfWork, *, day: dt.date, cfg: Settings) -> list[str
             if not isinstance(stored, CursorResult) or stored.rowcount != 1:
                 continue  # found before: published then (and perhaps dismissed since)
             event = KpiAnomalyDetected(
-                anomaly_id=row["id"], group=dims, day=day.isoformat(), baseline_days=len(history), **_event_fields(row)
+                anomaly_id=row["id"],
+                group=dims,
+                day=day.isoformat(),
+                baseline_days=len(history),
+                owner=metric.owner,
+                **_event_fields(row),
             )
             await uow.publish(ANOMALY_DETECTED, row["id"], event)
             found.append(row["id"])

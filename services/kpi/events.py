@@ -55,6 +55,7 @@ class KpiAnomalyDetected(EventData):
     high: str = Field(description="the expected range's upper end")
     direction: Literal["above", "below"]
     baseline_days: int = Field(ge=1, description="same-weekday values the baseline was computed from")
+    owner: str | None = Field(None, description="the metric's owner (its definition's), who hears about it")
 
 
 ANOMALY_DETECTED = EventSpec(

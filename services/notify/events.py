@@ -22,6 +22,7 @@ COMMITMENT_DECIDED = ("budget.commitment.committed", "budget.commitment.released
 RENEWAL_DUE = "registry.renewal.due"
 RENEWAL_MILESTONE = "registry.renewal.milestone"
 TARGET_AT_RISK = "kpi.target.at_risk"
+ANOMALY_DETECTED = "kpi.anomaly.detected"
 REQUEST_SUBMITTED = "workflow.request.submitted"
 REQUEST_COMMENTED = "workflow.request.commented"
 DELIVERABLE_CREATED = "workflow.deliverable.created"
@@ -139,6 +140,19 @@ class TargetAtRisk(EventData):
     owner: str | None = None
 
 
+class AnomalyDetected(EventData):
+    anomaly_id: str
+    metric: str | None = None
+    group: dict[str, str] = {}
+    day: str | None = None
+    observed: str | None = None
+    expected: str | None = None
+    low: str | None = None
+    high: str | None = None
+    direction: str | None = None
+    owner: str | None = None
+
+
 class RequestSubmitted(EventData):
     request_id: str
     number: str | None = None
@@ -220,6 +234,7 @@ CATALOGUE = Catalogue(
         _consumed(RENEWAL_DUE, "Tell the tool's owner"),
         _consumed(RENEWAL_MILESTONE, "Tell the tool's owner at each renewal milestone"),
         _consumed(TARGET_AT_RISK, "Tell the metric's owner"),
+        _consumed(ANOMALY_DETECTED, "Tell the metric's owner what was seen and what was expected"),
         _consumed(REQUEST_SUBMITTED, "Remember the request's number, title and requester (for later messages)"),
         _consumed(REQUEST_COMMENTED, "Tell each person the comment mentions (not its author)"),
         _consumed(DELIVERABLE_CREATED, "Tell the assignee: the team's owner and members, or the supplier's people"),

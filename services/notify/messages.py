@@ -217,6 +217,22 @@ async def target_at_risk(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     return await c.send(uow, to, m, env)
 
 
+async def anomaly_detected(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
+    d = read(events.AnomalyDetected, env)
+    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.metric_owner_roles)
+    group = ", ".join(f"{k}={v}" for k, v in sorted(d.group.items())) or "all"
+    facts = [
+        ("Metric", d.metric or ""),
+        ("Group", group),
+        ("Day", d.day or ""),
+        ("Observed", d.observed or ""),
+        ("Expected", f"{d.expected} (range {d.low} to {d.high})"),
+    ]
+    title = f"Unusual {d.metric} on {d.day} ({group}): {d.direction or 'outside'} its usual range"
+    m = Message("anomaly_detected", title, facts, c.link(f"/kpi/v1/anomalies?metric={d.metric}"))
+    return await c.send(uow, to, m, env, key=f"anomaly:{d.anomaly_id}")
+
+
 async def line_overspent(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     d = read(events.LineOverspent, env)
     to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.line_owner_roles)
@@ -296,6 +312,8 @@ def route(subject: str) -> Any:
         return renewal_due
     if subject == events.TARGET_AT_RISK:
         return target_at_risk
+    if subject == events.ANOMALY_DETECTED:
+        return anomaly_detected
     if subject in ROUTES:
         return ROUTES[subject]
     if subject.startswith("workflow.instance."):

@@ -241,3 +241,36 @@ async def test_an_overspent_line_and_a_broken_integration_reach_their_owners(app
     assert lou["Subject"] == "Integration broken: Acme CRM -> MailBlast"
     text = lou.get_body(("plain",)).get_content()
     assert "401 from MailBlast since the key rotation" in text and "contacts, consents" in text
+
+
+async def test_an_anomaly_reaches_the_metrics_owner_once(app, api, bus, smtp):
+    from services.kpi.events import KpiAnomalyDetected
+
+    await add_person(api, "ola", roles=["marketer"])
+    await add_person(api, "mo", roles=["mops"])
+
+    def anomaly(owner: str | None) -> dict:
+        return KpiAnomalyDetected(
+            anomaly_id=str(uuid.uuid4()),
+            metric="leads",
+            group={"channel": "search"},
+            day="2027-03-29",
+            observed="3",
+            expected="40",
+            low="31",
+            high="49",
+            direction="below",
+            baseline_days=8,
+            owner=owner,
+        ).model_dump(mode="json")
+
+    env = await bus.publish("kpi.anomaly.detected", anomaly("ola"))
+    await bus.publish("kpi.anomaly.detected", anomaly(None))  # no owner: the metric owner roles (mops)
+    await eventually(lambda: handled(app, 2), timeout=15)
+    await redelivered_tells_nobody(app, env, messages.anomaly_detected)
+    assert await told(app) == {("ola", "anomaly_detected"), ("mo", "anomaly_detected")}
+    await eventually(lambda: len(smtp.sink.messages) >= 2, timeout=10)
+    ola = {m["To"]: m for m in smtp.sink.parsed()}["Ola <ola@example.com>"]
+    assert ola["Subject"] == "Unusual leads on 2027-03-29 (channel=search): below its usual range"
+    text = ola.get_body(("plain",)).get_content()
+    assert "Observed: 3" in text and "40 (range 31 to 49)" in text and "/kpi/v1/anomalies?metric=leads" in text
