@@ -113,6 +113,7 @@ def pages(demo: dict, api: httpx.Client) -> dict[str, tuple[str, Callable[[], ob
         api.get("/registry/v1/tools", params={"limit": 200})
         for path in ("categories", "renewals", "utilization", "overlaps", "graph", "analysis"):
             api.get(f"/registry/v1/{path}")
+        api.get("/registry/v1/contracts", params={"limit": 200})
 
     def admin_calls() -> None:
         api.get("/gateway/v1/api-keys", params={"limit": 100})

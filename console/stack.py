@@ -80,7 +80,7 @@ async def stack(
 ) -> Response:
     lifecycle = lifecycle if lifecycle in LIFECYCLES else ""
     api = page.api
-    tools, categories, renewals, usage, overlaps, graph, analysis = await asyncio.gather(
+    tools, categories, renewals, usage, overlaps, graph, analysis, contracts = await asyncio.gather(
         api.items("/registry/v1/tools", category=category, lifecycle=lifecycle or None, team=team),
         _maybe(api, "/registry/v1/categories"),
         _maybe(api, "/registry/v1/renewals", within_days=max(0, min(within_days, 3650))),
@@ -88,6 +88,7 @@ async def stack(
         _maybe(api, "/registry/v1/overlaps"),
         _maybe(api, "/registry/v1/graph"),
         _maybe(api, "/registry/v1/analysis"),
+        _maybe(api, "/registry/v1/contracts", limit=200),
     )
     every = {t["id"]: t for t in await api.items("/registry/v1/tools")} if (category or lifecycle or team) else None
     names = {t["id"]: t["name"] for t in (every or {t["id"]: t for t in tools}).values()}
@@ -99,6 +100,7 @@ async def stack(
         tools=tools,
         categories=categories.get("items", []),
         renewals=renewals,
+        contracts=contracts,
         timeline=timeline(renewals.get("items") or [], dt.date.today(), within_days),
         today=dt.date.today(),
         usage=usage,

@@ -34,6 +34,15 @@ SCREENSHOTS = ROOT / "var" / "screenshots"
 WIDTHS = {"phone": (375, 812), "desktop": (1366, 900)}
 
 pytestmark = pytest.mark.browser
+# The first browser test also starts the stack, loads the demo data and waits for it to settle (its
+# setup counts towards its timeout): a 2-core machine shared with other work took over 240 s for that.
+BROWSER_TIMEOUT_SECONDS = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(BROWSER_TIMEOUT_SECONDS))
 
 
 @dataclass

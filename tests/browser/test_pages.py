@@ -52,6 +52,9 @@ def test_the_renewals_timeline_marks_notice_deadlines(browser: Browser, demo: De
     rows = page.locator("#renewal-timeline tbody tr")
     assert sorted(r.get_attribute("data-contract") for r in rows.all()) == sorted(r["contract_id"] for r in renewals)
     assert page.locator("#renewal-timeline .notice-mark").count() == len(renewals)
+    contracts = demo.api("otto", "mops").get("/registry/v1/contracts", params={"limit": 200}).json()["items"]
+    shown = [r.get_attribute("data-contract") for r in page.locator("#contracts tbody tr").all()]
+    assert sorted(shown) == sorted(c["id"] for c in contracts) and len(shown) >= len(renewals)
     today = dt.date.today()
     for r in renewals:
         urgency = page.get_attribute(f"#renewal-timeline tr[data-contract='{r['contract_id']}']", "data-urgency")
