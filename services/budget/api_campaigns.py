@@ -56,3 +56,35 @@ async def get_campaign(
     """A campaign with its planned cost, committed and spent money, and what remains."""
     async with rt.unit_of_work(readonly=True) as uow:
         return json(await campaigns.get_campaign(uow, who, campaign_id=campaign_id))
+
+
+@router.post(
+    "/campaigns/{campaign_id}/activities",
+    status_code=201,
+    tags=["campaigns"],
+    response_model=planning_schemas.ActivityOut,
+    responses=problems(404),
+)
+async def add_activity(
+    campaign_id: str,
+    body: planning_schemas.ActivityIn,
+    request: Request,
+    who: Principal = Depends(require_roles(*PLANNERS)),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """An activity within the campaign (inside its dates), with its planned cost."""
+    return await rt.idempotent(
+        request, who, lambda uow: campaigns.add_activity(uow, who, campaign_id=campaign_id, body=body)
+    )
+
+
+@router.get(
+    "/campaigns/{campaign_id}/activities",
+    tags=["campaigns"],
+    response_model=planning_schemas.ActivityPage,
+    responses=problems(404),
+)
+async def list_activities(campaign_id: str, rt: Runtime = Depends(get_runtime)) -> Response:
+    """The campaign's activities by start date, their planned cost together and what is not yet planned."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        return json(await campaigns.list_activities(uow, campaign_id=campaign_id))

@@ -232,9 +232,16 @@ async def retry_refusal(
 
 
 async def _route(rt: Runtime, who: Principal, doc: D) -> tuple[D, dict[str, Any] | None]:
-    """The document with its line code, or the suspense item it waits as (committed by itself)."""
-    async with rt.unit_of_work() as uow:
-        routed, held = await suspense.route(uow, who, doc)
+    """The document with its line code, or the suspense item it waits as (committed by itself). The same
+    unmatched document delivered twice at once trips on the first one's item; run again, it finds it."""
+    for attempt in range(2):
+        try:
+            async with rt.unit_of_work() as uow:
+                routed, held = await suspense.route(uow, who, doc)
+            break
+        except DBAPIError as exc:
+            if attempt or not is_unique_violation(exc):
+                raise
     assert isinstance(routed, type(doc))
     return routed, held
 

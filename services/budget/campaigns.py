@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 
 from services.budget import planning_schemas
 from services.budget.lines import ancestors, get_line
-from services.budget.models import campaigns, entries
+from services.budget.models import campaign_activities, campaigns, entries
 from services.budget.plans import Plan, get_plan
 from shared.db import utcnow
 from shared.errors import Conflict, FieldError, Invalid, NotFound
@@ -145,3 +145,71 @@ async def code_of(uow: UnitOfWork, campaign_id: str | None) -> str | None:
         return None
     code: str | None = await uow.scalar(select(campaigns.c.code).where(campaigns.c.id == campaign_id))
     return code
+
+
+def activity_view(a: Any, currency: str) -> dict[str, Any]:
+    """An activity as the API shows it (`planning_schemas.ActivityOut`)."""
+    return {
+        "id": a.id,
+        "campaign_id": a.campaign_id,
+        "name": a.name,
+        "starts_on": a.starts_on.isoformat(),
+        "ends_on": a.ends_on.isoformat(),
+        "planned_cost": fmt(a.planned_cost_minor, currency),
+        "currency": currency,
+        "created_by": a.created_by,
+        "created_at": a.created_at,
+    }
+
+
+async def add_activity(
+    uow: UnitOfWork, who: Principal, *, campaign_id: str, body: planning_schemas.ActivityIn
+) -> dict[str, Any]:
+    """An activity inside the campaign's dates, in the plan currency."""
+    c = await _row(uow, campaign_id)
+    if c is None:
+        raise NotFound(f"No campaign {campaign_id}.")
+    p = await get_plan(uow, c.plan_id)
+    if body.currency != p.currency:
+        raise Invalid.on("currency", f"must be the plan currency {p.currency}")
+    if body.ends_on < body.starts_on:
+        raise Invalid.on("ends_on", f"is before starts_on {body.starts_on.isoformat()}")
+    if body.starts_on < c.starts_on or body.ends_on > c.ends_on:
+        raise Invalid.on(
+            "starts_on" if body.starts_on < c.starts_on else "ends_on",
+            f"is outside campaign {c.code!r} ({c.starts_on.isoformat()} to {c.ends_on.isoformat()})",
+        )
+    aid = str(uuid.uuid4())
+    row = dict(
+        id=aid,
+        campaign_id=c.id,
+        name=body.name,
+        starts_on=body.starts_on,
+        ends_on=body.ends_on,
+        planned_cost_minor=to_minor(body.planned_cost, p.currency, "planned_cost"),
+        created_by=who.subject,
+        created_at=utcnow(),
+    )
+    await uow.execute(insert(campaign_activities).values(**row))
+    await uow.audit("campaign", c.id, action="budget.campaign.activity_added", after={"activity_id": aid})
+    a = (await uow.execute(select(campaign_activities).where(campaign_activities.c.id == aid))).one()
+    return activity_view(a, p.currency)
+
+
+async def list_activities(uow: UnitOfWork, *, campaign_id: str) -> dict[str, Any]:
+    c = await _row(uow, campaign_id)
+    if c is None:
+        raise NotFound(f"No campaign {campaign_id}.")
+    p = await get_plan(uow, c.plan_id)
+    q = (
+        select(campaign_activities)
+        .where(campaign_activities.c.campaign_id == c.id)
+        .order_by(campaign_activities.c.starts_on, campaign_activities.c.id)
+    )
+    rows = (await uow.execute(q)).all()
+    planned = sum(a.planned_cost_minor for a in rows)
+    return {
+        "items": [activity_view(a, p.currency) for a in rows],
+        "planned_cost": fmt(planned, p.currency),
+        "unplanned": fmt(c.planned_cost_minor - planned, p.currency),
+    }

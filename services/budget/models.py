@@ -343,3 +343,18 @@ campaigns = Table(
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("plan_id", "code"),
 )
+
+# Activities within a campaign (a webinar, a booth, a paid burst): their dates and planned cost.
+campaign_activities = Table(
+    "campaign_activities",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("campaign_id", String(36), ForeignKey("campaigns.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("planned_cost_minor", Minor, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_campaign_activities_campaign", campaign_activities.c.campaign_id, campaign_activities.c.starts_on)

@@ -168,3 +168,29 @@ class CampaignOut(Out):
 
 class CampaignPage(Out):
     items: list[CampaignOut]
+
+
+class ActivityIn(Strict):
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    starts_on: Day
+    ends_on: Day
+    planned_cost: DecimalStr
+    currency: CurrencyCode
+
+
+class ActivityOut(Out):
+    id: str
+    campaign_id: str
+    name: str
+    starts_on: dt.date
+    ends_on: dt.date
+    planned_cost: Money
+    currency: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class ActivityPage(Out):
+    items: list[ActivityOut]
+    planned_cost: Money = Field(description="the activities' planned cost together")
+    unplanned: Money = Field(description="the campaign's planned cost not yet given to an activity")

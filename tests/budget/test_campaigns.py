@@ -105,3 +105,36 @@ async def test_a_campaign_code_is_unique_in_its_plan_and_a_cancelled_one_takes_n
     assert problem(dup, 409)["errors"][0]["field"] == "code"
     gone = await budget.ok("POST", "/v1/campaigns", 201, json=_campaign(plan, code="OLD", status="cancelled"))
     assert "cancelled" in problem(await budget.commit(ln["id"], "1.00", campaign_id=gone["id"]), 409)["detail"]
+
+
+async def test_activities_lie_within_their_campaign_and_share_its_planned_cost(budget):
+    plan = await budget.plan()
+    camp = await budget.ok("POST", "/v1/campaigns", 201, json=_campaign(plan))
+    url = f"/v1/campaigns/{camp['id']}/activities"
+    body = {
+        "name": "Webinar",
+        "starts_on": "2027-03-10",
+        "ends_on": "2027-03-10",
+        "planned_cost": "1200.00",
+        "currency": "EUR",
+    }
+    web = await budget.ok("POST", url, 201, headers=FINANCE, json=body)
+    assert (web["campaign_id"], web["planned_cost"]) == (camp["id"], "1200.00")
+    await budget.ok(
+        "POST",
+        url,
+        201,
+        json={**body, "name": "Booth", "starts_on": "2027-04-01", "ends_on": "2027-04-03", "planned_cost": "2500.00"},
+    )
+    for change, field in (
+        ({"ends_on": "2027-06-01"}, "ends_on"),
+        ({"starts_on": "2027-02-28"}, "starts_on"),
+        ({"currency": "USD"}, "currency"),
+        ({"planned_cost": "12.345"}, "planned_cost"),
+    ):
+        r = await budget.c.post(url, headers=ADMIN, json={**body, **change})
+        assert problem(r, 422)["errors"][0]["field"] == field, change
+    page = await budget.ok("GET", url)
+    assert [a["name"] for a in page["items"]] == ["Webinar", "Booth"]
+    assert (page["planned_cost"], page["unplanned"]) == ("3700.00", "1300.00")
+    assert problem(await budget.c.get("/v1/campaigns/nope/activities", headers=ADMIN), 404)

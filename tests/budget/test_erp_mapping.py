@@ -4,6 +4,8 @@ documents no rule matches, each posted once when assigned."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.budget.conftest import FINANCE, Budget, problem, who
@@ -185,3 +187,17 @@ async def test_an_invoice_with_neither_a_line_nor_coordinates_is_a_422(budget):
     r = await budget.c.post("/v1/erp/invoices", headers=ERP, json=invoice())
     assert problem(r, 422)["errors"][0]["field"] == "budget_line"
     assert (await budget.ok("GET", "/v1/erp/suspense"))["items"] == []
+
+
+async def test_the_same_unmatched_document_at_once_and_two_assignments_at_once_post_it_once(budget):
+    martech, _ = await _setup(budget)
+    doc = invoice("INV-42", cost_center="CC-0")
+    first, second = await asyncio.gather(*(budget.c.post("/v1/erp/invoices", headers=ERP, json=doc) for _ in range(2)))
+    assert (first.status_code, second.status_code) == (202, 202), (first.text, second.text)
+    assert first.json()["id"] == second.json()["id"]
+    url = f"/v1/erp/suspense/{first.json()['id']}/assign"
+    a, b = await asyncio.gather(
+        *(budget.c.post(url, headers=FINANCE, json={"budget_line": "MARTECH"}) for _ in range(2))
+    )
+    assert sorted([a.status_code, b.status_code]) == [200, 409], (a.text, b.text)
+    assert (await budget.balance(martech["id"]))["spent"] == "400.00"
