@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
+import os
 import threading
 import time
 import uuid
@@ -37,7 +38,11 @@ class MailSink:
         content: bytes = envelope.original_content or envelope.content
         now = time.time()
         if self.directory is not None:
-            (self.directory / f"{int(now * 1000)}-{uuid.uuid4().hex[:8]}.eml").write_bytes(content)
+            # Written aside, then renamed: whoever lists the folder never reads half a message.
+            name = f"{int(now * 1000)}-{uuid.uuid4().hex[:8]}"
+            part = self.directory / f".{name}.part"
+            part.write_bytes(content)
+            os.replace(part, self.directory / f"{name}.eml")
         with self.lock:
             self.arrivals.append(now)
             if self.keep:

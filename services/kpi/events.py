@@ -82,9 +82,22 @@ SAVING_RECORDED = Consumed(
     registry.SAVING_RECORDED.subject, "What a cancellation or a cheaper renewal saves per year: `stack_savings`"
 )
 
+DELIVERABLE_APPROVED = Consumed(
+    workflow.DELIVERABLE_APPROVED.subject,
+    "A deliverable done: `deliverables_done`, `deliverables_on_time`, rework rounds and lateness, per team or supplier",
+)
+
 CATALOGUE = Catalogue(
     "kpi",
     publishes=(TARGET_AT_RISK, ANOMALY_DETECTED),
-    consumes=(ACTUAL_POSTED, INSTANCE_APPROVED, INSTANCE_REJECTED, INSTANCE_CANCELLED, SLA_BREACHED, SAVING_RECORDED),
+    consumes=(
+        ACTUAL_POSTED,
+        INSTANCE_APPROVED,
+        INSTANCE_REJECTED,
+        INSTANCE_CANCELLED,
+        SLA_BREACHED,
+        SAVING_RECORDED,
+        DELIVERABLE_APPROVED,
+    ),
     title="KPI",
 )

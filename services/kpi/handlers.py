@@ -117,6 +117,32 @@ def saving_items(env: Envelope) -> Items:
     ]
 
 
+def deliverable_items(env: Envelope) -> Items:
+    """workflow.deliverable.approved: done, on time, rework rounds and lateness, per team or supplier,
+    at the approval; so a supplier's (or a team's) on-time rate is a governed metric with targets."""
+    d = workflow.DELIVERABLE_APPROVED.read(env.data)
+    dims = {"sla_kind": d.sla_kind, "assignee": "supplier" if d.supplier_id else "team"}
+    dims.update({k: v for k, v in (("supplier", d.supplier_id), ("team", d.team)) if v})
+    late = Decimal(str(d.lateness_business_hours or 0)).quantize(Decimal("0.000001"))  # a number, not money
+
+    def item(mtype: str, value: str) -> dict[str, Any]:
+        return {
+            "type": mtype,
+            "value": value,
+            "time": env.time,
+            "dimensions": dims,
+            "source": "workflow",
+            "external_id": f"{d.deliverable_id}:{mtype}",
+        }
+
+    return [
+        item("deliverables_done", "1"),
+        item("deliverables_on_time", "1" if d.on_time else "0"),
+        item("deliverable_rework_rounds", str(d.rework_rounds)),
+        item("deliverable_lateness_hours", str(late)),
+    ]
+
+
 async def write(ingestor: Ingestor, uow: UnitOfWork, env: Envelope, items: Items) -> None:
     """The event's measurements in the consumer's unit of work; Invalid (dead-lettered) if any is refused."""
     rows, rejected = ingestor.validate(items, None, default_source=env.source)
@@ -142,4 +168,5 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         **{subject: finished for subject in FINISHED},
         workflow.SLA_BREACHED.subject: handler(breach_items),
         registry.SAVING_RECORDED.subject: handler(saving_items),
+        workflow.DELIVERABLE_APPROVED.subject: handler(deliverable_items),
     }

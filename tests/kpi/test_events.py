@@ -140,3 +140,53 @@ async def test_finished_workflows_and_breaches_become_sla_metrics(kpi_nats):
         from sqlalchemy import func, select
 
         assert await s.scalar(select(func.count()).select_from(measurements)) == 10  # noqa: PLR2004
+
+
+async def test_approved_deliverables_make_each_suppliers_on_time_rate_a_metric(kpi_nats):
+    import dataclasses
+
+    from services.workflow.events import WorkflowDeliverable
+
+    kpi = kpi_nats
+    await eventually(lambda: kpi.runtime.bus.connected)
+    js = kpi.runtime.bus.js
+    done = [("s-acme", True, 0.0, 0), ("s-acme", False, 6.5, 2), ("s-acme", True, 0.0, 1), ("s-bolt", False, 3.5, 0)]
+    for i, (supplier, on_time, late, rework) in enumerate(done):
+        data = WorkflowDeliverable(
+            deliverable_id=f"d{i}",
+            request_id="r1",
+            request_number="REQ-2027-000001",
+            name=f"Asset {i}",
+            team=None,
+            owner=None,
+            supplier_id=supplier,
+            sla_kind="underpinning_contract",
+            due_at="2027-03-10T17:00:00+00:00",
+            status="done",
+            rework_rounds=rework,
+            actor="rita",
+            reason=None,
+            link="https://drive.example/x",
+            on_time=on_time,
+            lateness_business_hours=late,
+        ).model_dump(mode="json")
+        env = dataclasses.replace(
+            new_event("workflow.deliverable.approved", "workflow", f"d{i}", data), time="2027-03-12T10:00:00+00:00"
+        )
+        for _ in range(2):  # a redelivery counts once
+            await js.publish(env.type, env.to_json().encode(), headers={"Nats-Msg-Id": f"{env.id}-{_}"})
+
+    await eventually(lambda: _equals(value(kpi, "deliverables_done"), "4"), timeout=20)
+    rates = (
+        await kpi.client.get(
+            "/v1/metrics/deliverable_on_time_rate/series",
+            params={"from": "2027-03-01", "to": "2027-03-31", "grain": "month", "group_by": "supplier"},
+        )
+    ).json()["series"]
+    assert {s["group"]["supplier"]: s["points"][0]["value"] for s in rates} == {"s-acme": "0.666667", "s-bolt": "0"}
+    assert await value(kpi, "deliverable_lateness") == "2.5"  # (0 + 6.5 + 0 + 3.5) / 4
+    assert await value(kpi, "deliverable_rework_rounds") == "3"
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected

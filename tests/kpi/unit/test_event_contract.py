@@ -41,6 +41,7 @@ def test_the_catalogue_lists_what_the_service_publishes_and_consumes():
         "workflow.instance.cancelled",
         "workflow.sla.breached",
         "registry.saving.recorded",
+        "workflow.deliverable.approved",
     }
     assert [s.subject for s in events.CATALOGUE.publishes] == ["kpi.target.at_risk", "kpi.anomaly.detected"]
 
