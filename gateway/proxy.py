@@ -165,76 +165,31 @@ class ProxyMiddleware:
         started: float,
         head_sent: list[bool],
     ) -> int:
+        """Admit, bound the body, forward with the caller's identity minted for the service, relay the answer."""
         gw: Gateway = self.slot.get()
-        authorization = api_key = None
-        host = ""
-        forwarded_for = ""
-        has_body = False
-        length = -1
-        headers: list[tuple[str, str]] = []
-        for name, value in scope["headers"]:
-            if name in DROP_REQUEST:
-                if name == b"authorization":
-                    authorization = value.decode("latin-1")
-                elif name == b"x-api-key":
-                    api_key = value.decode("latin-1")
-                elif name == b"host":
-                    host = value.decode("latin-1")
-                elif name == b"x-forwarded-for":
-                    forwarded_for = value.decode("latin-1")
-                elif name == b"content-length":
-                    has_body = True
-                    length = int(value) if value.isdigit() else -1
-                elif name == b"transfer-encoding":
-                    has_body = True
-                continue
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-        principal = await admit(gw, authorization, api_key, service, method, sub)
+        req = _incoming(scope)
+        principal = await admit(gw, req.authorization, req.api_key, service, method, sub)
         # The path as the service will read it: the raw path after its first segment (which decodes
         # to the service's name). An encoded slash would make the service see other segments than
         # the policy judged, so it is refused rather than guessed at.
         raw_path: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
         if b"%" in raw_path and (b"%2f" in raw_path or b"%2F" in raw_path):
-            return await self._respond(
-                scope,
-                receive,
-                send,
-                problems.problem(
-                    400,
-                    "Encoded slashes (%2F) are not accepted in a path: write each segment plainly.",
-                    instance=scope["path"],
-                    headers={"X-Request-ID": request_id},
-                ),
-            )
+            detail = "Encoded slashes (%2F) are not accepted in a path: write each segment plainly."
+            return await self._refuse(scope, receive, send, request_id, 400, detail)
 
         # A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
         limit = body_limit(gw.settings, service, method, sub)
-        body = await _read_body(receive, limit) if has_body and length <= limit else b""
-        if body is None or length > limit:
-            return await self._respond(
-                scope,
-                receive,
-                send,
-                problems.problem(
-                    413,
-                    f"The request body is larger than {limit:,} bytes, the most a request through the gateway "
-                    "may carry.",
-                    instance=scope["path"],
-                    headers={"X-Request-ID": request_id},
-                ),
+        body = await _read_body(receive, limit) if req.has_body and req.length <= limit else b""
+        if body is None or req.length > limit:
+            detail = (
+                f"The request body is larger than {limit:,} bytes, the most a request through the gateway may carry."
             )
+            return await self._refuse(scope, receive, send, request_id, 413, detail)
 
-        client = scope.get("client")
-        client_ip = client[0] if client else ""
+        headers = req.headers
         headers.append(("x-pitcrew-identity", gw.minter.mint(principal)))
         headers.append(("x-request-id", request_id))
-        headers.append(("x-forwarded-for", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip))
-        headers.append(("x-forwarded-proto", scope.get("scheme", "http")))
-        if host:
-            headers.append(("x-forwarded-host", host))
-        headers.append(("x-forwarded-prefix", FORWARDED_PREFIX[service]))
-
+        headers.extend(_forwarded(scope, req, service))
         cut = raw_path.find(b"/", 1)
         target = raw_path[cut:].decode("latin-1") if cut > 0 else "/"
         if scope.get("query_string"):
@@ -243,47 +198,27 @@ class ProxyMiddleware:
         sent_at = time.perf_counter()
         try:
             response = await gw.upstreams.send(service, method, target, headers, content=body or None)
-        except ServiceDown as exc:
-            log.warning("upstream_down", service=service, error=str(exc))
-            return await self._respond(
-                scope,
-                receive,
-                send,
-                problems.problem(
-                    503,
-                    f"The {service} service is not reachable; try again shortly.",
-                    instance=scope["path"],
-                    headers={"Retry-After": "2", "X-Request-ID": request_id},
-                ),
-            )
-        except UpstreamTimeout:
-            return await self._respond(
-                scope,
-                receive,
-                send,
-                problems.problem(
-                    504,
-                    f"The {service} service did not answer in time.",
-                    instance=scope["path"],
-                    headers={"X-Request-ID": request_id},
-                ),
-            )
-        except UpstreamBroken as exc:
-            log.warning("upstream_broken", service=service, error=str(exc))
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
-            return await self._respond(
-                scope,
-                receive,
-                send,
-                problems.problem(
-                    502,
-                    f"The {service} service answered badly: {cause}.",
-                    instance=scope["path"],
-                    headers={"X-Request-ID": request_id},
-                ),
-            )
+        except (ServiceDown, UpstreamTimeout, UpstreamBroken) as exc:
+            status, detail, extra = _upstream_failure(exc, service)
+            return await self._refuse(scope, receive, send, request_id, status, detail, extra)
+        return await self._relay(scope, receive, send, response, service, request_id, started, sent_at, head_sent)
+
+    async def _relay(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        response: Any,
+        service: str,
+        request_id: str,
+        started: float,
+        sent_at: float,
+        head_sent: list[bool],
+    ) -> int:
+        """Stream the service's answer back; the head goes out with the first piece of the body, so a
+        small answer leaves in one go. Internal addresses in Location-like headers are rewritten."""
+        gw: Gateway = self.slot.get()
         try:
-            # The head goes out with the first piece of the body, so a small answer leaves in one go.
             content = response.content
             try:
                 chunk = await content.readany()
@@ -291,19 +226,12 @@ class ProxyMiddleware:
                 response.close()
                 timed_out = isinstance(exc, TimeoutError)
                 log.warning("upstream_body_failed", service=service, error=f"{type(exc).__name__}: {exc}")
-                return await self._respond(
-                    scope,
-                    receive,
-                    send,
-                    problems.problem(
-                        504 if timed_out else 502,
-                        f"The {service} service did not answer in time."
-                        if timed_out
-                        else f"The {service} service answered badly: {type(exc).__name__}.",
-                        instance=scope["path"],
-                        headers={"X-Request-ID": request_id},
-                    ),
+                detail = (
+                    f"The {service} service did not answer in time."
+                    if timed_out
+                    else f"The {service} service answered badly: {type(exc).__name__}."
                 )
+                return await self._refuse(scope, receive, send, request_id, 504 if timed_out else 502, detail)
             waited = time.perf_counter() - sent_at
             out = []
             for k, v in response.raw_headers:
@@ -331,11 +259,91 @@ class ProxyMiddleware:
             response.close()  # half read: the connection cannot go back to the pool
             raise
         response.release()
-        return response.status
+        status: int = response.status
+        return status
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        """A problem+json answer of the gateway's own: the request never reached a service, or its answer
+        never came back."""
+        extra = {**(headers or {}), "X-Request-ID": request_id}
+        return await self._respond(
+            scope, receive, send, problems.problem(status, detail, instance=scope["path"], headers=extra)
+        )
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send, response: Response) -> int:
         await response(scope, receive, send)
         return response.status_code
+
+
+class _Incoming:
+    """What the gateway reads from a request's headers; the rest is forwarded as it came."""
+
+    __slots__ = ("headers", "authorization", "api_key", "host", "forwarded_for", "has_body", "length")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.authorization: str | None = None
+        self.api_key: str | None = None
+        self.host = ""
+        self.forwarded_for = ""
+        self.has_body = False
+        self.length = -1
+
+
+def _incoming(scope: Scope) -> _Incoming:
+    req = _Incoming()
+    for name, value in scope["headers"]:
+        if name not in DROP_REQUEST:
+            req.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        elif name == b"authorization":
+            req.authorization = value.decode("latin-1")
+        elif name == b"x-api-key":
+            req.api_key = value.decode("latin-1")
+        elif name == b"host":
+            req.host = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            req.forwarded_for = value.decode("latin-1")
+        elif name == b"content-length":
+            req.has_body = True
+            req.length = int(value) if value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            req.has_body = True
+    return req
+
+
+def _forwarded(scope: Scope, req: _Incoming, service: str) -> list[tuple[str, str]]:
+    """The X-Forwarded-* headers a service behind the gateway reads (for its links and its logs)."""
+    client = scope.get("client")
+    client_ip = client[0] if client else ""
+    out = [
+        ("x-forwarded-for", f"{req.forwarded_for}, {client_ip}" if req.forwarded_for else client_ip),
+        ("x-forwarded-proto", scope.get("scheme", "http")),
+    ]
+    if req.host:
+        out.append(("x-forwarded-host", req.host))
+    out.append(("x-forwarded-prefix", FORWARDED_PREFIX[service]))
+    return out
+
+
+def _upstream_failure(exc: Exception, service: str) -> tuple[int, str, dict[str, str] | None]:
+    """The answer to a service that could not be reached (503), was too slow (504) or answered badly (502)."""
+    if isinstance(exc, ServiceDown):
+        log.warning("upstream_down", service=service, error=str(exc))
+        return 503, f"The {service} service is not reachable; try again shortly.", {"Retry-After": "2"}
+    if isinstance(exc, UpstreamTimeout):
+        return 504, f"The {service} service did not answer in time.", None
+    log.warning("upstream_broken", service=service, error=str(exc))
+    cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+    return 502, f"The {service} service answered badly: {cause}.", None
 
 
 # Routes whose body is a file: they take `upload_max_body_bytes` rather than `max_request_body_bytes`.
