@@ -111,95 +111,101 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on an app."""
+    app.exception_handler(errors.DomainError)(_domain)
+    app.exception_handler(Abandoned)(_abandoned)
+    app.exception_handler(RequestValidationError)(_validation)
+    app.exception_handler(StarletteHTTPException)(_http)
+    app.exception_handler(DBAPIError)(_database)
+    app.exception_handler(Exception)(_unexpected)
 
-    @app.exception_handler(errors.DomainError)
-    async def _domain(request: Request, exc: errors.DomainError) -> JSONResponse:
-        status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
+
+async def _domain(request: Request, exc: errors.DomainError) -> JSONResponse:
+    status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
+    return problem(
+        status,
+        exc.detail,
+        title=exc.title,
+        kind=exc.kind,
+        errors_=[e.as_dict() for e in exc.errors] or None,
+        instance=request.url.path,
+        **exc.extra,
+    )
+
+
+async def _abandoned(request: Request, exc: Abandoned) -> JSONResponse:
+    # The caller disconnected and its computation was stopped; nobody reads this answer
+    # (499 is nginx's "client closed request"), and it is not a server fault.
+    return problem(
+        499,
+        "The caller disconnected; the work was stopped.",
+        title="Client closed request",
+        instance=request.url.path,
+    )
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errs = validation_errors(exc)
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errs)
+    return problem(422, detail, kind="validation-error", errors_=errs, instance=request.url.path)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return problem(exc.status_code, detail, headers=getattr(exc, "headers", None), instance=request.url.path)
+
+
+async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+    # PostgreSQL cannot store a NUL character in text or JSON (SQLSTATE 22021, 22P05); the
+    # transaction has rolled back, so this is bad input, not a server fault.
+    if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
+        message = "text may not contain the NUL character (\\u0000)"
         return problem(
-            status,
-            exc.detail,
-            title=exc.title,
-            kind=exc.kind,
-            errors_=[e.as_dict() for e in exc.errors] or None,
+            422,
+            f"body: {message}",
+            kind="validation-error",
             instance=request.url.path,
-            **exc.extra,
+            errors_=[{"field": "body", "message": message, "code": "nul_character"}],
         )
-
-    @app.exception_handler(Abandoned)
-    async def _abandoned(request: Request, exc: Abandoned) -> JSONResponse:
-        # The caller disconnected and its computation was stopped; nobody reads this answer
-        # (499 is nginx's "client closed request"), and it is not a server fault.
+    if exc.connection_invalidated:
+        # The database connection broke (a restart, a network cut); the pool reconnects for the
+        # next request. Only a failure during COMMIT leaves the outcome unknown, which an
+        # Idempotency-Key on the retry settles.
+        log.warning("database_connection_lost", path=request.url.path, error=str(exc.orig))
         return problem(
-            499,
-            "The caller disconnected; the work was stopped.",
-            title="Client closed request",
+            503,
+            "The database connection was lost while handling this request; retry it "
+            "(with the same Idempotency-Key, if it creates something).",
+            headers={"Retry-After": "1"},
             instance=request.url.path,
         )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errs = validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errs)
-        return problem(422, detail, kind="validation-error", errors_=errs, instance=request.url.path)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None), instance=request.url.path)
-
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        # PostgreSQL cannot store a NUL character in text or JSON (SQLSTATE 22021, 22P05); the
-        # transaction has rolled back, so this is bad input, not a server fault.
-        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
-            message = "text may not contain the NUL character (\\u0000)"
-            return problem(
-                422,
-                f"body: {message}",
-                kind="validation-error",
-                instance=request.url.path,
-                errors_=[{"field": "body", "message": message, "code": "nul_character"}],
-            )
-        if exc.connection_invalidated:
-            # The database connection broke (a restart, a network cut); the pool reconnects for the
-            # next request. Only a failure during COMMIT leaves the outcome unknown, which an
-            # Idempotency-Key on the retry settles.
-            log.warning("database_connection_lost", path=request.url.path, error=str(exc.orig))
-            return problem(
-                503,
-                "The database connection was lost while handling this request; retry it "
-                "(with the same Idempotency-Key, if it creates something).",
-                headers={"Retry-After": "1"},
-                instance=request.url.path,
-            )
-        rule = violated_check(exc)
-        if rule is not None:
-            # A rule the database keeps (a CHECK constraint): the state this change would reach is
-            # not allowed, and the transaction rolled back whole.
-            return problem(
-                409,
-                CHECK_RULES.get(rule, f"This change would break the rule {rule!r}; nothing was written."),
-                instance=request.url.path,
-            )
-        if is_unique_violation(exc):
-            # A concurrent request created the same thing (a code, a reference) first; its
-            # transaction won and this one rolled back whole.
-            return problem(
-                409,
-                "This conflicts with a change made at the same time (a duplicate key); fetch "
-                "the current state and retry if it still applies.",
-                instance=request.url.path,
-            )
-        return await _unexpected(request, exc)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None)
-        log.error("unhandled_error", path=request.url.path, request_id=request_id, exc_info=exc)
+    rule = violated_check(exc)
+    if rule is not None:
+        # A rule the database keeps (a CHECK constraint): the state this change would reach is
+        # not allowed, and the transaction rolled back whole.
         return problem(
-            500,
-            "An unexpected error occurred. It has been logged; quote the request id when reporting it.",
+            409,
+            CHECK_RULES.get(rule, f"This change would break the rule {rule!r}; nothing was written."),
             instance=request.url.path,
-            request_id=request_id,
-            headers={"X-Request-ID": request_id} if request_id else None,
         )
+    if is_unique_violation(exc):
+        # A concurrent request created the same thing (a code, a reference) first; its
+        # transaction won and this one rolled back whole.
+        return problem(
+            409,
+            "This conflicts with a change made at the same time (a duplicate key); fetch "
+            "the current state and retry if it still applies.",
+            instance=request.url.path,
+        )
+    return await _unexpected(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    log.error("unhandled_error", path=request.url.path, request_id=request_id, exc_info=exc)
+    return problem(
+        500,
+        "An unexpected error occurred. It has been logged; quote the request id when reporting it.",
+        instance=request.url.path,
+        request_id=request_id,
+        headers={"X-Request-ID": request_id} if request_id else None,
+    )

@@ -36,6 +36,18 @@ class InfraTables:
 
 
 def attach(metadata: MetaData) -> InfraTables:
+    """The infrastructure tables every service's database has, on `metadata`."""
+    return InfraTables(
+        outbox=_outbox(metadata),
+        inbox=_inbox(metadata),
+        idempotency=_idempotency(metadata),
+        timers=_timers(metadata),
+        dead_letters=_dead_letters(metadata),
+        audit=_audit(metadata),
+    )
+
+
+def _outbox(metadata: MetaData) -> Table:
     outbox = Table(
         "outbox",
         metadata,
@@ -49,6 +61,10 @@ def attach(metadata: MetaData) -> InfraTables:
         Column("last_error", Text, nullable=True),
     )
     Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.seq)
+    return outbox
+
+
+def _inbox(metadata: MetaData) -> Table:
     inbox = Table(
         "inbox",
         metadata,
@@ -57,6 +73,10 @@ def attach(metadata: MetaData) -> InfraTables:
         Column("subject", String(200), nullable=False),
         Column("processed_at", UTCDateTime, nullable=False),
     )
+    return inbox
+
+
+def _idempotency(metadata: MetaData) -> Table:
     idempotency = Table(
         "idempotency_keys",
         metadata,
@@ -67,6 +87,10 @@ def attach(metadata: MetaData) -> InfraTables:
         Column("response", Text, nullable=False),
         Column("created_at", UTCDateTime, nullable=False),
     )
+    return idempotency
+
+
+def _timers(metadata: MetaData) -> Table:
     timers = Table(
         "timers",
         metadata,
@@ -81,6 +105,10 @@ def attach(metadata: MetaData) -> InfraTables:
     )
     Index("ix_timers_pending_due", timers.c.status, timers.c.due_at)
     Index("ix_timers_subject", timers.c.subject_id, timers.c.kind)
+    return timers
+
+
+def _dead_letters(metadata: MetaData) -> Table:
     dead_letters = Table(
         "dead_letters",
         metadata,
@@ -99,6 +127,10 @@ def attach(metadata: MetaData) -> InfraTables:
         Column("note", Text, nullable=True),
     )
     Index("ix_dead_letters_status", dead_letters.c.status, dead_letters.c.last_failed_at)
+    return dead_letters
+
+
+def _audit(metadata: MetaData) -> Table:
     audit = Table(
         "audit_log",
         metadata,
@@ -118,6 +150,4 @@ def attach(metadata: MetaData) -> InfraTables:
     )
     Index("ix_audit_log_entity", audit.c.entity, audit.c.entity_id, audit.c.seq)
     Index("ix_audit_log_at", audit.c.at)
-    return InfraTables(
-        outbox=outbox, inbox=inbox, idempotency=idempotency, timers=timers, dead_letters=dead_letters, audit=audit
-    )
+    return audit
