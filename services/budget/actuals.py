@@ -55,14 +55,8 @@ async def post_actual(
     on = await postable(uow, p, period, date)
     m = await fx.in_plan_currency(uow, p, amount, currency, on)
     keys = [(ln, period)]
-    c = c_line = None
-    if commitment_id is not None:
-        c = (await uow.execute(select(commitments_table).where(commitments_table.c.id == commitment_id))).first()
-        if c is None:
-            raise Invalid.on("commitment_id", f"no commitment {commitment_id!r}", "not_found")
-        if c.plan_id != p.id:
-            raise Invalid.on("commitment_id", "belongs to another plan")
-        c_line = await get_line(uow, who, c.line_id, "commitment_id")
+    c, c_line = await _against(uow, who, p, commitment_id)
+    if c is not None and c_line is not None:
         keys.append((c_line, c.period))
         campaign_id = campaign_id or c.campaign_id  # an invoice funds what its order was for
     camp = await campaigns.referenced(uow, p, ln, campaign_id)
@@ -91,9 +85,7 @@ async def post_actual(
     status = None
     if c is not None:
         consumed = c.consumed_minor + consume
-        closed = consumed >= c.amount_minor
-        c = await commitments.set_status(uow, c, "closed" if closed else "committed", None, consumed_minor=consumed)
-        status = c.status
+        status = (await commitments.set_status(uow, c, _after(c, consumed), None, consumed_minor=consumed)).status
     data = actual_data(
         leg,
         p,
@@ -112,6 +104,23 @@ async def post_actual(
         "consumed": fmt(consume, p.currency),
         "overspend": overspend,
     }
+
+
+async def _against(uow: UnitOfWork, who: Principal, p: Plan, commitment_id: str | None) -> tuple[Any, Any]:
+    """The commitment an actual consumes (of this plan) and its line, or (None, None)."""
+    if commitment_id is None:
+        return None, None
+    c = (await uow.execute(select(commitments_table).where(commitments_table.c.id == commitment_id))).first()
+    if c is None:
+        raise Invalid.on("commitment_id", f"no commitment {commitment_id!r}", "not_found")
+    if c.plan_id != p.id:
+        raise Invalid.on("commitment_id", "belongs to another plan")
+    return c, await get_line(uow, who, c.line_id, "commitment_id")
+
+
+def _after(c: Any, consumed: int) -> str:
+    """A commitment consumed in full is closed; in part it stays committed."""
+    return "closed" if consumed >= c.amount_minor else "committed"
 
 
 async def _overspent(
