@@ -31,7 +31,8 @@ def entries(admin, line_id: str) -> list[dict]:
     out, cursor = [], None
     while True:
         params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-        page = admin.get(f"/budget/v1/lines/{line_id}/entries", params=params).json()
+        # A read as a client makes it: a 503 while the pool replaces a terminated connection is retried.
+        page = persist(lambda p=params: admin.get(f"/budget/v1/lines/{line_id}/entries", params=p)).json()
         out.extend(page["items"])
         cursor = page.get("next_cursor")
         if not cursor:
