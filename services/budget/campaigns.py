@@ -46,7 +46,10 @@ def campaign_view(c: Any, p: Plan, figures: tuple[int, int] = (0, 0)) -> dict[st
 
 
 async def create_campaign(uow: UnitOfWork, who: Principal, *, body: planning_schemas.CampaignIn) -> dict[str, Any]:
-    p = await get_plan(uow, body.plan_id)
+    try:
+        p = await get_plan(uow, body.plan_id)
+    except NotFound as exc:  # a body field: a 422 naming it, as for line_ids
+        raise Invalid.on("plan_id", f"no plan {body.plan_id!r}", "not_found") from exc
     if body.ends_on < body.starts_on:
         raise Invalid.on("ends_on", f"is before starts_on {body.starts_on.isoformat()}")
     if body.currency != p.currency:
