@@ -101,7 +101,7 @@ class Consumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - resubscribe after any transport failure
-                log.warning("consumer_error", service=self.service, stream=stream, error=str(exc))
+                log.warning("consumer_error", service=self.service, stream=stream, error=repr(exc))
                 sub = None
                 await asyncio.sleep(0.5)
 
