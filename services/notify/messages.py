@@ -141,7 +141,7 @@ async def instance_finished(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
 
 async def threshold_crossed(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     d = read(events.ThresholdCrossed, env)
-    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.line_owner_roles)
+    to = await people.owner_or_holders(uow, d.owner, c.line_owner_roles)
     facts = [("Line", d.line_code or d.line_id), ("Period", d.period or "")]
     if d.consumed is not None:
         facts.append(("Consumed", f"{d.consumed} of {d.allocated} {d.currency or ''}".strip()))
@@ -203,7 +203,7 @@ async def renewal_due(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
 
 async def target_at_risk(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     d = read(events.TargetAtRisk, env)
-    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.metric_owner_roles)
+    to = await people.owner_or_holders(uow, d.owner, c.metric_owner_roles)
     facts = [
         ("Metric", d.metric or ""),
         ("Period", d.period or ""),
@@ -219,7 +219,7 @@ async def target_at_risk(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
 
 async def anomaly_detected(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     d = read(events.AnomalyDetected, env)
-    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.metric_owner_roles)
+    to = await people.owner_or_holders(uow, d.owner, c.metric_owner_roles)
     group = ", ".join(f"{k}={v}" for k, v in sorted(d.group.items())) or "all"
     facts = [
         ("Metric", d.metric or ""),
@@ -235,7 +235,7 @@ async def anomaly_detected(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
 
 async def line_overspent(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     d = read(events.LineOverspent, env)
-    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.line_owner_roles)
+    to = await people.owner_or_holders(uow, d.owner, c.line_owner_roles)
     cur = d.currency or ""
     facts = [("Line", d.line_code or d.line_id), ("Period", d.period or "")]
     facts.append(("Over by", f"{d.overspent_by} {cur}".strip() if d.overspent_by is not None else "unknown"))
@@ -256,7 +256,7 @@ async def line_overspent(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
 
 async def integration_broken(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
     d = read(events.IntegrationBroken, env)
-    to = await people.people(uow, [d.owner]) if d.owner else await people.holders(uow, c.tool_owner_roles)
+    to = await people.owner_or_holders(uow, d.owner, c.tool_owner_roles)
     flow = f"{d.from_tool_name or '?'} -> {d.to_tool_name or '?'}"
     facts = [
         ("Integration", flow),

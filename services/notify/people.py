@@ -235,6 +235,11 @@ async def people(uow: UnitOfWork, ids: Iterable[str]) -> list[Person]:
     return [by_id[i] for i in wanted if i in by_id]
 
 
+async def owner_or_holders(uow: UnitOfWork, owner: str | None, roles: Iterable[str]) -> list[Person]:
+    """The owner an event names, else the active holders of `roles` (who stands in for owners)."""
+    return await people(uow, [owner]) if owner else await holders(uow, roles)
+
+
 async def holders(uow: UnitOfWork, roles: Iterable[str], scope: dict[str, Any] | None = None) -> list[Person]:
     """Active people holding one of `roles` whose scopes cover `scope` (unnarrowed holders cover all)."""
     wanted = [r for r in dict.fromkeys(roles) if r]
