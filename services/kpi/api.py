@@ -142,6 +142,7 @@ async def metric_series(
             compare=compares,
             cumulative=cumulative,
             trailing_days=trailing_days,
+            cohort_limits=kpi.cohort_limits,
         )
     if not export.wants_csv(request, format):
         return answer
@@ -311,7 +312,15 @@ async def scorecard(
     compares = periods.parse_compare(compare)
     async with rt.unit_of_work(readonly=True) as uow:
         card = await targets.scorecard(
-            uow, p, keys=keys, period=period, flt=flt, now=utcnow(), fiscal_start=kpi.fiscal_start, compare=compares
+            uow,
+            p,
+            keys=keys,
+            period=period,
+            flt=flt,
+            now=utcnow(),
+            fiscal_start=kpi.fiscal_start,
+            compare=compares,
+            cohort_limits=kpi.cohort_limits,
         )
     if not export.wants_csv(request, format):
         return card

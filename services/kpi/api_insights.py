@@ -83,7 +83,9 @@ async def post_query(
 ) -> Any:
     """Metrics by dimensions and time in one table, for BI tools and notebooks (read-only; the series' rules)."""
     async with rt.unit_of_work(readonly=True) as uow:
-        answer = await query.run(uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start)
+        answer = await query.run(
+            uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start, cohort_limits=kpi.cohort_limits
+        )
     if not export.wants_csv(request, format):
         return answer
     versions = ",".join(f"{c['name']}={c['version']}" for c in answer["columns"] if c["kind"] == "metric")

@@ -6,12 +6,17 @@ fact), refused with a 422 past `CohortLimits.max_entities` before it is held, an
 worker thread (`shared.work.run_bounded`) so the event loop stays free. An entity converts when its
 B fact lies in [A's time, A's time + window_days]; a B before A (a stage skipped back) does not count.
 Percentiles are nearest-rank: the smallest duration with at least p of the converted at or below it.
+
+A conversion metric (definitions, kind "conversion") is the same count per bucket of a series: `cells`
+puts each entity in the bucket its A fact falls in (`bucket_of`, the window's edges as instants) and
+answers, per group and bucket, the rate and the details (`Stats`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,9 +69,24 @@ async def load(
     uow: UnitOfWork, *, from_stage: str, to_stage: str, first: dt.date, last: dt.date, limits: CohortLimits
 ) -> list[Entry]:
     """The entities that reached `from_stage` on the days first..last, with their `to_stage` time."""
-    a, b = lifecycle_facts.alias("a"), lifecycle_facts.alias("b")
     t0 = dt.datetime.combine(first, dt.time(), dt.UTC)
     t1 = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return await load_span(uow, from_stage=from_stage, to_stage=to_stage, t0=t0, t1=t1, limits=limits)
+
+
+async def load_span(
+    uow: UnitOfWork,
+    *,
+    from_stage: str,
+    to_stage: str,
+    t0: dt.datetime,
+    t1: dt.datetime,
+    limits: CohortLimits,
+    field: str = "query.period",
+) -> list[Entry]:
+    """The entities that reached `from_stage` in [t0, t1), with their `to_stage` time (a 422 naming
+    `field` past `limits.max_entities`)."""
+    a, b = lifecycle_facts.alias("a"), lifecycle_facts.alias("b")
     rows = (
         await uow.execute(
             select(a.c.time, a.c.dimensions, b.c.time.label("reached"))
@@ -79,7 +99,7 @@ async def load(
         raise TooMuchWork(
             f"More than {limits.max_entities:,} entities reached {from_stage} in the period, the limit for one "
             "cohort request; name a shorter period.",
-            errors=[FieldError("query.period", "the cohort holds too many entities; shorten it", "too_much_work")],
+            errors=[FieldError(field, "the cohort holds too many entities; shorten it", "too_much_work")],
         )
     return [Entry(r.time, r.dimensions or {}, r.reached) for r in rows]
 
@@ -95,6 +115,68 @@ def _days(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return str(Decimal(seconds / DAY).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One cohort cell: how many entered, how many converted within the window, how long it took."""
+
+    entered: int
+    converted: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+    @property
+    def rate(self) -> Decimal | None:
+        return Decimal(self.converted) / Decimal(self.entered) if self.entered else None
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "entered": self.entered,
+            "converted": self.converted,
+            "median_days": _days(self.median_seconds),
+            "p90_days": _days(self.p90_seconds),
+        }
+
+
+def stats(entered: int, spans: list[float]) -> Stats:
+    spans.sort()
+    return Stats(entered, len(spans), percentile(spans, 0.5), percentile(spans, 0.9))
+
+
+def bucket_of(edges: Sequence[dt.datetime], t: dt.datetime) -> int:
+    """The bucket an instant falls in, buckets starting at edges[0] < edges[1] < ... (t >= edges[0])."""
+    return bisect_right(edges, t) - 1
+
+
+def cells(
+    budget: Budget,
+    entries: Sequence[Entry],
+    window_days: int,
+    group_by: Sequence[str],
+    flt: dict[str, set[str]],
+    who: Principal | None,
+    edges: Sequence[dt.datetime],
+) -> dict[tuple[tuple[str | None, ...], int], Stats]:
+    """Per (group, bucket): the cohort of the entities whose A fact lies in the bucket, among those whose
+    A dimensions pass `flt` (a dimension's values OR'ed) and the caller's scopes (pure; off the event loop)."""
+    window = window_days * DAY
+    entered: dict[tuple[tuple[str | None, ...], int], int] = defaultdict(int)
+    durations: dict[tuple[tuple[str | None, ...], int], list[float]] = defaultdict(list)
+    for n, e in enumerate(entries):
+        if n % 20_000 == 0:
+            budget.check()
+        if who is not None and not who.may_see(e.dims):
+            continue
+        if any(e.dims.get(k) not in vs for k, vs in flt.items()):
+            continue
+        key = (tuple(e.dims.get(g) for g in group_by), bucket_of(edges, e.entered))
+        entered[key] += 1
+        if e.reached is not None:
+            took = (e.reached - e.entered).total_seconds()
+            if 0 <= took <= window:
+                durations[key].append(took)
+    return {key: stats(count, durations.get(key, [])) for key, count in entered.items()}
 
 
 def summarize(

@@ -62,11 +62,28 @@ def _compare_columns(kinds: Sequence[str], fields: Sequence[str]) -> list[str]:
     return [f"{k}_{f}" for k in kinds for f in fields]
 
 
+COHORT = ("entered", "converted", "median_days", "p90_days", "complete")
+
+
+def has_cohorts(answer: dict[str, Any]) -> bool:
+    """A conversion metric's series (its points carry their cohort)."""
+    return any("cohort" in p for s in answer["series"][:1] for p in s["points"][:1])
+
+
+def _cohort_cells(c: dict[str, Any] | None) -> list[Any]:
+    if c is None:
+        return [None] * len(COHORT)
+    return [c["entered"], c["converted"], c["median_days"], c["p90_days"], "true" if c["complete"] else "false"]
+
+
 def series_csv(answer: dict[str, Any], group_by: Sequence[str], compare: Sequence[str]) -> Iterator[str]:
-    """One row per group and bucket: the group's dimensions, bucket, period, value, target columns, changes."""
+    """One row per group and bucket: the group's dimensions, bucket, period, value, target columns, changes
+    (and a conversion metric's cohort: entered, converted, median_days, p90_days, complete)."""
     fields = ("bucket", "value", "change", "percent_change")
+    cohort = has_cohorts(answer)
     header = [*group_by, "bucket", "period", "value", "target", "variance", "attainment"]
     header += _compare_columns(compare, fields)
+    header += list(COHORT) if cohort else []
 
     def rows() -> Iterator[list[Any]]:
         for s in answer["series"]:
@@ -75,7 +92,7 @@ def series_csv(answer: dict[str, Any], group_by: Sequence[str], compare: Sequenc
                 row = [*dims, p["bucket"], p.get("period"), p["value"]]
                 row += [p.get("target"), p.get("variance"), p.get("attainment")]
                 row += [p["compare"][k][f] for k in compare for f in fields]
-                yield row
+                yield row + (_cohort_cells(p.get("cohort")) if cohort else [])
 
     return render(header, rows())
 
@@ -85,6 +102,7 @@ def scorecard_csv(answer: dict[str, Any], compare: Sequence[str]) -> Iterator[st
     head = ["period", "from", "to", "elapsed", "metric", "name", "version", "unit", "direction"]
     cols = ["actual", "target", "variance", "attainment", "projected", "at_risk", "target_id"]
     fields = ("period", "from", "to", "value", "change", "percent_change")
+    cohort = any("cohort" in i for i in answer["items"])
 
     def rows() -> Iterator[list[Any]]:
         for i in answer["items"]:
@@ -92,9 +110,9 @@ def scorecard_csv(answer: dict[str, Any], compare: Sequence[str]) -> Iterator[st
             row += [i["version"], i["unit"], i["direction"], *(i[c] for c in cols[:5])]
             row += ["true" if i["at_risk"] else "false", i["target_id"]]
             row += [i["compare"][k][f] for k in compare for f in fields]
-            yield row
+            yield row + (_cohort_cells(i.get("cohort")) if cohort else [])
 
-    return render([*head, *cols, *_compare_columns(compare, fields)], rows())
+    return render([*head, *cols, *_compare_columns(compare, fields), *(COHORT if cohort else ())], rows())
 
 
 def attribution_csv(answer: dict[str, Any]) -> Iterator[str]:
