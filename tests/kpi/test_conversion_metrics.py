@@ -349,3 +349,11 @@ async def test_the_csv_of_a_conversion_series_and_scorecard_carries_the_cohort_c
     by_metric = {row["metric"]: row for row in csv.DictReader(io.StringIO(card.text))}
     assert int(by_metric["mql_cohort_21"]["entered"]) == brute(journeys, MONTHS[0], MONTHS[3], 21)[0]
     assert by_metric["leads"]["entered"] == ""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    r = await kpi.client.get("/v1/metrics/mql_cohort_21/series", params={**params, "format": "parquet"})
+    f = pq.ParquetFile(io.BytesIO(r.content))
+    assert f.schema_arrow.field("entered").type == pa.int64() and f.schema_arrow.field("complete").type == pa.bool_()
+    got = [(x["entered"], x["converted"]) for x in f.read().to_pylist()]
+    assert got == [(int(row["entered"]), int(row["converted"])) for row in rows]
