@@ -18,17 +18,18 @@ import datetime as dt
 import math
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, literal_column, select
 
+from services.kpi.formula import KEY_RE
 from services.kpi.lifecycle import STAGES
 from services.kpi.models import lifecycle_facts
 from services.kpi.periods import named_period
-from shared.errors import Errors, FieldError, TooMuchWork
+from shared.errors import Errors, FieldError, Invalid, TooMuchWork
 from shared.identity import Principal
 from shared.uow import UnitOfWork
 from shared.work import Budget, Disconnectable, run_bounded
@@ -44,13 +45,28 @@ class CohortLimits:
     seconds: float = 20.0
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One entity of the cohort: when it reached A, its dimensions, and when it reached B (None: never)."""
+class Entry(NamedTuple):
+    """One entity of the cohort: when it reached A, its dimensions (those the request reads), and when it
+    reached B (None: never). A tuple: a million of them are made per large request."""
 
     entered: dt.datetime
     dims: dict[str, str]
     reached: dt.datetime | None
+
+
+def needed(group_by: Sequence[str], flt: Mapping[str, object], who: Principal | None) -> list[str]:
+    """The dimensions a request reads from the A facts: grouped by, filtered on, scoped by."""
+    scoped = list(who.scoped_dimensions) if who is not None else []
+    return sorted({*group_by, *flt, *scoped})
+
+
+def _dimension(dialect: str, name: str) -> Any:
+    """One dimension of the A fact (alias `a`) as SQL: the value only, no JSON document to decode."""
+    if not KEY_RE.match(name):
+        raise Invalid.on("query.group_by", f"{name!r} is not a dimension name")
+    if dialect == "postgresql":
+        return literal_column(f"(a.dimensions ->> '{name}')")
+    return literal_column(f"json_extract(a.dimensions, '$.{name}')")
 
 
 def check_query(from_stage: str, to_stage: str, window_days: int) -> None:
@@ -66,12 +82,19 @@ def check_query(from_stage: str, to_stage: str, window_days: int) -> None:
 
 
 async def load(
-    uow: UnitOfWork, *, from_stage: str, to_stage: str, first: dt.date, last: dt.date, limits: CohortLimits
+    uow: UnitOfWork,
+    *,
+    from_stage: str,
+    to_stage: str,
+    first: dt.date,
+    last: dt.date,
+    limits: CohortLimits,
+    keys: Sequence[str] | None = None,
 ) -> list[Entry]:
     """The entities that reached `from_stage` on the days first..last, with their `to_stage` time."""
     t0 = dt.datetime.combine(first, dt.time(), dt.UTC)
     t1 = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    return await load_span(uow, from_stage=from_stage, to_stage=to_stage, t0=t0, t1=t1, limits=limits)
+    return await load_span(uow, from_stage=from_stage, to_stage=to_stage, t0=t0, t1=t1, limits=limits, keys=keys)
 
 
 async def load_span(
@@ -82,14 +105,17 @@ async def load_span(
     t0: dt.datetime,
     t1: dt.datetime,
     limits: CohortLimits,
+    keys: Sequence[str] | None = None,
     field: str = "query.period",
 ) -> list[Entry]:
     """The entities that reached `from_stage` in [t0, t1), with their `to_stage` time (a 422 naming
-    `field` past `limits.max_entities`)."""
+    `field` past `limits.max_entities`). With `keys`, only those dimensions are read (each extracted by
+    the database: decoding every fact's JSON was a third of a large cohort's time); without, all."""
     a, b = lifecycle_facts.alias("a"), lifecycle_facts.alias("b")
-    rows = (
+    dims = [a.c.dimensions] if keys is None else [_dimension(uow.dialect, k) for k in keys]
+    rows: Sequence[Any] = (
         await uow.execute(
-            select(a.c.time, a.c.dimensions, b.c.time.label("reached"))
+            select(a.c.time, b.c.time.label("reached"), *dims)
             .select_from(a.outerjoin(b, and_(b.c.entity_id == a.c.entity_id, b.c.stage == to_stage)))
             .where(a.c.stage == from_stage, a.c.time >= t0, a.c.time < t1)
             .limit(limits.max_entities + 1)
@@ -101,7 +127,12 @@ async def load_span(
             "cohort request; name a shorter period.",
             errors=[FieldError(field, "the cohort holds too many entities; shorten it", "too_much_work")],
         )
-    return [Entry(r.time, r.dimensions or {}, r.reached) for r in rows]
+    if keys is None:
+        return [Entry(r[0], r[2] or {}, r[1]) for r in rows]
+    if len(keys) == 1:
+        (k,) = keys
+        return [Entry(r[0], {} if r[2] is None else {k: r[2]}, r[1]) for r in rows]
+    return [Entry(r[0], {k: v for k, v in zip(keys, r[2:], strict=True) if v is not None}, r[1]) for r in rows]
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -231,7 +262,10 @@ async def cohort(
     check_query(from_stage, to_stage, window_days)
     p = named_period(period, "query.period", fiscal_start)
     async with uow_factory(readonly=True) as uow:
-        entries = await load(uow, from_stage=from_stage, to_stage=to_stage, first=p.first, last=p.last, limits=limits)
+        keys = needed(group_by, {}, who)
+        entries = await load(
+            uow, from_stage=from_stage, to_stage=to_stage, first=p.first, last=p.last, limits=limits, keys=keys
+        )
     budget = Budget(limits.seconds, what="cohort", hint="name a shorter period")
     items = await run_bounded(
         summarize, entries, window_days, list(group_by), who, budget=budget, caller=caller, service="kpi"

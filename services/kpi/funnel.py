@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from services.kpi.cohorts import CohortLimits, Stats, cells, load_span
+from services.kpi.cohorts import CohortLimits, Stats, cells, load_span, needed
 from services.kpi.definitions import Definition
 from services.kpi.periods import Window
 from shared.db import utcnow
@@ -54,10 +54,13 @@ async def compute(
     """Every bucket's cohort (read in one query, counted in a worker thread, `limits` bound both)."""
     bounds = edges(w)
     a, b = metric.from_stage or "", metric.to_stage or ""
-    entries = await load_span(uow, from_stage=a, to_stage=b, t0=bounds[0], t1=bounds[-1], limits=limits, field=field)
     where = {k: set(vs) for k, vs in flt.items()}
     for k, v in metric.filter.items():  # the definition's own filter narrows the caller's
         where[k] = where[k] & {v} if k in where else {v}
+    keys = needed(group_by, where, who)
+    entries = await load_span(
+        uow, from_stage=a, to_stage=b, t0=bounds[0], t1=bounds[-1], limits=limits, keys=keys, field=field
+    )
     budget = Budget(limits.seconds, what="conversion metric", hint="shorten from/to")
     window_days = metric.window_days or 90
     found: dict[tuple[Group, int], Stats] = await run_bounded(
