@@ -1,29 +1,31 @@
 """Cohort conversions: of the entities that reached stage A in a period, how many reached stage B within
 a window, and how long it took (median and 90th percentile).
 
-The cohort is read in one query (the A facts of the period, each LEFT JOINed to the same entity's B
-fact), refused with a 422 past `CohortLimits.max_entities` before it is held, and summarised in a
-worker thread (`shared.work.run_bounded`) so the event loop stays free. An entity converts when its
-B fact lies in [A's time, A's time + window_days]; a B before A (a stage skipped back) does not count.
-Percentiles are nearest-rank: the smallest duration with at least p of the converted at or below it.
+Counted by the database where it can: one GROUP BY query counts the entities that entered per group and
+bucket (the buckets of a series, or the one of a period) and refuses past `CohortLimits.max_entities`;
+a second query returns only the candidates for a conversion (the A facts whose entity's B fact lies
+at or after A and at most window_days + 1 days later), each with its group, bucket and both times.
+The exact test, B in [A's time, A's time + window_days], and the percentiles run in a worker thread
+(`shared.work.run_bounded`, `tally`) so the event loop stays free; a B before A (a stage skipped back)
+does not count. Percentiles are nearest-rank: the smallest duration with at least p of the converted at
+or below it. Dimensions (grouped by, filtered on, scoped by) are the A fact's, read by the database
+(`json_extract` on SQLite, `->>` on PostgreSQL); a caller scoped `region:EMEA` sees the entities whose
+A fact has region EMEA, as `Principal.may_see` would judge them.
 
-A conversion metric (definitions, kind "conversion") is the same count per bucket of a series: `cells`
-puts each entity in the bucket its A fact falls in (`bucket_of`, the window's edges as instants) and
-answers, per group and bucket, the rate and the details (`Stats`).
+A conversion metric (definitions, kind "conversion"; funnel.py) is the same count per bucket of a series.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import and_, literal_column, select
+from sqlalchemy import Integer, and_, case, func, literal_column, select
 
 from services.kpi.formula import KEY_RE
 from services.kpi.lifecycle import STAGES
@@ -35,6 +37,8 @@ from shared.uow import UnitOfWork
 from shared.work import Budget, Disconnectable, run_bounded
 
 DAY = 86400.0
+Group = tuple[str | None, ...]
+Key = tuple[Group, int]  # (group values, bucket index)
 
 
 @dataclass(frozen=True)
@@ -43,30 +47,6 @@ class CohortLimits:
 
     max_entities: int = 1_000_000
     seconds: float = 20.0
-
-
-class Entry(NamedTuple):
-    """One entity of the cohort: when it reached A, its dimensions (those the request reads), and when it
-    reached B (None: never). A tuple: a million of them are made per large request."""
-
-    entered: dt.datetime
-    dims: dict[str, str]
-    reached: dt.datetime | None
-
-
-def needed(group_by: Sequence[str], flt: Mapping[str, object], who: Principal | None) -> list[str]:
-    """The dimensions a request reads from the A facts: grouped by, filtered on, scoped by."""
-    scoped = list(who.scoped_dimensions) if who is not None else []
-    return sorted({*group_by, *flt, *scoped})
-
-
-def _dimension(dialect: str, name: str) -> Any:
-    """One dimension of the A fact (alias `a`) as SQL: the value only, no JSON document to decode."""
-    if not KEY_RE.match(name):
-        raise Invalid.on("query.group_by", f"{name!r} is not a dimension name")
-    if dialect == "postgresql":
-        return literal_column(f"(a.dimensions ->> '{name}')")
-    return literal_column(f"json_extract(a.dimensions, '$.{name}')")
 
 
 def check_query(from_stage: str, to_stage: str, window_days: int) -> None:
@@ -81,58 +61,100 @@ def check_query(from_stage: str, to_stage: str, window_days: int) -> None:
     errs.raise_if_any()
 
 
-async def load(
+def scope_of(who: Principal | None) -> dict[str, set[str]]:
+    """A principal's scopes as the values each scoped dimension must have (never empty: may_see refuses it)."""
+    if who is None:
+        return {}
+    return {d: {v for v in values if v} for d, values in who.scoped_dimensions.items()}
+
+
+def narrowed(*filters: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    """All filters at once: per dimension the allowed values intersect."""
+    out: dict[str, set[str]] = {}
+    for f in filters:
+        for k, vs in f.items():
+            out[k] = out[k] & set(vs) if k in out else set(vs)
+    return out
+
+
+def _dimension(dialect: str, name: str) -> Any:
+    """One dimension of the A fact (alias `a`) as SQL: the value only, no JSON document to decode.
+    The same text in SELECT and GROUP BY, as PostgreSQL requires."""
+    if not KEY_RE.match(name):
+        raise Invalid.on("query.group_by", f"{name!r} is not a dimension name")
+    if dialect == "postgresql":
+        return literal_column(f"(a.dimensions ->> '{name}')")
+    return literal_column(f"json_extract(a.dimensions, '$.{name}')")
+
+
+def _later(dialect: str, days: int) -> Any:
+    """A's time plus `days` (a loose bound: SQLite's datetime() drops the fraction of a second)."""
+    if dialect == "postgresql":
+        return literal_column(f"(a.time + interval '{int(days)} days')")
+    return literal_column(f"datetime(a.time, '+{int(days)} days')")
+
+
+def _bucket_case(col: Any, bounds: Sequence[Any], offset: int = 0) -> Any:
+    """Index of the bucket `col` falls in, as a balanced CASE tree (log2(n) comparisons per row)."""
+    if not bounds:
+        return literal_column(str(offset), Integer)
+    mid = len(bounds) // 2
+    return case(
+        (col < bounds[mid], _bucket_case(col, bounds[:mid], offset)),
+        else_=_bucket_case(col, bounds[mid + 1 :], offset + mid + 1),
+    )
+
+
+@dataclass
+class Read:
+    """What the database answered: entities entered per (group, bucket), and the conversion candidates as
+    rows (group values..., bucket, A's time, B's time)."""
+
+    width: int  # the number of group values in a row
+    counts: dict[Key, int]
+    candidates: Sequence[Any]
+
+
+async def read(
     uow: UnitOfWork,
     *,
     from_stage: str,
     to_stage: str,
-    first: dt.date,
-    last: dt.date,
+    edges: Sequence[dt.datetime],
+    window_days: int,
+    group_by: Sequence[str],
+    where: Mapping[str, set[str]],
     limits: CohortLimits,
-    keys: Sequence[str] | None = None,
-) -> list[Entry]:
-    """The entities that reached `from_stage` on the days first..last, with their `to_stage` time."""
-    t0 = dt.datetime.combine(first, dt.time(), dt.UTC)
-    t1 = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    return await load_span(uow, from_stage=from_stage, to_stage=to_stage, t0=t0, t1=t1, limits=limits, keys=keys)
-
-
-async def load_span(
-    uow: UnitOfWork,
-    *,
-    from_stage: str,
-    to_stage: str,
-    t0: dt.datetime,
-    t1: dt.datetime,
-    limits: CohortLimits,
-    keys: Sequence[str] | None = None,
     field: str = "query.period",
-) -> list[Entry]:
-    """The entities that reached `from_stage` in [t0, t1), with their `to_stage` time (a 422 naming
-    `field` past `limits.max_entities`). With `keys`, only those dimensions are read (each extracted by
-    the database: decoding every fact's JSON was a third of a large cohort's time); without, all."""
+) -> Read:
+    """Count the cohorts of the buckets edges[0]..edges[1], ..., edges[-2]..edges[-1] (UTC instants) and fetch
+    their conversion candidates (a 422 naming `field` past `limits.max_entities`)."""
     a, b = lifecycle_facts.alias("a"), lifecycle_facts.alias("b")
-    dims = [a.c.dimensions] if keys is None else [_dimension(uow.dialect, k) for k in keys]
-    rows: Sequence[Any] = (
-        await uow.execute(
-            select(a.c.time, b.c.time.label("reached"), *dims)
-            .select_from(a.outerjoin(b, and_(b.c.entity_id == a.c.entity_id, b.c.stage == to_stage)))
-            .where(a.c.stage == from_stage, a.c.time >= t0, a.c.time < t1)
-            .limit(limits.max_entities + 1)
-        )
-    ).all()
-    if len(rows) > limits.max_entities:
+    dialect = uow.dialect
+    dims = [_dimension(dialect, k) for k in group_by]
+    conds = [a.c.stage == from_stage, a.c.time >= edges[0], a.c.time < edges[-1]]
+    conds += [_dimension(dialect, k).in_(sorted(vs)) for k, vs in sorted(where.items())]
+    inner = list(edges[1:-1])
+    bucket = _bucket_case(a.c.time, inner)
+    grouping = [*dims, bucket] if inner else dims  # a constant bucket is no GROUP BY term (SQLite: a position)
+    counted = select(*dims, bucket, func.count()).select_from(a).where(*conds)
+    if grouping:
+        counted = counted.group_by(*grouping)
+    n = len(dims)
+    counts: dict[Key, int] = {}
+    for row in await uow.execute(counted):
+        if row[n + 1]:
+            counts[(tuple(row[:n]), int(row[n]))] = int(row[n + 1])
+    if sum(counts.values()) > limits.max_entities:
         raise TooMuchWork(
             f"More than {limits.max_entities:,} entities reached {from_stage} in the period, the limit for one "
             "cohort request; name a shorter period.",
             errors=[FieldError(field, "the cohort holds too many entities; shorten it", "too_much_work")],
         )
-    if keys is None:
-        return [Entry(r[0], r[2] or {}, r[1]) for r in rows]
-    if len(keys) == 1:
-        (k,) = keys
-        return [Entry(r[0], {} if r[2] is None else {k: r[2]}, r[1]) for r in rows]
-    return [Entry(r[0], {k: v for k, v in zip(keys, r[2:], strict=True) if v is not None}, r[1]) for r in rows]
+    joined = a.join(b, and_(b.c.entity_id == a.c.entity_id, b.c.stage == to_stage))
+    candidates = select(*dims, bucket, a.c.time, b.c.time).select_from(joined)
+    candidates = candidates.where(*conds, b.c.time >= a.c.time, b.c.time <= _later(dialect, window_days + 1))
+    return Read(n, counts, (await uow.execute(candidates)).all())
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -175,74 +197,23 @@ def stats(entered: int, spans: list[float]) -> Stats:
     return Stats(entered, len(spans), percentile(spans, 0.5), percentile(spans, 0.9))
 
 
-def bucket_of(edges: Sequence[dt.datetime], t: dt.datetime) -> int:
-    """The bucket an instant falls in, buckets starting at edges[0] < edges[1] < ... (t >= edges[0])."""
-    return bisect_right(edges, t) - 1
-
-
-def cells(
-    budget: Budget,
-    entries: Sequence[Entry],
-    window_days: int,
-    group_by: Sequence[str],
-    flt: dict[str, set[str]],
-    who: Principal | None,
-    edges: Sequence[dt.datetime],
-) -> dict[tuple[tuple[str | None, ...], int], Stats]:
-    """Per (group, bucket): the cohort of the entities whose A fact lies in the bucket, among those whose
-    A dimensions pass `flt` (a dimension's values OR'ed) and the caller's scopes (pure; off the event loop)."""
+def tally(budget: Budget, found: Read, window_days: int) -> dict[Key, Stats]:
+    """Per (group, bucket): entered, converted (B within [A, A + window_days], exactly) and the percentiles
+    of the time it took (pure; runs off the event loop)."""
     window = window_days * DAY
-    entered: dict[tuple[tuple[str | None, ...], int], int] = defaultdict(int)
-    durations: dict[tuple[tuple[str | None, ...], int], list[float]] = defaultdict(list)
-    for n, e in enumerate(entries):
-        if n % 20_000 == 0:
+    n = found.width
+    durations: dict[Key, list[float]] = defaultdict(list)
+    for i, row in enumerate(found.candidates):
+        if i % 20_000 == 0:
             budget.check()
-        if who is not None and not who.may_see(e.dims):
-            continue
-        if any(e.dims.get(k) not in vs for k, vs in flt.items()):
-            continue
-        key = (tuple(e.dims.get(g) for g in group_by), bucket_of(edges, e.entered))
-        entered[key] += 1
-        if e.reached is not None:
-            took = (e.reached - e.entered).total_seconds()
-            if 0 <= took <= window:
-                durations[key].append(took)
-    return {key: stats(count, durations.get(key, [])) for key, count in entered.items()}
+        took = (row[n + 2] - row[n + 1]).total_seconds()
+        if 0 <= took <= window:
+            durations[(tuple(row[:n]), int(row[n]))].append(took)
+    return {key: stats(count, durations.get(key, [])) for key, count in found.counts.items()}
 
 
-def summarize(
-    budget: Budget, entries: Sequence[Entry], window_days: int, group_by: Sequence[str], who: Principal | None
-) -> list[dict[str, Any]]:
-    """Per group: entered, converted, the rate, median and p90 days to convert (pure; runs off the event loop)."""
-    window = window_days * DAY
-    entered: dict[tuple[str | None, ...], int] = defaultdict(int)
-    durations: dict[tuple[str | None, ...], list[float]] = defaultdict(list)
-    for n, e in enumerate(entries):
-        if n % 20_000 == 0:
-            budget.check()
-        if who is not None and not who.may_see(e.dims):
-            continue
-        key = tuple(e.dims.get(g) for g in group_by)
-        entered[key] += 1
-        if e.reached is not None:
-            took = (e.reached - e.entered).total_seconds()
-            if 0 <= took <= window:
-                durations[key].append(took)
-    items = []
-    for key in sorted(entered, key=lambda k: tuple((v is None, v or "") for v in k)):
-        spans = sorted(durations[key])
-        rate = Decimal(len(spans)) / Decimal(entered[key])
-        items.append(
-            {
-                "group": dict(zip(group_by, key, strict=True)),
-                "entered": entered[key],
-                "converted": len(spans),
-                "rate": str(rate.quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)),
-                "median_days": _days(percentile(spans, 0.5)),
-                "p90_days": _days(percentile(spans, 0.9)),
-            }
-        )
-    return items
+def group_order(g: Group) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is None, v or "") for v in g)
 
 
 async def cohort(
@@ -258,18 +229,36 @@ async def cohort(
     limits: CohortLimits,
     caller: Disconnectable | None = None,
 ) -> dict[str, Any]:
-    """The cohort's answer: read in a transaction, summarised in a worker thread after it has ended."""
+    """The cohort's answer: read in a transaction, tallied in a worker thread after it has ended."""
     check_query(from_stage, to_stage, window_days)
     p = named_period(period, "query.period", fiscal_start)
+    edges = [dt.datetime.combine(d, dt.time(), dt.UTC) for d in (p.first, p.last + dt.timedelta(days=1))]
     async with uow_factory(readonly=True) as uow:
-        keys = needed(group_by, {}, who)
-        entries = await load(
-            uow, from_stage=from_stage, to_stage=to_stage, first=p.first, last=p.last, limits=limits, keys=keys
+        found = await read(
+            uow,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            edges=edges,
+            window_days=window_days,
+            group_by=group_by,
+            where=scope_of(who),
+            limits=limits,
         )
     budget = Budget(limits.seconds, what="cohort", hint="name a shorter period")
-    items = await run_bounded(
-        summarize, entries, window_days, list(group_by), who, budget=budget, caller=caller, service="kpi"
-    )
+    cells = await run_bounded(tally, found, window_days, budget=budget, caller=caller, service="kpi")
+    items = []
+    for (g, _), s in sorted(cells.items(), key=lambda kv: group_order(kv[0][0])):
+        rate = Decimal(s.converted) / Decimal(s.entered)
+        items.append(
+            {
+                "group": dict(zip(group_by, g, strict=True)),
+                "entered": s.entered,
+                "converted": s.converted,
+                "rate": str(rate.quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)),
+                "median_days": _days(s.median_seconds),
+                "p90_days": _days(s.p90_seconds),
+            }
+        )
     return {
         "from_stage": from_stage,
         "to_stage": to_stage,

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from services.kpi.cohorts import CohortLimits, Stats, cells, load_span, needed
+from services.kpi.cohorts import CohortLimits, Group, Stats, group_order, narrowed, read, scope_of, tally
 from services.kpi.definitions import Definition
 from services.kpi.periods import Window
 from shared.db import utcnow
 from shared.identity import Principal
 from shared.uow import UnitOfWork
 from shared.work import Budget, run_bounded
-
-Group = tuple[str | None, ...]
 
 
 @dataclass
@@ -36,8 +34,10 @@ class Cohorts:
 
 
 def edges(w: Window) -> list[dt.datetime]:
-    """The window's bucket starts as UTC instants, and its end (the day after its last)."""
-    return [w.instant(b) for b in w.starts] + [w.instant(w.end + dt.timedelta(days=1))]
+    """The window's start, its later buckets' starts and its end (the day after its last) as UTC instants: the
+    first bucket is labelled by its grain's start (a Monday, a month's first) but begins at the window's."""
+    inner = [w.instant(b) for b in w.starts[1:]]
+    return [w.instant(w.start), *inner, w.instant(w.end + dt.timedelta(days=1))]
 
 
 async def compute(
@@ -51,22 +51,24 @@ async def compute(
     limits: CohortLimits,
     field: str = "query.from",
 ) -> Cohorts:
-    """Every bucket's cohort (read in one query, counted in a worker thread, `limits` bound both)."""
+    """Every bucket's cohort (counted by the database, tallied in a worker thread, `limits` bound both)."""
     bounds = edges(w)
-    a, b = metric.from_stage or "", metric.to_stage or ""
-    where = {k: set(vs) for k, vs in flt.items()}
-    for k, v in metric.filter.items():  # the definition's own filter narrows the caller's
-        where[k] = where[k] & {v} if k in where else {v}
-    keys = needed(group_by, where, who)
-    entries = await load_span(
-        uow, from_stage=a, to_stage=b, t0=bounds[0], t1=bounds[-1], limits=limits, keys=keys, field=field
+    window_days = metric.window_days or 90
+    own = {k: {v} for k, v in metric.filter.items()}  # the definition's own filter narrows the caller's
+    found = await read(
+        uow,
+        from_stage=metric.from_stage or "",
+        to_stage=metric.to_stage or "",
+        edges=bounds,
+        window_days=window_days,
+        group_by=group_by,
+        where=narrowed(flt, own, scope_of(who)),
+        limits=limits,
+        field=field,
     )
     budget = Budget(limits.seconds, what="conversion metric", hint="shorten from/to")
-    window_days = metric.window_days or 90
-    found: dict[tuple[Group, int], Stats] = await run_bounded(
-        cells, entries, window_days, group_by, where, who, bounds[:-1], budget=budget, service="kpi"
-    )
-    groups = sorted({g for g, _ in found}, key=lambda g: tuple((v is None, v or "") for v in g))
+    cells: dict[tuple[Group, int], Stats] = await run_bounded(tally, found, window_days, budget=budget, service="kpi")
+    groups = sorted({g for g, _ in cells}, key=group_order)
     if not group_by and not groups:
         groups = [()]
     now = utcnow()
@@ -76,7 +78,7 @@ async def compute(
     empty = Stats(0, 0, None, None)
     for g in groups:
         for i in range(len(w.starts)):
-            s = found.get((g, i), empty)
+            s = cells.get((g, i), empty)
             values[(g, i)] = s.rate
             details[(g, i)] = {**s.details(), "complete": bounds[i + 1] + window <= now}
     return Cohorts(groups, values, details)

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import random
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import delete, func, select
 
-from services.kpi import cohorts, definitions, funnel
-from services.kpi.cohorts import Entry
-from services.kpi.periods import window
+from services.kpi import cohorts, definitions
+from services.kpi.models import lifecycle_facts, metric_definitions
 from services.kpi.values import fmt
-from shared.work import Budget
+from shared.identity import Principal
 
 T0 = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 CHANNELS = ["search", "email", "social"]
@@ -41,32 +43,66 @@ def brute(journeys, start, end, window_days, keep=lambda dims: True):
 
 journey = st.fixed_dictionaries(
     {
-        "a": st.none() | st.integers(-10, 130).map(lambda d: T0 + dt.timedelta(days=d, hours=d % 13)),
+        "a": st.none() | st.integers(-10 * 24, 130 * 24).map(lambda h: T0 + dt.timedelta(hours=h, seconds=h % 7)),
         "b": st.none() | st.integers(-50, 400).map(lambda h: T0 + dt.timedelta(hours=h * 9)),
         "dims": st.sampled_from([{}, {"channel": "search"}, {"channel": "email", "region": "EMEA"}]),
     }
 )
+FROM = dt.date(2027, 1, 1)
+WINDOWS = {"cohort_1d": 1, "cohort_7d": 7, "cohort_30d": 30}
 
 
-@settings(max_examples=200, deadline=None, database=None)
-@given(journeys=st.lists(journey, max_size=60), window_days=st.integers(1, 60), by_channel=st.booleans())
-def test_cells_per_bucket_equal_a_brute_force_count(journeys, window_days, by_channel):
-    w = window(dt.date(2027, 1, 1), dt.date(2027, 4, 30), "month")
-    edges = funnel.edges(w)
-    entries = [
-        Entry(j["a"], j["dims"], j["b"]) for j in journeys if j["a"] is not None and edges[0] <= j["a"] < edges[-1]
-    ]
-    group_by = ["channel"] if by_channel else []
-    found = cohorts.cells(Budget(60), entries, window_days, group_by, {}, None, edges[:-1])
-    groups = {g for g, _ in found} | ({()} if not by_channel else set())
-    for g in groups:
-        for i in range(4):
-            keep = (lambda dims, g=g: dims.get("channel") == g[0]) if by_channel else (lambda dims: True)
-            entered, converted, median, p90 = brute(journeys, edges[i], edges[i + 1], window_days, keep)
-            s = found.get((g, i), cohorts.Stats(0, 0, None, None))
-            assert (s.entered, s.converted, s.median_seconds, s.p90_seconds) == (entered, converted, median, p90)
-            assert s.rate == (Decimal(converted) / entered if entered else None)
-    assert sum(s.entered for s in found.values()) == len(entries)
+def _local_edges(points, tz: str, to: dt.date) -> list[dt.datetime]:
+    zone = ZoneInfo(tz)
+    starts = [dt.date.fromisoformat(p["bucket"]) for p in points] + [to + dt.timedelta(days=1)]
+    starts[0] = max(starts[0], FROM)  # the first bucket is labelled by its grain's start, counted from `from`
+    return [dt.datetime.combine(d, dt.time(), zone).astimezone(dt.UTC) for d in starts]
+
+
+@pytest.mark.db
+@settings(
+    max_examples=int(os.environ.get("KPI_PROPERTY_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    journeys=st.lists(journey, max_size=40),
+    metric=st.sampled_from(sorted(WINDOWS)),
+    grain=st.sampled_from(["month", "week", "quarter"]),
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "America/Los_Angeles"]),
+    by_channel=st.booleans(),
+)
+async def test_a_conversion_series_equals_a_brute_force_count_over_random_journeys(
+    kpi, journeys, metric, grain, tz, by_channel
+):
+    """Random journeys through the API (the database counts, buckets and filters; Python tallies), each example
+    on an emptied lifecycle table, against a count by hand over each bucket's local edges."""
+    async with kpi.runtime.unit_of_work() as uow:
+        await uow.execute(delete(lifecycle_facts))
+        if not await uow.scalar(
+            select(func.count()).select_from(metric_definitions).where(metric_definitions.c.key == metric)
+        ):
+            spec = {**MQL_RATE, "key": metric, "window_days": WINDOWS[metric]}
+            await definitions.create_definition(uow, ADMIN, spec=spec)
+    await _post(kpi.client, journeys)
+    to = dt.date(2027, 4, 30)
+    params = {"from": "2027-01-01", "to": to.isoformat(), "grain": grain, "tz": tz}
+    if by_channel:
+        params["group_by"] = "channel"
+    r = await kpi.client.get(f"/v1/metrics/{metric}/series", params=params)
+    assert r.status_code == 200, r.text
+    seen = 0
+    for s in r.json()["series"]:
+        keep = (lambda d, g=s["group"]: d.get("channel") == g.get("channel")) if by_channel else (lambda d: True)
+        edges = _local_edges(s["points"], tz, to)
+        for i, p in enumerate(s["points"]):
+            entered, converted, median, p90 = brute(journeys, edges[i], edges[i + 1], WINDOWS[metric], keep)
+            assert (p["cohort"]["entered"], p["cohort"]["converted"]) == (entered, converted), (i, p)
+            assert (p["cohort"]["median_days"], p["cohort"]["p90_days"]) == (_days(median), _days(p90))
+            assert p["value"] == (fmt(Decimal(converted) / entered, "percent") if entered else None)
+            seen += entered
+    edges = _local_edges([{"bucket": "2027-01-01"}], tz, to)
+    assert seen == brute(journeys, edges[0], edges[-1], 1)[0]  # every entity entered once, in one bucket
 
 
 def _random_journeys(seed: int, n: int = 400) -> list[dict]:
@@ -88,6 +124,8 @@ async def _post(client, journeys, a="lead", b="mql"):
         for stage, t in ((a, j["a"]), (b, j["b"])):
             if t is not None:
                 items.append({"entity_id": f"E{n}", "stage": stage, "time": t.isoformat(), "dimensions": j["dims"]})
+    if not items:
+        return
     r = await client.post("/v1/lifecycle", json={"items": items})
     assert r.status_code == 200 and r.json()["accepted"] == len(items), r.text
 
@@ -96,6 +134,7 @@ def _days(seconds):
     return cohorts._days(seconds)
 
 
+ADMIN = Principal(subject="dana", roles=frozenset({"admin"}), scopes=frozenset())
 MQL_RATE = {
     "key": "mql_cohort_21",
     "name": "Lead to MQL within 21 days",
