@@ -139,7 +139,7 @@ async def run(n: int, path: Path) -> None:
         _check(answer["items"], base)
         entered = sum(i["entered"] for i in answer["items"])
         print(f"  1. cohort lead 2027 -> MQL in 30 days by channel: {entered:,} entered")
-        _timed_line("cohorts.cohort (SQL join, summary off the loop)", t, c, bt, bc)
+        _timed_line("cohorts.cohort (counts in SQL, tally off the loop)", t, c, bt, bc)
 
         # 2. the conversion metric's series, month x channel
         metric = _conversion_metric("lead", "mql", 30)
@@ -168,7 +168,7 @@ async def run(n: int, path: Path) -> None:
         ]
         assert got == [{**b, "median": cohorts._days(b["median"])} for b in base], (got[:2], base[:2])
         print(f"  2. conversion metric lead -> MQL in 30 days, month x channel over 2027: {len(got)} cohorts")
-        _timed_line("compute.compute (funnel.py: one query, cells)", t, c, bt, bc)
+        _timed_line("compute.compute (funnel.py, as cohorts.cohort)", t, c, bt, bc)
 
         # 3. MQL in 2027-Q1 -> SQL
         first, last = T0, dt.datetime(2027, 4, 1, tzinfo=dt.UTC)
@@ -181,7 +181,7 @@ async def run(n: int, path: Path) -> None:
         _check(answer["items"], base)
         entered = sum(i["entered"] for i in answer["items"])
         print(f"  3. cohort MQL 2027-Q1 -> SQL in 30 days by channel: {entered:,} entered")
-        _timed_line("cohorts.cohort (SQL join, summary off the loop)", t, c, bt, bc)
+        _timed_line("cohorts.cohort (counts in SQL, tally off the loop)", t, c, bt, bc)
     finally:
         await db.dispose()
 
