@@ -189,8 +189,16 @@ def create_engine(
         path = url.split("///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A writer holds its connection while it waits for its turn in the write queue (taken at its
+        # first statement), so a burst of writers must not use up the pool the readers need: SQLite
+        # connections are cheap (a thread each), and the overflow is generous.
         engine = create_async_engine(
-            url, echo=echo, json_serializer=_dumps, connect_args={"timeout": 30}, pool_size=pool_size
+            url,
+            echo=echo,
+            json_serializer=_dumps,
+            connect_args={"timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size * 6,
         )
         _configure_sqlite(engine)
         return engine

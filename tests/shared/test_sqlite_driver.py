@@ -112,7 +112,7 @@ def test_inserts_refuse_a_key_that_is_no_column() -> None:
 
 
 def _row(name: str) -> Any:
-    return _row(name)
+    return text(f"INSERT INTO things (id, day, at, doc, n) VALUES ('{name}', '2027-01-01', '2027-01-01', '{{}}', 1)")
 
 
 def _begins(db: Database) -> list[str]:
@@ -196,3 +196,33 @@ async def test_writers_take_turns_first_come_first_served_from_their_first_state
     release.set()
     await asyncio.gather(a, *others)
     assert order == ["a", "b", "c", "d"]
+
+
+async def test_a_reader_is_served_while_writers_queue_for_their_turn(db: Database) -> None:
+    """Writers hold a connection while they wait in the write queue: the pool leaves room for readers."""
+    import asyncio
+
+    release = asyncio.Event()
+    holding = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as s:
+            await s.execute(_row("h"))
+            holding.set()
+            await release.wait()
+
+    async def writer(i: int) -> None:
+        async with db.transaction() as s:
+            await s.execute(_row(f"w{i}"))
+
+    first = asyncio.create_task(holder())
+    await holding.wait()
+    queued = [asyncio.create_task(writer(i)) for i in range(8)]  # pool_size 2: well past the pool itself
+    await asyncio.sleep(0.05)
+    async with db.transaction(readonly=True) as s:
+        seen = (await s.execute(text("SELECT count(*) FROM things"))).scalar()
+    assert seen == 0 and not first.done()  # read while every writer still waited
+    release.set()
+    await asyncio.gather(first, *queued)
+    async with db.transaction(readonly=True) as s:
+        assert (await s.execute(text("SELECT count(*) FROM things"))).scalar() == 9
