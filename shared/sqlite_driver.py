@@ -123,6 +123,10 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         transaction holds the write lock one hop less, and one that runs nothing costs nothing."""
         self._begin = f"BEGIN {mode}"
 
+    @property
+    def owes_begin(self) -> bool:
+        return self._begin is not None
+
     def take_begin(self) -> str | None:
         """The BEGIN still owed, for the statement about to run (dropped once taken)."""
         begin, self._begin = self._begin, None
@@ -190,6 +194,13 @@ class SQLiteDialect_pitcrew(SQLiteDialect_aiosqlite):
 
         return OneHopDBAPI(aiosqlite, sqlite3)
 
+    def get_driver_connection(self, connection: Any) -> Any:
+        """Refused while a BEGIN is owed: the caller would run statements outside its transaction
+        (`driver_of` begins it first)."""
+        if isinstance(connection, OneHopConnection) and connection.owes_begin:
+            raise RuntimeError("this connection's transaction has not begun yet: use shared.sqlite_driver.driver_of")
+        return super().get_driver_connection(connection)
+
 
 dialect = SQLiteDialect_pitcrew
 
@@ -215,6 +226,19 @@ async def on_thread(conn: AsyncConnection, fn: Callable[[sqlite3.Connection], T]
             return await driver._execute(run, driver._conn)
         except sqlite3.Error as err:
             raise DBAPIError.instance(None, None, err, sqlite3.Error) from err
+
+
+async def driver_of(conn: AsyncConnection) -> Any:
+    """The aiosqlite connection under `conn`, for code that drives aiosqlite itself, with `conn`'s
+    transaction begun first (the BEGIN still owed sent, the write queue's turn taken): statements
+    sent straight to the driver would otherwise run outside any transaction, each committing alone."""
+    raw = await conn.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if not isinstance(adapted, OneHopConnection):
+        raise TypeError(f"driver_of needs a sqlite+{NAME} connection, not {type(adapted).__name__}")
+    if adapted.owes_begin:
+        await on_thread(conn, lambda _db: None)
+    return adapted._connection
 
 
 class Inserts:
