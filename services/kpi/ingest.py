@@ -49,6 +49,7 @@ from shared.csvtext import read_csv
 from shared.db import Database, insert_ignore, utcnow
 from shared.errors import Invalid
 from shared.identity import Principal
+from shared.sqlite_driver import driver_of
 from shared.uow import UnitOfWork
 
 MAX_BATCH = 10_000
@@ -244,8 +245,7 @@ class Ingestor:
         is held from the first chunk on.
         """
         now = utcnow()
-        driver = (await (await uow.connection()).get_raw_connection()).driver_connection
-        assert driver is not None
+        driver = await driver_of(await uow.connection())
         received = time_text(now)
         rejected: list[dict[str, Any]] = []
         fresh: list[Row] = []

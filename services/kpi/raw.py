@@ -19,6 +19,7 @@ from sqlalchemy import event
 
 from services.kpi.values import time_text
 from shared.db import Database, driver_sql
+from shared.sqlite_driver import driver_of
 from shared.uow import UnitOfWork
 
 # (index, type, value, time, dims, hash, source, external_id, day, month, time_text): dims are the
@@ -173,8 +174,7 @@ async def insert_raw(
         if len(returned) == len(rows):
             return rows, []
         return split_inserted(rows, {(r[0], r[1]) for r in returned})
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
+    driver = await driver_of(conn)
     received = time_text(now)
     inserts = SqliteInserts(driver)
     fresh: list[Row] = []

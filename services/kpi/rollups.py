@@ -21,6 +21,7 @@ from services.kpi.raw import Row
 from services.kpi.values import date_of, day_of, month_of
 from shared.db import driver_sql, violated_check
 from shared.errors import Conflict
+from shared.sqlite_driver import driver_of
 from shared.uow import UnitOfWork
 
 Delta = tuple[str, int, int, int, int, int, int]  # (type, day or month, dimset_id, count, sum, min, max)
@@ -121,7 +122,7 @@ async def add_deltas(uow: UnitOfWork, daily: list[Delta], monthly: list[Delta]) 
                 raise Conflict(ROLLUP_SUM_RULE)
     conn = await uow.connection()
     dialect = conn.dialect.name
-    driver = None if dialect == "postgresql" else (await conn.get_raw_connection()).driver_connection
+    driver = None if dialect == "postgresql" else await driver_of(conn)
     try:
         for period, deltas in (("day", daily), ("month", monthly)):
             if not deltas:
