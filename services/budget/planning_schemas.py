@@ -194,3 +194,59 @@ class ActivityPage(Out):
     items: list[ActivityOut]
     planned_cost: Money = Field(description="the activities' planned cost together")
     unplanned: Money = Field(description="the campaign's planned cost not yet given to an activity")
+
+
+# ---------------------------------------------------------------- bottom-up requests
+
+REQUEST_ITEMS_MAX = 500
+RequestStatus = Literal["pending_approval", "approved", "rejected", "cancelled", "failed"]
+
+
+class RequestItemIn(Strict):
+    line_id: str = Field(max_length=36)
+    period: Period = Field(description="a month of the plan, e.g. 2028-01")
+    amount: DecimalStr = Field(description="more than zero, in the request's currency (the plan's)")
+
+
+class RequestIn(Strict):
+    plan_id: str = Field(max_length=36, description="the plan asked for (next year's, a draft or active)")
+    currency: CurrencyCode = Field(description="the plan currency")
+    justification: str = Field(min_length=1, max_length=4000)
+    items: list[RequestItemIn] = Field(min_length=1, max_length=REQUEST_ITEMS_MAX)
+
+
+class RequestItemOut(Out):
+    line_id: str
+    line_code: str
+    period: str
+    amount: Money
+    entry_id: str | None = Field(description="the allocation approval posted")
+
+
+class RequestStep(Out):
+    at: dt.datetime
+    actor: str
+    action: Literal["submitted", "approved", "rejected", "cancelled", "failed"]
+    comment: str | None = Field(description="the decision's comment, or why approved amounts could not be posted")
+
+
+class RequestOut(Out):
+    id: str
+    plan_id: str
+    fiscal_year: int
+    status: RequestStatus
+    justification: str
+    currency: str
+    total: Money
+    requested_by: str
+    instance_id: str | None = Field(description="the workflow instance that decided it")
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    reason: str | None = Field(description="rejected: the comment; failed: why the allocations were refused")
+    created_at: dt.datetime
+    items: list[RequestItemOut]
+    history: list[RequestStep]
+
+
+class RequestPage(Out):
+    items: list[RequestOut]
