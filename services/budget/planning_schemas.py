@@ -41,7 +41,9 @@ class VersionAmountsIn(Strict):
 
 
 class PromoteIn(Strict):
-    to: Literal["forecast", "budget"] = Field(description="budget: admins only; posts the differences as allocations")
+    to: Literal["forecast", "budget"] = Field(
+        description="budget: admins only; replaces the locked budget and posts the differences as allocations"
+    )
 
 
 class VersionAmountOut(Out):
@@ -55,13 +57,19 @@ class VersionOut(Out):
     id: str
     plan_id: str
     seq: int = Field(description="1, 2, ... per plan; forecast:latest is the forecast with the highest")
-    kind: Literal["forecast", "scenario"]
+    kind: Literal["budget", "forecast", "scenario"] = Field(
+        description="budget: recorded at activation (or an admin's promoted scenario), locked"
+    )
     name: str
     as_of: str | None
-    source: str
-    status: Literal["open", "promoted"]
+    source: str = Field(
+        description="what it was copied from: budget, a version id; a budget: activation or the scenario"
+    )
+    status: Literal["open", "promoted", "locked", "superseded"] = Field(
+        description="forecasts and scenarios: open or promoted; a budget: locked (the current one) or superseded"
+    )
     promoted_to: Literal["forecast", "budget"] | None
-    promoted_version_id: str | None
+    promoted_version_id: str | None = Field(description="the forecast or budget version a promotion made")
     promoted_by: str | None
     promoted_at: dt.datetime | None
     created_by: str
