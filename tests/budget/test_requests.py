@@ -236,3 +236,28 @@ async def test_an_approval_that_can_no_longer_post_fails_with_the_reason_and_pos
             comment="late",
         )
     assert (await budget.ok("GET", f"/v1/requests/{asked['id']}"))["status"] == "failed"
+
+
+async def test_requests_approved_while_next_years_plan_is_a_draft_become_its_locked_budget(budget):
+    plan = await budget.plan(year=2028, activate=False)
+    ln = await budget.line(plan["id"], "EMEA-EVENTS", region="EMEA")
+    asked = await budget.ok(
+        "POST", "/v1/requests", 201, headers=EMEA_MARKETER, json=_request(plan["id"], [(ln["id"], "2028-05", "640.00")])
+    )
+    service = Principal("service:workflow", frozenset({"admin"}), kind="service")
+    async with budget.runtime.unit_of_work() as uow:
+        await requests.decided(
+            uow,
+            service,
+            postings=budget.domain.postings,
+            request_id=asked["id"],
+            outcome="approved",
+            instance_id="i-9",
+            actor=None,
+            comment=None,
+        )
+    assert (await budget.ok("GET", f"/v1/requests/{asked['id']}"))["status"] == "approved"
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
+    await budget.allocate(ln["id"], "60.00", period="2028-05")  # after activation: the working figures only
+    v = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=budget,allocated&from=2028-05&to=2028-05")
+    assert v["total"]["figures"] == {"budget": "640.00", "allocated": "700.00"}
