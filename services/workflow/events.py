@@ -61,8 +61,10 @@ class WorkflowInstanceFinished(WorkflowInstance):
     cycle_time_business_hours: float = Field(description="business hours on the definition's calendar")
     cycle_time_hours: float = Field(description="wall-clock hours")
     sla_met: bool = Field(description="no stage breached its SLA")
-    decided_by: str | None = Field(default=None, description="rejected or cancelled: who did it")
-    comment: str | None = Field(default=None, description="rejected or cancelled: the comment given with it")
+    decided_by: str | None = Field(
+        default=None, description="who gave the last approval, rejected or cancelled it (null: an automatic end)"
+    )
+    comment: str | None = Field(default=None, description="the comment given with that decision")
 
 
 class WorkflowAssignees(EventData):

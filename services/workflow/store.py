@@ -199,7 +199,7 @@ async def publish_instance(uow: UnitOfWork, inst: Instance, what: str) -> None:
             cycle_time_hours=round(wall / 3600, 4),
             sla_met=bool(inst.sla_met),
         )
-        if what in ("rejected", "cancelled"):  # who did it and why, from the history step that did it
+        if what in ("approved", "rejected", "cancelled"):  # who did it and why: the step that finished it
             q = select(history.c.actor, history.c.comment).where(
                 history.c.instance_id == inst.id, history.c.action == what
             )

@@ -82,7 +82,7 @@ async def test_a_request_approved_in_the_workflow_is_allocated_and_a_rejected_on
             return got if got["status"] != "pending_approval" else None
 
         done = await eventually(lambda: decided(asked["id"]), timeout=20)
-        assert (done["status"], done["decided_by"], done["reason"]) == ("approved", "service:workflow", None)
+        assert (done["status"], done["decided_by"], done["reason"]) == ("approved", "fiona", None)
         assert done["instance_id"] == inst["id"]
         assert [s["action"] for s in done["history"]] == ["submitted", "approved"]
         assert all(i["entry_id"] for i in done["items"])
