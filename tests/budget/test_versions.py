@@ -244,3 +244,11 @@ async def test_a_draft_builds_its_budget_with_allocations_and_nothing_else(budge
     draft = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=budget,allocated")
     assert draft["total"]["figures"] == {"budget": "100.00", "allocated": "100.00"}  # a draft's budget: its ledger
     assert (await budget.ok("GET", f"/v1/plans/{plan['id']}/versions"))["items"] == []
+    sheet = "code,name,period,amount\nL,L,2027-04,50.00\nM,Media,2027-04,25.00\n"  # the spreadsheet builds it too
+    r = await budget.c.post(
+        f"/v1/plans/{plan['id']}/import", content=sheet.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
+    )
+    assert r.status_code == 200 and r.json()["allocations_posted"] == 2, r.text
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
+    [locked] = (await budget.ok("GET", f"/v1/plans/{plan['id']}/versions"))["items"]
+    assert (locked["kind"], locked["total"]) == ("budget", "175.00")
