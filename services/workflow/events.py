@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
 from services.budget.events import COMMITMENT_REQUESTED as BUDGET_COMMITMENT_REQUESTED
+from services.budget.events import REQUEST_SUBMITTED as BUDGET_REQUEST_SUBMITTED
 from services.registry.events import RENEWAL_DUE as REGISTRY_RENEWAL_DUE
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
@@ -60,6 +61,10 @@ class WorkflowInstanceFinished(WorkflowInstance):
     cycle_time_business_hours: float = Field(description="business hours on the definition's calendar")
     cycle_time_hours: float = Field(description="wall-clock hours")
     sla_met: bool = Field(description="no stage breached its SLA")
+    decided_by: str | None = Field(
+        default=None, description="who gave the last approval, rejected or cancelled it (null: an automatic end)"
+    )
+    comment: str | None = Field(default=None, description="the comment given with that decision")
 
 
 class WorkflowAssignees(EventData):
@@ -237,6 +242,10 @@ INSTANCE_EVENTS: dict[str, EventSpec[Any]] = {
 ON_COMMITMENT_REQUESTED = Consumed(
     BUDGET_COMMITMENT_REQUESTED.subject, "Starts the matching approval definition (shipped: budget-approval)"
 )
+ON_BUDGET_REQUEST = Consumed(
+    BUDGET_REQUEST_SUBMITTED.subject,
+    "Starts the matching approval of a bottom-up budget request (shipped: budget-request)",
+)
 ON_RENEWAL_DUE = Consumed(REGISTRY_RENEWAL_DUE.subject, "Starts the matching renewal review (shipped: tool-renewal)")
 
 CATALOGUE = Catalogue(
@@ -256,6 +265,6 @@ CATALOGUE = Catalogue(
         REQUEST_COMMENTED,
         *DELIVERABLE_EVENTS,
     ),
-    consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),
+    consumes=(ON_COMMITMENT_REQUESTED, ON_BUDGET_REQUEST, ON_RENEWAL_DUE),
     title="Workflow",
 )

@@ -76,7 +76,8 @@ async def test_the_service_serves_its_part_of_the_asyncapi_document(wf):
     part = await wf.ok("GET", "/asyncapi.json", ADMIN)
     assert part["service"] == "workflow"
     assert set(part["channels"]) >= PUBLISHED
-    assert {c["subject"] for c in part["consumes"]} == {"budget.commitment.requested", "registry.renewal.due"}
+    consumed = {"budget.commitment.requested", "budget.request.submitted", "registry.renewal.due"}
+    assert {c["subject"] for c in part["consumes"]} == consumed
     finished = part["components"]["schemas"]["WorkflowInstanceFinished"]
     assert {"cycle_time_business_hours", "cycle_time_hours", "sla_met", "finished_at"} <= set(finished["required"])
 
