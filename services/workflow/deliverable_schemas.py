@@ -75,8 +75,8 @@ class DeliverableOut(BaseModel):
     due_at: Timestamp
     warn_at: Timestamp | None
     sla_state: str | None = Field(
-        description="on_track | at_risk | breached while the assignee works; paused while delivered; met | breached"
-        " once done"
+        description="on_track | at_risk | breached while the assignee works; paused while delivered or in_review;"
+        " met | breached once done"
     )
     remaining_business_minutes: int | None
     rework_rounds: int

@@ -132,7 +132,7 @@ class WorkflowDeliverableRef(EventData):
 
 
 class WorkflowDeliverable(WorkflowDeliverableRef):
-    status: Literal["open", "accepted", "in_progress", "delivered", "done", "cancelled"]
+    status: Literal["open", "accepted", "in_progress", "delivered", "in_review", "done", "cancelled"]
     rework_rounds: int = Field(description="how many times the requester sent a delivery back")
     actor: str
     reason: str | None = Field(description="why a delivery was sent back (or cancelled)")
@@ -193,8 +193,15 @@ DELIVERABLE_STARTED = EventSpec("workflow.deliverable.started", WorkflowDelivera
 DELIVERABLE_DELIVERED = EventSpec(
     "workflow.deliverable.delivered", WorkflowDeliverable, "The assignee delivered: the SLA pauses for review"
 )
+DELIVERABLE_REVIEW_STARTED = EventSpec(
+    "workflow.deliverable.review_started",
+    WorkflowDeliverable,
+    "The requester started reviewing the delivery (delivered -> in_review): the SLA stays paused",
+)
 DELIVERABLE_APPROVED = EventSpec(
-    "workflow.deliverable.approved", WorkflowDeliverable, "The requester approved the delivery: done"
+    "workflow.deliverable.approved",
+    WorkflowDeliverable,
+    "The requester approved the delivery (delivered or in_review): done",
 )
 DELIVERABLE_SENT_BACK = EventSpec(
     "workflow.deliverable.sent_back",
@@ -217,6 +224,7 @@ DELIVERABLE_EVENTS: tuple[EventSpec[Any], ...] = (
     DELIVERABLE_ACCEPTED,
     DELIVERABLE_STARTED,
     DELIVERABLE_DELIVERED,
+    DELIVERABLE_REVIEW_STARTED,
     DELIVERABLE_APPROVED,
     DELIVERABLE_SENT_BACK,
     DELIVERABLE_CANCELLED,
