@@ -1,5 +1,5 @@
 """The workflow's event contract: every subject it publishes, the model of each event's `data`,
-and what it consumes (budget's commitment requests, registry's renewals due).
+and what it consumes (budget's commitment requests and campaigns, registry's renewals due).
 
 Consumers (KPI's SLA attainment, budget's decisions, a notifier) import this module to read
 workflow events, so it imports only pydantic and shared. Model names carry the service's name:
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
+from services.budget.events import CAMPAIGN_CREATED as BUDGET_CAMPAIGN_CREATED
 from services.budget.events import COMMITMENT_REQUESTED as BUDGET_COMMITMENT_REQUESTED
 from services.registry.events import RENEWAL_DUE as REGISTRY_RENEWAL_DUE
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
@@ -246,6 +247,9 @@ ON_COMMITMENT_REQUESTED = Consumed(
     BUDGET_COMMITMENT_REQUESTED.subject, "Starts the matching approval definition (shipped: budget-approval)"
 )
 ON_RENEWAL_DUE = Consumed(REGISTRY_RENEWAL_DUE.subject, "Starts the matching renewal review (shipped: tool-renewal)")
+ON_CAMPAIGN_CREATED = Consumed(
+    BUDGET_CAMPAIGN_CREATED.subject, "Remembers the campaign's dates, status and plan for GET /v1/calendar"
+)
 
 CATALOGUE = Catalogue(
     "workflow",
@@ -264,6 +268,6 @@ CATALOGUE = Catalogue(
         REQUEST_COMMENTED,
         *DELIVERABLE_EVENTS,
     ),
-    consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),
+    consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE, ON_CAMPAIGN_CREATED),
     title="Workflow",
 )

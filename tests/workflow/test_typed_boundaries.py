@@ -77,7 +77,11 @@ async def test_the_service_serves_its_part_of_the_asyncapi_document(wf):
     part = await wf.ok("GET", "/asyncapi.json", ADMIN)
     assert part["service"] == "workflow"
     assert set(part["channels"]) >= PUBLISHED
-    assert {c["subject"] for c in part["consumes"]} == {"budget.commitment.requested", "registry.renewal.due"}
+    assert {c["subject"] for c in part["consumes"]} == {
+        "budget.commitment.requested",
+        "budget.campaign.created",
+        "registry.renewal.due",
+    }
     finished = part["components"]["schemas"]["WorkflowInstanceFinished"]
     assert {"cycle_time_business_hours", "cycle_time_hours", "sla_met", "finished_at"} <= set(finished["required"])
 
