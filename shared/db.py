@@ -9,7 +9,6 @@ Read-only work can ask for a deferred transaction (`readonly=True`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import time
@@ -162,6 +161,11 @@ def _note_connected(session: Session, _transaction: Any, _connection: Any) -> No
     session.info[_CONNECTED] = True
 
 
+def pending_changes(session: AsyncSession) -> bool:
+    """Whether `session` holds ORM changes not yet flushed (its commit would still write them)."""
+    return bool(session.new or session.dirty or session.deleted)
+
+
 def has_run_anything(session: AsyncSession) -> bool:
     """Whether `session` has taken a connection yet (so whether anything ran in its transaction):
     a single-action posting in a session that has not may be written on another connection."""
@@ -247,7 +251,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        adapted = conn.connection.dbapi_connection
+        if isinstance(adapted, sqlite_driver.OneHopConnection):
+            adapted.defer_begin(mode)  # sent with the transaction's first statement
+        else:
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -275,6 +283,12 @@ class Database:
         # served, and each BEGIN IMMEDIATE finds the database free (other processes still meet the
         # busy timeout). asyncio.Lock wakes its waiters in FIFO order.
         self.writer: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite and write_queue else None
+        if self.writer is not None:
+            # Each connection takes its turn at its transaction's first statement (shared.sqlite_driver).
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def _queue(dbapi_connection: Any, _record: Any) -> None:
+                if isinstance(dbapi_connection, sqlite_driver.OneHopConnection):
+                    dbapi_connection.write_lock = self.writer
 
     @property
     def is_sqlite(self) -> bool:
@@ -288,17 +302,15 @@ class Database:
         an action whose whole effect is one statement skip BEGIN and COMMIT (see SINGLE_ACTION).
         """
         factory = self.read_sessions if readonly else self.sessions
-        queue = self.writer if not readonly else None
-        async with queue if queue is not None else contextlib.nullcontext():
-            if not single_action:
-                async with factory() as session, session.begin():
-                    yield session
-                return
-            async with factory() as session:  # begun by its first statement: a group-committed posting runs none
-                session.info[SINGLE_ACTION] = True
+        if not single_action:
+            async with factory() as session, session.begin():
                 yield session
-                if session.in_transaction():
-                    await session.commit()
+            return
+        async with factory() as session:  # begun by its first statement: a group-committed posting runs none
+            session.info[SINGLE_ACTION] = True
+            yield session
+            if session.in_transaction():
+                await session.commit()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

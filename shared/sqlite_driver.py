@@ -4,13 +4,20 @@ aiosqlite runs every call on its own thread; SQLAlchemy's adapter makes four of 
 (open a cursor, execute, fetch the rows, close the cursor), each a queue put, a thread wake-up and
 a wake-up of the event loop. On a loaded machine each hop waits for a time slice: a budget posting
 of seven statements took 25 hops, and its write lock was held for all of them. This dialect is
-SQLAlchemy's aiosqlite dialect with one change: a statement (cursor, execute, fetch, close) runs as
+SQLAlchemy's aiosqlite dialect with two changes: a statement (cursor, execute, fetch, close) runs as
 one function on aiosqlite's thread, through the same queue SQLAlchemy's own adapter uses to set the
-isolation level. Results, errors and transactions are exactly the driver's.
+isolation level; and a transaction's BEGIN (`defer_begin`) runs in the hop of its first statement
+rather than in a hop of its own. Results, errors and transactions are exactly the driver's.
+
+A write transaction (BEGIN IMMEDIATE) of a connection given the process's `write_lock` (shared.db's
+fair write queue) takes the lock just before that first hop and gives it back when it commits, rolls
+back or closes: the lock covers exactly SQLite's own write lock, and the Python a request runs before
+its first statement runs beside the writer ahead of it instead of behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -62,8 +69,12 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _hop(self, many: bool, operation: Any, parameters: Any) -> None:
         conn = self._connection  # aiosqlite.Connection
         outcome: _Outcome = self._cursor  # type: ignore[assignment]
+        adapted: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        begin = await adapted.open_transaction()
 
         def run() -> list[Any] | None:
+            if begin is not None:
+                conn._conn.execute(begin)
             cur = conn._conn.cursor()
             try:
                 if many:
@@ -98,8 +109,39 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_begin", "write_lock", "_holds")
     _cursor_cls = OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._begin: str | None = None
+        self.write_lock: asyncio.Lock | None = None  # the process's write queue, if it has one
+        self._holds = False
+
+    def defer_begin(self, mode: str) -> None:
+        """Open the transaction (`BEGIN <mode>`) in the hop of its first statement: a write
+        transaction holds the write lock one hop less, and one that runs nothing costs nothing."""
+        self._begin = f"BEGIN {mode}"
+
+    def take_begin(self) -> str | None:
+        """The BEGIN still owed, for the statement about to run (dropped once taken)."""
+        begin, self._begin = self._begin, None
+        return begin
+
+    async def open_transaction(self) -> str | None:
+        """The BEGIN to send with the statement about to run, once this connection's turn to write
+        has come (a write transaction waits in the write queue first, first come first served)."""
+        begin = self.take_begin()
+        if begin is not None and begin != "BEGIN DEFERRED" and self.write_lock is not None and not self._holds:
+            await self.write_lock.acquire()
+            self._holds = True
+        return begin
+
+    def _leave_queue(self) -> None:
+        if self._holds:
+            self._holds = False
+            assert self.write_lock is not None
+            self.write_lock.release()
 
     def _idle(self) -> bool:
         """No transaction open: nothing for COMMIT or ROLLBACK to do. The pool rolls back every
@@ -109,12 +151,22 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         return conn is not None and not conn.in_transaction
 
     def commit(self) -> None:
-        if not self._idle():
-            super().commit()
+        if self.take_begin() is None and not self._idle():
+            super().commit()  # a failed COMMIT keeps the transaction and the turn: the rollback ends both
+        self._leave_queue()
 
     def rollback(self) -> None:
-        if not self._idle():
-            super().rollback()
+        try:
+            if self.take_begin() is None and not self._idle():
+                super().rollback()
+        finally:
+            self._leave_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._leave_queue()
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -151,9 +203,16 @@ async def on_thread(conn: AsyncConnection, fn: Callable[[sqlite3.Connection], T]
     if not isinstance(adapted, OneHopConnection):
         raise TypeError(f"on_thread needs a sqlite+{NAME} connection, not {type(adapted).__name__}")
     driver = adapted._connection
+    begin = await adapted.open_transaction()
     async with adapted._execute_mutex:
+
+        def run(db: sqlite3.Connection) -> T:
+            if begin is not None:
+                db.execute(begin)
+            return fn(db)
+
         try:
-            return await driver._execute(fn, driver._conn)
+            return await driver._execute(run, driver._conn)
         except sqlite3.Error as err:
             raise DBAPIError.instance(None, None, err, sqlite3.Error) from err
 

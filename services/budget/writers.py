@@ -9,14 +9,19 @@ come from the cache: the statement checks they are current.
 
 SQLite: the BEGIN IMMEDIATE of shared.db (behind its fair write queue) already serializes writers;
 the same writes run as one batch on the database thread (shared.sqlite_driver.on_thread: one hop,
-where a statement each made five), and the shortfall and threshold rules are applied here, on the
-figures the update returns, by the same rules (services.budget.figures).
+where a statement each made five), and the shortfall and threshold rules are applied there, on the
+figures the update returns, by the same rules (services.budget.figures). Lines of active plans may
+come from the cache here too: the batch first checks they are current (the guard). A posting that is
+its request's whole unit of work commits in the same batch, so a commitment on a cached line is one
+hop to the database thread in all: BEGIN (deferred to the first statement), guard, rows, balances,
+rules, COMMIT. The write lock is held for that hop, not for four.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import text
 
@@ -24,8 +29,9 @@ from services.budget import events, pg_posting
 from services.budget.figures import THRESHOLDS, Figures, refuses, thresholds_crossed
 from services.budget.models import commitments, entries
 from services.budget.postings import STATEMENTS, Key, Posting, Refused, Stale
+from services.budget.sqlite_posting import ALONE, STALE, GroupCommit
 from shared import audit
-from shared.db import SINGLE_ACTION, has_run_anything
+from shared.db import SINGLE_ACTION, has_run_anything, pending_changes
 from shared.events import new_event
 from shared.money import exponent, fmt
 from shared.outbox import Outbox
@@ -45,6 +51,27 @@ FROM (SELECT json_extract(value, '$.line_id') AS line_id, json_extract(value, '$
 WHERE balances.line_id = d.line_id AND balances.period = d.period
 RETURNING balances.line_id, balances.period, balances.allocated, balances.committed, balances.pending, balances.spent
 """)
+
+
+# SQLite: a cached line and its plan as they are now, to check a guard against (see _current).
+_GUARD = """SELECT lines.version, lines.dimensions, plans.version, plans.status,
+    EXISTS (SELECT 1 FROM closed_periods cp WHERE cp.plan_id = plans.id AND cp.period = ?)
+FROM lines JOIN plans ON plans.id = lines.plan_id WHERE lines.id = ?"""
+
+
+def _current(db: sqlite3.Connection, guard: list[dict[str, Any]]) -> bool:
+    """Whether the cached lines and plans a posting was built from are unchanged, active and open (the
+    PostgreSQL statement's guard, on the database thread)."""
+    for g in guard:
+        row = db.execute(_GUARD, (g["period"], g["line_id"])).fetchone()
+        if row is None:
+            return False
+        version, dimensions, plan_version, status, closed = row
+        if (version, plan_version, status, closed) != (g["line_version"], g["plan_version"], "active", 0):
+            return False
+        if json.loads(dimensions) != g["dimensions"]:
+            return False
+    return True
 
 
 def _deltas(posting: Posting) -> list[dict[str, Any]]:
@@ -93,16 +120,26 @@ def _shortfalls(posting: Posting, after: dict[Key, Figures]) -> list[dict[str, A
     return found
 
 
+class _Refusal:
+    """A posting a batch rolled back to its savepoint: the shortfalls that refused it."""
+
+    __slots__ = ("found",)
+    undo = True
+
+    def __init__(self, found: list[dict[str, Any]]):
+        self.found = found
+
+
 class SqliteWriter:
-    caches_lines = False
+    caches_lines = True
 
     def __init__(self, outbox: Outbox):
         self.outbox = outbox
         self._inserts: Inserts | None = None
+        self.group = GroupCommit(on_commit=self._wake_relay)
 
     async def write(self, uow: UnitOfWork, posting: Posting) -> dict[Key, Figures]:
-        conn = await uow.connection()
-        inserts = self._inserts or Inserts(conn.dialect)
+        inserts = self._inserts or Inserts(uow.bind.dialect)
         self._inserts = inserts
         batch = [inserts(entries, posting.rows)]
         if posting.commitment:
@@ -111,23 +148,71 @@ class SqliteWriter:
             batch.append(inserts(self.outbox.table, [Outbox.row(env, posting.now) for env in posting.events]))
             if self.outbox.audit is not None:
                 batch.append(inserts(self.outbox.audit, [Outbox.audit_row(env, posting.now) for env in posting.events]))
-            self.outbox.wake_after_commit(uow.session)
         deltas = {"deltas": pg_posting.to_json(_deltas(posting))}
+        uow.state[STATEMENTS] = uow.state.get(STATEMENTS, 0) + 1
 
-        def apply(db: sqlite3.Connection) -> list[Any]:
+        def apply(db: sqlite3.Connection) -> tuple[dict[Key, Figures], list[dict[str, Any]]] | None:
+            if posting.guard and not _current(db, posting.guard):
+                return None
             for sql, params in batch:
                 db.executemany(sql, params)
-            return db.execute(_ADD_TO_BALANCES.text, deltas).fetchall()
+            after = _after(posting, db.execute(_ADD_TO_BALANCES.text, deltas).fetchall())
+            return after, _shortfalls(posting, after) if posting.check else []
 
-        rows = await on_thread(conn, apply)  # the inserts and the update: one hop to the database thread
-        after = _after(posting, rows)
-        found = _shortfalls(posting, after) if posting.check else []
+        # The caller writes nothing after this and has nothing pending: the posting is the whole unit of work.
+        alone = posting.last and bool(uow.info.get(SINGLE_ACTION, False)) and not pending_changes(uow.session)
+        if alone and not has_run_anything(uow.session):
+            outcome = await self.group.post(uow.bind, lambda db: self._in_batch(posting, apply(db)))
+            if outcome is STALE:
+                raise Stale()
+            if isinstance(outcome, _Refusal):
+                raise Refused(outcome.found)
+            if outcome is not ALONE:
+                return cast(dict[Key, Figures], outcome)
+
+        def apply_and_commit(db: sqlite3.Connection) -> tuple[dict[Key, Figures], list[dict[str, Any]]] | None:
+            done = apply(db)
+            if alone and done is not None and not done[1] and not self._crossed(posting, done[0]):
+                db.commit()  # the session's COMMIT then finds nothing to do (sqlite_driver: _idle)
+            return done
+
+        if posting.events:
+            self.outbox.wake_after_commit(uow.session)
+        done = await on_thread(await uow.connection(), apply_and_commit)  # the whole posting: one hop
+        if done is None:
+            raise Stale()  # nothing was written
+        after, found = done
         if found:
             # Raising rolls the whole transaction back: nothing above is ever committed.
             raise Refused(found)
         if posting.watch is not None:
             await self._thresholds(uow, posting, after)
         return after
+
+    def _wake_relay(self) -> None:
+        """A batch committed events: have the relay publish them now (the relay is attached at startup)."""
+        if self.outbox.relay is not None:
+            self.outbox.relay.notify()
+
+    def _in_batch(self, posting: Posting, done: tuple[dict[Key, Figures], list[dict[str, Any]]] | None) -> Any:
+        """A posting's answer inside a group commit (see sqlite_posting): its figures, or why not."""
+        if done is None:
+            return STALE
+        after, found = done
+        if found:
+            return _Refusal(found)
+        if self._crossed(posting, after):
+            return ALONE  # a threshold event to build and publish: written on the caller's connection
+        return after
+
+    @staticmethod
+    def _crossed(posting: Posting, after: dict[Key, Figures]) -> bool:
+        """Whether the posting takes its watched line past a threshold (an event to publish after it)."""
+        if posting.watch is None:
+            return False
+        key = (posting.watch[0].id, posting.watch[1])
+        now = after.get(key)
+        return now is not None and bool(thresholds_crossed(now.minus(posting.subtree[key]), now))
 
     async def _thresholds(self, uow: UnitOfWork, posting: Posting, after: dict[Key, Figures]) -> None:
         assert posting.watch is not None

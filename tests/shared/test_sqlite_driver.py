@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Date, Integer, MetaData, String, Table, insert, select, text
@@ -108,3 +109,90 @@ def test_inserts_refuse_a_key_that_is_no_column() -> None:
 
     with pytest.raises(ValueError, match="no column"):
         Inserts(SQLiteDialect_pitcrew())(things, [{"id": "a", "colour": "red"}])
+
+
+def _row(name: str) -> Any:
+    return _row(name)
+
+
+def _begins(db: Database) -> list[str]:
+    """Every BEGIN sent to SQLite from now on, as the driver's own trace sees it."""
+    sent: list[str] = []
+
+    def trace(conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(lambda sql: sent.append(sql) if sql.startswith("BEGIN") else None)
+
+    from sqlalchemy import event
+
+    event.listen(db.engine.sync_engine, "connect", lambda dbapi, _rec: trace(dbapi._connection._conn))
+    return sent
+
+
+async def test_begin_goes_with_the_first_statement_and_a_transaction_that_runs_nothing_sends_none(tmp_path) -> None:
+    database = Database(f"sqlite:///{tmp_path}/b.db", pool_size=2)
+    sent = _begins(database)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+        sent.clear()
+        async with database.transaction() as s:
+            await s.connection()  # begun for SQLAlchemy, nothing sent yet
+            assert sent == [] and database.writer is not None and not database.writer.locked()
+            await s.execute(text("SELECT 1"))
+            assert sent == ["BEGIN IMMEDIATE"] and database.writer.locked()  # its turn to write: taken
+        assert not database.writer.locked()
+        async with database.transaction(readonly=True) as s:
+            await s.execute(text("SELECT 1"))
+            assert not database.writer.locked()  # a reader never queues
+        assert sent == ["BEGIN IMMEDIATE", "BEGIN DEFERRED"]
+        async with database.transaction() as s:
+            await s.connection()
+        assert sent == ["BEGIN IMMEDIATE", "BEGIN DEFERRED"] and not database.writer.locked()
+    finally:
+        await database.dispose()
+
+
+async def test_the_write_queue_turn_is_given_back_on_commit_error_and_rollback(db: Database) -> None:
+    assert db.writer is not None
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as s:
+            await s.execute(_row("x"))
+            await s.execute(_row("x"))
+    assert not db.writer.locked()
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            await on_thread(await s.connection(), lambda c: c.execute("SELECT 1").fetchall())
+            assert db.writer.locked()
+            raise RuntimeError("the use case gave up")
+    assert not db.writer.locked()
+    async with db.transaction() as s:  # and the next writer gets its turn at once
+        await s.execute(_row("y"))
+    async with db.transaction(readonly=True) as s:
+        assert (await s.execute(text("SELECT count(*) FROM things"))).scalar() == 1
+
+
+async def test_writers_take_turns_first_come_first_served_from_their_first_statement(db: Database) -> None:
+    import asyncio
+
+    order: list[str] = []
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer(name: str, hold: bool = False) -> None:
+        async with db.transaction() as s:
+            await s.execute(_row(name))
+            order.append(name)
+            if hold:
+                first_in.set()
+                await release.wait()
+
+    a = asyncio.create_task(writer("a", hold=True))
+    await first_in.wait()
+    others = []
+    for name in "bcd":
+        others.append(asyncio.create_task(writer(name)))
+        await asyncio.sleep(0.01)  # b queues before c, c before d
+    assert order == ["a"]  # the others wait their turn (not SQLite's busy handler: no error, no sleep)
+    release.set()
+    await asyncio.gather(a, *others)
+    assert order == ["a", "b", "c", "d"]
