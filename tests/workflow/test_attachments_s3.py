@@ -192,3 +192,12 @@ async def test_an_object_missing_from_the_bucket_is_404_not_500(wf3, s3_url, buc
     s3(s3_url).delete_object(Bucket=bucket, Key=f"att/{att['id']}")
     r = await wf3.call("GET", f"/v1/requests/{req['id']}/attachments/{att['id']}", MARKETER)
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", r.text
+
+
+def test_s3_settings_are_complete_or_the_service_does_not_start():
+    with pytest.raises(ValueError, match="S3_BUCKET is required"):
+        Settings(attachments_storage="s3")
+    with pytest.raises(ValueError, match="give both"):
+        Settings(attachments_storage="s3", s3_bucket="b", s3_access_key_id="k")
+    assert Settings().attachments_storage == "disk"  # the default: disk
+    assert Settings(attachments_storage="s3", s3_bucket="b").s3_secret_access_key is None  # the usual chain
