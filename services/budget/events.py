@@ -30,6 +30,22 @@ class BudgetPlanActivated(EventData):
     currency: str
 
 
+class BudgetCampaign(EventData):
+    """A campaign of a plan with its dates, status and planned cost (the workflow's calendar shows it)."""
+
+    campaign_id: str
+    plan_id: str
+    plan_name: str
+    code: str
+    name: str
+    starts_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="its first day (ISO 8601 date)")
+    ends_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="its last day (ISO 8601 date)")
+    status: Literal["planned", "active", "completed", "cancelled"]
+    owner: str | None
+    planned_cost: Amount
+    currency: str
+
+
 class BudgetLineCreated(EventData):
     plan_id: str
     line_id: str
@@ -173,6 +189,9 @@ class BudgetRequestSubmitted(EventData):
 
 PLAN_ACTIVATED = EventSpec("budget.plan.activated", BudgetPlanActivated, "A plan went live: postings may start")
 LINE_CREATED = EventSpec("budget.line.created", BudgetLineCreated, "A budget line was added to a plan")
+CAMPAIGN_CREATED = EventSpec(
+    "budget.campaign.created", BudgetCampaign, "A campaign of a plan was created, with its dates and status"
+)
 ALLOCATION_POSTED = EventSpec(
     "budget.allocation.posted", BudgetEntryPosted, "Money was allocated to a line (negative: a reversal)"
 )
@@ -214,6 +233,7 @@ CATALOGUE = Catalogue(
     publishes=(
         PLAN_ACTIVATED,
         LINE_CREATED,
+        CAMPAIGN_CREATED,
         ALLOCATION_POSTED,
         TRANSFER_POSTED,
         COMMITMENT_REQUESTED,

@@ -1,6 +1,6 @@
 """What the workflow does on events and timers: a budget commitment request, a bottom-up budget request or
-a renewal falling due starts the best matching definition (or the shipped default); SLA timers warn
-and breach.
+a renewal falling due starts the best matching definition (or the shipped default); a budget campaign's
+event updates the campaigns the calendar shows (`campaigns`); SLA timers warn and breach.
 
 Each event handler runs inside the consumer's transaction with the inbox row, so a redelivered
 event starts no second instance. Each first checks what it takes from the event (`event_data`) and
@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from services.registry.events import RENEWAL_DUE
-from services.workflow import deliverable_sla, lifecycle, sla
+from services.workflow import campaigns, deliverable_sla, lifecycle, sla
 from services.workflow.container import Workflow
 from services.workflow.defaults import FALLBACK
 from services.workflow.definitions import get_definition, match_definition
-from services.workflow.events import ON_BUDGET_REQUEST, ON_COMMITMENT_REQUESTED
+from services.workflow.events import ON_BUDGET_REQUEST, ON_CAMPAIGN_CREATED, ON_COMMITMENT_REQUESTED
 from services.workflow.schemas import field_name, json_problems
 from shared.app import Runtime
 from shared.consumer import Handler
@@ -149,10 +149,14 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         subject = {"type": "contract", "id": renewal.contract_id or env.subject_id, "service": "registry"}
         await start_for(uow, wf, env, dict(data), subject, "service:registry")
 
+    async def campaign_changed(uow: UnitOfWork, env: Envelope) -> None:
+        await campaigns.remember(uow, env)
+
     return {
         ON_COMMITMENT_REQUESTED.subject: commitment_requested,
         ON_BUDGET_REQUEST.subject: budget_request,
         RENEWAL_DUE.subject: renewal_due,
+        ON_CAMPAIGN_CREATED.subject: campaign_changed,
     }
 
 
