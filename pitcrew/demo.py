@@ -296,13 +296,13 @@ def load_demo(
                 "currency": "EUR" if amount else "",
             }
             csv_lines.append(",".join(str(cells.get(c, "")) for c in columns))
-    admin.post(f"/budget/v1/plans/{plan_id}/activate", {})
-    admin.call(
+    admin.call(  # the draft's allocations are the budget that activation locks
         "POST",
         f"/budget/v1/plans/{plan_id}/import",
         content="\n".join(csv_lines) + "\n",
         headers={"Content-Type": "text/csv"},
     )
+    admin.post(f"/budget/v1/plans/{plan_id}/activate", {})
     lines: dict[str, dict] = {}
     stack = list(admin.get(f"/budget/v1/plans/{plan_id}/lines")["items"])
     while stack:

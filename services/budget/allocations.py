@@ -1,6 +1,7 @@
 """Allocations (money given to a line for a period) and transfers (money moved between two lines of
 one plan). A transfer is checked whatever the plan's overspend policy: money that is not there
-cannot be moved."""
+cannot be moved. A draft plan takes allocations (the budget being built, recorded and locked when the
+plan is activated) and nothing else."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ async def allocate(
 ) -> dict[str, Any]:
     async def post(cached: bool) -> dict[str, Any]:
         ln, p = await postings.target(uow, who, line_id, period=period, cached=cached)
-        on = await postable(uow, p, period, date)
+        on = await postable(uow, p, period, date, draft=True)  # a draft's allocations are its budget to be
         m = await fx.in_plan_currency(uow, p, amount, currency, on)
         leg = Leg(ln, period, "allocation", m.minor, (m.minor, 0, 0, 0), m, on, memo=memo, external_ref=external_ref)
         event = postings.event(events.ALLOCATION_POSTED, leg.id, entry_event(leg, p))

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from services.budget import planning_schemas
+from services.budget import events, planning_schemas
 from services.budget.lines import ancestors, get_line
 from services.budget.models import campaign_activities, campaigns, entries
 from services.budget.plans import Plan, get_plan
@@ -81,7 +81,26 @@ async def create_campaign(uow: UnitOfWork, who: Principal, *, body: planning_sch
     )
     await uow.execute(insert(campaigns).values(**row))
     await uow.audit("campaign", cid, action="budget.campaign.created", after={"code": body.code, "plan_id": p.id})
-    return await get_campaign(uow, who, campaign_id=cid)
+    created = await get_campaign(uow, who, campaign_id=cid)
+    await uow.publish(
+        events.CAMPAIGN_CREATED,
+        cid,
+        events.BudgetCampaign(
+            campaign_id=cid,
+            plan_id=p.id,
+            plan_name=p.name,
+            code=body.code,
+            name=body.name,
+            starts_on=body.starts_on.isoformat(),
+            ends_on=body.ends_on.isoformat(),
+            status=body.status,
+            owner=body.owner,
+            planned_cost=created["planned_cost"],
+            currency=p.currency,
+        ),
+        correlation_id=who.request_id,
+    )
+    return created
 
 
 async def _row(uow: UnitOfWork, campaign_id: str) -> Any:

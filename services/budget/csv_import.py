@@ -160,8 +160,6 @@ class Rows:
         p = self.p
         try:
             check_period(p, period)
-            if p.status != "active":
-                raise Conflict(f"plan {p.name!r} is a draft; activate it before importing allocations")
             if period in self.closed:
                 raise Conflict(f"period {period} is closed")
             currency = check_currency(row.get("currency") or p.currency)

@@ -30,6 +30,22 @@ class BudgetPlanActivated(EventData):
     currency: str
 
 
+class BudgetCampaign(EventData):
+    """A campaign of a plan with its dates, status and planned cost (the workflow's calendar shows it)."""
+
+    campaign_id: str
+    plan_id: str
+    plan_name: str
+    code: str
+    name: str
+    starts_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="its first day (ISO 8601 date)")
+    ends_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="its last day (ISO 8601 date)")
+    status: Literal["planned", "active", "completed", "cancelled"]
+    owner: str | None
+    planned_cost: Amount
+    currency: str
+
+
 class BudgetLineCreated(EventData):
     plan_id: str
     line_id: str
@@ -147,8 +163,35 @@ class BudgetCommitmentRefused(EventData):
     dimensions: Dimensions
 
 
+class BudgetRequestItem(EventData):
+    line_id: str
+    line_code: str
+    period: Period
+    amount: Amount
+
+
+class BudgetRequestSubmitted(EventData):
+    """A line owner's bottom-up request: amounts per line and month of a plan, with a justification. The
+    workflow starts its approval (subject `{"type": "budget_request", "service": "budget"}`)."""
+
+    request_id: str
+    plan_id: str
+    plan_name: str
+    fiscal_year: int
+    currency: str
+    total: Amount = Field(description="the sum of the items, plan currency")
+    justification: str
+    requested_by: str
+    line_codes: list[str] = Field(description="the lines asked for, each once")
+    items: list[BudgetRequestItem]
+    dimensions: Dimensions = Field(description="the dimension values every requested line shares (null otherwise)")
+
+
 PLAN_ACTIVATED = EventSpec("budget.plan.activated", BudgetPlanActivated, "A plan went live: postings may start")
 LINE_CREATED = EventSpec("budget.line.created", BudgetLineCreated, "A budget line was added to a plan")
+CAMPAIGN_CREATED = EventSpec(
+    "budget.campaign.created", BudgetCampaign, "A campaign of a plan was created, with its dates and status"
+)
 ALLOCATION_POSTED = EventSpec(
     "budget.allocation.posted", BudgetEntryPosted, "Money was allocated to a line (negative: a reversal)"
 )
@@ -179,12 +222,18 @@ COMMITMENT_REFUSED = EventSpec(
     BudgetCommitmentRefused,
     "A contract's or purchase order's commitment was refused; listed at /v1/refusals for a retry",
 )
+REQUEST_SUBMITTED = EventSpec(
+    "budget.request.submitted",
+    BudgetRequestSubmitted,
+    "A line owner asked for money per line and month; workflow starts its approval (approval posts allocations)",
+)
 
 CATALOGUE = Catalogue(
     "budget",
     publishes=(
         PLAN_ACTIVATED,
         LINE_CREATED,
+        CAMPAIGN_CREATED,
         ALLOCATION_POSTED,
         TRANSFER_POSTED,
         COMMITMENT_REQUESTED,
@@ -195,11 +244,21 @@ CATALOGUE = Catalogue(
         THRESHOLD_CROSSED,
         OVERSPENT,
         COMMITMENT_REFUSED,
+        REQUEST_SUBMITTED,
     ),
     consumes=(
         # Spelled out: workflow's events module reads budget's requests, and neither may import the other.
-        Consumed("workflow.instance.approved", "Approves the budget commitment the instance was about"),
-        Consumed("workflow.instance.rejected", "Releases the budget commitment the instance was about"),
+        Consumed(
+            "workflow.instance.approved",
+            "Approves the budget commitment the instance was about, or posts the approved request's allocations",
+        ),
+        Consumed(
+            "workflow.instance.rejected",
+            "Releases the budget commitment the instance was about, or rejects the request (with the comment)",
+        ),
+        Consumed(
+            "workflow.instance.cancelled", "A withdrawn approval of a bottom-up request: the request is cancelled"
+        ),
         Consumed(registry.CONTRACT_CREATED.subject, "Commits a contract term's cost against its budget line"),
         Consumed(registry.CONTRACT_RENEWED.subject, "Commits the next term's cost against its budget line"),
         Consumed(registry.CONTRACT_CANCELLED.subject, "Releases the term's commitment"),

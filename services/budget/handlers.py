@@ -1,5 +1,6 @@
 """What the budget does on other services' events: workflow decisions approve or release the
-commitment they were about; registry contract terms commit (and cancellations release) their cost.
+commitment they were about, or decide a bottom-up request (approval allocates its amounts); registry
+contract terms commit (and cancellations release) their cost.
 
 The shared Consumer writes the inbox row in the same transaction, so each handler applies its
 effect once; data that does not match its model is dead-lettered with the reason. A contract term's
@@ -9,7 +10,7 @@ answer, not a broken message: it is kept as a refusal (services.budget.refusals)
 
 from __future__ import annotations
 
-from services.budget import integrations, refusals
+from services.budget import integrations, refusals, requests
 from services.budget.container import Budget
 from services.budget.postings import Raced
 from services.registry import events as registry
@@ -31,16 +32,29 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
     """Subject -> handler for the events this service consumes."""
     budget: Budget = runtime.domain
 
-    def decided(approved: bool) -> Handler:
-        spec = workflow.INSTANCE_APPROVED if approved else workflow.INSTANCE_REJECTED
+    def decided(outcome: requests.Outcome) -> Handler:
+        spec = workflow.INSTANCE_EVENTS[outcome]
 
         async def handle(uow: UnitOfWork, env: Envelope) -> None:
-            subject = spec.read(env.data).subject
-            if subject.service != "budget" or subject.type != "commitment":
+            data = spec.read(env.data)
+            subject = data.subject
+            if subject.service != "budget":
                 return  # another service's approval
-            await integrations.workflow_decided(
-                uow, actor(env), postings=budget.postings, commitment_id=subject.id, approved=approved
-            )
+            if subject.type == "budget_request":
+                await requests.decided(
+                    uow,
+                    actor(env),
+                    postings=budget.postings,
+                    request_id=subject.id,
+                    outcome=outcome,
+                    instance_id=data.instance_id,
+                    actor=getattr(data, "decided_by", None),
+                    comment=getattr(data, "comment", None),
+                )
+            elif subject.type == "commitment" and outcome != "cancelled":
+                await integrations.workflow_decided(
+                    uow, actor(env), postings=budget.postings, commitment_id=subject.id, approved=outcome == "approved"
+                )
 
         return handle
 
@@ -60,8 +74,9 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         await integrations.contract_cancelled(uow, actor(env), postings=budget.postings, term=term)
 
     return {
-        workflow.INSTANCE_APPROVED.subject: decided(True),
-        workflow.INSTANCE_REJECTED.subject: decided(False),
+        workflow.INSTANCE_APPROVED.subject: decided("approved"),
+        workflow.INSTANCE_REJECTED.subject: decided("rejected"),
+        workflow.INSTANCE_CANCELLED.subject: decided("cancelled"),
         registry.CONTRACT_CREATED.subject: contract,
         registry.CONTRACT_RENEWED.subject: contract,
         registry.CONTRACT_CANCELLED.subject: contract_cancelled,

@@ -358,3 +358,36 @@ campaign_activities = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 Index("ix_campaign_activities_campaign", campaign_activities.c.campaign_id, campaign_activities.c.starts_on)
+
+# Bottom-up requests: a line owner asks for money per line and month of a plan, with a justification;
+# the workflow's approval decides (budget.request.submitted -> workflow.instance.approved|rejected|
+# cancelled), and approval posts the amounts as allocations. `history` lists each step as it happened.
+budget_requests = Table(
+    "budget_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), ForeignKey("plans.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # pending_approval | approved | rejected | cancelled | failed
+    Column("justification", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("total_minor", Minor, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requester_scopes", JSONType(), nullable=False),  # the submitter's scopes, checked again at approval
+    Column("instance_id", String(100), nullable=True),  # the workflow instance that decided it
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("reason", Text, nullable=True),  # why it was rejected, or why its approved amounts could not be posted
+    Column("history", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_budget_requests_created", budget_requests.c.created_at, budget_requests.c.id)
+
+budget_request_items = Table(
+    "budget_request_items",
+    metadata,
+    Column("request_id", String(36), ForeignKey("budget_requests.id"), primary_key=True),
+    Column("line_id", String(36), ForeignKey("lines.id"), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("amount_minor", Minor, nullable=False),  # plan currency
+    Column("entry_id", String(36), nullable=True),  # the allocation approval posted
+)

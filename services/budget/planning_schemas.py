@@ -41,7 +41,9 @@ class VersionAmountsIn(Strict):
 
 
 class PromoteIn(Strict):
-    to: Literal["forecast", "budget"] = Field(description="budget: admins only; posts the differences as allocations")
+    to: Literal["forecast", "budget"] = Field(
+        description="budget: admins only; replaces the locked budget and posts the differences as allocations"
+    )
 
 
 class VersionAmountOut(Out):
@@ -55,13 +57,19 @@ class VersionOut(Out):
     id: str
     plan_id: str
     seq: int = Field(description="1, 2, ... per plan; forecast:latest is the forecast with the highest")
-    kind: Literal["forecast", "scenario"]
+    kind: Literal["budget", "forecast", "scenario"] = Field(
+        description="budget: recorded at activation (or an admin's promoted scenario), locked"
+    )
     name: str
     as_of: str | None
-    source: str
-    status: Literal["open", "promoted"]
+    source: str = Field(
+        description="what it was copied from: budget, a version id; a budget: activation or the scenario"
+    )
+    status: Literal["open", "promoted", "locked", "superseded"] = Field(
+        description="forecasts and scenarios: open or promoted; a budget: locked (the current one) or superseded"
+    )
     promoted_to: Literal["forecast", "budget"] | None
-    promoted_version_id: str | None
+    promoted_version_id: str | None = Field(description="the forecast or budget version a promotion made")
     promoted_by: str | None
     promoted_at: dt.datetime | None
     created_by: str
@@ -194,3 +202,59 @@ class ActivityPage(Out):
     items: list[ActivityOut]
     planned_cost: Money = Field(description="the activities' planned cost together")
     unplanned: Money = Field(description="the campaign's planned cost not yet given to an activity")
+
+
+# ---------------------------------------------------------------- bottom-up requests
+
+REQUEST_ITEMS_MAX = 500
+RequestStatus = Literal["pending_approval", "approved", "rejected", "cancelled", "failed"]
+
+
+class RequestItemIn(Strict):
+    line_id: str = Field(max_length=36)
+    period: Period = Field(description="a month of the plan, e.g. 2028-01")
+    amount: DecimalStr = Field(description="more than zero, in the request's currency (the plan's)")
+
+
+class RequestIn(Strict):
+    plan_id: str = Field(max_length=36, description="the plan asked for (next year's, a draft or active)")
+    currency: CurrencyCode = Field(description="the plan currency")
+    justification: str = Field(min_length=1, max_length=4000)
+    items: list[RequestItemIn] = Field(min_length=1, max_length=REQUEST_ITEMS_MAX)
+
+
+class RequestItemOut(Out):
+    line_id: str
+    line_code: str
+    period: str
+    amount: Money
+    entry_id: str | None = Field(description="the allocation approval posted")
+
+
+class RequestStep(Out):
+    at: dt.datetime
+    actor: str
+    action: Literal["submitted", "approved", "rejected", "cancelled", "failed"]
+    comment: str | None = Field(description="the decision's comment, or why approved amounts could not be posted")
+
+
+class RequestOut(Out):
+    id: str
+    plan_id: str
+    fiscal_year: int
+    status: RequestStatus
+    justification: str
+    currency: str
+    total: Money
+    requested_by: str
+    instance_id: str | None = Field(description="the workflow instance that decided it")
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    reason: str | None = Field(description="rejected: the comment; failed: why the allocations were refused")
+    created_at: dt.datetime
+    items: list[RequestItemOut]
+    history: list[RequestStep]
+
+
+class RequestPage(Out):
+    items: list[RequestOut]

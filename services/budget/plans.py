@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from services.budget import events
-from services.budget.models import balances, closed_periods, lines, plans
+from services.budget.models import balances, closed_periods, entries, lines, plan_versions, plans, version_amounts
 from services.budget.periods import check_period, periods_of
 from shared.db import utcnow
 from shared.errors import Conflict, FieldError, Invalid, NotFound, PreconditionFailed
@@ -166,6 +166,11 @@ async def update_plan(
             )
         values.update(calendar)
         if calendar.get("fiscal_year_start", p.fiscal_year_start) != p.fiscal_year_start:
+            if await uow.scalar(select(entries.c.id).where(entries.c.plan_id == p.id).limit(1)):
+                raise Conflict(
+                    f"Plan {p.name!r} has allocations in its months; fiscal_year_start can no longer move.",
+                    errors=[FieldError("fiscal_year_start", "the draft holds allocations", "locked")],
+                )
             await _move_months(uow, p, calendar["fiscal_year_start"])
     if "approval_threshold" in changes:
         values["approval_threshold_minor"] = _threshold(changes["approval_threshold"], p.currency)
@@ -177,8 +182,8 @@ async def update_plan(
 
 
 async def _move_months(uow: UnitOfWork, p: Plan, start: int) -> None:
-    """A draft's lines get the balance rows of the new fiscal year's months (a draft holds no money:
-    allocations need an active plan), and months closed outside it are forgotten."""
+    """A draft's lines get the balance rows of the new fiscal year's months (only while it holds no
+    allocations), and months closed outside it are forgotten."""
     months = periods_of(p.fiscal_year, start)
     await uow.execute(delete(balances).where(balances.c.plan_id == p.id))
     await uow.execute(
@@ -192,7 +197,51 @@ async def _move_months(uow: UnitOfWork, p: Plan, start: int) -> None:
         await uow.execute(insert(balances), rows)
 
 
+async def lock_budget(
+    uow: UnitOfWork, who: Principal, p: Plan, *, amounts: dict[tuple[str, str], int], source: str, name: str
+) -> str:
+    """Record `amounts` ((line id, month) -> own minor units) as the plan's budget: a version of kind
+    `budget`, `locked` (it never changes); the budget it replaces, if any, becomes `superseded`."""
+    q = select(plan_versions.c.id).where(
+        plan_versions.c.plan_id == p.id, plan_versions.c.kind == "budget", plan_versions.c.status == "locked"
+    )
+    before = await uow.scalar(q)
+    if before is not None:
+        await uow.execute(update(plan_versions).where(plan_versions.c.id == before).values(status="superseded"))
+    seq = await uow.scalar(
+        select(func.coalesce(func.max(plan_versions.c.seq), 0)).where(plan_versions.c.plan_id == p.id)
+    )
+    vid, now = str(uuid.uuid4()), utcnow()
+    row = dict(
+        id=vid,
+        plan_id=p.id,
+        seq=int(seq or 0) + 1,
+        kind="budget",
+        name=name,
+        as_of=None,
+        source=source,
+        status="locked",
+        created_by=who.subject,
+        created_at=now,
+    )
+    await uow.execute(insert(plan_versions).values(**row))
+    kept = [dict(version_id=vid, line_id=k[0], period=k[1], amount_minor=v) for k, v in sorted(amounts.items()) if v]
+    if kept:
+        await uow.execute(insert(version_amounts), kept)
+    after = {**row, "created_at": None, "replaces": before, "total": sum(amounts.values())}
+    await uow.audit("plan_version", vid, action="budget.version.locked", after=after)
+    return vid
+
+
+async def allocated(uow: UnitOfWork, plan_id: str) -> dict[tuple[str, str], int]:
+    """Each line's own allocated money per month, as the ledger has it now."""
+    q = select(balances.c.line_id, balances.c.period, balances.c.own_allocated).where(balances.c.plan_id == plan_id)
+    return {(r.line_id, r.period): int(r.own_allocated) for r in (await uow.execute(q)).all()}
+
+
 async def activate_plan(uow: UnitOfWork, who: Principal, *, plan_id: str) -> dict[str, Any]:
+    """Draft -> active: the allocations the draft holds are recorded as its budget and locked (later
+    allocations change the ledger's working figures, not the budget)."""
     ensure_unscoped(who, "Activating a plan")
     p = await get_plan(uow, plan_id, lock=True)
     if p.status != "draft":
@@ -200,6 +249,7 @@ async def activate_plan(uow: UnitOfWork, who: Principal, *, plan_id: str) -> dic
     await uow.execute(
         update(plans).where(plans.c.id == plan_id).values(status="active", version=p.version + 1, updated_at=utcnow())
     )
+    await lock_budget(uow, who, p, amounts=await allocated(uow, p.id), source="activation", name="Budget at activation")
     data = events.BudgetPlanActivated(plan_id=plan_id, name=p.name, fiscal_year=p.fiscal_year, currency=p.currency)
     await uow.publish(events.PLAN_ACTIVATED, plan_id, data)
     return plan_view(await get_plan(uow, plan_id))

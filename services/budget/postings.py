@@ -392,9 +392,12 @@ async def shortfall(uow: UnitOfWork, p: Plan, found: list[dict[str, Any]]) -> Co
     )
 
 
-async def postable(uow: UnitOfWork, p: Plan, period: str, date: dt.date | None, field_name: str = "period") -> dt.date:
-    """Plan active, period inside it and open, date inside the period; returns the entry date."""
-    if p.status != "active":
+async def postable(
+    uow: UnitOfWork, p: Plan, period: str, date: dt.date | None, field_name: str = "period", *, draft: bool = False
+) -> dt.date:
+    """Plan active (or, for `draft` postings: allocations building the budget, a draft), period inside it
+    and open, date inside the period; returns the entry date."""
+    if p.status != "active" and not (draft and p.status == "draft"):
         what = "a draft; activate it before posting" if p.status == "draft" else "closed"
         raise Conflict(f"Plan {p.name!r} is {what}.")
     check_period(p, period, field_name)

@@ -1,7 +1,9 @@
-"""Plan versions beside the budget: forecasts and scenarios.
+"""Plan versions: the budget, forecasts and scenarios.
 
-The **budget** is the ledger's allocations (each line's own allocated money per month); it changes
-only through postings. A **forecast** holds, per line and month, the actuals up to its `as_of` month
+The **budget** is a locked version (kind `budget`) recorded when the plan is activated: each line's own
+allocated money per month as the draft held it. Allocations posted later change the ledger (the
+working figures, `allocated`), not the budget; only an admin promoting a scenario replaces it (the
+old one `superseded`, both kept). A **forecast** holds, per line and month, the actuals up to its `as_of` month
 and the expected amounts for the months after it (copied from the latest forecast, or the budget,
 then edited). A **scenario** is a copy of the budget (or of another version) whose amounts change
 freely. Either is compared in the variance report; a scenario is promoted to become the new
@@ -21,7 +23,7 @@ from services.budget import events, planning_schemas
 from services.budget.lines import get_line
 from services.budget.models import balances, lines, plan_versions, version_amounts
 from services.budget.periods import check_period, periods_of
-from services.budget.plans import Plan, get_plan
+from services.budget.plans import Plan, get_plan, lock_budget
 from services.budget.postings import Leg, Money, Postings, entry_event, postable
 from shared.db import utcnow
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
@@ -30,7 +32,7 @@ from shared.money import fmt, to_minor
 from shared.uow import UnitOfWork
 
 Amounts = dict[tuple[str, str], int]  # (line id, period) -> minor units
-LEDGER = {"budget": "own_allocated", "actual": "own_spent", "committed": "own_committed"}
+LEDGER = {"allocated": "own_allocated", "actual": "own_spent", "committed": "own_committed"}
 
 
 def version_view(v: Any, currency: str, total: int) -> dict[str, Any]:
@@ -72,14 +74,26 @@ async def latest(uow: UnitOfWork, plan_id: str, kind: str) -> Any:
     return (await uow.execute(q)).first()
 
 
+async def budget_of(uow: UnitOfWork, p: Plan) -> Amounts:
+    """The plan's budget: the locked version recorded at activation (or the scenario an admin promoted
+    since); a draft's (or a plan activated before budgets were recorded) is the ledger's allocations."""
+    v = await latest(uow, p.id, "budget")
+    return await ledger(uow, p.id, "allocated") if v is None else await amounts_of(uow, v.id)
+
+
 async def figures_of(uow: UnitOfWork, p: Plan, token: str, field_name: str = "source") -> tuple[str, Amounts]:
-    """The figures a token names: budget, actual, committed, forecast:latest, scenario:latest, or
-    (forecast:|scenario:)<version id>; with the label the variance report shows."""
+    """The figures a token names: budget (locked), allocated (the ledger's working allocations), actual,
+    committed, forecast:latest, scenario:latest, or (budget:|forecast:|scenario:)<version id>; with the
+    label the variance report shows."""
+    if token == "budget":
+        return token, await budget_of(uow, p)
     if token in LEDGER:
         return token, await ledger(uow, p.id, token)
     kind, _, ref = token.rpartition(":")
-    if kind not in ("", "forecast", "scenario"):
-        raise Invalid.on(field_name, f"{token!r} is not budget, actual, committed, forecast:latest or a version id")
+    if kind not in ("", "budget", "forecast", "scenario"):
+        raise Invalid.on(
+            field_name, f"{token!r} is not budget, allocated, actual, committed, forecast:latest or a version id"
+        )
     if ref == "latest" and kind:
         v = await latest(uow, p.id, kind)
         if v is None:
@@ -154,6 +168,8 @@ async def _write(uow: UnitOfWork, vid: str, amounts: Amounts) -> None:
 
 async def _set(uow: UnitOfWork, p: Plan, v: Any, items: list[planning_schemas.VersionAmountIn]) -> None:
     """Set the given (line, month) amounts of an open version (one write per item, after every check)."""
+    if v.kind == "budget":
+        raise Conflict(f"Version {v.seq} of plan {p.name!r} is a budget; it is locked and never changes.")
     if v.status != "open":
         raise Conflict(f"Version {v.seq} of plan {p.name!r} was promoted; it can no longer change.")
     checked: Amounts = {}
@@ -232,6 +248,8 @@ async def promote(
     ensure_unscoped(who, "Promoting a plan version")
     p = await get_plan(uow, plan_id)
     v = await get_row(uow, plan_id, version_id, lock=True)
+    if v.kind == "budget":
+        raise Conflict(f"Version {v.seq} of plan {p.name!r} is a budget already; promote a scenario.")
     if v.status != "open":
         raise Conflict(f"Version {v.seq} of plan {p.name!r} was promoted already (to {v.promoted_to}).")
     if v.kind != "scenario" and to == "forecast":
@@ -246,6 +264,7 @@ async def promote(
         if "admin" not in who.roles:
             raise Forbidden("Only an admin may make a version the budget.")
         await _post_budget(uow, who, postings, p, amounts)
+        made = await lock_budget(uow, who, p, amounts=amounts, source=v.id, name=f"{v.name} (promoted)")
     await uow.execute(
         update(plan_versions)
         .where(plan_versions.c.id == v.id)
@@ -259,7 +278,7 @@ async def promote(
 
 async def _post_budget(uow: UnitOfWork, who: Principal, postings: Postings, p: Plan, amounts: Amounts) -> None:
     """Allocation entries (up or down) that make each line's own allocation the version's amount."""
-    budget = await ledger(uow, p.id, "budget")
+    budget = await ledger(uow, p.id, "allocated")
     rows = {r.id: r for r in (await uow.execute(select(lines).where(lines.c.plan_id == p.id))).all()}
     legs = []
     for (line_id, period), minor in sorted(amounts.items()):

@@ -28,6 +28,10 @@ REQUEST_COMMENTED = "workflow.request.commented"
 DELIVERABLE_CREATED = "workflow.deliverable.created"
 DELIVERABLE_DELIVERED = "workflow.deliverable.delivered"
 DELIVERABLE_SENT_BACK = "workflow.deliverable.sent_back"
+DELIVERABLE_ACCEPTED = "workflow.deliverable.accepted"
+DELIVERABLE_STARTED = "workflow.deliverable.started"
+DELIVERABLE_APPROVED = "workflow.deliverable.approved"
+DELIVERABLE_CANCELLED = "workflow.deliverable.cancelled"
 DELIVERABLE_SLA_WARNING = "workflow.deliverable.sla_warning"
 DELIVERABLE_SLA_BREACHED = "workflow.deliverable.sla_breached"
 LINE_OVERSPENT = "budget.line.overspent"
@@ -188,6 +192,8 @@ class Deliverable(EventData):
     actor: str | None = None
     reason: str | None = None
     link: str | None = None
+    on_time: bool | None = None
+    lateness_business_hours: float | None = None
     escalation: Escalation = Escalation()
 
 
@@ -240,6 +246,10 @@ CATALOGUE = Catalogue(
         _consumed(DELIVERABLE_CREATED, "Tell the assignee: the team's owner and members, or the supplier's people"),
         _consumed(DELIVERABLE_DELIVERED, "Tell the request's requester there is a delivery to review"),
         _consumed(DELIVERABLE_SENT_BACK, "Tell the assignee why the delivery was sent back"),
+        _consumed(DELIVERABLE_ACCEPTED, "Tell the request's requester the assignee took the work on"),
+        _consumed(DELIVERABLE_STARTED, "Tell the request's requester the assignee started"),
+        _consumed(DELIVERABLE_APPROVED, "Tell the assignee the delivery was approved (and whether on time)"),
+        _consumed(DELIVERABLE_CANCELLED, "Tell the requester and the assignee the deliverable was cancelled"),
         _consumed(DELIVERABLE_SLA_WARNING, "Tell the assignee; repeated warnings for one deliverable fold into one"),
         _consumed(DELIVERABLE_SLA_BREACHED, "Tell the assignee and the escalation's recipients"),
         _consumed(LINE_OVERSPENT, "Tell the line's owner how far over it is"),

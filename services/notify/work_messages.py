@@ -1,12 +1,14 @@
 """What work requests' comments and deliverables say, and to whom.
 
-A comment reaches the people it mentions (never its author). A deliverable reaches its assignee:
-an internal team's owner and the team's members in the directory, or a supplier's people (the
-directory's holders of the `supplier` role scoped `supplier:<id>`, as the workflow knows its
-principals). The events carry no supplier address, so when nobody at the supplier is in the
-directory the request's requester is told instead, to pass it on. The requester is known from
-`workflow.request.submitted` (remembered in `known_requests`); for a request notify never saw,
-the holders of `PITCREW_NOTIFY_REQUEST_OWNER_ROLES` (mops) hear in their place.
+A comment reaches the people it mentions (never its author). A deliverable's assignment, send-back,
+approval and SLA reach its assignee; its delivery, acceptance and start its requester; its
+cancellation both (never whoever acted). The assignee is an internal team's owner and the team's
+members in the directory, or a supplier's people (the directory's holders of the `supplier` role
+scoped `supplier:<id>`, as the workflow knows its principals). The events carry no supplier
+address, so when nobody at the supplier is in the directory the request's requester is told
+instead, to pass it on. The requester is known from `workflow.request.submitted` (remembered in
+`known_requests`); for a request notify never saw, the holders of
+`PITCREW_NOTIFY_REQUEST_OWNER_ROLES` (mops) hear in their place.
 """
 
 from __future__ import annotations
@@ -96,38 +98,78 @@ def _facts(d: events.Deliverable, about: str) -> list[tuple[str, str]]:
     return facts
 
 
+# verb -> (kind, title) of what the request's requester hears; the assignee's are `ASSIGNEE`.
+REQUESTER = {
+    "delivered": ("deliverable_delivered", "Delivered, for your review: {name}"),
+    "accepted": ("deliverable_accepted", "Accepted: {name}"),
+    "started": ("deliverable_started", "Work started: {name}"),
+    "cancelled": ("deliverable_cancelled", "Cancelled: {name}"),
+}
+ASSIGNEE = {
+    "created": ("deliverable_assigned", "New deliverable for you: {name}"),
+    "sent_back": ("deliverable_sent_back", "Sent back for rework: {name}"),
+    "approved": ("deliverable_approved", "Approved: {name}"),
+    "cancelled": ("deliverable_cancelled", "Cancelled: {name}"),
+    "sla_warning": ("deliverable_sla_warning", "Deliverable due soon: {name}"),
+    "sla_breached": ("deliverable_sla_breached", "Deliverable overdue: {name}"),
+}
+# Whoever acted knows: not told of their own act (a stand-in still is: they must pass it on).
+ACTS = frozenset({"created", "sent_back", "delivered", "accepted", "started", "approved", "cancelled"})
+
+
+def _about_the_move(verb: str, d: events.Deliverable) -> list[tuple[str, str]]:
+    if verb == "delivered":
+        return [("Delivered work", d.link or ""), ("Delivered by", d.actor or "")]
+    if verb == "sent_back":
+        return [("Reason", d.reason or ""), ("Rework round", str(d.rework_rounds or ""))]
+    if verb in ("accepted", "started"):
+        return [(f"{verb.capitalize()} by", d.actor or "")]
+    if verb == "approved":
+        facts = [("Approved by", d.actor or "")]
+        if d.on_time is not None:
+            late = f"no, {d.lateness_business_hours or 0:g} business hours late"
+            facts.append(("On time", "yes" if d.on_time else late))
+        if d.rework_rounds:
+            facts.append(("Rework rounds", str(d.rework_rounds)))
+        return facts
+    if verb == "cancelled":
+        return [("Cancelled by", d.actor or "")] + ([("Reason", d.reason)] if d.reason else [])
+    return []
+
+
 async def deliverable(c: Composer, uow: UnitOfWork, env: Envelope) -> int:
-    """One handler for the deliverable events notify tells anyone about (see `route`)."""
+    """One handler for the deliverable events notify tells anyone about (see `route`): the requester
+    hears of a delivery and of the assignee taking the work on or starting it; the assignee of its
+    assignment, a send-back, an approval and its SLA; both of a cancellation."""
     d = read(events.Deliverable, env)
     verb = env.type.rsplit(".", 1)[-1]
+    if verb not in REQUESTER and verb not in ASSIGNEE:
+        return 0
     req = await uow.get(KnownRequest, d.request_id)
     about = _request_words(req, d.request_number, d.request_id)
-    facts = _facts(d, about)
+    facts = _facts(d, about) + _about_the_move(verb, d)
     name = d.name or d.deliverable_id
     key: str | None = None
+    to: list[Person] = []
     stand_in = False
-    if verb == "delivered":
-        to, kind, title = await _requester(c, uow, req), "deliverable_delivered", f"Delivered, for your review: {name}"
-        facts += [("Delivered work", d.link or ""), ("Delivered by", d.actor or "")]
-    else:
-        to, stand_in = await _assignee(c, uow, d)
-        kind, title = {
-            "created": ("deliverable_assigned", f"New deliverable for you: {name}"),
-            "sent_back": ("deliverable_sent_back", f"Sent back for rework: {name}"),
-            "sla_warning": ("deliverable_sla_warning", f"Deliverable due soon: {name}"),
-            "sla_breached": ("deliverable_sla_breached", f"Deliverable overdue: {name}"),
-        }[verb]
-        if verb == "sent_back":
-            facts += [("Reason", d.reason or ""), ("Rework round", str(d.rework_rounds or ""))]
+    if verb in REQUESTER:
+        kind, title = REQUESTER[verb]
+        to = await _requester(c, uow, req)
+    if verb in ASSIGNEE:
+        kind, title = ASSIGNEE[verb]
+        assignees, stand_in = await _assignee(c, uow, d)
         if stand_in:
             title = f"Pass on to supplier {d.supplier_id}: {title}"
             facts.append(("Why you", "nobody at the supplier is in the directory; please tell them"))
+        to += assignees
         if verb == "sla_breached":
             e = d.escalation
             to += await people.people(uow, e.notify) + await people.holders(uow, e.notify)
         if verb == "sla_warning":
             key = f"deliverable_sla_warning:{d.deliverable_id}"  # repeated warnings fold into one
-    if verb in ("created", "sent_back", "delivered") and not stand_in:
-        to = [p for p in to if p.id != d.actor]  # whoever acted knows (a stand-in must still pass it on)
-    m = Message(kind, f"{title} ({about})", facts, c.link(f"/workflow/v1/deliverables/{d.deliverable_id}"))
+    if verb in ACTS and not stand_in:
+        to = [p for p in to if p.id != d.actor]
+    m = Message(
+        kind, f"{title.format(name=name)} ({about})", facts, c.link(f"/workflow/v1/deliverables/{d.deliverable_id}")
+    )
     return await c.send(uow, to, m, env, key=key)

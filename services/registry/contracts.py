@@ -8,10 +8,12 @@ needs a principal no dimension scope narrows.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 
@@ -56,7 +58,54 @@ def record(c: Contract, tool_name: str) -> schemas.ContractOut:
         created_at=c.created_at,
         updated_at=c.updated_at,
         notice_given_at=c.notice_given_at,
+        **budget_answer(c),
     )
+
+
+def budget_answer(c: Contract) -> dict[str, Any]:
+    """What the budget last said about the current term's commitment (nothing about an earlier term's)."""
+    if c.budget_term != c.term or c.budget_status is None:
+        return {}
+    refusal = None
+    if c.budget_status == "refused" and c.budget_at is not None:
+        refusal = schemas.BudgetRefusal(
+            refusal_id=c.budget_refusal_id or "",
+            reason=c.budget_reason or "",
+            code=c.budget_code or "",
+            refused_at=c.budget_at,
+        )
+    return {"budget_status": c.budget_status, "budget_refusal": refusal}
+
+
+CONTRACT_REF = re.compile(r"^contract:(?P<id>[^:]{1,36}):(?P<term>[0-9]{1,9})$")
+
+
+async def budget_said(
+    uow: UnitOfWork,
+    *,
+    external_ref: str | None,
+    status: schemas.BudgetStatus,
+    at: dt.datetime,
+    refusal_id: str | None = None,
+    reason: str | None = None,
+    code: str | None = None,
+) -> bool:
+    """A budget.commitment.* event about a contract term (external_ref `contract:<id>:<term>`): the
+    contract shows it while it is about its current term. An older word than the one kept (events
+    redelivered out of order) changes nothing; a reference that is no contract's is not ours."""
+    m = CONTRACT_REF.match(external_ref or "")
+    if m is None:
+        return False
+    c = await uow.get(Contract, m["id"], with_for_update=True)
+    term = int(m["term"])
+    if c is None or term != c.term:
+        return False  # another registry's contract, or a term that has been succeeded
+    if c.budget_term == term and c.budget_at is not None and at < c.budget_at:
+        return False
+    c.budget_term, c.budget_status, c.budget_at = term, status, at
+    c.budget_refusal_id, c.budget_reason, c.budget_code = refusal_id, reason, code
+    await uow.flush()
+    return True
 
 
 def term_event(c: Contract, tool: Tool) -> events.RegistryContractTerm:

@@ -247,6 +247,12 @@ CATALOGUE = Catalogue(
             ("cancelled", "was withdrawn"),
         )
     )
-    + (Consumed("budget.actual.posted", "Spend with a vendor: attached to its tool, or a discovery candidate"),),
+    + (
+        Consumed("budget.actual.posted", "Spend with a vendor: attached to its tool, or a discovery candidate"),
+        Consumed("budget.commitment.refused", "The budget refused a contract term's commitment: shown on the contract"),
+        Consumed("budget.commitment.committed", "A contract term's commitment holds money: the refusal is cleared"),
+        Consumed("budget.commitment.requested", "A contract term's commitment waits for approval at the budget"),
+        Consumed("budget.commitment.released", "A contract term's commitment was released"),
+    ),
     title="Registry",
 )

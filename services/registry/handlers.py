@@ -13,11 +13,12 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.registry import discovery, milestones, renewals
+from services.registry import contracts, discovery, milestones, renewals
 from services.registry.container import Registry
 from services.registry.reviews import Kind
+from services.registry.schemas import BudgetStatus
 from shared.app import Runtime
 from shared.consumer import Handler
 from shared.errors import Invalid
@@ -61,6 +62,24 @@ class ActualPosted(_Tolerant):
     vendor: str | None = None
 
 
+class CommitmentAnswer(_Tolerant):
+    """What the registry reads of a `budget.commitment.*` event: which commitment, and for a refusal why."""
+
+    external_ref: str | None = Field(default=None, max_length=200)
+    refusal_id: str | None = Field(default=None, max_length=100)
+    reason: str | None = Field(default=None, max_length=10_000)
+    code: str | None = Field(default=None, max_length=50)
+
+
+# The budget's commitment events and what each says about the contract term it is about.
+BUDGET_ANSWERS: dict[str, BudgetStatus] = {
+    "budget.commitment.committed": "committed",
+    "budget.commitment.requested": "pending_approval",
+    "budget.commitment.released": "released",
+    "budget.commitment.refused": "refused",
+}
+
+
 def _read(model: type[M], env: Envelope) -> M:
     try:
         return model.model_validate(env.data)
@@ -87,6 +106,23 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
             external_ref=data.external_ref,
         )
 
+    def budget_answer(status: BudgetStatus) -> Handler:
+        async def handle(uow: UnitOfWork, env: Envelope) -> None:
+            data = _read(CommitmentAnswer, env)
+            refused = status == "refused"
+            at = dt.datetime.fromisoformat(env.time)
+            await contracts.budget_said(
+                uow,
+                external_ref=data.external_ref,
+                status=status,
+                at=at if at.tzinfo else at.replace(tzinfo=dt.UTC),
+                refusal_id=data.refusal_id if refused else None,
+                reason=data.reason if refused else None,
+                code=data.code if refused else None,
+            )
+
+        return handle
+
     def outcome(kind: Kind) -> Handler:
         async def handle(uow: UnitOfWork, env: Envelope) -> None:
             data = _read(ReviewOutcome, env)
@@ -107,7 +143,11 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         return handle
 
     kinds: tuple[Kind, ...] = ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
-    return {**{f"workflow.instance.{kind}": outcome(kind) for kind in kinds}, "budget.actual.posted": actual}
+    return {
+        **{f"workflow.instance.{kind}": outcome(kind) for kind in kinds},
+        **{subject: budget_answer(status) for subject, status in BUDGET_ANSWERS.items()},
+        "budget.actual.posted": actual,
+    }
 
 
 def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:

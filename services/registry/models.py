@@ -127,6 +127,13 @@ class Contract(Base):
     milestone_days: Mapped[list[int] | None] = mapped_column(JSONType(), nullable=True)
     # When notice was given (a review decided to cancel): the current term runs out, nothing renews.
     notice_given_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What the budget last said about a term's commitment (budget.commitment.* events), and of which term.
+    budget_term: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    budget_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    budget_refusal_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    budget_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    budget_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
     __table_args__ = (
         CheckConstraint('"end" >= start', name="end_after_start"),

@@ -196,6 +196,19 @@ class CancelIn(Strict):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+BudgetStatus = Literal["committed", "pending_approval", "refused", "released"]
+
+
+class BudgetRefusal(BaseModel):
+    """The budget refused the term's commitment (budget.commitment.refused): retried at the budget's
+    POST /v1/refusals/{refusal_id}/retry once the line is funded; cleared when a commitment is made."""
+
+    refusal_id: str
+    reason: str = Field(description="the budget's words, e.g. the line's shortfall")
+    code: str = Field(description="conflict (no money, a closed month) or validation-error (no such line)")
+    refused_at: Timestamp
+
+
 class ContractOut(BaseModel):
     id: str
     tool_id: str
@@ -220,6 +233,14 @@ class ContractOut(BaseModel):
     updated_at: Timestamp
     notice_given_at: Timestamp | None = Field(
         default=None, description="when notice was given: the term runs out and does not renew"
+    )
+    budget_status: BudgetStatus | None = Field(
+        default=None,
+        description="what the budget last said about the current term's commitment (budget.commitment.* events): "
+        "committed, pending_approval, refused or released; null until it has said anything",
+    )
+    budget_refusal: BudgetRefusal | None = Field(
+        default=None, description="while budget_status is refused: why, and the refusal to retry at the budget"
     )
 
 

@@ -1,9 +1,10 @@
 """Routes of deliverables and suppliers.
 
-The requester (or mops, admins in the request's scope) adds deliverables, approves or sends back a
-delivery and cancels; the assignee (the owner of a team's deliverable, the `supplier` principals
-of a supplier's) accepts, starts and delivers (`deliverables`, `deliverable_states`). Mops and
-admins without dimension scopes register suppliers; a supplier's principal reads only its own.
+The requester (or mops, admins in the request's scope) adds deliverables, starts the review of a
+delivery (delivered -> in_review), approves or sends it back and cancels; the assignee (the owner
+of a team's deliverable, the `supplier` principals of a supplier's) accepts, starts and delivers
+(`deliverables`, `deliverable_states`). Mops and admins without dimension scopes register
+suppliers; a supplier's principal reads only its own.
 """
 
 from __future__ import annotations
@@ -159,6 +160,20 @@ async def deliver_deliverable(
     )
 
 
+@router.post("/deliverables/{deliverable_id}/review", response_model=DeliverableOut, responses=MOVED)
+async def review_deliverable(
+    deliverable_id: str,
+    body: Empty | None = None,
+    if_match: str | None = IfMatch,
+    p: Principal = Depends(writers),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    """The requester starts reviewing the delivery (delivered -> in_review): the assignee sees it is being
+    looked at; the SLA stays paused. Optional: approve and send-back also apply straight to a delivery."""
+    return await _act(rt, wf, p, deliverable_id, "review", if_match)
+
+
 @router.post("/deliverables/{deliverable_id}/approve", response_model=DeliverableOut, responses=MOVED)
 async def approve_deliverable(
     deliverable_id: str,
@@ -168,7 +183,7 @@ async def approve_deliverable(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    """The requester approves the delivery (delivered -> done)."""
+    """The requester approves the delivery (delivered | in_review -> done)."""
     return await _act(rt, wf, p, deliverable_id, "approve", if_match)
 
 
@@ -181,7 +196,7 @@ async def send_back_deliverable(
     rt: Runtime = Depends(get_runtime),
     wf: Workflow = Depends(domain),
 ) -> Response:
-    """The requester sends the delivery back with a reason (delivered -> in_progress): one more rework
+    """The requester sends the delivery back with a reason (delivered | in_review -> in_progress): one more rework
     round, the SLA runs again from the business time that was left."""
     return await _act(rt, wf, p, deliverable_id, "send_back", if_match, reason=body.reason)
 

@@ -1,11 +1,13 @@
-"""Files attached to a request, stored on disk (`Settings.attachments_dir`) under the attachment's
-id, at most `Settings.attachment_max_bytes` (25 MiB) each.
+"""Files attached to a request, at most `Settings.attachment_max_bytes` (25 MiB) each, kept by a
+`file_store.FileStore`: on disk (`Settings.attachments_dir`, the default) or in an S3-compatible
+bucket when configured, under the attachment's id.
 
-The body is streamed to a temporary file and counted as it arrives (413 once it passes the cap,
-nothing kept). Its content type must be one of `ALLOWED` (no HTML, SVG or script: 415) and agree
+The body is streamed to a staging file on disk and counted as it arrives (413 once it passes the
+cap, nothing kept). Its content type must be one of `ALLOWED` (no HTML, SVG or script: 415) and agree
 with the file's first bytes (a PDF starts with `%PDF-`, a PNG with its signature; text must be
-UTF-8), else 422 on `body`. The row and the file's final name are written in one unit of work;
-a failed transaction removes the file. Files are served as downloads only
+UTF-8), else 422 on `body`. Only then is it stored, whole, and its row written in the same unit of
+work: a store that fails writes no row (503), a row that fails (or a transaction that does not
+commit) removes the stored file again. Files are served as downloads only
 (`Content-Disposition: attachment`, `nosniff`, a sandboxing CSP), never inline.
 """
 
@@ -25,6 +27,7 @@ from sqlalchemy import insert, select
 
 from services.workflow import deliverables, store, work_requests
 from services.workflow.deliverable_states import FINISHED
+from services.workflow.file_store import FileStore
 from services.workflow.instances import new_id
 from services.workflow.models import attachments
 from services.workflow.request_schemas import AttachmentOut
@@ -171,33 +174,37 @@ async def add(
     got: Received,
     filename: str,
     content_type: str,
-    directory: Path,
+    files: FileStore,
 ) -> AttachmentOut:
-    """The attachment's row and history entry; the file moved to its final name (the caller's
-    transaction must remove it again if it does not commit)."""
+    """Store the checked file, then its row and history entry; a failed write removes the stored file
+    (the caller removes it too if its transaction does not commit)."""
     attachment_id = new_id()
-    row: dict[str, object] = {
-        "id": attachment_id,
-        "request_id": target.request_id,
-        "deliverable_id": target.deliverable_id,
-        "filename": filename,
-        "content_type": content_type,
-        "size": got.size,
-        "sha256": got.sha256,
-        "created_at": utcnow(),
-        "created_by": who.subject,
-    }
-    await uow.execute(insert(attachments).values(**row))
-    detail: dict[str, object] = {
-        "attachment_id": attachment_id,
-        "filename": filename,
-        "content_type": content_type,
-        "size": got.size,
-    }
-    if target.deliverable_id:
-        detail["deliverable_id"] = target.deliverable_id
-    await store.record(uow, target.instance_id, who.subject, "attached", detail=detail)
-    await asyncio.to_thread(os.replace, got.path, directory / attachment_id)
+    await files.put(attachment_id, got.path, content_type=content_type, size=got.size)
+    try:
+        row: dict[str, object] = {
+            "id": attachment_id,
+            "request_id": target.request_id,
+            "deliverable_id": target.deliverable_id,
+            "filename": filename,
+            "content_type": content_type,
+            "size": got.size,
+            "sha256": got.sha256,
+            "created_at": utcnow(),
+            "created_by": who.subject,
+        }
+        await uow.execute(insert(attachments).values(**row))
+        detail: dict[str, object] = {
+            "attachment_id": attachment_id,
+            "filename": filename,
+            "content_type": content_type,
+            "size": got.size,
+        }
+        if target.deliverable_id:
+            detail["deliverable_id"] = target.deliverable_id
+        await store.record(uow, target.instance_id, who.subject, "attached", detail=detail)
+    except BaseException:
+        await files.delete(attachment_id)
+        raise
     return AttachmentOut.model_validate(row)
 
 

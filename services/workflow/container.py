@@ -2,7 +2,8 @@
 
 Routes reach them through the `domain` dependency, handlers and timers through `runtime.domain`.
 Calendars and published definition versions never change, so their caches live as long as the
-process; `timers` is the service's durable timers table (SLA warnings and breaches).
+process; `timers` is the service's durable timers table (SLA warnings and breaches); `files` where
+attachments are stored (disk or S3-compatible, `file_store`), opened on startup.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from sqlalchemy import Table
 
 from services.workflow.calendar_store import Calendars
 from services.workflow.definitions import Definitions
+from services.workflow.file_store import FileStore, from_settings
 from shared.app import Runtime
 
 
 @dataclass(frozen=True)
 class Workflow:
     timers: Table
+    files: FileStore
     calendars: Calendars = field(default_factory=Calendars)
     definitions: Definitions = field(default_factory=Definitions)
 
 
 def build(runtime: Runtime) -> Workflow:
-    return Workflow(timers=runtime.infra.timers)
+    return Workflow(timers=runtime.infra.timers, files=from_settings(runtime.settings))
 
 
 async def domain(request: Request) -> Workflow:

@@ -1,5 +1,5 @@
 """What the service ships: the `default` calendar, the two definitions events start when no
-published definition matches them (`budget-approval`, `tool-renewal`), and the request types of
+published definition matches them (`budget-approval`, `budget-request`, `tool-renewal`), and the request types of
 `intake_forms` with their definitions. Created once, whatever the replicas: each is published as
 exactly version 1, and a racing replica's insert wins harmlessly.
 """
@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from services.workflow.calendar_store import create_calendar
 from services.workflow.container import Workflow
 from services.workflow.definitions import DEFAULT_CALENDAR, create_definition
-from services.workflow.events import ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE
+from services.workflow.events import ON_BUDGET_REQUEST, ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE
 from services.workflow.instances import SYSTEM
 from services.workflow.intake import create_request_type
 from services.workflow.intake_forms import REQUEST_DEFINITIONS, REQUEST_TYPES
@@ -36,6 +36,7 @@ DEFAULT_CALENDAR_DOC = CalendarIn(
     hours={d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
 )
 BUDGET_APPROVAL = "budget-approval"
+BUDGET_REQUEST = "budget-request"
 TOOL_RENEWAL = "tool-renewal"
 DEFAULT_DEFINITIONS: list[dict[str, Any]] = [
     {
@@ -50,6 +51,21 @@ DEFAULT_DEFINITIONS: list[dict[str, Any]] = [
                 "mode": "any",
                 "sla": {"business_hours": "8", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
                 "escalation": {"reassign_to_role": "mops"},
+            }
+        ],
+    },
+    {
+        "key": BUDGET_REQUEST,
+        "name": "Bottom-up budget request",
+        "description": "Shipped default: finance approves a line owner's requested amounts (approval allocates them).",
+        "trigger": {"event": ON_BUDGET_REQUEST.subject, "conditions": [], "priority": -1000},
+        "stages": [
+            {
+                "name": "Finance review",
+                "assignees": {"roles": ["finance"], "users": [], "scope_from_context": ["region"]},
+                "mode": "any",
+                "sla": {"business_hours": "40", "calendar": DEFAULT_CALENDAR, "warn_at": "0.75"},
+                "escalation": {"notify": ["admin", "finance"]},
             }
         ],
     },
@@ -70,7 +86,11 @@ DEFAULT_DEFINITIONS: list[dict[str, Any]] = [
     },
 ]
 # The definition an event starts when no published one matches it.
-FALLBACK = {ON_COMMITMENT_REQUESTED.subject: BUDGET_APPROVAL, ON_RENEWAL_DUE.subject: TOOL_RENEWAL}
+FALLBACK = {
+    ON_COMMITMENT_REQUESTED.subject: BUDGET_APPROVAL,
+    ON_BUDGET_REQUEST.subject: BUDGET_REQUEST,
+    ON_RENEWAL_DUE.subject: TOOL_RENEWAL,
+}
 
 
 async def ensure_defaults(runtime: Runtime, wf: Workflow) -> None:

@@ -1,7 +1,8 @@
 """Where the time went: deliverables done in a window, per supplier or per internal team and per
 period (ISO week or month of their completion): how many, how many on time, the on-time rate, the
 average lateness in business hours on the assignee's calendar (an on-time one counts 0), and the
-rework rounds; and the timeline of deliverables due in a window (`GET /v1/calendar`).
+rework rounds; and the timeline of deliverables due in a window with the budget's campaigns running
+in it (`GET /v1/calendar`).
 
 A deliverable is on time when its last delivery came by its due time (moved on by the time the
 clock was paused) and its SLA never breached.
@@ -14,9 +15,9 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from services.workflow import suppliers
+from services.workflow import campaigns, suppliers
 from services.workflow.container import Workflow
 from services.workflow.deliverable_schemas import (
     AssigneeReport,
@@ -24,6 +25,7 @@ from services.workflow.deliverable_schemas import (
     CalendarEntry,
     CalendarTimeline,
 )
+from services.workflow.models import campaigns as campaigns_table
 from services.workflow.models import deliverables, requests
 from services.workflow.models import suppliers as suppliers_table
 from shared.errors import Invalid
@@ -110,8 +112,9 @@ def _row(key: str, name: str, period: str, items: list[tuple[Mapping[Any, Any], 
 
 
 async def timeline(uow: UnitOfWork, who: Principal, *, start: dt.datetime, end: dt.datetime) -> CalendarTimeline:
-    """Deliverables due in [start, end) the caller may see: a supplier's its own, anyone else those it
-    owns or whose request it sees (the requester, or scopes covering the request's data)."""
+    """Deliverables due in [start, end) the caller may see (a supplier's its own, anyone else those it
+    owns or whose request it sees: the requester, or scopes covering the request's data) and the budget's
+    campaigns running in it (not for a supplier), in one timeline by time."""
     _window(start, end)
     q = (
         select(deliverables, requests.c.number, requests.c.requester, requests.c.data)
@@ -135,6 +138,14 @@ async def timeline(uow: UnitOfWork, who: Principal, *, start: dt.datetime, end: 
             request_number=r["number"],
             assignee=r["supplier_id"] or r["team"] or r["owner"],
         )
-        for r in rows[:MAX_ENTRIES]
+        for r in rows
     ]
-    return CalendarTimeline(**{"from": start, "to": end}, items=entries, truncated=len(rows) > MAX_ENTRIES)
+    entries += await campaigns.between(uow, who, start=start, end=end)
+    entries.sort(key=lambda e: (e.at, e.kind, e.id))
+    as_of = await uow.scalar(select(func.max(campaigns_table.c.as_of)))
+    return CalendarTimeline(
+        **{"from": start, "to": end},
+        items=entries[:MAX_ENTRIES],
+        truncated=len(entries) > MAX_ENTRIES,
+        campaigns_as_of=as_of,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Literal
 
@@ -75,8 +76,8 @@ class DeliverableOut(BaseModel):
     due_at: Timestamp
     warn_at: Timestamp | None
     sla_state: str | None = Field(
-        description="on_track | at_risk | breached while the assignee works; paused while delivered; met | breached"
-        " once done"
+        description="on_track | at_risk | breached while the assignee works; paused while delivered or in_review;"
+        " met | breached once done"
     )
     remaining_business_minutes: int | None
     rework_rounds: int
@@ -146,14 +147,29 @@ class AssigneeReport(BaseModel):
     rows: list[AssigneeReportRow]
 
 
+class CalendarCampaign(BaseModel):
+    code: str
+    plan_id: str
+    plan_name: str = Field(description="the budget plan that funds it")
+    starts_on: dt.date = Field(description="its first day")
+    ends_on: dt.date = Field(description="its last day")
+
+
 class CalendarEntry(BaseModel):
-    kind: Literal["deliverable"]
-    id: str
-    title: str
-    at: Timestamp = Field(description="when it is due")
-    status: Status
-    request_number: str
-    assignee: str | None
+    kind: Literal["deliverable", "campaign"]
+    id: str = Field(description="the deliverable's id, or the budget campaign's")
+    title: str = Field(description="the deliverable's or the campaign's name")
+    at: Timestamp = Field(description="a deliverable: when it is due; a campaign: the start of its first day (UTC)")
+    ends_at: Timestamp | None = Field(
+        default=None, description="a campaign: the end of its last day (UTC, exclusive); a deliverable: null"
+    )
+    status: str = Field(
+        description="a deliverable's status (open ... in_review, done, cancelled); a campaign's (planned, active,"
+        " completed, cancelled)"
+    )
+    request_number: str | None = Field(description="a deliverable's request; a campaign: null")
+    assignee: str | None = Field(description="a deliverable's supplier, team or owner; a campaign's owner")
+    campaign: CalendarCampaign | None = Field(default=None, description="a campaign's code, plan and days")
 
 
 class CalendarTimeline(BaseModel):
@@ -163,3 +179,8 @@ class CalendarTimeline(BaseModel):
     to: Timestamp
     items: list[CalendarEntry]
     truncated: bool = Field(description="more than 2000 entries: narrow the window")
+    campaigns_as_of: Timestamp | None = Field(
+        default=None,
+        description="the time of the newest budget campaign event applied (campaigns come from budget.campaign.*"
+        " events, so a campaign created a moment ago may not be here yet); null before any",
+    )

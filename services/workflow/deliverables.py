@@ -24,7 +24,7 @@ from services.workflow.calendars import HORIZON, BusinessCalendar, CalendarError
 from services.workflow.container import Workflow
 from services.workflow.definitions import hours
 from services.workflow.deliverable_schemas import DeliverableIn, DeliverableOut, DeliverablePage
-from services.workflow.deliverable_states import RUNNING, VERBS, Action, IllegalMove, State, part, step
+from services.workflow.deliverable_states import RUNNING, VERBS, WAITING, Action, IllegalMove, State, part, step
 from services.workflow.instances import new_id
 from services.workflow.models import attachments, definitions, deliverables, instances, requests
 from shared.db import utcnow
@@ -37,6 +37,7 @@ SPECS = {
     "accept": events.DELIVERABLE_ACCEPTED,
     "start": events.DELIVERABLE_STARTED,
     "deliver": events.DELIVERABLE_DELIVERED,
+    "review": events.DELIVERABLE_REVIEW_STARTED,
     "approve": events.DELIVERABLE_APPROVED,
     "send_back": events.DELIVERABLE_SENT_BACK,
     "cancel": events.DELIVERABLE_CANCELLED,
@@ -191,7 +192,9 @@ async def act(
     if part(action) == "assignee" and not is_assignee(row, who):
         raise Forbidden("Only the assignee (the owner, or the supplier's principals) accepts, starts and delivers.")
     if part(action) == "requester" and not _manages(who, await _request(uow, row)):
-        raise Forbidden("Only the requester (or mops, admins in the request's scope) approves, sends back, cancels.")
+        raise Forbidden(
+            "Only the requester (or mops, admins in the request's scope) reviews, approves, sends back, cancels."
+        )
     now = utcnow()
     values: dict[str, Any] = {"status": after.status, "rework_rounds": after.rework_rounds}
     values["version"] = row["version"] + 1
@@ -280,11 +283,12 @@ async def list_mine(
 
 
 def sla_state(row: Mapping[Any, Any], now: dt.datetime) -> str | None:
-    """While the assignee works: on_track | at_risk | breached; paused while delivered; met | breached once done."""
+    """While the assignee works: on_track | at_risk | breached; paused while it waits on the requester
+    (delivered, in_review); met | breached once done."""
     status = row["status"]
     if status == "cancelled":
         return None
-    if status == "delivered":
+    if status in WAITING:
         return "breached" if row["breached"] else "paused"
     if status == "done":
         late = row["breached"] or row["delivered_at"] is None or row["delivered_at"] > row["due_at"]
@@ -301,7 +305,7 @@ async def view(uow: UnitOfWork, row: Mapping[Any, Any], wf: Workflow, now: dt.da
     if row["status"] in RUNNING and abs(row["due_at"] - now) <= 2 * HORIZON:
         cal = await wf.calendars.get(uow, row["calendar"])
         remaining = math.floor(cal.between(now, row["due_at"]).total_seconds() / 60)
-    elif row["status"] == "delivered" and row["paused_remaining_seconds"] is not None:
+    elif row["status"] in WAITING and row["paused_remaining_seconds"] is not None:
         remaining = math.floor(row["paused_remaining_seconds"] / 60)
     return DeliverableOut.model_validate(
         {**row, "sla_state": sla_state(row, now), "remaining_business_minutes": remaining}

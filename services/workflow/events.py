@@ -1,5 +1,5 @@
 """The workflow's event contract: every subject it publishes, the model of each event's `data`,
-and what it consumes (budget's commitment requests, registry's renewals due).
+and what it consumes (budget's commitment requests and campaigns, registry's renewals due).
 
 Consumers (KPI's SLA attainment, budget's decisions, a notifier) import this module to read
 workflow events, so it imports only pydantic and shared. Model names carry the service's name:
@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
+from services.budget.events import CAMPAIGN_CREATED as BUDGET_CAMPAIGN_CREATED
 from services.budget.events import COMMITMENT_REQUESTED as BUDGET_COMMITMENT_REQUESTED
+from services.budget.events import REQUEST_SUBMITTED as BUDGET_REQUEST_SUBMITTED
 from services.registry.events import RENEWAL_DUE as REGISTRY_RENEWAL_DUE
 from shared.contracts import Catalogue, Consumed, EventData, EventSpec
 
@@ -60,6 +62,10 @@ class WorkflowInstanceFinished(WorkflowInstance):
     cycle_time_business_hours: float = Field(description="business hours on the definition's calendar")
     cycle_time_hours: float = Field(description="wall-clock hours")
     sla_met: bool = Field(description="no stage breached its SLA")
+    decided_by: str | None = Field(
+        default=None, description="who gave the last approval, rejected or cancelled it (null: an automatic end)"
+    )
+    comment: str | None = Field(default=None, description="the comment given with that decision")
 
 
 class WorkflowAssignees(EventData):
@@ -132,7 +138,7 @@ class WorkflowDeliverableRef(EventData):
 
 
 class WorkflowDeliverable(WorkflowDeliverableRef):
-    status: Literal["open", "accepted", "in_progress", "delivered", "done", "cancelled"]
+    status: Literal["open", "accepted", "in_progress", "delivered", "in_review", "done", "cancelled"]
     rework_rounds: int = Field(description="how many times the requester sent a delivery back")
     actor: str
     reason: str | None = Field(description="why a delivery was sent back (or cancelled)")
@@ -193,8 +199,15 @@ DELIVERABLE_STARTED = EventSpec("workflow.deliverable.started", WorkflowDelivera
 DELIVERABLE_DELIVERED = EventSpec(
     "workflow.deliverable.delivered", WorkflowDeliverable, "The assignee delivered: the SLA pauses for review"
 )
+DELIVERABLE_REVIEW_STARTED = EventSpec(
+    "workflow.deliverable.review_started",
+    WorkflowDeliverable,
+    "The requester started reviewing the delivery (delivered -> in_review): the SLA stays paused",
+)
 DELIVERABLE_APPROVED = EventSpec(
-    "workflow.deliverable.approved", WorkflowDeliverable, "The requester approved the delivery: done"
+    "workflow.deliverable.approved",
+    WorkflowDeliverable,
+    "The requester approved the delivery (delivered or in_review): done",
 )
 DELIVERABLE_SENT_BACK = EventSpec(
     "workflow.deliverable.sent_back",
@@ -217,6 +230,7 @@ DELIVERABLE_EVENTS: tuple[EventSpec[Any], ...] = (
     DELIVERABLE_ACCEPTED,
     DELIVERABLE_STARTED,
     DELIVERABLE_DELIVERED,
+    DELIVERABLE_REVIEW_STARTED,
     DELIVERABLE_APPROVED,
     DELIVERABLE_SENT_BACK,
     DELIVERABLE_CANCELLED,
@@ -237,7 +251,14 @@ INSTANCE_EVENTS: dict[str, EventSpec[Any]] = {
 ON_COMMITMENT_REQUESTED = Consumed(
     BUDGET_COMMITMENT_REQUESTED.subject, "Starts the matching approval definition (shipped: budget-approval)"
 )
+ON_BUDGET_REQUEST = Consumed(
+    BUDGET_REQUEST_SUBMITTED.subject,
+    "Starts the matching approval of a bottom-up budget request (shipped: budget-request)",
+)
 ON_RENEWAL_DUE = Consumed(REGISTRY_RENEWAL_DUE.subject, "Starts the matching renewal review (shipped: tool-renewal)")
+ON_CAMPAIGN_CREATED = Consumed(
+    BUDGET_CAMPAIGN_CREATED.subject, "Remembers the campaign's dates, status and plan for GET /v1/calendar"
+)
 
 CATALOGUE = Catalogue(
     "workflow",
@@ -256,6 +277,6 @@ CATALOGUE = Catalogue(
         REQUEST_COMMENTED,
         *DELIVERABLE_EVENTS,
     ),
-    consumes=(ON_COMMITMENT_REQUESTED, ON_RENEWAL_DUE),
+    consumes=(ON_COMMITMENT_REQUESTED, ON_BUDGET_REQUEST, ON_RENEWAL_DUE, ON_CAMPAIGN_CREATED),
     title="Workflow",
 )

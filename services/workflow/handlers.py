@@ -1,5 +1,6 @@
-"""What the workflow does on events and timers: a budget commitment request or a renewal falling due
-starts the best matching definition (or the shipped default); SLA timers warn and breach.
+"""What the workflow does on events and timers: a budget commitment request, a bottom-up budget request or
+a renewal falling due starts the best matching definition (or the shipped default); a budget campaign's
+event updates the campaigns the calendar shows (`campaigns`); SLA timers warn and breach.
 
 Each event handler runs inside the consumer's transaction with the inbox row, so a redelivered
 event starts no second instance. Each first checks what it takes from the event (`event_data`) and
@@ -12,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from services.registry.events import RENEWAL_DUE
-from services.workflow import deliverable_sla, lifecycle, sla
+from services.workflow import campaigns, deliverable_sla, lifecycle, sla
 from services.workflow.container import Workflow
 from services.workflow.defaults import FALLBACK
 from services.workflow.definitions import get_definition, match_definition
-from services.workflow.events import ON_COMMITMENT_REQUESTED
+from services.workflow.events import ON_BUDGET_REQUEST, ON_CAMPAIGN_CREATED, ON_COMMITMENT_REQUESTED
 from services.workflow.schemas import field_name, json_problems
 from shared.app import Runtime
 from shared.consumer import Handler
@@ -45,6 +46,18 @@ class BudgetCommitmentRequested(EventData):
 COMMITMENT_REQUESTED_DATA = EventSpec(
     ON_COMMITMENT_REQUESTED.subject, BudgetCommitmentRequested, ON_COMMITMENT_REQUESTED.summary
 )
+
+
+class BudgetRequestSubmitted(EventData):
+    """What workflow reads of budget's `budget.request.submitted` (tolerant, as for commitments): the
+    request is the instance's subject; every field lands in the context as it came."""
+
+    request_id: str | int | None = None
+    requested_by: str | None = None
+    dimensions: dict[str, Any] | None = None
+
+
+BUDGET_REQUEST_DATA = EventSpec(ON_BUDGET_REQUEST.subject, BudgetRequestSubmitted, ON_BUDGET_REQUEST.summary)
 
 
 def event_data(
@@ -124,13 +137,27 @@ def handlers(runtime: Runtime) -> dict[str, Handler]:
         subject = {"type": "commitment", "id": str(request.commitment_id or env.subject_id), "service": "budget"}
         await start_for(uow, wf, env, commitment_context(data), subject, request.requested_by or "service:budget")
 
+    async def budget_request(uow: UnitOfWork, env: Envelope) -> None:
+        data = event_data(env, objects=("dimensions",), texts=("requested_by",), ids=("request_id",))
+        request = BUDGET_REQUEST_DATA.read(data)
+        subject = {"type": "budget_request", "id": str(request.request_id or env.subject_id), "service": "budget"}
+        await start_for(uow, wf, env, commitment_context(data), subject, request.requested_by or "service:budget")
+
     async def renewal_due(uow: UnitOfWork, env: Envelope) -> None:
         data = event_data(env, ids=("contract_id",))
         renewal = RENEWAL_DUE.read(data)
         subject = {"type": "contract", "id": renewal.contract_id or env.subject_id, "service": "registry"}
         await start_for(uow, wf, env, dict(data), subject, "service:registry")
 
-    return {ON_COMMITMENT_REQUESTED.subject: commitment_requested, RENEWAL_DUE.subject: renewal_due}
+    async def campaign_changed(uow: UnitOfWork, env: Envelope) -> None:
+        await campaigns.remember(uow, env)
+
+    return {
+        ON_COMMITMENT_REQUESTED.subject: commitment_requested,
+        ON_BUDGET_REQUEST.subject: budget_request,
+        RENEWAL_DUE.subject: renewal_due,
+        ON_CAMPAIGN_CREATED.subject: campaign_changed,
+    }
 
 
 def timer_handlers(runtime: Runtime) -> dict[str, TimerHandler]:

@@ -18,7 +18,12 @@ async def on_startup(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     await use_batched_scheduler(runtime, settings.timer_poll_seconds)
+    await runtime.domain.files.start()
     await ensure_defaults(runtime, runtime.domain)
+
+
+async def on_shutdown(runtime: Runtime) -> None:
+    await runtime.domain.files.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handlers=handlers.handlers,
         timers=handlers.timer_handlers,
         on_startup=on_startup,
+        on_shutdown=on_shutdown,
         build=container.build,
         catalogue=CATALOGUE,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -220,7 +221,7 @@ deliverables = Table(
     Column("team", String(100), nullable=True),
     Column("supplier_id", String(36), nullable=True),
     Column("sla_kind", String(30), nullable=False, server_default="ola"),  # ola | underpinning_contract
-    # open -> accepted -> in_progress -> delivered -> done; delivered -> in_progress (sent back); -> cancelled
+    # open -> accepted -> in_progress -> delivered (-> in_review) -> done; back to in_progress (sent back); -> cancelled
     Column("status", String(20), nullable=False),
     Column("calendar", String(100), nullable=False),
     Column("business_hours", String(20), nullable=True),
@@ -289,3 +290,22 @@ attachments = Table(
     Column("created_by", String(200), nullable=False),
 )
 Index("ix_attachments_request", attachments.c.request_id, attachments.c.created_at)
+
+# The budget's campaigns as the workflow knows them from `budget.campaign.*` events (a projection, for
+# GET /v1/calendar): their dates, status and plan. `as_of` is the time of the event last applied, so
+# an older event arriving late changes nothing.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plan_id", String(36), nullable=False),
+    Column("plan_name", String(200), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("status", String(20), nullable=False),  # planned | active | completed | cancelled
+    Column("owner", String(200), nullable=True),
+    Column("as_of", UTCDateTime, nullable=False),
+)
+Index("ix_campaigns_dates", campaigns.c.starts_on, campaigns.c.ends_on)

@@ -199,6 +199,13 @@ async def publish_instance(uow: UnitOfWork, inst: Instance, what: str) -> None:
             cycle_time_hours=round(wall / 3600, 4),
             sla_met=bool(inst.sla_met),
         )
+        if what in ("approved", "rejected", "cancelled"):  # who did it and why: the step that finished it
+            q = select(history.c.actor, history.c.comment).where(
+                history.c.instance_id == inst.id, history.c.action == what
+            )
+            step = (await uow.execute(q.order_by(history.c.seq.desc()).limit(1))).first()
+            if step is not None:
+                data.update(decided_by=step.actor, comment=step.comment)
     await uow.publish(events.INSTANCE_EVENTS[what], inst.id, data, correlation_id=inst.correlation_id)
 
 

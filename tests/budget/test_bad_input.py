@@ -63,7 +63,7 @@ async def test_draft_plan_refuses_postings(budget):
     ln = await budget.line(plan["id"], "L")
     body = problem(
         await budget.c.post(
-            "/v1/allocations",
+            "/v1/commitments",  # a draft takes allocations (its budget being built), nothing else
             headers=ADMIN,
             json={"line_id": ln["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"},
         ),

@@ -90,6 +90,12 @@ def money(line: str, **extra) -> Callable[[World], dict]:
     }
 
 
+def ask(w: World, *lines: str) -> dict:
+    """A bottom-up request for 10.00 on each line in 2027-04."""
+    items = [{"line_id": getattr(w, ln)["id"], "period": "2027-04", "amount": "10.00"} for ln in lines]
+    return {"plan_id": w.plan["id"], "currency": "EUR", "justification": "more", "items": items}
+
+
 PLAN_LINES = lambda w: f"/v1/plans/{w.plan['id']}/lines"  # noqa: E731
 OUT_OF_SCOPE: list[tuple[str, Request, int]] = [
     (
@@ -167,6 +173,9 @@ OUT_OF_SCOPE: list[tuple[str, Request, int]] = [
         post(lambda w: "/v1/allocations", money("noreg"), headers=NONE_SCOPE),
         403,
     ),
+    ("bottom-up request for APAC", post(lambda w: "/v1/requests", lambda w: ask(w, "apac")), 403),
+    ("bottom-up request for EMEA and APAC", post(lambda w: "/v1/requests", lambda w: ask(w, "emea", "apac_x")), 403),
+    ("bottom-up request for the line without a region", post(lambda w: "/v1/requests", lambda w: ask(w, "noreg")), 403),
 ]
 
 
@@ -194,6 +203,7 @@ async def test_patching_a_plan_needs_an_unscoped_principal(budget):
 IN_SCOPE: list[tuple[str, Request, int]] = [
     ("line under EMEA", post(PLAN_LINES, lambda w: {"code": "EMEA-WEB", "name": "Web", "parent_code": "EMEA"}), 201),
     ("allocation to EMEA", post(lambda w: "/v1/allocations", money("emea")), 201),
+    ("bottom-up request for EMEA lines", post(lambda w: "/v1/requests", lambda w: ask(w, "emea", "emea2")), 201),
     (
         "transfer inside EMEA",
         post(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from tests.budget.conftest import ADMIN, FINANCE, Budget, problem
 
@@ -13,12 +14,14 @@ pytestmark = pytest.mark.db
 
 
 async def _plan(budget: Budget) -> tuple[dict, dict, dict]:
-    plan = await budget.plan()
+    """A plan whose budget (2,500.00) is built in the draft and locked at activation, 300.00 spent."""
+    plan = await budget.plan(activate=False)
     search = await budget.line(plan["id"], "SEARCH", channel="search")
     events = await budget.line(plan["id"], "EVENTS", channel="events")
     await budget.allocate(search["id"], "1000.00", period="2027-01")
     await budget.allocate(search["id"], "1000.00", period="2027-02")
     await budget.allocate(events["id"], "500.00", period="2027-01")
+    plan = await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
     actual = {"line_id": search["id"], "period": "2027-01", "amount": "300.00", "currency": "EUR"}
     await budget.ok("POST", "/v1/actuals", 201, json=actual)
     return plan, search, events
@@ -36,7 +39,7 @@ async def test_a_forecast_takes_actuals_to_date_and_the_variance_compares_it(bud
     )
     assert (fc["kind"], fc["seq"], fc["as_of"], fc["source"], fc["status"]) == (
         "forecast",
-        1,
+        2,  # version 1 is the budget locked at activation
         "2027-01",
         "budget",
         "open",
@@ -56,15 +59,15 @@ async def test_a_forecast_takes_actuals_to_date_and_the_variance_compares_it(bud
     v = await budget.ok(
         "GET", f"/v1/plans/{plan['id']}/variance?compare=budget,forecast:latest,actual&group_by=channel"
     )
-    assert v["compare"] == ["budget", "forecast:1", "actual"] and v["group_by"] == "channel"
+    assert v["compare"] == ["budget", "forecast:2", "actual"] and v["group_by"] == "channel"
     by = {g["group"]: g for g in v["items"]}
-    assert by["search"]["total"]["figures"] == {"budget": "2000.00", "forecast:1": "1500.00", "actual": "300.00"}
+    assert by["search"]["total"]["figures"] == {"budget": "2000.00", "forecast:2": "1500.00", "actual": "300.00"}
     assert by["search"]["total"]["variances"] == [
-        {"of": "forecast:1", "against": "budget", "absolute": "-500.00", "percent": "-25.00"},
+        {"of": "forecast:2", "against": "budget", "absolute": "-500.00", "percent": "-25.00"},
         {"of": "actual", "against": "budget", "absolute": "-1700.00", "percent": "-85.00"},
     ]
     feb = next(p for p in by["search"]["periods"] if p["period"] == "2027-02")
-    assert feb["variances"][0] == {"of": "forecast:1", "against": "budget", "absolute": "200.00", "percent": "20.00"}
+    assert feb["variances"][0] == {"of": "forecast:2", "against": "budget", "absolute": "200.00", "percent": "20.00"}
     assert v["total"]["figures"]["budget"] == "2500.00"
     march = next(p for p in by["events"]["periods"] if p["period"] == "2027-03")
     assert march["variances"][0]["percent"] is None  # nothing budgeted: no percentage
@@ -105,9 +108,9 @@ async def test_a_scenario_is_promoted_to_the_latest_forecast_and_by_an_admin_to_
     again = await budget.c.post(f"{url}/{sc['id']}/promote", headers=FINANCE, json={"to": "forecast"})
     assert "promoted already" in problem(again, 409)["detail"]
     listed = (await budget.ok("GET", url))["items"]
-    assert [(v["kind"], v["seq"]) for v in listed] == [("scenario", 1), ("forecast", 2)]
+    assert [(v["kind"], v["seq"]) for v in listed] == [("budget", 1), ("scenario", 2), ("forecast", 3)]
     v = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=budget,forecast:latest")
-    assert v["compare"] == ["budget", "forecast:2"]
+    assert v["compare"] == ["budget", "forecast:3"]
 
     cut = {"line_id": search["id"], "period": "2027-01", "amount": "100.00", "currency": "EUR"}
     greedy = await budget.ok(
@@ -175,3 +178,77 @@ async def test_phasing_spreads_evenly_by_weights_and_by_last_years_seasonality(b
     fresh = await budget.line(plan["id"], "SOCIAL")
     r = await budget.c.post("/v1/phasing", headers=FINANCE, json={**body, "line_id": fresh["id"]})
     assert problem(r, 422)["errors"][0]["field"] == "line_id"
+
+
+async def test_the_budget_is_locked_at_activation_and_only_an_admins_promotion_replaces_it(budget):
+    plan, search, events = await _plan(budget)
+    url = f"/v1/plans/{plan['id']}/versions"
+    [locked] = (await budget.ok("GET", url))["items"]
+    assert (locked["kind"], locked["seq"], locked["status"], locked["source"]) == ("budget", 1, "locked", "activation")
+    assert locked["total"] == "2500.00"
+    await budget.allocate(search["id"], "700.00", period="2027-02")  # the working figures move; the budget not
+    v = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=budget,allocated&group_by=channel")
+    by = {g["group"]: g for g in v["items"]}
+    assert by["search"]["total"]["figures"] == {"budget": "2000.00", "allocated": "2700.00"}
+    assert by["search"]["total"]["variances"][0]["percent"] == "35.00"
+    assert (await budget.ok("GET", f"{url}/{locked['id']}"))["total"] == "2500.00"
+
+    edit = {"line_id": search["id"], "period": "2027-01", "amount": "1.00", "currency": "EUR"}
+    frozen = await budget.c.put(f"{url}/{locked['id']}/amounts", headers=ADMIN, json={"amounts": [edit]})
+    assert "locked" in problem(frozen, 409)["detail"]
+    again = await budget.c.post(f"{url}/{locked['id']}/promote", headers=ADMIN, json={"to": "budget"})
+    assert "promote a scenario" in problem(again, 409)["detail"]
+
+    grow = {**edit, "period": "2027-03", "amount": "900.00"}
+    sc = await budget.ok(
+        "POST", url, 201, headers=FINANCE, json={"kind": "scenario", "name": "Q1 push", "amounts": [grow]}
+    )
+    assert sc["source"] == "budget" and sc["total"] == "3400.00"  # a copy of the locked budget, not the ledger
+    r = await budget.c.post(f"{url}/{sc['id']}/promote", headers=FINANCE, json={"to": "budget"})
+    problem(r, 403)
+    assert [x["status"] for x in (await budget.ok("GET", url))["items"]] == ["locked", "open"]
+    done = await budget.ok("POST", f"{url}/{sc['id']}/promote", headers=ADMIN, json={"to": "budget"})
+    listed = (await budget.ok("GET", url))["items"]
+    assert [(x["kind"], x["seq"], x["status"]) for x in listed] == [
+        ("budget", 1, "superseded"),
+        ("scenario", 2, "promoted"),
+        ("budget", 3, "locked"),
+    ]
+    assert done["promoted_version_id"] == listed[2]["id"] and listed[2]["source"] == sc["id"]
+    assert listed[2]["created_by"] == "dana" and listed[2]["total"] == "3400.00"
+    v = await budget.ok(
+        "GET", f"/v1/plans/{plan['id']}/variance?compare=budget:{locked['id']},budget,allocated&from=2027-02&to=2027-03"
+    )
+    assert v["compare"] == ["budget:1", "budget", "allocated"]
+    assert v["total"]["figures"] == {"budget:1": "1000.00", "budget": "1900.00", "allocated": "1900.00"}
+    # the promotion posted what took the working allocations to the scenario's (2027-02: 1700.00 -> 1000.00)
+    assert (await budget.balance(search["id"], "2027-02", "2027-02"))["allocated"] == "1000.00"
+    async with budget.runtime.transaction(readonly=True) as s:
+        audit = budget.runtime.infra.audit
+        rows = (await s.execute(select(audit.c.action).where(audit.c.action == "budget.version.locked"))).all()
+    assert len(rows) == 2
+
+
+async def test_a_draft_builds_its_budget_with_allocations_and_nothing_else(budget):
+    plan = await budget.plan(activate=False)
+    ln = await budget.line(plan["id"], "L")
+    await budget.allocate(ln["id"], "100.00")
+    spend = {"line_id": ln["id"], "period": "2027-03", "amount": "1.00", "currency": "EUR"}
+    assert "draft" in problem(await budget.c.post("/v1/commitments", headers=ADMIN, json=spend), 409)["detail"]
+    assert "draft" in problem(await budget.c.post("/v1/actuals", headers=ADMIN, json=spend), 409)["detail"]
+    move = await budget.c.patch(
+        f"/v1/plans/{plan['id']}", headers={**ADMIN, "If-Match": f'"{plan["version"]}"'}, json={"fiscal_year_start": 4}
+    )
+    assert problem(move, 409)["errors"][0]["field"] == "fiscal_year_start"
+    assert (await budget.balance(ln["id"]))["allocated"] == "100.00"
+    draft = await budget.ok("GET", f"/v1/plans/{plan['id']}/variance?compare=budget,allocated")
+    assert draft["total"]["figures"] == {"budget": "100.00", "allocated": "100.00"}  # a draft's budget: its ledger
+    assert (await budget.ok("GET", f"/v1/plans/{plan['id']}/versions"))["items"] == []
+    sheet = "code,name,period,amount\nL,L,2027-04,50.00\nM,Media,2027-04,25.00\n"  # the spreadsheet builds it too
+    r = await budget.c.post(
+        f"/v1/plans/{plan['id']}/import", content=sheet.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
+    )
+    assert r.status_code == 200 and r.json()["allocations_posted"] == 2, r.text
+    await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
+    [locked] = (await budget.ok("GET", f"/v1/plans/{plan['id']}/versions"))["items"]
+    assert (locked["kind"], locked["total"]) == ("budget", "175.00")

@@ -59,6 +59,9 @@ def test_request_approval_deliverables_delivery_review_and_report(cluster: Clust
     r = marketer.post(f"{base}/send-back", json={"reason": "Logo too small"})
     assert r.json()["rework_rounds"] == 1 and r.json()["status"] == "in_progress", r.text
     assert acme.post(f"{base}/deliver", json={"link": "https://files.acme.example/v2.pdf"}).status_code == 200
+    assert acme.post(f"{base}/review", json={}).status_code == 403  # the gateway: the requester's part
+    r = marketer.post(f"{base}/review", json={})
+    assert r.json()["status"] == "in_review" and r.json()["sla_state"] == "paused", r.text
     done = marketer.post(f"{base}/approve", json={}).json()
     assert done["status"] == "done" and done["sla_state"] == "met"
 
@@ -67,6 +70,7 @@ def test_request_approval_deliverables_delivery_review_and_report(cluster: Clust
     assert page["comments"][0]["mentions"] == ["maria"]
     actions = [h["action"] for h in page["history"]]
     assert actions.count("deliverable_delivered") == 2 and "deliverable_sent_back" in actions
+    assert "deliverable_review_started" in actions
 
     today = dt.datetime.now(dt.UTC).date()
     window = {"from": today.isoformat(), "to": (today + dt.timedelta(days=1)).isoformat()}

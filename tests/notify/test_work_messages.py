@@ -142,11 +142,10 @@ async def test_deliverables_reach_the_assignee_and_the_requester(app, api, bus, 
     await bus.publish("workflow.deliverable.delivered", deliverable(d1, rid, **done), d1)
     back = {**team, "status": "in_progress", "rework_rounds": 1, "reason": "Logo too small on the banner"}
     await bus.publish("workflow.deliverable.sent_back", deliverable(d1, rid, **back), d1)
-    await bus.publish("workflow.deliverable.started", deliverable(d1, rid, **team, actor="olga"), d1)  # nobody told
     late = {**team, "status": "delivered", "actor": "olga", "link": "https://files.example.com/x.pdf"}
     await bus.publish("workflow.deliverable.delivered", deliverable(d4, unknown_rid, **late), d4)
 
-    await eventually(lambda: handled(app, 11), timeout=20)
+    await eventually(lambda: handled(app, 10), timeout=20)
     await redelivered_tells_nobody(app, breach, work_messages.deliverable)
     assert await told(app) == {
         ("olga", "deliverable_assigned"),
@@ -274,3 +273,61 @@ async def test_an_anomaly_reaches_the_metrics_owner_once(app, api, bus, smtp):
     assert ola["Subject"] == "Unusual leads on 2027-03-29 (channel=search): below its usual range"
     text = ola.get_body(("plain",)).get_content()
     assert "Observed: 3" in text and "40 (range 31 to 49)" in text and "/kpi/v1/anomalies?metric=leads" in text
+
+
+async def test_accepted_started_approved_and_cancelled_reach_the_other_side(app, api, bus, smtp):
+    """The requester hears the assignee took the work on and started; the assignee hears the approval
+    (on time or how late); a cancellation reaches both sides; whoever acted is never told; an unknown
+    deliverable verb (review_started) tells nobody."""
+    await add_person(api, "rita", roles=["marketer"])  # the requester
+    await add_person(api, "olga", roles=["marketer"], team="design")  # acts for the team
+    await add_person(api, "dan", roles=["marketer"], team="design")
+    await add_person(api, "sam", roles=["supplier"], scopes=["supplier:s1"])
+    await add_person(api, "mo", roles=["mops"])
+    rid = str(uuid.uuid4())
+    d1, d2 = str(uuid.uuid4()), str(uuid.uuid4())
+    await bus.publish("workflow.request.submitted", submitted(rid), rid)
+    team = {"team": "design", "owner": "olga"}
+    acme = {"supplier_id": "s1", "sla_kind": "underpinning_contract", "name": "Print run"}
+    await bus.publish(
+        "workflow.deliverable.accepted", deliverable(d1, rid, **team, status="accepted", actor="olga"), d1
+    )
+    await bus.publish(
+        "workflow.deliverable.started", deliverable(d2, rid, **acme, status="in_progress", actor="sam"), d2
+    )
+    await bus.publish(
+        "workflow.deliverable.review_started", deliverable(d1, rid, **team, status="in_review", actor="rita"), d1
+    )
+    approved = deliverable(
+        d1, rid, **team, status="done", actor="rita", rework_rounds=2, on_time=False, lateness_business_hours=3.5
+    )
+    env = await bus.publish("workflow.deliverable.approved", approved, d1)
+    await bus.publish(
+        "workflow.deliverable.cancelled", deliverable(d2, rid, **acme, status="cancelled", actor="mo"), d2
+    )
+
+    await eventually(lambda: handled(app, 6), timeout=20)
+    await redelivered_tells_nobody(app, env, work_messages.deliverable)
+    assert await told(app) == {
+        ("rita", "deliverable_accepted"),  # olga accepted: she is not told of her own act
+        ("rita", "deliverable_started"),
+        ("olga", "deliverable_approved"),  # the team's owner and members; rita approved, so not her
+        ("dan", "deliverable_approved"),
+        ("rita", "deliverable_cancelled"),  # mops cancelled: the requester and the supplier hear
+        ("sam", "deliverable_cancelled"),
+    }
+    await eventually(lambda: len(smtp.sink.messages) >= 6, timeout=20)
+    mails = smtp.sink.parsed()
+    assert len(mails) == 6
+
+    def mail(to: str, starts: str):
+        (m,) = [m for m in mails if m["To"].startswith(to) and m["Subject"].startswith(starts)]
+        return m, m.get_body(("plain",)).get_content()
+
+    m, text = mail("Olga", "Approved: Key visual")
+    assert "REQ-2027-000001 Spring campaign" in m["Subject"]
+    assert "no, 3.5 business hours late" in text and "Approved by" in text and f"/workflow/v1/deliverables/{d1}" in text
+    m, text = mail("Rita", "Work started: Print run")
+    assert "sam" in text
+    m, text = mail("Sam", "Cancelled: Print run")
+    assert "Cancelled by" in text and "mo" in text

@@ -310,7 +310,8 @@ async def test_a_late_renew_is_reported_and_does_not_renew_twice(new_db, own_nat
 async def test_events_of_other_subjects_change_nothing_and_bad_ones_are_refused(api, app):
     handlers = app.state.runtime.consumer.handlers
     kinds = ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")
-    assert set(handlers) == {*(f"workflow.instance.{k}" for k in kinds), "budget.actual.posted"}
+    answers = {f"budget.commitment.{k}" for k in ("committed", "requested", "released", "refused")}
+    assert set(handlers) == {*(f"workflow.instance.{k}" for k in kinds), "budget.actual.posted", *answers}
     other = {"instance_id": "i-1", "subject": {"type": "commitment", "id": "c-1", "service": "budget"}, "surprise": 1}
     env = Envelope(type="workflow.instance.approved", source="workflow", subject_id="i-1", data=other)
     async with app.state.runtime.unit_of_work() as uow:

@@ -38,7 +38,7 @@ async def test_shipped_defaults_exist_once_after_startup(wf):
     assert renewal["stages"][0]["sla"]["deadline_from_context"] == "notice_deadline"
     await ensure_defaults(wf.runtime, wf.runtime.domain)  # a second replica starting: no duplicates
     listed = await wf.ok("GET", "/v1/definitions", ANALYST)
-    shipped = {"budget-approval", "tool-renewal", *(d["key"] for d in REQUEST_DEFINITIONS)}
+    shipped = {"budget-approval", "budget-request", "tool-renewal", *(d["key"] for d in REQUEST_DEFINITIONS)}
     assert sorted((d["key"], d["version"]) for d in listed["items"]) == [(k, 1) for k in sorted(shipped)]
     types = await wf.ok("GET", "/v1/request-types", ANALYST)
     assert [(t["key"], t["version"]) for t in types["items"]] == [
@@ -413,7 +413,7 @@ async def test_replicas_starting_together_ship_the_defaults_once(db_url):
     try:
         h = Harness(apps[0], db_url)
         listed = await h.ok("GET", "/v1/definitions", ANALYST)
-        shipped = {"budget-approval", "tool-renewal", *(d["key"] for d in REQUEST_DEFINITIONS)}
+        shipped = {"budget-approval", "budget-request", "tool-renewal", *(d["key"] for d in REQUEST_DEFINITIONS)}
         assert sorted((d["key"], d["version"]) for d in listed["items"]) == [(k, 1) for k in sorted(shipped)]
         types = (await h.ok("GET", "/v1/request-types", ANALYST))["items"]
         assert [(t["key"], t["version"]) for t in types] == [(d["key"], 1) for d in REQUEST_TYPES]

@@ -171,3 +171,56 @@ async def test_a_rejected_or_cancelled_request_takes_no_new_deliverables(wf):
     r = await wf.call("POST", f"/v1/requests/{req['id']}/deliverables", MARKETER, body)
     assert r.status_code == 409 and "cancelled" in r.json()["detail"], r.text
     assert (await wf.ok("GET", f"/v1/requests/{req['id']}/deliverables", MARKETER))["items"] == []
+
+
+async def test_the_requester_reviews_a_delivery_in_its_own_state_with_the_clock_paused(wf):
+    req = await a_request(wf)
+    d = await wf.ok(
+        "POST",
+        f"/v1/requests/{req['id']}/deliverables",
+        MARKETER,
+        {"name": "Hero", "owner": "olga", "business_hours": "8"},
+        status=201,
+    )
+
+    async def move(as_, action, code=200, body=None):
+        r = await wf.call("POST", f"/v1/deliverables/{d['id']}/{action}", as_, body or {})
+        assert r.status_code == code, r.text
+        return r.json()
+
+    await move(MARKETER, "review", 409)  # nothing delivered yet
+    await move(OWNER, "start")
+    delivered = await move(OWNER, "deliver", body={"link": "https://drive.example/hero"})
+    await move(OWNER, "review", 403)  # the assignee does not review its own delivery
+    await move(APPROVER_US, "review", 404)
+    reviewing = await move(MARKETER, "review")
+    assert reviewing["status"] == "in_review" and reviewing["sla_state"] == "paused"
+    assert reviewing["remaining_business_minutes"] == delivered["remaining_business_minutes"]
+    assert reviewing["due_at"] == delivered["due_at"]
+    assert await timers_of(wf, d["id"]) == {"cancelled": 2}  # paused on delivery; the review arms nothing
+    await move(MARKETER, "review", 409)  # once
+    await move(OWNER, "deliver", 409)
+    mine = await wf.ok("GET", "/v1/deliverables", OWNER, params={"assignee": "me", "status": "in_review"})
+    assert [i["id"] for i in mine["items"]] == [d["id"]]
+    back = await move(MARKETER, "send-back", body={"reason": "colours"})
+    assert back["status"] == "in_progress" and back["rework_rounds"] == 1 and back["sla_state"] == "on_track"
+    assert await timers_of(wf, d["id"]) == {"cancelled": 2, "pending": 2}  # the clock runs again
+    await move(OWNER, "deliver")
+    await move(MARKETER, "review")
+    done = await move(MARKETER, "approve")
+    assert done["status"] == "done" and done["rework_rounds"] == 1 and done["sla_state"] == "met"
+    verbs = [e["type"].rsplit(".", 1)[1] for e in await wf.events() if ".deliverable." in e["type"]]
+    assert verbs == [
+        "created",
+        "started",
+        "delivered",
+        "review_started",
+        "sent_back",
+        "delivered",
+        "review_started",
+        "approved",
+    ]
+    started = (await wf.events("workflow.deliverable.review_started"))[0]["data"]
+    assert started["status"] == "in_review" and started["actor"] == MARKETER.subject
+    page = await wf.ok("GET", f"/v1/requests/{req['id']}", MARKETER)
+    assert "deliverable_review_started" in [h["action"] for h in page["instance"]["history"]]

@@ -117,7 +117,7 @@ async def test_a_supplier_acts_only_on_its_own_work_and_cannot_guess_another_one
     link = "https://files.acme.example/a.pdf"
     delivered = await wf.ok("POST", f"/v1/deliverables/{mine['id']}/deliver", acme_key, {"link": link})
     assert delivered["link"] == link and delivered["sla_state"] == "paused"
-    for action in ("approve", "cancel"):
+    for action in ("review", "approve", "cancel"):
         assert (await wf.call("POST", f"/v1/deliverables/{mine['id']}/{action}", acme_key, {})).status_code == 403
     r = await wf.call("POST", f"/v1/deliverables/{mine['id']}/send-back", acme_key, {"reason": "x"})
     assert r.status_code == 403

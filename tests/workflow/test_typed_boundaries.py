@@ -32,6 +32,7 @@ PUBLISHED = {
             "accepted",
             "started",
             "delivered",
+            "review_started",
             "approved",
             "sent_back",
             "cancelled",
@@ -50,7 +51,7 @@ async def test_every_operation_documents_its_answer_and_its_problems(wf):
         for method, op in ops.items()
         if path.startswith("/v1/") and "operations" not in op.get("tags", [])
     ]
-    assert len(ours) == 48
+    assert len(ours) == 49
     downloads = {
         ("/v1/requests/{ref}/attachments/{attachment_id}", "get"),
         ("/v1/deliverables/{deliverable_id}/attachments/{attachment_id}", "get"),
@@ -76,7 +77,12 @@ async def test_the_service_serves_its_part_of_the_asyncapi_document(wf):
     part = await wf.ok("GET", "/asyncapi.json", ADMIN)
     assert part["service"] == "workflow"
     assert set(part["channels"]) >= PUBLISHED
-    assert {c["subject"] for c in part["consumes"]} == {"budget.commitment.requested", "registry.renewal.due"}
+    assert {c["subject"] for c in part["consumes"]} == {
+        "budget.commitment.requested",
+        "budget.request.submitted",
+        "budget.campaign.created",
+        "registry.renewal.due",
+    }
     finished = part["components"]["schemas"]["WorkflowInstanceFinished"]
     assert {"cycle_time_business_hours", "cycle_time_hours", "sla_met", "finished_at"} <= set(finished["required"])
 

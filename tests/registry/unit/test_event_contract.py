@@ -96,6 +96,7 @@ def test_the_catalogue_lists_every_subject_once_and_consumes_the_review_outcomes
     assert [c.subject for c in events.CATALOGUE.consumes] == [
         *(f"workflow.instance.{k}" for k in ("approved", "rejected", "changes_requested", "resubmitted", "cancelled")),
         "budget.actual.posted",
+        *(f"budget.commitment.{k}" for k in ("refused", "committed", "requested", "released")),
     ]
     part = asyncapi.part(events.CATALOGUE)
     assert set(part["channels"]) == set(subjects)

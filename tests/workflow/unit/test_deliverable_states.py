@@ -40,7 +40,10 @@ def test_no_sequence_reaches_an_invalid_state_or_double_counts_a_rework_round(ac
         assert state.status in STATUSES
         assert state.rework_rounds == applied_send_backs  # one round per applied send-back, never more
         assert state.clock_runs == (state.status in ("open", "accepted", "in_progress"))
-        assert not (state.status == "delivered" and state.clock_runs)  # paused while the requester reviews
+        assert state.waiting == (state.status in ("delivered", "in_review"))
+        assert not (state.waiting and state.clock_runs)  # paused while the delivery waits on the requester
+        if action == "review":
+            assert before.status == "delivered" and state.status == "in_review"  # a review starts only once
 
 
 @given(st.sampled_from(STATUSES))
@@ -54,5 +57,28 @@ def test_finished_states_absorb_every_action(status):
 
 def test_each_part_has_its_actions():
     assert {a for a in ACTIONS if part(a) == "assignee"} == {"accept", "start", "deliver"}
-    assert {a for a in ACTIONS if part(a) == "requester"} == {"approve", "send_back", "cancel"}
+    assert {a for a in ACTIONS if part(a) == "requester"} == {"review", "approve", "send_back", "cancel"}
     assert step(step(State("delivered"), "send_back"), "deliver") == State("delivered", 1)
+    reviewing = step(State("delivered", 2), "review")
+    assert reviewing == State("in_review", 2) and not reviewing.clock_runs
+    assert step(reviewing, "send_back") == State("in_progress", 3)
+    assert step(reviewing, "approve") == State("done", 2)
+    assert step(reviewing, "cancel") == State("cancelled", 2)
+    for action in ("review", "deliver", "accept", "start"):
+        with pytest.raises(IllegalMove):
+            step(reviewing, action)
+
+
+def test_every_status_is_reachable_from_open():
+    seen, frontier = {"open"}, [State()]
+    while frontier:
+        state = frontier.pop()
+        for action in ACTIONS:
+            try:
+                after = step(state, action)
+            except IllegalMove:
+                continue
+            if after.status not in seen:
+                seen.add(after.status)
+                frontier.append(after)
+    assert seen == set(STATUSES)
