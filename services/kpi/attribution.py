@@ -14,13 +14,13 @@ import datetime as dt
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select
 
-from services.kpi.bootstrap import Interval, intervals
+from services.kpi.bootstrap import Interval, intervals_by_model
 from services.kpi.models import conversions, touchpoints
 from services.kpi.values import fmt, from_micro
 from shared.bounds import check_date
@@ -249,11 +249,14 @@ async def _paths(
 
 @dataclass
 class Credits:
-    """Every model's credit per group in micro-units, the total value, and, for one model, each journey's."""
+    """Every model's credit per group in micro-units, the total value, and each journey's: for the chosen
+    model (`per_journey`) and for every model (`per_journey_by_model`)."""
 
     by_model: dict[str, dict[str, int]]
     total: int
     per_journey: list[dict[str, int]]
+    per_journey_by_model: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+    """Every model's credit per journey (the same journeys, in the same order, for every model)."""
 
 
 def _group_of(r: Any, group_by: str) -> str:
@@ -263,10 +266,10 @@ def _group_of(r: Any, group_by: str) -> str:
 def credit_by_group(
     budget: Budget, journeys: Journeys, half_life_days: float, lookback_days: int, group_by: str, model: str
 ) -> Credits:
-    """Every model's credit per channel or campaign, and `model`'s per journey: pure, run off the event loop."""
+    """Every model's credit per channel or campaign, overall and per journey: pure, run off the event loop."""
     lookback = dt.timedelta(days=lookback_days)
     credit: dict[str, dict[str, int]] = {m: defaultdict(int) for m in MODELS}
-    mine: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    mine: dict[str, dict[str, dict[str, int]]] = {m: defaultdict(lambda: defaultdict(int)) for m in MODELS}
     total = 0
     for conv in journeys.conversions:
         total += conv.value
@@ -277,18 +280,20 @@ def credit_by_group(
         if not path:
             for m in MODELS:
                 credit[m][UNATTRIBUTED] += conv.value
-            mine[conv.journey_id][UNATTRIBUTED] += conv.value
+                mine[m][conv.journey_id][UNATTRIBUTED] += conv.value
             continue
         step = split_step(conv.value)
         path_times = [r.time for r in path]
         groups = [_group_of(r, group_by) for r in path]
         for m in MODELS:
             parts = split(conv.value // step, int_weights(m, path_times, half_life_days))
+            own = mine[m][conv.journey_id]
             for g, part in zip(groups, parts, strict=True):
                 credit[m][g] += part * step
-                if m == model:
-                    mine[conv.journey_id][g] += part * step
-    return Credits(credit, total, [dict(mine[j]) for j in sorted(mine)])
+                own[g] += part * step
+    order = sorted(mine[MODELS[0]])  # every model saw every journey
+    every = {m: [dict(mine[m][j]) for j in order] for m in MODELS}
+    return Credits(credit, total, every[model] if model in every else [], every)
 
 
 @dataclass(frozen=True)
@@ -309,8 +314,9 @@ def compute(
     model: str,
     boot: Bootstrap,
     limits: Limits,
-) -> tuple[Credits, dict[str, Interval]]:
-    """The credits and, when asked, each group's bootstrap interval (a 422 naming resamples past the limit)."""
+) -> tuple[Credits, dict[str, dict[str, Interval]]]:
+    """The credits and, when asked, every model's bootstrap interval per group, all from one resampling
+    (a 422 naming resamples past the limit)."""
     credits = credit_by_group(budget, journeys, half_life_days, lookback_days, group_by, model)
     if boot.ci is None:
         return credits, {}
@@ -323,8 +329,14 @@ def compute(
             "narrow from/to.",
             errors=[FieldError("query.resamples", "too many resamples for these journeys", "too_much_work")],
         )
-    found = intervals(budget, credits.per_journey, groups, resamples=boot.resamples, ci=boot.ci, seed=boot.seed)
+    found = intervals_by_model(
+        budget, credits.per_journey_by_model, groups, resamples=boot.resamples, ci=boot.ci, seed=boot.seed
+    )
     return credits, found
+
+
+def _interval(v: Interval) -> dict[str, str | None]:
+    return {"low": fmt(from_micro(v.low), "currency"), "high": fmt(from_micro(v.high), "currency")}
 
 
 async def report(
@@ -342,7 +354,9 @@ async def report(
     service: str = "kpi",
 ) -> dict[str, Any]:
     """Credit per channel (or campaign) under `model`, every model's figure, the range across them and,
-    with `boot.ci`, a bootstrap confidence interval.
+    with `boot.ci`, a bootstrap confidence interval beside each model's credit (`by_model_interval`, the
+    chosen model's also as `interval`) and beside the range (`range_interval`: the lowest low and the
+    highest high across models).
 
     The computation runs in a worker thread, bounded by `limits` (a 422 beyond them), and stops
     when the caller leaves; call it after the read transaction has ended."""
@@ -362,9 +376,13 @@ async def report(
             "max": fmt(from_micro(max(per_model.values())), "currency"),
             "by_model": {m: fmt(from_micro(v), "currency") for m, v in per_model.items()},
         }
-        if g in found:
-            low, high = found[g].low, found[g].high
-            item["interval"] = {"low": fmt(from_micro(low), "currency"), "high": fmt(from_micro(high), "currency")}
+        if found:
+            per = {m: found[m][g] for m in MODELS}
+            item["interval"] = _interval(per[model])
+            item["by_model_interval"] = {m: _interval(v) for m, v in per.items()}
+            item["range_interval"] = _interval(
+                Interval(min(v.low for v in per.values()), max(v.high for v in per.values()))
+            )
         items.append(item)
     items.sort(key=lambda x: (-credit[model].get(str(x[group_by]), 0), str(x[group_by])))
     answer: dict[str, Any] = {

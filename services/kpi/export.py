@@ -309,18 +309,24 @@ def scorecard_csv(answer: dict[str, Any], compare: Sequence[str]) -> Iterator[st
 
 def attribution_table(answer: dict[str, Any]) -> Table:
     """One row per channel (or campaign): the chosen model's credit, the range across models, every model's
-    credit and, with ci=, the bootstrap interval."""
+    credit and, with ci=, the bootstrap intervals (the chosen model's, each model's, the range's)."""
     group = answer.get("group_by", "channel")
     boot = "ci" in answer
     columns: list[tuple[str, Kind]] = [("model", "text"), ("from", "date"), ("to", "date"), (group, "text")]
     columns += [(c, "decimal") for c in ("credit", "min", "max", *MODELS)]
     columns += [("ci_low", "decimal"), ("ci_high", "decimal")] if boot else []
+    columns += [(f"{m}_ci_{end}", "decimal") for m in MODELS for end in ("low", "high")] if boot else []
+    columns += [("range_ci_low", "decimal"), ("range_ci_high", "decimal")] if boot else []
 
     def rows() -> Iterator[list[Any]]:
         for c in answer["credits"]:
             row = [answer["model"], answer["from"], answer["to"], c[group], c["credit"], c["min"], c["max"]]
             row += [c["by_model"][m] for m in MODELS]
-            yield row + ([c["interval"]["low"], c["interval"]["high"]] if boot else [])
+            if boot:
+                row += [c["interval"]["low"], c["interval"]["high"]]
+                row += [c["by_model_interval"][m][end] for m in MODELS for end in ("low", "high")]
+                row += [c["range_interval"]["low"], c["range_interval"]["high"]]
+            yield row
 
     meta = {"pitcrew.attribution_model": answer["model"], "pitcrew.answer": _about(answer, "credits")}
     return Table(columns, rows, meta)

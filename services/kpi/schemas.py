@@ -340,12 +340,25 @@ class Credit(BaseModel):
     channel: str | None = Field(default=None, description="with group_by=channel (the default)")
     campaign: str | None = Field(default=None, description="with group_by=campaign")
     interval: Interval | None = Field(
-        default=None, description="with ci=: the bootstrap interval of the chosen model's credit"
+        default=None,
+        description="with ci=: the bootstrap interval of the chosen model's credit (the same as "
+        "by_model_interval[model]); a percentile interval widened, when needed, to hold the point estimate",
     )
     credit: str | None
     min: str | None
     max: str | None
     by_model: dict[str, str | None]
+    by_model_interval: dict[str, Interval] | None = Field(
+        default=None,
+        description="with ci=: each model's bootstrap interval beside its credit in by_model, all from the "
+        "same resamples of journeys; the nearest-rank percentile interval, widened to hold the model's "
+        "credit when that falls outside it (possible with very few journeys or resamples)",
+    )
+    range_interval: Interval | None = Field(
+        default=None,
+        description="with ci=: beside the range across models (min, max): the lowest low and the highest "
+        "high of the models' intervals",
+    )
 
 
 class AttributionOut(BaseModel):
