@@ -39,12 +39,14 @@ CSV_OUT: dict[int | str, dict[str, Any]] = {
         },
         "description": (
             "JSON, CSV (format=csv or Accept: text/csv) or Parquet (format=parquet or Accept: "
-            "application/vnd.apache.parquet), the metric versions in the file (docs/kpi.md#data-out)"
+            "application/vnd.apache.parquet), the metric versions in the file (docs/kpi.md#data-out); "
+            "Accept is negotiated by q-value (ties: the order given, then JSON, CSV, Parquet)"
         ),
-    }
+    },
+    406: {"description": "Accept names none of application/json, text/csv and application/vnd.apache.parquet"},
 }
 Format = Literal["json", "csv", "parquet"]
-FORMAT = Query(None, description="json, csv or parquet; without it, Accept: text/csv or application/vnd.apache.parquet")
+FORMAT = Query(None, description="json, csv or parquet; without it, the Accept header (q-values; JSON by default)")
 
 
 def _with_etag(d: definitions.Definition) -> JSONResponse:
@@ -128,6 +130,7 @@ async def metric_series(
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
 ) -> Any:
+    out = export.wanted(request, format)  # before the work: a 406 costs nothing
     groups = periods.parse_group_by(group_by)
     flt = periods.parse_filter(filter)
     compares = periods.parse_compare(compare)
@@ -150,7 +153,6 @@ async def metric_series(
             trailing_days=trailing_days,
             cohort_limits=kpi.cohort_limits,
         )
-    out = export.wanted(request, format)
     if out == "json":
         return answer
     used = str(answer["version"])  # the definition version the values were computed with
@@ -312,6 +314,7 @@ async def scorecard(
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
 ) -> Any:
+    out = export.wanted(request, format)  # before the work: a 406 costs nothing
     keys = periods.parse_group_by([metrics_], "query.metrics") if metrics_ else []
     if not keys:
         raise Invalid.on("query.metrics", "name at least one metric, e.g. metrics=cpl,roi")
@@ -329,7 +332,6 @@ async def scorecard(
             compare=compares,
             cohort_limits=kpi.cohort_limits,
         )
-    out = export.wanted(request, format)
     if out == "json":
         return card
     versions = export.versions_of(card["items"])
@@ -385,6 +387,7 @@ async def get_attribution(
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
 ) -> Any:
+    out = export.wanted(request, format)  # before the work: a 406 costs nothing
     limits = kpi.attribution_limits
     attribution.check_query(
         model, from_, to, half_life_days, group_by=group_by, ci=ci, resamples=resamples, limits=limits
@@ -403,7 +406,6 @@ async def get_attribution(
         boot=attribution.Bootstrap(ci, resamples, seed),
         caller=request,
     )
-    out = export.wanted(request, format)
     if out == "json":
         return answer
     headers = {"X-Attribution-Model": model, "X-Lookback-Days": str(lookback_days)}

@@ -82,11 +82,11 @@ async def post_query(
     kpi: Kpi = Depends(domain),
 ) -> Any:
     """Metrics by dimensions and time in one table, for BI tools and notebooks (read-only; the series' rules)."""
+    out = export.wanted(request, format)  # before the work: a 406 costs nothing
     async with rt.unit_of_work(readonly=True) as uow:
         answer = await query.run(
             uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start, cohort_limits=kpi.cohort_limits
         )
-    out = export.wanted(request, format)
     if out == "json":
         return answer
     versions = export.versions_of((c for c in answer["columns"] if c["kind"] == "metric"), "name")

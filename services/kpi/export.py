@@ -29,6 +29,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import Request
+from fastapi.exceptions import HTTPException
 from fastapi.responses import StreamingResponse
 
 from services.kpi.attribution import MODELS
@@ -41,18 +42,79 @@ Kind = Literal["text", "decimal", "date", "int", "bool", "float"]
 Wanted = Literal["json", "csv", "parquet"]
 
 
+OFFERED: tuple[tuple[Wanted, str], ...] = (("json", "application/json"), ("csv", "text/csv"), ("parquet", PARQUET))
+
+
+def _ranges(accept: str) -> list[tuple[str, float]]:
+    """The media ranges of an Accept header with their q-values, in the order given; a range whose q is
+    not a number from 0 to 1 (RFC 9110: at most three decimals) is skipped."""
+    out = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        media = media.lower()
+        if media.count("/") != 1:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = -1.0
+        if 0 <= q <= 1:
+            out.append((media, q))
+    return out
+
+
+def negotiate(accept: str | None) -> Wanted | None:
+    """The format an Accept header prefers among JSON, CSV and Parquet, None when it accepts none of them.
+
+    Proper content negotiation (RFC 9110, section 12.5.1): each offered type takes the q-value of the most
+    specific range matching it (`text/csv` before `text/*` before `*/*`); q=0 means not acceptable; the
+    highest q wins; ties go to the range given first, and among types matched by the same range (`*/*`,
+    `application/*`) to JSON, then CSV, then Parquet. No Accept header (or an empty one): JSON."""
+    if accept is None or not accept.strip():
+        return "json"
+    ranges = _ranges(accept)
+    best: tuple[float, int, int] | None = None
+    chosen: Wanted | None = None
+    for rank, (kind, media) in enumerate(OFFERED):
+        kind_of, _ = media.split("/")
+        match: tuple[int, float, int] | None = None  # specificity, q, position
+        for pos, (given, q) in enumerate(ranges):
+            gtype, gsub = given.split("/")
+            specificity = 2 if given == media else 1 if gsub == "*" and gtype == kind_of else 0
+            if given != media and not (gsub == "*" and gtype in (kind_of, "*")):
+                continue
+            if match is None or specificity > match[0]:
+                match = (specificity, q, pos)
+        if match is None or match[1] <= 0:
+            continue
+        key = (-match[1], match[2], rank)
+        if best is None or key < best:
+            best, chosen = key, kind
+    return chosen
+
+
 def wanted(request: Request, format: str | None) -> Wanted:
-    """`format=` when given; otherwise what `Accept` names first of text/csv and Parquet; otherwise JSON."""
+    """`format=` when given; otherwise what `Accept` prefers (`negotiate`); 406 when it accepts none of
+    JSON, CSV and Parquet. Call it before the work, so a 406 costs nothing."""
     if format in ("json", "csv", "parquet"):
         return format  # type: ignore[return-value]
-    accept = request.headers.get("accept", "").lower()
-    at = {kind: accept.find(media) for kind, media in (("csv", "text/csv"), ("parquet", PARQUET))}
-    found = sorted((pos, kind) for kind, pos in at.items() if pos >= 0)
-    return found[0][1] if found else "json"  # type: ignore[return-value]
+    accept = request.headers.get("accept")
+    found = negotiate(accept)
+    if found is None:
+        raise HTTPException(
+            406,
+            f"Accept: {accept} names none of application/json, text/csv and {PARQUET}; "
+            "ask for one of them, or pass format=json|csv|parquet.",
+        )
+    return found
 
 
 def wants_csv(request: Request, format: str | None) -> bool:
-    """`format=csv`, or no `format` and `Accept: text/csv` (before any Parquet)."""
+    """`format=csv`, or no `format` and an Accept header preferring text/csv."""
     return wanted(request, format) == "csv"
 
 
