@@ -575,3 +575,53 @@ def _tour(cluster: Cluster, load) -> None:
     assert analysis is not None
     key = call("create_api_key", body=models.ApiKeyIn(name="typed-client", roles=["analyst"]))
     assert key.key.startswith("pck_")
+
+
+def test_crm_stage_changes_and_a_lost_opportunity_become_cohort_conversions_through_the_gateway(cluster: Cluster):
+    """lead.created, lead.stage_changed (MQL, then SQL) and opportunity.lost, signed webhooks to the real
+    gateway, reach the real KPI service as lifecycle facts: the cohorts and the mql_to_sql_rate series
+    (a cohort conversion metric) count them, a repeated stage change counts once."""
+    admin = cluster.client("ada", "admin")
+    region = f"LC-{uuid.uuid4().hex[:6]}"  # this test's entities alone
+    base = {"channel": "search", "region": region}
+
+    def send(type_: str, data: dict) -> None:
+        r = cluster.webhook("crm", type_, {**base, **data})
+        assert r.status_code == 202, r.text
+
+    for lead, day in (("a", 2), ("b", 2), ("c", 3)):
+        send("lead.created", {"id": f"{region}-{lead}", "time": f"2033-05-0{day}T09:00:00Z"})
+    send("lead.stage_changed", {"id": f"{region}-a", "time": "2033-05-03T09:00:00Z", "stage": "MQL"})
+    send("lead.stage_changed", {"id": f"{region}-a", "time": "2033-05-06T09:00:00Z", "stage": "SQL"})
+    send("lead.stage_changed", {"id": f"{region}-a", "time": "2033-05-07T09:00:00Z", "stage": "sql"})  # a repeat
+    send("lead.stage_changed", {"id": f"{region}-b", "time": "2033-05-04T09:00:00Z", "stage": "MQL"})
+    send("lead.stage_changed", {"id": f"{region}-c", "time": "2033-05-05T09:00:00Z", "stage": "MQL"})
+    lost = {"id": f"{region}-opp-b", "lead_id": f"{region}-b", "time": "2033-05-10T09:00:00Z"}
+    send("opportunity.lost", lost)
+    bad = cluster.webhook("crm", "lead.stage_changed", {**base, "id": f"{region}-c", "time": "2033-05-08T09:00:00Z"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "data.stage", bad.text
+
+    def cohort(from_stage: str, to_stage: str) -> dict:
+        params = {"from_stage": from_stage, "to_stage": to_stage, "period": "2033-05", "window_days": 30}
+        r = admin.get("/kpi/v1/cohorts", params={**params, "group_by": "region"})
+        assert r.status_code == 200, r.text
+        return next(i for i in r.json()["items"] if i["group"]["region"] == region)
+
+    sql = wait_for(
+        lambda: (c := cohort("mql", "sql"))["entered"] == 3 and c["converted"] == 1 and c,
+        what="MQL -> SQL cohort: 3 entered, 1 converted",
+    )
+    assert sql["rate"] == "0.3333" and sql["median_days"] == "3.00"
+    lost_cohort = wait_for(
+        lambda: (c := cohort("mql", "lost"))["converted"] == 1 and c, what="MQL -> lost: the lost opportunity"
+    )
+    assert lost_cohort["entered"] == 3 and lost_cohort["median_days"] == "6.00"
+    assert cohort("lead", "mql")["converted"] == 3
+    assert series_total(admin, "mqls", "2033-05-01", "2033-05-31", filter=f"region:{region}") == Decimal(3)
+    assert series_total(admin, "sqls", "2033-05-01", "2033-05-31", filter=f"region:{region}") == Decimal(1)
+    rate = series_total(admin, "mql_to_sql_rate", "2033-05-01", "2033-05-31", filter=f"region:{region}")
+    assert rate is not None and rate.quantize(Decimal("0.0001")) == Decimal("0.3333")
+    # A partner (the CRM's own role) may feed lifecycle facts but an analyst may not.
+    fact = {"items": [{"entity_id": f"{region}-d", "stage": "lead", "time": "2033-05-09T09:00:00Z"}]}
+    assert cluster.client("crm-bot", "partner").post("/kpi/v1/lifecycle", json=fact).status_code == 200
+    assert cluster.client("ann", "analyst").post("/kpi/v1/lifecycle", json=fact).status_code == 403

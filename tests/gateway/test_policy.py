@@ -31,6 +31,13 @@ ROUTES = {
     "kpi.measure": ("POST", "/kpi/v1/measurements"),
     "kpi.touch": ("POST", "/kpi/v1/touchpoints"),
     "kpi.convert": ("POST", "/kpi/v1/conversions"),
+    "kpi.lifecycle": ("POST", "/kpi/v1/lifecycle"),
+    "kpi.attribution": ("GET", "/kpi/v1/attribution"),
+    "kpi.cohorts": ("GET", "/kpi/v1/cohorts"),
+    "kpi.anomalies": ("GET", "/kpi/v1/anomalies"),
+    "kpi.anomaly_dismiss": ("POST", "/kpi/v1/anomalies/a1/dismiss"),
+    "kpi.anomaly_check": ("POST", "/kpi/v1/anomalies/check"),
+    "kpi.journey": ("GET", "/kpi/v1/journeys/j1"),
     "registry.read": ("GET", "/registry/v1/tools"),
     "registry.tool": ("POST", "/registry/v1/tools"),
     "registry.contract": ("POST", "/registry/v1/contracts"),
@@ -41,7 +48,8 @@ ROUTES = {
     "gateway.keys_write": ("POST", "/gateway/v1/api-keys"),
 }
 
-READS = {"budget.read", "workflow.read", "kpi.read", "kpi.query", "registry.read"}
+KPI_READS = {"kpi.read", "kpi.query", "kpi.attribution", "kpi.cohorts", "kpi.anomalies", "kpi.journey"}
+READS = {"budget.read", "workflow.read", "registry.read"} | KPI_READS
 SERVICE_ROUTES = {k for k in ROUTES if not k.startswith("gateway.")}
 TASKS_AND_INSTANCES = {"workflow.start", "workflow.cancel", "workflow.resubmit", "workflow.task"}
 
@@ -57,15 +65,15 @@ EXPECTED = {
     "analyst": READS,
     "partner": {
         "budget.read",
-        "kpi.read",
-        "kpi.query",
         "registry.read",
         "budget.erp",
         "kpi.measure",
         "kpi.touch",
         "kpi.convert",
+        "kpi.lifecycle",  # a CRM feeding stage changes; never dismissing anomalies or running the check
         "registry.usage",
-    },
+    }
+    | KPI_READS,
 }
 
 
