@@ -312,6 +312,8 @@ def empty_cell(plan: Plan) -> dict[str, Decimal | None]:
         for d in plan.order():
             if d.kind == "conversion":  # a cohort of no one: its rate is undefined
                 env[d.key] = None
+            elif d.kind == "cumulative":  # a window without measurements: as its base with none
+                env[d.key] = env.get(d.depends_on[0])
             else:
                 env[d.key] = empty_value(d) if d.kind == "base" else d.parsed.evaluate(env)
     return env
@@ -366,7 +368,27 @@ async def compute(
     cohort_limits: CohortLimits | None = None,
 ) -> tuple[Grid, str]:
     """Aggregate every base of the plan per group and bucket, then evaluate the derived metrics (a
-    conversion metric: its cohorts per bucket, read from the lifecycle facts)."""
+    conversion metric: its cohorts per bucket, read from the lifecycle facts; a cumulative metric: its
+    base metric's value over the running window ending with each bucket's last day)."""
+    if plan.metric.kind == "cumulative":
+        from services.kpi import cumulative  # (cumulative.py builds on this module)
+
+        m = plan.metric
+        base = Plan(plan.defs[m.depends_on[0]], {k: d for k, d in plan.defs.items() if k != m.key})
+        grid, used = await cumulative.grid(
+            uow,
+            who,
+            plan=base,
+            w=w,
+            group_by=group_by,
+            flt=flt,
+            read_from=read_from,
+            kind=m.cumulative or "",
+            trailing_days=m.window_days or 1,
+        )
+        for cell in grid.cells.values():
+            cell[m.key] = cell.get(base.metric.key)
+        return grid, used
     if plan.metric.kind == "conversion":
         if read_from not in ("auto", "lifecycle"):
             raise Invalid.on("query.read_from", "a conversion metric is read from lifecycle facts: leave it auto")

@@ -39,7 +39,9 @@ def anchor(day: dt.date, kind: str, trailing_days: int, fiscal_start: int = 1) -
 
 
 def bucket_ends(w: Window) -> list[dt.date]:
-    """Each bucket's last day, the window's last day for the last bucket."""
+    """Each bucket's last day, the window's last day for the last bucket (a "period" window: one bucket)."""
+    if w.grain == "period":
+        return [w.end]
     ends = [next_start(s, w.grain) - dt.timedelta(days=1) for s in w.starts]
     return [min(e, w.end) for e in ends]
 

@@ -56,7 +56,11 @@ FIELDS = (
     "from_stage",
     "to_stage",
     "window_days",
+    "base_metric",
+    "cumulative",
 )
+CUMULATIVE_WINDOWS = ("month_to_date", "quarter_to_date", "year_to_date", "fiscal_year_to_date", "trailing")
+MAX_TRAILING_DAYS = 366
 
 
 @dataclass
@@ -81,6 +85,8 @@ class Definition:
     from_stage: str | None = None
     to_stage: str | None = None
     window_days: int | None = None
+    base_metric: str | None = None
+    cumulative: str | None = None
     _parsed: formulas.Formula | None = field(default=None, repr=False)
 
     @property
@@ -149,6 +155,27 @@ def _check_conversion(spec: dict[str, Any], out: dict[str, Any], errs: Errors) -
     out["formula"], out["depends_on"] = None, []
 
 
+def _check_cumulative(spec: dict[str, Any], out: dict[str, Any], errs: Errors) -> None:
+    for f in ("measurement_type", "aggregation", "distinct_on", "formula", "from_stage", "to_stage"):
+        if spec.get(f):
+            errs.add(f, "a cumulative metric has no " + f.replace("_", " ") + " (it runs base_metric over a window)")
+    if spec.get("filter"):
+        errs.add("filter", "a cumulative metric takes its filters from its base metric")
+    base = spec.get("base_metric")
+    if not base or not formulas.valid_key(base):
+        errs.add("base_metric", "a cumulative metric needs the key of the metric it adds up")
+    window = spec.get("cumulative")
+    if window not in CUMULATIVE_WINDOWS:
+        errs.add("cumulative", f"a cumulative metric needs one of: {', '.join(CUMULATIVE_WINDOWS)}")
+    days = spec.get("window_days")
+    if window == "trailing":
+        if days is None or not 1 <= days <= MAX_TRAILING_DAYS:
+            errs.add("window_days", f"a trailing window needs 1 to {MAX_TRAILING_DAYS} days")
+    elif days is not None:
+        errs.add("window_days", "only a trailing window (or a conversion metric) has window days")
+    out["formula"], out["depends_on"] = None, [base] if base else []
+
+
 def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Kind-specific rules on a definition body; every broken field reported at once."""
     errs = Errors()
@@ -160,16 +187,23 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
         out["filter"] = canonical_dims(spec.get("filter") or {})
     except ValueError as exc:
         errs.add("filter", str(exc))
-    if spec["kind"] != "conversion":
+    if spec["kind"] not in ("conversion", "cumulative"):
         for f in ("from_stage", "to_stage", "window_days"):
             if spec.get(f) is not None:
                 errs.add(f, 'only a conversion metric (kind "conversion") has ' + f.replace("_", " "))
         out["from_stage"] = out["to_stage"] = out["window_days"] = None
+    if spec["kind"] != "cumulative":
+        for f in ("base_metric", "cumulative"):
+            if spec.get(f) is not None:
+                errs.add(f, 'only a cumulative metric (kind "cumulative") has ' + f.replace("_", " "))
+        out["base_metric"] = out["cumulative"] = None
     if spec["kind"] == "base":
         _check_base(spec, errs)
         out["formula"], out["depends_on"] = None, []
     elif spec["kind"] == "conversion":
         _check_conversion(spec, out, errs)
+    elif spec["kind"] == "cumulative":
+        _check_cumulative(spec, out, errs)
     else:
         _check_derived(spec, out, errs)
     errs.raise_if_any()
@@ -217,9 +251,19 @@ async def list_versions(uow: UnitOfWork, key: str) -> list[Definition]:
 
 
 def _check_graph(key: str, refs: Sequence[str], defs: dict[str, Definition], kind: str = "derived") -> None:
+    if kind == "cumulative":
+        _check_base_metric(key, refs, defs)
     unknown = sorted(r for r in refs if r not in defs and r != key)
     if unknown:
         raise Invalid.on("formula", f"unknown metric(s): {', '.join(unknown)}", "unknown_reference")
+    running = sorted(r for r in refs if r in defs and defs[r].kind == "cumulative" and kind != "cumulative")
+    if running:
+        raise Invalid.on(
+            "formula",
+            f"{', '.join(running)}: a cumulative metric is a running total over a window, which a formula cannot "
+            "combine with per-bucket values; run the formula's metric cumulatively instead",
+            "cumulative_reference",
+        )
     cohorts = sorted(r for r in refs if r in defs and defs[r].kind == "conversion")
     if cohorts:
         raise Invalid.on(
@@ -229,9 +273,9 @@ def _check_graph(key: str, refs: Sequence[str], defs: dict[str, Definition], kin
             "conversion_reference",
         )
     users = sorted(d.key for d in defs.values() if key in d.depends_on and d.key != key)
-    if kind == "conversion" and users:
+    if kind in ("conversion", "cumulative") and users:
         raise Invalid.on(
-            "kind", f"{', '.join(users)} use {key} in a formula; a conversion metric cannot be used there", "in_use"
+            "kind", f"{', '.join(users)} use {key} in a formula; a {kind} metric cannot be used there", "in_use"
         )
     graph: nx.DiGraph[str] = nx.DiGraph()
     for d in defs.values():
@@ -244,6 +288,22 @@ def _check_graph(key: str, refs: Sequence[str], defs: dict[str, Definition], kin
         return
     path = " -> ".join([e[0] for e in cycle] + [cycle[-1][1]])
     raise Invalid.on("formula", f"would create a cycle: {path}", "cycle")
+
+
+def _check_base_metric(key: str, refs: Sequence[str], defs: dict[str, Definition]) -> None:
+    """A cumulative metric's base: an existing base or derived metric (not itself, a cohort or a running total)."""
+    for base in refs:
+        found = defs.get(base)
+        if base == key:
+            raise Invalid.on("base_metric", "a cumulative metric cannot add itself up", "cycle")
+        if found is None:
+            raise Invalid.on("base_metric", f"no metric {base!r}", "unknown_reference")
+        if found.kind in ("conversion", "cumulative"):
+            raise Invalid.on(
+                "base_metric",
+                f"{base} is a {found.kind} metric: only a base or derived metric can be run over a window",
+                f"{found.kind}_reference",
+            )
 
 
 async def create_definition(uow: UnitOfWork, who: Principal, *, spec: dict[str, Any]) -> Definition:
@@ -293,6 +353,8 @@ def _row(spec: dict[str, Any], version: int, by: str, at: dt.datetime) -> dict[s
         "from_stage": spec.get("from_stage"),
         "to_stage": spec.get("to_stage"),
         "window_days": spec.get("window_days"),
+        "base_metric": spec.get("base_metric"),
+        "cumulative": spec.get("cumulative"),
     }
 
 

@@ -62,6 +62,10 @@ metric_definitions = Table(
     Column("from_stage", String(20), nullable=True),
     Column("to_stage", String(20), nullable=True),
     Column("window_days", Integer, nullable=True),
+    # kind "cumulative": base_metric's value over a running window ending with each bucket's last day
+    # (month_to_date, quarter_to_date, year_to_date, fiscal_year_to_date, or trailing window_days days).
+    Column("base_metric", String(64), nullable=True),
+    Column("cumulative", String(20), nullable=True),
     UniqueConstraint("key", "version"),
 )
 

@@ -21,7 +21,8 @@ Unit = Literal["count", "currency", "percent", "duration"]
 Direction = Literal["higher_is_better", "lower_is_better"]
 Aggregation = Literal["sum", "count", "count_distinct", "avg", "min", "max"]
 Stage = Literal["lead", "mql", "sql", "opportunity", "won", "lost"]
-Kind = Literal["base", "derived", "conversion"]
+Kind = Literal["base", "derived", "conversion", "cumulative"]
+CumulativeWindow = Literal["month_to_date", "quarter_to_date", "year_to_date", "fiscal_year_to_date", "trailing"]
 
 
 class _Strict(BaseModel):
@@ -29,8 +30,9 @@ class _Strict(BaseModel):
 
 
 class MetricIn(_Strict):
-    """A base metric (aggregation of a measurement type), a derived one (a formula over metrics) or a
-    conversion (a cohort rate over CRM lifecycle facts: from_stage, to_stage, window_days; unit percent)."""
+    """A base metric (aggregation of a measurement type), a derived one (a formula over metrics), a
+    conversion (a cohort rate over CRM lifecycle facts: from_stage, to_stage, window_days; unit percent) or
+    a cumulative one (base_metric over a running window: cumulative, and window_days when trailing)."""
 
     key: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
@@ -47,7 +49,15 @@ class MetricIn(_Strict):
     from_stage: Stage | None = Field(default=None, description="conversion: the stage that enters the cohort")
     to_stage: Stage | None = Field(default=None, description="conversion: the stage a conversion reaches")
     window_days: int | None = Field(
-        default=None, description="conversion: days after from_stage within which to_stage counts (1 to 3650; 90)"
+        default=None,
+        description="conversion: days after from_stage within which to_stage counts (1 to 3650; 90); "
+        "cumulative with cumulative=trailing: the trailing window's days (1 to 366)",
+    )
+    base_metric: str | None = Field(
+        default=None, max_length=64, description="cumulative: the base or derived metric run over the window"
+    )
+    cumulative: CumulativeWindow | None = Field(
+        default=None, description="cumulative: the running window, to date since a period's start or trailing"
     )
 
 
@@ -146,7 +156,11 @@ class DefinitionOut(BaseModel):
     created_by: str
     from_stage: Stage | None = Field(description="conversion metrics: the stage that enters the cohort")
     to_stage: Stage | None = Field(description="conversion metrics: the stage a conversion reaches")
-    window_days: int | None = Field(description="conversion metrics: the days within which to_stage counts")
+    window_days: int | None = Field(
+        description="conversion metrics: the days within which to_stage counts; cumulative trailing: its days"
+    )
+    base_metric: str | None = Field(default=None, description="cumulative metrics: the metric run over the window")
+    cumulative: CumulativeWindow | None = Field(default=None, description="cumulative metrics: the running window")
 
 
 DefinitionPage = Page[DefinitionOut]

@@ -131,6 +131,8 @@ async def series(
         raise Invalid.on(
             "query.cumulative", f"{key} is a conversion metric: its buckets are cohorts, not running totals"
         )
+    if cumulative is not None and plan.metric.kind == "cumulative":
+        raise Invalid.on("query.cumulative", f"{key} is a cumulative metric: it runs over its own window already")
     q = Query(plan, group_by, flt, cumulative, trailing_days, cohort_limits)
     grid, used = await q.grid(uow, who, w, read_from)
     m = plan.metric

@@ -189,7 +189,7 @@ async def list_targets(
 
 def project(plan: Plan, env: dict[str, Decimal | None], fraction: float) -> Decimal | None:
     """Linear pacing: additive bases scaled to the whole period, ratios and averages re-evaluated."""
-    if plan.metric.kind == "conversion":  # a rate of the cohorts so far: nothing to scale
+    if plan.metric.kind in ("conversion", "cumulative"):  # a cohorts' rate, a running total: nothing to scale
         return env.get(plan.metric.key) if fraction > 0 else None
     rounded = round(fraction, 9)
     if rounded <= 0:  # (a period that began less than a nanoth of its length ago rounds to 0)

@@ -24,9 +24,19 @@ item = st.tuples(
 )
 
 
-async def day_series(uow, key: str, **kw) -> dict[tuple, Decimal | None]:
+async def day_series(uow, key: str, fiscal_start: int = 1, **kw) -> dict[tuple, Decimal | None]:
     got = await series.series(
-        uow, None, key=key, start=START, end=END, grain="day", group_by=["channel"], flt={}, tz="UTC", **kw
+        uow,
+        None,
+        key=key,
+        start=START,
+        end=END,
+        grain="day",
+        group_by=["channel"],
+        flt={},
+        tz="UTC",
+        fiscal_start=fiscal_start,
+        **kw,
     )
     return {
         (s["group"]["channel"], p["bucket"]): None if p["value"] is None else Decimal(p["value"])
@@ -54,30 +64,55 @@ async def load(kpi, items) -> None:
         assert result.accepted == len(rows)
 
 
-def since(day: dt.date, kind: str, n: int) -> dt.date:
+def since(day: dt.date, kind: str, n: int, fiscal_start: int = 1) -> dt.date:
+    fiscal_year = day.year - (1 if day.month < fiscal_start else 0)
     return {
         "month_to_date": day.replace(day=1),
         "quarter_to_date": day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1),
         "year_to_date": day.replace(month=1, day=1),
+        "fiscal_year_to_date": dt.date(fiscal_year, fiscal_start, 1),
         "trailing": day - dt.timedelta(days=n - 1),
     }[kind]
 
 
-@settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+DEFINED = iter(range(10**6))
+
+
+async def define_running(kpi, base: str, kind: str, n: int) -> str:
+    """A metric of kind cumulative running `base` over the window (a new key per example)."""
+    key = f"{base}_run_{next(DEFINED)}"
+    body = {"key": key, "name": key, "unit": "count", "direction": "higher_is_better", "kind": "cumulative"}
+    body |= {"base_metric": base, "cumulative": kind, **({"window_days": n} if kind == "trailing" else {})}
+    r = await kpi.client.post("/v1/metrics", json=body)
+    assert r.status_code == 201, r.text
+    return key
+
+
+@settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
     items=st.lists(item, max_size=40),
-    kind=st.sampled_from(["month_to_date", "quarter_to_date", "year_to_date", "trailing"]),
-    n=st.integers(1, 45),
+    kind=st.sampled_from(["month_to_date", "quarter_to_date", "year_to_date", "fiscal_year_to_date", "trailing"]),
+    n=st.one_of(st.integers(1, 45), st.just(90)),
+    fiscal_start=st.sampled_from([1, 2, 4]),
 )
-async def test_cumulative_series_equal_running_sums_of_the_base_series(kpi, items, kind, n):
+async def test_cumulative_series_equal_running_sums_of_the_base_series(kpi, items, kind, n, fiscal_start):
+    """The series option (cumulative=) and a metric of kind cumulative both equal running sums of the day
+    series, fiscal years to date (starting in January, February or April) and 90-day trailing windows
+    included."""
     await load(kpi, items)
+    running = {k: await define_running(kpi, k, kind, n) for k in ("leads", "spend", "cpl")}
     async with kpi.runtime.unit_of_work(readonly=True) as uow:
         base = {k: await day_series(uow, k) for k in ("leads", "spend")}
-        run = {k: await day_series(uow, k, cumulative=kind, trailing_days=n) for k in ("leads", "spend", "cpl")}
+        run = {
+            k: await day_series(uow, k, fiscal_start, cumulative=kind, trailing_days=n)
+            for k in ("leads", "spend", "cpl")
+        }
+        as_kind = {k: await day_series(uow, key, fiscal_start) for k, key in running.items()}
+    assert as_kind == run  # the metric kind answers exactly what the series option does
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     for ch in {c for r in run.values() for c, _ in r}:
         for day in days:
-            span = [d for d in days if since(day, kind, n) <= d <= day]
+            span = [d for d in days if since(day, kind, n, fiscal_start) <= d <= day]
             sums = {k: sum((base[k].get((ch, d.isoformat()), 0) for d in span), Decimal(0)) for k in base}
             # a group without any of a metric's measurements is not in its series (as any series)
             assert run["leads"].get((ch, day.isoformat()), 0) == sums["leads"], (ch, day)
@@ -85,6 +120,78 @@ async def test_cumulative_series_equal_running_sums_of_the_base_series(kpi, item
             cpl = None if sums["leads"] == 0 else (sums["spend"] / sums["leads"]).quantize(Decimal("0.000001"))
             got = run["cpl"].get((ch, day.isoformat()))
             assert got == cpl, (ch, day, kind)  # the ratio of running sums, never a sum of daily ratios
+
+
+async def test_a_cumulative_metric_shows_in_the_scorecard_and_the_query(kpi):
+    await load(kpi, [("leads", 0, 5, "search"), ("leads", 40, 7, "search"), ("leads", 70, 11, "social")])
+    body = {"key": "leads_ytd", "name": "Leads YTD", "unit": "count", "direction": "higher_is_better"}
+    body |= {"kind": "cumulative", "base_metric": "leads", "cumulative": "year_to_date"}
+    r = await kpi.client.post("/v1/metrics", json=body)
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert (got["base_metric"], got["cumulative"], got["depends_on"]) == ("leads", "year_to_date", ["leads"])
+    trailing = {**body, "key": "leads_t90", "cumulative": "trailing", "window_days": 90}
+    assert (await kpi.client.post("/v1/metrics", json=trailing)).status_code == 201
+    card = await kpi.client.get("/v1/scorecard", params={"metrics": "leads,leads_ytd,leads_t90", "period": "2027-03"})
+    assert card.status_code == 200, card.text
+    actual = {i["metric"]: i["actual"] for i in card.json()["items"]}
+    # March alone: 11 (day 70 = Mar 12); the year to Mar 31: 5 + 7 + 11; the 90 days to Mar 31 (from Jan 1)
+    assert actual == {"leads": "11", "leads_ytd": "23", "leads_t90": "23"}
+    feb = await kpi.client.get("/v1/scorecard", params={"metrics": "leads_ytd,leads_t90", "period": "2027-02"})
+    assert [i["actual"] for i in feb.json()["items"]] == ["12", "12"]
+    q = {
+        "metrics": ["leads", "leads_ytd"],
+        "dimensions": ["channel"],
+        "time_range": {"from": "2027-01-01", "to": "2027-03-31"},
+        "grain": "month",
+    }
+    r = await kpi.client.post("/v1/query", json=q)
+    assert r.status_code == 200, r.text
+    rows = {(row["bucket"], row["channel"]): (row["leads"], row["leads_ytd"]) for row in r.json()["rows"]}
+    assert rows[("2027-02-01", "search")] == ("7", "12") and rows[("2027-03-01", "search")] == ("0", "12")
+    assert rows[("2027-03-01", "social")] == ("11", "11")
+    series_r = await kpi.client.get(
+        "/v1/metrics/leads_ytd/series", params={"from": "2027-01-01", "to": "2027-03-31", "grain": "quarter"}
+    )
+    assert series_r.json()["series"][0]["points"][0]["value"] == "23"
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({}, "base_metric"),
+        ({"base_metric": "leads"}, "cumulative"),
+        ({"base_metric": "leads", "cumulative": "week_to_date"}, "cumulative"),
+        ({"base_metric": "leads", "cumulative": "trailing"}, "window_days"),
+        ({"base_metric": "leads", "cumulative": "trailing", "window_days": 367}, "window_days"),
+        ({"base_metric": "leads", "cumulative": "year_to_date", "window_days": 30}, "window_days"),
+        ({"base_metric": "leads", "cumulative": "year_to_date", "formula": "leads"}, "formula"),
+        ({"base_metric": "nothing", "cumulative": "year_to_date"}, "base_metric"),
+        ({"base_metric": "mql_to_sql_rate", "cumulative": "year_to_date"}, "base_metric"),
+        ({"base_metric": "run", "cumulative": "year_to_date"}, "base_metric"),
+    ],
+)
+async def test_a_cumulative_definition_is_checked_naming_the_field(kpi, extra, field):
+    body = {"key": "run", "name": "Run", "unit": "count", "direction": "higher_is_better", "kind": "cumulative"}
+    r = await kpi.client.post("/v1/metrics", json={**body, **extra})
+    assert r.status_code == 422, r.text
+    assert field in [e["field"] for e in r.json()["errors"]], r.text
+    assert (await kpi.client.get("/v1/metrics/run")).status_code == 404  # nothing written
+
+
+async def test_a_formula_cannot_use_a_cumulative_metric_nor_a_series_run_it_twice(kpi):
+    body = {"key": "leads_mtd", "name": "MTD", "unit": "count", "direction": "higher_is_better"}
+    body |= {"kind": "cumulative", "base_metric": "leads", "cumulative": "month_to_date"}
+    assert (await kpi.client.post("/v1/metrics", json=body)).status_code == 201
+    derived = {"key": "x2", "name": "x2", "unit": "count", "direction": "higher_is_better", "kind": "derived"}
+    r = await kpi.client.post("/v1/metrics", json={**derived, "formula": "leads_mtd * 2"})
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "cumulative_reference", r.text
+    again = {**body, "key": "leads_mtd2", "base_metric": "leads_mtd"}
+    r = await kpi.client.post("/v1/metrics", json=again)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "base_metric", r.text
+    params = {"from": "2027-01-01", "to": "2027-01-31", "cumulative": "year_to_date"}
+    r = await kpi.client.get("/v1/metrics/leads_mtd/series", params=params)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cumulative", r.text
 
 
 async def test_coarser_buckets_show_the_value_at_their_last_day(kpi):
