@@ -264,9 +264,17 @@ def _group_of(r: Any, group_by: str) -> str:
 
 
 def credit_by_group(
-    budget: Budget, journeys: Journeys, half_life_days: float, lookback_days: int, group_by: str, model: str
+    budget: Budget,
+    journeys: Journeys,
+    half_life_days: float,
+    lookback_days: int,
+    group_by: str,
+    model: str,
+    *,
+    per_journey: bool = True,
 ) -> Credits:
-    """Every model's credit per channel or campaign, overall and per journey: pure, run off the event loop."""
+    """Every model's credit per channel or campaign, overall and (with `per_journey`, what a bootstrap
+    needs) per journey: pure, run off the event loop."""
     lookback = dt.timedelta(days=lookback_days)
     credit: dict[str, dict[str, int]] = {m: defaultdict(int) for m in MODELS}
     mine: dict[str, dict[str, dict[str, int]]] = {m: defaultdict(lambda: defaultdict(int)) for m in MODELS}
@@ -280,20 +288,24 @@ def credit_by_group(
         if not path:
             for m in MODELS:
                 credit[m][UNATTRIBUTED] += conv.value
-                mine[m][conv.journey_id][UNATTRIBUTED] += conv.value
+                if per_journey:
+                    mine[m][conv.journey_id][UNATTRIBUTED] += conv.value
             continue
         step = split_step(conv.value)
         path_times = [r.time for r in path]
         groups = [_group_of(r, group_by) for r in path]
         for m in MODELS:
             parts = split(conv.value // step, int_weights(m, path_times, half_life_days))
-            own = mine[m][conv.journey_id]
+            totals = credit[m]
             for g, part in zip(groups, parts, strict=True):
-                credit[m][g] += part * step
-                own[g] += part * step
-    order = sorted(mine[MODELS[0]])  # every model saw every journey
-    every = {m: [dict(mine[m][j]) for j in order] for m in MODELS}
-    return Credits(credit, total, every[model] if model in every else [], every)
+                totals[g] += part * step
+            if per_journey:
+                own = mine[m][conv.journey_id]
+                for g, part in zip(groups, parts, strict=True):
+                    own[g] += part * step
+    order = sorted(mine[MODELS[0]])  # every model saw every journey (none without per_journey)
+    every = {m: [dict(mine[m][j]) for j in order] for m in MODELS} if per_journey else {}
+    return Credits(credit, total, every.get(model, []), every)
 
 
 @dataclass(frozen=True)
@@ -317,7 +329,9 @@ def compute(
 ) -> tuple[Credits, dict[str, dict[str, Interval]]]:
     """The credits and, when asked, every model's bootstrap interval per group, all from one resampling
     (a 422 naming resamples past the limit)."""
-    credits = credit_by_group(budget, journeys, half_life_days, lookback_days, group_by, model)
+    credits = credit_by_group(
+        budget, journeys, half_life_days, lookback_days, group_by, model, per_journey=boot.ci is not None
+    )
     if boot.ci is None:
         return credits, {}
     groups = sorted({g for m in MODELS for g in credits.by_model[m]})

@@ -248,3 +248,42 @@ async def test_a_bootstrap_past_its_step_limit_is_422_before_it_runs(kpi_db):
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.resamples", r.text
         ok = await k.client.get("/v1/attribution", params={**PARAMS, "ci": 0.95, "resamples": 10})
         assert ok.status_code == 200
+
+
+def test_every_models_journey_credits_add_up_to_its_totals_and_are_kept_only_for_a_bootstrap():
+    from types import SimpleNamespace
+
+    from services.kpi import attribution
+
+    rnd = random.Random(8)
+    convs, paths = [], {}
+    for j in range(60):
+        jid = f"j{j}"
+        tps = [
+            SimpleNamespace(id=f"{jid}-{k}", time=T + dt.timedelta(hours=k), channel=rnd.choice(GROUPS), campaign=None)
+            for k in range(rnd.randint(0, 4))
+        ]
+        paths[jid] = tps
+        for c in range(rnd.randint(1, 2)):
+            convs.append(
+                SimpleNamespace(
+                    id=f"{jid}-c{c}",
+                    journey_id=jid,
+                    time=T + dt.timedelta(days=1, hours=c),
+                    value=rnd.randint(1, 10**6) * 10_000,
+                )
+            )
+    found = attribution.Journeys(convs, paths, {j: [r.time for r in p] for j, p in paths.items()})
+    every = attribution.credit_by_group(Budget(60), found, 7.0, 90, "channel", "linear")
+    assert (
+        set(every.per_journey_by_model) == set(attribution.MODELS)
+        and every.per_journey == every.per_journey_by_model["linear"]
+    )
+    for m in attribution.MODELS:
+        rows = every.per_journey_by_model[m]
+        assert len(rows) == 60
+        for g, v in every.by_model[m].items():
+            assert sum(r.get(g, 0) for r in rows) == v, (m, g)
+    plain = attribution.credit_by_group(Budget(60), found, 7.0, 90, "channel", "linear", per_journey=False)
+    assert plain.by_model == every.by_model and plain.total == every.total
+    assert plain.per_journey == [] and plain.per_journey_by_model == {}
