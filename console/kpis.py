@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from console.api import Api, ApiProblem
+from console.api import ApiProblem
 from console.formatting import decimal
 from console.web import Page, signed_in
 
@@ -23,10 +23,14 @@ DIMENSIONS = ("", "channel", "region", "campaign")
 MODELS = ("linear", "first_touch", "last_touch", "time_decay", "position_based")
 
 
-async def _maybe(api: Api, path: str, **params: Any) -> Any:
-    """A section whose part is unavailable shows the problem; the rest of the page still renders."""
+async def _maybe(page: Page, path: str, **params: Any) -> Any:
+    """A section's figures: None (the section is left out, nothing is asked) when the policy does not
+    let the person's roles read them; a part that is unavailable or refuses shows the problem, and the
+    rest of the page still renders."""
+    if not page.may_read(path):
+        return None
     try:
-        return await api.get(path, **params)
+        return await page.api.get(path, **params)
     except ApiProblem as problem:
         return {"problem": problem}
 
@@ -114,19 +118,19 @@ async def kpis(
     metric = metric if metric in keys else (keys[0] if keys else "spend")
     wanted = ",".join(k for k in SCORECARD if k in keys) or ",".join(keys[:6])
     scorecard, series, definition, attribution, quality = await asyncio.gather(
-        _maybe(page.api, "/kpi/v1/scorecard", metrics=wanted, period=period),
+        _maybe(page, "/kpi/v1/scorecard", metrics=wanted, period=period),
         _maybe(
-            page.api,
+            page,
             f"/kpi/v1/metrics/{metric}/series",
             **{"from": first.isoformat(), "to": last.isoformat()},
             grain=grain,
             group_by=group_by or None,
         ),
-        _maybe(page.api, f"/kpi/v1/metrics/{metric}"),
-        _maybe(page.api, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
-        _maybe(page.api, "/kpi/v1/quality"),
+        _maybe(page, f"/kpi/v1/metrics/{metric}"),
+        _maybe(page, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
+        _maybe(page, "/kpi/v1/quality"),
     )
-    chart = chart_of(series, metric, grain, last, today) if "series" in series else None
+    chart = chart_of(series, metric, grain, last, today) if series and "series" in series else None
     return page.render(
         "kpis.html",
         catalogue=catalogue,
@@ -144,7 +148,7 @@ async def kpis(
         series=series,
         definition=definition,
         attribution=attribution,
-        bars=bars(attribution.get("credits", [])) if "credits" in attribution else [],
+        bars=bars(attribution["credits"]) if attribution and "credits" in attribution else [],
         quality=quality,
         chart_json=json.dumps(chart) if chart else None,
         partial=chart["partial"] if chart else [],
