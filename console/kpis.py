@@ -79,20 +79,73 @@ def partial_buckets(buckets: list[str], grain: str, last: dt.date, today: dt.dat
     return out
 
 
-def chart_of(series: dict[str, Any], metric: str, grain: str, last: dt.date, today: dt.date) -> dict[str, Any]:
-    """The chart's figures (uPlot draws them): a partial bucket's value is drawn dashed, apart."""
-    labels = [p["bucket"] for p in (series["series"][0]["points"] if series["series"] else [])]
-    return {
-        "labels": labels,
-        "partial": partial_buckets(labels, grain, last, today),
-        "series": [
+ADDITIVE = ("sum", "count")  # the KPI service's additive aggregations (services/kpi/compute.py)
+
+
+def projectable(definition: dict[str, Any] | None) -> bool:
+    """Whether a partial bucket's value may be scaled to the whole bucket: a base metric that adds up
+    (a sum or a count), as the KPI service's own pacing projection does. A ratio, an average, a distinct
+    count or a derived formula is not scaled (its value so far is its own estimate)."""
+    if not definition:
+        return False
+    return definition.get("kind") == "base" and definition.get("aggregation") in ADDITIVE
+
+
+def elapsed(bucket: str, grain: str, last: dt.date, today: dt.date) -> tuple[int, int] | None:
+    """(days counted, days in the bucket) of a partial bucket: the counted days run from its start to
+    the range's last day or today, whichever is first, both included."""
+    try:
+        start = dt.date.fromisoformat(bucket)
+    except ValueError:
+        return None
+    end = _bucket_end(start, grain)
+    counted = min(last, today, end - dt.timedelta(days=1))
+    if counted < start:
+        return None
+    return (counted - start).days + 1, (end - start).days
+
+
+def projected(value: Decimal | None, days: tuple[int, int] | None) -> Decimal | None:
+    """A partial bucket's value projected to the whole bucket at its pace so far:
+    value x days in the bucket / days counted (so 2 000 after 4 of 31 days is 15 500)."""
+    if value is None or days is None or days[0] <= 0:
+        return None
+    return value * days[1] / days[0]
+
+
+def chart_of(
+    series: dict[str, Any],
+    metric: str,
+    grain: str,
+    last: dt.date,
+    today: dt.date,
+    definition: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The chart's figures (uPlot draws them). A partial bucket is drawn dashed, apart: for a metric
+    that adds up, at its value projected to the whole bucket (`mode` "projected"), so an early month
+    is not drawn as a fall; otherwise at its value so far (`mode` "to_date"). A day is never projected."""
+    points = series["series"][0]["points"] if series["series"] else []
+    labels = [p["bucket"] for p in points]
+    partial = partial_buckets(labels, grain, last, today)
+    mode = "projected" if grain != "day" and projectable(definition) else "to_date"
+    days = [elapsed(b, grain, last, today) if running else None for b, running in zip(labels, partial, strict=True)]
+    out_series = []
+    for s in series["series"]:
+        values = [decimal(p["value"]) for p in s["points"]]
+        ahead = [
+            projected(v, days[i]) if mode == "projected" and partial[i] else (v if partial[i] else None)
+            for i, v in enumerate(values)
+        ]
+        out_series.append(
             {
                 "name": ", ".join(str(v) for v in s["group"].values()) or metric,
-                "values": [None if p["value"] is None else float(p["value"]) for p in s["points"]],
+                "values": [None if v is None else float(v) for v in values],
+                "projected": [None if v is None else float(v) for v in ahead],
+                "projected_exact": [None if v is None else str(v.quantize(Decimal("0.01"))) for v in ahead],
             }
-            for s in series["series"]
-        ],
-    }
+        )
+    label = "projected" if mode == "projected" else ("so far today" if grain == "day" else f"{grain} to date")
+    return {"labels": labels, "partial": partial, "mode": mode, "label": label, "days": days, "series": out_series}
 
 
 @router.get("/kpis")
@@ -130,7 +183,11 @@ async def kpis(
         _maybe(page, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
         _maybe(page, "/kpi/v1/quality"),
     )
-    chart = chart_of(series, metric, grain, last, today) if series and "series" in series else None
+    chart = (
+        chart_of(series, metric, grain, last, today, definition if definition and "key" in definition else None)
+        if series and "series" in series
+        else None
+    )
     return page.render(
         "kpis.html",
         catalogue=catalogue,
@@ -152,5 +209,6 @@ async def kpis(
         quality=quality,
         chart_json=json.dumps(chart) if chart else None,
         partial=chart["partial"] if chart else [],
+        chart=chart,
         currency=page.settings.reporting_currency,
     )

@@ -53,8 +53,12 @@ ANSWERS: dict[str, Any] = {
 
 
 @contextlib.asynccontextmanager
-async def fake_gateway() -> AsyncIterator[tuple[str, list[tuple[frozenset[str], str]]]]:
+async def fake_gateway(
+    answers: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[str, list[tuple[frozenset[str], str]]]]:
+    """The fake gateway on a real port; `answers` replaces some of its answers (path -> JSON)."""
     asked: list[tuple[frozenset[str], str]] = []
+    known = {**ANSWERS, **(answers or {})}
 
     async def answer(request: Request) -> JSONResponse:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
@@ -64,8 +68,10 @@ async def fake_gateway() -> AsyncIterator[tuple[str, list[tuple[frozenset[str], 
         if path == "/kpi/v1/quality" and not roles & QUALITY_READERS:
             detail = "This action needs one of the roles: admin, analyst, mops."
             return JSONResponse({"title": "Forbidden", "status": 403, "detail": detail}, status_code=403)
-        if path in ANSWERS:
-            return JSONResponse(ANSWERS[path])
+        if path in known:
+            body = known[path]
+            status = body.get("status", 200) if isinstance(body.get("status"), int) else 200
+            return JSONResponse(body, status_code=status)  # a body with a "status" is a problem
         return JSONResponse({"title": "Not Found", "status": 404, "detail": path}, status_code=404)
 
     port = free_port()
@@ -116,14 +122,9 @@ async def test_the_kpi_page_leaves_out_the_quality_section_a_role_may_not_read(c
 
 async def test_a_section_the_api_refuses_anyway_still_shows_the_refusal(console):
     """Hiding follows the policy; when the API refuses something the policy allows, the section says so."""
-    async with fake_gateway() as (url, _), console(gateway_url=url) as client:
+    no_attribution = {"/kpi/v1/attribution": {"title": "Not Found", "status": 404}}
+    async with fake_gateway(no_attribution) as (url, _), console(gateway_url=url) as client:
         await sign_in(client, user="fay", roles=("mops",))
-        before = dict(ANSWERS)
-        try:
-            del ANSWERS["/kpi/v1/attribution"]  # the fake now answers 404 for it
-            r = await client.get("/kpis")
-        finally:
-            ANSWERS.clear()
-            ANSWERS.update(before)
+        r = await client.get("/kpis")
         assert r.status_code == 200 and "attr" in sections(r.text)
         assert "flash-error" in r.text and "This part is unavailable or refused" in r.text
