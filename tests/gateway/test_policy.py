@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.policy import Policy, PolicyError
+from shared.identity import ROLES
 from tests.gateway.conftest import assert_problem, bearer
 
 ROUTES = {
@@ -205,3 +206,39 @@ async def test_a_supplier_reaches_only_its_deliverables_routes_and_needs_its_sco
 def test_a_confined_role_must_name_a_dimension():
     with pytest.raises(PolicyError, match="dimension"):
         Policy.from_dict({"roles": {"supplier": {"scope": "", "rules": []}}})
+
+
+def _roles_of(check: object) -> frozenset[str]:
+    """The roles a service's `require_roles(...)` dependency lets through (admin included)."""
+    cells = [c.cell_contents for c in getattr(check, "__closure__", None) or ()]
+    found = [c for c in cells if isinstance(c, set)]
+    assert len(found) == 1, "require_roles keeps its roles in one closed-over set"
+    return frozenset(found[0])
+
+
+def test_a_restricted_path_is_reached_only_through_its_roles_as_the_service_checks():
+    from services.kpi.api import quality_readers
+
+    policy = Policy.load("gateway/policy.yaml")
+    readers = _roles_of(quality_readers)
+    assert readers == {"admin", "mops", "analyst"}
+    for role in ROLES:
+        # The gateway answers as the KPI service would: finance's `kpi read /**` does not reach it.
+        assert policy.allows({role}, "kpi", "GET", "/v1/quality") == (role in readers), role
+        assert policy.allows({role}, "kpi", "GET", "/v1/quality/") == (role in readers), role
+    # Everything else the broad rule gives is untouched; a second role with access opens it.
+    assert policy.allows({"finance"}, "kpi", "GET", "/v1/scorecard")
+    assert policy.allows({"finance", "analyst"}, "kpi", "GET", "/v1/quality")
+    assert not policy.allows({"finance"}, "kpi", "HEAD", "/v1/quality")
+
+
+def test_a_restricted_entry_must_name_known_roles():
+    rule = {"service": "kpi", "methods": ["GET"], "paths": ["/v1/x"]}
+    for roles in (None, [], ["wizard"], "mops"):
+        with pytest.raises(PolicyError, match="roles"):
+            Policy.from_dict({"roles": {}, "restricted": [{**rule, "roles": roles}]})
+    doc = {"roles": {"finance": [{"service": "kpi", "methods": ["read"], "paths": ["/**"]}]}}
+    policy = Policy.from_dict({**doc, "restricted": [{**rule, "roles": ["mops"]}]})
+    assert not policy.allows({"finance"}, "kpi", "GET", "/v1/x")
+    assert not policy.allows({"mops"}, "kpi", "GET", "/v1/x")  # a restriction never grants
+    assert policy.allows({"finance"}, "kpi", "HEAD", "/v1/x") and policy.allows({"finance"}, "kpi", "GET", "/v1/y")
