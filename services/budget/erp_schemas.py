@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, RootModel
 
 from services.budget.lines import CODE_MAX, CODE_PATTERN
-from services.budget.schemas import Code, Coordinate, Money, Out, RefusalOut, Strict
+from services.budget.schemas import Code, Coordinate, InvoiceOut, Money, Out, RefusalOut, Strict
 
 
 class MappingRuleIn(Strict):
@@ -111,3 +111,8 @@ class SuspensePage(Out):
 class OrderHeld(RootModel[RefusalOut | SuspenseOut]):
     """A purchase order the budget could not take as it came: its commitment was refused (a refusal,
     kept to be retried), or it named no line and matched no mapping rule (a suspense item)."""
+
+
+class InvoiceKept(RootModel[InvoiceOut | SuspenseOut]):
+    """An invoice the budget kept although it could not take it as it came: posted on its line without
+    a commitment (its purchase order is not known yet: `unknown_po`), or waiting in suspense."""
