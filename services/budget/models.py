@@ -260,11 +260,15 @@ erp_mapping_rules = Table(
     Column("cost_center", String(200), nullable=True),
     Column("gl_account", String(200), nullable=True),
     Column("vendor", String(200), nullable=True),
-    Column("internal_order", String(200), nullable=True),  # internal order or campaign code
+    Column("internal_order", String(200), nullable=True),
+    Column("campaign_code", String(200), nullable=True),
     Column("line_code", String(100), nullable=False),
     Column("description", Text, nullable=True),
+    Column("version", Integer, nullable=False, server_default="1"),  # If-Match of PUT /erp/mapping/{id}
     Column("created_by", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
 )
 Index("ix_erp_mapping_rules_priority", erp_mapping_rules.c.priority, erp_mapping_rules.c.id)
 

@@ -115,7 +115,7 @@ class FxRateIn(Strict):
     rate: DecimalStr
 
 
-ERP_COORDINATES = ("company_code", "cost_center", "gl_account", "vendor", "internal_order")
+ERP_COORDINATES = ("company_code", "cost_center", "gl_account", "vendor", "internal_order", "campaign_code")
 Coordinate = Annotated[str | None, Field(min_length=1, max_length=200)]
 
 
@@ -126,7 +126,8 @@ class ErpCoordinates(BaseModel):
     cost_center: Coordinate = None
     gl_account: Coordinate = None
     vendor: str | None = Field(default=None, max_length=200)
-    internal_order: Coordinate = Field(default=None, description="an internal order or campaign code")
+    internal_order: Coordinate = Field(default=None, description="an internal order")
+    campaign_code: Coordinate = Field(default=None, description="the ERP's campaign code")
 
     def coordinates(self) -> dict[str, str | None]:
         return {k: getattr(self, k) for k in ERP_COORDINATES}

@@ -81,6 +81,14 @@ CASES = [
     ),
     ("erp", "invoice.posted", MAPPED_INVOICE, "budget", "/v1/erp/invoices", {**MAPPED_INVOICE, "budget_line": None}),
     (
+        "erp",
+        "invoice.posted",
+        {**INVOICE, "budget_line": None, "campaign_code": "SPRING-27"},
+        "budget",
+        "/v1/erp/invoices",
+        {**INVOICE, "budget_line": None, "campaign_code": "SPRING-27"},
+    ),
+    (
         "crm",
         "lead.created",
         CRM,
@@ -463,6 +471,7 @@ BAD_ITEMS = [
         "data.budget_line",
     ),
     ("erp", "invoice.posted", {**MAPPED_INVOICE, "cost_center": ""}, "data.cost_center"),
+    ("erp", "invoice.posted", {**MAPPED_INVOICE, "campaign_code": "C" * 201}, "data.campaign_code"),
 ]
 
 
