@@ -33,12 +33,18 @@ quality_readers = require_roles("mops", "analyst")
 CSV_BODY = {"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}}
 CSV_OUT: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {"text/csv": {"schema": {"type": "string"}}},
-        "description": "JSON, or CSV (format=csv or Accept: text/csv; docs/kpi.md#data-out)",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            export.PARQUET: {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": (
+            "JSON, CSV (format=csv or Accept: text/csv) or Parquet (format=parquet or Accept: "
+            "application/vnd.apache.parquet), the metric versions in the file (docs/kpi.md#data-out)"
+        ),
     }
 }
-Format = Literal["json", "csv"]
-FORMAT = Query(None, description="json or csv; without it, Accept: text/csv asks for CSV")
+Format = Literal["json", "csv", "parquet"]
+FORMAT = Query(None, description="json, csv or parquet; without it, Accept: text/csv or application/vnd.apache.parquet")
 
 
 def _with_etag(d: definitions.Definition) -> JSONResponse:
@@ -142,15 +148,17 @@ async def metric_series(
             compare=compares,
             cumulative=cumulative,
             trailing_days=trailing_days,
+            cohort_limits=kpi.cohort_limits,
         )
-    if not export.wants_csv(request, format):
+    out = export.wanted(request, format)
+    if out == "json":
         return answer
     used = str(answer["version"])  # the definition version the values were computed with
-    chunks = export.series_csv(answer, groups, compares)
     headers = {"X-Metric": key, "X-Metric-Version": used}
     if cumulative:
         headers["X-Cumulative"] = cumulative if cumulative != "trailing" else f"trailing {trailing_days} days"
-    return export.csv_response(chunks, f"{key}-v{used}-{grain}.csv", headers)
+    table = export.series_table(answer, groups, compares)
+    return export.file_response(table, out, f"{key}-v{used}-{grain}", headers)
 
 
 # ---------------------------------------------------------------- measurements
@@ -311,14 +319,22 @@ async def scorecard(
     compares = periods.parse_compare(compare)
     async with rt.unit_of_work(readonly=True) as uow:
         card = await targets.scorecard(
-            uow, p, keys=keys, period=period, flt=flt, now=utcnow(), fiscal_start=kpi.fiscal_start, compare=compares
+            uow,
+            p,
+            keys=keys,
+            period=period,
+            flt=flt,
+            now=utcnow(),
+            fiscal_start=kpi.fiscal_start,
+            compare=compares,
+            cohort_limits=kpi.cohort_limits,
         )
-    if not export.wants_csv(request, format):
+    out = export.wanted(request, format)
+    if out == "json":
         return card
-    versions = ",".join(f"{i['metric']}={i['version']}" for i in card["items"])
-    return export.csv_response(
-        export.scorecard_csv(card, compares), f"scorecard-{period}.csv", {"X-Metric-Versions": versions}
-    )
+    versions = export.versions_of(card["items"])
+    table = export.scorecard_table(card, compares)
+    return export.file_response(table, out, f"scorecard-{period}", {"X-Metric-Versions": versions})
 
 
 # ---------------------------------------------------------------- attribution
@@ -387,9 +403,11 @@ async def get_attribution(
         boot=attribution.Bootstrap(ci, resamples, seed),
         caller=request,
     )
-    if not export.wants_csv(request, format):
+    out = export.wanted(request, format)
+    if out == "json":
         return answer
     headers = {"X-Attribution-Model": model, "X-Lookback-Days": str(lookback_days)}
     if ci is not None:
         headers["X-Bootstrap"] = f"ci={ci} resamples={resamples} seed={seed}"
-    return export.csv_response(export.attribution_csv(answer), f"attribution-{model}-{from_}-{to}.csv", headers)
+    table = export.attribution_table(answer)
+    return export.file_response(table, out, f"attribution-{model}-{from_}-{to}", headers)

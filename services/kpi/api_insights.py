@@ -83,12 +83,15 @@ async def post_query(
 ) -> Any:
     """Metrics by dimensions and time in one table, for BI tools and notebooks (read-only; the series' rules)."""
     async with rt.unit_of_work(readonly=True) as uow:
-        answer = await query.run(uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start)
-    if not export.wants_csv(request, format):
+        answer = await query.run(
+            uow, p, body.model_dump(), fiscal_start=kpi.fiscal_start, cohort_limits=kpi.cohort_limits
+        )
+    out = export.wanted(request, format)
+    if out == "json":
         return answer
-    versions = ",".join(f"{c['name']}={c['version']}" for c in answer["columns"] if c["kind"] == "metric")
+    versions = export.versions_of((c for c in answer["columns"] if c["kind"] == "metric"), "name")
     headers = {"X-Metric-Versions": versions, "X-Truncated": "true" if answer["truncated"] else "false"}
-    return export.csv_response(export.query_csv(answer), "query.csv", headers)
+    return export.file_response(export.query_table(answer), out, "query", headers)
 
 
 @router.get("/anomalies", response_model=schemas.AnomaliesOut, responses=problems())

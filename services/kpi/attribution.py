@@ -133,7 +133,7 @@ class Limits:
     max_steps: int = 20_000_000  # touchpoints on paths x models
     seconds: float = 20.0
     max_resamples: int = 10_000  # bootstrap resamples per request
-    max_bootstrap_steps: int = 50_000_000  # resamples x journeys
+    max_bootstrap_steps: int = 300_000_000  # resamples x journeys (numpy: about 2 s per 10**8 here)
 
 
 def check_query(

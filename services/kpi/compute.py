@@ -5,6 +5,8 @@ from a raw scan otherwise (a local day does not map onto UTC days). Either way o
 statement per measurement type returns (group values..., bucket, count, sum, min, max);
 filters, scopes and grouping happen in SQL joined to dimension_sets, and a derived metric is
 evaluated per bucket and group from its bases' aggregates, never by averaging daily ratios.
+A conversion metric (a cohort rate over lifecycle facts, funnel.py) reads no measurements: its
+grid comes from the cohort code, with each cell's counts and times in `Grid.details`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import networkx as nx
 from sqlalchemy import Integer, Table, and_, case, func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnClause
 
-from services.kpi import definitions, formula
+from services.kpi import definitions, formula, funnel
+from services.kpi.cohorts import CohortLimits
 from services.kpi.definitions import Definition
 from services.kpi.models import dimension_sets, measurements, rollups_daily, rollups_monthly
 from services.kpi.periods import MONTHS, Window, next_start
@@ -259,6 +262,8 @@ class Grid:
 
     groups: list[Group]
     cells: dict[tuple[Group, int], dict[str, Decimal | None]]
+    # A conversion metric's cohort per cell: entered, converted, median_days, p90_days, complete.
+    details: dict[tuple[Group, int], dict[str, Any]] = field(default_factory=dict)
 
 
 async def _accumulate(
@@ -305,7 +310,10 @@ def empty_cell(plan: Plan) -> dict[str, Decimal | None]:
     env: dict[str, Decimal | None] = {}
     with decimal.localcontext(prec=40):
         for d in plan.order():
-            env[d.key] = empty_value(d) if d.kind == "base" else d.parsed.evaluate(env)
+            if d.kind == "conversion":  # a cohort of no one: its rate is undefined
+                env[d.key] = None
+            else:
+                env[d.key] = empty_value(d) if d.kind == "base" else d.parsed.evaluate(env)
     return env
 
 
@@ -339,6 +347,8 @@ def evaluate(order: list[Definition], found: dict[str, Acc | None]) -> dict[str,
             if d.kind == "base":
                 a = found.get(d.key)
                 env[d.key] = a.value(d) if a is not None else empty_value(d)
+            elif d.kind == "conversion":
+                env[d.key] = None  # not an aggregate of measurements (computed by `compute` from cohorts)
             else:
                 env[d.key] = d.parsed.evaluate(env)
     return env
@@ -353,8 +363,19 @@ async def compute(
     group_by: list[str],
     flt: dict[str, set[str]],
     read_from: str = "auto",
+    cohort_limits: CohortLimits | None = None,
 ) -> tuple[Grid, str]:
-    """Aggregate every base of the plan per group and bucket, then evaluate the derived metrics."""
+    """Aggregate every base of the plan per group and bucket, then evaluate the derived metrics (a
+    conversion metric: its cohorts per bucket, read from the lifecycle facts)."""
+    if plan.metric.kind == "conversion":
+        if read_from not in ("auto", "lifecycle"):
+            raise Invalid.on("query.read_from", "a conversion metric is read from lifecycle facts: leave it auto")
+        found = await funnel.compute(
+            uow, who, metric=plan.metric, w=w, group_by=group_by, flt=flt, limits=cohort_limits or CohortLimits()
+        )
+        key = plan.metric.key
+        values = {cell: {key: v} for cell, v in found.values.items()}
+        return Grid(found.groups, values, found.details), "lifecycle"
     accs, group_list, read_from = await aggregates(
         uow, who, plan=plan, w=w, group_by=group_by, flt=flt, read_from=read_from
     )

@@ -1,8 +1,12 @@
-"""Governed metric definitions: versioned, base (an aggregation of a measurement type) or derived
-(a formula over other metrics), never cyclic, and the catalog seeded at start-up.
+"""Governed metric definitions: versioned, base (an aggregation of a measurement type), derived
+(a formula over other metrics, never cyclic) or conversion (a cohort rate over CRM lifecycle facts),
+and the catalog seeded at start-up.
 
 A change is a new version; the latest version is the current one, and a series can be pinned to
-an older one (it then reads its dependencies as they stood when it was defined).
+an older one (it then reads its dependencies as they stood when it was defined). The catalog itself
+changes the same way: `CATALOG_VERSIONS` are later versions of catalog metrics, added at start-up
+only where the metric is still at the catalog's earlier version (nobody changed it since) and no
+other metric's formula uses it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy import func, select
 
 from services.kpi import formula as formulas
 from services.kpi.events import Direction
+from services.kpi.lifecycle import STAGES
 from services.kpi.models import metric_definitions
 from services.kpi.values import canonical_dims
 from shared.db import insert_ignore, utcnow
@@ -29,6 +34,7 @@ from shared.uow import UnitOfWork
 UNITS = ("count", "currency", "percent", "duration")
 DIRECTIONS = ("higher_is_better", "lower_is_better")
 AGGREGATIONS = ("sum", "count", "count_distinct", "avg", "min", "max")
+MAX_WINDOW_DAYS = 3650
 FIELDS = (
     "id",
     "key",
@@ -47,6 +53,9 @@ FIELDS = (
     "depends_on",
     "created_at",
     "created_by",
+    "from_stage",
+    "to_stage",
+    "window_days",
 )
 
 
@@ -69,6 +78,9 @@ class Definition:
     depends_on: list[str]
     created_at: dt.datetime
     created_by: str
+    from_stage: str | None = None
+    to_stage: str | None = None
+    window_days: int | None = None
     _parsed: formulas.Formula | None = field(default=None, repr=False)
 
     @property
@@ -117,6 +129,26 @@ def _check_derived(spec: dict[str, Any], out: dict[str, Any], errs: Errors) -> N
         errs.items.extend(exc.errors)
 
 
+def _check_conversion(spec: dict[str, Any], out: dict[str, Any], errs: Errors) -> None:
+    for f in ("measurement_type", "aggregation", "distinct_on", "formula"):
+        if spec.get(f):
+            errs.add(f, "a conversion metric has no " + f.replace("_", " ") + " (it counts lifecycle facts)")
+    a, b = spec.get("from_stage"), spec.get("to_stage")
+    for name, stage in (("from_stage", a), ("to_stage", b)):
+        if stage not in STAGES:
+            errs.add(name, f"a conversion metric needs one of: {', '.join(STAGES)}")
+    if a is not None and a == b:
+        errs.add("to_stage", "must differ from from_stage")
+    window = spec.get("window_days")
+    if window is None:
+        out["window_days"] = 90
+    elif not 1 <= window <= MAX_WINDOW_DAYS:
+        errs.add("window_days", f"must be 1 to {MAX_WINDOW_DAYS} days")
+    if spec.get("unit") != "percent":
+        errs.add("unit", 'a conversion metric is a rate: its unit is "percent" (0.25 is 25 %)')
+    out["formula"], out["depends_on"] = None, []
+
+
 def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Kind-specific rules on a definition body; every broken field reported at once."""
     errs = Errors()
@@ -128,9 +160,16 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
         out["filter"] = canonical_dims(spec.get("filter") or {})
     except ValueError as exc:
         errs.add("filter", str(exc))
+    if spec["kind"] != "conversion":
+        for f in ("from_stage", "to_stage", "window_days"):
+            if spec.get(f) is not None:
+                errs.add(f, 'only a conversion metric (kind "conversion") has ' + f.replace("_", " "))
+        out["from_stage"] = out["to_stage"] = out["window_days"] = None
     if spec["kind"] == "base":
         _check_base(spec, errs)
         out["formula"], out["depends_on"] = None, []
+    elif spec["kind"] == "conversion":
+        _check_conversion(spec, out, errs)
     else:
         _check_derived(spec, out, errs)
     errs.raise_if_any()
@@ -177,10 +216,23 @@ async def list_versions(uow: UnitOfWork, key: str) -> list[Definition]:
     return [_definition(r) for r in rows]
 
 
-def _check_graph(key: str, refs: Sequence[str], defs: dict[str, Definition]) -> None:
+def _check_graph(key: str, refs: Sequence[str], defs: dict[str, Definition], kind: str = "derived") -> None:
     unknown = sorted(r for r in refs if r not in defs and r != key)
     if unknown:
         raise Invalid.on("formula", f"unknown metric(s): {', '.join(unknown)}", "unknown_reference")
+    cohorts = sorted(r for r in refs if r in defs and defs[r].kind == "conversion")
+    if cohorts:
+        raise Invalid.on(
+            "formula",
+            f"{', '.join(cohorts)}: a conversion metric is a cohort rate, which a formula cannot combine "
+            "(its buckets count entities by when they entered, not measurements)",
+            "conversion_reference",
+        )
+    users = sorted(d.key for d in defs.values() if key in d.depends_on and d.key != key)
+    if kind == "conversion" and users:
+        raise Invalid.on(
+            "kind", f"{', '.join(users)} use {key} in a formula; a conversion metric cannot be used there", "in_use"
+        )
     graph: nx.DiGraph[str] = nx.DiGraph()
     for d in defs.values():
         if d.key != key:
@@ -199,7 +251,7 @@ async def create_definition(uow: UnitOfWork, who: Principal, *, spec: dict[str, 
     defs = await latest_definitions(uow)
     if spec["key"] in defs:
         raise Conflict(f"Metric {spec['key']!r} exists; PUT /v1/metrics/{spec['key']} creates a new version.")
-    _check_graph(spec["key"], spec["depends_on"], defs)
+    _check_graph(spec["key"], spec["depends_on"], defs, spec["kind"])
     return await _insert_version(uow, spec, 1, who.subject)
 
 
@@ -215,7 +267,7 @@ async def update_definition(
         raise NotFound(f"There is no metric {key!r}; POST /v1/metrics creates it.")
     if if_match is not None and if_match != current.version:
         raise PreconditionFailed(f"Metric {key!r} is at version {current.version}, not {if_match}.")
-    _check_graph(key, spec["depends_on"], defs)
+    _check_graph(key, spec["depends_on"], defs, spec["kind"])
     return await _insert_version(uow, spec, current.version + 1, who.subject)
 
 
@@ -238,6 +290,9 @@ def _row(spec: dict[str, Any], version: int, by: str, at: dt.datetime) -> dict[s
         "depends_on": spec["depends_on"],
         "created_at": at,
         "created_by": by,
+        "from_stage": spec.get("from_stage"),
+        "to_stage": spec.get("to_stage"),
+        "window_days": spec.get("window_days"),
     }
 
 
@@ -262,6 +317,20 @@ def _base(
     }
 
 
+def _conversion(key: str, name: str, a: str, b: str, window_days: int, desc: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": name,
+        "kind": "conversion",
+        "from_stage": a,
+        "to_stage": b,
+        "window_days": window_days,
+        "unit": "percent",
+        "direction": "higher_is_better",
+        "description": desc,
+    }
+
+
 def _derived(key: str, name: str, f: str, unit: str, direction: str, desc: str = "") -> dict[str, Any]:
     return {
         "key": key,
@@ -275,6 +344,15 @@ def _derived(key: str, name: str, f: str, unit: str, direction: str, desc: str =
 
 
 H, L = "higher_is_better", "lower_is_better"
+SAME_MONTH = (
+    "The {b} of a bucket over its {a} (measurements): not a conversion rate, as the two counts are of "
+    "different entities; the cohort rate is the conversion metric of the funnel."
+)
+COHORT = (
+    "Cohort conversion: of the entities that reached {a} in a bucket, the share that reached {b} within "
+    "{days} days (CRM lifecycle facts); each point also gives entered, converted, median and p90 days. "
+    "Version 1 was the same-month ratio, now {ratio}."
+)
 CATALOG: list[dict[str, Any]] = [
     _base("spend", "Spend", "spend", "currency", L, desc="Actual spend posted in the budget ledger."),
     _base("leads", "Leads", "leads", "count", H, desc="New leads from the CRM (lead.created)."),
@@ -334,10 +412,44 @@ CATALOG: list[dict[str, Any]] = [
     _derived("cac", "Customer acquisition cost", "spend / won_deals", "currency", L),
     _derived("roi", "Return on investment", "(revenue - spend) / spend", "percent", H, "A fraction: 0.25 is 25 %."),
     _derived("roas", "Return on ad spend", "revenue / spend", "percent", H, "A fraction: 3 is 300 %."),
+    # Version 1 of the funnel rates: same-month ratios. Version 2 (CATALOG_VERSIONS) makes them cohort
+    # conversions; the ratios stay under their own names (*_ratio_same_month).
     _derived("lead_to_mql_rate", "Lead to MQL rate", "mqls / leads", "percent", H),
     _derived("mql_to_sql_rate", "MQL to SQL rate", "sqls / mqls", "percent", H),
     _derived("sql_to_opportunity_rate", "SQL to opportunity rate", "opportunities / sqls", "percent", H),
     _derived("win_rate", "Opportunity win rate", "won_deals / opportunities", "percent", H),
+    _derived(
+        "lead_to_mql_ratio_same_month",
+        "Lead to MQL ratio (same month)",
+        "mqls / leads",
+        "percent",
+        H,
+        SAME_MONTH.format(b="MQLs", a="leads"),
+    ),
+    _derived(
+        "mql_to_sql_ratio_same_month",
+        "MQL to SQL ratio (same month)",
+        "sqls / mqls",
+        "percent",
+        H,
+        SAME_MONTH.format(b="SQLs", a="MQLs"),
+    ),
+    _derived(
+        "sql_to_opportunity_ratio_same_month",
+        "SQL to opportunity ratio (same month)",
+        "opportunities / sqls",
+        "percent",
+        H,
+        SAME_MONTH.format(b="opportunities", a="SQLs"),
+    ),
+    _derived(
+        "win_ratio_same_month",
+        "Opportunity win ratio (same month)",
+        "won_deals / opportunities",
+        "percent",
+        H,
+        SAME_MONTH.format(b="won deals", a="opportunities"),
+    ),
     _derived(
         "deliverable_on_time_rate",
         "Deliverable on-time rate",
@@ -351,11 +463,44 @@ CATALOG: list[dict[str, Any]] = [
 ]
 
 
+def _cohort_version(key: str, name: str, a: str, b: str, days: int, ratio: str) -> tuple[int, dict[str, Any]]:
+    return 2, _conversion(key, name, a, b, days, COHORT.format(a=a, b=b, days=days, ratio=ratio))
+
+
+# Later versions of catalog metrics: (version, spec), applied in order by seed_catalog.
+CATALOG_VERSIONS: list[tuple[int, dict[str, Any]]] = [
+    _cohort_version("lead_to_mql_rate", "Lead to MQL rate", "lead", "mql", 30, "lead_to_mql_ratio_same_month"),
+    _cohort_version("mql_to_sql_rate", "MQL to SQL rate", "mql", "sql", 30, "mql_to_sql_ratio_same_month"),
+    _cohort_version(
+        "sql_to_opportunity_rate",
+        "SQL to opportunity rate",
+        "sql",
+        "opportunity",
+        60,
+        "sql_to_opportunity_ratio_same_month",
+    ),
+    _cohort_version("win_rate", "Opportunity win rate", "opportunity", "won", 180, "win_ratio_same_month"),
+]
+CATALOG_BY = "system:catalog"
+
+
 async def seed_catalog(uow: UnitOfWork) -> int:
-    """Insert version 1 of every catalog metric that is missing; safe to run from every replica."""
+    """Insert version 1 of every catalog metric that is missing, then the catalog's later versions of
+    metrics nobody has changed since; safe to run from every replica (the (key, version) key decides)."""
     now = utcnow()
-    rows = [_row(check_spec({**spec, "owner": "mops"}), 1, "system:catalog", now) for spec in CATALOG]
+    rows = [_row(check_spec({**spec, "owner": "mops"}), 1, CATALOG_BY, now) for spec in CATALOG]
     count = select(func.count()).select_from(metric_definitions)
     before = await uow.scalar(count)
     await uow.execute(insert_ignore(uow.dialect, metric_definitions, ["key", "version"]), rows)
+    latest = await latest_definitions(uow)
+    later = []
+    for version, spec in CATALOG_VERSIONS:
+        current = latest.get(spec["key"])
+        if current is None or current.version != version - 1 or current.created_by != CATALOG_BY:
+            continue  # already upgraded, or changed by someone: theirs stays the current version
+        if any(spec["key"] in d.depends_on for d in latest.values()):
+            continue  # a formula uses it; a conversion metric cannot be used there (_check_graph)
+        later.append(_row(check_spec({**spec, "owner": "mops"}), version, CATALOG_BY, now))
+    if later:
+        await uow.execute(insert_ignore(uow.dialect, metric_definitions, ["key", "version"]), later)
     return int(await uow.scalar(count) or 0) - int(before or 0)

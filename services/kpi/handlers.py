@@ -40,9 +40,15 @@ def _dims(values: dict[str, Any] | None, keys: tuple[str, ...] | None = None) ->
 
 
 def spend_items(env: Envelope) -> Items:
-    """budget.actual.posted: one `spend` measurement per ledger entry (a reversal's is negative)."""
+    """budget.actual.posted: one `spend` measurement per ledger entry (a reversal's is negative).
+
+    The campaign the entry funds (a budget campaign's code) is its `campaign` dimension, ahead of
+    the line's own: leads and revenue tagged with the same code give cost per lead and ROI per
+    campaign."""
     d = budget.ACTUAL_POSTED.read(env.data)
     dims = {**_dims(d.dimensions), "line_code": d.line_code, "currency": d.currency}
+    if d.campaign_code:
+        dims["campaign"] = d.campaign_code
     return [
         {
             "type": "spend",

@@ -57,6 +57,11 @@ metric_definitions = Table(
     Column("depends_on", JSONType(), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
+    # kind "conversion" (a cohort rate over lifecycle facts): of the entities that reached from_stage in a
+    # bucket, those that reached to_stage within window_days; null for base and derived metrics.
+    Column("from_stage", String(20), nullable=True),
+    Column("to_stage", String(20), nullable=True),
+    Column("window_days", Integer, nullable=True),
     UniqueConstraint("key", "version"),
 )
 

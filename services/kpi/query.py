@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.kpi import series
+from services.kpi.cohorts import CohortLimits
 from shared.errors import FieldError, Invalid, NotFound
 from shared.identity import Principal
 from shared.uow import UnitOfWork
@@ -36,7 +37,9 @@ def _check(body: dict[str, Any]) -> None:
             raise Invalid.on(f"order.{n}.by", f"{o['by']!r} is not bucket, a dimension or a metric of the query")
 
 
-async def _series(uow: UnitOfWork, who: Principal, body: dict[str, Any], n: int, fiscal_start: int) -> dict[str, Any]:
+async def _series(
+    uow: UnitOfWork, who: Principal, body: dict[str, Any], n: int, fiscal_start: int, limits: CohortLimits | None
+) -> dict[str, Any]:
     key = body["metrics"][n]
     try:
         return await series.series(
@@ -50,6 +53,7 @@ async def _series(uow: UnitOfWork, who: Principal, body: dict[str, Any], n: int,
             flt={k: set(v) for k, v in body["filters"].items()},
             tz="UTC",
             fiscal_start=fiscal_start,
+            cohort_limits=limits,
         )
     except NotFound:
         raise Invalid.on(f"metrics.{n}", f"no metric {key!r}") from None
@@ -63,7 +67,14 @@ def _sort_key(value: str | None, is_metric: bool) -> tuple[bool, Any]:
     return (False, Decimal(value) if is_metric else value)
 
 
-async def run(uow: UnitOfWork, who: Principal, body: dict[str, Any], *, fiscal_start: int) -> dict[str, Any]:
+async def run(
+    uow: UnitOfWork,
+    who: Principal,
+    body: dict[str, Any],
+    *,
+    fiscal_start: int,
+    cohort_limits: CohortLimits | None = None,
+) -> dict[str, Any]:
     """The joined table of the query's metrics (see the module's docstring)."""
     _check(body)
     dims, metrics = list(body["dimensions"]), list(body["metrics"])
@@ -72,7 +83,7 @@ async def run(uow: UnitOfWork, who: Principal, body: dict[str, Any], *, fiscal_s
     columns += [{"name": d, "kind": "dimension"} for d in dims]
     read_from = {}
     for n, key in enumerate(metrics):
-        answer = await _series(uow, who, body, n, fiscal_start)
+        answer = await _series(uow, who, body, n, fiscal_start, cohort_limits)
         columns.append({"name": key, "kind": "metric", "unit": answer["unit"], "version": answer["version"]})
         read_from[key] = answer["read_from"]
         for s in answer["series"]:

@@ -20,6 +20,8 @@ from shared.pagination import Page
 Unit = Literal["count", "currency", "percent", "duration"]
 Direction = Literal["higher_is_better", "lower_is_better"]
 Aggregation = Literal["sum", "count", "count_distinct", "avg", "min", "max"]
+Stage = Literal["lead", "mql", "sql", "opportunity", "won", "lost"]
+Kind = Literal["base", "derived", "conversion"]
 
 
 class _Strict(BaseModel):
@@ -27,7 +29,8 @@ class _Strict(BaseModel):
 
 
 class MetricIn(_Strict):
-    """A base metric (aggregation of a measurement type) or a derived one (a formula over metrics)."""
+    """A base metric (aggregation of a measurement type), a derived one (a formula over metrics) or a
+    conversion (a cohort rate over CRM lifecycle facts: from_stage, to_stage, window_days; unit percent)."""
 
     key: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
@@ -35,12 +38,17 @@ class MetricIn(_Strict):
     owner: str | None = Field(default=None, max_length=200)
     unit: Unit
     direction: Direction
-    kind: Literal["base", "derived"]
+    kind: Kind
     measurement_type: str | None = Field(default=None, max_length=64)
     aggregation: Aggregation | None = None
     distinct_on: str | None = Field(default=None, max_length=64)
     filter: dict[str, str] | None = None
     formula: str | None = Field(default=None, max_length=2000)
+    from_stage: Stage | None = Field(default=None, description="conversion: the stage that enters the cohort")
+    to_stage: Stage | None = Field(default=None, description="conversion: the stage a conversion reaches")
+    window_days: int | None = Field(
+        default=None, description="conversion: days after from_stage within which to_stage counts (1 to 3650; 90)"
+    )
 
 
 class MetricPut(MetricIn):
@@ -73,9 +81,6 @@ class ConversionIn(_Strict):
 
 class ConversionsIn(_Strict):
     items: list[ConversionIn] = Field(min_length=1, max_length=10_000)
-
-
-Stage = Literal["lead", "mql", "sql", "opportunity", "won", "lost"]
 
 
 class LifecycleFactIn(_Strict):
@@ -130,7 +135,7 @@ class DefinitionOut(BaseModel):
     owner: str | None
     unit: Unit
     direction: Direction
-    kind: Literal["base", "derived"]
+    kind: Kind
     measurement_type: str | None
     aggregation: Aggregation | None
     distinct_on: str | None
@@ -139,6 +144,9 @@ class DefinitionOut(BaseModel):
     depends_on: list[str] = Field(description="the metrics a derived metric's formula names")
     created_at: str = Field(description="ISO 8601 instant")
     created_by: str
+    from_stage: Stage | None = Field(description="conversion metrics: the stage that enters the cohort")
+    to_stage: Stage | None = Field(description="conversion metrics: the stage a conversion reaches")
+    window_days: int | None = Field(description="conversion metrics: the days within which to_stage counts")
 
 
 DefinitionPage = Page[DefinitionOut]
@@ -164,6 +172,14 @@ class PeriodChange(Change):
     to: str = Field(description="its last day counted (while the period runs: as many days as have elapsed)")
 
 
+class CohortCell(BaseModel):
+    entered: int = Field(description="entities that reached from_stage in the bucket (or period)")
+    converted: int = Field(description="of them, those that reached to_stage within window_days")
+    median_days: str | None = Field(description="median days to convert (nearest rank, 2 places); null: none")
+    p90_days: str | None = Field(description="90th percentile of the days to convert; null: none converted")
+    complete: bool = Field(description="every window of the bucket has ended (the rate can no longer grow)")
+
+
 class Point(BaseModel):
     bucket: str = Field(description="the first local date of the bucket")
     period: str | None = Field(default=None, description="fiscal grains only: FY2027-Q1, FY2027")
@@ -174,6 +190,7 @@ class Point(BaseModel):
     compare: dict[Literal["previous_period", "last_year"], BucketChange] | None = Field(
         default=None, description="only with compare="
     )
+    cohort: CohortCell | None = Field(default=None, description="conversion metrics only: the bucket's cohort")
 
 
 class SeriesGroup(BaseModel):
@@ -191,7 +208,7 @@ class SeriesOut(BaseModel):
     from_: str = Field(alias="from")
     to: str
     tz: str
-    read_from: Literal["rollup", "raw"]
+    read_from: Literal["rollup", "raw", "lifecycle"] = Field(description="lifecycle: a conversion metric")
     cumulative: str | None = Field(default=None, description="only with cumulative=: the running window's kind")
     trailing_days: int | None = Field(default=None, description="only with cumulative=trailing")
     series: list[SeriesGroup]
@@ -297,6 +314,7 @@ class ScorecardItem(BaseModel):
     compare: dict[Literal["previous_period", "last_year"], PeriodChange] | None = Field(
         default=None, description="only with compare="
     )
+    cohort: CohortCell | None = Field(default=None, description="conversion metrics only: the period's cohort")
 
 
 class ScorecardOut(BaseModel):
@@ -407,7 +425,7 @@ class QueryColumn(BaseModel):
 class QueryOut(BaseModel):
     columns: list[QueryColumn]
     rows: list[dict[str, str | None]] = Field(description="one object per bucket and group; values are text")
-    read_from: dict[str, str] = Field(description="per metric: rollup or raw")
+    read_from: dict[str, str] = Field(description="per metric: rollup, raw or lifecycle (a conversion metric)")
     truncated: bool = Field(description="true when limit cut rows off")
 
 

@@ -4,6 +4,8 @@ Targets are shown on month, quarter and fiscal buckets of an ungrouped series wh
 one value per dimension, the filter a target is set for. Comparisons compute the same series over
 the window moved back one bucket or one year (`periods.shift`) and pair buckets by their shifted
 start, so partial buckets at the window's edges compare with the same part of the earlier bucket.
+A conversion metric's points are cohorts (funnel.py): each also carries `cohort` (entered, converted,
+median and p90 days, complete); they are not cumulative.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from services.kpi import cumulative
+from services.kpi.cohorts import CohortLimits
 from services.kpi.comparisons import change
 from services.kpi.compute import Grid, Plan, compute, empty_cell, resolve
 from services.kpi.definitions import Definition
@@ -23,6 +26,7 @@ from services.kpi.models import targets
 from services.kpi.periods import MONTHS, Window, period_label, shift, window
 from services.kpi.values import dims_hash, fmt, from_micro
 from shared.bounds import MIN_DATE
+from shared.errors import Invalid
 from shared.identity import Principal
 from shared.uow import UnitOfWork
 
@@ -63,11 +67,19 @@ class Query:
     flt: dict[str, set[str]]
     cumulative: str | None
     trailing_days: int
+    cohort_limits: CohortLimits | None = None
 
     async def grid(self, uow: UnitOfWork, who: Principal | None, w: Window, read_from: str) -> tuple[Grid, str]:
         if self.cumulative is None:
             return await compute(
-                uow, who, plan=self.plan, w=w, group_by=self.group_by, flt=self.flt, read_from=read_from
+                uow,
+                who,
+                plan=self.plan,
+                w=w,
+                group_by=self.group_by,
+                flt=self.flt,
+                read_from=read_from,
+                cohort_limits=self.cohort_limits,
             )
         return await cumulative.grid(
             uow,
@@ -111,10 +123,15 @@ async def series(
     compare: list[str] | None = None,
     cumulative: str | None = None,
     trailing_days: int = 90,
+    cohort_limits: CohortLimits | None = None,
 ) -> dict[str, Any]:
     w = window(start, end, grain, tz, fiscal_start)
     plan = await resolve(uow, key, version)
-    q = Query(plan, group_by, flt, cumulative, trailing_days)
+    if cumulative is not None and plan.metric.kind == "conversion":
+        raise Invalid.on(
+            "query.cumulative", f"{key} is a conversion metric: its buckets are cohorts, not running totals"
+        )
+    q = Query(plan, group_by, flt, cumulative, trailing_days, cohort_limits)
     grid, used = await q.grid(uow, who, w, read_from)
     m = plan.metric
     goals = await _targets_by_label(uow, key, flt, w) if not group_by and cumulative is None else {}
@@ -130,6 +147,8 @@ async def series(
         for i, b in enumerate(w.starts):
             value = grid.cells[(g, i)][key]
             point: dict[str, Any] = {"bucket": b.isoformat(), "value": fmt(value, m.unit)}
+            if grid.details:
+                point["cohort"] = grid.details[(g, i)]
             label = period_label(b, grain, fiscal_start)
             if fiscal:
                 point["period"] = label

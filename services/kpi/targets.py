@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from services.kpi import definitions
+from services.kpi.cohorts import CohortLimits
 from services.kpi.comparisons import change
 from services.kpi.compute import ADDITIVE, Plan, compute, empty_cell, resolve
 from services.kpi.events import TARGET_AT_RISK, KpiTargetAtRisk
@@ -188,6 +189,8 @@ async def list_targets(
 
 def project(plan: Plan, env: dict[str, Decimal | None], fraction: float) -> Decimal | None:
     """Linear pacing: additive bases scaled to the whole period, ratios and averages re-evaluated."""
+    if plan.metric.kind == "conversion":  # a rate of the cohorts so far: nothing to scale
+        return env.get(plan.metric.key) if fraction > 0 else None
     rounded = round(fraction, 9)
     if rounded <= 0:  # (a period that began less than a nanoth of its length ago rounds to 0)
         return None
@@ -209,15 +212,42 @@ def is_at_risk(direction: str, projected: Decimal | None, target: Decimal) -> bo
     return projected < target if direction == "higher_is_better" else projected > target
 
 
+async def _period_cell(
+    uow: UnitOfWork,
+    who: Principal | None,
+    plan: Plan,
+    start: dt.date,
+    end: dt.date,
+    flt: dict[str, set[str]],
+    limits: CohortLimits | None = None,
+) -> tuple[dict[str, Decimal | None], dict[str, Any] | None]:
+    """The plan's values over start..end as one bucket, and a conversion metric's cohort details (else None)."""
+    w = window(start, end, "period")
+    grid, _ = await compute(uow, who, plan=plan, w=w, group_by=[], flt=flt, cohort_limits=limits)
+    return grid.cells[((), 0)], grid.details.get(((), 0))
+
+
 async def _env(
-    uow: UnitOfWork, who: Principal | None, plan: Plan, start: dt.date, end: dt.date, flt: dict[str, set[str]]
+    uow: UnitOfWork,
+    who: Principal | None,
+    plan: Plan,
+    start: dt.date,
+    end: dt.date,
+    flt: dict[str, set[str]],
+    limits: CohortLimits | None = None,
 ) -> dict[str, Decimal | None]:
-    grid, _ = await compute(uow, who, plan=plan, w=window(start, end, "period"), group_by=[], flt=flt)
-    return grid.cells[((), 0)]
+    return (await _period_cell(uow, who, plan, start, end, flt, limits))[0]
 
 
 async def _compared(
-    uow: UnitOfWork, who: Principal | None, plan: Plan, p: Period, c: str, flt: dict[str, set[str]], today: dt.date
+    uow: UnitOfWork,
+    who: Principal | None,
+    plan: Plan,
+    p: Period,
+    c: str,
+    flt: dict[str, set[str]],
+    today: dt.date,
+    limits: CohortLimits | None = None,
 ) -> dict[str, Any]:
     """The earlier period's value and the change. While `p` runs, both sides count the same number of
     days from their first (days 1..n against days 1..n), so a half-finished quarter is not compared
@@ -227,12 +257,12 @@ async def _compared(
     if p.first <= today <= p.last:
         current_end = today
         end = min(q.last, q.first + (today - p.first))
-    current = (await _env(uow, who, plan, p.first, current_end, flt))[key]
+    current = (await _env(uow, who, plan, p.first, current_end, flt, limits))[key]
     # (no measurement lies before MIN_DATE: an earlier period reaching back further is read from there)
     if end < MIN_DATE:
         then = empty_cell(plan)[key]
     else:
-        then = (await _env(uow, who, plan, max(q.first, MIN_DATE), end, flt))[key]
+        then = (await _env(uow, who, plan, max(q.first, MIN_DATE), end, flt, limits))[key]
     span = {"period": q.label, "from": q.first.isoformat(), "to": end.isoformat()}
     return {**span, **change(current, then, plan.metric.unit)}
 
@@ -245,10 +275,11 @@ async def _card_item(
     flt: dict[str, set[str]],
     now: dt.datetime,
     compare: list[str],
+    limits: CohortLimits | None = None,
 ) -> dict[str, Any]:
     fraction = elapsed(p.first, p.last, now)
     plan = await resolve(uow, key)
-    env = await _env(uow, who, plan, p.first, p.last, flt)
+    env, cohort = await _period_cell(uow, who, plan, p.first, p.last, flt, limits)
     actual = env[key]
     m = plan.metric
     single = single_values(flt)
@@ -272,6 +303,8 @@ async def _card_item(
         "at_risk": False,
         "target_id": None,
     }
+    if cohort is not None:
+        item["cohort"] = cohort
     if row is not None:
         goal = from_micro(row.value)
         item.update(versus(actual, goal, m))
@@ -280,7 +313,7 @@ async def _card_item(
     if compare:
         item["compare"] = {}
     for c in compare:
-        item["compare"][c] = await _compared(uow, who, plan, p, c, flt, now.date())
+        item["compare"][c] = await _compared(uow, who, plan, p, c, flt, now.date(), limits)
     return item
 
 
@@ -294,11 +327,13 @@ async def scorecard(
     now: dt.datetime,
     fiscal_start: int = 1,
     compare: list[str] | None = None,
+    cohort_limits: CohortLimits | None = None,
 ) -> dict[str, Any]:
-    """Each metric's actual, target, variance, attainment and projection for one period, and comparisons."""
+    """Each metric's actual, target, variance, attainment and projection for one period, and comparisons
+    (a conversion metric's actual is the rate of the cohort that entered in the period, with its `cohort`)."""
     p = named_period(period, "query.period", fiscal_start)
     fraction = elapsed(p.first, p.last, now)
-    items = [await _card_item(uow, who, key, p, flt, now, compare or []) for key in keys]
+    items = [await _card_item(uow, who, key, p, flt, now, compare or [], cohort_limits) for key in keys]
     return {
         "period": period,
         "from": p.first.isoformat(),

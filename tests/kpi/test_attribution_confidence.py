@@ -11,6 +11,7 @@ import io
 import random
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -58,10 +59,56 @@ def test_the_interval_narrows_as_journeys_grow(data_seed):
             assert large[g] < small[g] * 0.8, widths
 
 
-def test_draws_are_uniform_indices():
-    idx = bootstrap.draws(random.Random(0), 10)
-    assert len(idx) == 10 and all(0 <= i < 10 for i in idx)
-    assert bootstrap.draws(random.Random(0), 10) == idx
+def test_draws_are_uniform_indices_in_blocks_a_seed_reproduces():
+    blocks = list(bootstrap.draw_blocks(3, 10, 250_001))
+    assert sum(len(b) for b in blocks) == 250_001 and len(blocks) == 2  # 200,000 resamples of 10 per block
+    assert all(b.shape[1] == 10 and b.min() >= 0 and b.max() < 10 for b in blocks)
+    again = list(bootstrap.draw_blocks(3, 10, 250_001))
+    assert all((a == b).all() for a, b in zip(blocks, again, strict=True))
+    counts = np.bincount(np.concatenate([b.ravel() for b in blocks]), minlength=10)
+    assert counts.min() > 0.99 * counts.mean() and counts.max() < 1.01 * counts.mean()
+
+
+def _brute_force(per_journey, groups, resamples, ci, seed):
+    """The obvious loop over the same draws: add every drawn journey's credits up, take the percentiles."""
+    totals = {g: [] for g in groups}
+    for block in bootstrap.draw_blocks(seed, len(per_journey), resamples):
+        for drawn in block.tolist():
+            acc = dict.fromkeys(groups, 0)
+            for i in drawn:
+                for g, v in per_journey[i].items():
+                    acc[g] += v
+            for g in groups:
+                totals[g].append(acc[g])
+    out = {}
+    for g in groups:
+        ordered, point = sorted(totals[g]), sum(j.get(g, 0) for j in per_journey)
+        low, high = bootstrap.rank(ordered, (1 - ci) / 2), bootstrap.rank(ordered, (1 + ci) / 2)
+        out[g] = bootstrap.Interval(min(low, point), max(high, point))
+    return out
+
+
+@settings(max_examples=120, deadline=None, database=None)
+@given(
+    per_journey=st.lists(
+        st.dictionaries(st.sampled_from(GROUPS), st.integers(0, 10**22), max_size=3), min_size=1, max_size=30
+    ),
+    resamples=st.integers(1, 40),
+    ci=st.floats(0.5, 0.99),
+    seed=st.integers(0, 2**63 - 1),
+)
+def test_the_arrays_equal_a_brute_force_loop_over_the_same_draws_even_past_64_bits(per_journey, resamples, ci, seed):
+    """Credits up to 10**22 micro-units: several 53-bit limbs, totals past int64; still exact."""
+    found = bootstrap.intervals(Budget(60), per_journey, GROUPS, resamples=resamples, ci=ci, seed=seed)
+    assert found == _brute_force(per_journey, GROUPS, resamples, ci, seed)
+
+
+def test_limbs_cut_credits_so_float_sums_stay_exact():
+    per_journey = [{"search": 2**70 + 12345, "email": 7}, {"social": 2**52 + 1}]
+    parts, bits = bootstrap.limbs(per_journey, GROUPS)
+    assert 2 * 2**bits < 2**53 and len(parts) > 1
+    rebuilt = sum(int(p[0, 0]) << (bits * k) for k, p in enumerate(parts))
+    assert rebuilt == 2**70 + 12345
 
 
 T = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.kpi import cohorts
-from services.kpi.cohorts import Entry
 from shared.work import Budget
 
 T0 = dt.datetime(2027, 3, 1, tzinfo=dt.UTC)
@@ -49,16 +48,25 @@ journey = st.fixed_dictionaries(
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(journeys=st.lists(journey, max_size=60), window=st.integers(1, 120))
-def test_summary_equals_a_brute_force_count(journeys, window):
+def test_the_tally_equals_a_brute_force_count(journeys, window):
+    """The pure part: given the entered counts and the candidates the database returns (B at or after A,
+    within the window plus a day), the exact window test and the percentiles."""
     start, end = T0, T0 + dt.timedelta(days=31)
-    entries = [Entry(j["a"], j["dims"], j["b"]) for j in journeys if j["a"] is not None and start <= j["a"] < end]
-    items = cohorts.summarize(Budget(60), entries, window, ["channel"], None)
-    for item in items:
-        entered, converted, median, p90 = brute(journeys, start, end, window, item["group"]["channel"])
-        assert (item["entered"], item["converted"]) == (entered, converted)
-        assert item["median_days"] == cohorts._days(median) and item["p90_days"] == cohorts._days(p90)
-        assert Decimal(item["rate"]) == (Decimal(converted) / entered).quantize(Decimal("0.0001"))
-    assert sum(i["entered"] for i in items) == len(entries)
+    counts: dict = {}
+    rows = []
+    for j in journeys:
+        a, b, channel = j["a"], j["b"], j["dims"].get("channel")
+        if a is None or not start <= a < end:
+            continue
+        counts[((channel,), 0)] = counts.get(((channel,), 0), 0) + 1
+        if b is not None and a <= b <= a + dt.timedelta(days=window + 1):
+            rows.append((channel, 0, a, b))
+    found = cohorts.tally(Budget(60), cohorts.Read(1, counts, rows), window)
+    assert set(found) == set(counts)
+    for ((channel,), _), s in found.items():
+        entered, converted, median, p90 = brute(journeys, start, end, window, channel)
+        assert (s.entered, s.converted, s.median_seconds, s.p90_seconds) == (entered, converted, median, p90)
+        assert s.rate == Decimal(converted) / entered
 
 
 def test_percentile_is_nearest_rank():

@@ -105,7 +105,9 @@ async def test_coarser_buckets_show_the_value_at_their_last_day(kpi):
     as_csv = await kpi.client.get(
         "/v1/metrics/leads/series", params={**params, "cumulative": "trailing", "trailing_days": 30, "format": "csv"}
     )
-    assert as_csv.headers["x-cumulative"] == "trailing 30 days" and as_csv.text.splitlines()[2].endswith(",7,,,")
+    assert as_csv.headers["x-cumulative"] == "trailing 30 days" and as_csv.text.splitlines()[2].endswith(
+        ",7,,,,leads,1"
+    )
     # the 30 days to Jan 31 (from Jan 2), to Feb 28 (Feb 10), to Mar 31, to Apr 20 (the window's end; Apr 11)
     assert [p["value"] for p in points] == ["0", "7", "0", "11"]
     assert points[2]["compare"]["previous_period"] == {  # March's 30 days against February's

@@ -19,7 +19,7 @@ async def value(kpi, key: str, **params) -> str | None:
     return series[0]["points"][0]["value"] if series else None
 
 
-def actual_posted(entry_id: str, amount: str) -> object:
+def actual_posted(entry_id: str, amount: str, campaign_code: str | None = None) -> object:
     return new_event(
         "budget.actual.posted",
         "budget",
@@ -39,6 +39,7 @@ def actual_posted(entry_id: str, amount: str) -> object:
             "external_ref": "INV-77",
             "vendor": "Acme",
             "dimensions": {"region": "EMEA", "channel": "search", "campaign": "spring", "cost_center": None},
+            **({"campaign_id": f"c-{campaign_code}", "campaign_code": campaign_code} if campaign_code else {}),
         },
     )
 
@@ -78,6 +79,40 @@ async def test_spend_from_the_budget_service_shows_up_in_cost_per_lead(kpi_nats)
     async with kpi.as_("eve", "marketer", scopes=("region:NA",)) as eve:
         r = await eve.get("/v1/metrics/spend/series", params={"from": "2027-03-01", "to": "2027-03-31"})
         assert r.json()["series"][0]["points"][0]["value"] == "0.00"
+
+
+async def test_spend_on_a_budget_campaign_gives_cost_per_lead_per_campaign(kpi_nats):
+    kpi = kpi_nats
+    leads = [
+        {
+            "type": "leads",
+            "value": "1",
+            "time": f"2027-03-0{d}T09:00:00Z",
+            "source": "crm",
+            "external_id": f"lead:{d}",
+            "dimensions": {"channel": "search", "region": "EMEA", "campaign": "SPRING-27" if d < 4 else "spring"},
+        }
+        for d in range(1, 6)
+    ]
+    assert (await kpi.client.post("/v1/measurements", json={"items": leads})).json()["accepted"] == 5
+    await eventually(lambda: kpi.runtime.bus.connected)
+    js = kpi.runtime.bus.js
+    for env in (actual_posted("e-c1", "900.00", "SPRING-27"), actual_posted("e-c2", "200.00")):
+        await js.publish(env.type, env.to_json().encode(), headers={"Nats-Msg-Id": env.id})
+
+    async def by_campaign() -> dict[str, str]:
+        r = await kpi.client.get(
+            "/v1/metrics/cpl/series",
+            params={"from": "2027-03-01", "to": "2027-03-31", "grain": "month", "group_by": "campaign"},
+        )
+        return {s["group"]["campaign"]: s["points"][0]["value"] for s in r.json()["series"]}
+
+    # The entry on the campaign counts for the campaign (not the line's own "spring"); the other for the line's.
+    await eventually(lambda: _equal(by_campaign(), {"SPRING-27": "300.00", "spring": "100.00"}), timeout=20)
+
+
+async def _equal(got, expected) -> bool:
+    return await got == expected
 
 
 async def test_finished_workflows_and_breaches_become_sla_metrics(kpi_nats):

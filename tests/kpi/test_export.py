@@ -49,7 +49,10 @@ async def test_series_as_csv_matches_the_json_answer(kpi):
         "previous_period_value",
         "previous_period_change",
         "previous_period_percent_change",
+        "metric",
+        "version",
     ]
+    assert {(r["metric"], r["version"]) for r in rows} == {("leads", "1")}  # the version is in the file too
     want = [
         (s["group"]["channel"], p["bucket"], p["value"], p["compare"]["previous_period"]["percent_change"] or "")
         for s in as_json["series"]
@@ -77,6 +80,7 @@ async def test_a_pinned_version_is_the_one_in_the_header(kpi):
     pinned = await kpi.client.get("/v1/metrics/leads/series", params={**params, "version": 1})
     assert latest.headers["x-metric-version"] == "2" and table(latest.text)[0]["value"] == "1"  # a count
     assert pinned.headers["x-metric-version"] == "1" and table(pinned.text)[0]["value"] == "10"  # the sum
+    assert table(latest.text)[0]["version"] == "2" and table(pinned.text)[0]["version"] == "1"
 
 
 async def test_scorecard_as_csv_names_each_metric_version(kpi):
@@ -110,11 +114,12 @@ async def test_attribution_as_csv_has_every_models_credit(kpi):
     assert rows[0]["channel"] == "social" and rows[0]["credit"] == "900.00" and rows[0]["position_based"] == "450.00"
 
 
-async def test_the_openapi_document_offers_csv(kpi):
+async def test_the_openapi_document_offers_csv_and_parquet(kpi):
     doc = (await kpi.client.get("/openapi.json")).json()
-    for path in ("/v1/metrics/{key}/series", "/v1/scorecard", "/v1/attribution"):
-        content = doc["paths"][path]["get"]["responses"]["200"]["content"]
-        assert set(content) == {"application/json", "text/csv"}, path
+    routes = [("/v1/metrics/{key}/series", "get"), ("/v1/scorecard", "get"), ("/v1/attribution", "get")]
+    for path, method in [*routes, ("/v1/query", "post")]:
+        content = doc["paths"][path][method]["responses"]["200"]["content"]
+        assert set(content) == {"application/json", "text/csv", "application/vnd.apache.parquet"}, path
         assert "$ref" in str(content["application/json"])  # the JSON schema is still there
 
 
