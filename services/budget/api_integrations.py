@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from services.budget import (
+    commitments,
     csv_import,
     erp_schemas,
     fx,
@@ -165,6 +166,13 @@ async def erp_purchase_order(
         async with rt.unit_of_work() as uow:
             view = await refusals.record(uow, who, refused, **refusals.order_request(body))
         return json(view, status_code=202)
+    if body.action != "cancelled" and view.get("status") == "committed":
+        # Invoices that came before this order consume it now (its own transaction: the order is kept
+        # whatever happens here, and the next delivery of the order matches what is still unmatched).
+        async with rt.unit_of_work() as uow:
+            if await integrations.match_earlier_invoices(uow, who, postings=budget.postings, po_number=body.po_number):
+                c = await commitments.get_commitment(uow, who, postings=budget.postings, commitment_id=view["id"])
+                view = c
     return json(view, status_code=201 if created else 200)
 
 

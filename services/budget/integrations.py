@@ -17,7 +17,7 @@ from services.budget.lines import get_line, resolve_line
 from services.budget.models import commitments as commitments_table
 from services.budget.models import entries, erp_invoices, erp_suspense
 from services.budget.plans import get_plan
-from services.budget.postings import Postings, entry_view, postable
+from services.budget.postings import Leg, Money, Postings, entry_view, postable
 from services.budget.schemas import InvoiceIn, PurchaseOrderIn
 from services.registry.events import RegistryContractCancelled, RegistryContractTerm
 from shared.db import utcnow
@@ -153,13 +153,66 @@ async def erp_invoice(
         external_ref=number,
         vendor=invoice.vendor,
     )
+    unmatched = invoice.po_number if invoice.po_number and order is None else None
     await uow.execute(
-        insert(erp_invoices).values(invoice_number=number, group_id=result["group_id"], created_at=utcnow())
+        insert(erp_invoices).values(
+            invoice_number=number, group_id=result["group_id"], created_at=utcnow(), unmatched_po=unmatched
+        )
     )
     await settle_suspense(uow, who, "invoice", number, result["line_code"], result["id"])
     if invoice.po_number and order is None:
         result["unknown_po"] = invoice.po_number
     return result, True
+
+
+async def match_earlier_invoices(uow: UnitOfWork, who: Principal, *, postings: Postings, po_number: str) -> int:
+    """An order that arrives after invoices that pay it: their actuals consume its commitment now, as they
+    would have had the order come first (a consumption entry per invoice, up to what is left of the
+    order; the commitment closes once consumed in full). Returns how many invoices were matched; an
+    order waiting for approval, or in another plan than an invoice, matches nothing (yet)."""
+    q = select(erp_invoices).where(erp_invoices.c.unmatched_po == po_number).order_by(erp_invoices.c.created_at)
+    waiting = (await uow.execute(q)).all()
+    cid = await uow.scalar(select(commitments_table.c.id).where(commitments_table.c.external_ref == po_number))
+    if not waiting or cid is None:
+        return 0
+    c, ln, p, _ = await commitments.open_commitment(uow, who, postings, cid)
+    if c.status != "committed":
+        return 0
+    m = Money(c.original_amount_minor, c.original_currency, c.amount_minor, c.fx_rate)
+    consumed, legs, matched = c.consumed_minor, [], []
+    for inv in waiting:
+        q = select(entries).where(entries.c.group_id == inv.group_id, entries.c.kind == "actual")
+        actual = (await uow.execute(q)).one()
+        if actual.plan_id != c.plan_id:
+            continue
+        take = min(actual.amount_minor, c.amount_minor - consumed)
+        if take:
+            legs.append(
+                Leg(
+                    ln,
+                    c.period,
+                    "consumption",
+                    take,
+                    (0, -take, 0, 0),
+                    m,
+                    c.entry_date,
+                    commitment_id=c.id,
+                    external_ref=inv.invoice_number,
+                    campaign_id=c.campaign_id,
+                )
+            )
+        consumed += take
+        matched.append(inv.invoice_number)
+    if legs:  # money only goes back to the line: no check
+        await postings.write(uow, who, p, legs, check=False)
+    if matched:
+        await uow.execute(
+            update(erp_invoices).where(erp_invoices.c.invoice_number.in_(matched)).values(unmatched_po=None)
+        )
+        status = "closed" if consumed >= c.amount_minor else "committed"
+        await commitments.set_status(uow, c, status, None, consumed_minor=consumed)
+        await uow.audit("commitment", c.id, action="budget.commitment.matched", after={"invoices": matched})
+    return len(matched)
 
 
 async def settle_suspense(

@@ -216,7 +216,11 @@ erp_invoices = Table(
     Column("invoice_number", String(200), primary_key=True),
     Column("group_id", String(36), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The po_number of an invoice posted before its order was known: cleared once the order's commitment
+    # is consumed by it (services.budget.integrations.match_earlier_invoices).
+    Column("unmatched_po", String(200), nullable=True),
 )
+Index("ix_erp_invoices_unmatched_po", erp_invoices.c.unmatched_po)
 
 # What the budget refused when it arrived as an event or an ERP document (a contract term's
 # commitment, a purchase order): kept with its reason and the original request, so nothing a

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.budget.conftest import FINANCE, Budget, problem, who
+from tests.budget.test_invariants import check_invariants
 
 pytestmark = pytest.mark.db
 
@@ -166,3 +167,35 @@ async def test_only_a_malformed_invoice_is_a_422_and_nothing_is_kept(budget, cha
     assert field in {e["field"] for e in problem(r, 422)["errors"]}
     assert (await budget.ok("GET", "/v1/erp/suspense"))["items"] == []
     assert (await budget.balance(martech["id"]))["spent"] == "0.00"
+
+
+async def test_an_order_arriving_after_its_invoices_is_consumed_by_them_once(budget):
+    plan, martech = await _setup(budget)
+    for number in ("INV-8", "INV-9"):  # 400.00 each, before their order
+        doc = invoice(number, budget_line="MARTECH", po_number="PO-AFTER")
+        assert (await budget.ok("POST", "/v1/erp/invoices", 202, headers=ERP, json=doc))["unknown_po"] == "PO-AFTER"
+    c = await budget.ok("POST", "/v1/erp/purchase-orders", 201, headers=ERP, json=order("PO-AFTER", "MARTECH"))
+    assert (c["status"], c["amount"]) == ("committed", "1000.00")
+    bal = await budget.balance(martech["id"])
+    assert (bal["spent"], bal["committed"], bal["available"]) == ("800.00", "200.00", "4000.00")  # not 1000 + 800
+    again = await budget.ok("POST", "/v1/erp/purchase-orders", 200, headers=ERP, json=order("PO-AFTER", "MARTECH"))
+    assert again["id"] == c["id"]
+    later = invoice("INV-10", po_number="PO-AFTER")  # the next invoice consumes what is left, and no more
+    posted = await budget.ok("POST", "/v1/erp/invoices", 201, headers=ERP, json=later)
+    assert (posted["commitment_id"], posted["consumed"], posted["commitment_status"]) == (c["id"], "200.00", "closed")
+    bal = await budget.balance(martech["id"])
+    assert (bal["spent"], bal["committed"], bal["available"]) == ("1200.00", "0.00", "3800.00")
+    await check_invariants(budget.runtime, plan["id"], "block")  # the ledger equals its entries and commitments
+
+
+async def test_an_order_smaller_than_its_earlier_invoice_is_consumed_in_full_and_closed(budget):
+    plan, martech = await _setup(budget)
+    doc = invoice("INV-11", budget_line="MARTECH", po_number="PO-SMALL")
+    await budget.ok("POST", "/v1/erp/invoices", 202, headers=ERP, json=doc)
+    c = await budget.ok(
+        "POST", "/v1/erp/purchase-orders", 201, headers=ERP, json=order("PO-SMALL", "MARTECH", "300.00")
+    )
+    assert c["status"] == "closed"
+    bal = await budget.balance(martech["id"])
+    assert (bal["spent"], bal["committed"], bal["available"]) == ("400.00", "0.00", "4600.00")
+    await check_invariants(budget.runtime, plan["id"], "block")
