@@ -31,9 +31,12 @@ async def _instance(api: Api, instance_id: str) -> dict[str, Any] | None:
     return found
 
 
-async def _report(api: Api) -> dict[str, Any] | None:
+async def _report(page: Page) -> dict[str, Any] | None:
+    """The SLA report; None (the section is left out) when the roles may not read it or it is unavailable."""
+    if not page.may_read("/workflow/v1/reports/sla"):
+        return None
     try:
-        found: dict[str, Any] = await api.get("/workflow/v1/reports/sla")
+        found: dict[str, Any] = await page.api.get("/workflow/v1/reports/sla")
     except ApiProblem:
         return None
     return found
@@ -47,7 +50,7 @@ async def _no_report() -> None:
 async def inbox(page: Page = Depends(signed_in), fragment: bool = False) -> Response:
     tasks, report = await asyncio.gather(
         page.api.items("/workflow/v1/tasks", limit=100, pages=5, assignee="me"),
-        _report(page.api) if not fragment else _no_report(),
+        _report(page) if not fragment else _no_report(),
     )
     instances = await asyncio.gather(*(_instance(page.api, t["instance_id"]) for t in tasks[:INBOX_CONTEXT]))
     for task, inst in zip(tasks, instances, strict=False):

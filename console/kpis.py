@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from console.api import Api, ApiProblem
+from console.api import ApiProblem
 from console.formatting import decimal
 from console.web import Page, signed_in
 
@@ -23,10 +23,14 @@ DIMENSIONS = ("", "channel", "region", "campaign")
 MODELS = ("linear", "first_touch", "last_touch", "time_decay", "position_based")
 
 
-async def _maybe(api: Api, path: str, **params: Any) -> Any:
-    """A section whose part is unavailable shows the problem; the rest of the page still renders."""
+async def _maybe(page: Page, path: str, **params: Any) -> Any:
+    """A section's figures: None (the section is left out, nothing is asked) when the policy does not
+    let the person's roles read them; a part that is unavailable or refuses shows the problem, and the
+    rest of the page still renders."""
+    if not page.may_read(path):
+        return None
     try:
-        return await api.get(path, **params)
+        return await page.api.get(path, **params)
     except ApiProblem as problem:
         return {"problem": problem}
 
@@ -75,20 +79,73 @@ def partial_buckets(buckets: list[str], grain: str, last: dt.date, today: dt.dat
     return out
 
 
-def chart_of(series: dict[str, Any], metric: str, grain: str, last: dt.date, today: dt.date) -> dict[str, Any]:
-    """The chart's figures (uPlot draws them): a partial bucket's value is drawn dashed, apart."""
-    labels = [p["bucket"] for p in (series["series"][0]["points"] if series["series"] else [])]
-    return {
-        "labels": labels,
-        "partial": partial_buckets(labels, grain, last, today),
-        "series": [
+ADDITIVE = ("sum", "count")  # the KPI service's additive aggregations (services/kpi/compute.py)
+
+
+def projectable(definition: dict[str, Any] | None) -> bool:
+    """Whether a partial bucket's value may be scaled to the whole bucket: a base metric that adds up
+    (a sum or a count), as the KPI service's own pacing projection does. A ratio, an average, a distinct
+    count or a derived formula is not scaled (its value so far is its own estimate)."""
+    if not definition:
+        return False
+    return definition.get("kind") == "base" and definition.get("aggregation") in ADDITIVE
+
+
+def elapsed(bucket: str, grain: str, last: dt.date, today: dt.date) -> tuple[int, int] | None:
+    """(days counted, days in the bucket) of a partial bucket: the counted days run from its start to
+    the range's last day or today, whichever is first, both included."""
+    try:
+        start = dt.date.fromisoformat(bucket)
+    except ValueError:
+        return None
+    end = _bucket_end(start, grain)
+    counted = min(last, today, end - dt.timedelta(days=1))
+    if counted < start:
+        return None
+    return (counted - start).days + 1, (end - start).days
+
+
+def projected(value: Decimal | None, days: tuple[int, int] | None) -> Decimal | None:
+    """A partial bucket's value projected to the whole bucket at its pace so far:
+    value x days in the bucket / days counted (so 2 000 after 4 of 31 days is 15 500)."""
+    if value is None or days is None or days[0] <= 0:
+        return None
+    return value * days[1] / days[0]
+
+
+def chart_of(
+    series: dict[str, Any],
+    metric: str,
+    grain: str,
+    last: dt.date,
+    today: dt.date,
+    definition: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The chart's figures (uPlot draws them). A partial bucket is drawn dashed, apart: for a metric
+    that adds up, at its value projected to the whole bucket (`mode` "projected"), so an early month
+    is not drawn as a fall; otherwise at its value so far (`mode` "to_date"). A day is never projected."""
+    points = series["series"][0]["points"] if series["series"] else []
+    labels = [p["bucket"] for p in points]
+    partial = partial_buckets(labels, grain, last, today)
+    mode = "projected" if grain != "day" and projectable(definition) else "to_date"
+    days = [elapsed(b, grain, last, today) if running else None for b, running in zip(labels, partial, strict=True)]
+    out_series = []
+    for s in series["series"]:
+        values = [decimal(p["value"]) for p in s["points"]]
+        ahead = [
+            projected(v, days[i]) if mode == "projected" and partial[i] else (v if partial[i] else None)
+            for i, v in enumerate(values)
+        ]
+        out_series.append(
             {
                 "name": ", ".join(str(v) for v in s["group"].values()) or metric,
-                "values": [None if p["value"] is None else float(p["value"]) for p in s["points"]],
+                "values": [None if v is None else float(v) for v in values],
+                "projected": [None if v is None else float(v) for v in ahead],
+                "projected_exact": [None if v is None else str(v.quantize(Decimal("0.01"))) for v in ahead],
             }
-            for s in series["series"]
-        ],
-    }
+        )
+    label = "projected" if mode == "projected" else ("so far today" if grain == "day" else f"{grain} to date")
+    return {"labels": labels, "partial": partial, "mode": mode, "label": label, "days": days, "series": out_series}
 
 
 @router.get("/kpis")
@@ -114,19 +171,23 @@ async def kpis(
     metric = metric if metric in keys else (keys[0] if keys else "spend")
     wanted = ",".join(k for k in SCORECARD if k in keys) or ",".join(keys[:6])
     scorecard, series, definition, attribution, quality = await asyncio.gather(
-        _maybe(page.api, "/kpi/v1/scorecard", metrics=wanted, period=period),
+        _maybe(page, "/kpi/v1/scorecard", metrics=wanted, period=period),
         _maybe(
-            page.api,
+            page,
             f"/kpi/v1/metrics/{metric}/series",
             **{"from": first.isoformat(), "to": last.isoformat()},
             grain=grain,
             group_by=group_by or None,
         ),
-        _maybe(page.api, f"/kpi/v1/metrics/{metric}"),
-        _maybe(page.api, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
-        _maybe(page.api, "/kpi/v1/quality"),
+        _maybe(page, f"/kpi/v1/metrics/{metric}"),
+        _maybe(page, "/kpi/v1/attribution", **{"from": first.isoformat(), "to": last.isoformat()}, model=model),
+        _maybe(page, "/kpi/v1/quality"),
     )
-    chart = chart_of(series, metric, grain, last, today) if "series" in series else None
+    chart = (
+        chart_of(series, metric, grain, last, today, definition if definition and "key" in definition else None)
+        if series and "series" in series
+        else None
+    )
     return page.render(
         "kpis.html",
         catalogue=catalogue,
@@ -144,9 +205,10 @@ async def kpis(
         series=series,
         definition=definition,
         attribution=attribution,
-        bars=bars(attribution.get("credits", [])) if "credits" in attribution else [],
+        bars=bars(attribution["credits"]) if attribution and "credits" in attribution else [],
         quality=quality,
         chart_json=json.dumps(chart) if chart else None,
         partial=chart["partial"] if chart else [],
+        chart=chart,
         currency=page.settings.reporting_currency,
     )

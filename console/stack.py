@@ -11,16 +11,20 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from console.api import Api, ApiProblem
+from console.api import ApiProblem
 from console.web import Page, signed_in
 
 router = APIRouter()
 LIFECYCLES = ("", "evaluating", "active", "deprecated", "retired")
 
 
-async def _maybe(api: Api, path: str, **params: Any) -> Any:
+async def _maybe(page: Page, path: str, **params: Any) -> Any:
+    """A section's figures; None (the section is left out, nothing asked) when the policy does not let
+    the person's roles read them; a part that is unavailable or refuses shows the problem."""
+    if not page.may_read(path):
+        return None
     try:
-        return await api.get(path, **params)
+        return await page.api.get(path, **params)
     except ApiProblem as problem:
         return {"problem": problem}
 
@@ -82,33 +86,33 @@ async def stack(
     api = page.api
     tools, categories, renewals, usage, overlaps, graph, analysis, contracts = await asyncio.gather(
         api.items("/registry/v1/tools", category=category, lifecycle=lifecycle or None, team=team),
-        _maybe(api, "/registry/v1/categories"),
-        _maybe(api, "/registry/v1/renewals", within_days=max(0, min(within_days, 3650))),
-        _maybe(api, "/registry/v1/utilization"),
-        _maybe(api, "/registry/v1/overlaps"),
-        _maybe(api, "/registry/v1/graph"),
-        _maybe(api, "/registry/v1/analysis"),
-        _maybe(api, "/registry/v1/contracts", limit=200),
+        _maybe(page, "/registry/v1/categories"),
+        _maybe(page, "/registry/v1/renewals", within_days=max(0, min(within_days, 3650))),
+        _maybe(page, "/registry/v1/utilization"),
+        _maybe(page, "/registry/v1/overlaps"),
+        _maybe(page, "/registry/v1/graph"),
+        _maybe(page, "/registry/v1/analysis"),
+        _maybe(page, "/registry/v1/contracts", limit=200),
     )
     every = {t["id"]: t for t in await api.items("/registry/v1/tools")} if (category or lifecycle or team) else None
     names = {t["id"]: t["name"] for t in (every or {t["id"]: t for t in tools}).values()}
-    if "nodes" in graph:
+    if graph and "nodes" in graph:
         names.update({n["id"]: n["name"] for n in graph["nodes"]})
-    marks = analysis if "orphans" in analysis else {}
+    marks = analysis if analysis and "orphans" in analysis else {}
     return page.render(
         "stack.html",
         tools=tools,
-        categories=categories.get("items", []),
+        categories=(categories or {}).get("items", []),
         renewals=renewals,
         contracts=contracts,
-        timeline=timeline(renewals.get("items") or [], dt.date.today(), within_days),
+        timeline=timeline((renewals or {}).get("items") or [], dt.date.today(), within_days),
         today=dt.date.today(),
         usage=usage,
         overlaps=overlaps,
         graph=graph,
         analysis=analysis,
         names=names,
-        graph_json=json.dumps(graph_data(graph, marks)) if "nodes" in graph else None,
+        graph_json=json.dumps(graph_data(graph, marks)) if graph and "nodes" in graph else None,
         filters={"category": category or "", "lifecycle": lifecycle, "team": team or "", "within_days": within_days},
         lifecycles=LIFECYCLES,
     )

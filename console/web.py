@@ -84,6 +84,12 @@ class Page:
         policy: Policy = self.request.app.state.policy
         return policy.allows(frozenset(self.person.roles), service, method, path)
 
+    def may_read(self, api_path: str) -> bool:
+        """Whether the policy lets this person's roles GET an API path such as `/kpi/v1/quality`: a
+        page section built on a call the roles may not make is left out, as the menu leaves out pages."""
+        service, _, rest = api_path.lstrip("/").partition("/")
+        return self.may(service, "GET", "/" + rest.split("?", 1)[0])
+
     def menu(self) -> list[tuple[str, str]]:
         """The pages this person's roles may use (hiding only: each page's API calls are still checked)."""
         return [(href, label) for href, label, (service, method, path) in MENU if self.may(service, method, path)]

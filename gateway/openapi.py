@@ -5,7 +5,7 @@ name, as the gateway exposes them, and its schema names prefixed too so two serv
 `PlanIn`s cannot collide (the title too, which client generators name their classes by). A schema
 every service shares word for word (`Problem`, the audit `Entry`, a `DeadLetter`) is kept once,
 under its own name. Every proxied operation also lists what the gateway itself can
-answer in front of the service (401, 403, 413, 429, 502, 503, 504, as problem+json). A
+answer in front of the service (400, 401, 403, 408, 413, 429, 502, 503, 504, as problem+json). A
 service that is down is left out and named in `x-pitcrew-unavailable`.
 """
 
@@ -21,8 +21,11 @@ OPS_PATHS = {"/health", "/ready", "/metrics", "/asyncapi.json"}
 REF_PREFIX = "#/components/schemas/"
 # What the gateway answers itself in front of any service (authentication, policy, path and body
 # checks, rate limits, the upstream failing); the service's own statuses come with its spec.
-GATEWAY_STATUSES = (400, 401, 403, 413, 429, 502, 503, 504)
-GATEWAY_DESCRIPTIONS = {400: "The path cannot be routed as written (an encoded slash)"}
+GATEWAY_STATUSES = (400, 401, 403, 408, 413, 429, 502, 503, 504)
+GATEWAY_DESCRIPTIONS = {
+    400: "The path cannot be routed as written (an encoded slash), or the client went away mid-body",
+    408: "The request body stopped arriving (nothing for the upstream timeout)",
+}
 
 
 def merge(own: dict[str, Any], parts: list[Part]) -> dict[str, Any]:

@@ -61,8 +61,12 @@ class Policy:
         public: list[Rule] | None = None,
         read_posts: list[Rule] | None = None,
         confined: dict[str, str] | None = None,
+        restricted: list[tuple[Rule, frozenset[str]]] | None = None,
     ):
         self.rules = rules
+        # Paths a service keeps to a few roles (e.g. KPI's data-quality report): reached only through
+        # the roles named with them (admin always), whatever broader rule (`kpi read /**`) another holds.
+        self.restricted = restricted or []
         # Confined roles (role -> the scope dimension it needs, e.g. supplier -> `supplier:<id>`): a
         # principal holding one is judged by that role's rules alone, whatever else it holds, and is
         # refused without a scope on the dimension.
@@ -117,7 +121,16 @@ class Policy:
             _rule("read_posts", i, {**r, "methods": ["POST"]}) if isinstance(r, dict) else _rule("read_posts", i, r)
             for i, r in enumerate(doc.get("read_posts") or [])
         ]
-        return cls(rules, public, read_posts, confined)
+        restricted = []
+        for i, raw in enumerate(doc.get("restricted") or []):
+            if not isinstance(raw, dict):
+                raise PolicyError(f"restricted entry {i + 1}: expected a mapping with service, methods, paths, roles")
+            only = raw.get("roles")
+            if not isinstance(only, list) or not only or any(r not in ROLES for r in only):
+                raise PolicyError(f"restricted entry {i + 1}: roles must list known roles ({', '.join(ROLES)})")
+            rest = {k: v for k, v in raw.items() if k != "roles"}
+            restricted.append((_rule("restricted", i, rest), frozenset(only) | {"admin"}))
+        return cls(rules, public, read_posts, confined, restricted)
 
     def is_public(self, service: str, method: str, path: str) -> bool:
         """True when `method path` of `service` is listed under `public:` (no credential needed)."""
@@ -148,6 +161,9 @@ class Policy:
     def _decide(self, roles: frozenset[str], service: str, method: str, path: str) -> bool:
         if method == "POST" and any(service in r.services and r.pattern.fullmatch(path) for r in self.read_posts):
             method = "GET"  # a read-only POST: whoever may read the path may send it
+        for rule, only in self.restricted:
+            if service in rule.services and method in rule.methods and rule.pattern.fullmatch(path):
+                roles = roles & only
         for role in roles:
             for rule in self.rules.get(role, ()):
                 if service in rule.services and method in rule.methods and rule.pattern.fullmatch(path):

@@ -11,12 +11,22 @@ else falls through to the gateway's FastAPI app (/gateway/v1, /webhooks,
 
 The time the gateway itself spends (everything except waiting for the service)
 is returned in `X-Gateway-Latency` (milliseconds).
+
+A request body is read only once the request is admitted. A body that ends within
+`STREAM_AFTER` bytes is forwarded in one piece (with its Content-Length, and to the
+next replica if one refuses the connection); a longer one (an upload) is streamed
+to the service as it arrives, counted against the route's cap on the way: once the
+count passes the cap, whatever Content-Length said, the upstream request is broken
+off and the client gets 413. The gateway holds at most `STREAM_AFTER` bytes and a
+piece of a body at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -179,12 +189,16 @@ class ProxyMiddleware:
 
         # A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
         limit = body_limit(gw.settings, service, method, sub)
-        body = await _read_body(receive, limit) if req.has_body and req.length <= limit else b""
-        if body is None or req.length > limit:
-            detail = (
-                f"The request body is larger than {limit:,} bytes, the most a request through the gateway may carry."
-            )
-            return await self._refuse(scope, receive, send, request_id, 413, detail)
+        if req.length > limit:  # refused unread
+            return await self._refuse(scope, receive, send, request_id, 413, _too_large(limit))
+        content: bytes | RequestBody | None = None
+        if req.has_body:
+            head, size, more = await _read_head(receive)
+            if size > limit:
+                return await self._refuse(scope, receive, send, request_id, 413, _too_large(limit))
+            if more is None:
+                return await self._refuse(scope, receive, send, request_id, 400, CLIENT_GONE)
+            content = RequestBody(receive, limit, head, size) if more else b"".join(head) or None
 
         headers = req.headers
         headers.append(("x-pitcrew-identity", gw.minter.mint(principal)))
@@ -195,13 +209,20 @@ class ProxyMiddleware:
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
 
+        # A streamed body goes chunked: the gateway counts what it forwards, whatever Content-Length said.
+        streamed = content if isinstance(content, RequestBody) else None
         sent_at = time.perf_counter()
         try:
-            response = await gw.upstreams.send(service, method, target, headers, content=body or None)
+            response = await gw.upstreams.send(service, method, target, headers, content=content)
         except (ServiceDown, UpstreamTimeout, UpstreamBroken) as exc:
+            refusal = streamed.refusal(exc) if streamed is not None else None
+            if refusal is not None:  # the body's fault (too large, cut, stalled), not the service's
+                return await self._refuse(scope, receive, send, request_id, *refusal)
             status, detail, extra = _upstream_failure(exc, service)
             return await self._refuse(scope, receive, send, request_id, status, detail, extra)
-        return await self._relay(scope, receive, send, response, service, request_id, started, sent_at, head_sent)
+        return await self._relay(
+            scope, receive, send, response, service, request_id, started, sent_at, head_sent, streamed
+        )
 
     async def _relay(
         self,
@@ -214,6 +235,7 @@ class ProxyMiddleware:
         started: float,
         sent_at: float,
         head_sent: list[bool],
+        streamed: RequestBody | None = None,
     ) -> int:
         """Stream the service's answer back; the head goes out with the first piece of the body, so a
         small answer leaves in one go. Internal addresses in Location-like headers are rewritten."""
@@ -258,7 +280,10 @@ class ProxyMiddleware:
         except BaseException:
             response.close()  # half read: the connection cannot go back to the pool
             raise
-        response.release()
+        if streamed is not None and not streamed.done:
+            response.close()  # the service answered before the whole body: stop sending the rest
+        else:
+            response.release()
         status: int = response.status
         return status
 
@@ -360,23 +385,98 @@ def body_limit(settings: Settings, service: str, method: str, path: str) -> int:
     return settings.max_request_body_bytes
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body (None when over `limit`); buffered so a refused connection can fail over."""
-    chunks = []
+# A body that ends within this many bytes is forwarded in one piece; a longer one is streamed.
+STREAM_AFTER = 64 * 1024
+CLIENT_GONE = "The request body ended early: the client went away before sending all of it."
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit:,} bytes, the most a request through the gateway may carry."
+
+
+async def _read_head(receive: Receive) -> tuple[list[bytes], int, bool | None]:
+    """The body's first pieces, until it ends or passes `STREAM_AFTER` bytes: (pieces, size, more),
+    `more` None when the client went away before the end."""
+    chunks: list[bytes] = []
     size = 0
-    while True:
+    while size <= STREAM_AFTER:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return chunks, size, None
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
-            if size > limit:
-                return None
             chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return chunks, size, False
+    return chunks, size, True
+
+
+class _Stop(Exception):
+    """Raised into the upstream request to break it off (the body passed the cap, or the client left)."""
+
+
+class RequestBody:
+    """A request body forwarded as it arrives (aiohttp sends an async iterable as it yields): its
+    first pieces, already read, then each piece the client sends, counted against `limit`. Past the
+    cap, or when the client goes away, the upstream request is broken off (the service never takes a
+    cut body for a whole one) and `refusal` says what to answer."""
+
+    def __init__(self, receive: Receive, limit: int, head: list[bytes], size: int):
+        self.receive = receive
+        self.limit = limit
+        self.head = head
+        self.size = size
+        self.started = False
+        self.done = False  # the last piece was taken
+        self.over = False  # the count passed the cap
+        self.gone = False  # the client went away
+        self.waiting = False  # waiting for the client's next piece
+        self._deadline: asyncio.Timeout | None = None
+        self._seconds = 0.0
+
+    def timed(self, deadline: asyncio.Timeout, seconds: float) -> None:
+        self._deadline, self._seconds = deadline, seconds
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        self.started = True
+        head, self.head = self.head, []
+        for chunk in head:
+            yield chunk
+        del head
+        loop = asyncio.get_running_loop()
+        while True:
+            self.waiting = True
+            message = await self.receive()
+            self.waiting = False
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise _Stop("the client went away")
+            chunk = message.get("body", b"")
+            if chunk:
+                self.size += len(chunk)
+                if self.size > self.limit:
+                    self.over = True
+                    raise _Stop("the body passed the cap")
+                if self._deadline is not None:  # the answer's wait counts from the last piece
+                    self._deadline.reschedule(loop.time() + self._seconds)
+                yield chunk
+            if not message.get("more_body", False):
+                self.done = True
+                return
+
+    def refusal(self, exc: Exception) -> tuple[int, str] | None:
+        """The answer when the upstream request failed because of the body, not the service."""
+        if self.over:
+            return 413, _too_large(self.limit)
+        if self.gone:
+            return 400, CLIENT_GONE
+        if self.waiting and isinstance(exc, UpstreamTimeout):
+            return 408, f"The request body stopped arriving: nothing came for {self._seconds:g} seconds."
+        return None
 
 
 def public_location(value: bytes, service: str, services_at: dict[str, str]) -> bytes:

@@ -18,6 +18,11 @@ them (no decompression). Pooled connections are dropped after
 A read (GET, HEAD, OPTIONS) that meets a pooled connection the service has just
 closed is sent once more; a write never is, PUT and DELETE included (aiohttp's
 own resend of "idempotent" methods is switched off for that reason).
+
+A request body is bytes, or a `Streamed` body forwarded as it arrives from the
+client (gateway/proxy.py `RequestBody`): such a body goes to the next replica
+only while none of it was sent, is never resent, and moves the timeout on with
+each piece, so the wait for the answer is counted from its last byte.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,6 +44,17 @@ from gateway.settings import Settings
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 # Request headers aiohttp would otherwise add on its own: the service gets what the client sent.
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+class Streamed(Protocol):
+    """A request body sent as it arrives (an async iterable of bytes)."""
+
+    started: bool  # a piece of it was taken: it cannot go to another replica, nor again
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def timed(self, deadline: asyncio.Timeout, seconds: float) -> None:
+        """Move `deadline` to `seconds` after each piece that arrives."""
 
 
 class UpstreamError(Exception):
@@ -137,7 +153,7 @@ class Upstreams:
         method: str,
         target: str,
         headers: Sequence[tuple[str, str]],
-        content: bytes | None = None,
+        content: bytes | Streamed | None = None,
     ) -> aiohttp.ClientResponse:
         """Send to one replica of `service`; `target` is the raw path (and query) as the service sees it.
 
@@ -165,7 +181,7 @@ class Upstreams:
         method: str,
         target: str,
         headers: Sequence[tuple[str, str]],
-        content: bytes | None,
+        content: bytes | Streamed | None,
         *,
         read: bool = False,
     ) -> Any:
@@ -174,8 +190,13 @@ class Upstreams:
         last: Exception | None = None
         for index in pool.candidates():
             url = URL(pool.urls[index] + target, encoded=True)
+            streamed = None if content is None or isinstance(content, bytes) else content
+            if streamed is not None and streamed.started:
+                break  # part of the body went to a replica that then failed: it cannot go again
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(self.timeout) as deadline:
+                    if streamed is not None:
+                        streamed.timed(deadline, self.timeout)
                     try:
                         response = await self.session.request(
                             method, url, headers=hdrs, data=content, allow_redirects=False
@@ -185,7 +206,7 @@ class Upstreams:
                     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                         # A pooled keep-alive connection the service closed as we sent: a read can
                         # safely go again; a write is the caller's to report.
-                        if method not in IDEMPOTENT:
+                        if method not in IDEMPOTENT or streamed is not None:
                             raise
                         response = await self.session.request(
                             method, url, headers=hdrs, data=content, allow_redirects=False

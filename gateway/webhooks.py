@@ -272,10 +272,14 @@ def translate(source: str, event_type: str, data: dict[str, Any]) -> list[dict[s
         return [{"service": "budget", "path": "/v1/erp/purchase-orders", "body": body}]
     if event_type == "invoice.posted":
         body = {**{f: data.get(f) for f in INVOICE_FIELDS}, **_coordinates(data)}
-        if _valid(InvoiceIn, body).missing():
+        invoice = _valid(InvoiceIn, body)
+        if invoice.missing():
             raise Invalid.on(
-                "data.budget_line", f"is required for {event_type} unless ERP coordinates are given", "missing"
+                "data.budget_line",
+                f"is required for {event_type} unless ERP coordinates or a po_number are given",
+                "missing",
             )
+        invoice.check_money("data.")  # the budget keeps any sound invoice; a malformed one is refused here
         return [{"service": "budget", "path": "/v1/erp/invoices", "body": body}]
     return _crm_calls(event_type, _valid(CrmData, data), data)
 

@@ -314,10 +314,14 @@ def load_demo(
 
     echo(f"  ERP: purchase orders and invoices for {len(elapsed)} months, as signed webhooks")
     deliveries: list[tuple[str, str, dict, str]] = []
+    # The running month too, at its share so far, so its spend has something to project.
+    erp_months = [(p, 1.0) for p in elapsed]
+    if today.day > 1:
+        erp_months.append((today.strftime("%Y-%m"), (today.day - 1) / 30))
     for code in leaves:
-        for period in elapsed:
+        for period, share in erp_months:
             budget = monthly(code)
-            po_amount = min(9500, int(budget * rnd.uniform(0.55, 0.8)))
+            po_amount = max(1, int(min(9500, int(budget * rnd.uniform(0.55, 0.8))) * share))
             po = f"PO-{code}-{period}"
             base = {
                 "fiscal_year": year,
@@ -360,13 +364,18 @@ def load_demo(
     out["erp_deliveries"] = len(deliveries)
 
     echo("  CRM: leads, opportunities and revenue; attribution journeys")
+    # Each elapsed month on its 15th; the running month so far too (its share of the month, dated
+    # yesterday), so the KPI chart's month in progress has something to project.
+    crm_days = [(p, 1.0, dt.datetime.strptime(p + "-15", "%Y-%m-%d").replace(tzinfo=dt.UTC)) for p in elapsed]
+    if today.day > 1:
+        so_far = dt.datetime.combine(today - dt.timedelta(days=1), dt.time(12), tzinfo=dt.UTC)
+        crm_days.append((today.strftime("%Y-%m"), (today.day - 1) / 30, so_far))
     items: list[dict] = []
     for region in REGIONS:
         for channel in CHANNELS:
-            for period in elapsed:
-                spend = CHANNEL_BASE[channel] * REGION_WEIGHT[region] * 0.65
+            for period, share, day in crm_days:
+                spend = CHANNEL_BASE[channel] * REGION_WEIGHT[region] * 0.65 * share
                 leads = max(1, int(spend / LEAD_COST[channel] * rnd.uniform(0.8, 1.2)))
-                day = dt.datetime.strptime(period + "-15", "%Y-%m-%d").replace(tzinfo=dt.UTC)
                 dims = {"region": region, "channel": channel}
                 key = f"{region}-{channel}-{period}"
                 funnel = {

@@ -1,6 +1,7 @@
 // Draws the metric chart with uPlot from the JSON the page carries; the table holds the same figures.
-// A bucket still running (the current month so far) is drawn dashed, as its own series, so nobody
-// reads a month to date as a fall.
+// A bucket still running (the current month) is drawn dashed, as its own series, so nobody reads a
+// month to date as a fall: at its value projected to the whole month for a metric that adds up
+// (chart.mode "projected"), else at its value so far ("month to date"). The legend says which.
 document.addEventListener("DOMContentLoaded", function () {
   var holder = document.getElementById("metric-chart");
   var data = document.getElementById("metric-chart-data");
@@ -14,13 +15,15 @@ document.addEventListener("DOMContentLoaded", function () {
     var color = colors[i % colors.length];
     // Solid: the complete buckets. Dashed: from the last complete bucket to each running one.
     var solid = s.values.map(function (v, j) { return partial[j] ? null : v; });
+    var ahead = s.projected || [];
     var running = s.values.map(function (v, j) {
-      return partial[j] || (partial[j + 1] && !partial[j]) ? v : null;
+      if (partial[j]) return ahead[j] === undefined ? v : ahead[j];
+      return partial[j + 1] ? v : null;
     });
     series.push({ label: s.name, stroke: color, width: 2 });
     columns.push(solid);
     if (partial.indexOf(true) >= 0) {
-      series.push({ label: s.name + " (so far)", stroke: color, width: 2, dash: [6, 5] });
+      series.push({ label: s.name + " (" + (chart.label || "so far") + ")", stroke: color, width: 2, dash: [6, 5] });
       columns.push(running);
       dashed += 1;
     }

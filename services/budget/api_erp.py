@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
 from services.budget import erp_mapping, erp_schemas, schemas, suspense
 from services.budget.api import ERP, PLANNERS, Limit, json
 from services.budget.container import Budget, domain
 from shared.app import Runtime, get_runtime
-from shared.http import JsonRoute
+from shared.http import JsonRoute, parse_if_match
 from shared.identity import Principal, current_principal, require_roles
 from shared.openapi import problems
 
@@ -38,6 +38,38 @@ async def list_rules(
 ) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
         return json({"items": await erp_mapping.list_rules(uow)})
+
+
+@router.get("/erp/mapping/{rule_id}", tags=["erp"], response_model=erp_schemas.MappingRuleOut, responses=problems(404))
+async def get_rule(
+    rule_id: str, who: Principal = Depends(require_roles(*PLANNERS, *ERP)), rt: Runtime = Depends(get_runtime)
+) -> Response:
+    """A rule, with its version as the ETag (send it as If-Match to change the rule)."""
+    async with rt.unit_of_work(readonly=True) as uow:
+        view = erp_mapping.rule_view(await erp_mapping.get_rule(uow, rule_id=rule_id))
+    return json(view, view["version"])
+
+
+@router.put(
+    "/erp/mapping/{rule_id}",
+    tags=["erp"],
+    response_model=erp_schemas.MappingRuleOut,
+    responses=problems(404, 412, 428),
+)
+async def update_rule(
+    rule_id: str,
+    body: erp_schemas.MappingRuleIn,
+    if_match: str | None = Header(None),
+    who: Principal = Depends(require_roles(*PLANNERS)),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    """Replace a rule (its priority, conditions, line code, description); If-Match: the version read
+    (428 without it, 412 when the rule changed since)."""
+    expected = parse_if_match(if_match, required=True, what="mapping rule")
+    assert expected is not None
+    async with rt.unit_of_work() as uow:
+        view = await erp_mapping.update_rule(uow, who, rule_id=rule_id, expected_version=expected, **dict(body))
+    return json(view, view["version"])
 
 
 @router.delete(

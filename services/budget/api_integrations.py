@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from services.budget import (
+    commitments,
     csv_import,
     erp_schemas,
     fx,
@@ -165,6 +166,13 @@ async def erp_purchase_order(
         async with rt.unit_of_work() as uow:
             view = await refusals.record(uow, who, refused, **refusals.order_request(body))
         return json(view, status_code=202)
+    if body.action != "cancelled" and view.get("status") == "committed":
+        # Invoices that came before this order consume it now (its own transaction: the order is kept
+        # whatever happens here, and the next delivery of the order matches what is still unmatched).
+        async with rt.unit_of_work() as uow:
+            if await integrations.match_earlier_invoices(uow, who, postings=budget.postings, po_number=body.po_number):
+                c = await commitments.get_commitment(uow, who, postings=budget.postings, commitment_id=view["id"])
+                view = c
     return json(view, status_code=201 if created else 200)
 
 
@@ -175,7 +183,12 @@ async def erp_purchase_order(
     responses={
         **problems(409),
         201: {"model": schemas.InvoiceOut, "description": "a new invoice"},
-        202: {"model": erp_schemas.SuspenseOut, "description": "it named no line and matched no mapping rule"},
+        202: {
+            "model": erp_schemas.InvoiceKept,
+            "description": "posted without a commitment (its po_number is not known: `unknown_po`), or kept "
+            "in suspense (its line could not be found: no rule matches, no active plan has the line code, "
+            "or its purchase order is not known and it names no line)",
+        },
     },
 )
 async def erp_invoice(
@@ -184,17 +197,23 @@ async def erp_invoice(
     rt: Runtime = Depends(get_runtime),
     budget: Budget = Depends(domain),
 ) -> Response:
-    """An invoice's actual: 201 when the invoice is new, 200 (`replayed`) for one seen before, 202 with
-    the suspense item when it names no line and no mapping rule matches its coordinates."""
+    """An invoice's actual: 201 when the invoice is new, 200 (`replayed`) for one seen before. An invoice is
+    a fact and is never lost: 202 with the actual (`unknown_po`) when its purchase order is not known yet,
+    or with the suspense item (GET /v1/erp/suspense) when its line cannot be found; 422 only when it is
+    malformed (bad money or currency, a required field missing)."""
     if body.missing():
-        raise Invalid.on("budget_line", "is required unless ERP coordinates are given", "missing")
+        raise Invalid.on("budget_line", "is required unless ERP coordinates or a po_number are given", "missing")
+    body.check_money()
     body, held = await _route(rt, who, body)
     if held is not None:
         return json(held, status_code=202)
-    view, created = await _erp_delivery(
-        rt, lambda uow: integrations.erp_invoice(uow, who, postings=budget.postings, invoice=body)
-    )
-    return json(view, status_code=201 if created else 200)
+    try:
+        view, created = await _erp_delivery(
+            rt, lambda uow: integrations.erp_invoice(uow, who, postings=budget.postings, invoice=body)
+        )
+    except integrations.Unplaced as unplaced:
+        return json(await _hold(rt, who, body, unplaced.reason), status_code=202)
+    return json(view, status_code=202 if view.get("unknown_po") else 201 if created else 200)
 
 
 # ---------------------------------------------------------------- refusals (commitments refused on arrival)
@@ -244,6 +263,19 @@ async def _route(rt: Runtime, who: Principal, doc: D) -> tuple[D, dict[str, Any]
                 raise
     assert isinstance(routed, type(doc))
     return routed, held
+
+
+async def _hold(rt: Runtime, who: Principal, doc: schemas.InvoiceIn, reason: str) -> dict[str, Any]:
+    """Keep an invoice the budget cannot place in the suspense queue (committed by itself); the same
+    invoice delivered twice at once trips on the first one's item and, run again, updates it."""
+    for attempt in range(2):
+        try:
+            async with rt.unit_of_work() as uow:
+                return await suspense.hold(uow, who, doc, reason, await suspense.find(uow, doc))
+        except DBAPIError as exc:
+            if attempt or not is_unique_violation(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _erp_delivery(

@@ -109,16 +109,19 @@ async def plan_variance(
     plan_id: str,
     compare: str = Query("budget,forecast:latest,actual", max_length=300),
     group_by: str | None = None,
+    period: str = Query(
+        "month", max_length=20, description="the rows of each group: month, fiscal_quarter or fiscal_year"
+    ),
     start: str | None = From,
     end: str | None = To,
     who: Principal = Depends(current_principal),
     rt: Runtime = Depends(get_runtime),
 ) -> Response:
-    """Each compared figure per line (or dimension value) and month, with its variance against the
-    first one named, absolute and in per cent."""
+    """Each compared figure per line (or dimension value) and month, fiscal quarter or fiscal year, with
+    its variance against the first one named, absolute and in per cent; a total per group and in all."""
     async with rt.unit_of_work(readonly=True) as uow:
         body = await variance.report(
-            uow, who, plan_id=plan_id, compare=compare, group_by=group_by, start=start, end=end
+            uow, who, plan_id=plan_id, compare=compare, group_by=group_by, start=start, end=end, interval=period
         )
     return json(body)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from services.budget.lines import resolve_line
 from services.budget.models import erp_mapping_rules as rules_table
 from services.budget.postings import new_id
 from services.budget.schemas import ERP_COORDINATES
 from shared.db import utcnow
-from shared.errors import Invalid, NotFound
+from shared.errors import Invalid, NotFound, PreconditionFailed
 from shared.identity import Principal, ensure_unscoped
 from shared.uow import UnitOfWork
 
@@ -90,23 +90,57 @@ def _reason(rule: Any, checked: list[dict[str, Any]], coordinates: dict[str, str
     return f"no mapping rule matches {given} ({len(checked)} rules tried)"
 
 
-async def create_rule(uow: UnitOfWork, who: Principal, **values: Any) -> dict[str, Any]:
-    ensure_unscoped(who, "Changing the ERP mapping")
+def _need_a_condition(values: dict[str, Any]) -> None:
     if all(values.get(f) is None for f in ERP_COORDINATES):
         raise Invalid.on(
             "cost_center", f"a rule needs at least one condition ({', '.join(ERP_COORDINATES)})", "missing"
         )
-    row = dict(id=new_id(), created_by=who.subject, created_at=utcnow(), **values)
+
+
+async def create_rule(uow: UnitOfWork, who: Principal, **values: Any) -> dict[str, Any]:
+    ensure_unscoped(who, "Changing the ERP mapping")
+    _need_a_condition(values)
+    row = dict(id=new_id(), version=1, created_by=who.subject, created_at=utcnow(), **values)
     await uow.execute(insert(rules_table).values(**row))
     await uow.audit("erp_mapping_rule", row["id"], action="budget.erp_mapping.created", after=row)
     return rule_view((await uow.execute(select(rules_table).where(rules_table.c.id == row["id"]))).one())
 
 
-async def delete_rule(uow: UnitOfWork, who: Principal, *, rule_id: str) -> dict[str, Any]:
-    ensure_unscoped(who, "Changing the ERP mapping")
-    r = (await uow.execute(select(rules_table).where(rules_table.c.id == rule_id))).first()
+async def get_rule(uow: UnitOfWork, *, rule_id: str, lock: bool = False) -> Any:
+    q = select(rules_table).where(rules_table.c.id == rule_id)
+    r = (await uow.execute(q.with_for_update() if lock else q)).first()
     if r is None:
         raise NotFound(f"No mapping rule {rule_id}.")
+    return r
+
+
+async def update_rule(
+    uow: UnitOfWork, who: Principal, *, rule_id: str, expected_version: int, **values: Any
+) -> dict[str, Any]:
+    """Replace a rule's priority, conditions, line code and description (If-Match: the version it was
+    read at); it applies to documents that arrive from now on and to assignments."""
+    ensure_unscoped(who, "Changing the ERP mapping")
+    _need_a_condition(values)
+    r = await get_rule(uow, rule_id=rule_id, lock=True)
+    if r.version != expected_version:
+        raise PreconditionFailed(
+            f"Mapping rule {rule_id} is at version {r.version}, not {expected_version}; fetch it again and retry.",
+            current_version=r.version,
+        )
+    changed = dict(values, version=r.version + 1, updated_by=who.subject, updated_at=utcnow())
+    # The version in the WHERE too: a writer that read the same version and lost the lock race changes nothing.
+    q = update(rules_table).where(rules_table.c.id == rule_id, rules_table.c.version == expected_version)
+    done = await uow.execute(q.values(**changed))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise PreconditionFailed(f"Mapping rule {rule_id} changed meanwhile; fetch it again and retry.")
+    after = rule_view(await get_rule(uow, rule_id=rule_id))
+    await uow.audit("erp_mapping_rule", rule_id, action="budget.erp_mapping.changed", before=rule_view(r), after=after)
+    return after
+
+
+async def delete_rule(uow: UnitOfWork, who: Principal, *, rule_id: str) -> dict[str, Any]:
+    ensure_unscoped(who, "Changing the ERP mapping")
+    r = await get_rule(uow, rule_id=rule_id)
     await uow.execute(delete(rules_table).where(rules_table.c.id == rule_id))
     await uow.audit("erp_mapping_rule", rule_id, action="budget.erp_mapping.deleted", before=rule_view(r))
     return rule_view(r)

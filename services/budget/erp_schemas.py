@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, RootModel
 
 from services.budget.lines import CODE_MAX, CODE_PATTERN
-from services.budget.schemas import Code, Coordinate, Money, Out, RefusalOut, Strict
+from services.budget.schemas import Code, Coordinate, InvoiceOut, Money, Out, RefusalOut, Strict
 
 
 class MappingRuleIn(Strict):
@@ -22,6 +22,7 @@ class MappingRuleIn(Strict):
     gl_account: Coordinate = None
     vendor: Coordinate = None
     internal_order: Coordinate = None
+    campaign_code: Coordinate = None
     line_code: Code = Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)
     description: str | None = Field(default=None, max_length=2000)
 
@@ -35,6 +36,7 @@ class MappingTestIn(Strict):
     gl_account: Coordinate = None
     vendor: Coordinate = None
     internal_order: Coordinate = None
+    campaign_code: Coordinate = None
 
 
 class SuspenseAssignIn(Strict):
@@ -51,10 +53,14 @@ class MappingRuleOut(Out):
     gl_account: str | None
     vendor: str | None
     internal_order: str | None
+    campaign_code: str | None
     line_code: str
     description: str | None
+    version: int = Field(description="send it as If-Match to change the rule")
     created_by: str
     created_at: dt.datetime
+    updated_by: str | None
+    updated_at: dt.datetime | None
 
 
 class MappingRulePage(Out):
@@ -111,3 +117,8 @@ class SuspensePage(Out):
 class OrderHeld(RootModel[RefusalOut | SuspenseOut]):
     """A purchase order the budget could not take as it came: its commitment was refused (a refusal,
     kept to be retried), or it named no line and matched no mapping rule (a suspense item)."""
+
+
+class InvoiceKept(RootModel[InvoiceOut | SuspenseOut]):
+    """An invoice the budget kept although it could not take it as it came: posted on its line without
+    a commitment (its purchase order is not known yet: `unknown_po`), or waiting in suspense."""

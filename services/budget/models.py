@@ -216,7 +216,11 @@ erp_invoices = Table(
     Column("invoice_number", String(200), primary_key=True),
     Column("group_id", String(36), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The po_number of an invoice posted before its order was known: cleared once the order's commitment
+    # is consumed by it (services.budget.integrations.match_earlier_invoices).
+    Column("unmatched_po", String(200), nullable=True),
 )
+Index("ix_erp_invoices_unmatched_po", erp_invoices.c.unmatched_po)
 
 # What the budget refused when it arrived as an event or an ERP document (a contract term's
 # commitment, a purchase order): kept with its reason and the original request, so nothing a
@@ -260,11 +264,15 @@ erp_mapping_rules = Table(
     Column("cost_center", String(200), nullable=True),
     Column("gl_account", String(200), nullable=True),
     Column("vendor", String(200), nullable=True),
-    Column("internal_order", String(200), nullable=True),  # internal order or campaign code
+    Column("internal_order", String(200), nullable=True),
+    Column("campaign_code", String(200), nullable=True),
     Column("line_code", String(100), nullable=False),
     Column("description", Text, nullable=True),
+    Column("version", Integer, nullable=False, server_default="1"),  # If-Match of PUT /erp/mapping/{id}
     Column("created_by", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
 )
 Index("ix_erp_mapping_rules_priority", erp_mapping_rules.c.priority, erp_mapping_rules.c.id)
 

@@ -26,7 +26,6 @@ read. An empty guard always passes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -41,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.budget.models import commitments, entries, infra
 from shared import audit
+from shared.tasks import outlive_cancellation
 
 REFUSED = "PB001"  # SQLSTATE raised by budget_refuse
 # Errors that mean the connection is gone or unusable (the server restarted, the backend was terminated,
@@ -356,16 +356,9 @@ class Batcher:
         BATCH_POSTINGS.observe(len(batch))
         task = asyncio.ensure_future(_alone(conn, raw, _encode(merged)))
         try:
-            # Shielded: a batch carries other callers' postings, so a cancelled leader still waits for
-            # it (and keeps its connection) until it is written, and hands out every answer.
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            while not task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task})
-            raise
-        except Exception:  # noqa: BLE001 - settled below, per posting
-            pass
+            # A batch carries other callers' postings: a cancelled leader still waits for it (and keeps
+            # its connection) until it is written, and hands out every answer (settled per posting).
+            await outlive_cancellation(task)
         finally:
             _settle(batch, task)
 

@@ -99,7 +99,8 @@ class VarianceRow(Out):
 
 
 class VariancePeriod(VarianceRow):
-    period: str
+    period: str = Field(description="the month (2027-03), fiscal quarter (FY2027-Q1) or fiscal year (FY2027)")
+    months: list[str] = Field(description="the months it sums, within from..to")
 
 
 class VarianceGroup(Out):
@@ -115,6 +116,7 @@ class VarianceOut(Out):
     to: str
     compare: list[str]
     group_by: str
+    period: Literal["month", "fiscal_quarter", "fiscal_year"] = Field(description="what each group's rows are")
     items: list[VarianceGroup]
     total: VarianceRow
 

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.budget.lines import CODE_MAX, CODE_PATTERN, DIMENSION_MAX, MAX_TAGS, NAME_MAX
 from shared.bounds import Day, Int32
-from shared.money import CurrencyCode, DecimalStr
+from shared.errors import Invalid
+from shared.money import CurrencyCode, DecimalStr, exponent, to_minor
 
 Period = str  # "2027-03": checked against the plan by the domain, which knows its fiscal year
 Code = str
@@ -114,7 +115,7 @@ class FxRateIn(Strict):
     rate: DecimalStr
 
 
-ERP_COORDINATES = ("company_code", "cost_center", "gl_account", "vendor", "internal_order")
+ERP_COORDINATES = ("company_code", "cost_center", "gl_account", "vendor", "internal_order", "campaign_code")
 Coordinate = Annotated[str | None, Field(min_length=1, max_length=200)]
 
 
@@ -125,7 +126,8 @@ class ErpCoordinates(BaseModel):
     cost_center: Coordinate = None
     gl_account: Coordinate = None
     vendor: str | None = Field(default=None, max_length=200)
-    internal_order: Coordinate = Field(default=None, description="an internal order or campaign code")
+    internal_order: Coordinate = Field(default=None, description="an internal order")
+    campaign_code: Coordinate = Field(default=None, description="the ERP's campaign code")
 
     def coordinates(self) -> dict[str, str | None]:
         return {k: getattr(self, k) for k in ERP_COORDINATES}
@@ -173,7 +175,17 @@ class InvoiceIn(ErpCoordinates):
     currency: CurrencyCode
 
     def missing(self) -> list[str]:
-        return ["budget_line"] if self.budget_line is None and not self.has_coordinates() else []
+        """What the invoice lacks to name its line: a line code, coordinates or the purchase order it pays."""
+        named = self.budget_line is not None or self.has_coordinates() or self.po_number is not None
+        return [] if named else ["budget_line"]
+
+    def check_money(self, prefix: str = "") -> None:
+        """Invalid (naming `<prefix>amount` or `<prefix>currency`) unless the amount is a positive amount
+        of its currency: checked before an invoice is kept in suspense, so only a sound one waits there."""
+        if self.amount <= 0:
+            raise Invalid.on(f"{prefix}amount", "must be greater than zero", "not_positive")
+        exponent(self.currency, f"{prefix}currency")
+        to_minor(self.amount, self.currency, f"{prefix}amount")
 
 
 # ---------------------------------------------------------------- answers
@@ -374,6 +386,10 @@ class InvoiceOut(EntryOut):
     consumed: Money | None = None
     overspend: bool | None = None
     replayed: bool | None = None
+    unknown_po: str | None = Field(
+        default=None,
+        description="the po_number the budget does not know (yet): the actual was posted without a commitment",
+    )
 
 
 class TransferOut(Out):

@@ -17,7 +17,6 @@ connection, a failed COMMIT), every posting in it runs again alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.sqlite_driver import on_thread
+from shared.tasks import outlive_cancellation
 
 BATCH_POSTINGS = Histogram(
     "pitcrew_budget_sqlite_batch_postings",
@@ -114,16 +114,9 @@ class GroupCommit:
         BATCH_POSTINGS.observe(len(batch))
         task = asyncio.ensure_future(self._run(engine, [p.job for p in batch]))
         try:
-            # Shielded: the batch carries other callers' postings, so a cancelled leader still waits
-            # for it and hands out every answer.
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            while not task.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({task})
-            raise
-        except Exception:  # noqa: BLE001 - the batch was not written: each runs alone
-            pass
+            # The batch carries other callers' postings: a cancelled leader still waits for it and
+            # hands out every answer. A batch that failed was not written: each posting runs alone.
+            await outlive_cancellation(task)
         finally:
             outcomes = task.result() if task.done() and not task.cancelled() and task.exception() is None else None
             for i, p in enumerate(batch):

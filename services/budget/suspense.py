@@ -43,14 +43,19 @@ async def find(uow: UnitOfWork, doc: Document) -> Any:
 
 async def route(uow: UnitOfWork, who: Principal, doc: Document) -> tuple[Document, dict[str, Any] | None]:
     """The document with its line code (given, mapped, or the one it was posted to from suspense), or
-    the suspense item it now waits as (kept, or updated by this newer delivery)."""
+    the suspense item it now waits as (kept, or updated by this newer delivery). An invoice that names
+    a purchase order goes on without a line when no rule maps it: its order's line is the one it pays."""
     if doc.budget_line is not None or (isinstance(doc, PurchaseOrderIn) and doc.action == "cancelled"):
+        return doc, None
+    if isinstance(doc, InvoiceIn) and doc.po_number and not doc.has_coordinates():
         return doc, None
     code, reason = await erp_mapping.line_code_for(uow, doc.coordinates())
     if code is None:
         prior = await find(uow, doc)
         if prior is not None and prior.status == "posted":
             code = prior.line_code
+        elif isinstance(doc, InvoiceIn) and doc.po_number:
+            return doc, None
         else:
             return doc, await hold(uow, who, doc, reason, prior)
     return doc.model_copy(update={"budget_line": code}), None
@@ -108,17 +113,17 @@ async def assign(
     code = budget_line
     if code is None:
         code, reason = await erp_mapping.line_code_for(uow, doc.coordinates())
-        if code is None:
+        if code is None and not (isinstance(doc, InvoiceIn) and doc.po_number):
             raise Conflict(f"{reason[0].upper()}{reason[1:]}; add a rule or assign a budget_line.")
     doc = doc.model_copy(update={"budget_line": code})
     if isinstance(doc, PurchaseOrderIn):
         view, _ = await integrations.erp_purchase_order(uow, who, postings=postings, order=doc)
     else:
-        view, _ = await integrations.erp_invoice(uow, who, postings=postings, invoice=doc)
-    await uow.execute(
-        update(erp_suspense)
-        .where(erp_suspense.c.id == suspense_id)
-        .values(status="posted", line_code=code, result_id=view["id"], posted_by=who.subject, updated_at=utcnow())
-    )
-    await uow.audit("erp_suspense", suspense_id, action="budget.erp.assigned", after={"line_code": code})
+        try:
+            view, _ = await integrations.erp_invoice(uow, who, postings=postings, invoice=doc)
+        except integrations.Unplaced as exc:
+            if budget_line is not None:
+                raise  # the line named is no line: the 422 naming budget_line
+            raise Conflict(f"{exc.reason[0].upper()}{exc.reason[1:]}; assign a budget_line.") from None
+    await integrations.settle_suspense(uow, who, item["kind"], item["document_ref"], view["line_code"], view["id"])
     return await get_item(uow, suspense_id=suspense_id)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.workflow import comments, deliverable_reports, deliverables, suppliers
+from services.workflow import comments, deliverable_reports, deliverables, suppliers, teams
 from services.workflow.api import IfMatch, Limit, answer, configurers, movers, query_instant, staff, stored, writers
 from services.workflow.container import Workflow, domain
 from services.workflow.deliverable_reports import Period
@@ -31,6 +31,9 @@ from services.workflow.deliverable_schemas import (
     SupplierIn,
     SupplierOut,
     SupplierPage,
+    TeamIn,
+    TeamOut,
+    TeamPage,
 )
 from services.workflow.deliverable_states import Action, Status
 from services.workflow.request_schemas import RequestCommentIn, RequestCommentOut
@@ -265,6 +268,42 @@ async def get_supplier(
 ) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
         return answer(await suppliers.get(uow, p, supplier_id))
+
+
+# ----------------------------------------------------------------------------- teams
+
+
+@router.post("/teams", status_code=201, response_model=TeamOut, responses=problems(409))
+async def create_team(
+    body: TeamIn,
+    request: Request,
+    p: Principal = Depends(configurers),
+    rt: Runtime = Depends(get_runtime),
+    wf: Workflow = Depends(domain),
+) -> Response:
+    """Register an internal team: its members and the business calendar its deliverables are due on."""
+
+    async def action(uow: UnitOfWork) -> dict[str, Any]:
+        return stored(await teams.create(uow, p, body=body, wf=wf))
+
+    return await rt.idempotent(request, p, action)
+
+
+@router.get("/teams", response_model=TeamPage, responses=problems())
+async def list_teams(
+    limit: int = Limit,
+    cursor: str | None = None,
+    p: Principal = Depends(staff),
+    rt: Runtime = Depends(get_runtime),
+) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await teams.list_teams(uow, limit=limit, cursor=cursor))
+
+
+@router.get("/teams/{name}", response_model=TeamOut, responses=problems(404))
+async def get_team(name: str, p: Principal = Depends(staff), rt: Runtime = Depends(get_runtime)) -> Response:
+    async with rt.unit_of_work(readonly=True) as uow:
+        return answer(await teams.get(uow, name))
 
 
 # ----------------------------------------------------------------------------- reports and the timeline

@@ -32,7 +32,8 @@ class DeliverableIn(Strict):
     calendar: str | None = Field(
         default=None,
         max_length=100,
-        description="default: the supplier's calendar for a supplier, else the definition's calendar",
+        description="default: the supplier's calendar for a supplier, the team's for a registered team with one"
+        " (POST /v1/teams), else the definition's calendar",
     )
     warn_at: Decimal = Field(
         default=Decimal("0.75"), gt=0, lt=1, description="the SLA warns at this fraction of its business time"
@@ -184,3 +185,36 @@ class CalendarTimeline(BaseModel):
         description="the time of the newest budget campaign event applied (campaigns come from budget.campaign.*"
         " events, so a campaign created a moment ago may not be here yet); null before any",
     )
+
+
+class TeamIn(Strict):
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^/\x00-\x1f]+$",
+        description="the team, as deliverables name it in `team` (no slash)",
+    )
+    members: list[User] = Field(
+        default_factory=list,
+        max_length=500,
+        description="who may act for it: a deliverable of the team must have one of them as owner (none: anyone)",
+    )
+    calendar: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the business calendar its deliverables are due on (none: the request's definition's)",
+    )
+
+
+class TeamOut(BaseModel):
+    name: str
+    members: list[str]
+    calendar: str | None
+    created_at: Timestamp
+    created_by: str
+
+
+class TeamPage(BaseModel):
+    items: list[TeamOut]
+    next_cursor: str | None

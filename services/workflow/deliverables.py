@@ -1,7 +1,7 @@
 """Deliverables: what a request promises, assigned to an internal team (an owner acts for it, under
 an OLA) or to a supplier (its principals act, under an underpinning contract), due in business
-time on the assignee's calendar (the supplier's own, or the definition's), with an SLA that warns,
-breaches and escalates on the exactly-once timers (`deliverable_sla`).
+time on the assignee's calendar (the supplier's own, the registered team's, else the definition's),
+with an SLA that warns, breaches and escalates on the exactly-once timers (`deliverable_sla`).
 
 The moves are `deliverable_states`; who may see a deliverable: the supplier's principals (only
 their supplier's: anything else is a 404, as if it did not exist), its owner, and whoever sees its
@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from services.workflow import deliverable_reports, deliverable_sla, events, sla, store, suppliers, work_requests
+from services.workflow import deliverable_reports, deliverable_sla, events, sla, store, suppliers, teams, work_requests
 from services.workflow.calendars import HORIZON, BusinessCalendar, CalendarError
 from services.workflow.container import Workflow
 from services.workflow.definitions import hours
@@ -109,7 +109,8 @@ async def add(uow: UnitOfWork, who: Principal, *, ref: str, body: DeliverableIn,
 
 
 async def _assignment(uow: UnitOfWork, body: DeliverableIn) -> tuple[str, str | None]:
-    """The SLA's kind and the assignee's calendar: a supplier's (an underpinning contract) or a team's (an OLA)."""
+    """The SLA's kind and the assignee's calendar: a supplier's (an underpinning contract) or a registered
+    team's (an OLA; None when the team has no calendar or is not registered: the definition's then)."""
     if body.supplier_id is not None:
         if body.owner is not None or body.team is not None:
             raise Invalid.on("supplier_id", "a supplier's deliverable has no owner or team: its principals act on it")
@@ -119,7 +120,12 @@ async def _assignment(uow: UnitOfWork, body: DeliverableIn) -> tuple[str, str | 
         return "underpinning_contract", str(supplier["calendar"])
     if body.owner is None:
         raise Invalid.on("owner", "give the owner who acts for the team, or a supplier_id")
-    return "ola", None
+    team = await teams.row_of(uow, body.team) if body.team is not None else None
+    if team is None:  # no team, or one never registered: the definition's calendar
+        return "ola", None
+    if team["members"] and body.owner not in team["members"]:
+        raise Invalid.on("owner", f"{body.owner!r} is not a member of team {body.team!r}")
+    return "ola", team["calendar"]
 
 
 def _due(

@@ -260,6 +260,19 @@ suppliers = Table(
     Column("created_by", String(200), nullable=False),
 )
 
+# Internal teams: who is in them and the business calendar their deliverables are due on (none: the
+# request's definition's). A deliverable names its team by `name`; a team never registered is one
+# without a calendar.
+teams = Table(
+    "teams",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("calendar", String(100), nullable=True),
+    Column("members", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
 # Comments on a request (with the users they mention), and a supplier's questions on a deliverable.
 request_comments = Table(
     "request_comments",

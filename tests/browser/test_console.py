@@ -185,7 +185,9 @@ def test_kpis_show_the_apis_figures_and_draw_the_chart_and_attribution_ranges(br
         assert running.count() == 1 and (running.text_content() or "").startswith(today.strftime("%Y-%m-01"))
         groups = page.locator("#series-table tbody tr").count()
         assert page.locator("#metric-chart").get_attribute("data-dashed") == str(groups) != "0"
-        assert "Dashed" in page.inner_text("#partial-note")
+        note = page.inner_text("#partial-note")
+        # Spend is a sum: the running month is drawn projected to the whole month, and says so.
+        assert "Dashed" in note and "projected" in note and f"{today.day} of " in note
     definition = api.get("/kpi/v1/metrics/spend").json()
     assert page.locator("#definition [data-version]").inner_text() == str(definition["version"])
     first = page.locator("#series-table tbody tr").first.locator("td").first.get_attribute("data-value")

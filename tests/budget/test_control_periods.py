@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services.budget.models import balances
+from services.budget.models import balances, commitments
 from tests.budget.conftest import ADMIN, Budget, problem
+from tests.budget.test_invariants import check_invariants
 
 pytestmark = pytest.mark.db
 
@@ -178,3 +181,99 @@ async def test_concurrent_commitments_never_overdraw_a_control_period(budget, co
             name = {"month": months[m], "quarter": str(i // 3), "fiscal_year": "FY"}[control]
             left = min(scopes[(made[code]["id"], name)], scopes[(root["id"], name)])
             assert Decimal(amount) * 100 > left, (code, months[m], amount, left)
+
+
+# Commitments, transfers between the two lines and actuals on commitments, all at once: a transfer
+# moves money into the other line, and an actual consumes its commitment (beyond what is left of it,
+# the excess is spent: a fact, posted as overspend, never refused).
+mixed = st.lists(
+    st.one_of(
+        st.tuples(st.just("commit"), st.sampled_from(["L1", "L2"]), st.integers(0, 5), st.integers(1, 80)),
+        st.tuples(st.just("transfer"), st.sampled_from(["L1", "L2"]), st.integers(0, 5), st.integers(1, 80)),
+        st.tuples(st.just("actual"), st.integers(0, 2), st.integers(0, 0), st.integers(1, 30)),
+    ),
+    min_size=2,
+    max_size=12,
+)
+HELD = (("L1", 0), ("L2", 1), ("L1", 2))  # the commitments of 20.00 the actuals consume
+OTHER = {"L1": "L2", "L2": "L1"}
+
+
+@settings(
+    max_examples=int(os.environ.get("BUDGET_PROPERTY_EXAMPLES", "8")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    control=st.sampled_from(["month", "quarter", "fiscal_year"]),
+    funds=st.lists(st.integers(20, 120), min_size=4, max_size=4),
+    sequence=mixed,
+)
+async def test_concurrent_commitments_transfers_and_actuals_never_overdraw_a_control_period(
+    budget, control, funds, sequence
+):
+    plan = await _plan(budget, control, start=11)  # FY2027: 2026-11 .. 2027-10
+    months = plan["periods"]
+    root = await budget.line(plan["id"], "ROOT")
+    made = {code: await budget.line(plan["id"], code, parent="ROOT") for code in ("L1", "L2")}
+    for i, amount in enumerate(funds):  # L1 and L2 each funded in two months, at least 20.00 each
+        await budget.allocate(made[("L1", "L2")[i % 2]]["id"], f"{amount}.00", period=months[i])
+    held = []
+    for code, m in HELD:
+        r = await budget.commit(made[code]["id"], "20.00", period=months[m])
+        assert r.status_code == 201 and r.json()["status"] == "committed", r.text
+        held.append(r.json())
+
+    def call(op: tuple) -> Any:
+        kind, a, m, amount = op
+        money = {"amount": f"{amount}.00", "currency": "EUR"}
+        if kind == "commit":
+            return budget.commit(made[a]["id"], f"{amount}.00", period=months[m])
+        if kind == "transfer":
+            body = {"from_line_id": made[a]["id"], "to_line_id": made[OTHER[a]]["id"], "period": months[m], **money}
+            return budget.c.post("/v1/transfers", headers=ADMIN, json=body)
+        c = held[a]
+        body = {"line_id": c["line_id"], "period": c["period"], "commitment_id": c["id"], **money}
+        return budget.c.post("/v1/actuals", headers=ADMIN, json=body)
+
+    results = await asyncio.gather(*(call(op) for op in sequence))
+    assert all(r.status_code in (201, 409) for r in results), [r.text for r in results]
+    # The ledger is whole: balances equal the entries, committed equals the commitments' open remainders
+    # (the sign is judged per control period below, not per month).
+    await check_invariants(budget.runtime, plan["id"], "control period", frozenset(months))
+
+    def scope(period: str) -> str:
+        i = months.index(period)
+        return {"month": period, "quarter": str(i // 3), "fiscal_year": "FY"}[control]
+
+    left: dict[tuple[str, str], int] = {}
+    async with budget.runtime.transaction(readonly=True) as s:
+        for r in (await s.execute(select(balances).where(balances.c.plan_id == plan["id"]))).all():
+            key = (r.line_id, scope(r.period))
+            left[key] = left.get(key, 0) + r.allocated - r.committed - r.pending - r.spent
+        for c in (await s.execute(select(commitments).where(commitments.c.plan_id == plan["id"]))).all():
+            assert c.consumed_minor <= c.amount_minor, c  # never consumed beyond what was committed
+    overspent, inflow = set(), Counter[tuple[str, str]]()
+    for op, r in zip(sequence, results, strict=True):
+        if op[0] == "actual" and r.status_code == 201 and r.json()["overspend"]:
+            overspent.add(scope(held[op[1]]["period"]))
+        if op[0] == "transfer" and r.status_code == 201:
+            inflow[(made[OTHER[op[1]]]["id"], scope(months[op[2]]))] += op[3] * 100
+    # Only an actual (a fact) takes a control period below zero; commitments and transfers never do.
+    negative = {k: v for k, v in left.items() if v < 0}
+    assert all(name in overspent for (_, name) in negative), (negative, overspent)
+    # Each refusal was right: money only went out of a scope but for the transfers into it, so what was
+    # left when it was refused is at least what is left now less what came in.
+    for op, r in zip(sequence, results, strict=True):
+        kind, a, m, amount = op
+        if r.status_code != 409:
+            continue
+        if kind == "actual":
+            assert "closed" in r.json()["detail"], r.text  # only a fully consumed commitment refuses one
+            continue
+        assert "short by" in r.json()["detail"], r.text
+        line_id, name = made[a]["id"], scope(months[m])
+        room = left[(line_id, name)] - inflow[(line_id, name)]
+        if kind == "commit":
+            room = min(room, left[(root["id"], name)])
+        assert amount * 100 > room, (op, room)

@@ -201,3 +201,69 @@ async def test_the_same_unmatched_document_at_once_and_two_assignments_at_once_p
     )
     assert sorted([a.status_code, b.status_code]) == [200, 409], (a.text, b.text)
     assert (await budget.balance(martech["id"]))["spent"] == "400.00"
+
+
+async def test_a_campaign_code_maps_documents_and_the_test_names_it(budget):
+    martech, events = await _setup(budget)
+    rule = await _rule(budget, 10, "EVENTS", campaign_code="SPRING-27")
+    assert rule["campaign_code"] == "SPRING-27" and rule["version"] == 1
+    hit = await budget.ok("POST", "/v1/erp/mapping/test", json={"fiscal_year": 2027, "campaign_code": "SPRING-27"})
+    assert hit["matched"] is True and hit["line"]["id"] == events["id"] and "campaign_code=SPRING-27" in hit["reason"]
+    miss = await budget.ok("POST", "/v1/erp/mapping/test", json={"campaign_code": "AUTUMN-27"})
+    assert miss["checked"][0]["why"] == "campaign_code 'AUTUMN-27' does not match 'SPRING-27'"
+    posted = await budget.ok("POST", "/v1/erp/invoices", 201, headers=ERP, json=invoice(campaign_code="SPRING-27"))
+    assert posted["line_id"] == events["id"]
+    held = await budget.ok("POST", "/v1/erp/invoices", 202, headers=ERP, json=invoice("INV-2", campaign_code="X"))
+    assert held["coordinates"]["campaign_code"] == "X"
+    assert (await budget.balance(martech["id"]))["spent"] == "0.00"
+
+
+async def test_a_rule_is_edited_with_if_match_and_a_stale_or_missing_version_changes_nothing(budget):
+    martech, events = await _setup(budget)
+    rule = await _rule(budget, 10, "MARTECH", cost_center="CC-4100")
+    url = f"/v1/erp/mapping/{rule['id']}"
+    r = await budget.c.get(url, headers=FINANCE)
+    assert r.status_code == 200 and r.headers["etag"] == '"1"' and r.json() == rule
+    body = {"priority": 5, "line_code": "EVENTS", "campaign_code": "SPRING-27", "description": "events now"}
+    assert problem(await budget.c.put(url, headers=FINANCE, json=body), 428)
+    bad = await budget.c.put(url, headers={**FINANCE, "If-Match": "one"}, json=body)
+    assert problem(bad, 422)["errors"][0]["field"] == "header.If-Match"
+    changed = await budget.c.put(url, headers={**FINANCE, "If-Match": '"1"'}, json=body)
+    assert changed.status_code == 200 and changed.headers["etag"] == '"2"', changed.text
+    got = changed.json()
+    assert (got["priority"], got["line_code"], got["campaign_code"], got["cost_center"]) == (
+        5,
+        "EVENTS",
+        "SPRING-27",
+        None,  # a PUT replaces the rule: a condition left out is gone
+    )
+    assert (got["version"], got["updated_by"], got["created_by"]) == (2, "fiona", rule["created_by"])
+    stale = await budget.c.put(url, headers={**FINANCE, "If-Match": '"1"'}, json={**body, "priority": 7})
+    assert problem(stale, 412)["current_version"] == 2
+    assert (await budget.ok("GET", url))["priority"] == 5
+    assert problem(await budget.c.put("/v1/erp/mapping/nope", headers={**FINANCE, "If-Match": '"1"'}, json=body), 404)
+    audit = (await budget.ok("GET", "/v1/audit?limit=100"))["items"]
+    assert "budget.erp_mapping.changed" in {a["action"] for a in audit}
+
+    # The edited rule is what routes documents from now on: the campaign code, not the cost centre.
+    moved = await budget.ok("POST", "/v1/erp/invoices", 201, headers=ERP, json=invoice(campaign_code="SPRING-27"))
+    assert moved["line_id"] == events["id"]
+    held = await budget.ok("POST", "/v1/erp/invoices", 202, headers=ERP, json=invoice("INV-2", cost_center="CC-4100"))
+    assert held["status"] == "waiting"
+    assert (await budget.balance(martech["id"]))["spent"] == "0.00"
+
+
+async def test_editing_a_rule_is_for_unscoped_planners_and_a_bad_rule_changes_nothing(budget):
+    rule = await _rule(budget, 10, "MARTECH", vendor="Acme")
+    url = f"/v1/erp/mapping/{rule['id']}"
+    body = {"priority": 1, "line_code": "EVENTS", "vendor": "Acme"}
+    for headers in (EMEA, MARKETER, ERP):
+        assert (await budget.c.put(url, headers={**headers, "If-Match": '"1"'}, json=body)).status_code == 403
+    for bad, field in (
+        ({"priority": 1, "line_code": "EVENTS"}, "cost_center"),  # no condition left
+        ({**body, "campaign_code": ""}, "campaign_code"),
+        ({**body, "line_code": "has space"}, "line_code"),
+    ):
+        r = await budget.c.put(url, headers={**FINANCE, "If-Match": '"1"'}, json=bad)
+        assert field in {e["field"] for e in problem(r, 422)["errors"]}
+    assert await budget.ok("GET", url) == rule

@@ -252,3 +252,75 @@ async def test_a_draft_builds_its_budget_with_allocations_and_nothing_else(budge
     await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
     [locked] = (await budget.ok("GET", f"/v1/plans/{plan['id']}/versions"))["items"]
     assert (locked["kind"], locked["total"]) == ("budget", "175.00")
+
+
+async def _april_plan(budget: Budget) -> tuple[dict, dict, dict]:
+    """Fiscal year 2027 from April (2026-04 .. 2027-03), budget locked at activation, one actual."""
+    body = {"name": "FY27 April", "fiscal_year": 2027, "currency": "EUR", "fiscal_year_start": 4}
+    plan = await budget.ok("POST", "/v1/plans", 201, json=body)
+    search = await budget.line(plan["id"], "SEARCH", channel="search")
+    events = await budget.line(plan["id"], "EVENTS", channel="events")
+    for line, period, amount in (
+        (search, "2026-04", "100.00"),  # FY2027-Q1
+        (search, "2026-06", "300.00"),  # FY2027-Q1
+        (search, "2026-07", "200.00"),  # FY2027-Q2
+        (events, "2027-01", "1000.00"),  # FY2027-Q4 (the calendar year's first month)
+        (events, "2027-03", "500.00"),  # FY2027-Q4
+    ):
+        await budget.allocate(line["id"], amount, period=period)
+    plan = await budget.ok("POST", f"/v1/plans/{plan['id']}/activate")
+    actual = {"line_id": search["id"], "period": "2026-06", "amount": "50.00", "currency": "EUR"}
+    await budget.ok("POST", "/v1/actuals", 201, json=actual)
+    return plan, search, events
+
+
+async def test_the_variance_groups_by_fiscal_quarter_and_year_and_compares_a_scenario(budget):
+    plan, search, events = await _april_plan(budget)
+    edits = [
+        {"line_id": search["id"], "period": "2026-05", "amount": "200.00", "currency": "EUR"},  # Q1 +200
+        {"line_id": events["id"], "period": "2027-03", "amount": "0.00", "currency": "EUR"},  # Q4 -500
+    ]
+    sc = await budget.ok(
+        "POST",
+        f"/v1/plans/{plan['id']}/versions",
+        201,
+        headers=FINANCE,
+        json={"kind": "scenario", "name": "Fewer fairs", "amounts": edits},
+    )
+    base = f"/v1/plans/{plan['id']}/variance?compare=budget,scenario:{sc['id']},actual"
+
+    q = await budget.ok("GET", f"{base}&period=fiscal_quarter")
+    assert q["period"] == "fiscal_quarter" and q["compare"] == ["budget", f"scenario:{sc['seq']}", "actual"]
+    label = f"scenario:{sc['seq']}"
+    by = {g["group"]: {p["period"]: p for p in g["periods"]} for g in q["items"]}
+    assert list(by["SEARCH"]) == ["FY2027-Q1", "FY2027-Q2", "FY2027-Q3", "FY2027-Q4"]
+    q1 = by["SEARCH"]["FY2027-Q1"]
+    assert q1["months"] == ["2026-04", "2026-05", "2026-06"]
+    assert q1["figures"] == {"budget": "400.00", label: "600.00", "actual": "50.00"}
+    assert q1["variances"] == [
+        {"of": label, "against": "budget", "absolute": "200.00", "percent": "50.00"},
+        {"of": "actual", "against": "budget", "absolute": "-350.00", "percent": "-87.50"},
+    ]
+    q4 = by["EVENTS"]["FY2027-Q4"]
+    assert q4["months"] == ["2027-01", "2027-02", "2027-03"]
+    assert q4["figures"] == {"budget": "1500.00", label: "1000.00", "actual": "0.00"}
+    assert q4["variances"][0] == {"of": label, "against": "budget", "absolute": "-500.00", "percent": "-33.33"}
+    assert by["EVENTS"]["FY2027-Q1"]["variances"][0]["percent"] is None  # nothing budgeted there
+
+    y = await budget.ok("GET", f"{base}&period=fiscal_year&group_by=channel")
+    years = {g["group"]: g["periods"] for g in y["items"]}
+    assert [p["period"] for p in years["search"]] == ["FY2027"] and len(years["search"][0]["months"]) == 12
+    assert years["search"][0]["figures"] == years["search"][0]["figures"] | {"budget": "600.00", label: "800.00"}
+    for g in y["items"]:  # one row per group: the fiscal year is the group's total
+        assert g["periods"][0]["figures"] == g["total"]["figures"]
+    m = await budget.ok("GET", base)
+    assert m["period"] == "month" and m["total"] == q["total"] == y["total"]
+    assert m["total"]["figures"] == {"budget": "2100.00", label: "1800.00", "actual": "50.00"}
+    assert {p["period"]: p["months"] for p in m["items"][0]["periods"]}["2026-04"] == ["2026-04"]
+
+    part = await budget.ok("GET", f"{base}&period=fiscal_quarter&from=2026-06&to=2027-01")
+    parts = {p["period"]: p for p in next(g for g in part["items"] if g["group"] == "SEARCH")["periods"]}
+    assert parts["FY2027-Q1"]["months"] == ["2026-06"] and parts["FY2027-Q1"]["figures"]["budget"] == "300.00"
+    assert parts["FY2027-Q4"]["months"] == ["2027-01"]
+    bad = await budget.c.get(f"{base}&period=week", headers=ADMIN)
+    assert problem(bad, 422)["errors"][0]["field"] == "query.period"

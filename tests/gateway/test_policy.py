@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.policy import Policy, PolicyError
+from shared.identity import ROLES
 from tests.gateway.conftest import assert_problem, bearer
 
 ROUTES = {
@@ -186,6 +187,7 @@ SUPPLIER_ROUTES = {
     "suppliers": ("GET", "/workflow/v1/suppliers"),
     "upload": ("POST", "/workflow/v1/deliverables/d1/attachments"),
     "download": ("GET", "/workflow/v1/deliverables/d1/attachments/a1"),
+    "timeline": ("GET", "/workflow/v1/calendar"),
 }
 
 
@@ -197,7 +199,14 @@ async def test_a_supplier_reaches_only_its_deliverables_routes_and_needs_its_sco
         assert r.status_code in (200, 201), (label, r.status_code)
         assert r.json()["principal"]["scopes"] == ["supplier:acme"]
     # No budget route at all, nor any other route of any service; approving its own work neither.
-    denied = [*ROUTES.values(), ("POST", "/workflow/v1/deliverables/d1/approve"), ("GET", "/workflow/v1/requests")]
+    denied = [
+        *ROUTES.values(),
+        ("POST", "/workflow/v1/deliverables/d1/approve"),
+        ("GET", "/workflow/v1/requests"),
+        ("GET", "/workflow/v1/calendars"),
+        ("GET", "/workflow/v1/calendar/x"),
+        ("GET", "/budget/v1/campaigns"),
+    ]
     for method, path in denied:
         r = await gw.request(method, path, headers=acme, json={} if method != "GET" else None)
         assert r.status_code == 403, (method, path, r.status_code)
@@ -213,3 +222,110 @@ async def test_a_supplier_reaches_only_its_deliverables_routes_and_needs_its_sco
 def test_a_confined_role_must_name_a_dimension():
     with pytest.raises(PolicyError, match="dimension"):
         Policy.from_dict({"roles": {"supplier": {"scope": "", "rules": []}}})
+
+
+def _roles_of(check: object) -> frozenset[str]:
+    """The roles a service's `require_roles(...)` dependency lets through (admin included)."""
+    cells = [c.cell_contents for c in getattr(check, "__closure__", None) or ()]
+    found = [c for c in cells if isinstance(c, set)]
+    assert len(found) == 1, "require_roles keeps its roles in one closed-over set"
+    return frozenset(found[0])
+
+
+def test_a_restricted_path_is_reached_only_through_its_roles_as_the_service_checks():
+    from services.kpi.api import quality_readers
+
+    policy = Policy.load("gateway/policy.yaml")
+    readers = _roles_of(quality_readers)
+    assert readers == {"admin", "mops", "analyst"}
+    for role in ROLES:
+        # The gateway answers as the KPI service would: finance's `kpi read /**` does not reach it.
+        assert policy.allows({role}, "kpi", "GET", "/v1/quality") == (role in readers), role
+        assert policy.allows({role}, "kpi", "GET", "/v1/quality/") == (role in readers), role
+    # Everything else the broad rule gives is untouched; a second role with access opens it.
+    assert policy.allows({"finance"}, "kpi", "GET", "/v1/scorecard")
+    assert policy.allows({"finance", "analyst"}, "kpi", "GET", "/v1/quality")
+    assert not policy.allows({"finance"}, "kpi", "HEAD", "/v1/quality")
+
+
+def test_a_restricted_entry_must_name_known_roles():
+    rule = {"service": "kpi", "methods": ["GET"], "paths": ["/v1/x"]}
+    for roles in (None, [], ["wizard"], "mops"):
+        with pytest.raises(PolicyError, match="roles"):
+            Policy.from_dict({"roles": {}, "restricted": [{**rule, "roles": roles}]})
+    doc = {"roles": {"finance": [{"service": "kpi", "methods": ["read"], "paths": ["/**"]}]}}
+    policy = Policy.from_dict({**doc, "restricted": [{**rule, "roles": ["mops"]}]})
+    assert not policy.allows({"finance"}, "kpi", "GET", "/v1/x")
+    assert not policy.allows({"mops"}, "kpi", "GET", "/v1/x")  # a restriction never grants
+    assert policy.allows({"finance"}, "kpi", "HEAD", "/v1/x") and policy.allows({"finance"}, "kpi", "GET", "/v1/y")
+
+
+@pytest.mark.db
+async def test_a_supplier_sees_its_own_deliverables_and_no_campaign_in_the_timeline_through_the_gateway(
+    new_db, net, token
+):
+    """The real workflow service behind the real gateway: GET /workflow/v1/calendar passes the supplier's
+    rules, and the service answers with that supplier's deliverables only, no other supplier's, no campaign."""
+    import uuid
+
+    from pitcrew.migrations import upgrade_async
+    from services.workflow.main import create_app as create_workflow
+    from tests.gateway.conftest import gateway_settings, running_gateway
+    from tests.gateway.network import ServiceHost
+    from tests.workflow.conftest import MARKETER, Harness, settings_for
+    from tests.workflow.test_campaigns import apply, campaign_event
+    from tests.workflow.test_deliverables import a_request
+    from tests.workflow.test_suppliers import two_suppliers
+
+    url = await new_db("wf")
+    await upgrade_async("workflow", url)
+    app = create_workflow(settings_for(url))
+    async with app.router.lifespan_context(app):
+        wf = Harness(app, url)
+        acme, other = await two_suppliers(wf)
+        req = await a_request(wf)
+        path = f"/v1/requests/{req['id']}/deliverables"
+        mine = await wf.ok(
+            "POST", path, MARKETER, {"name": "Poster", "supplier_id": acme["id"], "due_date": "2027-03-10"}, 201
+        )
+        theirs = await wf.ok(
+            "POST", path, MARKETER, {"name": "Flyer", "supplier_id": other["id"], "due_date": "2027-03-11"}, 201
+        )
+        await wf.ok("POST", path, MARKETER, {"name": "Copy", "owner": "olga", "due_date": "2027-03-12"}, 201)
+        await apply(wf, campaign_event(str(uuid.uuid4()), starts_on="2027-03-01", ends_on="2027-03-31"))
+        host = ServiceHost("workflow-real", app, {})
+        await host.start()
+        try:
+            settings = gateway_settings(await new_db("gateway"), workflow_url=host.url)
+            async with running_gateway(settings) as gw:
+                window = {"from": "2027-03-01", "to": "2027-03-31"}
+
+                async def timeline(*roles: str, sub: str, scopes: tuple[str, ...]) -> list[tuple[str, str]]:
+                    headers = bearer(token(*roles, sub=sub, scopes=scopes))
+                    r = await gw.get("/workflow/v1/calendar", params=window, headers=headers)
+                    assert r.status_code == 200, r.text
+                    return [(e["kind"], e["title"]) for e in r.json()["items"]]
+
+                everything = await timeline("mops", sub="mo", scopes=())
+                assert everything == [
+                    ("campaign", "Spring launch"),
+                    ("deliverable", "Poster"),
+                    ("deliverable", "Flyer"),
+                    ("deliverable", "Copy"),
+                ]
+                acme_scope = (f"supplier:{acme['id']}",)
+                assert await timeline("supplier", sub="acme-key", scopes=acme_scope) == [("deliverable", "Poster")]
+                other_scope = (f"supplier:{other['id']}",)
+                assert await timeline("supplier", sub="other-key", scopes=other_scope) == [("deliverable", "Flyer")]
+                # Another role beside `supplier` widens nothing, in the gateway or in the service.
+                both = await timeline("supplier", "mops", sub="acme-mops", scopes=acme_scope)
+                assert both == [("deliverable", "Poster")]
+                # Guessing another supplier's deliverable by id is a 404; without a supplier scope, a 403.
+                acme_key = bearer(token("supplier", sub="acme-key", scopes=acme_scope))
+                assert (await gw.get(f"/workflow/v1/deliverables/{mine['id']}", headers=acme_key)).status_code == 200
+                assert_problem(await gw.get(f"/workflow/v1/deliverables/{theirs['id']}", headers=acme_key), 404)
+                bare = bearer(token("supplier", sub="bare", scopes=("region:EMEA",)))
+                assert_problem(await gw.get("/workflow/v1/calendar", params=window, headers=bare), 403)
+        finally:
+            await host.stop()
+            await wf.client.aclose()

@@ -129,7 +129,7 @@ async def test_the_gateways_own_operations_document_every_status_with_its_media_
 async def test_proxied_operations_list_what_the_gateway_answers_in_front_of_the_service(gw):
     doc = (await gw.get("/openapi.json")).json()
     op = doc["paths"]["/budget/v1/items"]["get"]
-    for status in ("401", "403", "413", "429", "502", "503", "504"):
+    for status in ("400", "401", "403", "408", "413", "429", "502", "503", "504"):
         ref = op["responses"][status]["content"][MEDIA_TYPE]["schema"]["$ref"]
         assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"] and ref.endswith("Problem"), (status, ref)
     assert "/budget/asyncapi.json" not in doc["paths"]

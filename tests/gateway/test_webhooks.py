@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -79,6 +80,14 @@ CASES = [
         {"action": "created", **PO, "budget_line": None, "cost_center": "CC-4100", "gl_account": "612000"},
     ),
     ("erp", "invoice.posted", MAPPED_INVOICE, "budget", "/v1/erp/invoices", {**MAPPED_INVOICE, "budget_line": None}),
+    (
+        "erp",
+        "invoice.posted",
+        {**INVOICE, "budget_line": None, "campaign_code": "SPRING-27"},
+        "budget",
+        "/v1/erp/invoices",
+        {**INVOICE, "budget_line": None, "campaign_code": "SPRING-27"},
+    ),
     (
         "crm",
         "lead.created",
@@ -446,11 +455,13 @@ BAD_ITEMS = [
     ("erp", "invoice.posted", {**INVOICE, "fiscal_year": 1999}, "data.fiscal_year"),
     ("erp", "purchase_order.created", {**PO, "revision": -1}, "data.revision"),
     ("erp", "purchase_order.changed", {k: v for k, v in PO.items() if k != "amount"}, "data.amount"),
-    # Neither a line code nor coordinates to map.
+    ("erp", "invoice.posted", {**INVOICE, "amount": "12.345"}, "data.amount"),  # more places than EUR has
+    ("erp", "invoice.posted", {**INVOICE, "amount": "0"}, "data.amount"),
+    # Neither a line code, coordinates to map, nor the purchase order it pays.
     (
         "erp",
         "invoice.posted",
-        {k: v for k, v in INVOICE.items() if k not in ("budget_line", "vendor")},
+        {k: v for k, v in INVOICE.items() if k not in ("budget_line", "vendor", "po_number")},
         "data.budget_line",
     ),
     (
@@ -460,6 +471,7 @@ BAD_ITEMS = [
         "data.budget_line",
     ),
     ("erp", "invoice.posted", {**MAPPED_INVOICE, "cost_center": ""}, "data.cost_center"),
+    ("erp", "invoice.posted", {**MAPPED_INVOICE, "campaign_code": "C" * 201}, "data.campaign_code"),
 ]
 
 
@@ -507,3 +519,62 @@ async def test_a_delivery_whose_items_the_service_refused_is_not_shown_as_delive
     assert row.last_status == 200 and "type is unknown" in row.last_error and row.delivered_at is None
     listed = (await gw.get("/gateway/v1/webhook-deliveries?status=rejected", headers=bearer(token("admin")))).json()
     assert [d["delivery_id"] for d in listed["items"]] == ["lead-refused"]
+
+
+async def test_an_erp_invoice_the_budget_cannot_place_is_kept_in_suspense_and_posted_once(new_db, net):
+    """Through the gateway to the real budget service: an invoice whose line code no plan has, or whose
+    purchase order is not known and that names no line, is delivered (not rejected), waits in the
+    budget's suspense queue, and is posted once when assigned; a redelivery changes nothing."""
+    from tests.budget.conftest import FINANCE, start_budget
+    from tests.gateway.network import ServiceHost
+
+    app = await start_budget(await new_db("budget"))
+    async with app.router.lifespan_context(app):
+        host = ServiceHost("budget.real", app, {})
+        await host.start()
+        try:
+            settings = gateway_settings(await new_db("gateway"), budget_url=host.direct_url)
+            async with running_gateway(settings) as gw:
+                budget = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://budget", headers=FINANCE
+                )
+                async with budget:
+                    await _erp_invoices_kept(gw, budget)
+        finally:
+            await host.stop()
+
+
+async def _erp_invoices_kept(gw, budget) -> None:
+    plan = (await budget.post("/v1/plans", json={"name": "FY27", "fiscal_year": 2027, "currency": "EUR"})).json()
+    assert (await budget.post(f"/v1/plans/{plan['id']}/activate")).status_code == 200
+    line = (await budget.post(f"/v1/plans/{plan['id']}/lines", json={"code": "EMEA-EVENTS", "name": "Events"})).json()
+    typo = {**INVOICE, "invoice_number": "INV-T", "po_number": None, "budget_line": "EMEA-EVNETS"}
+    early = {k: v for k, v in INVOICE.items() if k not in ("budget_line", "vendor")} | {"invoice_number": "INV-E"}
+    for i, data in enumerate((typo, early, typo)):  # the typo is delivered twice (the ERP resends it)
+        body, headers = signed("erp", {"type": "invoice.posted", "data": data}, f"kept-{i}")
+        assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+
+    await eventually(delivered_n(gw, 3))
+    waiting = (await budget.get("/v1/erp/suspense?status=waiting")).json()["items"]
+    by_ref = {i["document_ref"]: i for i in waiting}
+    assert sorted(by_ref) == ["INV-E", "INV-T"] and len(waiting) == 2  # the resent typo is the same item
+    assert "'EMEA-EVNETS'" in by_ref["INV-T"]["reason"] and "'PO-1001' is not known" in by_ref["INV-E"]["reason"]
+    for ref in ("INV-T", "INV-E"):
+        url = f"/v1/erp/suspense/{by_ref[ref]['id']}/assign"
+        assert (await budget.post(url, json={"budget_line": "EMEA-EVENTS"})).status_code == 200
+        assert (await budget.post(url, json={"budget_line": "EMEA-EVENTS"})).status_code == 409  # once
+    body, headers = signed("erp", {"type": "invoice.posted", "data": typo}, "kept-again")
+    assert (await gw.post("/webhooks/erp", content=body, headers=headers)).status_code == 202
+    await eventually(delivered_n(gw, 4))
+    balance = (await budget.get(f"/v1/lines/{line['id']}/balance?from=2027-01&to=2027-12")).json()
+    assert balance["spent"] == "10000.00"  # two invoices of 5000.00, each posted once
+    assert (await budget.get("/v1/erp/suspense?status=waiting")).json()["items"] == []
+
+
+def delivered_n(gw, n: int):
+    async def check() -> bool:
+        async with gw.app.state.runtime.db.transaction(readonly=True) as s:
+            rows = (await s.scalars(select(WebhookDelivery))).all()
+        return len(rows) == n and all(r.status == "delivered" for r in rows)
+
+    return check

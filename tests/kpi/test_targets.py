@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 
@@ -15,6 +16,7 @@ from tests.conftest import eventually
 pytestmark = pytest.mark.db
 
 FEB_14 = dt.datetime(2027, 2, 14, 12, tzinfo=dt.UTC)  # about half of 2027-Q1
+MAR_20 = dt.datetime(2027, 3, 20, 12, tzinfo=dt.UTC)
 
 
 async def feed(client, n_leads: int, spend: str, region: str = "EMEA") -> None:
@@ -138,3 +140,65 @@ async def test_at_risk_is_published_once_per_target_over_nats(kpi_nats):
     assert data["actual"] == "10" and float(data["projected"]) < 100  # noqa: PLR2004
     t = (await kpi.client.get(f"/v1/targets/{risky['id']}")).json()
     assert t["at_risk_published_at"] is not None
+
+
+async def test_a_target_on_a_suppliers_on_time_rate_is_reached_from_workflows_deliverables(kpi):
+    """workflow.deliverable.approved, through the consumer's own handler, makes each supplier's on-time
+    rate a governed metric: a target on it per supplier is scored and flagged when missed."""
+    from services.kpi.handlers import handlers
+    from services.workflow.events import DELIVERABLE_APPROVED, WorkflowDeliverable
+    from shared.events import new_event
+
+    approved = handlers(kpi.runtime)[DELIVERABLE_APPROVED.subject]
+    done = [("s-acme", True), ("s-acme", False), ("s-acme", True), ("s-bolt", True), ("s-bolt", True)]
+    for i, (supplier, on_time) in enumerate(done):
+        data = WorkflowDeliverable(
+            deliverable_id=f"d{i}",
+            request_id="r1",
+            request_number="REQ-2027-000001",
+            name=f"Asset {i}",
+            team=None,
+            owner=None,
+            supplier_id=supplier,
+            sla_kind="underpinning_contract",
+            due_at="2027-03-10T16:00:00+00:00",
+            status="done",
+            rework_rounds=0,
+            actor="rita",
+            reason=None,
+            link=None,
+            on_time=on_time,
+            lateness_business_hours=0.0 if on_time else 4.0,
+        ).model_dump(mode="json")
+        env = dataclasses.replace(
+            new_event(DELIVERABLE_APPROVED.subject, "workflow", f"d{i}", data), time=f"2027-03-{11 + i}T10:00:00+00:00"
+        )
+        async with kpi.runtime.unit_of_work() as uow:
+            await approved(uow, env)
+    ids = {}
+    for supplier in ("s-acme", "s-bolt"):
+        body = {
+            "metric": "deliverable_on_time_rate",
+            "period": "2027-03",
+            "value": "0.9",
+            "filter": {"supplier": supplier},
+        }
+        r = await kpi.client.post("/v1/targets", json=body)
+        assert r.status_code == 201, r.text
+        ids[supplier] = r.json()["id"]
+    cards = {}
+    for supplier in ("s-acme", "s-bolt"):
+        async with kpi.runtime.unit_of_work(readonly=True) as uow:
+            card = await targets.scorecard(
+                uow, None, keys=["deliverable_on_time_rate"], period="2027-03", flt={"supplier": {supplier}}, now=MAR_20
+            )
+        cards[supplier] = card["items"][0]
+    acme, bolt = cards["s-acme"], cards["s-bolt"]
+    assert acme["actual"] == "0.666667" and acme["target"] == "0.9" and acme["at_risk"] is True  # 2 of 3 on time
+    assert bolt["actual"] == "1" and bolt["target"] == "0.9" and bolt["at_risk"] is False  # 2 of 2
+    r = await kpi.client.get(
+        "/v1/scorecard",
+        params={"metrics": "deliverable_on_time_rate", "period": "2027-03", "filter": "supplier:s-acme"},
+    )
+    assert r.status_code == 200 and r.json()["items"][0]["actual"] == "0.666667", r.text
+    assert await targets.evaluate_targets(kpi.runtime.unit_of_work, now=MAR_20) == [ids["s-acme"]]

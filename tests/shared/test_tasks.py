@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.tasks import cancel_and_wait
+import pytest
+
+from shared.tasks import cancel_and_wait, outlive_cancellation
 
 
 async def _loop_swallowing_one_cancel(seen: list[str]) -> None:
@@ -46,3 +48,31 @@ async def test_a_task_that_already_failed_is_awaited_without_raising():
     await asyncio.sleep(0)
     await cancel_and_wait(task)
     assert isinstance(task.exception(), RuntimeError)
+
+
+async def test_a_cancelled_waiter_outlives_its_batch_and_then_is_cancelled() -> None:
+    gate = asyncio.Event()
+
+    async def batch() -> str:
+        await gate.wait()
+        return "written"
+
+    task = asyncio.ensure_future(batch())
+    waiter = asyncio.create_task(outlive_cancellation(task))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    await asyncio.sleep(0.01)
+    assert not waiter.done() and not task.cancelled()  # still waiting for the batch it carries
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert task.result() == "written"
+
+
+async def test_a_failed_batch_leaves_its_error_on_the_task_for_the_caller() -> None:
+    async def batch() -> None:
+        raise OSError("no connection")
+
+    task = asyncio.ensure_future(batch())
+    await outlive_cancellation(task)
+    assert isinstance(task.exception(), OSError)

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from tests.workflow.conftest import ANALYST, MARKETER, MOPS, who
-from tests.workflow.test_deliverables import a_request, at, berlin
+from tests.workflow.test_deliverables import a_request, at, berlin, timers_of
 
 pytestmark = pytest.mark.db
 
@@ -77,6 +77,7 @@ async def test_a_suppliers_deliverable_is_due_on_its_calendar_across_dst_and_a_h
         "POST", path, MARKETER, {"name": "Copy", "supplier_id": acme["id"], "business_hours": "16"}, status=201
     )
     assert hours["calendar"] == "berlin" and at(hours["due_at"]) - at(hours["created_at"]) >= dt.timedelta(hours=16)
+    # The exact instants, with the timers firing at them: test_an_underpinning_contract_on_the_suppliers_calendar_...
 
 
 async def test_a_supplier_acts_only_on_its_own_work_and_cannot_guess_another_ones(wf):
@@ -125,3 +126,80 @@ async def test_a_supplier_acts_only_on_its_own_work_and_cannot_guess_another_one
     assert (await wf.ok("POST", f"/v1/deliverables/{mine['id']}/approve", MARKETER, {}))["status"] == "done"
     r = await wf.call("POST", f"/v1/deliverables/{mine['id']}/deliver", acme_key, {"link": "javascript:alert(1)"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "link", r.text
+
+
+# A print shop in Berlin: weekdays 09:00-17:00 and a Sunday night shift 00:00-06:00, German public holidays.
+PRESS_HOURS = {**{d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}, "sun": ["00:00", "06:00"]}
+# Created Thursday 25 March 2027, 15:00 CET. By hand, the business intervals that follow (UTC):
+PRESS_INTERVALS_FROM_CREATION = [
+    (dt.datetime(2027, 3, 25, 14, tzinfo=dt.UTC), dt.datetime(2027, 3, 25, 16, tzinfo=dt.UTC)),  # Thu 15-17 CET: 2 h
+    # Fri 26 March: Good Friday, a public holiday in all of Germany; Sat 27: closed.
+    # Sun 28 March: the clocks go from 02:00 CET to 03:00 CEST, so 00:00 CET-06:00 CEST is 5 hours, not 6.
+    (dt.datetime(2027, 3, 27, 23, tzinfo=dt.UTC), dt.datetime(2027, 3, 28, 4, tzinfo=dt.UTC)),
+    # Mon 29 March: Easter Monday, a public holiday.
+    (dt.datetime(2027, 3, 30, 7, tzinfo=dt.UTC), dt.datetime(2027, 3, 30, 15, tzinfo=dt.UTC)),  # Tue 09-17 CEST
+]
+CREATED = PRESS_INTERVALS_FROM_CREATION[0][0]
+
+
+def business_instant(hours: dt.timedelta) -> dt.datetime:
+    """Walk the hand-written intervals: the instant `hours` of business time after CREATED."""
+    left = hours
+    for a, b in PRESS_INTERVALS_FROM_CREATION:
+        if b - a >= left:
+            return a + left
+        left -= b - a
+    raise AssertionError("the hand-written intervals are too short")
+
+
+async def test_an_underpinning_contract_on_the_suppliers_calendar_across_a_holiday_and_the_dst_change(wf, monkeypatch):
+    """10 business hours with a warning at half: the holidays (Good Friday, Easter Monday) are skipped,
+    the missing hour of the spring-forward night is no business time, and the warning and breach timers
+    fire exactly at those instants (not a microsecond before)."""
+    await wf.ok(
+        "POST",
+        "/v1/calendars",
+        MOPS,
+        {"key": "berlin-press", "timezone": "Europe/Berlin", "hours": PRESS_HOURS, "holidays": {"country": "DE"}},
+        status=201,
+    )
+    press = await wf.ok("POST", "/v1/suppliers", MOPS, {"name": "Nachtdruck", "calendar": "berlin-press"}, status=201)
+    req = await a_request(wf)
+    due = business_instant(dt.timedelta(hours=10))
+    warn = business_instant(dt.timedelta(hours=5))
+    # The hand walk, spelled out: 2 h on Thursday, 5 h on the Sunday night, 3 h on Tuesday morning.
+    assert due == dt.datetime(2027, 3, 30, 10, tzinfo=dt.UTC)  # Tuesday 12:00 CEST
+    assert warn == dt.datetime(2027, 3, 28, 2, tzinfo=dt.UTC)  # Sunday 04:00 CEST, 3 h into the 5-hour night
+    monkeypatch.setattr("services.workflow.deliverables.utcnow", lambda: CREATED)
+    d = await wf.ok(
+        "POST",
+        f"/v1/requests/{req['id']}/deliverables",
+        MARKETER,
+        {"name": "Poster run", "supplier_id": press["id"], "business_hours": "10", "warn_at": "0.5"},
+        status=201,
+    )
+    assert d["sla_kind"] == "underpinning_contract" and d["calendar"] == "berlin-press"
+    assert at(d["created_at"]) == CREATED
+    assert at(d["due_at"]) == due and at(d["warn_at"]) == warn
+    assert d["remaining_business_minutes"] == 600 and d["sla_state"] == "on_track"
+    assert await timers_of(wf, d["id"]) == {"pending": 2}
+
+    scheduler = wf.runtime.scheduler
+    tick = dt.timedelta(microseconds=1)
+    await scheduler.fire_due(warn - tick)
+    assert await wf.events("workflow.deliverable.sla_warning") == []
+    await scheduler.fire_due(warn)
+    warnings = await wf.events("workflow.deliverable.sla_warning")
+    assert [e["data"]["deliverable_id"] for e in warnings] == [d["id"]]
+    assert await timers_of(wf, d["id"]) == {"fired": 1, "pending": 1}
+    await scheduler.fire_due(due - tick)
+    assert await wf.events("workflow.deliverable.sla_breached") == []
+    await scheduler.fire_due(due)
+    breaches = await wf.events("workflow.deliverable.sla_breached")
+    assert len(breaches) == 1 and breaches[0]["data"]["deliverable_id"] == d["id"]
+    assert breaches[0]["data"]["sla_kind"] == "underpinning_contract" and at(breaches[0]["data"]["due_at"]) == due
+    assert await timers_of(wf, d["id"]) == {"fired": 2}
+    await scheduler.fire_due(due + dt.timedelta(days=30))  # fired once: nothing left
+    assert len(await wf.events("workflow.deliverable.sla_breached")) == 1
+    seen = await wf.ok("GET", f"/v1/deliverables/{d['id']}", supplier(press["id"]))
+    assert seen["escalated"] is True and seen["warn_at"] == d["warn_at"] and seen["due_at"] == d["due_at"]
