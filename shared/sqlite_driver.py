@@ -172,6 +172,14 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         finally:
             self._leave_queue()
 
+    def terminate(self) -> None:
+        """Closed by the pool without a rollback (an invalidated connection, or one the garbage
+        collector found checked out, as after a cancelled request): its turn ends with it."""
+        try:
+            super().terminate()
+        finally:
+            self._leave_queue()
+
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:

@@ -226,3 +226,18 @@ async def test_a_reader_is_served_while_writers_queue_for_their_turn(db: Databas
     await asyncio.gather(first, *queued)
     async with db.transaction(readonly=True) as s:
         assert (await s.execute(text("SELECT count(*) FROM things"))).scalar() == 9
+
+
+async def test_a_connection_terminated_without_rollback_gives_back_its_turn(db: Database) -> None:
+    """The pool terminates an invalidated connection, or one the garbage collector finds checked out
+    (a request cancelled at the wrong moment): the write queue must not stay taken by it."""
+    assert db.writer is not None
+    conn = await db.engine.connect()
+    await conn.begin()
+    await conn.execute(_row("t"))
+    assert db.writer.locked()
+    await conn.invalidate()  # the pool terminates the connection, without any rollback first
+    assert not db.writer.locked()
+    await conn.close()
+    async with db.transaction() as s:  # the next writer is not stuck behind it
+        await s.execute(_row("u"))
