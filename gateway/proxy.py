@@ -12,21 +12,13 @@ else falls through to the gateway's FastAPI app (/gateway/v1, /webhooks,
 The time the gateway itself spends (everything except waiting for the service)
 is returned in `X-Gateway-Latency` (milliseconds).
 
-A request body is read only once the request is admitted. A body that ends within
-`STREAM_AFTER` bytes is forwarded in one piece (with its Content-Length, and to the
-next replica if one refuses the connection); a longer one (an upload) is streamed
-to the service as it arrives, counted against the route's cap on the way: once the
-count passes the cap, whatever Content-Length said, the upstream request is broken
-off and the client gets 413. The gateway holds at most `STREAM_AFTER` bytes and a
-piece of a body at a time.
+A request body is read only once the request is admitted (gateway.request_body: short
+bodies in one piece, uploads streamed and counted against the route's cap).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -36,7 +28,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import RateLimited, RouteLabel, admit, refusal, route_class
-from gateway.settings import SERVICE_NAMES, Settings
+from gateway.request_body import CLIENT_GONE, RequestBody, body_limit, read_head, too_large
+from gateway.settings import SERVICE_NAMES
 from gateway.state import Gateway, Slot
 from gateway.upstream import ServiceDown, UpstreamBroken, UpstreamTimeout
 from shared import problems
@@ -190,12 +183,12 @@ class ProxyMiddleware:
         # A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
         limit = body_limit(gw.settings, service, method, sub)
         if req.length > limit:  # refused unread
-            return await self._refuse(scope, receive, send, request_id, 413, _too_large(limit))
+            return await self._refuse(scope, receive, send, request_id, 413, too_large(limit))
         content: bytes | RequestBody | None = None
         if req.has_body:
-            head, size, more = await _read_head(receive)
+            head, size, more = await read_head(receive)
             if size > limit:
-                return await self._refuse(scope, receive, send, request_id, 413, _too_large(limit))
+                return await self._refuse(scope, receive, send, request_id, 413, too_large(limit))
             if more is None:
                 return await self._refuse(scope, receive, send, request_id, 400, CLIENT_GONE)
             content = RequestBody(receive, limit, head, size) if more else b"".join(head) or None
@@ -369,114 +362,6 @@ def _upstream_failure(exc: Exception, service: str) -> tuple[int, str, dict[str,
     log.warning("upstream_broken", service=service, error=str(exc))
     cause = type(exc.__cause__).__name__ if exc.__cause__ else "error"
     return 502, f"The {service} service answered badly: {cause}.", None
-
-
-# Routes whose body is a file: they take `upload_max_body_bytes` rather than `max_request_body_bytes`.
-UPLOADS = (
-    ("workflow", "POST", re.compile(r"/v1/requests/[^/]+/attachments/?")),
-    ("workflow", "POST", re.compile(r"/v1/deliverables/[^/]+/attachments/?")),
-)
-
-
-def body_limit(settings: Settings, service: str, method: str, path: str) -> int:
-    """The most a request's body may carry through the gateway: more on an upload route."""
-    if any(service == s and method == m and p.fullmatch(path) for s, m, p in UPLOADS):
-        return settings.upload_max_body_bytes
-    return settings.max_request_body_bytes
-
-
-# A body that ends within this many bytes is forwarded in one piece; a longer one is streamed.
-STREAM_AFTER = 64 * 1024
-CLIENT_GONE = "The request body ended early: the client went away before sending all of it."
-
-
-def _too_large(limit: int) -> str:
-    return f"The request body is larger than {limit:,} bytes, the most a request through the gateway may carry."
-
-
-async def _read_head(receive: Receive) -> tuple[list[bytes], int, bool | None]:
-    """The body's first pieces, until it ends or passes `STREAM_AFTER` bytes: (pieces, size, more),
-    `more` None when the client went away before the end."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= STREAM_AFTER:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return chunks, size, None
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks, size, False
-    return chunks, size, True
-
-
-class _Stop(Exception):
-    """Raised into the upstream request to break it off (the body passed the cap, or the client left)."""
-
-
-class RequestBody:
-    """A request body forwarded as it arrives (aiohttp sends an async iterable as it yields): its
-    first pieces, already read, then each piece the client sends, counted against `limit`. Past the
-    cap, or when the client goes away, the upstream request is broken off (the service never takes a
-    cut body for a whole one) and `refusal` says what to answer."""
-
-    def __init__(self, receive: Receive, limit: int, head: list[bytes], size: int):
-        self.receive = receive
-        self.limit = limit
-        self.head = head
-        self.size = size
-        self.started = False
-        self.done = False  # the last piece was taken
-        self.over = False  # the count passed the cap
-        self.gone = False  # the client went away
-        self.waiting = False  # waiting for the client's next piece
-        self._deadline: asyncio.Timeout | None = None
-        self._seconds = 0.0
-
-    def timed(self, deadline: asyncio.Timeout, seconds: float) -> None:
-        self._deadline, self._seconds = deadline, seconds
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._pieces()
-
-    async def _pieces(self) -> AsyncIterator[bytes]:
-        self.started = True
-        head, self.head = self.head, []
-        for chunk in head:
-            yield chunk
-        del head
-        loop = asyncio.get_running_loop()
-        while True:
-            self.waiting = True
-            message = await self.receive()
-            self.waiting = False
-            if message["type"] == "http.disconnect":
-                self.gone = True
-                raise _Stop("the client went away")
-            chunk = message.get("body", b"")
-            if chunk:
-                self.size += len(chunk)
-                if self.size > self.limit:
-                    self.over = True
-                    raise _Stop("the body passed the cap")
-                if self._deadline is not None:  # the answer's wait counts from the last piece
-                    self._deadline.reschedule(loop.time() + self._seconds)
-                yield chunk
-            if not message.get("more_body", False):
-                self.done = True
-                return
-
-    def refusal(self, exc: Exception) -> tuple[int, str] | None:
-        """The answer when the upstream request failed because of the body, not the service."""
-        if self.over:
-            return 413, _too_large(self.limit)
-        if self.gone:
-            return 400, CLIENT_GONE
-        if self.waiting and isinstance(exc, UpstreamTimeout):
-            return 408, f"The request body stopped arriving: nothing came for {self._seconds:g} seconds."
-        return None
 
 
 def public_location(value: bytes, service: str, services_at: dict[str, str]) -> bytes:

@@ -50,7 +50,7 @@ class Settings(BaseServiceSettings):
     # Request bodies, by route class (413 beyond): proxied to a service; the gateway's own API and
     # every other route of its own; a webhook delivery.
     max_request_body_bytes: int = 10 * 1024 * 1024
-    # The upload routes (proxy.UPLOADS: workflow's request attachments, 25 MiB a file) take this instead.
+    # The upload routes (request_body.UPLOADS: workflow's request attachments, 25 MiB a file) take this instead.
     upload_max_body_bytes: int = 25 * 1024 * 1024
     api_max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.kpi import anomalies, cohorts, export, lifecycle, pathview, periods, query, schemas
+from services.kpi import anomalies, cohorts, export, insight_schemas, lifecycle, pathview, periods, query, schemas
 from services.kpi.api import CSV_OUT, FORMAT, Format
 from services.kpi.container import Kpi, domain
 from shared.app import Runtime, get_runtime
@@ -70,11 +70,11 @@ async def get_cohorts(
 
 @router.post(
     "/query",
-    response_model=schemas.QueryOut,
+    response_model=insight_schemas.QueryOut,
     responses={**problems(), **CSV_OUT},
 )
 async def post_query(
-    body: schemas.QueryIn,
+    body: insight_schemas.QueryIn,
     request: Request,
     format: Format | None = FORMAT,
     p: Principal = Depends(current_principal),
@@ -94,7 +94,7 @@ async def post_query(
     return export.file_response(export.query_table(answer), out, "query", headers)
 
 
-@router.get("/anomalies", response_model=schemas.AnomaliesOut, responses=problems())
+@router.get("/anomalies", response_model=insight_schemas.AnomaliesOut, responses=problems())
 async def list_anomalies(
     metric: str | None = None,
     status: Literal["open", "dismissed", "all"] = "open",
@@ -109,21 +109,21 @@ async def list_anomalies(
     return {"items": items}
 
 
-@router.post("/anomalies/{anomaly_id}/dismiss", response_model=schemas.AnomalyOut, responses=problems(404))
+@router.post("/anomalies/{anomaly_id}/dismiss", response_model=insight_schemas.AnomalyOut, responses=problems(404))
 async def dismiss_anomaly(
     anomaly_id: str,
-    body: schemas.DismissIn | None = None,
+    body: insight_schemas.DismissIn | None = None,
     p: Principal = Depends(definers),
     rt: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
     """A false alarm: dismissed and remembered (the check will not raise that metric, group and day again)."""
     async with rt.unit_of_work() as uow:
-        return await anomalies.dismiss(uow, p, anomaly_id=anomaly_id, note=(body or schemas.DismissIn()).note)
+        return await anomalies.dismiss(uow, p, anomaly_id=anomaly_id, note=(body or insight_schemas.DismissIn()).note)
 
 
-@router.post("/anomalies/check", response_model=schemas.AnomalyCheckOut, responses=problems(404))
+@router.post("/anomalies/check", response_model=insight_schemas.AnomalyCheckOut, responses=problems(404))
 async def check_anomalies(
-    body: schemas.AnomalyCheckIn | None = None,
+    body: insight_schemas.AnomalyCheckIn | None = None,
     p: Principal = Depends(org_definers),
     rt: Runtime = Depends(get_runtime),
     kpi: Kpi = Depends(domain),
@@ -134,7 +134,7 @@ async def check_anomalies(
         return {"detected": await anomalies.check_day(uow, day=day, cfg=kpi.anomaly)}
 
 
-@router.get("/journeys/{journey_id}", response_model=schemas.JourneyOut, responses=problems(404))
+@router.get("/journeys/{journey_id}", response_model=insight_schemas.JourneyOut, responses=problems(404))
 async def get_journey(
     journey_id: str,
     request: Request,

@@ -8,7 +8,7 @@ import datetime as dt
 import structlog
 from fastapi import FastAPI
 
-from services.kpi import anomalies, api, api_insights, container, definitions, handlers, targets
+from services.kpi import anomalies, api, api_insights, catalog, container, handlers, targets
 from services.kpi.container import Kpi
 from services.kpi.events import CATALOGUE
 from services.kpi.models import infra
@@ -49,7 +49,7 @@ async def _startup(runtime: Runtime) -> None:
     kpi: Kpi = runtime.domain
     if kpi.seed_catalog:
         async with runtime.unit_of_work() as uow:
-            await definitions.seed_catalog(uow)
+            await catalog.seed_catalog(uow)
     if kpi.target_check_seconds > 0:
         runtime.extras["target_task"] = asyncio.create_task(_target_checks(runtime), name="kpi-target-checks")
     if kpi.anomaly_check_seconds > 0 and kpi.anomaly.metrics:

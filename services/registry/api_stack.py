@@ -176,16 +176,16 @@ async def analysis(
     return await graph.analysis(flows, limits=reg.graph_limits, caller=request)
 
 
-@router.get("/layers", response_model=schemas.Layers, responses=problems())
+@router.get("/layers", response_model=stack_schemas.Layers, responses=problems())
 async def get_layers(rt: Runtime = Depends(get_runtime)) -> Response:
     async with rt.unit_of_work(readonly=True) as uow:
         config = await layers.get_layers(uow)
     return with_etag(config, config.version)
 
 
-@router.put("/layers", response_model=schemas.Layers, responses=problems(409, 412))
+@router.put("/layers", response_model=stack_schemas.Layers, responses=problems(409, 412))
 async def put_layers(
-    body: schemas.LayersIn,
+    body: stack_schemas.LayersIn,
     p: Principal = Depends(catalog_writer),
     rt: Runtime = Depends(get_runtime),
     if_match: str | None = IfMatch,

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from services.registry import schemas, stack_schemas
+from services.registry import stack_schemas
 from services.registry.models import LayerConfig, Tool
 from shared.db import utcnow
 from shared.errors import Conflict, Errors, PreconditionFailed
@@ -24,15 +24,19 @@ from shared.uow import UnitOfWork
 WHAT = "The layers of the stack"
 ROW = 1
 
-DEFAULT = schemas.LayersIn(
+DEFAULT = stack_schemas.LayersIn(
     layers=[
-        schemas.LayerIn(key="data", name="Data", description="Where customer and marketing data lives: CDP, warehouse"),
-        schemas.LayerIn(key="orchestration", name="Orchestration", description="Journeys, automation, workflows"),
-        schemas.LayerIn(key="engagement", name="Engagement", description="Channels that reach people: email, ads, web"),
-        schemas.LayerIn(key="analytics", name="Analytics", description="Reporting, BI, attribution"),
+        stack_schemas.LayerIn(
+            key="data", name="Data", description="Where customer and marketing data lives: CDP, warehouse"
+        ),
+        stack_schemas.LayerIn(key="orchestration", name="Orchestration", description="Journeys, automation, workflows"),
+        stack_schemas.LayerIn(
+            key="engagement", name="Engagement", description="Channels that reach people: email, ads, web"
+        ),
+        stack_schemas.LayerIn(key="analytics", name="Analytics", description="Reporting, BI, attribution"),
     ],
     rules=[
-        schemas.OnlyThrough(
+        stack_schemas.OnlyThrough(
             kind="only_through",
             layer="engagement",
             through="data",
@@ -46,10 +50,10 @@ async def _stored(uow: UnitOfWork) -> LayerConfig | None:
     return await uow.get(LayerConfig, ROW)
 
 
-async def current(uow: UnitOfWork) -> schemas.LayersIn:
+async def current(uow: UnitOfWork) -> stack_schemas.LayersIn:
     """The configuration in force: the stored one, or the shipped default."""
     row = await _stored(uow)
-    return DEFAULT if row is None else schemas.LayersIn.model_validate(row.document)
+    return DEFAULT if row is None else stack_schemas.LayersIn.model_validate(row.document)
 
 
 async def keys(uow: UnitOfWork) -> list[str]:
@@ -75,10 +79,10 @@ async def tools_per_layer(uow: UnitOfWork) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-async def get_layers(uow: UnitOfWork) -> schemas.Layers:
+async def get_layers(uow: UnitOfWork) -> stack_schemas.Layers:
     row = await _stored(uow)
     config = await current(uow)
-    return schemas.Layers(
+    return stack_schemas.Layers(
         **config.model_dump(),
         version=row.version if row else 0,
         updated_by=row.updated_by if row else None,
@@ -87,7 +91,7 @@ async def get_layers(uow: UnitOfWork) -> schemas.Layers:
     )
 
 
-def check_document(body: schemas.LayersIn) -> None:
+def check_document(body: stack_schemas.LayersIn) -> None:
     """Keys once each; every rule names layers of the document (a 422 naming the field)."""
     errors = Errors()
     seen: set[str] = set()
@@ -98,7 +102,7 @@ def check_document(body: schemas.LayersIn) -> None:
     for n, rule in enumerate(body.rules):
         named = (
             (("layer", rule.layer), ("through", rule.through))
-            if isinstance(rule, schemas.OnlyThrough)
+            if isinstance(rule, stack_schemas.OnlyThrough)
             else (("from_layer", rule.from_layer), ("to_layer", rule.to_layer))
         )
         for field, key in named:
@@ -108,8 +112,8 @@ def check_document(body: schemas.LayersIn) -> None:
 
 
 async def put_layers(
-    uow: UnitOfWork, who: Principal, *, body: schemas.LayersIn, expected_version: int | None
-) -> schemas.Layers:
+    uow: UnitOfWork, who: Principal, *, body: stack_schemas.LayersIn, expected_version: int | None
+) -> stack_schemas.Layers:
     """Replace the configuration; a layer that tools still sit in cannot be dropped (409)."""
     ensure_unscoped(who, WHAT)
     check_document(body)
@@ -176,7 +180,7 @@ def violations(rules: Sequence[Any], tools: Iterable[Any], edges: Iterable[Any])
 
 
 def _breaks(rule: Any, a: str, b: str, two_way: bool) -> str | None:
-    if isinstance(rule, schemas.OnlyThrough):
+    if isinstance(rule, stack_schemas.OnlyThrough):
         for mine, other in ((a, b), (b, a)):
             if mine == rule.layer and other != rule.through:
                 return f"{rule.layer} exchanges data only through {rule.through}, not with {other}"

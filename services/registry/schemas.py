@@ -447,48 +447,6 @@ class IntegrationHistoryEntry(BaseModel):
     reason: str | None
 
 
-LayerKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,49}$")]
-
-
-class LayerIn(Strict):
-    key: LayerKey
-    name: str = Field(min_length=1, max_length=100)
-    description: str = Field(default="", max_length=2000)
-
-
-class OnlyThrough(Strict):
-    """Tools of `layer` exchange data only with tools of `through` (e.g. engagement only through data)."""
-
-    kind: Literal["only_through"]
-    layer: LayerKey
-    through: LayerKey
-    description: str = Field(default="", max_length=2000)
-
-
-class Forbid(Strict):
-    """No data flows from tools of `from_layer` to tools of `to_layer` (a two-way flow goes both ways)."""
-
-    kind: Literal["forbid"]
-    from_layer: LayerKey
-    to_layer: LayerKey
-    description: str = Field(default="", max_length=2000)
-
-
-Rule = Annotated[OnlyThrough | Forbid, Field(discriminator="kind")]
-
-
-class LayersIn(Strict):
-    layers: list[LayerIn] = Field(max_length=50, description="in stack order, bottom first")
-    rules: list[Rule] = Field(default_factory=list, max_length=200)
-
-
-class Layers(LayersIn):
-    version: int = Field(description="0 while the shipped default is in use")
-    updated_by: str | None
-    updated_at: Timestamp | None
-    tools: dict[str, int] = Field(description="tools (not retired) per layer key")
-
-
 # The pages of the lists (`items` + `next_cursor`), parametrized once.
 ToolPage = Page[ToolOut]
 HistoryPage = Page[HistoryEntry]

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
-from services.kpi import cohorts, definitions
+from services.kpi import catalog, cohorts, definitions
 from services.kpi.models import lifecycle_facts, metric_definitions
 from services.kpi.values import fmt
 from shared.identity import Principal
@@ -264,9 +264,9 @@ async def test_an_existing_catalogue_is_upgraded_once_and_only_where_nobody_chan
 
     async for k in start_kpi(kpi_db, "nats://127.0.0.1:1", nats_enabled=False, seed_catalog=False):
         with monkeypatch.context() as before:  # the catalogue as the previous release seeded it
-            before.setattr(definitions, "CATALOG_VERSIONS", [])
+            before.setattr(catalog, "CATALOG_VERSIONS", [])
             async with k.runtime.unit_of_work() as uow:
-                assert await definitions.seed_catalog(uow) == len(definitions.CATALOG)
+                assert await catalog.seed_catalog(uow) == len(catalog.CATALOG)
         ours = {"name": "MQL to SQL", "kind": "derived", "formula": "sqls / (mqls + 1)", "unit": "percent"}
         r = await k.client.put("/v1/metrics/mql_to_sql_rate", json={**ours, "direction": "higher_is_better"})
         assert r.status_code == 200 and r.json()["version"] == 2
@@ -280,9 +280,9 @@ async def test_an_existing_catalogue_is_upgraded_once_and_only_where_nobody_chan
         }
         assert (await k.client.post("/v1/metrics", json=uses)).status_code == 201
         async with k.runtime.unit_of_work() as uow:  # this release's start-up
-            assert await definitions.seed_catalog(uow) == 2  # lead_to_mql_rate and win_rate
+            assert await catalog.seed_catalog(uow) == 2  # lead_to_mql_rate and win_rate
         async with k.runtime.unit_of_work() as uow:  # another replica, or the next start-up
-            assert await definitions.seed_catalog(uow) == 0
+            assert await catalog.seed_catalog(uow) == 0
         got = {key: (await k.client.get(f"/v1/metrics/{key}")).json() for key in ("lead_to_mql_rate", "win_rate")}
         assert all((m["version"], m["kind"]) == (2, "conversion") for m in got.values())
         mine = (await k.client.get("/v1/metrics/mql_to_sql_rate")).json()

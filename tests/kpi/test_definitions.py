@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.kpi import definitions, formula
+from services.kpi import catalog, formula
 from shared.errors import Invalid
 
 pytestmark = pytest.mark.db
@@ -45,7 +45,7 @@ async def test_the_catalog_is_seeded_once_even_when_seeding_runs_again(kpi):
     }
     assert expected <= set(keys)
     async with kpi.runtime.unit_of_work() as uow:  # a second replica's seeding inserts nothing
-        assert await definitions.seed_catalog(uow) == 0
+        assert await catalog.seed_catalog(uow) == 0
     r2 = await kpi.client.get("/v1/metrics", params={"limit": 500})
     assert [m["key"] for m in r2.json()["items"]] == keys
     cpl = (await kpi.client.get("/v1/metrics/cpl")).json()
